@@ -1,0 +1,5 @@
+"""`python -m camserver`."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Wires the stages together and owns start-up and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any, Callable
+
+from aiohttp import web
+
+from .config import Config
+from .detect import DetectionScheduler, Detector, DetectorPool, UltralyticsDetector
+from .hub import CameraHub
+from .ingest import CameraIngest
+from .web import ViewerApp
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 3.0  # open responses are ended by then; the rest is cut
+
+
+class StartupError(Exception):
+    """The server could not start (port in use, ...); the text says why."""
+
+
+def default_detector_factory(config: Config) -> Callable[[], Detector] | None:
+    """The ultralytics detector the config asks for, or None for pass-through."""
+    if config.passthrough:
+        return None
+    d = config.detect
+    return lambda: UltralyticsDetector(d.model, d.device, d.conf, d.iou, d.imgsz)
+
+
+class CamServer:
+    """The whole service: camera listener, detection, viewer app. Use `async with`."""
+
+    def __init__(self, config: Config, detector_factory: Callable[[], Detector] | None | str = "config") -> None:
+        self.config = config
+        self.factory = default_detector_factory(config) if detector_factory == "config" else detector_factory
+        self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id)
+        self.executor = ThreadPoolExecutor(max_workers=config.detect.workers, thread_name_prefix="detect")
+        self.pool = DetectorPool(self.factory, config.detect.workers, config.detect.jpeg_quality)  # type: ignore[arg-type]
+        self.scheduler = DetectionScheduler(self.hub, self.pool, self.executor)
+        self.ingest = CameraIngest(config.ingest, self.hub)
+        self.viewer_app = ViewerApp(config, self.hub, self.health)
+        self.runner: web.AppRunner | None = None
+        self.ws_port = 0
+        self.http_port = 0
+        self.ready = False
+        self._scheduler_task: asyncio.Task[None] | None = None
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports."""
+        return {
+            "status": "ok" if self.ready else "starting",
+            "model": self.config.detect.model,
+            "cameras": len(self.hub.cameras),
+            "cameras_connected": sum(1 for c in self.hub if c.connected),
+        }
+
+    async def start(self) -> None:
+        """Load the model, then open both listeners. Raises ModelLoadError or StartupError."""
+        loop = asyncio.get_running_loop()
+        log.info("loading model %s", self.config.detect.model)
+        try:
+            await loop.run_in_executor(self.executor, self.pool.load)
+        except BaseException:
+            self.executor.shutdown(wait=False)
+            raise
+        self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="detection-scheduler")
+        try:
+            self.ws_port = await self.ingest.start()
+            self.runner = web.AppRunner(self.viewer_app.build(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, self.config.http.host, self.config.http.port)
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(f"cannot listen: {exc.strerror or exc}") from None
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.ready = True
+        host = self.config.http.host
+        log.info("cameras connect to ws://%s:%d/ws/<camera_id>", self.config.ingest.host, self.ws_port)
+        log.info("viewers open http://%s:%d/ (MJPEG at /stream.mjpg)", host, self.http_port)
+
+    async def stop(self) -> None:
+        """Stop accepting, close cameras with 1001, end MJPEG responses, stop the workers."""
+        self.ready = False
+        await self.ingest.stop()
+        self.hub.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self._scheduler_task is not None:
+            self._scheduler_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._scheduler_task
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> CamServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def run(config: Config) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with CamServer(config):
+        await stop.wait()
+        log.info("shutting down")
+    log.info("stopped")

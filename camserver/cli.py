@@ -1,0 +1,105 @@
+"""Command line: flags over config.toml, logging set-up, exit codes.
+
+Exit codes: 0 clean stop, 2 bad configuration or flags, 3 could not start (model, port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .config import LOG_LEVELS, Config, ConfigError, load
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+DEFAULT_CONFIG = Path("config.toml")
+
+# flag dest -> (table, key) in the config file
+FLAG_KEYS = {
+    "host": [("ingest", "host"), ("http", "host")],
+    "ws_port": [("ingest", "port")],
+    "http_port": [("http", "port")],
+    "camera_id_default": [("ingest", "default_camera_id")],
+    "model": [("detect", "model")],
+    "device": [("detect", "device")],
+    "conf": [("detect", "conf")],
+    "iou": [("detect", "iou")],
+    "imgsz": [("detect", "imgsz")],
+    "workers": [("detect", "workers")],
+    "log_level": [("log", "level")],
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every flag overrides the matching config.toml key."""
+    p = argparse.ArgumentParser(
+        prog="camserver",
+        description="ESP32-CAM frames in over WebSocket, YOLO detection, annotated MJPEG out.",
+    )
+    p.add_argument("--config", type=Path, help="config file (default: ./config.toml if present)")
+    p.add_argument("--host", help="address both listeners bind (ingest.host and http.host)")
+    p.add_argument("--ws-port", type=int, help="camera WebSocket port (default 3001)")
+    p.add_argument("--http-port", type=int, help="viewer HTTP port (default 8080)")
+    p.add_argument("--default-camera-id", dest="camera_id_default", help="id of a camera on plain /ws")
+    p.add_argument(
+        "--model",
+        help="yolo11n.pt (default), any path ultralytics accepts (.pt .yaml .onnx, OpenVINO folder, "
+        "TensorRT engine, Triton URL), or 'none' to pass frames through",
+    )
+    p.add_argument("--device", help="auto (default), cpu, cuda:0, mps")
+    p.add_argument("--conf", type=float, help="confidence threshold (default 0.25)")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
+    p.add_argument("--workers", type=int, help="detector threads, one model each (default 1)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--version", action="version", version=f"camserver {__version__}")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Load the config file and apply the flags over it. Raises ConfigError."""
+    path = args.config
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    overrides: dict[str, dict[str, Any]] = {}
+    for dest, keys in FLAG_KEYS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            for table, key in keys:
+                overrides.setdefault(table, {})[key] = value
+    return load(path, overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `camserver` and `python -m camserver`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"camserver: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print("camserver: configuration OK")
+        return 0
+    logging.basicConfig(
+        level=config.log.level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from .app import StartupError, run
+    from .detect import ModelLoadError
+
+    try:
+        asyncio.run(run(config))
+    except (ModelLoadError, StartupError) as exc:
+        print(f"camserver: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+    return 0

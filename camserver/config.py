@@ -1,0 +1,190 @@
+"""Validated configuration: one frozen dataclass per TOML table, loaded with tomllib."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or out of range."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"config error: {key} = {value!r}: {allowed}")
+
+
+Check = Callable[[Any], str | None]
+
+
+def _number(kind: type, lo: float | None = None, hi: float | None = None) -> Check:
+    """A check for an int or float inside [lo, hi]; returns the complaint or None."""
+    what = "an integer" if kind is int else "a number"
+    span = f" from {lo} to {hi}" if hi is not None else (f" >= {lo}" if lo is not None else "")
+
+    def check(v: Any) -> str | None:
+        ok_type = isinstance(v, int) if kind is int else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok_type:
+            return f"must be {what}{span}"
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            return f"must be {what}{span}"
+        return None
+
+    return check
+
+
+def _text(pattern: re.Pattern[str] | None = None, hint: str = "", choices: tuple[str, ...] = ()) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str) or not v:
+            return "must be a non-empty string"
+        if choices and v.lower() not in choices:
+            return f"must be one of {', '.join(choices)}"
+        if pattern is not None and not pattern.match(v):
+            return hint
+        return None
+
+    return check
+
+
+def _camera_ids(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(isinstance(i, str) and CAMERA_ID_RE.match(i) for i in v):
+        return "must be a list of camera ids (letters, digits, '-', '_', 1 to 32 characters)"
+    if len(set(v)) != len(v):
+        return "must not repeat an id"
+    return None
+
+
+def _opt(default: Any, check: Check) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
+PORT = _number(int, 0, 65535)
+CAMERA_ID = _text(CAMERA_ID_RE, "must be letters, digits, '-' or '_', 1 to 32 characters")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Camera side: the WebSocket listener."""
+
+    host: str = _opt("0.0.0.0", _text())
+    port: int = _opt(3001, PORT)
+    max_frame_bytes: int = _opt(1024 * 1024, _number(int, 1024, 64 * 1024 * 1024))
+    max_width: int = _opt(2592, _number(int, 16, 16384))
+    max_height: int = _opt(1944, _number(int, 16, 16384))
+    max_cameras: int = _opt(32, _number(int, 1, 1024))
+    default_camera_id: str = _opt("default", CAMERA_ID)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Viewer side: the aiohttp app serving MJPEG, snapshots and JSON."""
+
+    host: str = _opt("0.0.0.0", _text())
+    port: int = _opt(8080, PORT)
+    viewer_write_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
+    placeholder_interval_s: float = _opt(1.0, _number(float, 0.1, 60))
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """The detector: which model, how it runs, how results are encoded."""
+
+    model: str = _opt("yolo11n.pt", _text())
+    device: str = _opt("auto", _text())
+    conf: float = _opt(0.25, _number(float, 0.0, 1.0))
+    iou: float = _opt(0.45, _number(float, 0.0, 1.0))
+    imgsz: int = _opt(640, _number(int, 32, 4096))
+    workers: int = _opt(1, _number(int, 1, 16))
+    jpeg_quality: int = _opt(80, _number(int, 10, 100))
+
+
+@dataclass(frozen=True)
+class CamerasConfig:
+    """Cameras known before they connect (they show a placeholder until then)."""
+
+    ids: tuple[str, ...] = _opt((), _camera_ids)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Logging."""
+
+    level: str = _opt("info", _text(choices=LOG_LEVELS))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    cameras: CamerasConfig = field(default_factory=CamerasConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def passthrough(self) -> bool:
+        """True when detection is off (`model = "none"`): frames pass through untouched."""
+        return self.detect.model.lower() == "none"
+
+
+def _section(cls: type, table: Any, prefix: str) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(prefix, table, "must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{prefix}.{key}", value, f"unknown key; allowed: {', '.join(fields)}")
+        problem = fields[key].metadata["check"](value)
+        if problem:
+            raise ConfigError(f"{prefix}.{key}", value, problem)
+        if fields[key].type == "float":
+            value = float(value)
+        if key == "level":
+            value = value.lower()
+        if isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    return cls(**values)
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    """Build a Config from nested dicts (a parsed TOML file plus overrides)."""
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    built = {}
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError(name, table, f"unknown table; allowed: {', '.join(sections)}")
+        built[name] = _section(sections[name].default_factory, table, name)  # type: ignore[misc]
+    return Config(**built)
+
+
+def load(path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
+    """Read a TOML file (if given), apply overrides table by table, validate.
+
+    Args:
+        path: config file; None means the built-in defaults.
+        overrides: {"table": {"key": value}} from the command line, applied over the file.
+    """
+    data: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("--config", str(path), "file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", str(path), f"not valid TOML: {exc}") from None
+    for table, values in (overrides or {}).items():
+        merged = dict(data.get(table, {}))
+        merged.update({k: v for k, v in values.items() if v is not None})
+        data[table] = merged
+    return from_mapping(data)

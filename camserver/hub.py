@@ -1,0 +1,272 @@
+"""Per-camera state: latest-frame slots, broadcast channels, counters, figures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any, Iterator
+
+BOUNDARY = "camserverframe"
+
+
+class Frame:
+    """One JPEG as published to viewers; the MJPEG part is built once and shared."""
+
+    __slots__ = ("seq", "jpeg", "received_at", "wall_time", "_part")
+
+    def __init__(self, seq: int, jpeg: bytes, received_at: float, wall_time: float) -> None:
+        self.seq = seq
+        self.jpeg = jpeg
+        self.received_at = received_at  # time.monotonic() when the camera's frame arrived
+        self.wall_time = wall_time  # time.time() of the same moment, for the API
+        self._part: bytes | None = None
+
+    @property
+    def part(self) -> bytes:
+        """This frame as one multipart body part, followed by the next boundary.
+
+        Writing the boundary right after the frame lets browsers show the frame at once
+        instead of waiting for the next one to know this one ended.
+        """
+        if self._part is None:
+            # X-Frame-Seq numbers the camera's frames (0 = a placeholder picture); clients ignore it.
+            head = (
+                f"Content-Type: image/jpeg\r\nContent-Length: {len(self.jpeg)}\r\n"
+                f"X-Frame-Seq: {self.seq}\r\n\r\n"
+            ).encode()
+            self._part = b"".join((head, self.jpeg, b"\r\n--", BOUNDARY.encode(), b"\r\n"))
+        return self._part
+
+
+class FrameChannel:
+    """Latest-value broadcast: a publisher replaces the frame, viewers wait for a newer one.
+
+    Nothing queues: a viewer that falls behind simply sees the newest frame next time.
+    """
+
+    def __init__(self) -> None:
+        self.frame: Frame | None = None
+        self.version = 0
+        self._changed = asyncio.Event()
+
+    def publish(self, frame: Frame) -> None:
+        """Make `frame` the latest and wake every waiting viewer."""
+        self.frame = frame
+        self.touch()
+
+    def touch(self) -> None:
+        """Wake every waiting viewer without a new frame (camera went on/offline, shutdown)."""
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_changed(self, seen_version: int, timeout: float) -> bool:
+        """Wait until the version differs from `seen_version`; False on timeout."""
+        if self.version != seen_version:
+            return True
+        changed = self._changed
+        try:
+            async with asyncio.timeout(timeout):
+                await changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class FrameSlot:
+    """Camera -> detector handoff of size one: the newest frame wins."""
+
+    def __init__(self) -> None:
+        self._frame: Frame | None = None
+
+    def put(self, frame: Frame) -> bool:
+        """Store `frame`; True when it replaced one the detector never took (a drop)."""
+        replaced = self._frame is not None
+        self._frame = frame
+        return replaced
+
+    def take(self) -> Frame | None:
+        """Remove and return the waiting frame, if any."""
+        frame, self._frame = self._frame, None
+        return frame
+
+    @property
+    def full(self) -> bool:
+        """Whether a frame is waiting."""
+        return self._frame is not None
+
+
+class RateMeter:
+    """Events per second over the last few seconds, in bounded memory."""
+
+    def __init__(self, window_s: float = 5.0, maxlen: int = 256) -> None:
+        self.window_s = window_s
+        self._stamps: deque[float] = deque(maxlen=maxlen)
+
+    def mark(self, now: float | None = None) -> None:
+        """Record one event."""
+        self._stamps.append(time.monotonic() if now is None else now)
+
+    def rate(self, now: float | None = None) -> float:
+        """Recent events per second (0 when idle)."""
+        now = time.monotonic() if now is None else now
+        recent = [t for t in self._stamps if now - t <= self.window_s]
+        if len(recent) < 2:
+            return 0.0
+        span = max(now - recent[0], recent[-1] - recent[0])
+        return (len(recent) - 1) / span if span > 0 else 0.0
+
+
+class Camera:
+    """Everything the server knows about one camera id."""
+
+    def __init__(self, camera_id: str, declared: bool = False) -> None:
+        self.id = camera_id
+        self.declared = declared
+        self.connection: Any = None  # the live WebSocket connection, if any
+        self.raw = FrameChannel()
+        self.annotated = FrameChannel()
+        self.slot = FrameSlot()
+        self.in_detector = False
+        self.last_dispatch = 0  # scheduler tick of the last frame sent to the detector
+        self.frames_received = 0
+        self.frames_processed = 0
+        self.frames_dropped = 0
+        self.frames_rejected = 0
+        self.detect_errors = 0
+        self.viewers = 0
+        self.fps_in = RateMeter()
+        self.fps_out = RateMeter()
+        self.inference_ms: deque[float] = deque(maxlen=30)
+        self.detections: list[dict[str, Any]] = []
+        self.detections_frame: Frame | None = None
+        self.hello: str | dict[str, Any] | None = None
+        self.status: dict[str, Any] | None = None
+        self.size: tuple[int, int] | None = None
+        self.last_frame_at: float | None = None
+        self.connected_at: float | None = None
+        self._next_seq = 0
+
+    @property
+    def connected(self) -> bool:
+        """Whether a camera connection is open for this id."""
+        return self.connection is not None
+
+    def next_seq(self) -> int:
+        """Sequence number for the next frame received from this camera."""
+        self._next_seq += 1
+        return self._next_seq
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON object /api/cameras shows for this camera."""
+        now = time.monotonic()
+        ms = self.inference_ms
+        return {
+            "id": self.id,
+            "connected": self.connected,
+            "frames_received": self.frames_received,
+            "frames_processed": self.frames_processed,
+            "frames_dropped": self.frames_dropped,
+            "frames_rejected": self.frames_rejected,
+            "detect_errors": self.detect_errors,
+            "viewers": self.viewers,
+            "fps_in": round(self.fps_in.rate(now), 2),
+            "fps_out": round(self.fps_out.rate(now), 2),
+            "inference_ms": round(sum(ms) / len(ms), 1) if ms else None,
+            "last_frame_age_s": None if self.last_frame_at is None else round(now - self.last_frame_at, 3),
+            "width": self.size[0] if self.size else None,
+            "height": self.size[1] if self.size else None,
+            "status": self.status,
+        }
+
+
+class HubFull(Exception):
+    """No room for another camera id."""
+
+
+class CameraHub:
+    """The registry of cameras and the signal that wakes the detection scheduler."""
+
+    def __init__(self, max_cameras: int, declared_ids: tuple[str, ...] = (), default_id: str = "default") -> None:
+        self.max_cameras = max(max_cameras, len(declared_ids))
+        self.default_id = default_id
+        self.cameras: dict[str, Camera] = {cid: Camera(cid, declared=True) for cid in declared_ids}
+        self.frame_waiting = asyncio.Event()
+        self.registry = FrameChannel()  # touched when a camera id appears, and at shutdown
+        self.closed = False
+
+    def get(self, camera_id: str) -> Camera | None:
+        """The camera with this id, if the server knows it."""
+        return self.cameras.get(camera_id)
+
+    def __iter__(self) -> Iterator[Camera]:
+        return iter(list(self.cameras.values()))
+
+    def default_camera(self) -> Camera | None:
+        """The camera behind /stream.mjpg: `default_id` if known, else the first one registered."""
+        return self.cameras.get(self.default_id) or next(iter(self.cameras.values()), None)
+
+    def has_room_for(self, camera_id: str) -> bool:
+        """Whether `camera_id` can attach now (known, or room for one more)."""
+        return camera_id in self.cameras or len(self.cameras) < self.max_cameras or self._evictable() is not None
+
+    def _evictable(self) -> Camera | None:
+        # An undeclared camera that is offline and watched by nobody can be forgotten.
+        for cam in self.cameras.values():
+            if not cam.declared and not cam.connected and cam.viewers == 0:
+                return cam
+        return None
+
+    def attach(self, camera_id: str, connection: Any) -> tuple[Camera, Any]:
+        """Register `connection` as the live feed of `camera_id`.
+
+        Returns:
+            The camera and the connection it replaced (newest wins), or None.
+
+        Raises:
+            HubFull: max_cameras ids are known and none can be forgotten.
+        """
+        cam = self.cameras.get(camera_id)
+        if cam is None:
+            if len(self.cameras) >= self.max_cameras:
+                victim = self._evictable()
+                if victim is None:
+                    raise HubFull(camera_id)
+                del self.cameras[victim.id]
+            cam = self.cameras[camera_id] = Camera(camera_id)
+            self.registry.touch()
+        replaced, cam.connection = cam.connection, connection
+        cam.connected_at = time.monotonic()
+        cam.raw.touch()
+        cam.annotated.touch()
+        return cam, replaced
+
+    def detach(self, cam: Camera, connection: Any) -> None:
+        """Mark the camera offline, unless a newer connection already took over."""
+        if cam.connection is connection:
+            cam.connection = None
+            cam.slot.take()
+            cam.raw.touch()
+            cam.annotated.touch()
+
+    def receive(self, cam: Camera, jpeg: bytes, size: tuple[int, int]) -> Frame:
+        """Accept a validated camera frame: publish it raw and leave it for the detector."""
+        now = time.monotonic()
+        frame = Frame(cam.next_seq(), jpeg, now, time.time())
+        cam.size = size
+        cam.last_frame_at = now
+        cam.fps_in.mark(now)
+        cam.raw.publish(frame)
+        if cam.slot.put(frame):
+            cam.frames_dropped += 1
+        self.frame_waiting.set()
+        return frame
+
+    def close(self) -> None:
+        """Shutdown: wake every viewer so open streams end."""
+        self.closed = True
+        self.registry.touch()
+        for cam in self.cameras.values():
+            cam.raw.touch()
+            cam.annotated.touch()

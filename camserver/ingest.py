@@ -1,0 +1,149 @@
+"""Camera side: the websockets listener, one connection per camera, frame validation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from .config import IngestConfig
+from .hub import Camera, CameraHub, HubFull
+from .jpeg import BadFrame, inspect_jpeg
+from .ratelog import ThrottledLog
+
+log = logging.getLogger(__name__)
+
+# /ws is the path of the original ESP32 sketch; /ws/<camera_id> names the camera.
+PATH_RE = re.compile(r"^/ws(?:/(?P<id>[A-Za-z0-9_-]{1,32}))?/?$")
+MAX_STATUS_CHARS = 4096  # a longer text message is logged, not kept
+
+
+class CameraIngest:
+    """Accepts camera connections and feeds their frames into the hub."""
+
+    def __init__(self, config: IngestConfig, hub: CameraHub) -> None:
+        self.config = config
+        self.hub = hub
+        self.server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._bad_frames = ThrottledLog(log)
+
+    async def start(self) -> int:
+        """Listen; returns the bound port (useful with port 0)."""
+        self.server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            process_request=self._check_request,
+            max_size=self.config.max_frame_bytes,
+            max_queue=4,  # frames buffered per camera before TCP pushes back
+            compression=None,  # JPEG does not compress; deflate only costs CPU
+        )
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop accepting and close every camera with 1001 (going away)."""
+        if self.server is not None:
+            self.server.close(close_connections=True)
+            await self.server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def camera_id_for(self, path: str) -> str | None:
+        """The camera id a request path names, or None when the path is not a camera path."""
+        match = PATH_RE.match(urlsplit(path).path)
+        if match is None:
+            return None
+        return match["id"] or self.config.default_camera_id
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        camera_id = self.camera_id_for(request.path)
+        if camera_id is None:
+            return connection.respond(
+                HTTPStatus.NOT_FOUND,
+                "Unknown path. Cameras connect to /ws or /ws/<camera_id> "
+                "(letters, digits, '-', '_', up to 32 characters).\n",
+            )
+        if not self.hub.has_room_for(camera_id):
+            log.warning("camera %s refused: %d cameras already known", camera_id, self.hub.max_cameras)
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many cameras on this server.\n")
+            response.headers["Retry-After"] = "30"
+            return response
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        camera_id = self.camera_id_for(ws.request.path) if ws.request else None
+        assert camera_id is not None  # _check_request refused anything else
+        try:
+            cam, replaced = self.hub.attach(camera_id, ws)
+        except HubFull:
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "too many cameras")
+            return
+        if replaced is not None:
+            log.warning("camera %s: a new connection replaces the open one (newest wins)", camera_id)
+            self._spawn(replaced.close(CloseCode.POLICY_VIOLATION, "replaced by a newer connection for this camera id"))
+        log.info("camera %s connected from %s", camera_id, _peer(ws))
+        texts = 0
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    self._on_frame(cam, message)
+                else:
+                    self._on_text(cam, message, first=texts == 0)
+                    texts += 1
+        except ConnectionClosedError as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                cam.frames_rejected += 1
+                log.warning(
+                    "camera %s: frame over ingest.max_frame_bytes (%d bytes), closed with 1009",
+                    camera_id,
+                    self.config.max_frame_bytes,
+                )
+        except ConnectionClosed:
+            pass
+        finally:
+            self.hub.detach(cam, ws)
+            log.info("camera %s disconnected (code %s)", camera_id, ws.close_code)
+
+    def _on_frame(self, cam: Camera, data: bytes) -> None:
+        cam.frames_received += 1
+        try:
+            info = inspect_jpeg(data, self.config.max_width, self.config.max_height)
+        except BadFrame as exc:
+            cam.frames_rejected += 1
+            self._bad_frames.warning(cam.id, "camera %s: frame rejected (%d bytes): %s", cam.id, len(data), exc)
+            return
+        self.hub.receive(cam, data, (info.width, info.height))
+
+    def _on_text(self, cam: Camera, text: str, first: bool) -> None:
+        parsed = None
+        if len(text) <= MAX_STATUS_CHARS:
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                pass
+        if first:
+            cam.hello = parsed if isinstance(parsed, dict) else text[:MAX_STATUS_CHARS]
+            log.info("camera %s says hello: %s", cam.id, text[:200])
+        else:
+            log.debug("camera %s: %s", cam.id, text[:200])
+        if isinstance(parsed, dict):
+            cam.status = parsed
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _peer(ws: ServerConnection) -> str:
+    addr = ws.remote_address
+    return f"{addr[0]}:{addr[1]}" if addr else "?"

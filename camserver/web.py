@@ -1,0 +1,217 @@
+"""Viewer side: the aiohttp app serving MJPEG streams, snapshots, JSON and a page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Awaitable, Callable
+
+import cv2
+import numpy as np
+from aiohttp import web
+
+from .config import Config
+from .hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
+
+log = logging.getLogger(__name__)
+
+STALE_S = 3.0  # a connected camera silent this long gets the placeholder again
+PLACEHOLDER_SIZE = (640, 480)
+
+
+class ViewerGone(Exception):
+    """The viewer closed the connection or stopped reading."""
+
+
+@lru_cache(maxsize=256)
+def placeholder_jpeg(camera_id: str, message: str) -> bytes:
+    """A real JPEG saying which camera this is and why there is no picture."""
+    w, h = PLACEHOLDER_SIZE
+    img = np.full((h, w, 3), 40, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for text, y, scale in ((camera_id, h // 2 - 20, 1.2), (message, h // 2 + 30, 0.9)):
+        (tw, _), _ = cv2.getTextSize(text, font, scale, 2)
+        cv2.putText(img, text, ((w - tw) // 2, y), font, scale, (220, 220, 220), 2, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    return buf.tobytes()
+
+
+def placeholder_message(cam: Camera | None) -> str:
+    """Why this camera has no picture right now."""
+    if cam is None or cam.connected_at is None:
+        return "waiting for camera"
+    return "no frames" if cam.connected else "offline"
+
+
+def live_frame(cam: Camera | None, channel: FrameChannel | None) -> Frame | None:
+    """The channel's latest frame if it came from the camera's current connection."""
+    if cam is None or channel is None or not cam.connected or channel.frame is None:
+        return None
+    frame = channel.frame
+    return frame if cam.connected_at is not None and frame.received_at >= cam.connected_at else None
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Answer HTTP errors (404, 405, ...) with a JSON body."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return web.json_response({"error": exc.reason, "detail": exc.text}, status=exc.status, headers=headers)
+
+
+class ViewerApp:
+    """Builds the aiohttp application over the camera hub."""
+
+    def __init__(self, config: Config, hub: CameraHub, health: Callable[[], dict[str, Any]]) -> None:
+        self.config = config
+        self.hub = hub
+        self.health = health
+        self.write_timeout = config.http.viewer_write_timeout_s
+        self.interval = config.http.placeholder_interval_s
+
+    def build(self) -> web.Application:
+        """The aiohttp app with every route."""
+        app = web.Application(middlewares=[json_errors])
+        app.router.add_get("/", self.index)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/api/cameras", self.api_cameras)
+        app.router.add_get("/api/cameras/{camera_id}/detections", self.api_detections)
+        app.router.add_get("/cameras/{camera_id}/stream.mjpg", self.camera_stream)
+        app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
+        app.router.add_get("/stream.mjpg", self.default_stream)
+        app.router.add_get("/snapshot.jpg", self.default_snapshot)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self.hub.close()  # ends every open MJPEG response
+
+    def _camera(self, request: web.Request) -> Camera:
+        cam = self.hub.get(request.match_info["camera_id"])
+        if cam is None:
+            raise web.HTTPNotFound(reason="unknown camera", text=f"no camera {request.match_info['camera_id']!r}")
+        return cam
+
+    async def index(self, request: web.Request) -> web.Response:
+        """The page showing every camera's live stream and figures."""
+        html = resources.files("camserver").joinpath("index.html").read_text(encoding="utf-8")
+        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """200 once the model is loaded and both listeners are up, else 503."""
+        state = self.health()
+        return web.json_response(state, status=200 if state.get("status") == "ok" else 503)
+
+    async def api_cameras(self, request: web.Request) -> web.Response:
+        """Every known camera with its counters and figures."""
+        return web.json_response([cam.summary() for cam in self.hub])
+
+    async def api_detections(self, request: web.Request) -> web.Response:
+        """The latest detections of one camera."""
+        cam = self._camera(request)
+        frame = cam.detections_frame
+        return web.json_response(
+            {
+                "camera": cam.id,
+                "frame_seq": frame.seq if frame else None,
+                "frame_time": frame.wall_time if frame else None,
+                "detections": cam.detections,
+            }
+        )
+
+    async def camera_snapshot(self, request: web.Request) -> web.Response:
+        """The latest annotated (or ?raw=1) JPEG of one camera, or its placeholder."""
+        return await self._snapshot(request, self._camera(request))
+
+    async def default_snapshot(self, request: web.Request) -> web.Response:
+        """Snapshot of the default camera."""
+        return await self._snapshot(request, self.hub.default_camera())
+
+    async def camera_stream(self, request: web.Request) -> web.StreamResponse:
+        """MJPEG of one camera."""
+        cam = self._camera(request)
+        return await self._stream(request, lambda: cam)
+
+    async def default_stream(self, request: web.Request) -> web.StreamResponse:
+        """MJPEG of the default camera; waits for one to appear if none has."""
+        return await self._stream(request, self.hub.default_camera)
+
+    @staticmethod
+    def _raw(request: web.Request) -> bool:
+        return request.query.get("raw", "0").lower() in ("1", "true", "yes")
+
+    async def _placeholder(self, cam: Camera | None) -> bytes:
+        name = cam.id if cam else self.hub.default_id
+        return await asyncio.get_running_loop().run_in_executor(None, placeholder_jpeg, name, placeholder_message(cam))
+
+    async def _snapshot(self, request: web.Request, cam: Camera | None) -> web.Response:
+        channel = None if cam is None else (cam.raw if self._raw(request) else cam.annotated)
+        frame = live_frame(cam, channel)
+        headers = {"Cache-Control": "no-cache"}
+        if frame is None:
+            body = await self._placeholder(cam)
+            headers["X-Camserver-Placeholder"] = placeholder_message(cam)
+        else:
+            body = frame.jpeg
+            headers["X-Frame-Seq"] = str(frame.seq)
+        return web.Response(body=body, content_type="image/jpeg", headers=headers)
+
+    async def _stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
+        raw = self._raw(request)
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                "Cache-Control": "no-cache, no-store, must-revalidate",
+                "Pragma": "no-cache",
+                "Connection": "close",
+            }
+        )
+        await resp.prepare(request)
+        cam: Camera | None = None
+        try:
+            await self._write(request, resp, f"--{BOUNDARY}\r\n".encode())
+            sent_seq, sent_at = 0, 0.0
+            while not self.hub.closed:
+                if cam is None:
+                    cam = resolve()
+                    if cam is not None:
+                        cam.viewers += 1
+                channel = None if cam is None else (cam.raw if raw else cam.annotated)
+                waiter = channel if channel is not None else self.hub.registry
+                version = waiter.version
+                frame = live_frame(cam, channel)
+                now = time.monotonic()
+                if frame is not None and frame.seq > sent_seq:
+                    await self._write(request, resp, frame.part)
+                    sent_seq, sent_at = frame.seq, now
+                elif now - sent_at >= self.interval and (frame is None or now - frame.received_at > STALE_S):
+                    placeholder = Frame(0, await self._placeholder(cam), now, time.time())
+                    await self._write(request, resp, placeholder.part)
+                    sent_at = now
+                await waiter.wait_changed(version, self.interval)
+        except ViewerGone:
+            return resp
+        finally:
+            if cam is not None:
+                cam.viewers -= 1
+        return resp
+
+    async def _write(self, request: web.Request, resp: web.StreamResponse, data: bytes) -> None:
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await resp.write(data)
+        except TimeoutError:
+            log.info("viewer %s stopped reading for %.1f s; dropped", request.remote, self.write_timeout)
+            if request.transport is not None:
+                request.transport.abort()  # frees what is buffered for this viewer
+            raise ViewerGone from None
+        except (ConnectionError, RuntimeError):
+            raise ViewerGone from None

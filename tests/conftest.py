@@ -1,0 +1,190 @@
+"""Shared test helpers: frames, a deterministic fake detector, a real server, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+import websockets
+
+from camserver.app import CamServer
+from camserver.config import Config, from_mapping
+from camserver.detect import Detection
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+FAKE_BOX = (20, 20, 100, 80)  # x1, y1, x2, y2 the fake detector paints green
+WAIT_S = 10.0  # upper bound of every wait in the tests
+
+
+def make_jpeg(seq: int = 1, width: int = 320, height: int = 240, noise: bool = False) -> bytes:
+    """A real JPEG whose flat grey level encodes `seq`; `noise` makes it big and incompressible."""
+    if noise:
+        rng = np.random.default_rng(seq)
+        img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    else:
+        img = np.full((height, width, 3), (seq * 8) % 200 + 30, np.uint8)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    """Decode a JPEG, failing the test if it does not decode."""
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "not a decodable JPEG"
+    return img
+
+
+class FakeDetector:
+    """Deterministic detector: paints FAKE_BOX green, reports one 'fake' object, counts calls."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> tuple[list[Detection], np.ndarray]:
+        with self._lock:
+            self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)  # stands in for inference time on the worker thread
+        out = image.copy()
+        x1, y1, x2, y2 = FAKE_BOX
+        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 0), thickness=-1)
+        return [Detection(0, "fake", 0.9, tuple(map(float, FAKE_BOX)))], out
+
+
+def test_config(**tables: dict) -> Config:
+    """A config on 127.0.0.1 with free ports, updated table by table."""
+    data = {"ingest": {"host": "127.0.0.1", "port": 0}, "http": {"host": "127.0.0.1", "port": 0}}
+    for name, values in tables.items():
+        data.setdefault(name, {}).update(values)
+    return from_mapping(data)
+
+
+@dataclasses.dataclass
+class Running:
+    """A started server plus URLs for the tests."""
+
+    server: CamServer
+    detector: FakeDetector | None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.server.http_port}"
+
+    def ws(self, camera_id: str | None = None) -> str:
+        return f"ws://127.0.0.1:{self.server.ws_port}/ws" + (f"/{camera_id}" if camera_id else "")
+
+
+@asynccontextmanager
+async def running_server(detector: FakeDetector | None = None, **tables: dict) -> AsyncIterator[Running]:
+    """Start a CamServer with the fake detector (or pass-through if None) and stop it after."""
+    config = test_config(**tables)
+    server = CamServer(config, detector_factory=(lambda: detector) if detector else None)
+    async with server:
+        yield Running(server, detector)
+
+
+@pytest.fixture
+async def srv() -> AsyncIterator[Running]:
+    """A running server with a fresh fake detector."""
+    async with running_server(FakeDetector()) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp client session."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=WAIT_S)) as session:
+        yield session
+
+
+@dataclasses.dataclass
+class Part:
+    """One part of a multipart MJPEG response."""
+
+    headers: dict[str, str]
+    jpeg: bytes
+
+    @property
+    def seq(self) -> int:
+        return int(self.headers.get("x-frame-seq", "-1"))
+
+    @property
+    def placeholder(self) -> bool:
+        return self.seq == 0
+
+
+class MjpegReader:
+    """Reads an MJPEG response part by part, checking the framing as strictly as a browser."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        ctype = resp.headers["Content-Type"]
+        assert ctype.startswith("multipart/x-mixed-replace"), ctype
+        self.boundary = ctype.split("boundary=", 1)[1].strip().encode()
+        self.resp = resp
+        self.started = False
+
+    async def next(self, timeout: float = WAIT_S) -> Part:
+        """The next part; raises EOFError when the stream ended."""
+        async with asyncio.timeout(timeout):
+            content = self.resp.content
+            if not self.started:
+                assert await content.readline() == b"--" + self.boundary + b"\r\n"
+                self.started = True
+            headers = {}
+            while True:
+                line = await content.readline()
+                if not line:
+                    raise EOFError("stream ended")
+                if line == b"\r\n":
+                    break
+                name, _, value = line.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            assert headers["content-type"] == "image/jpeg"
+            jpeg = await content.readexactly(int(headers["content-length"]))
+            assert await content.readline() == b"\r\n"
+            assert await content.readline() == b"--" + self.boundary + b"\r\n"
+            return Part(headers, jpeg)
+
+    async def next_live(self, timeout: float = WAIT_S) -> Part:
+        """The next part that is a camera frame, skipping placeholders."""
+        async with asyncio.timeout(timeout):
+            while (part := await self.next()).placeholder:
+                pass
+            return part
+
+
+@asynccontextmanager
+async def mjpeg(session: aiohttp.ClientSession, url: str) -> AsyncIterator[MjpegReader]:
+    """Open an MJPEG URL and yield a reader."""
+    async with session.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        yield MjpegReader(resp)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition") -> None:
+    """Poll a cheap in-process predicate until true, failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def connect_camera(url: str, **kwargs) -> websockets.ClientConnection:
+    """A real websockets client, as the firmware connects."""
+    return await websockets.connect(url, compression=None, open_timeout=WAIT_S, **kwargs)
+
+

@@ -1,0 +1,146 @@
+"""`python -m camserver` as a user runs it: exit codes, one-line errors, SIGTERM, the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import WAIT_S, connect_camera, make_jpeg, mjpeg
+
+LISTEN_RE = re.compile(r"cameras connect to ws://[\d.]+:(\d+)/.*|viewers open http://[\d.]+:(\d+)/")
+
+
+def cli(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, YOLO_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "camserver", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
+
+
+class ServerProcess:
+    """camserver in a child process on free ports, its log collected."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.ws_port = self.http_port = 0
+
+    @classmethod
+    async def start(cls, *args: str, cwd=None, timeout: float = 120) -> ServerProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "camserver", "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0", *args,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=cwd,
+            env=dict(os.environ, YOLO_OFFLINE="1"),
+        )
+        self = cls(proc)
+        async with asyncio.timeout(timeout):
+            while not (self.ws_port and self.http_port):
+                line = (await proc.stderr.readline()).decode()
+                if not line:
+                    raise AssertionError("server exited:\n" + "".join(self.lines))
+                self.lines.append(line)
+                if m := LISTEN_RE.search(line):
+                    self.ws_port = int(m[1] or self.ws_port)
+                    self.http_port = int(m[2] or self.http_port)
+        self._drain = asyncio.create_task(self._read_rest())
+        return self
+
+    async def _read_rest(self) -> None:
+        while line := await self.proc.stderr.readline():
+            self.lines.append(line.decode())
+
+    async def stop(self, timeout: float) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(timeout):
+                rc = await self.proc.wait()
+                await self._drain
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise
+        return rc
+
+
+def test_config_error_is_one_line_exit_2(tmp_path):
+    """A bad config file: exit 2, one line naming the key, no traceback."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detect]\niou = 2\n")
+    result = cli("--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "detect.iou = 2" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_config_validates_and_exits(tmp_path):
+    """--check-config on the shipped config.toml exits 0 without starting anything."""
+    result = cli("--check-config", "--config", "config.toml", cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize("model", ["yolo11n.pt", "missing/model.pt"])
+def test_unloadable_model_is_one_line_exit_3(tmp_path, model):
+    """Offline with no weights, or a missing file: one line saying what to do, exit 3, no traceback."""
+    result = cli("--model", model, "--ws-port", "0", "--http-port", "0", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("camserver: cannot load model") and model in last
+    assert "Traceback" not in result.stderr
+    if model == "yolo11n.pt":
+        assert "--model yolo11n.yaml" in last
+
+
+async def test_sigterm_closes_cameras_ends_streams_exits_0(tmp_path, http):
+    """SIGTERM with a camera and viewers: cameras get 1001, streams end, exit 0 within 5 s."""
+    server = await ServerProcess.start("--model", "none", cwd=tmp_path, timeout=WAIT_S * 3)
+    base = f"http://127.0.0.1:{server.http_port}"
+    cams = [await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/c{i}") for i in range(2)]
+    for cam in cams:
+        await cam.send(make_jpeg(1))
+    async with mjpeg(http, f"{base}/cameras/c0/stream.mjpg") as v1, mjpeg(http, f"{base}/stream.mjpg") as v2:
+        await v1.next_live()
+        await v2.next_live()
+        started = time.monotonic()
+        rc = await server.stop(timeout=5)
+        assert time.monotonic() - started < 5
+        assert rc == 0, "".join(server.lines)
+        for viewer in (v1, v2):
+            with pytest.raises(EOFError):  # the chunked body ends cleanly
+                while True:
+                    await viewer.next(timeout=5)
+    for cam in cams:
+        await asyncio.wait_for(cam.wait_closed(), 5)
+        assert cam.close_code == 1001
+    assert not any("Traceback" in line for line in server.lines), "".join(server.lines)
+
+
+async def test_real_ultralytics_model_offline(tmp_path, http):
+    """YOLO_OFFLINE=1 python -m camserver --model yolo11n.yaml serves annotated frames (random weights)."""
+    server = await ServerProcess.start("--model", "yolo11n.yaml", "--imgsz", "320", cwd=tmp_path, timeout=120)
+    base = f"http://127.0.0.1:{server.http_port}"
+    try:
+        async with http.get(f"{base}/healthz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["model"] == "yolo11n.yaml"
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/real")
+        async with mjpeg(http, f"{base}/cameras/real/stream.mjpg") as viewer:
+            frame = make_jpeg(1, 640, 480)
+            await cam.send(frame)
+            part = await viewer.next_live(timeout=60)
+            assert part.seq == 1 and part.jpeg != frame  # re-encoded after plot()
+        async with http.get(f"{base}/api/cameras") as resp:
+            real = (await resp.json())[0]
+        assert real["frames_processed"] == 1 and real["inference_ms"] > 0
+        async with http.get(f"{base}/api/cameras/real/detections") as resp:
+            assert isinstance((await resp.json())["detections"], list)
+        await cam.close()
+    finally:
+        assert await server.stop(timeout=10) == 0

@@ -1,0 +1,265 @@
+"""The core pipeline through real sockets: camera WebSocket in, one inference per frame, MJPEG out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import numpy as np
+import pytest
+
+from conftest import (
+    FAKE_BOX,
+    FakeDetector,
+    connect_camera,
+    decode,
+    make_jpeg,
+    mjpeg,
+    running_server,
+    wait_for,
+)
+
+
+def is_green(img: np.ndarray) -> bool:
+    x1, y1, x2, y2 = FAKE_BOX
+    b, g, r = img[(y1 + y2) // 2, (x1 + x2) // 2].tolist()
+    return g > 200 and r < 60 and b < 60
+
+
+async def test_frames_in_annotated_mjpeg_out(srv, http):
+    """A camera's JPEG comes out annotated on the MJPEG stream; ?raw=1 gives the camera's bytes."""
+    cam = await connect_camera(srv.ws("garage"))
+    await cam.send("hello from ESP32 camera stream!")
+    await wait_for(lambda: srv.server.hub.get("garage") is not None, what="camera registered")
+    async with mjpeg(http, f"{srv.http}/cameras/garage/stream.mjpg") as annotated, mjpeg(
+        http, f"{srv.http}/cameras/garage/stream.mjpg?raw=1"
+    ) as raw:
+        frame = make_jpeg(1)
+        await cam.send(frame)
+        part = await annotated.next_live()
+        assert part.seq == 1
+        assert is_green(decode(part.jpeg))
+        raw_part = await raw.next_live()
+        assert raw_part.jpeg == frame
+        assert not is_green(decode(raw_part.jpeg))
+    assert srv.detector.calls == 1
+    async with http.get(f"{srv.http}/api/cameras/garage/detections") as resp:
+        body = await resp.json()
+    assert body["frame_seq"] == 1
+    assert body["detections"] == [
+        {"class_id": 0, "class_name": "fake", "confidence": 0.9, "box": [20.0, 20.0, 100.0, 80.0]}
+    ]
+    async with http.get(f"{srv.http}/cameras/garage/snapshot.jpg") as resp:
+        assert resp.status == 200 and resp.content_type == "image/jpeg"
+        assert is_green(decode(await resp.read()))
+    await cam.close()
+
+
+async def test_many_viewers_one_inference_per_frame(srv, http):
+    """Eight viewers see every frame, and each frame is inferred exactly once."""
+    cam = await connect_camera(srv.ws("c1"))
+    await wait_for(lambda: srv.server.hub.get("c1") is not None)
+    url = f"{srv.http}/cameras/c1/stream.mjpg"
+    async with contextlib.AsyncExitStack() as stack:
+        readers = [await stack.enter_async_context(mjpeg(http, url)) for _ in range(8)]
+        await wait_for(lambda: srv.server.hub.get("c1").viewers == 8, what="8 viewers")
+        for seq in range(1, 11):
+            await cam.send(make_jpeg(seq))
+            parts = await asyncio.gather(*(r.next_live() for r in readers))
+            assert [p.seq for p in parts] == [seq] * 8
+            # every viewer got the very same bytes: encoded once
+            assert len({p.jpeg for p in parts}) == 1
+    assert srv.detector.calls == 10
+    assert srv.server.hub.get("c1").frames_processed == 10
+    await cam.close()
+
+
+async def test_no_inference_without_new_frames(srv, http):
+    """Viewers connected and a silent camera: the detector is not called again."""
+    cam = await connect_camera(srv.ws("idle"))
+    await wait_for(lambda: srv.server.hub.get("idle") is not None)
+    async with mjpeg(http, f"{srv.http}/cameras/idle/stream.mjpg") as a, mjpeg(
+        http, f"{srv.http}/cameras/idle/stream.mjpg"
+    ) as b:
+        await cam.send(make_jpeg(1))
+        await a.next_live()
+        await b.next_live()
+        calls = srv.detector.calls
+        # an absence can only be observed over a window: 1.5 placeholder intervals
+        await asyncio.sleep(1.5)
+        assert srv.detector.calls == calls == 1
+    await cam.close()
+
+
+async def test_latest_frame_wins_and_drops_are_counted(http):
+    """A camera faster than the detector: frames are dropped, not queued, and counted."""
+    detector = FakeDetector(delay_s=0.1)
+    async with running_server(detector) as srv:
+        cam = await connect_camera(srv.ws("fast"))
+        for seq in range(1, 31):
+            await cam.send(make_jpeg(seq))
+        camera = srv.server.hub.get("fast")
+        await wait_for(lambda: camera.frames_received == 30 and not camera.slot.full and not camera.in_detector)
+        assert camera.frames_dropped > 0
+        assert camera.frames_processed + camera.frames_dropped == 30
+        assert detector.calls == camera.frames_processed
+        # the last frame sent is always the one that ends up published
+        assert camera.annotated.frame.seq == 30
+        await cam.close()
+
+
+async def test_cameras_share_the_detector_fairly(http):
+    """Two cameras sending flat out against a slow detector get about equal service."""
+    detector = FakeDetector(delay_s=0.02)
+    async with running_server(detector) as srv:
+        a = await connect_camera(srv.ws("a"))
+        b = await connect_camera(srv.ws("b"))
+        frame = make_jpeg(3)
+
+        async def flood(ws):
+            for _ in range(60):
+                await ws.send(frame)
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(flood(a), flood(b))
+        hub = srv.server.hub
+        await wait_for(lambda: all(not c.slot.full and not c.in_detector for c in hub))
+        pa, pb = hub.get("a").frames_processed, hub.get("b").frames_processed
+        assert min(pa, pb) >= 0.7 * max(pa, pb), (pa, pb)
+        await a.close()
+        await b.close()
+
+
+async def test_slow_viewer_does_not_slow_a_fast_one(http):
+    """A viewer that never reads is dropped after the write timeout; a reading viewer sees every frame."""
+    async with running_server(FakeDetector(), http={"viewer_write_timeout_s": 0.5}) as srv:
+        cam = await connect_camera(srv.ws("cam"))
+        await wait_for(lambda: srv.server.hub.get("cam") is not None)
+        stuck = socket.create_connection(("127.0.0.1", srv.server.http_port))
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"GET /cameras/cam/stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        camera = srv.server.hub.get("cam")
+        try:
+            await wait_for(lambda: camera.viewers == 1, what="stuck viewer registered")
+            async with mjpeg(http, f"{srv.http}/cameras/cam/stream.mjpg") as fast:
+                await wait_for(lambda: camera.viewers == 2)
+                got = []
+                for seq in range(1, 41):
+                    await cam.send(make_jpeg(seq, 640, 480, noise=True))  # ~900 KB: fills buffers fast
+                    got.append((await fast.next_live()).seq)
+                assert got == list(range(1, 41))
+                await wait_for(lambda: camera.viewers == 1, timeout=5, what="stuck viewer dropped")
+        finally:
+            stuck.close()
+        await cam.close()
+
+
+async def test_placeholder_then_live_then_offline_on_one_stream(http):
+    """A declared camera streams a placeholder, then live frames, then 'offline', on one response."""
+    async with running_server(FakeDetector(), cameras={"ids": ["gate"]}) as srv:
+        async with mjpeg(http, f"{srv.http}/cameras/gate/stream.mjpg") as viewer:
+            first = await viewer.next()
+            assert first.placeholder
+            assert decode(first.jpeg).shape == (480, 640, 3)
+            again = await viewer.next(timeout=3)  # repeated at about 1 fps
+            assert again.placeholder
+            cam = await connect_camera(srv.ws("gate"))
+            await cam.send(make_jpeg(1))
+            live = await viewer.next_live()
+            assert live.seq == 1 and decode(live.jpeg).shape == (240, 320, 3)
+            await cam.close()
+            after = await viewer.next(timeout=3)
+            assert after.placeholder
+        async with http.get(f"{srv.http}/cameras/gate/snapshot.jpg") as resp:
+            assert resp.headers["X-Camserver-Placeholder"] == "offline"
+            decode(await resp.read())
+
+
+async def test_default_stream_follows_first_camera(http):
+    """/stream.mjpg waits with a placeholder, then shows the first camera that connects on plain /ws."""
+    async with running_server(FakeDetector()) as srv:
+        async with mjpeg(http, f"{srv.http}/stream.mjpg") as viewer:
+            assert (await viewer.next()).placeholder
+            cam = await connect_camera(srv.ws())  # plain /ws, like the original firmware
+            await cam.send(make_jpeg(5))
+            assert (await viewer.next_live()).seq == 1
+            assert srv.server.hub.get("default").connected
+            await cam.close()
+
+
+async def test_non_jpeg_rejected_and_counted_server_keeps_serving(srv, http):
+    """PNG, random bytes and truncated JPEGs are counted as rejected; the connection stays open."""
+    import cv2
+
+    cam = await connect_camera(srv.ws("bad"))
+    ok, png = cv2.imencode(".png", np.zeros((10, 10, 3), np.uint8))
+    good = make_jpeg(1)
+    corrupt = good[:2] + b"\xff\xd8" * 10 + b"\x00" * 400 + good[-2:]
+    for junk in (png.tobytes(), b"\x00" * 100, good[: len(good) // 2], corrupt):
+        await cam.send(junk)
+    await cam.send(good)
+    camera = srv.server.hub.get("bad")
+    await wait_for(lambda: camera.frames_processed == 1, what="good frame processed")
+    assert camera.frames_rejected == 4
+    assert camera.frames_received == 5
+    assert camera.connected
+    await cam.close()
+
+
+async def test_undecodable_jpeg_is_rejected_by_the_worker(srv):
+    """A JPEG with valid headers but garbage data is counted rejected, never published."""
+    good = make_jpeg(1)
+    sos = good.index(b"\xff\xda")
+    garbage = good[: sos + 2] + b"\x00\x02" + b"\xff\xff" * 50 + b"\xff\xd9"
+    cam = await connect_camera(srv.ws("g"))
+    await cam.send(garbage)
+    await cam.send(good)
+    camera = srv.server.hub.get("g")
+    await wait_for(lambda: camera.frames_processed == 1 and camera.frames_rejected + camera.frames_dropped >= 1)
+    assert camera.annotated.frame.jpeg != garbage
+    await cam.close()
+
+
+async def test_oversized_frame_closes_1009_other_camera_unaffected(http):
+    """A frame over max_frame_bytes closes that camera with 1009; another camera keeps streaming."""
+    async with running_server(FakeDetector(), ingest={"max_frame_bytes": 64 * 1024}) as srv:
+        big = await connect_camera(srv.ws("big"), max_size=None)
+        other = await connect_camera(srv.ws("other"))
+        await wait_for(lambda: srv.server.hub.get("other") is not None)
+        async with mjpeg(http, f"{srv.http}/cameras/other/stream.mjpg") as viewer:
+            await big.send(make_jpeg(1, 640, 480, noise=True))
+            await asyncio.wait_for(big.wait_closed(), 10)
+            assert big.close_code == 1009
+            for seq in range(1, 4):
+                await other.send(make_jpeg(seq))
+                assert (await viewer.next_live()).seq == seq
+        camera = srv.server.hub.get("big")
+        await wait_for(lambda: not camera.connected)
+        assert camera.frames_rejected == 1
+        await other.close()
+
+
+async def test_bad_path_is_404(srv):
+    """A WebSocket on a path that is not /ws or /ws/<id> is refused with HTTP 404."""
+    import websockets
+
+    with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+        await connect_camera(f"ws://127.0.0.1:{srv.server.ws_port}/elsewhere")
+    assert info.value.response.status_code == 404
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        await connect_camera(srv.ws("x" * 33))  # ids are at most 32 characters
+
+
+async def test_duplicate_camera_id_newest_wins(srv, http):
+    """A second connection with the same id takes over; the first is closed with 1008."""
+    first = await connect_camera(srv.ws("dup"))
+    await first.send(make_jpeg(1))
+    second = await connect_camera(srv.ws("dup"))
+    await asyncio.wait_for(first.wait_closed(), 10)
+    assert first.close_code == 1008
+    await second.send(make_jpeg(2))
+    camera = srv.server.hub.get("dup")
+    await wait_for(lambda: camera.annotated.frame is not None and camera.annotated.frame.seq == 2)
+    assert camera.connected
+    await second.close()
