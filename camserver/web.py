@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from functools import lru_cache
 from importlib import resources
 from typing import Any, Awaitable, Callable
 
@@ -26,7 +25,6 @@ class ViewerGone(Exception):
     """The viewer closed the connection or stopped reading."""
 
 
-@lru_cache(maxsize=256)
 def placeholder_jpeg(camera_id: str, message: str) -> bytes:
     """A real JPEG saying which camera this is and why there is no picture."""
     w, h = PLACEHOLDER_SIZE
@@ -76,6 +74,7 @@ class ViewerApp:
         self.health = health
         self.write_timeout = config.http.viewer_write_timeout_s
         self.interval = config.http.placeholder_interval_s
+        self._placeholders: dict[tuple[str, str], Frame] = {}
 
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
@@ -148,16 +147,23 @@ class ViewerApp:
     def _raw(request: web.Request) -> bool:
         return request.query.get("raw", "0").lower() in ("1", "true", "yes")
 
-    async def _placeholder(self, cam: Camera | None) -> bytes:
-        name = cam.id if cam else self.hub.default_id
-        return await asyncio.get_running_loop().run_in_executor(None, placeholder_jpeg, name, placeholder_message(cam))
+    async def _placeholder(self, cam: Camera | None) -> Frame:
+        """The placeholder picture for this camera's state, drawn once (off the loop) and then reused."""
+        key = (cam.id if cam else self.hub.default_id, placeholder_message(cam))
+        frame = self._placeholders.get(key)
+        if frame is None:
+            jpeg = await asyncio.get_running_loop().run_in_executor(None, placeholder_jpeg, *key)
+            if len(self._placeholders) >= 256:  # ids come and go; never grow without bound
+                self._placeholders.clear()
+            frame = self._placeholders[key] = Frame(0, jpeg, time.monotonic(), time.time())
+        return frame
 
     async def _snapshot(self, request: web.Request, cam: Camera | None) -> web.Response:
         channel = None if cam is None else (cam.raw if self._raw(request) else cam.annotated)
         frame = live_frame(cam, channel)
         headers = {"Cache-Control": "no-cache"}
         if frame is None:
-            body = await self._placeholder(cam)
+            body = (await self._placeholder(cam)).jpeg
             headers["X-Camserver-Placeholder"] = placeholder_message(cam)
         else:
             body = frame.jpeg
@@ -193,8 +199,7 @@ class ViewerApp:
                     await self._write(request, resp, frame.part)
                     sent_seq, sent_at = frame.seq, now
                 elif now - sent_at >= self.interval and (frame is None or now - frame.received_at > STALE_S):
-                    placeholder = Frame(0, await self._placeholder(cam), now, time.time())
-                    await self._write(request, resp, placeholder.part)
+                    await self._write(request, resp, (await self._placeholder(cam)).part)
                     sent_at = now
                 await waiter.wait_changed(version, self.interval)
         except ViewerGone:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
+from bench.serverproc import ServerProcess
 from conftest import WAIT_S, connect_camera, make_jpeg, mjpeg
-
-LISTEN_RE = re.compile(r"cameras connect to ws://[\d.]+:(\d+)/.*|viewers open http://[\d.]+:(\d+)/")
 
 
 def cli(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -22,51 +19,6 @@ def cli(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, "-m", "camserver", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
     )
-
-
-class ServerProcess:
-    """camserver in a child process on free ports, its log collected."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self.ws_port = self.http_port = 0
-
-    @classmethod
-    async def start(cls, *args: str, cwd=None, timeout: float = 120) -> ServerProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "camserver", "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0", *args,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=cwd,
-            env=dict(os.environ, YOLO_OFFLINE="1"),
-        )
-        self = cls(proc)
-        async with asyncio.timeout(timeout):
-            while not (self.ws_port and self.http_port):
-                line = (await proc.stderr.readline()).decode()
-                if not line:
-                    raise AssertionError("server exited:\n" + "".join(self.lines))
-                self.lines.append(line)
-                if m := LISTEN_RE.search(line):
-                    self.ws_port = int(m[1] or self.ws_port)
-                    self.http_port = int(m[2] or self.http_port)
-        self._drain = asyncio.create_task(self._read_rest())
-        return self
-
-    async def _read_rest(self) -> None:
-        while line := await self.proc.stderr.readline():
-            self.lines.append(line.decode())
-
-    async def stop(self, timeout: float) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(timeout):
-                rc = await self.proc.wait()
-                await self._drain
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            raise
-        return rc
 
 
 def test_config_error_is_one_line_exit_2(tmp_path):

@@ -1,0 +1,1 @@
+"""Benchmarks and soak runs; not part of the test suite."""

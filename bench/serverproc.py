@@ -1,0 +1,86 @@
+"""camserver in a child process on free ports, for benchmarks and end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+LISTEN_RE = re.compile(r"cameras connect to ws://[\d.]+:(\d+)/.*|viewers open http://[\d.]+:(\d+)/")
+
+
+class ServerProcess:
+    """`python -m camserver` on 127.0.0.1, ports read from its log, the log kept."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.ws_port = self.http_port = 0
+        self._drain: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, *args: str, cwd: str | Path | None = None, timeout: float = 120) -> ServerProcess:
+        """Start the server with extra CLI `args`; returns once both listeners are up."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "camserver", "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0", *args,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=dict(os.environ, YOLO_OFFLINE=os.environ.get("YOLO_OFFLINE", "1")),
+        )
+        self = cls(proc)
+        assert proc.stderr is not None
+        try:
+            async with asyncio.timeout(timeout):
+                while not (self.ws_port and self.http_port):
+                    line = (await proc.stderr.readline()).decode()
+                    if not line:
+                        raise RuntimeError("camserver exited during start-up:\n" + "".join(self.lines))
+                    self.lines.append(line)
+                    if m := LISTEN_RE.search(line):
+                        self.ws_port = int(m[1] or self.ws_port)
+                        self.http_port = int(m[2] or self.http_port)
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        self._drain = asyncio.create_task(self._read_rest())
+        return self
+
+    @property
+    def http(self) -> str:
+        """Base URL of the viewer side."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def ws(self, camera_id: str) -> str:
+        """Camera URL for `camera_id`."""
+        return f"ws://127.0.0.1:{self.ws_port}/ws/{camera_id}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def _read_rest(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.lines.append(line.decode())
+
+    async def stop(self, timeout: float = 10) -> int:
+        """SIGTERM, wait up to `timeout` (then kill and raise TimeoutError); returns the exit code."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(timeout):
+                rc = await self.proc.wait()
+                if self._drain is not None:
+                    await self._drain
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise
+        return rc
