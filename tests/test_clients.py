@@ -64,3 +64,32 @@ async def test_ffprobe_detects_mjpeg_without_a_format_hint():
         assert proc.returncode == 0, err.decode()
         assert out.decode().strip().splitlines()[0] in ("mjpeg,320,240", "mjpeg,640,480")
         await cam.close()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+async def test_curl_reads_multipart_jpegs():
+    """`curl -N` receives parts that each hold a complete JPEG with a matching Content-Length."""
+    async with running_server(FakeDetector()) as srv:
+        cam = await connect_camera(srv.ws("curl"))
+        stop = asyncio.Event()
+        feeder = asyncio.create_task(_feed(cam, stop))
+        proc = await asyncio.create_subprocess_exec(
+            "curl", "-s", "-N", f"{srv.http}/cameras/curl/stream.mjpg", stdout=asyncio.subprocess.PIPE
+        )
+        data = b""
+        try:
+            async with asyncio.timeout(20):
+                while data.count(b"--camserverframe\r\n") < 5:
+                    data += await proc.stdout.read(65536)
+        finally:
+            proc.kill()
+            await proc.wait()
+            stop.set()
+            await feeder
+        parts = data.split(b"--camserverframe\r\n")[1:4]
+        for part in parts:
+            head, _, body = part.partition(b"\r\n\r\n")
+            length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+            assert body[:length].startswith(b"\xff\xd8") and body[:length].endswith(b"\xff\xd9")
+            assert body[length:] == b"\r\n"
+        await cam.close()
