@@ -138,8 +138,8 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def phase(server: ServerProcess, session: aiohttp.ClientSession, n: int, seconds: float, sent: dict[int, float]) -> dict:
-    """Measure `seconds` with `n` viewers on a live camera."""
+async def measure(server: ServerProcess, session: aiohttp.ClientSession, n: int, seconds: float, sent: dict[int, float]) -> dict:
+    """Run `n` viewers for 2 s of warm-up plus `seconds` of measurement; returns the raw tallies."""
     stop = asyncio.Event()
     viewers = [Viewer() for _ in range(n)]
     url = f"{server.http}/cameras/bench/stream.mjpg"
@@ -156,8 +156,20 @@ async def phase(server: ServerProcess, session: aiohttp.ClientSession, n: int, s
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    span = t1 - t0
-    fps = [v.frames / span for v in viewers]
+    return {
+        "viewers": viewers,
+        "span": t1 - t0,
+        "server_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+        "after": after,
+        "delta": {k: after[k] - before[k] for k in ("frames_processed", "frames_dropped")},
+    }
+
+
+async def phase(server: ServerProcess, session: aiohttp.ClientSession, n: int, seconds: float, sent: dict[int, float]) -> dict:
+    """Measure `seconds` with `n` viewers on a live camera."""
+    m = await measure(server, session, n, seconds, sent)
+    viewers = m["viewers"]
+    fps = [v.frames / m["span"] for v in viewers]
     lat = [ms for v in viewers for ms in v.latencies_ms]
     return {
         "viewers": n,
@@ -165,36 +177,26 @@ async def phase(server: ServerProcess, session: aiohttp.ClientSession, n: int, s
         "viewer_fps_mean": round(statistics.mean(fps), 2),
         "latency_p50_ms": round(pct(lat, 0.5), 1),
         "latency_p95_ms": round(pct(lat, 0.95), 1),
-        "server_cpu_pct": round(100 * (cpu1 - cpu0) / span, 1),
-        "inference_ms": after["inference_ms"],
-        "frames_processed": after["frames_processed"] - before["frames_processed"],
-        "frames_dropped": after["frames_dropped"] - before["frames_dropped"],
+        "server_cpu_pct": round(m["server_cpu_pct"], 1),
+        "inference_ms": m["after"]["inference_ms"],
+        "frames_processed": m["delta"]["frames_processed"],
+        "frames_dropped": m["delta"]["frames_dropped"],
         "unreadable": sum(v.unreadable for v in viewers),
     }
 
 
 async def idle_phase(server: ServerProcess, session: aiohttp.ClientSession, n: int, seconds: float, pause: asyncio.Event) -> dict:
     """Viewers connected, camera connected but silent: count inferences and CPU."""
-    stop = asyncio.Event()
-    url = f"{server.http}/cameras/bench/stream.mjpg"
-    tasks = [asyncio.create_task(view(session, url, {}, Viewer(), stop)) for _ in range(n)]
     pause.set()
-    await asyncio.sleep(2.0)
-    before = await camera_figures(session, server.http)
-    cpu0, t0 = server.cpu_seconds(), time.monotonic()
-    await asyncio.sleep(seconds)
-    cpu1, t1 = server.cpu_seconds(), time.monotonic()
-    after = await camera_figures(session, server.http)
-    stop.set()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    pause.clear()
+    try:
+        m = await measure(server, session, n, seconds, {})
+    finally:
+        pause.clear()
     return {
         "viewers": n,
         "camera": "silent",
-        "inferences": after["frames_processed"] - before["frames_processed"],
-        "server_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+        "inferences": m["delta"]["frames_processed"],
+        "server_cpu_pct": round(m["server_cpu_pct"], 2),
     }
 
 

@@ -183,6 +183,26 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S, what:
         await asyncio.sleep(0.01)
 
 
+@asynccontextmanager
+async def feeding(cam: websockets.ClientConnection, fps: float = 20, width: int = 320, height: int = 240) -> AsyncIterator[None]:
+    """Send numbered frames from `cam` at about `fps` in the background while the block runs."""
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            await cam.send(make_jpeg(seq, width, height))
+            await asyncio.sleep(1 / fps)  # the camera's frame pacing
+
+    task = asyncio.create_task(feed())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
 async def connect_camera(url: str, **kwargs) -> websockets.ClientConnection:
     """A real websockets client, as the firmware connects."""
     return await websockets.connect(url, compression=None, open_timeout=WAIT_S, **kwargs)

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import websockets
 
-from conftest import FakeDetector, connect_camera, make_jpeg, running_server
+from conftest import FakeDetector, connect_camera, feeding, running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
@@ -72,34 +72,23 @@ async def test_page_shows_live_stream_and_figures(tmp_path):
     """The page lists the camera, marks it online, and its <img> shows live frames (camera size, not placeholder)."""
     async with running_server(FakeDetector()) as srv:
         cam = await connect_camera(srv.ws("porch"))
-        stop = asyncio.Event()
-
-        async def feed():
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                await cam.send(make_jpeg(seq, 320, 240))
-                await asyncio.sleep(0.1)
-
-        feeder = asyncio.create_task(feed())
-        proc, devtools = await open_chromium(f"{srv.http}/", tmp_path / "profile")
-        try:
-            cards = []
-            async with asyncio.timeout(30):
-                # the figures refresh every 2 s: wait until they count this page's own viewer
-                while not (cards and cards[0]["w"] == 320 and "viewers 1" in cards[0]["figs"]):
-                    cards = json.loads(await devtools.evaluate(CARD_STATE) or "[]")
-                    await asyncio.sleep(0.2)
-            assert [c["id"] for c in cards] == ["porch"]
-            assert (cards[0]["w"], cards[0]["h"]) == (320, 240)
-            assert cards[0]["state"] == "online"
-            shot = await devtools.call("Page.captureScreenshot", format="png")
-            (tmp_path / "page.png").write_bytes(base64.b64decode(shot["data"]))
-            assert srv.server.hub.get("porch").viewers == 1
-        finally:
-            stop.set()
-            await feeder
-            await devtools.ws.close()
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 10)
+        async with feeding(cam, fps=10):
+            proc, devtools = await open_chromium(f"{srv.http}/", tmp_path / "profile")
+            try:
+                cards = []
+                async with asyncio.timeout(30):
+                    # the figures refresh every 2 s: wait until they count this page's own viewer
+                    while not (cards and cards[0]["w"] == 320 and "viewers 1" in cards[0]["figs"]):
+                        cards = json.loads(await devtools.evaluate(CARD_STATE) or "[]")
+                        await asyncio.sleep(0.2)
+                assert [c["id"] for c in cards] == ["porch"]
+                assert (cards[0]["w"], cards[0]["h"]) == (320, 240)
+                assert cards[0]["state"] == "online"
+                shot = await devtools.call("Page.captureScreenshot", format="png")
+                (tmp_path / "page.png").write_bytes(base64.b64decode(shot["data"]))
+                assert srv.server.hub.get("porch").viewers == 1
+            finally:
+                await devtools.ws.close()
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 10)
         await cam.close()

@@ -1,4 +1,4 @@
-"""Real third-party clients read the MJPEG stream: ffmpeg (and ffprobe) as VLC/Home Assistant do."""
+"""Real third-party clients read the MJPEG stream: ffmpeg/ffprobe (as VLC and Home Assistant do) and curl."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import shutil
 
 import pytest
 
-from conftest import connect_camera, make_jpeg, running_server, FakeDetector
+from conftest import FakeDetector, connect_camera, feeding, running_server
 
 
-async def _feed(cam, stop: asyncio.Event) -> None:
-    seq = 0
-    while not stop.is_set():
-        seq += 1
-        await cam.send(make_jpeg(seq, 320, 240))
-        await asyncio.sleep(0.05)  # a 20 fps camera
+async def run_client(*argv: str, timeout: float = 60) -> tuple[int, str, str]:
+    """Run a client program to completion; returns (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (.ci/run installs it)")
@@ -23,20 +22,12 @@ async def test_ffmpeg_reads_five_frames(tmp_path):
     """`ffmpeg -i http://.../stream.mjpg -frames:v 5` decodes five frames from a live camera."""
     async with running_server(FakeDetector()) as srv:
         cam = await connect_camera(srv.ws("ff"))
-        stop = asyncio.Event()
-        feeder = asyncio.create_task(_feed(cam, stop))
-        try:
-            proc = await asyncio.create_subprocess_exec(
+        async with feeding(cam):
+            rc, _, err = await run_client(
                 "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "mpjpeg",
-                "-i", f"{srv.http}/cameras/ff/stream.mjpg",
-                "-frames:v", "5", str(tmp_path / "f%02d.jpg"),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                "-i", f"{srv.http}/cameras/ff/stream.mjpg", "-frames:v", "5", str(tmp_path / "f%02d.jpg"),
             )
-            out, err = await asyncio.wait_for(proc.communicate(), 60)
-            assert proc.returncode == 0, err.decode()
-        finally:
-            stop.set()
-            await feeder
+        assert rc == 0, err
         frames = sorted(tmp_path.glob("f*.jpg"))
         assert len(frames) == 5
         assert all(f.stat().st_size > 0 for f in frames)
@@ -48,21 +39,14 @@ async def test_ffprobe_detects_mjpeg_without_a_format_hint():
     """ffprobe recognises the stream by itself as MJPEG at the camera's size."""
     async with running_server(FakeDetector()) as srv:
         cam = await connect_camera(srv.ws("probe"))
-        stop = asyncio.Event()
-        feeder = asyncio.create_task(_feed(cam, stop))
-        try:
-            proc = await asyncio.create_subprocess_exec(
+        async with feeding(cam):
+            rc, out, err = await run_client(
                 "ffprobe", "-v", "error", "-select_streams", "v:0",
                 "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0",
                 f"{srv.http}/cameras/probe/stream.mjpg",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )
-            out, err = await asyncio.wait_for(proc.communicate(), 60)
-        finally:
-            stop.set()
-            await feeder
-        assert proc.returncode == 0, err.decode()
-        assert out.decode().strip().splitlines()[0] in ("mjpeg,320,240", "mjpeg,640,480")
+        assert rc == 0, err
+        assert out.strip().splitlines()[0] in ("mjpeg,320,240", "mjpeg,640,480")
         await cam.close()
 
 
@@ -71,21 +55,18 @@ async def test_curl_reads_multipart_jpegs():
     """`curl -N` receives parts that each hold a complete JPEG with a matching Content-Length."""
     async with running_server(FakeDetector()) as srv:
         cam = await connect_camera(srv.ws("curl"))
-        stop = asyncio.Event()
-        feeder = asyncio.create_task(_feed(cam, stop))
-        proc = await asyncio.create_subprocess_exec(
-            "curl", "-s", "-N", f"{srv.http}/cameras/curl/stream.mjpg", stdout=asyncio.subprocess.PIPE
-        )
-        data = b""
-        try:
-            async with asyncio.timeout(20):
-                while data.count(b"--camserverframe\r\n") < 5:
-                    data += await proc.stdout.read(65536)
-        finally:
-            proc.kill()
-            await proc.wait()
-            stop.set()
-            await feeder
+        async with feeding(cam):
+            proc = await asyncio.create_subprocess_exec(
+                "curl", "-s", "-N", f"{srv.http}/cameras/curl/stream.mjpg", stdout=asyncio.subprocess.PIPE
+            )
+            data = b""
+            try:
+                async with asyncio.timeout(20):
+                    while data.count(b"--camserverframe\r\n") < 5:
+                        data += await proc.stdout.read(65536)
+            finally:
+                proc.kill()
+                await proc.wait()
         parts = data.split(b"--camserverframe\r\n")[1:4]
         for part in parts:
             head, _, body = part.partition(b"\r\n\r\n")
