@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench demo clean
 
 run: $(STAMP)
 	$(PY) -m camserver --config config.toml
@@ -28,3 +28,6 @@ $(STAMP): pyproject.toml
 
 clean:
 	rm -rf $(VENV)
+
+demo: $(STAMP)
+	$(PY) -m camserver.demo --config config.toml

@@ -23,22 +23,11 @@ import numpy as np
 import websockets
 
 from bench.serverproc import ServerProcess
+from camserver.simcam import make_scene
 
 STAMP_BITS = 16
 STAMP_BLOCK = 32  # pixels per bit; 4 px once a viewer decodes at 1/8 scale
 WIDTH, HEIGHT = 640, 480
-
-
-def make_scene(i: int) -> np.ndarray:
-    """A smooth moving scene; JPEG size near a real ESP32-CAM VGA frame."""
-    x = np.linspace(0, 1, WIDTH, dtype=np.float32)
-    y = np.linspace(0, 1, HEIGHT, dtype=np.float32)[:, None]
-    base = (np.sin(6 * x + i * 0.2) * 60 + np.cos(4 * y + i * 0.1) * 60 + 128).clip(0, 255)
-    img = np.dstack([base, base * 0.8, base * 0.6]).astype(np.uint8)
-    cx = int((i * 13) % (WIDTH - 120)) + 60
-    cv2.circle(img, (cx, 200), 50, (30, 30, 200), -1)
-    cv2.rectangle(img, (WIDTH - cx - 40, 260), (WIDTH - cx + 40, 380), (200, 160, 40), -1)
-    return img
 
 
 def stamp(img: np.ndarray, seq: int) -> np.ndarray:

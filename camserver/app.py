@@ -45,7 +45,7 @@ class CamServer:
         self.pool = DetectorPool(self.factory, config.detect.workers, config.detect.jpeg_quality)  # type: ignore[arg-type]
         self.scheduler = DetectionScheduler(self.hub, self.pool, self.executor)
         self.ingest = CameraIngest(config.ingest, self.hub)
-        self.viewer_app = ViewerApp(config, self.hub, self.health)
+        self.viewer_app = ViewerApp(config, self.hub, self.health, self.ingest.send_control)
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
         self.http_port = 0

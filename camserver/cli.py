@@ -10,7 +10,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from . import __version__
 from .config import LOG_LEVELS, Config, ConfigError, load
@@ -76,30 +76,49 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load(path, overrides)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `camserver` and `python -m camserver`; returns the exit code."""
+def setup_logging(level: str) -> None:
+    """Log lines to stderr with time, level and module."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    if level != "debug":
+        # camserver logs connections itself; the libraries' own lines would double them, and the
+        # access log would print a line for every poll of the page
+        logging.getLogger("websockets.server").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def run_command(argv: Sequence[str] | None, serve: Callable[[Config], Awaitable[None]], name: str) -> int:
+    """Parse flags, load the config, set up logging and run `serve`; returns the exit code.
+
+    Args:
+        argv: the command line (None: sys.argv).
+        serve: the coroutine function that runs until SIGINT/SIGTERM.
+        name: prefix of the one-line error messages.
+    """
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
     except ConfigError as exc:
-        print(f"camserver: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
-        print("camserver: configuration OK")
+        print(f"{name}: configuration OK")
         return 0
-    logging.basicConfig(
-        level=config.log.level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    from .app import StartupError, run
+    setup_logging(config.log.level)
+    from .app import StartupError
     from .detect import ModelLoadError
 
     try:
-        asyncio.run(run(config))
+        asyncio.run(serve(config))
     except (ModelLoadError, StartupError) as exc:
-        print(f"camserver: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `camserver` and `python -m camserver`; returns the exit code."""
+    from .app import run
+
+    return run_command(argv, run, "camserver")

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -56,6 +57,19 @@ class CameraIngest:
             await self.server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
+
+    async def send_control(self, cam: Camera, message: dict[str, Any]) -> bool:
+        """Send a control message to the camera's open connection; False if it is not connected."""
+        ws = cam.connection
+        if ws is None:
+            return False
+        try:
+            async with asyncio.timeout(5):
+                await ws.send(json.dumps({"type": "control", **message}))
+        except (ConnectionClosed, TimeoutError):
+            return False
+        log.info("camera %s: sent control %s", cam.id, message)
+        return True
 
     def camera_id_for(self, path: str) -> str | None:
         """The camera id a request path names, or None when the path is not a camera path."""

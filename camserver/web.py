@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from importlib import resources
@@ -13,10 +14,12 @@ import numpy as np
 from aiohttp import web
 
 from .config import Config
+from .control import validate_control
 from .hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
 
 log = logging.getLogger(__name__)
 
+MAX_CONTROL_BYTES = 4096
 STALE_S = 3.0  # a connected camera silent this long gets the placeholder again
 PLACEHOLDER_SIZE = (640, 480)
 
@@ -68,10 +71,17 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
 class ViewerApp:
     """Builds the aiohttp application over the camera hub."""
 
-    def __init__(self, config: Config, hub: CameraHub, health: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hub: CameraHub,
+        health: Callable[[], dict[str, Any]],
+        send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
+    ) -> None:
         self.config = config
         self.hub = hub
         self.health = health
+        self.send_control = send_control
         self.write_timeout = config.http.viewer_write_timeout_s
         self.interval = config.http.placeholder_interval_s
         self._placeholders: dict[tuple[str, str], Frame] = {}
@@ -83,6 +93,7 @@ class ViewerApp:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/cameras", self.api_cameras)
         app.router.add_get("/api/cameras/{camera_id}/detections", self.api_detections)
+        app.router.add_post("/api/cameras/{camera_id}/control", self.api_control)
         app.router.add_get("/cameras/{camera_id}/stream.mjpg", self.camera_stream)
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
         app.router.add_get("/stream.mjpg", self.default_stream)
@@ -125,6 +136,19 @@ class ViewerApp:
                 "detections": cam.detections,
             }
         )
+
+    async def api_control(self, request: web.Request) -> web.Response:
+        """Forward a control message (framesize, quality, fps) to the connected camera."""
+        cam = self._camera(request)
+        if (request.content_length or 0) > MAX_CONTROL_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CONTROL_BYTES, actual_size=request.content_length or 0)
+        try:
+            message = validate_control(json.loads(await request.read()))
+        except ValueError as exc:  # bad JSON or a bad setting (ControlError)
+            raise web.HTTPBadRequest(reason="invalid control message", text=str(exc)) from None
+        if not cam.connected or not await self.send_control(cam, message):
+            raise web.HTTPConflict(reason="camera offline", text=f"camera {cam.id!r} is not connected")
+        return web.json_response({"camera": cam.id, "sent": message}, status=202)
 
     async def camera_snapshot(self, request: web.Request) -> web.Response:
         """The latest annotated (or ?raw=1) JPEG of one camera, or its placeholder."""

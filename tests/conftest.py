@@ -64,7 +64,7 @@ class FakeDetector:
         return [Detection(0, "fake", 0.9, tuple(map(float, FAKE_BOX)))], out
 
 
-def test_config(**tables: dict) -> Config:
+def make_config(**tables: dict) -> Config:
     """A config on 127.0.0.1 with free ports, updated table by table."""
     data = {"ingest": {"host": "127.0.0.1", "port": 0}, "http": {"host": "127.0.0.1", "port": 0}}
     for name, values in tables.items():
@@ -90,7 +90,7 @@ class Running:
 @asynccontextmanager
 async def running_server(detector: FakeDetector | None = None, **tables: dict) -> AsyncIterator[Running]:
     """Start a CamServer with the fake detector (or pass-through if None) and stop it after."""
-    config = test_config(**tables)
+    config = make_config(**tables)
     server = CamServer(config, detector_factory=(lambda: detector) if detector else None)
     async with server:
         yield Running(server, detector)

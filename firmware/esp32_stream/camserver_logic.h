@@ -1,0 +1,315 @@
+// Pure logic of the camserver ESP32 firmware: no Arduino, no ESP-IDF, no allocation.
+// The sketch uses it on the board; tests/firmware builds it with g++ on the host and tests it.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+namespace camlogic {
+
+// ---------------------------------------------------------------------------------------------
+// Camera id and WebSocket path: ws://HOST:PORT/ws/<camera_id>
+// ---------------------------------------------------------------------------------------------
+
+// Letters, digits, '-' and '_', 1 to 32 characters: what the server accepts.
+inline bool valid_camera_id(const char* id) {
+  if (id == nullptr) return false;
+  size_t n = strlen(id);
+  if (n == 0 || n > 32) return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = id[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Writes "/ws/<camera_id>" into out. False if the id is invalid or out is too small.
+inline bool build_ws_path(const char* camera_id, char* out, size_t out_len) {
+  if (!valid_camera_id(camera_id) || out == nullptr) return false;
+  int n = snprintf(out, out_len, "/ws/%s", camera_id);
+  return n > 0 && (size_t)n < out_len;
+}
+
+// Writes "Bearer <token>" into out; false (and out = "") when there is no token or no room.
+inline bool build_auth_header(const char* token, char* out, size_t out_len) {
+  if (out == nullptr || out_len == 0) return false;
+  out[0] = '\0';
+  if (token == nullptr || token[0] == '\0') return false;
+  int n = snprintf(out, out_len, "Bearer %s", token);
+  if (n <= 0 || (size_t)n >= out_len) {
+    out[0] = '\0';
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconnect backoff: exponential, capped, with jitter so a room of cameras does not
+// reconnect in lockstep after the server restarts.
+// ---------------------------------------------------------------------------------------------
+
+struct Backoff {
+  uint32_t base_ms;
+  uint32_t cap_ms;
+  uint32_t attempt;
+
+  Backoff(uint32_t base = 500, uint32_t cap = 30000) : base_ms(base), cap_ms(cap), attempt(0) {}
+
+  // Ceiling of the next delay: base * 2^attempt, at most cap.
+  uint32_t ceiling_ms() const {
+    uint32_t shift = attempt > 16 ? 16 : attempt;
+    uint64_t d = (uint64_t)base_ms << shift;
+    return d > cap_ms ? cap_ms : (uint32_t)d;
+  }
+
+  // Delay before the next try, in [ceiling/2, ceiling]; random32 is any random number.
+  uint32_t next_delay_ms(uint32_t random32) {
+    uint32_t ceil = ceiling_ms();
+    uint32_t half = ceil / 2;
+    uint32_t delay = half + (half ? random32 % (ceil - half + 1) : 0);
+    if (attempt < 32) attempt++;
+    return delay;
+  }
+
+  void reset() { attempt = 0; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Frame pacing: at most `fps` frames a second, immune to millis() wrapping after 49 days.
+// ---------------------------------------------------------------------------------------------
+
+struct FramePacer {
+  uint32_t interval_ms;
+  uint32_t last_ms;
+  bool started;
+
+  explicit FramePacer(float fps = 10.0f) : interval_ms(100), last_ms(0), started(false) { set_fps(fps); }
+
+  void set_fps(float fps) {
+    if (!(fps >= 0.1f)) fps = 0.1f;  // also catches NaN
+    if (fps > 60.0f) fps = 60.0f;
+    interval_ms = (uint32_t)(1000.0f / fps + 0.5f);
+  }
+
+  // True when a frame is due at now_ms; marks it sent. Unsigned subtraction handles wrap-around.
+  bool due(uint32_t now_ms) {
+    if (started && (uint32_t)(now_ms - last_ms) < interval_ms) return false;
+    // Keep the cadence when on time; after a stall, restart from now instead of bursting.
+    if (started && (uint32_t)(now_ms - last_ms) < 2 * interval_ms) {
+      last_ms += interval_ms;
+    } else {
+      last_ms = now_ms;
+    }
+    started = true;
+    return true;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Frame sizes the control message may name. The sketch maps the index to the camera
+// driver's framesize_t; the width and height are for the status message and the tests.
+// ---------------------------------------------------------------------------------------------
+
+struct FrameSizeName {
+  const char* name;
+  uint16_t width;
+  uint16_t height;
+};
+
+static const FrameSizeName FRAME_SIZES[] = {
+    {"QQVGA", 160, 120}, {"QVGA", 320, 240},  {"CIF", 400, 296},   {"HVGA", 480, 320}, {"VGA", 640, 480},
+    {"SVGA", 800, 600},  {"XGA", 1024, 768},  {"HD", 1280, 720},   {"SXGA", 1280, 1024}, {"UXGA", 1600, 1200},
+};
+static const int FRAME_SIZE_COUNT = sizeof(FRAME_SIZES) / sizeof(FRAME_SIZES[0]);
+
+// Index into FRAME_SIZES of a name (case-sensitive, as the server sends it), or -1.
+inline int frame_size_index(const char* name) {
+  for (int i = 0; i < FRAME_SIZE_COUNT; i++) {
+    if (strcmp(FRAME_SIZES[i].name, name) == 0) return i;
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON texts sent to the server.
+// ---------------------------------------------------------------------------------------------
+
+struct StatusFigures {
+  float fps_sent;
+  uint32_t free_heap;
+  int rssi;
+  uint32_t reconnects;
+  uint32_t frames_sent;
+  uint32_t capture_failures;
+  const char* frame_size;
+  int quality;
+  float max_fps;
+};
+
+// {"type":"hello",...}. Returns the length written, or -1 if out is too small.
+inline int format_hello(char* out, size_t out_len, const char* camera_id, const char* fw_version,
+                        const char* frame_size, int quality, uint32_t free_heap, int rssi) {
+  int n = snprintf(out, out_len,
+                   "{\"type\":\"hello\",\"camera_id\":\"%s\",\"firmware\":\"%s\",\"frame_size\":\"%s\","
+                   "\"quality\":%d,\"free_heap\":%lu,\"rssi\":%d}",
+                   camera_id, fw_version, frame_size, quality, (unsigned long)free_heap, rssi);
+  return (n > 0 && (size_t)n < out_len) ? n : -1;
+}
+
+// {"type":"status",...}. Returns the length written, or -1 if out is too small.
+inline int format_status(char* out, size_t out_len, const StatusFigures& s) {
+  int n = snprintf(out, out_len,
+                   "{\"type\":\"status\",\"fps_sent\":%.1f,\"free_heap\":%lu,\"rssi\":%d,\"reconnects\":%lu,"
+                   "\"frames_sent\":%lu,\"capture_failures\":%lu,\"frame_size\":\"%s\",\"quality\":%d,\"max_fps\":%.1f}",
+                   (double)s.fps_sent, (unsigned long)s.free_heap, s.rssi, (unsigned long)s.reconnects,
+                   (unsigned long)s.frames_sent, (unsigned long)s.capture_failures, s.frame_size, s.quality,
+                   (double)s.max_fps);
+  return (n > 0 && (size_t)n < out_len) ? n : -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control message from the server: {"framesize": "SVGA", "quality": 12, "fps": 8}
+// A flat JSON object; every key optional; unknown keys are an error so typos are noticed.
+// ---------------------------------------------------------------------------------------------
+
+struct Control {
+  int frame_size;  // index into FRAME_SIZES, or -1 when absent
+  int quality;     // 4..63 (lower is better, as in esp_camera), or -1 when absent
+  float fps;       // 0.1..30, or -1 when absent
+};
+
+namespace detail {
+inline const char* skip_ws(const char* p) {
+  while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+  return p;
+}
+// Reads a JSON string without escapes into out; returns the char after the closing quote.
+inline const char* read_string(const char* p, char* out, size_t out_len) {
+  if (*p != '"') return nullptr;
+  p++;
+  size_t n = 0;
+  while (*p && *p != '"') {
+    if (*p == '\\' || (unsigned char)*p < 0x20 || n + 1 >= out_len) return nullptr;
+    out[n++] = *p++;
+  }
+  if (*p != '"') return nullptr;
+  out[n] = '\0';
+  return p + 1;
+}
+inline const char* read_number(const char* p, double* value) {
+  char* end = nullptr;
+  *value = strtod(p, &end);
+  if (end == p) return nullptr;
+  return end;
+}
+inline void set_error(char* err, size_t err_len, const char* msg) {
+  if (err && err_len) snprintf(err, err_len, "%s", msg);
+}
+}  // namespace detail
+
+// Parses a control message. On failure returns false and writes the reason into err.
+inline bool parse_control(const char* json, Control* out, char* err, size_t err_len) {
+  using namespace detail;
+  out->frame_size = -1;
+  out->quality = -1;
+  out->fps = -1.0f;
+  if (json == nullptr) {
+    set_error(err, err_len, "empty message");
+    return false;
+  }
+  const char* p = skip_ws(json);
+  if (*p != '{') {
+    set_error(err, err_len, "not a JSON object");
+    return false;
+  }
+  p = skip_ws(p + 1);
+  bool any = false;
+  if (*p == '}') {
+    p++;
+  } else {
+    while (true) {
+      char key[16];
+      p = read_string(p, key, sizeof key);
+      if (!p) {
+        set_error(err, err_len, "bad key");
+        return false;
+      }
+      p = skip_ws(p);
+      if (*p != ':') {
+        set_error(err, err_len, "expected ':'");
+        return false;
+      }
+      p = skip_ws(p + 1);
+      if (strcmp(key, "framesize") == 0) {
+        char name[16];
+        p = read_string(p, name, sizeof name);
+        if (!p) {
+          set_error(err, err_len, "framesize must be a string");
+          return false;
+        }
+        out->frame_size = frame_size_index(name);
+        if (out->frame_size < 0) {
+          set_error(err, err_len, "unknown framesize");
+          return false;
+        }
+      } else if (strcmp(key, "quality") == 0 || strcmp(key, "fps") == 0) {
+        double v = 0;
+        p = read_number(p, &v);
+        if (!p) {
+          set_error(err, err_len, "expected a number");
+          return false;
+        }
+        if (key[0] == 'q') {
+          if (v != (int)v || v < 4 || v > 63) {
+            set_error(err, err_len, "quality must be an integer from 4 to 63");
+            return false;
+          }
+          out->quality = (int)v;
+        } else {
+          if (!(v >= 0.1 && v <= 30)) {
+            set_error(err, err_len, "fps must be from 0.1 to 30");
+            return false;
+          }
+          out->fps = (float)v;
+        }
+      } else if (strcmp(key, "type") == 0) {
+        char kind[16];
+        p = read_string(p, kind, sizeof kind);
+        if (!p || strcmp(kind, "control") != 0) {
+          set_error(err, err_len, "type must be \"control\"");
+          return false;
+        }
+      } else {
+        set_error(err, err_len, "unknown key");
+        return false;
+      }
+      any = true;
+      p = skip_ws(p);
+      if (*p == ',') {
+        p = skip_ws(p + 1);
+        continue;
+      }
+      if (*p == '}') {
+        p++;
+        break;
+      }
+      set_error(err, err_len, "expected ',' or '}'");
+      return false;
+    }
+  }
+  if (*skip_ws(p) != '\0') {
+    set_error(err, err_len, "trailing characters");
+    return false;
+  }
+  if (!any) {
+    set_error(err, err_len, "no setting in the message");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace camlogic

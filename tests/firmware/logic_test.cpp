@@ -1,0 +1,158 @@
+// Host tests of firmware/esp32_stream/camserver_logic.h, built with g++ by tests/test_firmware.py.
+// Prints "N passed, M failed"; with the argument "frame-sizes" prints the frame size table as JSON.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "camserver_logic.h"
+
+static int passed = 0, failed = 0;
+#define CHECK(cond)                                                 \
+  do {                                                              \
+    if (cond) {                                                     \
+      passed++;                                                     \
+    } else {                                                        \
+      failed++;                                                     \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+    }                                                               \
+  } while (0)
+
+static void test_camera_id_and_path() {
+  char path[48];
+  CHECK(camlogic::build_ws_path("esp32cam-1", path, sizeof path));
+  CHECK(strcmp(path, "/ws/esp32cam-1") == 0);
+  CHECK(camlogic::valid_camera_id("A_b-9"));
+  CHECK(!camlogic::valid_camera_id(""));
+  CHECK(!camlogic::valid_camera_id("has space"));
+  CHECK(!camlogic::valid_camera_id("slash/no"));
+  CHECK(!camlogic::valid_camera_id("x23456789012345678901234567890123"));  // 33 chars
+  CHECK(camlogic::valid_camera_id("x2345678901234567890123456789012"));    // 32 chars
+  CHECK(!camlogic::build_ws_path("bad id", path, sizeof path));
+  char tiny[6];
+  CHECK(!camlogic::build_ws_path("longer", tiny, sizeof tiny));  // no room: refused, not truncated
+}
+
+static void test_auth_header() {
+  char h[64];
+  CHECK(camlogic::build_auth_header("s3cret", h, sizeof h));
+  CHECK(strcmp(h, "Bearer s3cret") == 0);
+  CHECK(!camlogic::build_auth_header("", h, sizeof h));
+  CHECK(h[0] == '\0');
+  char small[8];
+  CHECK(!camlogic::build_auth_header("much-too-long", small, sizeof small));
+  CHECK(small[0] == '\0');
+}
+
+static void test_backoff() {
+  camlogic::Backoff b(500, 30000);
+  uint32_t ceilings[] = {500, 1000, 2000, 4000, 8000, 16000, 30000, 30000};
+  for (uint32_t expected : ceilings) {
+    CHECK(b.ceiling_ms() == expected);
+    uint32_t lo = b.next_delay_ms(0), hi;
+    b.attempt--;
+    hi = b.next_delay_ms(0xFFFFFFFFu);
+    b.attempt--;
+    uint32_t any = b.next_delay_ms(12345u);
+    CHECK(lo >= expected / 2 && lo <= expected);
+    CHECK(hi >= expected / 2 && hi <= expected);
+    CHECK(any >= expected / 2 && any <= expected);
+  }
+  for (int i = 0; i < 100; i++) b.next_delay_ms(7u * i);  // stays capped, no overflow
+  CHECK(b.ceiling_ms() == 30000);
+  CHECK(b.next_delay_ms(99) <= 30000);
+  b.reset();
+  CHECK(b.ceiling_ms() == 500);
+  // jitter: different random numbers give different delays
+  camlogic::Backoff j1(1000, 30000), j2(1000, 30000);
+  j1.attempt = j2.attempt = 4;
+  CHECK(j1.next_delay_ms(1) != j2.next_delay_ms(5000));
+}
+
+static void test_pacer() {
+  camlogic::FramePacer p(10);
+  CHECK(p.interval_ms == 100);
+  CHECK(p.due(1000));
+  CHECK(!p.due(1050));
+  CHECK(p.due(1100));
+  CHECK(!p.due(1199));
+  CHECK(p.due(1205));  // a little late: keeps the cadence (next at 1300)
+  CHECK(p.due(1300));
+  CHECK(p.due(5000));  // after a stall: no burst of catch-up frames
+  CHECK(!p.due(5001));
+  CHECK(!p.due(5099));
+  // over one simulated minute at 1 ms steps, exactly 10 fps
+  camlogic::FramePacer q(10);
+  int sent = 0;
+  for (uint32_t t = 0; t < 60000; t++) sent += q.due(t);
+  CHECK(sent == 600);
+  // millis() wraps after ~49.7 days
+  camlogic::FramePacer w(10);
+  CHECK(w.due(0xFFFFFFF0u));
+  CHECK(!w.due(0xFFFFFFF0u + 50));
+  CHECK(w.due(0xFFFFFFF0u + 100));  // wrapped to a small number
+  p.set_fps(0);
+  CHECK(p.interval_ms == 10000);
+  p.set_fps(NAN);
+  CHECK(p.interval_ms == 10000);
+  p.set_fps(1000);
+  CHECK(p.interval_ms == 17);
+}
+
+static void test_json_texts() {
+  char out[256];
+  int n = camlogic::format_hello(out, sizeof out, "cam1", "1.0.0", "VGA", 12, 123456, -61);
+  CHECK(n > 0);
+  CHECK(strcmp(out,
+               "{\"type\":\"hello\",\"camera_id\":\"cam1\",\"firmware\":\"1.0.0\",\"frame_size\":\"VGA\","
+               "\"quality\":12,\"free_heap\":123456,\"rssi\":-61}") == 0);
+  CHECK(camlogic::format_hello(out, 10, "cam1", "1.0.0", "VGA", 12, 1, 1) == -1);
+  camlogic::StatusFigures s = {9.5f, 80000, -70, 3, 1200, 2, "SVGA", 10, 8.0f};
+  n = camlogic::format_status(out, sizeof out, s);
+  CHECK(n > 0);
+  CHECK(strcmp(out,
+               "{\"type\":\"status\",\"fps_sent\":9.5,\"free_heap\":80000,\"rssi\":-70,\"reconnects\":3,"
+               "\"frames_sent\":1200,\"capture_failures\":2,\"frame_size\":\"SVGA\",\"quality\":10,\"max_fps\":8.0}") == 0);
+}
+
+static void test_control() {
+  camlogic::Control c;
+  char err[64];
+  CHECK(camlogic::parse_control("{\"framesize\": \"SVGA\", \"quality\": 12, \"fps\": 8}", &c, err, sizeof err));
+  CHECK(c.frame_size == camlogic::frame_size_index("SVGA") && c.quality == 12 && fabsf(c.fps - 8.0f) < 1e-6f);
+  CHECK(camlogic::parse_control(" {\"type\":\"control\",\"fps\":2.5} ", &c, err, sizeof err));
+  CHECK(c.frame_size == -1 && c.quality == -1 && fabsf(c.fps - 2.5f) < 1e-6f);
+  const char* bad[] = {
+      "", "[]", "{}", "{\"fps\": 0}", "{\"fps\": 31}", "{\"quality\": 3}", "{\"quality\": 12.5}",
+      "{\"framesize\": \"HUGE\"}", "{\"framesize\": 5}", "{\"colour\": 1}", "{\"fps\": 5,}", "{\"fps\": 5} x",
+      "{\"fps\" 5}", "{\"framesize\": \"VG\\\"A\"}", "{\"type\": \"other\", \"fps\": 5}", "{\"fps\": 5",
+      "{\"framesize\": \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+  };
+  for (const char* text : bad) {
+    err[0] = '\0';
+    bool ok = camlogic::parse_control(text, &c, err, sizeof err);
+    CHECK(!ok);
+    CHECK(err[0] != '\0');
+    if (ok) fprintf(stderr, "accepted: %s\n", text);
+  }
+  CHECK(!camlogic::parse_control(nullptr, &c, err, sizeof err));
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "frame-sizes") == 0) {
+    printf("[");
+    for (int i = 0; i < camlogic::FRAME_SIZE_COUNT; i++) {
+      const camlogic::FrameSizeName& f = camlogic::FRAME_SIZES[i];
+      printf("%s[\"%s\", %u, %u]", i ? ", " : "", f.name, f.width, f.height);
+    }
+    printf("]\n");
+    return 0;
+  }
+  test_camera_id_and_path();
+  test_auth_header();
+  test_backoff();
+  test_pacer();
+  test_json_texts();
+  test_control();
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

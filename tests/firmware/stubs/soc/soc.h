@@ -1,0 +1,4 @@
+// Stand-in for ESP-IDF soc/soc.h: register write macro.
+#pragma once
+#include <stdint.h>
+#define WRITE_PERI_REG(addr, val) (*((volatile uint32_t*)(addr))) = (uint32_t)(val)
