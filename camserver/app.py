@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, Callable
 
 from aiohttp import web
 
 from .config import Config
-from .detect import DetectionScheduler, Detector, DetectorPool, UltralyticsDetector
+from .detect import Detector, UltralyticsDetector
 from .hub import CameraHub
 from .ingest import CameraIngest
+from .scheduler import DetectionScheduler, DetectorPool
 from .web import ViewerApp
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,8 @@ class CamServer:
         self.config = config
         self.factory = default_detector_factory(config) if detector_factory == "config" else detector_factory
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id)
-        self.executor = ThreadPoolExecutor(max_workers=config.detect.workers, thread_name_prefix="detect")
         self.pool = DetectorPool(self.factory, config.detect.workers, config.detect.jpeg_quality)  # type: ignore[arg-type]
-        self.scheduler = DetectionScheduler(self.hub, self.pool, self.executor)
+        self.scheduler = DetectionScheduler(self.hub, self.pool, config.detect.stall_timeout_s)
         self.ingest = CameraIngest(config.ingest, self.hub)
         self.viewer_app = ViewerApp(config, self.hub, self.health, self.ingest.send_control)
         self.runner: web.AppRunner | None = None
@@ -54,21 +54,27 @@ class CamServer:
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
+        detector = self.scheduler.state
         return {
-            "status": "ok" if self.ready else "starting",
+            "status": ("ok" if detector == "ok" else "degraded") if self.ready else "starting",
+            "detector": detector,
+            "detector_stalls": self.pool.stalls,
             "model": self.config.detect.model,
+            "tasks": len(asyncio.all_tasks()),
+            "viewers": self.viewer_app.viewers_total,
+            "viewers_refused": self.viewer_app.viewers_refused,
+            "camera_auth_failures": self.ingest.auth_failures,
             "cameras": len(self.hub.cameras),
             "cameras_connected": sum(1 for c in self.hub if c.connected),
         }
 
     async def start(self) -> None:
         """Load the model, then open both listeners. Raises ModelLoadError or StartupError."""
-        loop = asyncio.get_running_loop()
         log.info("loading model %s", self.config.detect.model)
         try:
-            await loop.run_in_executor(self.executor, self.pool.load)
+            await self.pool.start()
         except BaseException:
-            self.executor.shutdown(wait=False)
+            await self.pool.stop()
             raise
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="detection-scheduler")
         try:
@@ -82,9 +88,20 @@ class CamServer:
             raise StartupError(f"cannot listen: {exc.strerror or exc}") from None
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.ready = True
+        self._warn_if_open()
         host = self.config.http.host
         log.info("cameras connect to ws://%s:%d/ws/<camera_id>", self.config.ingest.host, self.ws_port)
         log.info("viewers open http://%s:%d/ (MJPEG at /stream.mjpg)", host, self.http_port)
+
+    def _warn_if_open(self) -> None:
+        ingest, http = self.config.ingest, self.config.http
+        for side, host, protected, key, risk in (
+            ("camera", ingest.host, bool(ingest.token), "ingest.token", "publish frames as any camera"),
+            ("viewer", http.host, bool(http.token or http.users), "http.token or http.users", "watch every camera"),
+        ):
+            if not protected and not _is_loopback(host):
+                log.warning("the %s port listens on %s with no token: anyone who reaches it can %s; set %s",
+                            side, host, risk, key)
 
     async def stop(self) -> None:
         """Stop accepting, close cameras with 1001, end MJPEG responses, stop the workers."""
@@ -97,7 +114,7 @@ class CamServer:
             self._scheduler_task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._scheduler_task
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.pool.stop()
 
     async def __aenter__(self) -> CamServer:
         await self.start()
@@ -105,6 +122,15 @@ class CamServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable
 
 
 async def run(config: Config) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
@@ -114,6 +115,13 @@ def run_command(argv: Sequence[str] | None, serve: Callable[[Config], Awaitable[
         return EXIT_STARTUP
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
+    from .scheduler import hung_threads_alive
+
+    if hung_threads_alive():
+        # a detector thread stuck in native code would keep the interpreter from exiting
+        print(f"{name}: a stalled detector thread is still running; exiting without waiting for it", file=sys.stderr)
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

@@ -61,6 +61,20 @@ def _camera_ids(v: Any) -> str | None:
     return None
 
 
+def _token(v: Any) -> str | None:
+    if not isinstance(v, str) or (v and len(v) < 8) or any(c.isspace() for c in v):
+        return "must be empty (no token) or at least 8 characters without spaces"
+    return None
+
+
+def _users(v: Any) -> str | None:
+    if not isinstance(v, Mapping) or not all(
+        isinstance(k, str) and k and ":" not in k and isinstance(p, str) and p for k, p in v.items()
+    ):
+        return "must be a table of user = \"password\" (user names without ':')"
+    return None
+
+
 def _opt(default: Any, check: Check) -> Any:
     return field(default=default, metadata={"check": check})
 
@@ -80,6 +94,11 @@ class IngestConfig:
     max_height: int = _opt(1944, _number(int, 16, 16384))
     max_cameras: int = _opt(32, _number(int, 1, 1024))
     default_camera_id: str = _opt("default", CAMERA_ID)
+    token: str = _opt("", _token)
+    handshake_timeout_s: float = _opt(10.0, _number(float, 0.1, 300))
+    ping_interval_s: float = _opt(20.0, _number(float, 0.1, 3600))
+    ping_timeout_s: float = _opt(20.0, _number(float, 0.1, 3600))
+    max_bad_frames: int = _opt(50, _number(int, 1, 100000))
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,10 @@ class HttpConfig:
     port: int = _opt(8080, PORT)
     viewer_write_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
     placeholder_interval_s: float = _opt(1.0, _number(float, 0.1, 60))
+    max_viewers: int = _opt(200, _number(int, 1, 100000))
+    max_viewers_per_camera: int = _opt(50, _number(int, 1, 100000))
+    token: str = _opt("", _token)
+    users: tuple[tuple[str, str], ...] = _opt((), _users)  # (name, password) pairs
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,7 @@ class DetectConfig:
     imgsz: int = _opt(640, _number(int, 32, 4096))
     workers: int = _opt(1, _number(int, 1, 16))
     jpeg_quality: int = _opt(80, _number(int, 10, 100))
+    stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
 
 
 @dataclass(frozen=True)
@@ -152,6 +176,8 @@ def _section(cls: type, table: Any, prefix: str) -> Any:
             value = value.lower()
         if isinstance(value, list):
             value = tuple(value)
+        if isinstance(value, Mapping):
+            value = tuple(sorted(value.items()))
         values[key] = value
     return cls(**values)
 

@@ -1,21 +1,15 @@
-"""Detection: the Detector protocol, the ultralytics backend, and the executor worker."""
+"""Detection: the Detector protocol, the ultralytics backend, and the per-frame worker function."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 import time
-from concurrent.futures import Executor
-from contextlib import suppress
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from .hub import Camera, CameraHub, Frame
-from .ratelog import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -129,98 +123,15 @@ def annotate_frame(detector: Detector | None, jpeg: bytes, jpeg_quality: int = 8
     return FrameResult(buf.tobytes(), detections, inference_ms)
 
 
-class DetectorPool:
-    """One detector instance per worker thread; an instance is never used by two threads at once."""
-
-    def __init__(self, factory: Callable[[], Detector] | None, size: int, jpeg_quality: int = 80) -> None:
-        self.factory = factory
-        self.size = size
-        self.jpeg_quality = jpeg_quality
-        self._free: queue.SimpleQueue[Detector | None] = queue.SimpleQueue()
-
-    def load(self) -> None:
-        """Build every instance (slow; call in a thread). Raises ModelLoadError."""
-        for _ in range(self.size):
-            self._free.put(self.factory() if self.factory else None)
-
-    def process(self, jpeg: bytes) -> FrameResult:
-        """annotate_frame() with a free instance; the executor has as many threads as instances."""
-        detector = self._free.get()
-        try:
-            return annotate_frame(detector, jpeg, self.jpeg_quality)
-        finally:
-            self._free.put(detector)
-
-
-class DetectionScheduler:
-    """Takes the newest frame of each camera, fairly, and runs one inference per frame."""
-
-    def __init__(self, hub: CameraHub, pool: DetectorPool, executor: Executor) -> None:
-        self.hub = hub
-        self.pool = pool
-        self.executor = executor
-        self.in_flight = 0
-        self._tick = 0
-        self._jobs: set[asyncio.Task[None]] = set()
-        self._bad_frames = ThrottledLog(log)
-        self._failures = ThrottledLog(log)
-
-    async def run(self) -> None:
-        """Dispatch frames until cancelled; an idle camera costs nothing."""
-        try:
-            while True:
-                await self.hub.frame_waiting.wait()
-                self.hub.frame_waiting.clear()
-                self._dispatch()
-        finally:
-            for job in list(self._jobs):
-                job.cancel()
-            for job in list(self._jobs):
-                with suppress(asyncio.CancelledError):
-                    await job
-
-    def _dispatch(self) -> None:
-        # Least recently served first, so a busy camera cannot starve a quiet one.
-        ready = sorted((c for c in self.hub if c.slot.full and not c.in_detector), key=lambda c: c.last_dispatch)
-        for cam in ready:
-            if self.in_flight >= self.pool.size:
-                break
-            frame = cam.slot.take()
-            if frame is None:
-                continue
-            self._tick += 1
-            cam.last_dispatch = self._tick
-            cam.in_detector = True
-            self.in_flight += 1
-            job = asyncio.create_task(self._process(cam, frame))
-            self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
-
-    async def _process(self, cam: Camera, frame: Frame) -> None:
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(self.executor, self.pool.process, frame.jpeg)
-        except Exception as exc:  # the worker itself broke: publish the frame as it came
-            log.error("detection worker failed", exc_info=True)
-            result = FrameResult(frame.jpeg, error=f"worker failed: {exc!r}")
-        finally:
-            cam.in_detector = False
-            self.in_flight -= 1
-            self.hub.frame_waiting.set()
-        self._publish(cam, frame, result)
-
-    def _publish(self, cam: Camera, frame: Frame, result: FrameResult) -> None:
-        if result.jpeg is None:
-            cam.frames_rejected += 1
-            self._bad_frames.warning(cam.id, "camera %s: frame rejected: %s", cam.id, result.error)
-            return
-        if result.error:
-            cam.detect_errors += 1
-            self._failures.warning(cam.id, "camera %s: frame published unannotated: %s", cam.id, result.error)
-        cam.frames_processed += 1
-        if result.inference_ms is not None:
-            cam.inference_ms.append(result.inference_ms)
-        cam.detections = [d.to_json() for d in result.detections]
-        cam.detections_frame = frame
-        out = Frame(frame.seq, result.jpeg, frame.received_at, frame.wall_time)
-        cam.fps_out.mark()
-        cam.annotated.publish(out)
+def mark_frame(jpeg: bytes, text: str, jpeg_quality: int = 80) -> bytes | None:
+    """The frame with a red banner saying `text` (e.g. "detector stalled"); None if it does not decode."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    h, w = image.shape[:2]
+    scale = max(0.4, w / 800)
+    band = int(32 * scale)
+    cv2.rectangle(image, (0, 0), (w, band), (0, 0, 170), -1)
+    cv2.putText(image, text, (8, int(band * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, (255, 255, 255), 2, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    return buf.tobytes() if ok else None

@@ -135,6 +135,7 @@ class Camera:
         self.frames_dropped = 0
         self.frames_rejected = 0
         self.detect_errors = 0
+        self.bad_in_row = 0  # rejected frames since the last good one, this connection
         self.viewers = 0
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
@@ -237,6 +238,7 @@ class CameraHub:
             cam = self.cameras[camera_id] = Camera(camera_id)
             self.registry.touch()
         replaced, cam.connection = cam.connection, connection
+        cam.bad_in_row = 0
         cam.connected_at = time.monotonic()
         cam.raw.touch()
         cam.annotated.touch()

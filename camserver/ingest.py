@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from .auth import presented_token, same_secret
 from .config import IngestConfig
 from .hub import Camera, CameraHub, HubFull
 from .jpeg import BadFrame, inspect_jpeg
@@ -36,6 +37,8 @@ class CameraIngest:
         self.server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._bad_frames = ThrottledLog(log)
+        self._refusals = ThrottledLog(log)
+        self.auth_failures = 0
 
     async def start(self) -> int:
         """Listen; returns the bound port (useful with port 0)."""
@@ -45,6 +48,11 @@ class CameraIngest:
             self.config.port,
             process_request=self._check_request,
             max_size=self.config.max_frame_bytes,
+            open_timeout=self.config.handshake_timeout_s,
+            ping_interval=self.config.ping_interval_s,
+            ping_timeout=self.config.ping_timeout_s,
+            # a dead peer never completes the closing handshake: do not wait the library's 10 s for it
+            close_timeout=min(5.0, self.config.ping_timeout_s),
             max_queue=4,  # frames buffered per camera before TCP pushes back
             compression=None,  # JPEG does not compress; deflate only costs CPU
         )
@@ -86,6 +94,14 @@ class CameraIngest:
                 "Unknown path. Cameras connect to /ws or /ws/<camera_id> "
                 "(letters, digits, '-', '_', up to 32 characters).\n",
             )
+        if self.config.token and not same_secret(presented_token(request.headers, request.path), self.config.token):
+            self.auth_failures += 1
+            self._refusals.warning(
+                "auth", "camera %s refused from %s: missing or wrong token", camera_id, _peer(connection)
+            )
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Missing or wrong camera token.\n")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="camserver cameras"'
+            return response
         if not self.hub.has_room_for(camera_id):
             log.warning("camera %s refused: %d cameras already known", camera_id, self.hub.max_cameras)
             response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many cameras on this server.\n")
@@ -109,7 +125,10 @@ class CameraIngest:
         try:
             async for message in ws:
                 if isinstance(message, bytes):
-                    self._on_frame(cam, message)
+                    if not self._on_frame(cam, message):
+                        log.warning("camera %s: %d bad frames in a row, closed with 1008", camera_id, cam.bad_in_row)
+                        await ws.close(CloseCode.POLICY_VIOLATION, "too many bad frames")
+                        break
                 else:
                     self._on_text(cam, message, first=texts == 0)
                     texts += 1
@@ -127,15 +146,19 @@ class CameraIngest:
             self.hub.detach(cam, ws)
             log.info("camera %s disconnected (code %s)", camera_id, ws.close_code)
 
-    def _on_frame(self, cam: Camera, data: bytes) -> None:
+    def _on_frame(self, cam: Camera, data: bytes) -> bool:
+        """Validate and hand over one frame; False once the camera sent too many bad ones in a row."""
         cam.frames_received += 1
         try:
             info = inspect_jpeg(data, self.config.max_width, self.config.max_height)
         except BadFrame as exc:
             cam.frames_rejected += 1
+            cam.bad_in_row += 1
             self._bad_frames.warning(cam.id, "camera %s: frame rejected (%d bytes): %s", cam.id, len(data), exc)
-            return
+            return cam.bad_in_row < self.config.max_bad_frames
+        cam.bad_in_row = 0
         self.hub.receive(cam, data, (info.width, info.height))
+        return True
 
     def _on_text(self, cam: Camera, text: str, first: bool) -> None:
         parsed = None

@@ -13,9 +13,11 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from .auth import basic_user, presented_token, same_secret
 from .config import Config
 from .control import validate_control
 from .hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
+from .ratelog import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,29 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
         return web.json_response({"error": exc.reason, "detail": exc.text}, status=exc.status, headers=headers)
+
+
+def viewer_auth(token: str, users: dict[str, str]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware: every route but /healthz needs the viewer token or a basic-auth user, when set."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path == "/healthz":
+            return await handler(request)
+        if token and same_secret(presented_token(request.headers, request.query_string), token):
+            return await handler(request)
+        if basic_user(request.headers, users) is not None:
+            return await handler(request)
+        challenge = 'Basic realm="camserver"' if users else 'Bearer realm="camserver"'
+        raise web.HTTPUnauthorized(
+            reason="authentication required",
+            text="send the viewer token (Authorization: Bearer, or ?token=) or a user name and password",
+            headers={"WWW-Authenticate": challenge},
+        )
+
+    return check
 
 
 class ViewerApp:
@@ -85,10 +108,17 @@ class ViewerApp:
         self.write_timeout = config.http.viewer_write_timeout_s
         self.interval = config.http.placeholder_interval_s
         self._placeholders: dict[tuple[str, str], Frame] = {}
+        self.viewers_total = 0
+        self.viewers_refused = 0
+        self._refusals = ThrottledLog(log)
 
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
-        app = web.Application(middlewares=[json_errors])
+        middlewares = [json_errors]
+        http = self.config.http
+        if http.token or http.users:
+            middlewares.append(viewer_auth(http.token, dict(http.users)))
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/", self.index)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/cameras", self.api_cameras)
@@ -122,7 +152,8 @@ class ViewerApp:
 
     async def api_cameras(self, request: web.Request) -> web.Response:
         """Every known camera with its counters and figures."""
-        return web.json_response([cam.summary() for cam in self.hub])
+        detector = self.health()["detector"]
+        return web.json_response([{**cam.summary(), "detector": detector} for cam in self.hub])
 
     async def api_detections(self, request: web.Request) -> web.Response:
         """The latest detections of one camera."""
@@ -194,7 +225,24 @@ class ViewerApp:
             headers["X-Frame-Seq"] = str(frame.seq)
         return web.Response(body=body, content_type="image/jpeg", headers=headers)
 
+    def _check_viewer_room(self, request: web.Request, cam: Camera | None) -> None:
+        http = self.config.http
+        if self.viewers_total >= http.max_viewers or (cam is not None and cam.viewers >= http.max_viewers_per_camera):
+            self.viewers_refused += 1
+            self._refusals.warning("viewers", "viewer %s refused: viewer limit reached", request.remote)
+            raise web.HTTPServiceUnavailable(
+                reason="too many viewers", text="viewer limit reached; try again later", headers={"Retry-After": "10"}
+            )
+
     async def _stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
+        self._check_viewer_room(request, resolve())
+        self.viewers_total += 1
+        try:
+            return await self._serve_stream(request, resolve)
+        finally:
+            self.viewers_total -= 1
+
+    async def _serve_stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
         raw = self._raw(request)
         resp = web.StreamResponse(
             headers={
@@ -210,6 +258,8 @@ class ViewerApp:
             await self._write(request, resp, f"--{BOUNDARY}\r\n".encode())
             sent_seq, sent_at = 0, 0.0
             while not self.hub.closed:
+                if request.transport is None or request.transport.is_closing():
+                    break  # the viewer left; without this we would notice only at the next write
                 if cam is None:
                     cam = resolve()
                     if cam is not None:

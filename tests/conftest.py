@@ -45,6 +45,13 @@ def decode(jpeg: bytes) -> np.ndarray:
     return img
 
 
+def is_green(img: np.ndarray) -> bool:
+    """Whether the centre of FAKE_BOX is the fake detector's green: the frame was annotated."""
+    x1, y1, x2, y2 = FAKE_BOX
+    b, g, r = img[(y1 + y2) // 2, (x1 + x2) // 2].tolist()
+    return g > 200 and r < 60 and b < 60
+
+
 class FakeDetector:
     """Deterministic detector: paints FAKE_BOX green, reports one 'fake' object, counts calls."""
 
@@ -183,21 +190,33 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S, what:
         await asyncio.sleep(0.01)
 
 
+@dataclasses.dataclass
+class Feed:
+    """What a background camera feed has sent: how many frames, and when each went out."""
+
+    sent: int = 0
+    sent_at: dict[int, float] = dataclasses.field(default_factory=dict)  # n-th frame -> monotonic time
+
+
 @asynccontextmanager
-async def feeding(cam: websockets.ClientConnection, fps: float = 20, width: int = 320, height: int = 240) -> AsyncIterator[None]:
+async def feeding(
+    cam: websockets.ClientConnection, fps: float = 20, width: int = 320, height: int = 240, noise: bool = False
+) -> AsyncIterator[Feed]:
     """Send numbered frames from `cam` at about `fps` in the background while the block runs."""
     stop = asyncio.Event()
+    feed = Feed()
 
-    async def feed() -> None:
-        seq = 0
+    async def run() -> None:
         while not stop.is_set():
-            seq += 1
-            await cam.send(make_jpeg(seq, width, height))
+            frame = make_jpeg(feed.sent + 1, width, height, noise)
+            feed.sent_at[feed.sent + 1] = time.monotonic()
+            await cam.send(frame)
+            feed.sent += 1
             await asyncio.sleep(1 / fps)  # the camera's frame pacing
 
-    task = asyncio.create_task(feed())
+    task = asyncio.create_task(run())
     try:
-        yield
+        yield feed
     finally:
         stop.set()
         await task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -51,23 +52,28 @@ def test_unloadable_model_is_one_line_exit_3(tmp_path, model):
 
 
 async def test_sigterm_closes_cameras_ends_streams_exits_0(tmp_path, http):
-    """SIGTERM with a camera and viewers: cameras get 1001, streams end, exit 0 within 5 s."""
+    """16. SIGTERM with 3 cameras and 20 viewers: cameras get 1001, every stream ends, exit 0 within 5 s."""
     server = await ServerProcess.start("--model", "none", cwd=tmp_path, timeout=WAIT_S * 3)
     base = f"http://127.0.0.1:{server.http_port}"
-    cams = [await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/c{i}") for i in range(2)]
+    cams = [await connect_camera(server.ws(f"c{i}")) for i in range(3)]
     for cam in cams:
         await cam.send(make_jpeg(1))
-    async with mjpeg(http, f"{base}/cameras/c0/stream.mjpg") as v1, mjpeg(http, f"{base}/stream.mjpg") as v2:
-        await v1.next_live()
-        await v2.next_live()
+    async with contextlib.AsyncExitStack() as stack:
+        urls = [f"{base}/cameras/c{i % 3}/stream.mjpg" for i in range(19)] + [f"{base}/stream.mjpg"]
+        viewers = [await stack.enter_async_context(mjpeg(http, url)) for url in urls]
+        for viewer in viewers:
+            await viewer.next_live()
         started = time.monotonic()
         rc = await server.stop(timeout=5)
         assert time.monotonic() - started < 5
         assert rc == 0, "".join(server.lines)
-        for viewer in (v1, v2):
+
+        async def stream_ends(viewer):
             with pytest.raises(EOFError):  # the chunked body ends cleanly
                 while True:
                     await viewer.next(timeout=5)
+
+        await asyncio.gather(*(stream_ends(v) for v in viewers))
     for cam in cams:
         await asyncio.wait_for(cam.wait_closed(), 5)
         assert cam.close_code == 1001
