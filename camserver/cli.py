@@ -32,6 +32,8 @@ FLAG_KEYS = {
     "iou": [("detect", "iou")],
     "imgsz": [("detect", "imgsz")],
     "workers": [("detect", "workers")],
+    "camera_token": [("ingest", "token")],
+    "viewer_token": [("http", "token")],
     "log_level": [("log", "level")],
 }
 
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
     p.add_argument("--workers", type=int, help="detector threads, one model each (default 1)")
+    p.add_argument("--camera-token", help="token cameras must send (ingest.token)")
+    p.add_argument("--viewer-token", help="token viewers must send (http.token)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     p.add_argument("--version", action="version", version=f"camserver {__version__}")

@@ -62,6 +62,15 @@ def test_flags_override_the_file(tmp_path):
     assert config.passthrough
 
 
+def test_token_flags_set_both_tokens():
+    """--camera-token and --viewer-token set ingest.token and http.token; short tokens are refused."""
+    args = build_parser().parse_args(["--camera-token", "cam-secret-1", "--viewer-token", "view-secret-1"])
+    config = config_from_args(args)
+    assert (config.ingest.token, config.http.token) == ("cam-secret-1", "view-secret-1")
+    with pytest.raises(ConfigError, match="ingest.token"):
+        config_from_args(build_parser().parse_args(["--camera-token", "short"]))
+
+
 def test_flag_values_are_validated_too():
     """An out-of-range flag is reported with the key it sets."""
     args = build_parser().parse_args(["--http-port", "99999"])
