@@ -154,14 +154,14 @@ class DetectionScheduler:
             self._tick += 1
             cam.last_dispatch = self._tick
             cam.in_detector = True
+            if worker is not None:
+                worker.busy = True  # now, so the next camera in this loop gets another worker
             coro = self._process(cam, frame, worker) if worker else self._pass_marked(cam, frame)
             job = asyncio.create_task(coro)
             self._jobs.add(job)
             job.add_done_callback(self._jobs.discard)
 
-    async def _process(self, cam: Camera, frame: Frame, worker: object) -> None:
-        assert isinstance(worker, DetectorWorker)
-        worker.busy = True
+    async def _process(self, cam: Camera, frame: Frame, worker: DetectorWorker) -> None:
         future = self.pool.submit(worker, frame.jpeg)
         try:
             result = await asyncio.wait_for(asyncio.shield(future), self.stall_timeout_s)

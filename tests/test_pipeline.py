@@ -199,3 +199,29 @@ async def test_bad_path_is_404(srv):
     assert info.value.response.status_code == 404
     with pytest.raises(websockets.exceptions.InvalidStatus):
         await connect_camera(srv.ws("x" * 33))  # ids are at most 32 characters
+
+
+async def test_two_workers_run_two_cameras_at_once():
+    """With detect.workers = 2, two cameras' frames are inferred in parallel, each worker used by one at a time."""
+    import threading
+
+    both_inside = threading.Barrier(2, timeout=5)
+    threads_seen = set()
+
+    class MeetingDetector(FakeDetector):
+        def detect(self, image):
+            threads_seen.add(threading.current_thread().name)
+            both_inside.wait()  # only passes if the two frames are in two detector threads at once
+            return super().detect(image)
+
+    async with running_server(MeetingDetector(), detect={"workers": 2}) as srv:
+        a = await connect_camera(srv.ws("a"))
+        b = await connect_camera(srv.ws("b"))
+        await a.send(make_jpeg(1))
+        await b.send(make_jpeg(2))
+        hub = srv.server.hub
+        await wait_for(lambda: all((c := hub.get(i)) is not None and c.frames_processed == 1 for i in "ab"))
+        assert len(threads_seen) == 2
+        assert all(c.detect_errors == 0 for c in hub)
+        await a.close()
+        await b.close()
