@@ -177,7 +177,7 @@ class ViewerApp:
             message = validate_control(json.loads(await request.read()))
         except ValueError as exc:  # bad JSON or a bad setting (ControlError)
             raise web.HTTPBadRequest(reason="invalid control message", text=str(exc)) from None
-        if not cam.connected or not await self.send_control(cam, message):
+        if not await self.send_control(cam, message):  # False when the camera is not connected
             raise web.HTTPConflict(reason="camera offline", text=f"camera {cam.id!r} is not connected")
         return web.json_response({"camera": cam.id, "sent": message}, status=202)
 
