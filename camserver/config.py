@@ -96,8 +96,8 @@ class IngestConfig:
     default_camera_id: str = _opt("default", CAMERA_ID)
     token: str = _opt("", _token)
     handshake_timeout_s: float = _opt(10.0, _number(float, 0.1, 300))
-    ping_interval_s: float = _opt(20.0, _number(float, 0.1, 3600))
-    ping_timeout_s: float = _opt(20.0, _number(float, 0.1, 3600))
+    ping_interval_s: float = _opt(20.0, _number(float, 0.01, 3600))
+    ping_timeout_s: float = _opt(20.0, _number(float, 0.01, 3600))
     max_bad_frames: int = _opt(50, _number(int, 1, 100000))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Iterator
 
 BOUNDARY = "camserverframe"
@@ -136,6 +136,7 @@ class Camera:
         self.frames_rejected = 0
         self.detect_errors = 0
         self.bad_in_row = 0  # rejected frames since the last good one, this connection
+        self.closes: Counter[str] = Counter()  # connections ended, by reason (keepalive, too_big, ...)
         self.viewers = 0
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
@@ -171,6 +172,7 @@ class Camera:
             "frames_dropped": self.frames_dropped,
             "frames_rejected": self.frames_rejected,
             "detect_errors": self.detect_errors,
+            "closes": dict(self.closes),
             "viewers": self.viewers,
             "fps_in": round(self.fps_in.rate(now), 2),
             "fps_out": round(self.fps_out.rate(now), 2),

@@ -6,19 +6,22 @@ import asyncio
 import json
 import logging
 import re
+import weakref
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
-from websockets.frames import CloseCode
+from websockets.frames import Close, CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import Protocol
 
 from .auth import presented_token, same_secret
 from .config import IngestConfig
 from .hub import Camera, CameraHub, HubFull
 from .jpeg import BadFrame, inspect_jpeg
+from .keepalive import keep_alive
 from .ratelog import ThrottledLog
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class CameraIngest:
         self._tasks: set[asyncio.Task[None]] = set()
         self._bad_frames = ThrottledLog(log)
         self._refusals = ThrottledLog(log)
+        self._closing: weakref.WeakKeyDictionary[ServerConnection, str] = weakref.WeakKeyDictionary()
         self.auth_failures = 0
 
     async def start(self) -> int:
@@ -49,8 +53,9 @@ class CameraIngest:
             process_request=self._check_request,
             max_size=self.config.max_frame_bytes,
             open_timeout=self.config.handshake_timeout_s,
-            ping_interval=self.config.ping_interval_s,
-            ping_timeout=self.config.ping_timeout_s,
+            # the library's keepalive pings random bytes, which the ESP32 library cannot always
+            # echo; keepalive.py pings with payloads it can (see there)
+            ping_interval=None,
             # a dead peer never completes the closing handshake: do not wait the library's 10 s for it
             close_timeout=min(5.0, self.config.ping_timeout_s),
             max_queue=4,  # frames buffered per camera before TCP pushes back
@@ -119,14 +124,17 @@ class CameraIngest:
             return
         if replaced is not None:
             log.warning("camera %s: a new connection replaces the open one (newest wins)", camera_id)
+            self._closing[replaced] = "replaced"
             self._spawn(replaced.close(CloseCode.POLICY_VIOLATION, "replaced by a newer connection for this camera id"))
         log.info("camera %s connected from %s", camera_id, _peer(ws))
+        keepalive = asyncio.create_task(self._keep_alive(cam, ws), name=f"keepalive-{camera_id}")
         texts = 0
         try:
             async for message in ws:
                 if isinstance(message, bytes):
                     if not self._on_frame(cam, message):
-                        log.warning("camera %s: %d bad frames in a row, closed with 1008", camera_id, cam.bad_in_row)
+                        log.warning("camera %s: %d bad frames in a row; closing with 1008", camera_id, cam.bad_in_row)
+                        self._closing[ws] = "bad_frames"
                         await ws.close(CloseCode.POLICY_VIOLATION, "too many bad frames")
                         break
                 else:
@@ -136,15 +144,41 @@ class CameraIngest:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 cam.frames_rejected += 1
                 log.warning(
-                    "camera %s: frame over ingest.max_frame_bytes (%d bytes), closed with 1009",
+                    "camera %s: frame over ingest.max_frame_bytes (%d bytes); closing with 1009",
                     camera_id,
                     self.config.max_frame_bytes,
                 )
         except ConnectionClosed:
             pass
         finally:
+            keepalive.cancel()
             self.hub.detach(cam, ws)
-            log.info("camera %s disconnected (code %s)", camera_id, ws.close_code)
+            self._log_close(cam, ws)
+
+    async def _keep_alive(self, cam: Camera, ws: ServerConnection) -> None:
+        if await keep_alive(ws, self.config.ping_interval_s, self.config.ping_timeout_s):
+            return
+        log.warning(
+            "camera %s: no pong within %.1f s; closing with 1011 (keepalive ping timeout)",
+            cam.id,
+            self.config.ping_timeout_s,
+        )
+        self._closing[ws] = "keepalive"
+        # close(), not an abrupt fail: a camera that is alive but slow still reads the code
+        await ws.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def _log_close(self, cam: Camera, ws: ServerConnection) -> None:
+        """Log the close code sent and received, and count the close under its reason."""
+        sent, rcvd = ws.protocol.close_sent, ws.protocol.close_rcvd
+        reason = self._closing.pop(ws, None) or close_reason(ws.protocol)
+        cam.closes[reason] += 1
+        log.info(
+            "camera %s disconnected (%s): sent %s, received %s",
+            cam.id,
+            reason,
+            _describe(sent),
+            _describe(rcvd) if rcvd is not None else "no close frame (1006)",
+        )
 
     def _on_frame(self, cam: Camera, data: bytes) -> bool:
         """Validate and hand over one frame; False once the camera sent too many bad ones in a row."""
@@ -179,6 +213,28 @@ class CameraIngest:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+# Why a camera connection ended, by the close frames seen; our own closes name their reason.
+_SENT_REASONS = {CloseCode.GOING_AWAY: "shutdown", CloseCode.MESSAGE_TOO_BIG: "too_big"}
+
+
+def close_reason(protocol: Protocol) -> str:
+    """A short name for why a connection ended, as counted in /api/cameras `closes`."""
+    sent, rcvd = protocol.close_sent, protocol.close_rcvd
+    if rcvd is not None and (sent is None or protocol.close_rcvd_then_sent):
+        return "camera"  # the camera closed first
+    if sent is None:
+        return "lost"  # no close frame either way: the TCP connection just ended
+    if sent.code in _SENT_REASONS:
+        return _SENT_REASONS[sent.code]
+    return "server_error" if sent.code == CloseCode.INTERNAL_ERROR else "server_close"
+
+
+def _describe(close: Close | None) -> str:
+    if close is None:
+        return "nothing"
+    return f"{close.code} {close.reason!r}" if close.reason else str(close.code)
 
 
 def _peer(ws: ServerConnection) -> str:

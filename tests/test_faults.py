@@ -87,6 +87,7 @@ async def test_oversized_frame_1009_other_cameras_keep_their_fps(http):
         assert codes == [1009] * 5
         assert received >= 0.9 * sent, (received, sent)
         assert srv.server.hub.get("big").frames_rejected == 5
+        assert srv.server.hub.get("big").closes == {"too_big": 5}
         await other.close()
 
 
@@ -188,7 +189,9 @@ async def test_silent_camera_closed_1011_and_shown_offline(http):
         await asyncio.wait_for(cam.wait_closed(), 10)
         assert cam.close_code == 1011
         async with http.get(f"{srv.http}/api/cameras") as resp:
-            assert (await resp.json())[0]["connected"] is False
+            (summary,) = await resp.json()
+        assert summary["connected"] is False
+        assert summary["closes"] == {"keepalive": 1}
 
 
 # 5 -------------------------------------------------------------------------------------------

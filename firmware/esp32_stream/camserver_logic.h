@@ -79,6 +79,99 @@ struct Backoff {
 };
 
 // ---------------------------------------------------------------------------------------------
+// The WebSocket link: when to (re)connect, and how many reconnects there were.
+//
+// ArduinoWebsockets fires ConnectionClosed inside a refused connect() (HTTP 401, 503, a slow
+// reply) as well as when an open connection closes. Only the second may schedule a retry: the
+// failed connect() schedules its own, so a refused attempt advances the backoff once, not twice.
+// ---------------------------------------------------------------------------------------------
+
+struct WsLink {
+  Backoff backoff;
+  bool open;
+  uint32_t connections;      // successful connections since boot
+  uint32_t next_connect_ms;  // do not try before this millis()
+
+  explicit WsLink(uint32_t base_ms = 500, uint32_t cap_ms = 30000)
+      : backoff(base_ms, cap_ms), open(false), connections(0), next_connect_ms(0) {}
+
+  // True when a connection attempt is due at now_ms (wrap-safe).
+  bool due(uint32_t now_ms) const { return (int32_t)(now_ms - next_connect_ms) >= 0; }
+
+  void connected() {
+    open = true;
+    connections++;
+    backoff.reset();
+  }
+
+  // connect() returned false. Returns the delay before the next attempt.
+  uint32_t connect_failed(uint32_t now_ms, uint32_t random32) {
+    open = false;
+    return schedule(now_ms, random32);
+  }
+
+  // The library reported ConnectionClosed. Returns the delay before the next attempt, or 0 when
+  // no connection was open (inside a refused connect()): nothing is scheduled then.
+  uint32_t closed(uint32_t now_ms, uint32_t random32) {
+    if (!open) return 0;
+    open = false;
+    return schedule(now_ms, random32);
+  }
+
+  // The first connection is not a reconnect.
+  uint32_t reconnects() const { return connections > 0 ? connections - 1 : 0; }
+
+ private:
+  uint32_t schedule(uint32_t now_ms, uint32_t random32) {
+    uint32_t delay = backoff.next_delay_ms(random32);
+    next_connect_ms = now_ms + delay;
+    return delay;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// WiFi recovery: WiFi.begin() again with backoff while the link is down, and a give-up time.
+// Times are kept relative to the moment the loss was seen, so they work at any uptime, also
+// after millis() passes 2^31 (24.8 days) and wraps (49.7 days).
+// ---------------------------------------------------------------------------------------------
+
+struct WifiKeeper {
+  Backoff backoff;
+  bool lost;
+  uint32_t lost_since_ms;
+  uint32_t next_try_ms;
+
+  explicit WifiKeeper(uint32_t base_ms = 1000, uint32_t cap_ms = 30000)
+      : backoff(base_ms, cap_ms), lost(false), lost_since_ms(0), next_try_ms(0) {}
+
+  // Called every loop while WiFi is down. Returns true when WiFi.begin() is due now; *delay_ms
+  // (if given) gets the wait until the try after it. The first call after a loss tries at once.
+  bool down(uint32_t now_ms, uint32_t random32, uint32_t* delay_ms = nullptr) {
+    if (!lost) {
+      lost = true;
+      lost_since_ms = now_ms;
+      next_try_ms = now_ms;
+    }
+    if ((int32_t)(now_ms - next_try_ms) < 0) return false;
+    uint32_t delay = backoff.next_delay_ms(random32);
+    next_try_ms = now_ms + delay;
+    if (delay_ms) *delay_ms = delay;
+    return true;
+  }
+
+  // How long WiFi has been down (0 while up).
+  uint32_t down_for_ms(uint32_t now_ms) const { return lost ? now_ms - lost_since_ms : 0; }
+
+  // WiFi is back. Returns true when it had been lost (worth a log line).
+  bool up() {
+    bool was_lost = lost;
+    lost = false;
+    backoff.reset();
+    return was_lost;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // Frame pacing: at most `fps` frames a second, immune to millis() wrapping after 49 days.
 // ---------------------------------------------------------------------------------------------
 
@@ -132,6 +225,26 @@ inline int frame_size_index(const char* name) {
     if (strcmp(FRAME_SIZES[i].name, name) == 0) return i;
   }
   return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Camera buffers. The esp32-camera driver sizes each JPEG buffer from the frame size given to
+// esp_camera_init() (width * height / 5); set_framesize() later does not resize it, so a larger
+// frame size would overflow it. The sketch initialises the camera once at the largest size it
+// will ever allow, then switches to the wanted size.
+// ---------------------------------------------------------------------------------------------
+
+// Bytes of one JPEG frame buffer for a frame size index, as the driver allocates it.
+inline uint32_t jpeg_buffer_bytes(int index) {
+  if (index < 0 || index >= FRAME_SIZE_COUNT) return 0;
+  return (uint32_t)FRAME_SIZES[index].width * FRAME_SIZES[index].height / 5;
+}
+
+// The largest frame size index allowed: UXGA with PSRAM; without PSRAM, no_psram_cap.
+inline int largest_frame_size_index(bool psram, int no_psram_cap) {
+  if (psram) return FRAME_SIZE_COUNT - 1;
+  if (no_psram_cap < 0) return 0;
+  return no_psram_cap < FRAME_SIZE_COUNT ? no_psram_cap : FRAME_SIZE_COUNT - 1;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,18 +40,15 @@ static const int REINIT_RETRIES = 5;   // failed re-initialisations in a row bef
 // WebSocket: a fresh client for every connection attempt (the library's clients are not meant to
 // be reused after a close).
 static WebsocketsClient* ws = nullptr;
-static bool ws_open = false;
+static camlogic::WsLink ws_link(500, 30000);  // open or not, backoff, reconnect count
 static char ws_path[48];
 static char auth_header[160];
-static camlogic::Backoff ws_backoff(500, 30000);
-static uint32_t next_connect_ms = 0;
 
-static camlogic::Backoff wifi_backoff(1000, 30000);
-static uint32_t next_wifi_try_ms = 0;
-static uint32_t wifi_lost_since_ms = 0;
+static camlogic::WifiKeeper wifi_keeper(1000, 30000);
 
 static camlogic::FramePacer pacer(MAX_FPS);
 static int frame_size_index = 0;
+static int largest_size_index = 0;  // the size the camera was initialised at: no frame may be larger
 static int jpeg_quality = JPEG_QUALITY;
 static float max_fps = MAX_FPS;
 static bool camera_ready = false;
@@ -59,7 +56,6 @@ static int capture_failures_in_row = 0;
 static int reinit_failures_in_row = 0;
 static uint32_t next_reinit_ms = 0;
 
-static uint32_t reconnects = 0;
 static uint32_t frames_sent = 0;
 static uint32_t capture_failures = 0;
 static uint32_t frames_at_last_status = 0;
@@ -102,17 +98,21 @@ static bool camera_init() {
   config.xclk_freq_hz = 20000000;
   config.pixel_format = PIXFORMAT_JPEG;
   config.jpeg_quality = jpeg_quality;
-  if (psramFound()) {
+  // The driver sizes its JPEG buffers from this frame size and never resizes them, so initialise
+  // at the largest size a control message may ask for, then switch to the wanted one: a later
+  // {"framesize": "UXGA"} then fits. Cost with PSRAM: 2 x 384,000 bytes of PSRAM instead of
+  // 2 x 61,440 for VGA (of the 4 MB PSRAM of an AI-Thinker board).
+  bool psram = psramFound();
+  largest_size_index = camlogic::largest_frame_size_index(psram, camlogic::frame_size_index(FRAME_SIZE_NO_PSRAM));
+  if (frame_size_index > largest_size_index) frame_size_index = largest_size_index;
+  config.frame_size = FRAMESIZE_BY_INDEX[largest_size_index];
+  if (psram) {
     // Two buffers in PSRAM, always the newest frame: capture overlaps sending.
-    config.frame_size = FRAMESIZE_BY_INDEX[frame_size_index];
     config.fb_count = 2;
     config.fb_location = CAMERA_FB_IN_PSRAM;
     config.grab_mode = CAMERA_GRAB_LATEST;
   } else {
     // Internal RAM only: one small buffer.
-    int small = camlogic::frame_size_index(FRAME_SIZE_NO_PSRAM);
-    if (frame_size_index > small) frame_size_index = small;
-    config.frame_size = FRAMESIZE_BY_INDEX[frame_size_index];
     config.fb_count = 1;
     config.fb_location = CAMERA_FB_IN_DRAM;
     config.grab_mode = CAMERA_GRAB_WHEN_EMPTY;
@@ -120,6 +120,12 @@ static bool camera_init() {
   esp_err_t err = esp_camera_init(&config);
   if (err != ESP_OK) {
     Serial.printf("[cam] init failed: 0x%x\n", err);
+    return false;
+  }
+  sensor_t* sensor = esp_camera_sensor_get();
+  if (sensor == nullptr || sensor->set_framesize(sensor, FRAMESIZE_BY_INDEX[frame_size_index]) != 0) {
+    Serial.println("[cam] could not set the frame size");
+    esp_camera_deinit();
     return false;
   }
   Serial.printf("[cam] ready: %s, quality %d, %s\n", camlogic::FRAME_SIZES[frame_size_index].name, jpeg_quality,
@@ -160,7 +166,7 @@ static void send_status() {
   s.fps_sent = seconds > 0 ? (frames_sent - frames_at_last_status) / seconds : 0;
   s.free_heap = ESP.getFreeHeap();
   s.rssi = WiFi.RSSI();
-  s.reconnects = reconnects;
+  s.reconnects = ws_link.reconnects();
   s.frames_sent = frames_sent;
   s.capture_failures = capture_failures;
   s.frame_size = camlogic::FRAME_SIZES[frame_size_index].name;
@@ -168,9 +174,9 @@ static void send_status() {
   s.max_fps = max_fps;
   char text[320];
   int n = camlogic::format_status(text, sizeof text, s);
-  if (n > 0 && ws != nullptr && ws_open) ws->send(text, (size_t)n);
+  if (n > 0 && ws != nullptr && ws_link.open) ws->send(text, (size_t)n);
   Serial.printf("[status] %.1f fps, heap %lu, rssi %d, reconnects %lu\n", s.fps_sent, (unsigned long)s.free_heap,
-                s.rssi, (unsigned long)reconnects);
+                s.rssi, (unsigned long)ws_link.reconnects());
   frames_at_last_status = frames_sent;
   last_status_ms = now;
 }
@@ -178,8 +184,8 @@ static void send_status() {
 static void apply_control(const camlogic::Control& c) {
   sensor_t* sensor = esp_camera_sensor_get();
   if (c.frame_size >= 0 && sensor != nullptr) {
-    if (!psramFound() && c.frame_size > camlogic::frame_size_index(FRAME_SIZE_NO_PSRAM)) {
-      Serial.println("[ctl] frame size too large without PSRAM; ignored");
+    if (c.frame_size > largest_size_index) {
+      Serial.printf("[ctl] frame size larger than %s (no PSRAM); ignored\n", camlogic::FRAME_SIZES[largest_size_index].name);
     } else if (sensor->set_framesize(sensor, FRAMESIZE_BY_INDEX[c.frame_size]) == 0) {
       frame_size_index = c.frame_size;
     }
@@ -209,12 +215,10 @@ static void on_message(WebsocketsMessage message) {
 }
 
 static void on_event(WebsocketsEvent event, String data) {
-  if (event == WebsocketsEvent::ConnectionClosed) {
-    ws_open = false;
-    uint32_t delay_ms = ws_backoff.next_delay_ms(esp_random());
-    next_connect_ms = millis() + delay_ms;
-    Serial.printf("[ws] closed; reconnecting in %lu ms\n", (unsigned long)delay_ms);
-  }
+  if (event != WebsocketsEvent::ConnectionClosed) return;
+  // Also fired inside a refused connect(); ws_link.closed() ignores that one (ws_connect schedules).
+  uint32_t delay_ms = ws_link.closed(millis(), esp_random());
+  if (delay_ms > 0) Serial.printf("[ws] closed; reconnecting in %lu ms\n", (unsigned long)delay_ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -222,12 +226,12 @@ static void on_event(WebsocketsEvent event, String data) {
 // ---------------------------------------------------------------------------------------------
 
 static void ws_drop() {
+  ws_link.open = false;  // first: the close below fires ConnectionClosed, which must not schedule
   if (ws != nullptr) {
     ws->close();
     delete ws;
     ws = nullptr;
   }
-  ws_open = false;
 }
 
 static void ws_connect() {
@@ -238,17 +242,14 @@ static void ws_connect() {
   if (auth_header[0] != '\0') ws->addHeader("Authorization", auth_header);
   Serial.printf("[ws] connecting to ws://%s:%d%s\n", SERVER_HOST, SERVER_PORT, ws_path);
   if (ws->connect(SERVER_HOST, SERVER_PORT, ws_path)) {
-    ws_open = true;
-    ws_backoff.reset();
-    reconnects++;
+    ws_link.connected();
     last_status_ms = millis();
     frames_at_last_status = frames_sent;
     Serial.println("[ws] connected");
     send_hello();
     return;
   }
-  uint32_t delay_ms = ws_backoff.next_delay_ms(esp_random());
-  next_connect_ms = millis() + delay_ms;
+  uint32_t delay_ms = ws_link.connect_failed(millis(), esp_random());
   Serial.printf("[ws] connect failed; retry in %lu ms\n", (unsigned long)delay_ms);
   ws_drop();
 }
@@ -267,25 +268,22 @@ static void wifi_start() {
     Serial.printf("[wifi] connected, ip %s, rssi %d\n", WiFi.localIP().toString().c_str(), WiFi.RSSI());
   } else {
     Serial.println("[wifi] not connected yet; will keep trying");
-    wifi_lost_since_ms = millis();
   }
 }
 
 static void wifi_keep() {
   uint32_t now = millis();
-  if (wifi_lost_since_ms == 0) {
-    wifi_lost_since_ms = now;
+  if (!wifi_keeper.lost) {
     Serial.println("[wifi] lost");
     ws_drop();
   }
-  if ((int32_t)(now - next_wifi_try_ms) >= 0) {
-    uint32_t delay_ms = wifi_backoff.next_delay_ms(esp_random());
-    next_wifi_try_ms = now + delay_ms;
+  uint32_t delay_ms = 0;
+  if (wifi_keeper.down(now, esp_random(), &delay_ms)) {
     Serial.printf("[wifi] reconnecting (next try in %lu ms)\n", (unsigned long)delay_ms);
     WiFi.disconnect();
     WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
   }
-  if (now - wifi_lost_since_ms > WIFI_GIVE_UP_MS) restart_if_allowed("no WiFi for 5 minutes");
+  if (wifi_keeper.down_for_ms(now) > WIFI_GIVE_UP_MS) restart_if_allowed("no WiFi for 5 minutes");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,20 +335,16 @@ void loop() {
     delay(50);
     return;
   }
-  if (wifi_lost_since_ms != 0) {
-    Serial.printf("[wifi] back, ip %s\n", WiFi.localIP().toString().c_str());
-    wifi_lost_since_ms = 0;
-    wifi_backoff.reset();
-  }
+  if (wifi_keeper.up()) Serial.printf("[wifi] back, ip %s\n", WiFi.localIP().toString().c_str());
   if (!camera_ready && (int32_t)(now - next_reinit_ms) >= 0) camera_reinit();
-  if (!ws_open) {
+  if (!ws_link.open) {
     if (ws != nullptr) ws_drop();
-    if ((int32_t)(now - next_connect_ms) >= 0) ws_connect();
+    if (ws_link.due(now)) ws_connect();
     delay(10);
     return;
   }
   ws->poll();  // every loop: answers pings, reads control messages, notices a close
-  if (!ws_open) return;
+  if (!ws_link.open) return;
   if (now - last_status_ms >= STATUS_INTERVAL_MS) send_status();
   if (camera_ready && pacer.due(now)) send_frame();
   delay(1);

@@ -68,6 +68,83 @@ static void test_backoff() {
   CHECK(j1.next_delay_ms(1) != j2.next_delay_ms(5000));
 }
 
+// A refused handshake: the library fires ConnectionClosed inside connect(), then connect()
+// returns false. The wait must grow x2 per attempt (one backoff step), never x4.
+static void test_refused_attempt_advances_backoff_once() {
+  camlogic::WsLink link(500, 30000);
+  uint32_t now = 1000;
+  uint32_t ceilings[] = {500, 1000, 2000, 4000, 8000, 16000, 30000};
+  for (uint32_t expected : ceilings) {
+    CHECK(link.due(now));
+    CHECK(link.backoff.ceiling_ms() == expected);
+    CHECK(link.closed(now, 0xFFFFFFFFu) == 0);  // inside connect(): ignored, nothing scheduled
+    CHECK(link.due(now));
+    CHECK(link.backoff.ceiling_ms() == expected);  // the ignored event took no backoff step
+    uint32_t delay = link.connect_failed(now, 0xFFFFFFFFu);
+    CHECK(delay >= expected / 2 && delay <= expected);
+    CHECK(link.backoff.ceiling_ms() == (expected * 2 > 30000 ? 30000 : expected * 2));  // x2, not x4
+    CHECK(!link.due(now + delay - 1));
+    now += delay;
+  }
+  CHECK(link.connections == 0 && link.reconnects() == 0);
+  // an open connection that closes schedules exactly one retry; the next connect resets
+  link.connected();
+  CHECK(link.open && link.reconnects() == 0);  // the first connection is not a reconnect
+  uint32_t delay = link.closed(now, 0);
+  CHECK(delay == 250);  // backoff was reset by connected(): [250, 500]
+  CHECK(!link.open);
+  CHECK(link.closed(now, 0) == 0);  // a second close event of the same connection: ignored
+  CHECK(link.due(now + delay));
+  link.connected();
+  CHECK(link.reconnects() == 1);
+  link.connected();
+  CHECK(link.reconnects() == 2);
+  // due() across the millis() wrap
+  camlogic::WsLink w;
+  w.connect_failed(0xFFFFFF00u, 0);
+  CHECK(!w.due(0xFFFFFF00u + 100));
+  CHECK(w.due(0xFFFFFF00u + 250));  // wrapped to a small number
+}
+
+// WiFi lost after millis() passed 2^31 (24.8 days) and after the wrap (49.7 days): retries go on.
+static void test_wifi_retries_at_any_uptime() {
+  const uint32_t starts[] = {5000u, 0x80000000u + 1234u, 0xFFFFF000u, 0x7FFFFF00u};
+  for (uint32_t start : starts) {
+    camlogic::WifiKeeper wifi(1000, 30000);
+    int tries = 0;
+    uint32_t last_try = 0;
+    bool spaced = true;
+    for (uint32_t t = 0; t <= 120000; t += 10) {  // two minutes down, a loop every 10 ms
+      uint32_t now = start + t;
+      if (wifi.down(now, 0xFFFFFFFFu)) {
+        if (tries > 0 && now - last_try < 500) spaced = false;  // base 1000: at least 500
+        tries++;
+        last_try = now;
+      }
+    }
+    CHECK(tries >= 6);  // at once, then 1, 2, 4, 8, 16, 30, 30... s
+    CHECK(spaced);
+    CHECK(wifi.down_for_ms(start + 120000) == 120000);  // the 5-minute give-up clock works too
+    CHECK(wifi.up());
+    CHECK(!wifi.up());
+    CHECK(wifi.down_for_ms(start + 130000) == 0);
+    CHECK(wifi.down(start + 130000, 0));  // a new loss tries at once, with a reset backoff
+  }
+}
+
+static void test_camera_buffer_sizing() {
+  int vga = camlogic::frame_size_index("VGA"), uxga = camlogic::frame_size_index("UXGA");
+  int qvga = camlogic::frame_size_index("QVGA");
+  CHECK(camlogic::jpeg_buffer_bytes(vga) == 61440);
+  CHECK(camlogic::jpeg_buffer_bytes(uxga) == 384000);
+  CHECK(camlogic::jpeg_buffer_bytes(-1) == 0);
+  CHECK(camlogic::largest_frame_size_index(true, qvga) == uxga);  // PSRAM: room for any size
+  CHECK(camlogic::largest_frame_size_index(false, qvga) == qvga);
+  CHECK(camlogic::largest_frame_size_index(false, -1) == 0);
+  // every size a control message may choose fits the buffer of the size initialised
+  for (int i = 0; i <= uxga; i++) CHECK(camlogic::jpeg_buffer_bytes(i) <= camlogic::jpeg_buffer_bytes(uxga));
+}
+
 static void test_pacer() {
   camlogic::FramePacer p(10);
   CHECK(p.interval_ms == 100);
@@ -150,6 +227,9 @@ int main(int argc, char** argv) {
   test_camera_id_and_path();
   test_auth_header();
   test_backoff();
+  test_refused_attempt_advances_backoff_once();
+  test_wifi_retries_at_any_uptime();
+  test_camera_buffer_sizing();
   test_pacer();
   test_json_texts();
   test_control();
