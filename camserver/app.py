@@ -12,10 +12,12 @@ from typing import Any, Callable
 from aiohttp import web
 
 from .config import Config
-from .detect import Detector, UltralyticsDetector
+from .detect import Detector
+from .detect.backends import detector_factory
+from .detect.pool import DetectorPool
+from .detect.scheduler import DetectionScheduler
 from .hub import CameraHub
 from .ingest import CameraIngest
-from .scheduler import DetectionScheduler, DetectorPool
 from .web import ViewerApp
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,7 @@ def default_detector_factory(config: Config) -> Callable[[], Detector] | None:
     """The ultralytics detector the config asks for, or None for pass-through."""
     if config.passthrough:
         return None
-    d = config.detect
-    return lambda: UltralyticsDetector(d.model, d.device, d.conf, d.iou, d.imgsz)
+    return detector_factory(config.detect)
 
 
 class CamServer:
@@ -42,10 +43,13 @@ class CamServer:
         self.config = config
         self.factory = default_detector_factory(config) if detector_factory == "config" else detector_factory
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id)
-        self.pool = DetectorPool(self.factory, config.detect.workers, config.detect.jpeg_quality)  # type: ignore[arg-type]
-        self.scheduler = DetectionScheduler(self.hub, self.pool, config.detect.stall_timeout_s)
+        d = config.detect
+        self.pool = DetectorPool(self.factory, d.workers)  # type: ignore[arg-type]
+        self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
         self.ingest = CameraIngest(config.ingest, self.hub)
-        self.viewer_app = ViewerApp(config, self.hub, self.health, self.ingest.send_control)
+        self.viewer_app = ViewerApp(
+            config, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest
+        )
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
         self.http_port = 0
@@ -60,6 +64,7 @@ class CamServer:
             "detector": detector,
             "detector_stalls": self.pool.stalls,
             "model": self.config.detect.model,
+            "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
             "viewers_refused": self.viewer_app.viewers_refused,

@@ -32,6 +32,8 @@ FLAG_KEYS = {
     "iou": [("detect", "iou")],
     "imgsz": [("detect", "imgsz")],
     "workers": [("detect", "workers")],
+    "backend": [("detect", "backend")],
+    "max_batch": [("detect", "max_batch")],
     "camera_token": [("ingest", "token")],
     "viewer_token": [("http", "token")],
     "log_level": [("log", "level")],
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
     p.add_argument("--workers", type=int, help="detector threads, one model each (default 1)")
+    p.add_argument("--backend", help="auto (default), torch, openvino, onnx")
+    p.add_argument("--max-batch", type=int, help="frames (of different cameras) per inference; 0 = per backend")
     p.add_argument("--camera-token", help="token cameras must send (ingest.token)")
     p.add_argument("--viewer-token", help="token viewers must send (http.token)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
@@ -119,7 +123,7 @@ def run_command(argv: Sequence[str] | None, serve: Callable[[Config], Awaitable[
         return EXIT_STARTUP
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
-    from .scheduler import hung_threads_alive
+    from .detect.pool import hung_threads_alive
 
     if hung_threads_alive():
         # a detector thread stuck in native code would keep the interpreter from exiting

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+BACKENDS = ("auto", "torch", "openvino", "onnx")
 
 
 class ConfigError(Exception):
@@ -75,6 +76,10 @@ def _users(v: Any) -> str | None:
     return None
 
 
+def _path(v: Any) -> str | None:
+    return None if isinstance(v, str) else "must be a folder path (a string)"
+
+
 def _opt(default: Any, check: Check) -> Any:
     return field(default=default, metadata={"check": check})
 
@@ -125,6 +130,9 @@ class DetectConfig:
     iou: float = _opt(0.45, _number(float, 0.0, 1.0))
     imgsz: int = _opt(640, _number(int, 32, 4096))
     workers: int = _opt(1, _number(int, 1, 16))
+    backend: str = _opt("auto", _text(choices=BACKENDS))
+    max_batch: int = _opt(0, _number(int, 0, 256))  # 0: per backend (32 on CUDA, 1 on CPU)
+    cache_dir: str = _opt("", _path)  # "": ~/.cache/camserver
     jpeg_quality: int = _opt(80, _number(int, 10, 100))
     stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
 
@@ -172,7 +180,7 @@ def _section(cls: type, table: Any, prefix: str) -> Any:
             raise ConfigError(f"{prefix}.{key}", value, problem)
         if fields[key].type == "float":
             value = float(value)
-        if key == "level":
+        if key in ("level", "backend"):
             value = value.lower()
         if isinstance(value, list):
             value = tuple(value)

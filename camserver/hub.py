@@ -128,7 +128,8 @@ class Camera:
         self.raw = FrameChannel()
         self.annotated = FrameChannel()
         self.slot = FrameSlot()
-        self.in_detector = False
+        self.in_pipeline = 0  # frames of this camera taken from the slot and not yet published
+        self.awaiting_inference = False  # one of them is in a batch that has not reached the model yet
         self.last_dispatch = 0  # scheduler tick of the last frame sent to the detector
         self.frames_received = 0
         self.frames_processed = 0
@@ -138,17 +139,23 @@ class Camera:
         self.bad_in_row = 0  # rejected frames since the last good one, this connection
         self.closes: Counter[str] = Counter()  # connections ended, by reason (keepalive, too_big, ...)
         self.viewers = 0
+        self.annotated_viewers = 0  # of which watch the annotated stream (boxes are drawn only for them)
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
         self.inference_ms: deque[float] = deque(maxlen=30)
-        self.detections: list[dict[str, Any]] = []
-        self.detections_frame: Frame | None = None
+        self.detections: list[Any] = []  # Detection objects of the latest processed frame
+        self.detections_frame: Frame | None = None  # that frame, as the camera sent it
         self.hello: str | dict[str, Any] | None = None
         self.status: dict[str, Any] | None = None
         self.size: tuple[int, int] | None = None
         self.last_frame_at: float | None = None
         self.connected_at: float | None = None
         self._next_seq = 0
+
+    @property
+    def in_detector(self) -> bool:
+        """Whether a frame of this camera is being decoded, inferred or drawn."""
+        return self.in_pipeline > 0
 
     @property
     def connected(self) -> bool:

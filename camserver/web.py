@@ -100,11 +100,13 @@ class ViewerApp:
         hub: CameraHub,
         health: Callable[[], dict[str, Any]],
         send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
+        annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
     ) -> None:
         self.config = config
         self.hub = hub
         self.health = health
         self.send_control = send_control
+        self.annotated_latest = annotated_latest  # draws the latest frame's boxes if nobody watched it
         self.write_timeout = config.http.viewer_write_timeout_s
         self.interval = config.http.placeholder_interval_s
         self._placeholders: dict[tuple[str, str], Frame] = {}
@@ -152,8 +154,9 @@ class ViewerApp:
 
     async def api_cameras(self, request: web.Request) -> web.Response:
         """Every known camera with its counters and figures."""
-        detector = self.health()["detector"]
-        return web.json_response([{**cam.summary(), "detector": detector} for cam in self.hub])
+        health = self.health()
+        extra = {"detector": health["detector"], "detection": health["detection"]}
+        return web.json_response([{**cam.summary(), **extra} for cam in self.hub])
 
     async def api_detections(self, request: web.Request) -> web.Response:
         """The latest detections of one camera."""
@@ -164,7 +167,7 @@ class ViewerApp:
                 "camera": cam.id,
                 "frame_seq": frame.seq if frame else None,
                 "frame_time": frame.wall_time if frame else None,
-                "detections": cam.detections,
+                "detections": [d.to_json() for d in cam.detections],
             }
         )
 
@@ -213,9 +216,18 @@ class ViewerApp:
             frame = self._placeholders[key] = Frame(0, jpeg, time.monotonic(), time.time())
         return frame
 
+    async def _channel(self, cam: Camera | None, raw: bool) -> FrameChannel | None:
+        """The channel a viewer of `cam` reads; the annotated one brought up to date first."""
+        if cam is None:
+            return None
+        if raw:
+            return cam.raw
+        if self.annotated_latest is not None:
+            await self.annotated_latest(cam)
+        return cam.annotated
+
     async def _snapshot(self, request: web.Request, cam: Camera | None) -> web.Response:
-        channel = None if cam is None else (cam.raw if self._raw(request) else cam.annotated)
-        frame = live_frame(cam, channel)
+        frame = live_frame(cam, await self._channel(cam, self._raw(request)))
         headers = {"Cache-Control": "no-cache"}
         if frame is None:
             body = (await self._placeholder(cam)).jpeg
@@ -264,7 +276,8 @@ class ViewerApp:
                     cam = resolve()
                     if cam is not None:
                         cam.viewers += 1
-                channel = None if cam is None else (cam.raw if raw else cam.annotated)
+                        cam.annotated_viewers += not raw
+                channel = await self._channel(cam, raw)
                 waiter = channel if channel is not None else self.hub.registry
                 version = waiter.version
                 frame = live_frame(cam, channel)
@@ -281,6 +294,7 @@ class ViewerApp:
         finally:
             if cam is not None:
                 cam.viewers -= 1
+                cam.annotated_viewers -= not raw
         return resp
 
     async def _write(self, request: web.Request, resp: web.StreamResponse, data: bytes) -> None:

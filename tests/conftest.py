@@ -18,7 +18,7 @@ import websockets
 
 from camserver.app import CamServer
 from camserver.config import Config, from_mapping
-from camserver.detect import Detection
+from camserver.detect import BackendInfo, Detection
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -38,6 +38,28 @@ def make_jpeg(seq: int = 1, width: int = 320, height: int = 240, noise: bool = F
     return buf.tobytes()
 
 
+TAG_Y, TAG_BLOCK = 200, 32  # tag digits: blocks of 32x32 pixels along y 200..232, clear of FAKE_BOX
+
+
+def tagged_jpeg(camera: int, seq: int, width: int = 320, height: int = 240) -> bytes:
+    """A JPEG carrying (camera 0-9, seq 0-999) in flat blocks that survive JPEG, read by read_tag."""
+    img = np.full((height, width, 3), 128, np.uint8)
+    for i, digit in enumerate((camera, seq // 100, seq // 10 % 10, seq % 10)):
+        img[TAG_Y : TAG_Y + TAG_BLOCK, i * TAG_BLOCK : (i + 1) * TAG_BLOCK] = 20 * digit + 20
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def read_tag(img: np.ndarray) -> tuple[int, int]:
+    """(camera, seq) from a decoded tagged_jpeg."""
+    d = [
+        round((float(img[TAG_Y + 8 : TAG_Y + 24, i * TAG_BLOCK + 8 : (i + 1) * TAG_BLOCK - 8].mean()) - 20) / 20)
+        for i in range(4)
+    ]
+    return d[0], d[1] * 100 + d[2] * 10 + d[3]
+
+
 def decode(jpeg: bytes) -> np.ndarray:
     """Decode a JPEG, failing the test if it does not decode."""
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -53,22 +75,35 @@ def is_green(img: np.ndarray) -> bool:
 
 
 class FakeDetector:
-    """Deterministic detector: paints FAKE_BOX green, reports one 'fake' object, counts calls."""
+    """Deterministic batched detector: one 'fake' object per frame, drawn as a filled green FAKE_BOX.
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    Records every call: `calls` counts frames inferred, `batches` the (camera, seq) tag of each
+    frame per call (see tagged_jpeg; meaningless for other frames), `draws` the frames drawn.
+    """
+
+    def __init__(self, delay_s: float = 0.0, max_batch: int = 1) -> None:
         self.delay_s = delay_s
+        self.info = BackendInfo("fake", "cpu", "fp32", max_batch)
         self.calls = 0
+        self.batches: list[list[tuple[int, int]]] = []
+        self.draws = 0
         self._lock = threading.Lock()
 
-    def detect(self, image: np.ndarray) -> tuple[list[Detection], np.ndarray]:
+    def detect(self, images) -> list[list[Detection]]:
         with self._lock:
-            self.calls += 1
+            self.calls += len(images)
+            self.batches.append([read_tag(img) for img in images if img.shape[0] > TAG_Y + TAG_BLOCK])
         if self.delay_s:
             time.sleep(self.delay_s)  # stands in for inference time on the worker thread
-        out = image.copy()
-        x1, y1, x2, y2 = FAKE_BOX
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 0), thickness=-1)
-        return [Detection(0, "fake", 0.9, tuple(map(float, FAKE_BOX)))], out
+        return [[Detection(0, "fake", 0.9, tuple(map(float, FAKE_BOX)))] for _ in images]
+
+    def draw(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        with self._lock:
+            self.draws += 1
+        for d in detections:
+            x1, y1, x2, y2 = (int(v) for v in d.box)
+            cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), thickness=-1)
+        return image
 
 
 def make_config(**tables: dict) -> Config:

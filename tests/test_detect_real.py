@@ -29,11 +29,12 @@ def test_real_model_boxes_are_in_frame_pixels(yolo):
     """With the threshold at zero the random network reports boxes, in the original frame's pixels."""
     yolo.predict_args["conf"] = 0.0001
     try:
-        dets, plotted = yolo.detect(np.zeros((480, 640, 3), np.uint8))
+        (dets,) = yolo.detect([np.zeros((480, 640, 3), np.uint8)])
     finally:
         yolo.predict_args["conf"] = 0.25
     assert dets, "expected some boxes at conf 0.0001"
-    assert plotted.shape == (480, 640, 3)
+    plotted = yolo.draw(np.zeros((480, 640, 3), np.uint8), dets)
+    assert plotted.shape == (480, 640, 3) and plotted.any()
     for d in dets:
         x1, y1, x2, y2 = d.box
         assert -1 <= x1 <= x2 <= 641 and -1 <= y1 <= y2 <= 481

@@ -199,7 +199,7 @@ async def test_non_jpeg_rejected_before_any_decode(srv, monkeypatch):
     """5. PNG, BMP and random bytes are rejected from their bytes: no decode call; the counters rise."""
     decodes = []
     real_imdecode = cv2.imdecode
-    monkeypatch.setattr(camserver.detect.cv2, "imdecode", lambda *a: decodes.append(1) or real_imdecode(*a))
+    monkeypatch.setattr(camserver.detect.frames.cv2, "imdecode", lambda *a: decodes.append(1) or real_imdecode(*a))
     cam = await connect_camera(srv.ws("junk"))
     png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
     bmp = cv2.imencode(".bmp", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
@@ -471,11 +471,11 @@ class FlakyDetector(FakeDetector):
         super().__init__()
         self.failures = failures
 
-    def detect(self, image):
+    def detect(self, images):
         if self.failures > 0:
             self.failures -= 1
             raise RuntimeError("GPU fell off the bus")
-        return super().detect(image)
+        return super().detect(images)
 
 
 async def test_detector_raising_frames_pass_unannotated_then_recover(http):
@@ -499,9 +499,9 @@ async def test_detector_hanging_is_replaced_frames_keep_flowing(http):
     release_hang, allow_replacement = threading.Event(), threading.Event()
 
     class HangingDetector(FakeDetector):
-        def detect(self, image):
+        def detect(self, images):
             release_hang.wait(30)  # stuck in a driver call
-            return super().detect(image)
+            return super().detect(images)
 
     made = []
 

@@ -57,7 +57,7 @@ def test_annotate_frame_passthrough_and_failures():
     assert annotate_frame(None, frame).jpeg == frame
 
     class Broken:
-        def detect(self, image):
+        def detect(self, images):
             raise RuntimeError("boom")
 
     result = annotate_frame(Broken(), frame)

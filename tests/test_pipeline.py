@@ -97,8 +97,8 @@ async def test_latest_frame_wins_and_drops_are_counted(http):
         assert camera.frames_dropped > 0
         assert camera.frames_processed + camera.frames_dropped == 30
         assert detector.calls == camera.frames_processed
-        # the last frame sent is always the one that ends up published
-        assert camera.annotated.frame.seq == 30
+        # the last frame sent is always the one that ends up processed
+        assert camera.detections_frame.seq == 30
         await cam.close()
 
 
@@ -186,7 +186,7 @@ async def test_undecodable_jpeg_is_rejected_by_the_worker(srv):
     await cam.send(good)
     camera = srv.server.hub.get("g")
     await wait_for(lambda: camera.frames_processed == 1 and camera.frames_rejected + camera.frames_dropped >= 1)
-    assert camera.annotated.frame.jpeg != garbage
+    assert camera.detections_frame.jpeg == good
     await cam.close()
 
 
@@ -209,10 +209,10 @@ async def test_two_workers_run_two_cameras_at_once():
     threads_seen = set()
 
     class MeetingDetector(FakeDetector):
-        def detect(self, image):
+        def detect(self, images):
             threads_seen.add(threading.current_thread().name)
             both_inside.wait()  # only passes if the two frames are in two detector threads at once
-            return super().detect(image)
+            return super().detect(images)
 
     async with running_server(MeetingDetector(), detect={"workers": 2}) as srv:
         a = await connect_camera(srv.ws("a"))

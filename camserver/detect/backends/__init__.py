@@ -1,0 +1,83 @@
+"""Detector backends: which one runs (`detect.backend`), and the factory that loads it.
+
+auto resolves to: torch on the GPU in fp16 when CUDA is there; else OpenVINO on x86 CPUs; else
+torch with as many threads as camserver may use. An already exported model (.onnx, an OpenVINO
+folder, a TensorRT engine, a Triton URL) always runs as given through ultralytics.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+from typing import Callable
+
+from ...config import DetectConfig
+from ..base import Detector, first_line
+from . import onnx, openvino
+from .export import default_cache_dir, exported_model
+from .torch import UltralyticsDetector, resolve_device
+
+log = logging.getLogger(__name__)
+
+EXPORTED = {"openvino": openvino, "onnx": onnx}
+X86 = ("x86_64", "amd64", "i386", "i686")
+Exporter = Callable[[str, str, tuple[int, int], str, Path], Path]
+
+
+def exportable(model: str) -> bool:
+    """Whether the model is a torch model camserver may export (.pt weights or a .yaml architecture)."""
+    return model.endswith((".pt", ".yaml", ".yml"))
+
+
+def resolve_backend(d: DetectConfig, cuda: bool | None = None, machine: str | None = None) -> str:
+    """The backend `detect.backend` means on this machine (auto resolved)."""
+    if d.backend != "auto":
+        return d.backend
+    if not exportable(d.model):
+        return "torch"
+    if cuda is None:
+        cuda = resolve_device(d.device).startswith("cuda")
+    if cuda:
+        return "torch"
+    machine = (machine or platform.machine()).lower()
+    if machine in X86 and openvino.available():
+        return "openvino"
+    return "torch"
+
+
+def export_shape(imgsz: int) -> tuple[int, int]:
+    """(height, width) of a static export: 4:3 landscape at `imgsz` wide.
+
+    Every ESP32 camera frame size is landscape (4:3, 5:4 or 16:9), and each is letterboxed into
+    this shape at the same scale as into an imgsz square, so boxes come out the same in 25% less
+    input than the square; a portrait camera still works, at a lower resolution.
+    """
+    return (imgsz * 3 // 4 // 32 * 32, imgsz)
+
+
+def detector_factory(d: DetectConfig, exporter: Exporter = exported_model) -> Callable[[], Detector]:
+    """A function that loads the configured detector (run once per worker, in its thread).
+
+    OpenVINO and ONNX export the model on first use (cached); if that or the runtime fails, one
+    log line says why and torch runs instead: the server still starts.
+    """
+    backend = resolve_backend(d)
+    cache_dir = Path(d.cache_dir).expanduser() if d.cache_dir else default_cache_dir()
+
+    def load() -> Detector:
+        if backend in EXPORTED:
+            runtime = EXPORTED[backend]
+            try:
+                if not exportable(d.model):
+                    raise ValueError(f"only .pt and .yaml models can be exported, not {d.model!r}")
+                if not runtime.available():
+                    raise RuntimeError(f"the {backend} package is not installed")
+                shape = export_shape(d.imgsz)
+                path = exporter(d.model, runtime.FORMAT, shape, runtime.runtime_version(), cache_dir)
+                return UltralyticsDetector(str(path), "cpu", d.conf, d.iou, shape, d.max_batch, backend=backend)
+            except Exception as exc:
+                log.warning("detect.backend %s failed (%s); falling back to torch", backend, first_line(exc))
+        return UltralyticsDetector(d.model, d.device, d.conf, d.iou, d.imgsz, d.max_batch, backend="torch")
+
+    return load

@@ -1,0 +1,69 @@
+"""Exports a model once with ultralytics' own export() and keeps it in a cache folder.
+
+The cache key is the model's content hash, the input shape, the format and the runtime's version,
+so a new model file, another size or an upgraded runtime exports again, and nothing else does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SUFFIX = {"openvino": "_openvino_model", "onnx": ".onnx"}
+
+
+def default_cache_dir() -> Path:
+    """~/.cache/camserver (or $XDG_CACHE_HOME/camserver)."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "camserver"
+
+
+def model_hash(model: str) -> str:
+    """sha256 of the model file, or of the name for a built-in architecture (yolo11n.yaml)."""
+    path = Path(model)
+    digest = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(model.encode())
+    return digest.hexdigest()[:16]
+
+
+def exported_model(model: str, fmt: str, shape: tuple[int, int], runtime_version: str, cache_dir: Path) -> Path:
+    """The path of `model` exported to `fmt` at `shape` (height, width), exporting it if not cached.
+
+    Raises whatever the export raises; the caller falls back to torch.
+    """
+    key = f"{Path(model).stem}-{model_hash(model)}-{shape[0]}x{shape[1]}-{fmt}-{runtime_version}"
+    final = cache_dir / (key + SUFFIX[fmt])
+    if final.exists():
+        log.info("using the cached %s export of %s: %s", fmt, model, final)
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    from ultralytics import YOLO
+
+    from .torch import quiet_ultralytics
+
+    quiet_ultralytics()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".export-") as tmp:
+        yolo = YOLO(model, task="detect")
+        # export() writes beside the model file (or the working directory for a .yaml): point it here
+        yolo.model.pt_path = str(Path(tmp) / "model.pt")
+        produced = Path(yolo.export(format=fmt, imgsz=shape, batch=1, dynamic=False, verbose=False))
+        try:
+            produced.rename(final)
+        except OSError:
+            if not final.exists():  # another worker finished the same export first: keep that one
+                raise
+    log.info("exported %s to %s at %dx%d in %.1f s: %s", model, fmt, shape[1], shape[0], time.monotonic() - started, final)
+    return final
+

@@ -1,0 +1,59 @@
+"""What every detector backend is: the Detection record and the batched Detector protocol."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detected object, its box in the original frame's pixels."""
+
+    class_id: int
+    class_name: str
+    confidence: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        d = asdict(self)
+        d["box"] = [round(v, 1) for v in self.box]
+        d["confidence"] = round(self.confidence, 4)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class BackendInfo:
+    """How detection runs, as /healthz and /api/cameras show it."""
+
+    backend: str  # torch, openvino, onnx, fake, ...
+    device: str  # cpu, cuda:0, ...
+    precision: str  # fp32, fp16
+    max_batch: int  # frames in one inference call at most
+
+
+class Detector(Protocol):
+    """A model that finds objects in BGR images, one batched call for several cameras' frames."""
+
+    info: BackendInfo
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """One inference over `images`; the detections of each image, in order."""
+        ...
+
+    def draw(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        """`image` with the detections drawn on it (may draw in place)."""
+        ...
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded; the text tells the user what to do."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, without ultralytics' emoji prefixes."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].lstrip("❌⚠️ ").strip()

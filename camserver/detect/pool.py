@@ -1,0 +1,157 @@
+"""Detector workers: one thread and one model instance each, replaced when a call hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .base import BackendInfo, Detection, Detector
+from .backends.torch import usable_cores
+
+log = logging.getLogger(__name__)
+
+_worker_numbers = itertools.count(1)
+_abandoned_threads: set[str] = set()  # names of worker threads left hanging in a stalled detector
+
+
+def hung_threads_alive() -> bool:
+    """Whether a stalled detector thread is still running (it would block interpreter exit)."""
+    return any(t.name.rsplit("_", 1)[0] in _abandoned_threads and t.is_alive() for t in threading.enumerate())
+
+
+class DetectorWorker:
+    """One thread with its own model instance (ultralytics models are not thread-safe)."""
+
+    def __init__(self) -> None:
+        self.name = f"detect-{next(_worker_numbers)}"
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+        self.detector: Detector | None = None
+        self.ready = False
+        self.busy = False
+
+    def abandon(self) -> None:
+        """Give up on a hung thread: no more work for it; it ends if its call ever returns."""
+        _abandoned_threads.add(self.name)
+        self.ready = False
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class DetectorPool:
+    """`size` inference workers, plus a thread pool for the work around inference.
+
+    Decode, draw and encode run in `frames` (one thread per core: OpenCV releases the GIL), so
+    they overlap with inference. A stalled worker is replaced by a fresh one with a fresh model.
+    """
+
+    def __init__(self, factory: Callable[[], Detector] | None, size: int) -> None:
+        self.factory = factory
+        self.size = size
+        self.workers: list[DetectorWorker] = []
+        self.stalls = 0
+        self.frames = ThreadPoolExecutor(max_workers=max(2, usable_cores()), thread_name_prefix="frames")
+        self._loading: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
+
+    @property
+    def passthrough(self) -> bool:
+        """No model: frames are only checked and passed on."""
+        return self.factory is None
+
+    async def start(self) -> None:
+        """Create every worker and load its model in its own thread. Raises ModelLoadError."""
+        if self.passthrough:
+            return
+        for _ in range(self.size):
+            worker = DetectorWorker()
+            self.workers.append(worker)
+            await self._load(worker)
+        info = self.info
+        if info is not None:
+            log.info("detector: %s on %s, %s, up to %d frames per inference",
+                     info.backend, info.device, info.precision, info.max_batch)
+
+    async def _load(self, worker: DetectorWorker) -> None:
+        assert self.factory is not None
+        worker.detector = await asyncio.get_running_loop().run_in_executor(worker.executor, self.factory)
+        worker.ready = True
+        self._freed.set()
+
+    @property
+    def info(self) -> BackendInfo | None:
+        """How the loaded detector runs (None in pass-through or before loading)."""
+        detector = self.drawer
+        return getattr(detector, "info", None)
+
+    @property
+    def drawer(self) -> Detector | None:
+        """A loaded detector to draw boxes with (drawing is thread-safe; inference is not)."""
+        return next((w.detector for w in self.workers if w.detector is not None), None)
+
+    @property
+    def max_batch(self) -> int:
+        """Frames per inference call: the backend's choice, 1 without a model."""
+        info = self.info
+        return max(1, info.max_batch) if info is not None else 1
+
+    @property
+    def stalled(self) -> bool:
+        """True from a stall until its replacement worker is ready."""
+        return any(not w.ready for w in self.workers)
+
+    def free_worker(self) -> DetectorWorker | None:
+        """A ready worker with nothing to do, if any."""
+        return next((w for w in self.workers if w.ready and not w.busy), None)
+
+    async def acquire(self) -> DetectorWorker | None:
+        """Wait for a free worker and mark it busy; None while stalled with no worker free."""
+        while True:
+            worker = self.free_worker()
+            if worker is not None:
+                worker.busy = True
+                return worker
+            if self.stalled:
+                return None
+            self._freed.clear()
+            await self._freed.wait()
+
+    def release(self, worker: DetectorWorker) -> None:
+        """The worker finished its call."""
+        worker.busy = False
+        self._freed.set()
+
+    def submit(self, worker: DetectorWorker, images: Sequence[np.ndarray]) -> asyncio.Future[list[list[Detection]]]:
+        """Run one batched inference on the worker's thread."""
+        assert worker.detector is not None
+        return asyncio.get_running_loop().run_in_executor(worker.executor, worker.detector.detect, images)
+
+    def replace(self, worker: DetectorWorker) -> None:
+        """Abandon a hung worker and start loading a replacement in the background."""
+        self.stalls += 1
+        worker.abandon()
+        fresh = DetectorWorker()
+        self.workers[self.workers.index(worker)] = fresh
+        self._freed.set()  # waiters see the stall and stop waiting
+        task = asyncio.create_task(self._load_replacement(fresh))
+        self._loading.add(task)
+        task.add_done_callback(self._loading.discard)
+
+    async def _load_replacement(self, worker: DetectorWorker) -> None:
+        try:
+            await self._load(worker)
+            log.warning("detector replaced by %s; detection resumes", worker.name)
+        except Exception:
+            log.error("replacement detector failed to load; frames stay unannotated", exc_info=True)
+
+    async def stop(self) -> None:
+        """Stop loading, let running calls finish in their threads, start no new ones."""
+        for task in list(self._loading):
+            task.cancel()
+        for worker in self.workers:
+            worker.executor.shutdown(wait=False, cancel_futures=True)
+        self.frames.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,248 @@
+"""The batching scheduler: the newest frame of every waiting camera, one inference per batch.
+
+A batch takes the newest waiting frame of up to `max_batch` cameras, least recently served
+first, never two frames of one camera. It never waits on a timer to fill up: a lone camera goes
+alone. The stages overlap: while batch k infers on the detector thread, batch k+1 decodes and
+batch k-1 draws and encodes in the frame pool. Boxes are drawn only for a camera whose annotated
+stream has a viewer; a snapshot draws on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future
+from contextlib import suppress
+from typing import Any, Awaitable, Callable, TypeVar
+
+import numpy as np
+
+from ..hub import Camera, CameraHub, Frame
+from ..ratelog import ThrottledLog
+from .base import Detection, first_line
+from .frames import FrameResult, decode_frame, mark_frame, render_frame, render_jpeg
+from .pool import DetectorPool
+
+log = logging.getLogger(__name__)
+
+STALLED_TEXT = "detector stalled"
+POST_BATCHES = 2  # batches drawing/encoding at once; more makes inference wait (no backlog grows)
+T = TypeVar("T")
+
+
+class DetectionScheduler:
+    """Feeds batches of frames to the detector pool and publishes the results.
+
+    While the detector is stalled, frames go to viewers unannotated with a "detector stalled"
+    banner instead of waiting.
+    """
+
+    def __init__(self, hub: CameraHub, pool: DetectorPool, stall_timeout_s: float, jpeg_quality: int = 80) -> None:
+        self.hub = hub
+        self.pool = pool
+        self.stall_timeout_s = stall_timeout_s
+        self.jpeg_quality = jpeg_quality
+        self.batch_sizes: deque[int] = deque(maxlen=200)
+        self.batch_ms: deque[float] = deque(maxlen=200)
+        self._tick = 0
+        self._preparing = 0  # batches taken but not yet inferring
+        self._post = asyncio.Semaphore(POST_BATCHES)
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._bad_frames = ThrottledLog(log)
+        self._failures = ThrottledLog(log)
+
+    @property
+    def state(self) -> str:
+        """ok or stalled, as /healthz and /api/cameras show it."""
+        return "stalled" if self.pool.stalled else "ok"
+
+    def figures(self) -> dict[str, Any]:
+        """Backend, device, precision, batch size in use, and recent batch figures."""
+        info = self.pool.info
+        sizes, ms = self.batch_sizes, self.batch_ms
+        return {
+            "backend": info.backend if info else "none",
+            "device": info.device if info else None,
+            "precision": info.precision if info else None,
+            "max_batch": self.pool.max_batch,
+            "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None,
+            "batch_ms": round(sum(ms) / len(ms), 1) if ms else None,
+        }
+
+    async def run(self) -> None:
+        """Dispatch frames until cancelled; an idle camera costs nothing."""
+        try:
+            while True:
+                await self.hub.frame_waiting.wait()
+                self.hub.frame_waiting.clear()
+                self._dispatch()
+        finally:
+            for job in list(self._jobs):
+                job.cancel()
+            for job in list(self._jobs):
+                with suppress(asyncio.CancelledError):
+                    await job
+
+    def _dispatch(self) -> None:
+        # One batch prepares (decodes) at a time, ahead of the one inferring: taking frames any
+        # earlier would only make them older by the time they are inferred.
+        if self._preparing:
+            return
+        ready = sorted((c for c in self.hub if c.slot.full and not c.awaiting_inference), key=lambda c: c.last_dispatch)
+        if not ready:
+            return
+        if self.pool.stalled and self.pool.free_worker() is None:
+            for cam in ready:  # no model can take frames now: pass them on, marked
+                self._spawn(self._pass_marked(*self._take(cam)))
+            return
+        batch = [self._take(cam) for cam in ready[: self.pool.max_batch]]
+        self._preparing += 1
+        self._spawn(self._run_batch(batch))
+
+    def _take(self, cam: Camera) -> tuple[Camera, Frame]:
+        frame = cam.slot.take()
+        assert frame is not None
+        self._tick += 1
+        cam.last_dispatch = self._tick
+        cam.in_pipeline += 1
+        cam.awaiting_inference = True
+        return cam, frame
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        job = asyncio.ensure_future(coro)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    async def _in_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool.frames, fn, *args)
+
+    async def _run_batch(self, batch: list[tuple[Camera, Frame]]) -> None:
+        try:
+            images = await asyncio.gather(*(self._in_pool(decode_frame, frame.jpeg) for _, frame in batch))
+            decoded: list[tuple[Camera, Frame, np.ndarray]] = []
+            for (cam, frame), image in zip(batch, images):
+                if image is None:
+                    self._done(cam)
+                    self._publish(cam, frame, FrameResult(None, error="JPEG did not decode"))
+                else:
+                    decoded.append((cam, frame, image))
+            worker = None
+            if decoded and not self.pool.passthrough:
+                await self._post.acquire()
+                worker = await self.pool.acquire()
+                if worker is None:
+                    self._post.release()
+        finally:
+            self._preparing -= 1
+            for cam, _ in batch:
+                cam.awaiting_inference = False
+            self.hub.frame_waiting.set()
+        if not decoded:
+            return
+        if self.pool.passthrough:
+            for cam, frame, _ in decoded:
+                self._done(cam)
+                self._publish(cam, frame, FrameResult(frame.jpeg))
+            return
+        if worker is None:  # stalled meanwhile: no model can take them
+            await asyncio.gather(*(self._pass_marked(cam, frame) for cam, frame, _ in decoded))
+            return
+        try:
+            await self._infer(worker, decoded)
+        finally:
+            self._post.release()
+
+    async def _infer(self, worker: Any, decoded: list[tuple[Camera, Frame, np.ndarray]]) -> None:
+        started = time.perf_counter()
+        future = self.pool.submit(worker, [image for _, _, image in decoded])
+        try:
+            results = await asyncio.wait_for(asyncio.shield(future), self.stall_timeout_s)
+            if len(results) != len(decoded):
+                raise RuntimeError(f"detector returned {len(results)} results for {len(decoded)} frames")
+        except TimeoutError:
+            log.error("detector %s has not returned for %.1f s: replacing it", worker.name, self.stall_timeout_s)
+            future.add_done_callback(_ignore_result)
+            self.pool.replace(worker)
+            await asyncio.gather(*(self._pass_marked(cam, frame) for cam, frame, _ in decoded))
+            return
+        except Exception as exc:  # the detector raised: publish the frames as they came
+            self.pool.release(worker)
+            log.debug("detector failed on a batch", exc_info=True)
+            for cam, frame, _ in decoded:
+                self._done(cam)
+                self._publish(cam, frame, FrameResult(frame.jpeg, error=f"detector failed: {first_line(exc)}"))
+            return
+        self.pool.release(worker)
+        ms = (time.perf_counter() - started) * 1000
+        self.batch_sizes.append(len(decoded))
+        self.batch_ms.append(ms)
+        await asyncio.gather(
+            *(self._finish(cam, frame, image, dets, ms) for (cam, frame, image), dets in zip(decoded, results))
+        )
+
+    async def _finish(self, cam: Camera, frame: Frame, image: np.ndarray, detections: list[Detection], ms: float) -> None:
+        """Record one inferred frame; draw and encode it only if someone watches its annotated stream."""
+        try:
+            cam.inference_ms.append(ms)
+            cam.detections = detections
+            cam.detections_frame = frame
+            cam.frames_processed += 1
+            cam.fps_out.mark(time.monotonic())
+            if cam.annotated_viewers > 0:
+                drawer = self.pool.drawer
+                assert drawer is not None
+                jpeg = await self._in_pool(render_frame, drawer, image, detections, self.jpeg_quality)
+                if jpeg is not None:
+                    self._publish_annotated(cam, Frame(frame.seq, jpeg, frame.received_at, frame.wall_time))
+        finally:
+            self._done(cam)
+
+    async def annotated_latest(self, cam: Camera) -> Frame | None:
+        """The annotated frame for the camera's latest processed frame, drawn now if nobody watched it."""
+        current, source = cam.annotated.frame, cam.detections_frame
+        if source is None or (current is not None and current.seq >= source.seq) or self.pool.drawer is None:
+            return current
+        detections = cam.detections
+        jpeg = await self._in_pool(render_jpeg, self.pool.drawer, source.jpeg, detections, self.jpeg_quality)
+        if jpeg is not None:
+            self._publish_annotated(cam, Frame(source.seq, jpeg, source.received_at, source.wall_time))
+        return cam.annotated.frame
+
+    def _done(self, cam: Camera) -> None:
+        cam.in_pipeline -= 1
+        self.hub.frame_waiting.set()
+
+    async def _pass_marked(self, cam: Camera, frame: Frame) -> None:
+        cam.awaiting_inference = False
+        try:
+            jpeg = await self._in_pool(mark_frame, frame.jpeg, STALLED_TEXT, self.jpeg_quality)
+        finally:
+            self._done(cam)
+        self._publish(cam, frame, FrameResult(jpeg, error=STALLED_TEXT))
+
+    def _publish(self, cam: Camera, frame: Frame, result: FrameResult) -> None:
+        """Publish a frame that needs no drawing: passed through, marked, or unannotated after an error."""
+        if result.jpeg is None:
+            cam.frames_rejected += 1
+            self._bad_frames.warning(cam.id, "camera %s: frame rejected: %s", cam.id, result.error)
+            return
+        if result.error:
+            cam.detect_errors += 1
+            self._failures.warning(cam.id, "camera %s: frame published unannotated: %s", cam.id, result.error)
+        cam.frames_processed += 1
+        cam.fps_out.mark(time.monotonic())
+        self._publish_annotated(cam, Frame(frame.seq, result.jpeg, frame.received_at, frame.wall_time))
+
+    @staticmethod
+    def _publish_annotated(cam: Camera, out: Frame) -> None:
+        current = cam.annotated.frame
+        if current is None or out.seq > current.seq:  # batches may finish out of order
+            cam.annotated.publish(out)
+
+
+def _ignore_result(future: Future[Any] | asyncio.Future[Any]) -> None:
+    # a hung call that returns after being given up: its result is stale, its error already logged
+    if not future.cancelled():
+        future.exception()
