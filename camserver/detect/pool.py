@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
@@ -16,6 +17,9 @@ from .backends.torch import usable_cores
 
 log = logging.getLogger(__name__)
 
+# Batches handed to one worker at once: the one inferring and the next, queued in its thread, so
+# the thread goes from one batch to the next without waiting for the event loop in between.
+WORKER_QUEUE = 2
 _worker_numbers = itertools.count(1)
 _abandoned_threads: set[str] = set()  # names of worker threads left hanging in a stalled detector
 
@@ -33,13 +37,20 @@ class DetectorWorker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
         self.detector: Detector | None = None
         self.ready = False
-        self.busy = False
+        self.inflight = 0  # batches submitted and not yet returned
 
     def abandon(self) -> None:
         """Give up on a hung thread: no more work for it; it ends if its call ever returns."""
         _abandoned_threads.add(self.name)
         self.ready = False
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class InferenceCall:
+    """One batch queued on a worker: its future, and when the worker thread started it."""
+
+    future: asyncio.Future[list[list[Detection]]]
+    started: float | None = None  # time.monotonic(); None while queued behind another batch
 
 
 class DetectorPool:
@@ -106,14 +117,15 @@ class DetectorPool:
 
     def free_worker(self) -> DetectorWorker | None:
         """A ready worker with nothing to do, if any."""
-        return next((w for w in self.workers if w.ready and not w.busy), None)
+        ready = [w for w in self.workers if w.ready and w.inflight < WORKER_QUEUE]
+        return min(ready, key=lambda w: w.inflight, default=None)
 
     async def acquire(self) -> DetectorWorker | None:
-        """Wait for a free worker and mark it busy; None while stalled with no worker free."""
+        """Wait for a worker with room in its queue and take a place; None while stalled with none free."""
         while True:
             worker = self.free_worker()
             if worker is not None:
-                worker.busy = True
+                worker.inflight += 1
                 return worker
             if self.stalled:
                 return None
@@ -121,14 +133,22 @@ class DetectorPool:
             await self._freed.wait()
 
     def release(self, worker: DetectorWorker) -> None:
-        """The worker finished its call."""
-        worker.busy = False
+        """The worker finished a call."""
+        worker.inflight -= 1
         self._freed.set()
 
-    def submit(self, worker: DetectorWorker, images: Sequence[np.ndarray]) -> asyncio.Future[list[list[Detection]]]:
-        """Run one batched inference on the worker's thread."""
-        assert worker.detector is not None
-        return asyncio.get_running_loop().run_in_executor(worker.executor, worker.detector.detect, images)
+    def submit(self, worker: DetectorWorker, images: Sequence[np.ndarray]) -> InferenceCall:
+        """Queue one batched inference on the worker's thread."""
+        detector = worker.detector
+        assert detector is not None
+        call = InferenceCall()
+
+        def run() -> list[list[Detection]]:
+            call.started = time.monotonic()
+            return detector.detect(images)
+
+        call.future = asyncio.get_running_loop().run_in_executor(worker.executor, run)
+        return call
 
     def replace(self, worker: DetectorWorker) -> None:
         """Abandon a hung worker and start loading a replacement in the background."""

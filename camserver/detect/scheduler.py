@@ -23,12 +23,12 @@ from ..hub import Camera, CameraHub, Frame
 from ..ratelog import ThrottledLog
 from .base import Detection, first_line
 from .frames import FrameResult, decode_frame, mark_frame, render_frame, render_jpeg
-from .pool import DetectorPool
+from .pool import DetectorPool, DetectorWorker, InferenceCall
 
 log = logging.getLogger(__name__)
 
 STALLED_TEXT = "detector stalled"
-POST_BATCHES = 2  # batches drawing/encoding at once; more makes inference wait (no backlog grows)
+POST_BATCHES = 4  # batches between inference and published at once; more make inference wait
 T = TypeVar("T")
 
 
@@ -86,16 +86,18 @@ class DetectionScheduler:
                     await job
 
     def _dispatch(self) -> None:
-        # One batch prepares (decodes) at a time, ahead of the one inferring: taking frames any
-        # earlier would only make them older by the time they are inferred.
+        # One batch prepares (decodes) at a time, and only while a worker has room for it (one
+        # inferring, one queued behind it): frames taken any earlier would only be older by the
+        # time they are inferred; until then they wait in their slots, where newer ones replace them.
         if self._preparing:
             return
         ready = sorted((c for c in self.hub if c.slot.full and not c.awaiting_inference), key=lambda c: c.last_dispatch)
         if not ready:
             return
-        if self.pool.stalled and self.pool.free_worker() is None:
-            for cam in ready:  # no model can take frames now: pass them on, marked
-                self._spawn(self._pass_marked(*self._take(cam)))
+        if self.pool.free_worker() is None and not self.pool.passthrough:
+            if self.pool.stalled:
+                for cam in ready:  # no model can take frames now: pass them on, marked
+                    self._spawn(self._pass_marked(*self._take(cam)))
             return
         batch = [self._take(cam) for cam in ready[: self.pool.max_batch]]
         self._preparing += 1
@@ -154,19 +156,30 @@ class DetectionScheduler:
         finally:
             self._post.release()
 
-    async def _infer(self, worker: Any, decoded: list[tuple[Camera, Frame, np.ndarray]]) -> None:
-        started = time.perf_counter()
-        future = self.pool.submit(worker, [image for _, _, image in decoded])
+    async def _await_call(self, call: InferenceCall) -> list[list[Detection]] | None:
+        """The call's result; None when it ran past the stall timeout or was dropped with a hung worker."""
+        while True:
+            started = call.started
+            # a call queued behind another one is timed from when it starts, not from when it was queued
+            timeout = self.stall_timeout_s - (time.monotonic() - started if started is not None else 0)
+            try:
+                return await asyncio.wait_for(asyncio.shield(call.future), max(timeout, 0))
+            except TimeoutError:
+                if call.started is not None and time.monotonic() - call.started >= self.stall_timeout_s:
+                    return None
+            except asyncio.CancelledError:
+                if call.future.cancelled():  # never ran: its worker was abandoned while it waited
+                    return None
+                raise
+
+    async def _infer(self, worker: DetectorWorker, decoded: list[tuple[Camera, Frame, np.ndarray]]) -> None:
+        call = self.pool.submit(worker, [image for _, _, image in decoded])
         try:
-            results = await asyncio.wait_for(asyncio.shield(future), self.stall_timeout_s)
-            if len(results) != len(decoded):
+            results = await self._await_call(call)
+            if results is not None and len(results) != len(decoded):
                 raise RuntimeError(f"detector returned {len(results)} results for {len(decoded)} frames")
-        except TimeoutError:
-            log.error("detector %s has not returned for %.1f s: replacing it", worker.name, self.stall_timeout_s)
-            future.add_done_callback(_ignore_result)
-            self.pool.replace(worker)
-            await asyncio.gather(*(self._pass_marked(cam, frame) for cam, frame, _ in decoded))
-            return
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # the detector raised: publish the frames as they came
             self.pool.release(worker)
             log.debug("detector failed on a batch", exc_info=True)
@@ -174,8 +187,16 @@ class DetectionScheduler:
                 self._done(cam)
                 self._publish(cam, frame, FrameResult(frame.jpeg, error=f"detector failed: {first_line(exc)}"))
             return
+        if results is None:
+            if worker in self.pool.workers:  # the first of its calls to notice: replace the worker
+                log.error("detector %s has not returned for %.1f s: replacing it", worker.name, self.stall_timeout_s)
+                self.pool.replace(worker)
+            call.future.add_done_callback(_ignore_result)
+            await asyncio.gather(*(self._pass_marked(cam, frame) for cam, frame, _ in decoded))
+            return
         self.pool.release(worker)
-        ms = (time.perf_counter() - started) * 1000
+        self.hub.frame_waiting.set()  # room for the next batch
+        ms = (time.monotonic() - (call.started or time.monotonic())) * 1000
         self.batch_sizes.append(len(decoded))
         self.batch_ms.append(ms)
         await asyncio.gather(

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,10 @@ def exported_model(model: str, fmt: str, shape: tuple[int, int], runtime_version
         yolo = YOLO(model, task="detect")
         # export() writes beside the model file (or the working directory for a .yaml): point it here
         yolo.model.pt_path = str(Path(tmp) / "model.pt")
-        produced = Path(yolo.export(format=fmt, imgsz=shape, batch=1, dynamic=False, verbose=False))
+        with warnings.catch_warnings():  # torch.jit.trace deprecation and tracer notes: not for the user
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            produced = Path(yolo.export(format=fmt, imgsz=shape, batch=1, dynamic=False, verbose=False))
         try:
             produced.rename(final)
         except OSError:
