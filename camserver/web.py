@@ -18,16 +18,13 @@ from .config import Config
 from .control import validate_control
 from .hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
 from .ratelog import ThrottledLog
+from .webstream import BoundedStream, ViewerGone
 
 log = logging.getLogger(__name__)
 
 MAX_CONTROL_BYTES = 4096
 STALE_S = 3.0  # a connected camera silent this long gets the placeholder again
 PLACEHOLDER_SIZE = (640, 480)
-
-
-class ViewerGone(Exception):
-    """The viewer closed the connection or stopped reading."""
 
 
 def placeholder_jpeg(camera_id: str, message: str) -> bytes:
@@ -264,13 +261,14 @@ class ViewerApp:
                 "Connection": "close",
             }
         )
-        await resp.prepare(request)
+        stream = BoundedStream(request, resp, self.write_timeout)
         cam: Camera | None = None
         try:
-            await self._write(request, resp, f"--{BOUNDARY}\r\n".encode())
+            await stream.start()
+            await stream.send(f"--{BOUNDARY}\r\n".encode())
             sent_seq, sent_at = 0, 0.0
             while not self.hub.closed:
-                if request.transport is None or request.transport.is_closing():
+                if stream.closing:
                     break  # the viewer left; without this we would notice only at the next write
                 if cam is None:
                     cam = resolve()
@@ -283,10 +281,10 @@ class ViewerApp:
                 frame = live_frame(cam, channel)
                 now = time.monotonic()
                 if frame is not None and frame.seq > sent_seq:
-                    await self._write(request, resp, frame.part)
+                    await stream.send(frame.part)
                     sent_seq, sent_at = frame.seq, now
                 elif now - sent_at >= self.interval and (frame is None or now - frame.received_at > STALE_S):
-                    await self._write(request, resp, (await self._placeholder(cam)).part)
+                    await stream.send((await self._placeholder(cam)).part)
                     sent_at = now
                 await waiter.wait_changed(version, self.interval)
         except ViewerGone:
@@ -296,15 +294,3 @@ class ViewerApp:
                 cam.viewers -= 1
                 cam.annotated_viewers -= not raw
         return resp
-
-    async def _write(self, request: web.Request, resp: web.StreamResponse, data: bytes) -> None:
-        try:
-            async with asyncio.timeout(self.write_timeout):
-                await resp.write(data)
-        except TimeoutError:
-            log.info("viewer %s stopped reading for %.1f s; dropped", request.remote, self.write_timeout)
-            if request.transport is not None:
-                request.transport.abort()  # frees what is buffered for this viewer
-            raise ViewerGone from None
-        except (ConnectionError, RuntimeError):
-            raise ViewerGone from None
