@@ -15,7 +15,7 @@ from ..frames import draw_detections
 log = logging.getLogger(__name__)
 
 CUDA_MAX_BATCH = 32  # one forward pass for up to 32 cameras: measured on an H100 (see README)
-CPU_MAX_BATCH = 1  # CPU time grows linearly with the batch: batching only adds latency there
+CPU_MAX_BATCH = 2  # under load a pair halves the per-call overhead; bench/capacity.py measured 1, 2 and 4
 
 
 def usable_cores() -> int:
@@ -45,6 +45,20 @@ def quiet_ultralytics() -> None:
 
     if not logging.getLogger("camserver").isEnabledFor(logging.DEBUG):
         LOGGER.setLevel(logging.WARNING)
+
+
+def use_every_core() -> None:
+    """Let torch use every core camserver may use: detection is its main work.
+
+    ultralytics sets torch to cpu_count - 1 threads, and sets it again whenever a predictor picks
+    its device, from a module global: raise that global too.
+    """
+    import torch
+    from ultralytics.utils import torch_utils
+
+    cores = usable_cores()
+    torch_utils.NUM_THREADS = cores
+    torch.set_num_threads(cores)
 
 
 def fp16_args() -> dict[str, Any]:
@@ -84,9 +98,7 @@ class UltralyticsDetector:
             raise ModelLoadError(f"cannot load model '{model}': {reason}{hint}") from None
         cuda = device.startswith("cuda")
         if backend == "torch" and not cuda:
-            import torch
-
-            torch.set_num_threads(usable_cores())  # ultralytics leaves one core idle; detection is our main work
+            use_every_core()
         self.predict_args: dict[str, Any] = {"conf": conf, "iou": iou, "imgsz": imgsz, "verbose": False, "device": device}
         if cuda:
             self.predict_args.update(fp16_args())
