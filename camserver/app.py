@@ -6,16 +6,18 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import time
 from contextlib import suppress
 from typing import Any, Callable
 
 from aiohttp import web
 
-from .config import Config
+from .config import Config, ConfigError
 from .detect import Detector
 from .detect.backends import detector_factory
 from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
+from .events.engine import EventEngine, StorageError
 from .hub import CameraHub
 from .ingest import CameraIngest
 from .web import ViewerApp
@@ -39,16 +41,25 @@ def default_detector_factory(config: Config) -> Callable[[], Detector] | None:
 class CamServer:
     """The whole service: camera listener, detection, viewer app. Use `async with`."""
 
-    def __init__(self, config: Config, detector_factory: Callable[[], Detector] | None | str = "config") -> None:
+    def __init__(
+        self,
+        config: Config,
+        detector_factory: Callable[[], Detector] | None | str = "config",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.factory = default_detector_factory(config) if detector_factory == "config" else detector_factory
-        self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id)
+        self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
+        self.events = EventEngine(config, clock)
         d = config.detect
         self.pool = DetectorPool(self.factory, d.workers)  # type: ignore[arg-type]
         self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
+        self.scheduler.on_detections = self._detections
+        self.hub.on_offline = self._camera_offline
+        self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         self.viewer_app = ViewerApp(
-            config, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest
+            config, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest, self.events
         )
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
@@ -64,6 +75,7 @@ class CamServer:
             "detector": detector,
             "detector_stalls": self.pool.stalls,
             "model": self.config.detect.model,
+            "events": self.events.health(),
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
@@ -73,13 +85,32 @@ class CamServer:
             "cameras_connected": sum(1 for c in self.hub if c.connected),
         }
 
+    def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
+        if self._events_started:
+            self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
+
+    def _camera_offline(self, cam: Any) -> None:
+        if self._events_started and self.ready:  # at shutdown, events end as "server stop" instead
+            self.events.camera_offline(cam.id)
+
     async def start(self) -> None:
-        """Load the model, then open both listeners. Raises ModelLoadError or StartupError."""
+        """Open the event store, load the model, then open both listeners.
+
+        Raises:
+            ConfigError: storage.dir cannot be created or written.
+            ModelLoadError, StartupError: the model or a port.
+        """
+        try:
+            await self.events.start()
+        except StorageError as exc:
+            raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
+        self._events_started = True
         log.info("loading model %s", self.config.detect.model)
         try:
             await self.pool.start()
         except BaseException:
             await self.pool.stop()
+            await self._stop_events()
             raise
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="detection-scheduler")
         try:
@@ -120,6 +151,12 @@ class CamServer:
             with suppress(asyncio.CancelledError):
                 await self._scheduler_task
         await self.pool.stop()
+        await self._stop_events()
+
+    async def _stop_events(self) -> None:
+        if self._events_started:
+            self._events_started = False
+            await self.events.stop()
 
     async def __aenter__(self) -> CamServer:
         await self.start()

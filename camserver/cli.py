@@ -118,6 +118,9 @@ def run_command(argv: Sequence[str] | None, serve: Callable[[Config], Awaitable[
 
     try:
         asyncio.run(serve(config))
+    except ConfigError as exc:  # found only when starting: storage.dir cannot be written
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except (ModelLoadError, StartupError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_STARTUP

@@ -137,6 +137,63 @@ class DetectConfig:
     stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
 
 
+def _labels(v: Any) -> str | None:
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        return 'must be a non-empty list of labels, e.g. ["person", "car"], or ["*"] for every label'
+    return None
+
+
+def _zones(v: Any) -> str | None:
+    """[[events.zones]] entries: camera, name, points (3+ [x, y] pairs from 0 to 1), optional labels."""
+    if not isinstance(v, list):
+        return "must be a list of tables ([[events.zones]])"
+    seen = set()
+    for i, zone in enumerate(v):
+        where = f"zone {i + 1}: "
+        if not isinstance(zone, Mapping) or set(zone) - {"camera", "name", "points", "labels"}:
+            return where + "a table with camera, name, points and optionally labels"
+        if not isinstance(zone.get("camera"), str) or not CAMERA_ID_RE.match(zone["camera"]):
+            return where + "camera must be a camera id"
+        if not isinstance(zone.get("name"), str) or not re.match(r"^[A-Za-z0-9_-]{1,32}$", zone["name"]):
+            return where + "name must be letters, digits, '-' or '_', 1 to 32 characters"
+        points = zone.get("points")
+        if not isinstance(points, list) or len(points) < 3 or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                      and 0 <= c <= 1 for c in p)
+            for p in points
+        ):
+            return where + "points must be 3 or more [x, y] pairs, each from 0 to 1 (relative to the frame)"
+        if "labels" in zone and _labels(zone["labels"]):
+            return where + "labels must be a non-empty list of labels"
+        if (zone["camera"], zone["name"]) in seen:
+            return where + f"zone {zone['name']!r} of camera {zone['camera']!r} is defined twice"
+        seen.add((zone["camera"], zone["name"]))
+    return None
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """Turning detections into events: which labels, how sure, how long, and zones."""
+
+    labels: tuple[str, ...] = _opt(("person",), _labels)
+    min_score: float = _opt(0.5, _number(float, 0.0, 1.0))
+    threshold: float = _opt(0.7, _number(float, 0.0, 1.0))
+    max_disappeared_s: float = _opt(5.0, _number(float, 0.1, 3600))
+    stationary_s: float = _opt(10.0, _number(float, 0.1, 86400))
+    update_interval_s: float = _opt(60.0, _number(float, 1.0, 86400))
+    cooldown_s: float = _opt(0.0, _number(float, 0.0, 86400))
+    zones: tuple[Any, ...] = _opt((), _zones)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where event history and snapshots live, and for how long."""
+
+    dir: str = _opt("camserver-data", _text())
+    retain_days: float = _opt(10.0, _number(float, 0.0, 36500))
+    max_mb: float = _opt(1024.0, _number(float, 1.0, 10_000_000))
+
+
 @dataclass(frozen=True)
 class CamerasConfig:
     """Cameras known before they connect (they show a placeholder until then)."""
@@ -159,6 +216,8 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     cameras: CamerasConfig = field(default_factory=CamerasConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 BOUNDARY = "camserverframe"
 
@@ -198,13 +198,21 @@ class HubFull(Exception):
 class CameraHub:
     """The registry of cameras and the signal that wakes the detection scheduler."""
 
-    def __init__(self, max_cameras: int, declared_ids: tuple[str, ...] = (), default_id: str = "default") -> None:
+    def __init__(
+        self,
+        max_cameras: int,
+        declared_ids: tuple[str, ...] = (),
+        default_id: str = "default",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.max_cameras = max(max_cameras, len(declared_ids))
         self.default_id = default_id
         self.cameras: dict[str, Camera] = {cid: Camera(cid, declared=True) for cid in declared_ids}
         self.frame_waiting = asyncio.Event()
         self.registry = FrameChannel()  # touched when a camera id appears, and at shutdown
         self.closed = False
+        self.clock = clock  # wall-clock time of frames (tests inject one)
+        self.on_offline: Callable[[Camera], None] | None = None  # called when a camera goes away
 
     def get(self, camera_id: str) -> Camera | None:
         """The camera with this id, if the server knows it."""
@@ -260,11 +268,13 @@ class CameraHub:
             cam.slot.take()
             cam.raw.touch()
             cam.annotated.touch()
+            if self.on_offline is not None:
+                self.on_offline(cam)
 
     def receive(self, cam: Camera, jpeg: bytes, size: tuple[int, int]) -> Frame:
         """Accept a validated camera frame: publish it raw and leave it for the detector."""
         now = time.monotonic()
-        frame = Frame(cam.next_seq(), jpeg, now, time.time())
+        frame = Frame(cam.next_seq(), jpeg, now, self.clock())
         cam.size = size
         cam.last_frame_at = now
         cam.fps_in.mark(now)

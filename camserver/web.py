@@ -18,6 +18,8 @@ from .config import Config
 from .control import validate_control
 from .hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
 from .ratelog import ThrottledLog
+from .events.engine import EventEngine
+from .web_events import EventsApi
 from .webstream import BoundedStream, ViewerGone
 
 log = logging.getLogger(__name__)
@@ -98,12 +100,14 @@ class ViewerApp:
         health: Callable[[], dict[str, Any]],
         send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
         annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
+        events: EventEngine | None = None,
     ) -> None:
         self.config = config
         self.hub = hub
         self.health = health
         self.send_control = send_control
         self.annotated_latest = annotated_latest  # draws the latest frame's boxes if nobody watched it
+        self.events = events
         self.write_timeout = config.http.viewer_write_timeout_s
         self.interval = config.http.placeholder_interval_s
         self._placeholders: dict[tuple[str, str], Frame] = {}
@@ -127,11 +131,15 @@ class ViewerApp:
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
         app.router.add_get("/stream.mjpg", self.default_stream)
         app.router.add_get("/snapshot.jpg", self.default_snapshot)
+        if self.events is not None:
+            EventsApi(self.events, self.write_timeout, lambda: self.hub.closed).add_routes(app)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self.hub.close()  # ends every open MJPEG response
+        if self.events is not None:
+            self.events.feed.wake()  # and every event stream
 
     def _camera(self, request: web.Request) -> Camera:
         cam = self.hub.get(request.match_info["camera_id"])

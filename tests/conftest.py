@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import tempfile
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -108,7 +109,11 @@ class FakeDetector:
 
 def make_config(**tables: dict) -> Config:
     """A config on 127.0.0.1 with free ports, updated table by table."""
-    data = {"ingest": {"host": "127.0.0.1", "port": 0}, "http": {"host": "127.0.0.1", "port": 0}}
+    data = {
+        "ingest": {"host": "127.0.0.1", "port": 0},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "storage": {"dir": tempfile.mkdtemp(prefix="camserver-test-")},
+    }
     for name, values in tables.items():
         data.setdefault(name, {}).update(values)
     return from_mapping(data)

@@ -102,3 +102,16 @@ async def test_real_ultralytics_model_offline(tmp_path, http):
         await cam.close()
     finally:
         assert await server.stop(timeout=10) == 0
+
+
+def test_unwritable_storage_dir_is_one_line_exit_2(tmp_path):
+    """storage.dir that cannot be created: exit 2, one line naming storage.dir, no traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\ndir = "{blocker / "data"}"\n')
+    result = cli("--config", str(config), "--model", "none", "--ws-port", "0", "--http-port", "0", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("camserver:")]
+    assert len(lines) == 1 and "storage.dir" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr

@@ -52,6 +52,8 @@ class DetectionScheduler:
         self._jobs: set[asyncio.Task[None]] = set()
         self._bad_frames = ThrottledLog(log)
         self._failures = ThrottledLog(log)
+        # every inferred frame's detections, watched or not (the events stage)
+        self.on_detections: Callable[[Camera, Frame, tuple[int, int], list[Detection]], None] | None = None
 
     @property
     def state(self) -> str:
@@ -211,6 +213,8 @@ class DetectionScheduler:
             cam.detections_frame = frame
             cam.frames_processed += 1
             cam.fps_out.mark(time.monotonic())
+            if self.on_detections is not None:
+                self.on_detections(cam, frame, (image.shape[1], image.shape[0]), detections)
             if cam.annotated_viewers > 0:
                 drawer = self.pool.drawer
                 assert drawer is not None

@@ -1,0 +1,171 @@
+"""Wires the events stage: every processed frame's detections -> tracker -> rules -> store and feed.
+
+Tracking, rules, database and file work run on one "events" thread, in the order frames were
+processed, never on the event loop. The thread's backlog is bounded: if it falls behind (a slow
+disk), frames are skipped for events and counted, and detection and streams go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import Config
+from ..detect.base import Detection
+from ..ratelog import ThrottledLog
+from .feed import EventFeed
+from .rules import CameraRules, Change
+from .store import EventStore, StorageError
+from .zones import zones_from_config
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 256  # frames waiting for the events thread before new ones are skipped
+RETENTION_EVERY_S = 60.0
+SWEEP_EVERY_S = 1.0  # ends events of cameras that stopped sending frames but stay connected
+
+
+class EventEngine:
+    """Events for every camera: rules per camera, one store, one live feed."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config.events
+        self.clock = clock
+        storage = config.storage
+        self.store = EventStore(Path(storage.dir), storage.retain_days, storage.max_mb)
+        self.feed = EventFeed()
+        self.zones = zones_from_config(self.config.zones)
+        self.rules: dict[str, CameraRules] = {}
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+        self.pending = 0
+        self.skipped = 0
+        self.write_errors = 0
+        self.events_total = 0
+        self._write_log = ThrottledLog(log, interval_s=60.0)
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._retention: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the store (closing events a crash left open) and start retention. Raises StorageError."""
+        closed = await self._run(self.store.open, self.clock())
+        if closed:
+            log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", closed)
+        await self._run(self._retain)
+        self._retention = asyncio.create_task(self._housekeeping(), name="event-housekeeping")
+
+    async def stop(self) -> None:
+        """End every open event as "server stop", store them, close the store."""
+        if self._retention is not None:
+            self._retention.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._retention
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        now = self.clock()
+        changes = await self._run(self._end_all, now, "server stop")
+        self._announce(changes)
+        await self._run(self.store.close)
+        self.executor.shutdown(wait=True)
+        self.feed.wake()
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz shows of the events stage."""
+        return {"events_total": self.events_total, "events_skipped_frames": self.skipped,
+                "storage_write_errors": self.write_errors}
+
+    def on_frame(self, camera: str, when: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection]) -> None:
+        """A processed frame's detections (called on the loop for every processed frame)."""
+        if self.pending >= MAX_PENDING:
+            self.skipped += 1
+            return
+        self._submit(self._process, camera, when, jpeg, size, detections)
+
+    def camera_offline(self, camera: str) -> None:
+        """The camera went away: its events end."""
+        self._submit(self._end_camera, camera, self.clock(), "camera offline")
+
+    # --- on the events thread -------------------------------------------------------------
+
+    def _process(self, camera: str, when: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection]) -> list[Change]:
+        rules = self.rules.get(camera)
+        if rules is None:
+            if not detections:
+                return []  # no tracker for a camera that never showed anything
+            rules = self.rules[camera] = CameraRules(camera, self.config, self.zones.get(camera))
+        return self._store(rules.on_frame(when, jpeg, size, detections), when)
+
+    def _sweep(self, now: float) -> list[Change]:
+        return [c for rules in self.rules.values() for c in self._store(rules.sweep(now), now)]
+
+    def _end_camera(self, camera: str, when: float, reason: str) -> list[Change]:
+        rules = self.rules.pop(camera, None)
+        return self._store(rules.end_all(when, reason), when) if rules else []
+
+    def _end_all(self, when: float, reason: str) -> list[Change]:
+        changes = [c for camera in list(self.rules) for c in self._end_camera(camera, when, reason)]
+        return changes
+
+    def _store(self, changes: list[Change], when: float) -> list[Change]:
+        for change in changes:
+            try:
+                self.store.save(change.after, change.snapshot, when)
+            except Exception as exc:  # disk full, folder removed: live events go on
+                self.write_errors += 1
+                self._write_log.warning("storage", "event store write failed (%d so far): %s", self.write_errors, exc)
+        return changes
+
+    def _retain(self) -> None:
+        try:
+            removed = self.store.enforce_retention(self.clock())
+        except Exception as exc:
+            self.write_errors += 1
+            self._write_log.warning("storage", "event retention failed: %s", exc)
+            return
+        if removed:
+            log.info("retention removed %d old event(s)", removed)
+
+    # --- on the loop ----------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _submit(self, fn: Callable[..., list[Change]], *args: Any) -> None:
+        self.pending += 1
+        future = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        self._tasks.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[list[Change]]) -> None:
+        self.pending -= 1
+        self._tasks.discard(future)
+        if future.cancelled():
+            return
+        if (exc := future.exception()) is not None:
+            log.error("event processing failed", exc_info=exc)
+            return
+        self._announce(future.result())
+
+    def _announce(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.type == "new":
+                self.events_total += 1
+            if change.after.get("announced", True):
+                self.feed.publish(change.type, {"type": change.type, "before": change.before, "after": change.after,
+                                                "reasons": change.reasons})
+
+    async def _housekeeping(self) -> None:
+        last_retention = time.monotonic()
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            self._submit(self._sweep, self.clock())
+            if time.monotonic() - last_retention >= RETENTION_EVERY_S:
+                last_retention = time.monotonic()
+                await self._run(self._retain)
+
+
+__all__ = ["EventEngine", "StorageError"]

@@ -1,0 +1,184 @@
+"""Viewer side of events: history API, snapshots drawn on request, and the live Server-Sent Events feed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+from aiohttp import web
+
+from .detect.frames import decode_frame, encode_frame
+from .events.engine import EventEngine
+from .webstream import BoundedStream, ViewerGone
+
+KEEPALIVE_S = 15.0
+MAX_LIMIT = 500
+BOOT = str(int(time.time()))  # SSE ids are BOOT.N: a client from before a restart gets the whole history
+
+
+def _bad(text: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(reason="invalid query", text=text)
+
+
+def _number(query: Any, key: str) -> float | None:
+    if key not in query:
+        return None
+    try:
+        return float(query[key])
+    except ValueError:
+        raise _bad(f"{key} must be a number (seconds since the epoch)") from None
+
+
+def _flag(query: Any, key: str) -> bool | None:
+    if key not in query:
+        return None
+    value = query[key].lower()
+    if value not in ("0", "1", "true", "false"):
+        raise _bad(f"{key} must be 0, 1, true or false")
+    return value in ("1", "true")
+
+
+def encode_cursor(event: dict[str, Any]) -> str:
+    """An opaque cursor: the (start_time, id) of the last event on a page."""
+    return base64.urlsafe_b64encode(f"{event['start_time']!r}|{event['id']}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (start_time, id) a cursor stands for."""
+    try:
+        start, _, event_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return float(start), event_id
+    except ValueError:
+        raise _bad("cursor is not one this server gave out") from None
+
+
+def render_snapshot(jpeg: bytes, record: dict[str, Any], bbox: bool, crop: bool, height: int | None) -> bytes | None:
+    """The event's best frame, with its box drawn (bbox), cropped around the object (crop), scaled to `height`."""
+    image = decode_frame(jpeg)
+    if image is None:
+        return None
+    box = record.get("snapshot_box") or record.get("box")
+    if bbox and box:
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 200, 255), max(2, image.shape[1] // 320), cv2.LINE_AA)
+        cv2.putText(image, f"{record['label']} {record.get('top_score', 0):.2f}", (x1, max(14, y1 - 5)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 255), 2, cv2.LINE_AA)
+    if crop and box:
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = box
+        mx, my = (x2 - x1) * 0.25, (y2 - y1) * 0.25
+        image = image[max(0, int(y1 - my)) : min(h, int(y2 + my)), max(0, int(x1 - mx)) : min(w, int(x2 + mx))]
+    if height and image.shape[0] != height:
+        scale = height / image.shape[0]
+        image = cv2.resize(image, (max(1, int(image.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+    return encode_frame(np.ascontiguousarray(image), 85)
+
+
+class EventsApi:
+    """Routes under /api/events."""
+
+    def __init__(self, engine: EventEngine, write_timeout_s: float, closed: Callable[[], bool]) -> None:
+        self.engine = engine
+        self.write_timeout_s = write_timeout_s
+        self.closed = closed
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the routes (the stream before the {event_id} pattern)."""
+        app.router.add_get("/api/events", self.list_events)
+        app.router.add_get("/api/events/stream", self.stream)
+        app.router.add_get("/api/events/{event_id}", self.get_event)
+        app.router.add_delete("/api/events/{event_id}", self.delete_event)
+        app.router.add_get("/api/events/{event_id}/snapshot.jpg", self.snapshot)
+
+    async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.engine.executor, fn, *args)
+
+    async def list_events(self, request: web.Request) -> web.Response:
+        """Events newest first; filters camera, label, zone, after, before, has_snapshot; limit; cursor."""
+        q = request.query
+        try:
+            limit = int(q.get("limit", "50"))
+        except ValueError:
+            raise _bad("limit must be an integer") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise _bad(f"limit must be from 1 to {MAX_LIMIT}")
+        filters = {"camera": q.get("camera"), "label": q.get("label"), "zone": q.get("zone"),
+                   "after": _number(q, "after"), "before": _number(q, "before"), "has_snapshot": _flag(q, "has_snapshot")}
+        cursor = decode_cursor(q["cursor"]) if "cursor" in q else None
+        events = await self._store(self.engine.store.query, filters, limit + 1, cursor)
+        more = len(events) > limit
+        events = events[:limit]
+        return web.json_response({"events": events, "next_cursor": encode_cursor(events[-1]) if more else None})
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        record = await self._store(self.engine.store.get, request.match_info["event_id"])
+        if record is None:
+            raise web.HTTPNotFound(reason="unknown event", text=f"no event {request.match_info['event_id']!r}")
+        return record
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        """One event."""
+        return web.json_response(await self._record(request))
+
+    async def delete_event(self, request: web.Request) -> web.Response:
+        """Remove an event and its snapshot."""
+        await self._record(request)
+        await self._store(self.engine.store.delete, request.match_info["event_id"])
+        return web.json_response({"deleted": request.match_info["event_id"]})
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        """The event's best frame: ?bbox=0 without the box, ?crop=1 around the object, ?h= a height."""
+        record = await self._record(request)
+        bbox = _flag(request.query, "bbox")
+        crop = bool(_flag(request.query, "crop"))
+        height = None
+        if "h" in request.query:
+            try:
+                height = int(request.query["h"])
+            except ValueError:
+                raise _bad("h must be an integer") from None
+            if not 16 <= height <= 2160:
+                raise _bad("h must be from 16 to 2160")
+        path = self.engine.store.snapshot_path(record["id"])
+        jpeg = await self._store(lambda: path.read_bytes() if path.exists() else None)
+        if not record.get("has_snapshot") or jpeg is None:
+            raise web.HTTPNotFound(reason="no snapshot", text=f"event {record['id']!r} has no snapshot")
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, render_snapshot, jpeg, record, bbox is not False, crop, height
+        )
+        if body is None:
+            raise web.HTTPNotFound(reason="no snapshot", text="the stored snapshot does not decode")
+        return web.Response(body=body, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: new/update/end with ids; Last-Event-ID resumes; a comment every 15 s."""
+        feed = self.engine.feed
+        last = 0
+        boot, _, n = (request.headers.get("Last-Event-ID") or request.query.get("last_event_id", "")).partition(".")
+        if boot == BOOT and n.isdigit():
+            last = int(n)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        stream = BoundedStream(request, resp, self.write_timeout_s)
+        try:
+            await stream.start()
+            await stream.send(b"retry: 2000\n\n")
+            while not self.closed() and not stream.closing:
+                items = feed.after(last)
+                if items:
+                    await stream.send(b"".join(
+                        f"id: {BOOT}.{i.id}\nevent: {i.type}\ndata: ".encode() + i.sse_data + b"\n\n" for i in items
+                    ))
+                    last = items[-1].id
+                    continue
+                version = feed.last_id
+                await feed.wait(version, KEEPALIVE_S)
+                if feed.last_id == version and not self.closed():
+                    await stream.send(b": keepalive\n\n")
+        except ViewerGone:
+            pass
+        return resp
