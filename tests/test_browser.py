@@ -92,3 +92,58 @@ async def test_page_shows_live_stream_and_figures(tmp_path):
                 proc.terminate()
                 await asyncio.wait_for(proc.wait(), 10)
         await cam.close()
+
+
+EVENT_STATE = """JSON.stringify([...document.querySelectorAll('.events li')].map(li => ({
+  text: li.querySelector('.what').textContent, cls: li.querySelector('.what').className,
+  thumb: li.querySelector('img').naturalWidth})))"""
+
+
+async def test_page_shows_an_event_live_without_reload(tmp_path):
+    """An event created while the page is open appears in its camera's list, with a thumbnail, then as ended."""
+    from conftest import ScriptedDetector, make_config, tagged_jpeg
+
+    def walker(cam, seq):
+        return [("person", 0.9, (20.0 + 8 * seq, 40.0, 70.0 + 8 * seq, 200.0))] if seq <= 15 else []
+
+    from camserver.app import CamServer
+
+    server = CamServer(make_config(events={"max_disappeared_s": 0.5}), detector_factory=lambda: ScriptedDetector(walker))
+    async with server:
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        await cam.send(tagged_jpeg(0, 100))  # the camera appears on the page before anything happens
+        proc, devtools = await open_chromium(f"http://127.0.0.1:{server.http_port}/", tmp_path / "profile")
+        try:
+            async with asyncio.timeout(30):
+                while not await devtools.evaluate("document.querySelectorAll('.cam').length"):
+                    await asyncio.sleep(0.1)
+                for seq in range(1, 16):
+                    await cam.send(tagged_jpeg(0, seq))
+                    await asyncio.sleep(0.05)
+                events = []
+                while not (events and events[0]["thumb"] > 0):
+                    events = json.loads(await devtools.evaluate(EVENT_STATE) or "[]")
+                    await asyncio.sleep(0.1)
+                assert len(events) == 1 and events[0]["text"].startswith("person") and "live" in events[0]["cls"]
+                for seq in range(16, 40):  # the person has gone: the event ends
+                    await cam.send(tagged_jpeg(0, seq))
+                    await asyncio.sleep(0.05)
+                while "ended" not in events[0]["cls"]:
+                    events = json.loads(await devtools.evaluate(EVENT_STATE) or "[]")
+                    await asyncio.sleep(0.1)
+            assert "disappeared" in events[0]["text"]
+            shot = await devtools.call("Page.captureScreenshot", format="png")
+            (tmp_path / "events.png").write_bytes(base64.b64decode(shot["data"]))
+            await devtools.evaluate("location.hash = '#history'")
+            async with asyncio.timeout(10):
+                while not await devtools.evaluate("document.querySelectorAll('#rows tr').length"):
+                    await asyncio.sleep(0.1)
+            rows = await devtools.evaluate("[...document.querySelectorAll('#rows tr')].map(r => r.textContent).join('|')")
+            assert "door" in rows and "person" in rows and "disappeared" in rows
+            shot = await devtools.call("Page.captureScreenshot", format="png")
+            (tmp_path / "history.png").write_bytes(base64.b64decode(shot["data"]))
+        finally:
+            await devtools.ws.close()
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
+        await cam.close()

@@ -13,33 +13,13 @@ import pytest
 
 from camserver.app import CamServer
 from camserver.config import from_mapping
-from camserver.detect import BackendInfo, Detection
+from camserver.detect import Detection
 from camserver.events.rules import CameraRules
 from camserver.events.store import EventStore
 from camserver.events.tracker import CameraTracker
-from conftest import WAIT_S, connect_camera, decode, make_config, read_tag, tagged_jpeg, wait_for
+from conftest import WAIT_S, Script, ScriptedDetector, connect_camera, decode, make_config, tagged_jpeg, wait_for
 
 W, H = 320, 240
-Script = Callable[[int, int], list[tuple[str, float, tuple[float, float, float, float]]]]
-
-
-class ScriptedDetector:
-    """Boxes as a function of (camera index, frame sequence), read from the tagged frame itself."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.info = BackendInfo("scripted", "cpu", "fp32", 4)
-
-    def detect(self, images):
-        out = []
-        for img in images:
-            cam, seq = read_tag(img)
-            out.append([Detection(0 if label == "person" else 2, label, score, box)
-                        for label, score, box in self.script(cam, seq)])
-        return out
-
-    def draw(self, image, detections):
-        return image
 
 
 class FakeClock:
