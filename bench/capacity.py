@@ -9,6 +9,14 @@ and ultralytics' predict() alone on the backend in use (frames/s on lists of max
 and gives every figure as a ratio to those limits.
 
     python -m bench.capacity --cameras 4,6 --fps 10 --viewers 1 --seconds 20
+
+`--events both` runs the phases with events on and off and gives the ratio (the events stage
+must cost at most 5% of the frames processed); `--scene person` walks a person (the figure
+../shared/testdata/shapes-yolo11n.pt was trained on) through every frame, so that there is
+something to track:
+
+    python -m bench.capacity --model ../shared/testdata/shapes-yolo11n.pt --imgsz 320 \
+        --scene person --events both --cameras 6
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import asyncio
 import json
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 import cv2
@@ -30,11 +40,22 @@ from bench.serverproc import ServerProcess
 from camserver.simcam import make_scene
 
 CYCLE = 256  # distinct stamped frames; a latency over CYCLE/fps seconds would be misread
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
 
-def encode_cycle(quality: int = 80) -> list[bytes]:
+def person_scene(i: int) -> np.ndarray:
+    """A simulator scene with a person walking across it (64 frames a crossing)."""
+    sys.path.insert(0, str(TESTDATA))
+    import draw_shapes as ds
+
+    img = make_scene(i)
+    ds.draw_person(img, ds.person_box(cx=80 + 8 * (i % 64), bottom=400, height=220))
+    return img
+
+
+def encode_cycle(quality: int = 80, scene: str = "plain") -> list[bytes]:
     """CYCLE stamped VGA JPEGs, made once so that the cameras cost the benchmark little CPU."""
-    scenes = [make_scene(i) for i in range(30)]
+    scenes = [person_scene(i) if scene == "person" else make_scene(i) for i in range(64 if scene == "person" else 30)]
     return [
         cv2.imencode(".jpg", stamp(scenes[seq % len(scenes)], seq), [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
         for seq in range(CYCLE)
@@ -130,7 +151,8 @@ def predict_alone(args: argparse.Namespace, frames: list[bytes]) -> dict:
 
 
 async def serve_and_measure(extra: list[str], frames: list[bytes], counts: list[int], viewers: int, args) -> list[dict]:
-    server = await ServerProcess.start(*extra)
+    workdir = Path(tempfile.mkdtemp(prefix="camserver-bench-"))  # the event store goes here
+    server = await ServerProcess.start(*extra, cwd=workdir)
     try:
         results = []
         for n in counts:
@@ -142,19 +164,40 @@ async def serve_and_measure(extra: list[str], frames: list[bytes], counts: list[
         await server.stop()
 
 
+def events_off_config() -> str:
+    """A config file that turns the events stage off."""
+    path = Path(tempfile.mkdtemp(prefix="camserver-bench-")) / "events-off.toml"
+    path.write_text("[events]\nenabled = false\n")
+    return str(path)
+
+
 async def main_async(args: argparse.Namespace) -> dict:
-    frames = encode_cycle()
+    frames = encode_cycle(scene=args.scene)
     alone = predict_alone(args, frames)
     print(json.dumps({"predict_alone": alone}), flush=True)
     flags = ["--model", args.model, "--imgsz", str(args.imgsz), "--backend", args.backend,
              "--max-batch", str(args.max_batch)]
-    phases = await serve_and_measure(flags, frames, args.cameras, args.viewers, args)
+    results: dict = {"model": args.model, "imgsz": args.imgsz, "scene": args.scene, "predict_alone": alone}
+    modes = ["on", "off"] if args.events == "both" else [args.events]
+    for mode in modes:
+        extra = [] if mode == "on" else ["--config", events_off_config()]
+        print(json.dumps({"events": mode}), flush=True)
+        phases = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args)
+        for p in phases:
+            p["events"] = mode
+            p["ratio_to_predict_alone"] = round(p["processed_fps_total"] / alone["frames_per_s"], 3)
+        results[f"phases_events_{mode}"] = phases
     passthrough = await serve_and_measure(["--model", "none"], frames, [max(args.cameras)], args.viewers, args)
-    for p in phases:
-        p["ratio_to_predict_alone"] = round(p["processed_fps_total"] / alone["frames_per_s"], 3)
-        p["ratio_to_model_none"] = round(p["processed_fps_total"] / passthrough[0]["processed_fps_total"], 3)
-    return {"model": args.model, "imgsz": args.imgsz, "predict_alone": alone, "phases": phases,
-            "model_none": passthrough[0]}
+    results["model_none"] = passthrough[0]
+    for mode in modes:
+        for p in results[f"phases_events_{mode}"]:
+            p["ratio_to_model_none"] = round(p["processed_fps_total"] / passthrough[0]["processed_fps_total"], 3)
+    if len(modes) == 2:
+        results["events_on_over_off"] = [
+            round(on["processed_fps_total"] / off["processed_fps_total"], 3)
+            for on, off in zip(results["phases_events_on"], results["phases_events_off"])
+        ]
+    return results
 
 
 def main() -> None:
@@ -170,8 +213,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=4.0)
     p.add_argument("--predict-seconds", type=float, default=10.0)
+    p.add_argument("--events", choices=["on", "off", "both"], default="on")
+    p.add_argument("--scene", choices=["plain", "person"], default="plain")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
+    if Path(args.model).exists():
+        args.model = str(Path(args.model).resolve())  # the server runs in a folder of its own
     results = asyncio.run(main_async(args))
     print(json.dumps(results, indent=2))
     if args.json:

@@ -59,7 +59,8 @@ class CamServer:
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         self.viewer_app = ViewerApp(
-            config, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest, self.events
+            config, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest,
+            self.events if config.events.enabled else None,
         )
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
@@ -100,11 +101,12 @@ class CamServer:
             ConfigError: storage.dir cannot be created or written.
             ModelLoadError, StartupError: the model or a port.
         """
-        try:
-            await self.events.start()
-        except StorageError as exc:
-            raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
-        self._events_started = True
+        if self.config.events.enabled:
+            try:
+                await self.events.start()
+            except StorageError as exc:
+                raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
+            self._events_started = True
         log.info("loading model %s", self.config.detect.model)
         try:
             await self.pool.start()

@@ -137,6 +137,10 @@ class DetectConfig:
     stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
 
 
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
 def _labels(v: Any) -> str | None:
     if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
         return 'must be a non-empty list of labels, e.g. ["person", "car"], or ["*"] for every label'
@@ -175,6 +179,7 @@ def _zones(v: Any) -> str | None:
 class EventsConfig:
     """Turning detections into events: which labels, how sure, how long, and zones."""
 
+    enabled: bool = _opt(True, _bool)
     labels: tuple[str, ...] = _opt(("person",), _labels)
     min_score: float = _opt(0.5, _number(float, 0.0, 1.0))
     threshold: float = _opt(0.7, _number(float, 0.0, 1.0))

@@ -141,7 +141,7 @@ async def test_flicker_never_becomes_an_event():
         await send_frames(cam, range(1, 41))
         camera = server.hub.get("c")
         await wait_for(lambda: camera.frames_processed + camera.frames_dropped >= 40)
-        await wait_for(lambda: server.events.pending == 0)
+        await wait_for(lambda: server.events.idle)
         assert server.events.events_total == 0
         await cam.close()
 
@@ -179,7 +179,7 @@ async def test_stationary_object_gets_only_heartbeats(http):
             clock.now += 1.0
             await cam.send(tagged_jpeg(0, seq, W, H))
             await wait_for(lambda: camera.frames_processed == seq, what=f"frame {seq}")
-        await wait_for(lambda: server.events.pending == 0)
+        await wait_for(lambda: server.events.idle)
         await cam.close()  # the camera goes offline: its event ends
         messages = await feed.until_end()
     kinds = [(kind, tuple(data["reasons"])) for _, kind, data in messages]
