@@ -291,3 +291,49 @@ def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
     assert by_size.used_bytes() <= 1024 * 1024
     assert sorted(p.stem for p in by_size.snapshots.glob("*.jpg")) == ["e3", "e4", "e5"]
     by_size.close()
+
+
+async def test_delete_and_viewer_auth_on_events(http):
+    """DELETE removes an event and its snapshot; without the viewer token /api/events answers 401."""
+    token = "events-token-123"
+    config = make_config(events={"max_disappeared_s": 0.5}, http={"token": token})
+    server = CamServer(config, detector_factory=lambda: ScriptedDetector(walking))
+    async with server:
+        base, auth = f"http://127.0.0.1:{server.http_port}", {"Authorization": f"Bearer {token}"}
+        for path in ("/api/events", "/api/events/stream", "/api/events/x/snapshot.jpg"):
+            async with http.get(base + path) as resp:
+                assert resp.status == 401, path
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        await send_frames(cam, range(1, 41))
+        await wait_for(lambda: server.events.events_total == 1 and server.events.idle, what="one event")
+        async with http.get(f"{base}/api/events", headers=auth) as resp:
+            (event,) = (await resp.json())["events"]
+        snapshot = server.events.store.snapshot_path(event["id"])
+        await wait_for(lambda: snapshot.exists(), what="snapshot stored")
+        async with http.delete(f"{base}/api/events/{event['id']}", headers=auth) as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}/api/events/{event['id']}", headers=auth) as resp:
+            assert resp.status == 404 and (await resp.json())["error"] == "unknown event"
+        assert not snapshot.exists()
+        async with http.get(f"{base}/api/events?limit=0", headers=auth) as resp:
+            assert resp.status == 400
+        await cam.close()
+
+
+async def test_storage_write_failure_is_counted_and_events_go_on(http):
+    """The storage folder removed while running: failures are counted and shown in /healthz; the live feed goes on."""
+    import shutil
+
+    async with events_server(walking) as (server, base), sse(http, f"{base}/api/events/stream") as feed:
+        shutil.rmtree(server.events.store.directory)
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        await send_frames(cam, range(1, 41))
+        messages = await feed.until_end()
+        assert messages[0][1] == "new" and messages[-1][1] == "end"
+        await wait_for(lambda: server.events.idle)
+        async with http.get(f"{base}/healthz") as resp:
+            health = await resp.json()
+        assert resp.status == 200 and health["events"]["storage_write_errors"] >= 1
+        camera = server.hub.get("door")
+        assert camera.frames_processed + camera.frames_dropped == 40
+        await cam.close()

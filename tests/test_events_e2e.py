@@ -100,3 +100,27 @@ async def test_event_ends_on_sigterm_and_on_restart_after_kill(tmp_path):
         assert after["end_reason"] == "server restart" and after["end_time"] is not None
     finally:
         assert await server.stop() == 0
+
+
+async def test_real_model_person_crossing_gives_exactly_one_event(tmp_path):
+    """The trained model and the real tracker in process: a person crossing gives exactly one event, with a snapshot."""
+    from camserver.app import CamServer
+    from conftest import make_config
+
+    config = make_config(detect={"model": str(TESTDATA / "shapes-yolo11n.pt"), "imgsz": 320,
+                                 "cache_dir": str(tmp_path / "cache")},
+                         events={"max_disappeared_s": 1.0}, storage={"dir": str(tmp_path / "data")})
+    empty = cv2.imencode(".jpg", make_scene(99), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+    async with CamServer(config) as server:
+        async with websockets.connect(f"ws://127.0.0.1:{server.ws_port}/ws/door", compression=None) as cam:
+            for frame in person_frames(30) + [empty] * 20:
+                await cam.send(frame)
+                await asyncio.sleep(0.1)
+            await wait_for(lambda: server.events.idle and server.events.events_total >= 1, timeout=30)
+            await wait_for(lambda: not any(r.open_events for r in server.events.rules.values()), timeout=30,
+                           what="the event ended")
+        events = server.events.store.query({}, 10, None)
+    assert len(events) == 1, events
+    (event,) = events
+    assert event["label"] == "person" and event["end_reason"] == "disappeared" and event["has_snapshot"]
+    assert event["top_score"] >= 0.7
