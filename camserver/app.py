@@ -19,6 +19,7 @@ from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine, StorageError
 from .hub import CameraHub
+from .integrations.metrics import Metrics
 from .ingest import CameraIngest
 from .web import ViewerApp
 
@@ -56,11 +57,13 @@ class CamServer:
         self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
         self.scheduler.on_detections = self._detections
         self.hub.on_offline = self._camera_offline
+        self.metrics = Metrics(self.hub, self._metric_extras)
+        self.scheduler.on_batch = self.metrics.observe_batch
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         self.viewer_app = ViewerApp(
             config, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest,
-            self.events if config.events.enabled else None,
+            self.events if config.events.enabled else None, self.metrics,
         )
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
@@ -85,6 +88,9 @@ class CamServer:
             "cameras": len(self.hub.cameras),
             "cameras_connected": sum(1 for c in self.hub if c.connected),
         }
+
+    def _metric_extras(self) -> dict[str, Any]:
+        return {"events": self.events.started}
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:

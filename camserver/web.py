@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 import cv2
 import numpy as np
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .auth import basic_user, presented_token, same_secret
 from .config import Config
@@ -19,6 +20,7 @@ from .control import validate_control
 from .hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
 from .ratelog import ThrottledLog
 from .events.engine import EventEngine
+from .integrations.metrics import Metrics
 from .web_events import EventsApi
 from .webstream import BoundedStream, ViewerGone
 
@@ -101,6 +103,7 @@ class ViewerApp:
         send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
         annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
         events: EventEngine | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.hub = hub
@@ -108,6 +111,7 @@ class ViewerApp:
         self.send_control = send_control
         self.annotated_latest = annotated_latest  # draws the latest frame's boxes if nobody watched it
         self.events = events
+        self.metrics = metrics
         self.write_timeout = config.http.viewer_write_timeout_s
         self.interval = config.http.placeholder_interval_s
         self._placeholders: dict[tuple[str, str], Frame] = {}
@@ -131,6 +135,8 @@ class ViewerApp:
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
         app.router.add_get("/stream.mjpg", self.default_stream)
         app.router.add_get("/snapshot.jpg", self.default_snapshot)
+        if self.metrics is not None:
+            app.router.add_get("/metrics", self.prometheus)
         if self.events is not None:
             EventsApi(self.events, self.write_timeout, lambda: self.hub.closed).add_routes(app)
         app.on_shutdown.append(self._on_shutdown)
@@ -162,6 +168,12 @@ class ViewerApp:
         health = self.health()
         extra = {"detector": health["detector"], "detection": health["detection"]}
         return web.json_response([{**cam.summary(), **extra} for cam in self.hub])
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition (the viewer token applies: scrape configs can send a bearer token)."""
+        assert self.metrics is not None
+        # CONTENT_TYPE_LATEST carries a charset, which aiohttp's content_type= refuses: set the header
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def api_detections(self, request: web.Request) -> web.Response:
         """The latest detections of one camera."""

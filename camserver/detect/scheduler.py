@@ -54,6 +54,7 @@ class DetectionScheduler:
         self._failures = ThrottledLog(log)
         # every inferred frame's detections, watched or not (the events stage)
         self.on_detections: Callable[[Camera, Frame, tuple[int, int], list[Detection]], None] | None = None
+        self.on_batch: Callable[[int, float], None] | None = None  # frames, seconds: per inference call
 
     @property
     def state(self) -> str:
@@ -201,6 +202,8 @@ class DetectionScheduler:
         ms = (time.monotonic() - (call.started or time.monotonic())) * 1000
         self.batch_sizes.append(len(decoded))
         self.batch_ms.append(ms)
+        if self.on_batch is not None:
+            self.on_batch(len(decoded), ms / 1000)
         await asyncio.gather(
             *(self._finish(cam, frame, image, dets, ms) for (cam, frame, image), dets in zip(decoded, results))
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
@@ -49,6 +49,7 @@ class EventEngine:
         self.skipped = 0
         self.write_errors = 0
         self.events_total = 0
+        self.started: Counter[tuple[str, str]] = Counter()  # events by (camera, label), for /metrics
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._retention: asyncio.Task[None] | None = None
@@ -186,6 +187,7 @@ class EventEngine:
         for change in changes:
             if change.type == "new":
                 self.events_total += 1
+                self.started[(change.after["camera"], change.after["label"])] += 1
             if change.after.get("announced", True):
                 self.feed.publish(change.type, {"type": change.type, "before": change.before, "after": change.after,
                                                 "reasons": change.reasons})

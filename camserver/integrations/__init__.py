@@ -1,0 +1,1 @@
+"""Integrations: Prometheus metrics, webhooks, MQTT with Home Assistant discovery."""

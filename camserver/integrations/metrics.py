@@ -1,0 +1,77 @@
+"""Prometheus metrics at GET /metrics, following prometheus-client's naming rules.
+
+Counters and gauges are read from the cameras at scrape time (a custom collector), so they
+cost nothing per frame; the two histograms are observed once per inference batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ..hub import CameraHub
+
+CAMERA_COUNTERS = (
+    ("frames_received", "Camera frames received"),
+    ("frames_processed", "Camera frames processed (inferred or passed on)"),
+    ("frames_dropped", "Camera frames replaced by a newer one before the detector took them"),
+    ("frames_rejected", "Camera frames rejected (not a JPEG, too large, undecodable)"),
+)
+
+
+class CamserverCollector:
+    """Reads the figures camserver keeps anyway, at scrape time."""
+
+    def __init__(self, hub: CameraHub, extra: Callable[[], dict[str, Any]]) -> None:
+        self.hub = hub
+        self.extra = extra  # events per (camera, label), mqtt drops, webhook failures
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, current values."""
+        cams = list(self.hub)
+        for name, doc in CAMERA_COUNTERS:
+            family = CounterMetricFamily(f"camserver_{name}", doc, labels=["camera"])
+            for cam in cams:
+                family.add_metric([cam.id], getattr(cam, name))
+            yield family
+        connected = GaugeMetricFamily("camserver_camera_connected", "1 while the camera is connected", labels=["camera"])
+        viewers = GaugeMetricFamily("camserver_viewers", "Open MJPEG streams of the camera", labels=["camera"])
+        for cam in cams:
+            connected.add_metric([cam.id], 1 if cam.connected else 0)
+            viewers.add_metric([cam.id], cam.viewers)
+        yield connected
+        yield viewers
+        extra = self.extra()
+        events = CounterMetricFamily("camserver_events", "Events started", labels=["camera", "label"])
+        for (camera, label), n in sorted(extra.get("events", {}).items()):
+            events.add_metric([camera, label], n)
+        yield events
+        yield CounterMetricFamily("camserver_mqtt_messages_dropped", "MQTT messages dropped from a full queue",
+                                  value=extra.get("mqtt_dropped", 0))
+        yield CounterMetricFamily("camserver_webhook_failures", "Webhook deliveries that failed after retries",
+                                  value=extra.get("webhook_failures", 0))
+
+
+class Metrics:
+    """camserver's own registry (not the process-global one)."""
+
+    def __init__(self, hub: CameraHub, extra: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(CamserverCollector(hub, extra))  # type: ignore[arg-type]
+        self.inference_seconds = Histogram(
+            "camserver_inference_seconds", "Time of one inference call (a batch)", registry=self.registry,
+            buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56),
+        )
+        self.batch_size = Histogram("camserver_batch_size", "Frames per inference call", registry=self.registry,
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        """One inference call finished."""
+        self.inference_seconds.observe(seconds)
+        self.batch_size.observe(size)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
