@@ -20,6 +20,7 @@ from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine, StorageError
 from .hub import CameraHub
 from .integrations.metrics import Metrics
+from .integrations.webhooks import WebhookSender
 from .ingest import CameraIngest
 from .web import ViewerApp
 
@@ -57,6 +58,8 @@ class CamServer:
         self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
         self.scheduler.on_detections = self._detections
         self.hub.on_offline = self._camera_offline
+        self.webhooks = WebhookSender(config.webhooks)
+        self.events.listeners.append(self.webhooks.on_change)
         self.metrics = Metrics(self.hub, self._metric_extras)
         self.scheduler.on_batch = self.metrics.observe_batch
         self._events_started = False
@@ -90,7 +93,7 @@ class CamServer:
         }
 
     def _metric_extras(self) -> dict[str, Any]:
-        return {"events": self.events.started}
+        return {"events": self.events.started, "webhook_failures": self.webhooks.failures}
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
@@ -121,6 +124,7 @@ class CamServer:
             await self._stop_events()
             raise
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="detection-scheduler")
+        await self.webhooks.start()
         try:
             self.ws_port = await self.ingest.start()
             self.runner = web.AppRunner(self.viewer_app.build(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -160,6 +164,7 @@ class CamServer:
                 await self._scheduler_task
         await self.pool.stop()
         await self._stop_events()
+        await self.webhooks.stop()
 
     async def _stop_events(self) -> None:
         if self._events_started:

@@ -199,6 +199,46 @@ class StorageConfig:
     max_mb: float = _opt(1024.0, _number(float, 1.0, 10_000_000))
 
 
+EVENT_TYPES = ("new", "update", "end")
+
+
+def _event_types(v: Any) -> str | None:
+    if not isinstance(v, list) or not v or not all(t in EVENT_TYPES for t in v):
+        return f"must be a non-empty list of {', '.join(EVENT_TYPES)}"
+    return None
+
+
+def _url(v: Any) -> str | None:
+    if not isinstance(v, str) or not re.match(r"^https?://[^\s/]+", v):
+        return "must be an http:// or https:// URL"
+    return None
+
+
+def _headers(v: Any) -> str | None:
+    if not isinstance(v, Mapping) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+        return 'must be a table of "Header-Name" = "value"'
+    return None
+
+
+def _ids(v: Any) -> str | None:
+    return None if v == [] else _camera_ids(v)
+
+
+def _optional_labels(v: Any) -> str | None:
+    return None if v == [] else _labels(v)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """One [[webhooks]] entry: where event changes are POSTed as JSON."""
+
+    url: str = _opt("", _url)
+    types: tuple[str, ...] = _opt(("new", "end"), _event_types)
+    cameras: tuple[str, ...] = _opt((), _ids)  # empty: every camera
+    labels: tuple[str, ...] = _opt((), _optional_labels)  # empty: every label
+    headers: tuple[tuple[str, str], ...] = _opt((), _headers)  # e.g. a token
+
+
 @dataclass(frozen=True)
 class CamerasConfig:
     """Cameras known before they connect (they show a placeholder until then)."""
@@ -223,6 +263,7 @@ class Config:
     cameras: CamerasConfig = field(default_factory=CamerasConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -254,6 +295,18 @@ def _section(cls: type, table: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+def _webhooks(entries: Any) -> tuple[WebhookConfig, ...]:
+    if not isinstance(entries, list):
+        raise ConfigError("webhooks", entries, "must be a list of tables ([[webhooks]])")
+    hooks = []
+    for i, entry in enumerate(entries):
+        key = f"webhooks[{i}]"
+        if isinstance(entry, Mapping) and "url" not in entry:
+            raise ConfigError(f"{key}.url", None, "is required")
+        hooks.append(_section(WebhookConfig, entry, key))
+    return tuple(hooks)
+
+
 def from_mapping(data: Mapping[str, Any]) -> Config:
     """Build a Config from nested dicts (a parsed TOML file plus overrides)."""
     sections = {f.name: f for f in dataclasses.fields(Config)}
@@ -261,6 +314,9 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
     for name, table in data.items():
         if name not in sections:
             raise ConfigError(name, table, f"unknown table; allowed: {', '.join(sections)}")
+        if name == "webhooks":
+            built[name] = _webhooks(table)
+            continue
         built[name] = _section(sections[name].default_factory, table, name)  # type: ignore[misc]
     return Config(**built)
 

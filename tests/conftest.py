@@ -137,7 +137,10 @@ def make_config(**tables: dict) -> Config:
         "storage": {"dir": tempfile.mkdtemp(prefix="camserver-test-")},
     }
     for name, values in tables.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, dict):
+            data.setdefault(name, {}).update(values)
+        else:  # an array of tables, e.g. webhooks
+            data[name] = values
     return from_mapping(data)
 
 

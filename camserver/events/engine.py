@@ -50,6 +50,8 @@ class EventEngine:
         self.write_errors = 0
         self.events_total = 0
         self.started: Counter[tuple[str, str]] = Counter()  # events by (camera, label), for /metrics
+        # called on the loop with every change, announced or not (integrations: MQTT, webhooks)
+        self.listeners: list[Callable[[Change], None]] = []
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._retention: asyncio.Task[None] | None = None
@@ -191,6 +193,11 @@ class EventEngine:
             if change.after.get("announced", True):
                 self.feed.publish(change.type, {"type": change.type, "before": change.before, "after": change.after,
                                                 "reasons": change.reasons})
+            for listener in self.listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    log.error("an event listener failed", exc_info=True)
 
     async def _housekeeping(self) -> None:
         last_retention = time.monotonic()

@@ -1,0 +1,125 @@
+"""Webhooks: each event change a [[webhooks]] entry asks for is POSTed to its URL as JSON.
+
+Each webhook has its own bounded queue and its own task, so a dead or slow endpoint never slows
+frames, events or another webhook: when its queue is full, the oldest message is dropped and
+counted. A delivery that fails (a network error, a timeout or a 5xx; a 4xx is the receiver's
+final answer) is retried 3 times with backoff, then counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from contextlib import suppress
+from typing import Any
+
+import aiohttp
+
+from ..config import WebhookConfig
+from ..events.rules import Change
+from ..ratelog import ThrottledLog
+
+log = logging.getLogger(__name__)
+
+QUEUE = 100  # messages waiting per webhook
+TIMEOUT_S = 5.0
+RETRY_DELAYS_S = (1.0, 2.0, 4.0)
+
+
+class Webhook:
+    """One endpoint: its filter, its queue, its delivery task."""
+
+    def __init__(self, config: WebhookConfig, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+        self.config = config
+        self.retry_delays_s = retry_delays_s
+        self.queue: deque[dict[str, Any]] = deque(maxlen=QUEUE)
+        self.waiting = asyncio.Event()
+        self.delivered = self.failures = self.dropped = 0
+
+    def wants(self, change: Change) -> bool:
+        """Whether this webhook asked for this change."""
+        c, after = self.config, change.after
+        return (change.type in c.types and (not c.cameras or after["camera"] in c.cameras)
+                and (not c.labels or after["label"] in c.labels))
+
+    def put(self, message: dict[str, Any]) -> None:
+        """Queue a message; the oldest goes when the queue is full."""
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1
+        self.queue.append(message)
+        self.waiting.set()
+
+
+class WebhookSender:
+    """Delivers event changes to every configured webhook."""
+
+    def __init__(self, configs: tuple[WebhookConfig, ...], retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+        self.hooks = [Webhook(c, retry_delays_s) for c in configs]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._failures = ThrottledLog(log, interval_s=60.0)
+
+    @property
+    def failures(self) -> int:
+        """Deliveries given up after the retries."""
+        return sum(h.failures for h in self.hooks)
+
+    def on_change(self, change: Change) -> None:
+        """An event change (called on the loop); those the cooldown holds back are not sent."""
+        if not change.after.get("announced", True):
+            return
+        message = {"type": change.type, "before": change.before, "after": change.after}
+        for hook in self.hooks:
+            if hook.wants(change):
+                hook.put(message)
+
+    async def start(self) -> None:
+        """One delivery task per webhook."""
+        if not self.hooks:
+            return
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+        self._tasks = [asyncio.create_task(self._deliver_all(h), name=f"webhook-{i}") for i, h in enumerate(self.hooks)]
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Deliver what is queued (the events ended at shutdown) for up to `grace_s`, then stop."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                while any(h.queue or h.waiting.is_set() for h in self.hooks if self._tasks):
+                    await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    async def _deliver_all(self, hook: Webhook) -> None:
+        while True:
+            await hook.waiting.wait()
+            while hook.queue:
+                await self._deliver(hook, hook.queue.popleft())
+            hook.waiting.clear()
+
+    async def _deliver(self, hook: Webhook, message: dict[str, Any]) -> None:
+        assert self._session is not None
+        url, headers = hook.config.url, dict(hook.config.headers)
+        problem = ""
+        for delay in (*hook.retry_delays_s, None):
+            try:
+                async with self._session.post(url, json=message, headers=headers) as resp:
+                    if resp.status < 500:
+                        if resp.status >= 400:
+                            log.warning("webhook %s refused an event with HTTP %d; not retried", url, resp.status)
+                        else:
+                            hook.delivered += 1
+                        return
+                    problem = f"HTTP {resp.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problem = str(exc) or type(exc).__name__
+            if delay is not None:
+                await asyncio.sleep(delay)
+        hook.failures += 1
+        self._failures.warning(url, "webhook %s failed after %d retries (%s); %d failed so far",
+                               url, len(hook.retry_delays_s), problem, hook.failures)

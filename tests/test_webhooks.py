@@ -1,0 +1,99 @@
+"""Webhooks against a real aiohttp receiver: new and end arrive; a 500 is retried; a hanging receiver slows nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from aiohttp import web
+
+from camserver.app import CamServer
+from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
+
+
+def walking(cam, seq):
+    return [("person", 0.9, (10.0 + 10 * seq, 60.0, 50.0 + 10 * seq, 200.0))] if 1 <= seq <= 15 else []
+
+
+@contextlib.asynccontextmanager
+async def receiver(handler):
+    """An aiohttp app on a free port that takes POST /hook; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
+    finally:
+        await runner.cleanup()
+
+
+async def walk(server, frames: int = 30) -> None:
+    cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+    for seq in range(1, frames + 1):
+        await cam.send(tagged_jpeg(0, seq))
+        await asyncio.sleep(0.05)
+    await cam.close()
+
+
+async def test_receiver_gets_new_and_end():
+    """A webhook with the default types gets exactly new and end, with the event record and its header."""
+    got = []
+
+    async def hook(request):
+        got.append((request.headers.get("Authorization"), await request.json()))
+        return web.json_response({"ok": True})
+
+    async with receiver(hook) as url:
+        config = make_config(events={"max_disappeared_s": 0.3},
+                             webhooks=[{"url": url, "headers": {"Authorization": "Bearer hook-secret"}}])
+        async with CamServer(config, detector_factory=lambda: ScriptedDetector(walking)) as server:
+            await walk(server)
+            await wait_for(lambda: len(got) == 2, what="new and end delivered")
+    assert [m["type"] for _, m in got] == ["new", "end"]
+    assert {auth for auth, _ in got} == {"Bearer hook-secret"}
+    assert got[0][1]["after"]["id"] == got[1][1]["after"]["id"] and got[1][1]["after"]["end_reason"] == "disappeared"
+
+
+async def test_500_then_200_delivers_once_after_a_retry():
+    """A receiver that fails once with 500 gets the event once, on the retry; nothing counts as failed."""
+    calls = []
+
+    async def hook(request):
+        calls.append(await request.json())
+        return web.Response(status=500 if len(calls) == 1 else 200)
+
+    async with receiver(hook) as url:
+        config = make_config(events={"max_disappeared_s": 30}, webhooks=[{"url": url, "types": ["new"]}])
+        async with CamServer(config, detector_factory=lambda: ScriptedDetector(walking)) as server:
+            await walk(server, 10)
+            await wait_for(lambda: len(calls) == 2, what="the retry")
+            assert server.webhooks.failures == 0 and server.webhooks.hooks[0].delivered == 1
+    assert calls[0] == calls[1] and calls[0]["type"] == "new"
+
+
+async def test_hanging_receiver_slows_nothing():
+    """A receiver that never answers: frames flow at full rate and events go on; the delivery times out and counts."""
+    release = asyncio.Event()
+
+    async def hook(request):
+        await release.wait()
+        return web.Response()
+
+    async with receiver(hook) as url:
+        config = make_config(events={"max_disappeared_s": 0.3}, webhooks=[{"url": url}])
+        async with CamServer(config, detector_factory=lambda: ScriptedDetector(walking)) as server:
+            hook0 = server.webhooks.hooks[0]
+            hook0.retry_delays_s = (0.1,)
+            started = time.monotonic()
+            await walk(server, 40)
+            elapsed = time.monotonic() - started
+            camera = server.hub.get("door")
+            assert camera.frames_processed + camera.frames_dropped == 40
+            assert elapsed < 40 * 0.05 + 1.5  # the camera was never held up
+            await wait_for(lambda: server.events.events_total == 1 and server.events.idle, what="event recorded")
+            await wait_for(lambda: server.webhooks.failures >= 1, timeout=15, what="delivery given up")
+            release.set()
