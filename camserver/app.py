@@ -20,6 +20,7 @@ from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine, StorageError
 from .hub import CameraHub
 from .integrations.metrics import Metrics
+from .integrations.mqtt import MqttPublisher
 from .integrations.webhooks import WebhookSender
 from .ingest import CameraIngest
 from .web import ViewerApp
@@ -60,6 +61,10 @@ class CamServer:
         self.hub.on_offline = self._camera_offline
         self.webhooks = WebhookSender(config.webhooks)
         self.events.listeners.append(self.webhooks.on_change)
+        self.mqtt = MqttPublisher(config.mqtt, config.events)
+        self.events.listeners.append(self.mqtt.on_change)
+        self.hub.on_online = lambda cam: self.mqtt.camera_online(cam.id, True)
+        self.hub.on_forget = self.mqtt.camera_forgotten
         self.metrics = Metrics(self.hub, self._metric_extras)
         self.scheduler.on_batch = self.metrics.observe_batch
         self._events_started = False
@@ -83,6 +88,7 @@ class CamServer:
             "detector_stalls": self.pool.stalls,
             "model": self.config.detect.model,
             "events": self.events.health(),
+            "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
@@ -93,13 +99,15 @@ class CamServer:
         }
 
     def _metric_extras(self) -> dict[str, Any]:
-        return {"events": self.events.started, "webhook_failures": self.webhooks.failures}
+        return {"events": self.events.started, "webhook_failures": self.webhooks.failures,
+                "mqtt_dropped": self.mqtt.dropped}
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
             self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
 
     def _camera_offline(self, cam: Any) -> None:
+        self.mqtt.camera_online(cam.id, False)
         if self._events_started and self.ready:  # at shutdown, events end as "server stop" instead
             self.events.camera_offline(cam.id)
 
@@ -125,6 +133,9 @@ class CamServer:
             raise
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="detection-scheduler")
         await self.webhooks.start()
+        for camera_id in self.config.cameras.ids:
+            self.mqtt.camera_online(camera_id, False)
+        self.mqtt.start()
         try:
             self.ws_port = await self.ingest.start()
             self.runner = web.AppRunner(self.viewer_app.build(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -165,6 +176,7 @@ class CamServer:
         await self.pool.stop()
         await self._stop_events()
         await self.webhooks.stop()
+        await self.mqtt.stop()
 
     async def _stop_events(self) -> None:
         if self._events_started:

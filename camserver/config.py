@@ -239,6 +239,29 @@ class WebhookConfig:
     headers: tuple[tuple[str, str], ...] = _opt((), _headers)  # e.g. a token
 
 
+def _any_text(v: Any) -> str | None:
+    return None if isinstance(v, str) else "must be a string"
+
+
+TOPIC_RE = re.compile(r"^[A-Za-z0-9_/-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """MQTT: event states for Home Assistant, Node-RED and friends. Off while host is empty."""
+
+    host: str = _opt("", _any_text)
+    port: int = _opt(1883, _number(int, 1, 65535))
+    username: str = _opt("", _any_text)
+    password: str = _opt("", _any_text)
+    client_id: str = _opt("", _any_text)  # "": camserver-<hostname>
+    topic_prefix: str = _opt("camserver", _text(TOPIC_RE, "must be letters, digits, '_', '-' or '/'"))
+    tls: bool = _opt(False, _bool)
+    ca_file: str = _opt("", _any_text)  # "": the system's CA certificates
+    homeassistant: bool = _opt(True, _bool)
+    discovery_prefix: str = _opt("homeassistant", _text(TOPIC_RE, "must be letters, digits, '_', '-' or '/'"))
+
+
 @dataclass(frozen=True)
 class CamerasConfig:
     """Cameras known before they connect (they show a placeholder until then)."""
@@ -264,6 +287,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property

@@ -213,6 +213,8 @@ class CameraHub:
         self.closed = False
         self.clock = clock  # wall-clock time of frames (tests inject one)
         self.on_offline: Callable[[Camera], None] | None = None  # called when a camera goes away
+        self.on_online: Callable[[Camera], None] | None = None  # called when a camera connects
+        self.on_forget: Callable[[str], None] | None = None  # called when a camera id is forgotten
 
     def get(self, camera_id: str) -> Camera | None:
         """The camera with this id, if the server knows it."""
@@ -252,6 +254,8 @@ class CameraHub:
                 if victim is None:
                     raise HubFull(camera_id)
                 del self.cameras[victim.id]
+                if self.on_forget is not None:
+                    self.on_forget(victim.id)
             cam = self.cameras[camera_id] = Camera(camera_id)
             self.registry.touch()
         replaced, cam.connection = cam.connection, connection
@@ -259,6 +263,8 @@ class CameraHub:
         cam.connected_at = time.monotonic()
         cam.raw.touch()
         cam.annotated.touch()
+        if self.on_online is not None:
+            self.on_online(cam)
         return cam, replaced
 
     def detach(self, cam: Camera, connection: Any) -> None:

@@ -1,0 +1,247 @@
+"""MQTT: camera and object states, events and snapshots, with Home Assistant discovery.
+
+Topics under `mqtt.topic_prefix`:
+
+    available                    online / offline (the last will)      retained
+    <camera>/status              online / offline                      retained
+    <camera>/<label>             count of current objects, on change
+    events                       {"type", "before", "after"}
+    <camera>/<label>/snapshot    JPEG of the latest event's best frame  retained
+
+MQTT never gets in the way: it runs in its own task, reconnects with backoff (1 s doubling to
+30 s) and logs only when its state changes; its outgoing queue is bounded (the oldest message
+goes, counted). On every (re)connect, and whenever Home Assistant announces itself on
+`<discovery_prefix>/status`, the discovery configs and the current states are sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import ssl
+from collections import Counter, deque
+from contextlib import suppress
+from typing import Any
+
+import aiomqtt
+
+from ..config import EventsConfig, MqttConfig
+from ..events.rules import Change
+
+log = logging.getLogger(__name__)
+
+QUEUE = 1000  # messages waiting for the broker
+BACKOFF_S = (1.0, 30.0)
+Message = tuple[str, bytes | str, bool]  # topic, payload, retain
+
+
+class MqttPublisher:
+    """Keeps a broker up to date with cameras, objects and events."""
+
+    def __init__(self, config: MqttConfig, events: EventsConfig) -> None:
+        self.config = config
+        self.prefix = config.topic_prefix.rstrip("/")
+        self.discovery = config.discovery_prefix.rstrip("/")
+        self.fixed_labels = None if "*" in events.labels else list(events.labels)
+        self.state = "disabled" if not config.host else "connecting"
+        self.queue: deque[Message] = deque(maxlen=QUEUE)
+        self.dropped = 0
+        self.cameras: dict[str, bool] = {}  # camera id -> online
+        self.labels: dict[str, set[str]] = {}  # camera id -> labels announced to Home Assistant
+        self.counts: Counter[tuple[str, str]] = Counter()  # (camera, label) -> current objects
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether mqtt.host is set."""
+        return bool(self.config.host)
+
+    # --- what happens in camserver (called on the loop) ---------------------------------------
+
+    def camera_online(self, camera: str, online: bool) -> None:
+        """A camera connected or went away."""
+        if not self.enabled:
+            return
+        new = camera not in self.cameras
+        self.cameras[camera] = online
+        if new:
+            for label in self.fixed_labels or []:
+                self.labels.setdefault(camera, set()).add(label)
+            for message in self._discovery(camera):
+                self._put(message)
+        self._put((f"{self.prefix}/{camera}/status", "online" if online else "offline", True))
+
+    def camera_forgotten(self, camera: str) -> None:
+        """The server forgot a camera id: its Home Assistant entities go too (empty retained configs)."""
+        if not self.enabled or camera not in self.cameras:
+            return
+        for topic, _, _ in self._discovery(camera):
+            self._put((topic, b"", True))
+        self.cameras.pop(camera, None)
+        self.labels.pop(camera, None)
+
+    def on_change(self, change: Change) -> None:
+        """An event change: counts, the events topic, snapshots."""
+        if not self.enabled:
+            return
+        after = change.after
+        camera, label = after["camera"], after["label"]
+        if label not in self.labels.setdefault(camera, set()):
+            self.labels[camera].add(label)  # a new label with labels = ["*"]: announce its entities
+            for message in self._label_discovery(camera, label):
+                self._put(message)
+        if change.type in ("new", "end"):
+            self.counts[(camera, label)] += 1 if change.type == "new" else -1
+            self._put((f"{self.prefix}/{camera}/{label}", str(max(0, self.counts[(camera, label)])), False))
+        if after.get("announced", True):
+            message = {"type": change.type, "before": change.before, "after": after}
+            self._put((f"{self.prefix}/events", json.dumps(message), False))
+        if change.snapshot is not None:
+            self._put((f"{self.prefix}/{camera}/{label}/snapshot", change.snapshot, True))
+
+    def _put(self, message: Message) -> None:
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1
+        self.queue.append(message)
+        self._wake.set()
+
+    # --- Home Assistant discovery -------------------------------------------------------------
+
+    def _device(self, camera: str) -> dict[str, Any]:
+        return {"identifiers": [f"camserver_{camera}"], "name": f"camserver {camera}", "manufacturer": "camserver",
+                "model": "ESP32-CAM"}
+
+    def _entity(self, camera: str, kind: str, key: str, name: str, **fields: Any) -> Message:
+        unique = f"camserver_{camera}_{key}"
+        config = {"name": name, "unique_id": unique, "object_id": unique,
+                  "availability_topic": f"{self.prefix}/available", "device": self._device(camera), **fields}
+        return (f"{self.discovery}/{kind}/camserver_{camera}/{key}/config", json.dumps(config), True)
+
+    def _label_discovery(self, camera: str, label: str) -> list[Message]:
+        if not self.config.homeassistant:
+            return []
+        state = f"{self.prefix}/{camera}/{label}"
+        return [
+            self._entity(camera, "binary_sensor", f"{label}_occupancy", f"{label} occupancy", device_class="occupancy",
+                         state_topic=state, value_template="{{ 'ON' if value | int > 0 else 'OFF' }}"),
+            self._entity(camera, "sensor", f"{label}_count", f"{label} count", state_topic=state,
+                         state_class="measurement", unit_of_measurement="objects"),
+            self._entity(camera, "image", f"{label}_snapshot", f"{label} snapshot", image_topic=f"{state}/snapshot",
+                         content_type="image/jpeg"),
+        ]
+
+    def _discovery(self, camera: str) -> list[Message]:
+        if not self.config.homeassistant:
+            return []
+        messages = [self._entity(camera, "binary_sensor", "connectivity", "connected", device_class="connectivity",
+                                 state_topic=f"{self.prefix}/{camera}/status", payload_on="online",
+                                 payload_off="offline")]
+        for label in sorted(self.labels.get(camera, ())):
+            messages += self._label_discovery(camera, label)
+        return messages
+
+    def _everything(self) -> list[Message]:
+        """Discovery and every current state: what a broker or Home Assistant that restarted needs."""
+        messages: list[Message] = [(f"{self.prefix}/available", "online", True)]
+        for camera, online in self.cameras.items():
+            messages += self._discovery(camera)
+            messages.append((f"{self.prefix}/{camera}/status", "online" if online else "offline", True))
+            for label in sorted(self.labels.get(camera, ())):
+                messages.append((f"{self.prefix}/{camera}/{label}", str(max(0, self.counts[(camera, label)])), False))
+        return messages
+
+    # --- the connection -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (nothing waits for the broker)."""
+        if self.enabled:
+            self._task = asyncio.create_task(self._run(), name="mqtt")
+
+    async def stop(self) -> None:
+        """Say offline (a clean stop sends no last will), then disconnect."""
+        if self._task is None:
+            return
+        self._put((f"{self.prefix}/available", "offline", True))
+        with suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                while self.queue and self.state == "connected":
+                    await asyncio.sleep(0.05)
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
+
+    def _client(self) -> aiomqtt.Client:
+        c = self.config
+        tls = None
+        if c.tls:
+            tls = ssl.create_default_context(cafile=c.ca_file or None)
+        return aiomqtt.Client(
+            c.host, c.port, username=c.username or None, password=c.password or None,
+            identifier=c.client_id or f"camserver-{socket.gethostname()}",
+            will=aiomqtt.Will(f"{self.prefix}/available", "offline", qos=1, retain=True),
+            tls_context=tls, keepalive=10, timeout=10,
+        )
+
+    def _set_state(self, state: str, problem: str = "") -> None:
+        if state == self.state:
+            return  # one line per change of state, not one per retry
+        if state == "connected":
+            log.info("MQTT connected to %s:%d", self.config.host, self.config.port)
+        else:
+            log.warning("MQTT %s:%d not connected (%s); retrying with backoff", self.config.host, self.config.port,
+                        problem or "connection lost")
+        self.state = state
+
+    async def _run(self) -> None:
+        delay = BACKOFF_S[0]
+        while True:
+            try:
+                async with self._client() as client:
+                    self._set_state("connected")
+                    delay = BACKOFF_S[0]
+                    if self.config.homeassistant:
+                        await client.subscribe(f"{self.discovery}/status")
+                    for message in self._everything():
+                        await client.publish(message[0], message[1], qos=0, retain=message[2])
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self._send(client))
+                        group.create_task(self._listen(client))
+                        group.create_task(self._watch(client))
+            except* aiomqtt.MqttError as errors:
+                self._set_state("disconnected", str(errors.exceptions[0]))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_S[1])
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.queue:
+                message = self.queue.popleft()
+                try:
+                    await client.publish(message[0], message[1], qos=0, retain=message[2])
+                except aiomqtt.MqttError:
+                    self.queue.appendleft(message)  # sent again after the reconnect
+                    raise
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        # A broker killed at the wrong moment can leave aiomqtt waiting forever for messages on a
+        # socket paho has already dropped; paho's own connected flag tells, so check it.
+        paho = getattr(client, "_client", None)
+        if paho is None:
+            return
+        while True:
+            await asyncio.sleep(1.0)
+            if not paho.is_connected():
+                raise aiomqtt.MqttError("connection lost")
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if message.topic.matches(f"{self.discovery}/status") and message.payload in (b"online", "online"):
+                log.info("Home Assistant came online: sending discovery and states again")
+                for item in self._everything():
+                    self._put(item)
