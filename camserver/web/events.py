@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 from aiohttp import web
 
-from .detect.frames import decode_frame, encode_frame
-from .events.engine import EventEngine
-from .webstream import BoundedStream, ViewerGone
+from ..detect.frames import decode_frame, encode_frame
+from ..events.engine import EventEngine
+from .stream import BoundedStream, ViewerGone
 
 KEEPALIVE_S = 15.0
 MAX_LIMIT = 500

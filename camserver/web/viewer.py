@@ -14,15 +14,15 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .auth import basic_user, presented_token, same_secret
-from .config import Config
-from .control import validate_control
-from .hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
-from .ratelog import ThrottledLog
-from .events.engine import EventEngine
-from .integrations.metrics import Metrics
-from .web_events import EventsApi
-from .webstream import BoundedStream, ViewerGone
+from ..auth import basic_user, presented_token, same_secret
+from ..config import Config
+from ..control import validate_control
+from ..hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
+from ..ratelog import ThrottledLog
+from ..events.engine import EventEngine
+from ..integrations.metrics import Metrics
+from .events import EventsApi
+from .stream import BoundedStream, ViewerGone
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class ViewerApp:
 
     async def index(self, request: web.Request) -> web.Response:
         """The page showing every camera's live stream and figures."""
-        html = resources.files("camserver").joinpath("index.html").read_text(encoding="utf-8")
+        html = resources.files("camserver.web").joinpath("index.html").read_text(encoding="utf-8")
         return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def healthz(self, request: web.Request) -> web.Response:
