@@ -9,7 +9,6 @@ import time
 from typing import Callable
 
 import aiohttp
-import pytest
 
 from camserver.app import CamServer
 from camserver.config import from_mapping

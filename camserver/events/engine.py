@@ -134,8 +134,7 @@ class EventEngine:
         return self._store(rules.end_all(when, reason), when) if rules else []
 
     def _end_all(self, when: float, reason: str) -> list[Change]:
-        changes = [c for camera in list(self.rules) for c in self._end_camera(camera, when, reason)]
-        return changes
+        return [c for camera in list(self.rules) for c in self._end_camera(camera, when, reason)]
 
     def _store(self, changes: list[Change], when: float) -> list[Change]:
         for change in changes:
