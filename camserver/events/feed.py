@@ -6,11 +6,12 @@ missed, as long as it is still in the history; nothing queues per client.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+from ..hub import FrameChannel
 
 HISTORY = 1000  # changes kept for clients that reconnect
 
@@ -31,21 +32,19 @@ class EventFeed:
     def __init__(self, history: int = HISTORY) -> None:
         self.items: deque[FeedItem] = deque(maxlen=history)
         self.last_id = 0
-        self._changed = asyncio.Event()
+        self._signal = FrameChannel()  # only its wake-up: readers wait for the next touch
 
     def publish(self, kind: str, data: dict[str, Any]) -> FeedItem:
         """Add a change and wake every reader."""
         self.last_id += 1
         item = FeedItem(self.last_id, kind, data, json.dumps(data).encode())
         self.items.append(item)
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._signal.touch()
         return item
 
     def wake(self) -> None:
         """Wake every reader without a change (shutdown)."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._signal.touch()
 
     def after(self, last_id: int) -> list[FeedItem]:
         """The changes after `last_id` still in the history."""
@@ -53,11 +52,5 @@ class EventFeed:
 
     async def wait(self, last_id: int, timeout: float) -> None:
         """Until a change after `last_id` exists, or `timeout`."""
-        if self.last_id > last_id:
-            return
-        changed = self._changed
-        try:
-            async with asyncio.timeout(timeout):
-                await changed.wait()
-        except TimeoutError:
-            pass
+        if self.last_id <= last_id:
+            await self._signal.wait_changed(self._signal.version, timeout)

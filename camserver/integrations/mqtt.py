@@ -21,7 +21,7 @@ import json
 import logging
 import socket
 import ssl
-from collections import Counter, deque
+from collections import Counter
 from contextlib import suppress
 from typing import Any
 
@@ -29,6 +29,7 @@ import aiomqtt
 
 from ..config import EventsConfig, MqttConfig
 from ..events.rules import Change
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,10 @@ class MqttPublisher:
         self.discovery = config.discovery_prefix.rstrip("/")
         self.fixed_labels = None if "*" in events.labels else list(events.labels)
         self.state = "disabled" if not config.host else "connecting"
-        self.queue: deque[Message] = deque(maxlen=QUEUE)
-        self.dropped = 0
+        self.outbox: Outbox[Message] = Outbox(QUEUE)
         self.cameras: dict[str, bool] = {}  # camera id -> online
         self.labels: dict[str, set[str]] = {}  # camera id -> labels announced to Home Assistant
         self.counts: Counter[tuple[str, str]] = Counter()  # (camera, label) -> current objects
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -102,11 +101,13 @@ class MqttPublisher:
         if change.snapshot is not None:
             self._put((f"{self.prefix}/{camera}/{label}/snapshot", change.snapshot, True))
 
+    @property
+    def dropped(self) -> int:
+        """Messages dropped from a full queue."""
+        return self.outbox.dropped
+
     def _put(self, message: Message) -> None:
-        if len(self.queue) == self.queue.maxlen:
-            self.dropped += 1
-        self.queue.append(message)
-        self._wake.set()
+        self.outbox.put(message)
 
     # --- Home Assistant discovery -------------------------------------------------------------
 
@@ -167,7 +168,7 @@ class MqttPublisher:
         self._put((f"{self.prefix}/available", "offline", True))
         with suppress(TimeoutError):
             async with asyncio.timeout(2.0):
-                while self.queue and self.state == "connected":
+                while self.outbox and self.state == "connected":
                     await asyncio.sleep(0.05)
         self._task.cancel()
         with suppress(asyncio.CancelledError):
@@ -217,14 +218,14 @@ class MqttPublisher:
 
     async def _send(self, client: aiomqtt.Client) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self.queue:
-                message = self.queue.popleft()
+            await self.outbox.ready.wait()
+            self.outbox.ready.clear()
+            while self.outbox:
+                message = self.outbox.items.popleft()
                 try:
                     await client.publish(message[0], message[1], qos=0, retain=message[2])
                 except aiomqtt.MqttError:
-                    self.queue.appendleft(message)  # sent again after the reconnect
+                    self.outbox.items.appendleft(message)  # sent again after the reconnect
                     raise
 
     @staticmethod

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from contextlib import suppress
 from typing import Any
 
@@ -19,6 +18,7 @@ import aiohttp
 from ..config import WebhookConfig
 from ..events.rules import Change
 from ..ratelog import ThrottledLog
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +33,14 @@ class Webhook:
     def __init__(self, config: WebhookConfig, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
         self.config = config
         self.retry_delays_s = retry_delays_s
-        self.queue: deque[dict[str, Any]] = deque(maxlen=QUEUE)
-        self.waiting = asyncio.Event()
-        self.delivered = self.failures = self.dropped = 0
+        self.outbox: Outbox[dict[str, Any]] = Outbox(QUEUE)
+        self.delivered = self.failures = 0
 
     def wants(self, change: Change) -> bool:
         """Whether this webhook asked for this change."""
         c, after = self.config, change.after
         return (change.type in c.types and (not c.cameras or after["camera"] in c.cameras)
                 and (not c.labels or after["label"] in c.labels))
-
-    def put(self, message: dict[str, Any]) -> None:
-        """Queue a message; the oldest goes when the queue is full."""
-        if len(self.queue) == self.queue.maxlen:
-            self.dropped += 1
-        self.queue.append(message)
-        self.waiting.set()
 
 
 class WebhookSender:
@@ -72,7 +64,7 @@ class WebhookSender:
         message = {"type": change.type, "before": change.before, "after": change.after}
         for hook in self.hooks:
             if hook.wants(change):
-                hook.put(message)
+                hook.outbox.put(message)
 
     async def start(self) -> None:
         """One delivery task per webhook."""
@@ -85,7 +77,7 @@ class WebhookSender:
         """Deliver what is queued (the events ended at shutdown) for up to `grace_s`, then stop."""
         with suppress(TimeoutError):
             async with asyncio.timeout(grace_s):
-                while any(h.queue or h.waiting.is_set() for h in self.hooks if self._tasks):
+                while any(h.outbox or h.outbox.ready.is_set() for h in self.hooks if self._tasks):
                     await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
@@ -97,10 +89,10 @@ class WebhookSender:
 
     async def _deliver_all(self, hook: Webhook) -> None:
         while True:
-            await hook.waiting.wait()
-            while hook.queue:
-                await self._deliver(hook, hook.queue.popleft())
-            hook.waiting.clear()
+            await hook.outbox.ready.wait()
+            while hook.outbox:
+                await self._deliver(hook, hook.outbox.items.popleft())
+            hook.outbox.ready.clear()
 
     async def _deliver(self, hook: Webhook, message: dict[str, Any]) -> None:
         assert self._session is not None

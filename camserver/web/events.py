@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 from aiohttp import web
 
-from ..detect.frames import decode_frame, encode_frame
+from ..detect.base import Detection
+from ..detect.frames import decode_frame, draw_detections, encode_frame
 from ..events.engine import EventEngine
 from .stream import BoundedStream, ViewerGone
 
@@ -63,10 +64,7 @@ def render_snapshot(jpeg: bytes, record: dict[str, Any], bbox: bool, crop: bool,
         return None
     box = record.get("snapshot_box") or record.get("box")
     if bbox and box:
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 200, 255), max(2, image.shape[1] // 320), cv2.LINE_AA)
-        cv2.putText(image, f"{record['label']} {record.get('top_score', 0):.2f}", (x1, max(14, y1 - 5)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 255), 2, cv2.LINE_AA)
+        draw_detections(image, [Detection(0, record["label"], record.get("top_score", 0.0), tuple(box))])
     if crop and box:
         h, w = image.shape[:2]
         x1, y1, x2, y2 = box

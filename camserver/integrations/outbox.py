@@ -1,0 +1,28 @@
+"""A bounded outgoing queue for integrations: when full, the oldest message goes and is counted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Outbox(Generic[T]):
+    """Messages waiting to go out; `ready` is set whenever one is put."""
+
+    def __init__(self, size: int) -> None:
+        self.items: deque[T] = deque(maxlen=size)
+        self.dropped = 0
+        self.ready = asyncio.Event()
+
+    def put(self, item: T) -> None:
+        """Queue `item`; the oldest is dropped (and counted) when the outbox is full."""
+        if len(self.items) == self.items.maxlen:
+            self.dropped += 1
+        self.items.append(item)
+        self.ready.set()
+
+    def __len__(self) -> int:
+        return len(self.items)
