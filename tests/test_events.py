@@ -94,11 +94,9 @@ def walking(cam: int, seq: int):
 PORCH = [{"camera": "door", "name": "porch", "points": [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}]
 
 
-async def send_frames(cam, seqs, fps: float = 20, camera: int = 0, clock: FakeClock | None = None, step: float = 0):
+async def send_frames(cam, seqs, fps: float = 20):
     for seq in seqs:
-        if clock is not None:
-            clock.now += step
-        await cam.send(tagged_jpeg(camera, seq, W, H))
+        await cam.send(tagged_jpeg(0, seq, W, H))
         await asyncio.sleep(1 / fps)
 
 

@@ -181,8 +181,6 @@ class DetectionScheduler:
             results = await self._await_call(call)
             if results is not None and len(results) != len(decoded):
                 raise RuntimeError(f"detector returned {len(results)} results for {len(decoded)} frames")
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # the detector raised: publish the frames as they came
             self.pool.release(worker)
             log.debug("detector failed on a batch", exc_info=True)

@@ -31,8 +31,11 @@ class CameraTracker:
     """BYTETracker for one camera."""
 
     def __init__(self, max_disappeared_s: float) -> None:
+        from ultralytics.engine.results import Boxes
         from ultralytics.trackers.byte_tracker import BYTETracker
         from ultralytics.utils import IterableSimpleNamespace
+
+        self._boxes = Boxes  # imported here, once: ultralytics loads only when events run
 
         # lost tracks are kept long enough for any camera up to 30 fps; the time rule is ours
         buffer = max(FRAMES_KEPT, int(max_disappeared_s * 30))
@@ -42,10 +45,8 @@ class CameraTracker:
 
     def update(self, detections: list[Detection], size: tuple[int, int]) -> list[Track]:
         """Tracks for this frame's detections (each detection at most once)."""
-        from ultralytics.engine.results import Boxes
-
         rows = np.array([[*d.box, d.confidence, d.class_id] for d in detections], dtype=np.float32).reshape(-1, 6)
-        out = self._tracker.update(Boxes(rows, (size[1], size[0])))
+        out = self._tracker.update(self._boxes(rows, (size[1], size[0])))
         tracks = []
         for row in out:
             d = detections[int(row[7])]
