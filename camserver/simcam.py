@@ -23,7 +23,7 @@ import numpy as np
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from .control import FRAME_SIZES, validate_control
+from .ingest.control import FRAME_SIZES, validate_control
 
 log = logging.getLogger("camserver.simcam")
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import camserver.detect
 from camserver.detect import FrameResult, annotate_frame
-from camserver.jpeg import BadFrame, JpegInfo, inspect_jpeg
+from camserver.ingest.jpeg import BadFrame, JpegInfo, inspect_jpeg
 from conftest import (
     FakeDetector,
     is_green,

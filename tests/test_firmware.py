@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from camserver.control import FRAME_SIZES
+from camserver.ingest.control import FRAME_SIZES
 
 ROOT = Path(__file__).resolve().parent.parent
 SKETCH_DIR = ROOT / "firmware" / "esp32_stream"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from camserver.detect import annotate_frame
-from camserver.jpeg import BadFrame, inspect_jpeg
+from camserver.ingest.jpeg import BadFrame, inspect_jpeg
 from conftest import FakeDetector, make_jpeg
 
 

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..auth import basic_user, presented_token, same_secret
 from ..config import Config
-from ..control import validate_control
+from ..ingest.control import validate_control
 from ..hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
 from ..ratelog import ThrottledLog
 from ..events.engine import EventEngine

@@ -17,12 +17,12 @@ from websockets.frames import Close, CloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import Protocol
 
-from .auth import presented_token, same_secret
-from .config import IngestConfig
-from .hub import Camera, CameraHub, HubFull
+from ..auth import presented_token, same_secret
+from ..config import IngestConfig
+from ..hub import Camera, CameraHub, HubFull
 from .jpeg import BadFrame, inspect_jpeg
 from .keepalive import keep_alive
-from .ratelog import ThrottledLog
+from ..ratelog import ThrottledLog
 
 log = logging.getLogger(__name__)
 
