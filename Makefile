@@ -24,4 +24,4 @@ clean:
 	rm -rf $(VENV)
 
 demo: $(STAMP)
-	$(PY) -m camserver.demo --config config.toml
+	$(PY) -m camserver.sim.demo --config config.toml

@@ -37,7 +37,7 @@ import websockets
 
 from bench.fanout import Viewer, pct, stamp, view
 from bench.serverproc import ServerProcess
-from camserver.simcam import make_scene
+from camserver.sim.simcam import make_scene
 
 CYCLE = 256  # distinct stamped frames; a latency over CYCLE/fps seconds would be misread
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"

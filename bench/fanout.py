@@ -23,7 +23,7 @@ import numpy as np
 import websockets
 
 from bench.serverproc import ServerProcess
-from camserver.simcam import make_scene
+from camserver.sim.simcam import make_scene
 
 STAMP_BITS = 16
 STAMP_BLOCK = 32  # pixels per bit; 4 px once a viewer decodes at 1/8 scale

@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.serverproc import ServerProcess
-from camserver.simcam import SceneSource, SimCamera
+from camserver.sim.simcam import SceneSource, SimCamera
 
 
 def server_memory_and_fds(pid: int) -> tuple[float, int]:

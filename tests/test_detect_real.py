@@ -66,7 +66,7 @@ def shapes_frames():
     sys.path.insert(0, str(TESTDATA))
     import draw_shapes as ds
 
-    from camserver.simcam import make_scene
+    from camserver.sim.simcam import make_scene
 
     frames = []
     for w, h in ((640, 480), (640, 360), (360, 480)):

@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from bench.serverproc import ServerProcess
-from camserver.simcam import make_scene
+from camserver.sim.simcam import make_scene
 from conftest import WAIT_S, wait_for
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"

@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from camserver.app import CamServer
-from camserver.simcam import Backoff, CaptureSource, FolderSource, SceneSource, SimCamera, open_source
+from camserver.sim.simcam import Backoff, CaptureSource, FolderSource, SceneSource, SimCamera, open_source
 from conftest import FakeDetector, make_config, mjpeg, running_server, wait_for
 
 
@@ -150,10 +150,10 @@ def test_sources_folder_and_video(tmp_path):
 
 
 async def test_simcam_command_line_runs_several_cameras():
-    """`python -m camserver.simcam --cameras 3 --frames 5` streams three cameras and exits 0."""
+    """`python -m camserver.sim --cameras 3 --frames 5` streams three cameras and exits 0."""
     async with running_server(FakeDetector()) as srv:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "camserver.simcam", "--url", f"ws://127.0.0.1:{srv.server.ws_port}",
+            sys.executable, "-m", "camserver.sim", "--url", f"ws://127.0.0.1:{srv.server.ws_port}",
             "--cameras", "3", "--frames", "5", "--fps", "20", "--size", "QVGA",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
@@ -164,13 +164,13 @@ async def test_simcam_command_line_runs_several_cameras():
 
 
 def test_demo_starts_server_and_camera_and_stops_on_ctrl_c(tmp_path):
-    """`python -m camserver.demo` offline: falls back to yolo11n.yaml saying why, streams, Ctrl-C exits 0."""
+    """`python -m camserver.sim.demo` offline: falls back to yolo11n.yaml saying why, streams, Ctrl-C exits 0."""
     import time
     import urllib.request
 
     env = dict(os.environ, YOLO_OFFLINE="1")
     with subprocess.Popen(
-        [sys.executable, "-m", "camserver.demo", "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0",
+        [sys.executable, "-m", "camserver.sim.demo", "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0",
          "--imgsz", "320"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as proc:

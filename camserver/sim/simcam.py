@@ -1,9 +1,9 @@
 """Camera simulator: talks to camserver exactly as the ESP32 firmware does, no hardware needed.
 
-    python -m camserver.simcam                         # one camera "sim", moving scene, 10 fps
-    python -m camserver.simcam --cameras 4 --fps 5     # sim-1 .. sim-4
-    python -m camserver.simcam --source clip.mp4       # a video file (loops), a folder of images,
-    python -m camserver.simcam --source webcam:0       # or a local webcam
+    python -m camserver.sim                         # one camera "sim", moving scene, 10 fps
+    python -m camserver.sim --cameras 4 --fps 5     # sim-1 .. sim-4
+    python -m camserver.sim --source clip.mp4       # a video file (loops), a folder of images,
+    python -m camserver.sim --source webcam:0       # or a local webcam
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from .ingest.control import FRAME_SIZES, validate_control
+from ..ingest.control import FRAME_SIZES, validate_control
 
-log = logging.getLogger("camserver.simcam")
+log = logging.getLogger(__name__)
 
 FIRMWARE = "simcam-1.0"
 STATUS_INTERVAL_S = 5.0
@@ -281,7 +281,7 @@ class SimCamera:
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the simulator."""
-    p = argparse.ArgumentParser(prog="python -m camserver.simcam", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m camserver.sim", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default="ws://127.0.0.1:3001", help="server, e.g. ws://HOST:3001 (default local)")
     p.add_argument("--camera-id", default="sim", help="camera id (with --cameras N: ID-1 .. ID-N)")
@@ -310,7 +310,7 @@ async def run_cameras(args: argparse.Namespace) -> list[SimCamera]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m camserver.simcam`."""
+    """Entry point of `python -m camserver.sim`."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(message)s")
     try:

@@ -13,10 +13,10 @@ import signal
 import sys
 from contextlib import suppress
 
-from .app import CamServer
-from .cli import run_command
-from .config import Config
-from .detect import ModelLoadError
+from ..app import CamServer
+from ..cli import run_command
+from ..config import Config
+from ..detect import ModelLoadError
 from .simcam import SceneSource, SimCamera
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ async def run_demo(config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m camserver.demo`."""
+    """Entry point of `python -m camserver.sim.demo`."""
     return run_command(argv, run_demo, "demo")
 
 

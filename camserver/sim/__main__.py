@@ -1,0 +1,5 @@
+"""`python -m camserver.sim`: the camera simulator."""
+
+from .simcam import main
+
+raise SystemExit(main())
