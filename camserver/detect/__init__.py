@@ -3,7 +3,7 @@ inference, the worker pool and the batching scheduler."""
 
 from .base import BackendInfo, Detection, Detector, ModelLoadError
 from .frames import FrameResult, annotate_frame, decode_frame, mark_frame, render_frame
-from .backends.torch import UltralyticsDetector
+from .backends.ultralytics import UltralyticsDetector
 
 __all__ = [
     "BackendInfo",

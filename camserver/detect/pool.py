@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .base import BackendInfo, Detection, Detector
-from .backends.torch import usable_cores
+from .cores import usable_cores
 
 log = logging.getLogger(__name__)
 

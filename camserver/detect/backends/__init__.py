@@ -16,7 +16,7 @@ from ...config import DetectConfig
 from ..base import Detector, first_line
 from . import onnx, openvino
 from .export import default_cache_dir, exported_model
-from .torch import UltralyticsDetector, resolve_device
+from .ultralytics import UltralyticsDetector, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ def exported_model(model: str, fmt: str, shape: tuple[int, int], runtime_version
     cache_dir.mkdir(parents=True, exist_ok=True)
     from ultralytics import YOLO
 
-    from .torch import quiet_ultralytics
+    from .ultralytics import quiet_ultralytics
 
     quiet_ultralytics()
     started = time.monotonic()

@@ -4,26 +4,18 @@ a TensorRT engine, a Triton URL), one predict() call per batch of frames."""
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..base import BackendInfo, Detection, ModelLoadError, first_line
+from ..cores import usable_cores
 from ..frames import draw_detections
 
 log = logging.getLogger(__name__)
 
 CUDA_MAX_BATCH = 32  # one forward pass for up to 32 cameras: measured on an H100 (see README)
 CPU_MAX_BATCH = 2  # under load a pair halves the per-call overhead; bench/capacity.py measured 1, 2 and 4
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def resolve_device(device: str) -> str:
