@@ -7,56 +7,27 @@ import time
 from collections import Counter, deque
 from typing import Any, Callable, Iterator
 
-BOUNDARY = "camserverframe"
-
-
 class Frame:
-    """One JPEG as published to viewers; the MJPEG part is built once and shared."""
+    """One JPEG as published to viewers (and, raw, as the camera sent it)."""
 
-    __slots__ = ("seq", "jpeg", "received_at", "wall_time", "_part")
+    __slots__ = ("seq", "jpeg", "received_at", "wall_time", "__weakref__")
 
     def __init__(self, seq: int, jpeg: bytes, received_at: float, wall_time: float) -> None:
         self.seq = seq
         self.jpeg = jpeg
         self.received_at = received_at  # time.monotonic() when the camera's frame arrived
         self.wall_time = wall_time  # time.time() of the same moment, for the API
-        self._part: bytes | None = None
-
-    @property
-    def part(self) -> bytes:
-        """This frame as one multipart body part, followed by the next boundary.
-
-        Writing the boundary right after the frame lets browsers show the frame at once
-        instead of waiting for the next one to know this one ended.
-        """
-        if self._part is None:
-            # X-Frame-Seq numbers the camera's frames (0 = a placeholder picture); clients ignore it.
-            head = (
-                f"Content-Type: image/jpeg\r\nContent-Length: {len(self.jpeg)}\r\n"
-                f"X-Frame-Seq: {self.seq}\r\n\r\n"
-            ).encode()
-            self._part = b"".join((head, self.jpeg, b"\r\n--", BOUNDARY.encode(), b"\r\n"))
-        return self._part
 
 
-class FrameChannel:
-    """Latest-value broadcast: a publisher replaces the frame, viewers wait for a newer one.
-
-    Nothing queues: a viewer that falls behind simply sees the newest frame next time.
-    """
+class Signal:
+    """A wake-up with a version: waiters sleep until the next touch (no value is carried)."""
 
     def __init__(self) -> None:
-        self.frame: Frame | None = None
         self.version = 0
         self._changed = asyncio.Event()
 
-    def publish(self, frame: Frame) -> None:
-        """Make `frame` the latest and wake every waiting viewer."""
-        self.frame = frame
-        self.touch()
-
     def touch(self) -> None:
-        """Wake every waiting viewer without a new frame (camera went on/offline, shutdown)."""
+        """Wake every waiter."""
         self.version += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -72,6 +43,23 @@ class FrameChannel:
         except TimeoutError:
             return False
         return True
+
+
+class FrameChannel(Signal):
+    """Latest-value broadcast: a publisher replaces the frame, viewers wait for a newer one.
+
+    Nothing queues: a viewer that falls behind simply sees the newest frame next time. A touch
+    without a new frame wakes viewers too (camera went on/offline, shutdown).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frame: Frame | None = None
+
+    def publish(self, frame: Frame) -> None:
+        """Make `frame` the latest and wake every waiting viewer."""
+        self.frame = frame
+        self.touch()
 
 
 class FrameSlot:
@@ -209,7 +197,7 @@ class CameraHub:
         self.default_id = default_id
         self.cameras: dict[str, Camera] = {cid: Camera(cid, declared=True) for cid in declared_ids}
         self.frame_waiting = asyncio.Event()
-        self.registry = FrameChannel()  # touched when a camera id appears, and at shutdown
+        self.registry = Signal()  # touched when a camera id appears, and at shutdown
         self.closed = False
         self.clock = clock  # wall-clock time of frames (tests inject one)
         self.on_offline: Callable[[Camera], None] | None = None  # called when a camera goes away

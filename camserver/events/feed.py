@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from ..hub import FrameChannel
+from ..hub import Signal
 
 HISTORY = 1000  # changes kept for clients that reconnect
 
@@ -32,7 +32,7 @@ class EventFeed:
     def __init__(self, history: int = HISTORY) -> None:
         self.items: deque[FeedItem] = deque(maxlen=history)
         self.last_id = 0
-        self._signal = FrameChannel()  # only its wake-up: readers wait for the next touch
+        self._signal = Signal()
 
     def publish(self, kind: str, data: dict[str, Any]) -> FeedItem:
         """Add a change and wake every reader."""

@@ -14,6 +14,8 @@ megabytes for a long time. Two limits close that:
 
 So at most about one frame plus NOTSENT_LOWAT is waiting for a viewer; when it falls behind,
 the next write waits, and the stream loop then sends the newest frame, skipping the rest.
+
+The MJPEG framing (boundary and part headers) lives here too: each frame's part is built once.
 """
 
 from __future__ import annotations
@@ -21,12 +23,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import weakref
 
 from aiohttp import web
+
+from ..hub import Frame
 
 log = logging.getLogger(__name__)
 
 NOTSENT_LOWAT = 16 * 1024  # bytes; a fraction of a VGA frame, plenty for loopback and LAN rates
+BOUNDARY = "camserverframe"
+MJPEG_CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+MJPEG_START = f"--{BOUNDARY}\r\n".encode()
+
+# Each frame's part is built once and written to every viewer; it goes when the frame does.
+_parts: weakref.WeakKeyDictionary[Frame, bytes] = weakref.WeakKeyDictionary()
+
+
+def mjpeg_part(frame: Frame) -> bytes:
+    """The frame as one multipart body part, followed by the next boundary.
+
+    Writing the boundary right after the frame lets browsers show the frame at once instead of
+    waiting for the next one to know this one ended. X-Frame-Seq numbers the camera's frames
+    (0 = a placeholder picture); clients ignore it.
+    """
+    part = _parts.get(frame)
+    if part is None:
+        head = (
+            f"Content-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
+            f"X-Frame-Seq: {frame.seq}\r\n\r\n"
+        ).encode()
+        part = _parts[frame] = b"".join((head, frame.jpeg, b"\r\n", MJPEG_START))
+    return part
 
 
 class ViewerGone(Exception):

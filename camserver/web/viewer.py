@@ -17,12 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ..auth import basic_user, presented_token, same_secret
 from ..config import Config
 from ..ingest.control import validate_control
-from ..hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
+from ..hub import Camera, CameraHub, Frame, FrameChannel
 from ..ratelog import ThrottledLog
 from ..events.engine import EventEngine
 from ..integrations.metrics import Metrics
 from .events import EventsApi
-from .stream import BoundedStream, ViewerGone
+from .stream import MJPEG_CONTENT_TYPE, MJPEG_START, BoundedStream, ViewerGone, mjpeg_part
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class ViewerApp:
         raw = self._raw(request)
         resp = web.StreamResponse(
             headers={
-                "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                "Content-Type": MJPEG_CONTENT_TYPE,
                 "Cache-Control": "no-cache, no-store, must-revalidate",
                 "Pragma": "no-cache",
                 "Connection": "close",
@@ -285,7 +285,7 @@ class ViewerApp:
         cam: Camera | None = None
         try:
             await stream.start()
-            await stream.send(f"--{BOUNDARY}\r\n".encode())
+            await stream.send(MJPEG_START)
             sent_seq, sent_at = 0, 0.0
             while not self.hub.closed:
                 if stream.closing:
@@ -301,10 +301,10 @@ class ViewerApp:
                 frame = live_frame(cam, channel)
                 now = time.monotonic()
                 if frame is not None and frame.seq > sent_seq:
-                    await stream.send(frame.part)
+                    await stream.send(mjpeg_part(frame))
                     sent_seq, sent_at = frame.seq, now
                 elif now - sent_at >= self.interval and (frame is None or now - frame.received_at > STALE_S):
-                    await stream.send((await self._placeholder(cam)).part)
+                    await stream.send(mjpeg_part(await self._placeholder(cam)))
                     sent_at = now
                 await waiter.wait_changed(version, self.interval)
         except ViewerGone:
