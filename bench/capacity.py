@@ -36,7 +36,7 @@ import numpy as np
 import websockets
 
 from bench.fanout import Viewer, pct, stamp, view
-from bench.serverproc import ServerProcess
+from tests.serverproc import ServerProcess
 from camserver.sim.simcam import make_scene
 
 CYCLE = 256  # distinct stamped frames; a latency over CYCLE/fps seconds would be misread

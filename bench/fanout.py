@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import websockets
 
-from bench.serverproc import ServerProcess
+from tests.serverproc import ServerProcess
 from camserver.sim.simcam import make_scene
 
 STAMP_BITS = 16

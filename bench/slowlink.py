@@ -87,7 +87,7 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
     import websockets
 
     from bench.capacity import encode_cycle
-    from bench.serverproc import ServerProcess
+    from tests.serverproc import ServerProcess
 
     frames = encode_cycle()
     frame_bytes = statistics.mean(len(f) for f in frames)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.serverproc import ServerProcess
+from tests.serverproc import ServerProcess
 from camserver.sim.simcam import SceneSource, SimCamera
 
 

@@ -1,14 +1,17 @@
-"""Wires the stages together and owns start-up and graceful shutdown."""
+"""Wires the stages together and owns start-up, supervision and graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
+import os
 import signal
 import time
-from contextlib import suppress
-from typing import Any, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -19,10 +22,11 @@ from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine, StorageError
 from .hub import CameraHub
+from .ingest import CameraIngest
 from .integrations.metrics import Metrics
 from .integrations.mqtt import MqttPublisher
 from .integrations.webhooks import WebhookSender
-from .ingest import CameraIngest
+from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
 
 log = logging.getLogger(__name__)
@@ -42,26 +46,29 @@ def default_detector_factory(config: Config) -> Callable[[], Detector] | None:
 
 
 class CamServer:
-    """The whole service: camera listener, detection, viewer app. Use `async with`."""
+    """The whole service: camera listener, detection, events, integrations, viewer app. Use `async with`.
 
-    def __init__(
-        self,
-        config: Config,
-        detector_factory: Callable[[], Detector] | None | str = "config",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    Args:
+        config: the validated configuration.
+        detector_factory: loads one detector (called once per worker, in its thread); None passes
+            frames through undetected. `CamServer.from_config` takes it from the config.
+        clock: wall-clock time of frames and events (tests inject one).
+    """
+
+    def __init__(self, config: Config, detector_factory: Callable[[], Detector] | None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.factory = default_detector_factory(config) if detector_factory == "config" else detector_factory
+        self.supervisor = Supervisor()
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
-        self.events = EventEngine(config, clock)
+        self.events = EventEngine(config.events, config.storage, clock)
         d = config.detect
-        self.pool = DetectorPool(self.factory, d.workers)  # type: ignore[arg-type]
+        self.pool = DetectorPool(detector_factory, d.workers)
         self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
         self.scheduler.on_detections = self._detections
         self.hub.on_offline = self._camera_offline
         self.webhooks = WebhookSender(config.webhooks)
         self.events.listeners.append(self.webhooks.on_change)
-        self.mqtt = MqttPublisher(config.mqtt, config.events)
+        self.mqtt = MqttPublisher(config.mqtt, config.events.labels)
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online = lambda cam: self.mqtt.camera_online(cam.id, True)
         self.hub.on_forget = self.mqtt.camera_forgotten
@@ -70,20 +77,34 @@ class CamServer:
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         self.viewer_app = ViewerApp(
-            config, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest,
+            config.http, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest,
             self.events if config.events.enabled else None, self.metrics,
         )
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
         self.http_port = 0
         self.ready = False
-        self._scheduler_task: asyncio.Task[None] | None = None
+        self.hung_threads = False  # set by stop(): a stalled detector thread is still running
+
+    @classmethod
+    def from_config(cls, config: Config, clock: Callable[[], float] = time.time) -> CamServer:
+        """The server with the detector the config asks for (`detect.model`, `none` passes through)."""
+        return cls(config, default_detector_factory(config), clock)
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
         detector = self.scheduler.state
-        return {
-            "status": ("ok" if detector == "ok" else "degraded") if self.ready else "starting",
+        failed = self.supervisor.failed
+        if failed is not None:
+            status = "failed"
+        elif not self.ready:
+            status = "starting"
+        else:
+            status = "ok" if detector == "ok" else "degraded"
+        health: dict[str, Any] = {"status": status}
+        if failed is not None:
+            health["failed_stage"] = failed
+        health.update({
             "detector": detector,
             "detector_stalls": self.pool.stalls,
             "model": self.config.detect.model,
@@ -96,7 +117,8 @@ class CamServer:
             "camera_auth_failures": self.ingest.auth_failures,
             "cameras": len(self.hub.cameras),
             "cameras_connected": sum(1 for c in self.hub if c.connected),
-        }
+        })
+        return health
 
     def _metric_extras(self) -> dict[str, Any]:
         return {"events": self.events.started, "webhook_failures": self.webhooks.failures,
@@ -118,9 +140,10 @@ class CamServer:
             ConfigError: storage.dir cannot be created or written.
             ModelLoadError, StartupError: the model or a port.
         """
+        spawn = self.supervisor.spawn
         if self.config.events.enabled:
             try:
-                await self.events.start()
+                await self.events.start(spawn)
             except StorageError as exc:
                 raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
             self._events_started = True
@@ -128,14 +151,13 @@ class CamServer:
         try:
             await self.pool.start()
         except BaseException:
-            await self.pool.stop()
-            await self._stop_events()
+            await self.stop()
             raise
-        self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="detection-scheduler")
-        await self.webhooks.start()
+        spawn("detect", self.scheduler.run(), "detection-scheduler")
+        await self.webhooks.start(spawn)
         for camera_id in self.config.cameras.ids:
             self.mqtt.camera_online(camera_id, False)
-        self.mqtt.start()
+        self.mqtt.start(spawn)
         try:
             self.ws_port = await self.ingest.start()
             self.runner = web.AppRunner(self.viewer_app.build(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -163,20 +185,36 @@ class CamServer:
                             side, host, risk, key)
 
     async def stop(self) -> None:
-        """Stop accepting, close cameras with 1001, end MJPEG responses, stop the workers."""
+        """Stop accepting, close cameras with 1001, end MJPEG responses, stop every stage.
+
+        Each step runs even when an earlier one fails (the failure is logged), so one broken stage
+        never leaves another one running or the broker showing the server online.
+        """
         self.ready = False
-        await self.ingest.stop()
+        self.supervisor.stopping = True
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("cameras", self.ingest.stop),
+            ("viewers", self._stop_viewers),
+            ("detect", lambda: self.supervisor.stop("detect")),
+            ("detector workers", self.pool.stop),
+            ("events", self._stop_events),
+            ("webhooks", self.webhooks.stop),
+            ("mqtt", self.mqtt.stop),
+            ("tasks", self.supervisor.stop),
+        ]
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.error("stopping %s failed; going on with the rest", name, exc_info=True)
+        self.hung_threads = self.pool.hung_threads_alive()
+        if self.hung_threads:
+            log.warning("a stalled detector thread is still running; it cannot be stopped from Python")
+
+    async def _stop_viewers(self) -> None:
         self.hub.close()
         if self.runner is not None:
             await self.runner.cleanup()
-        if self._scheduler_task is not None:
-            self._scheduler_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._scheduler_task
-        await self.pool.stop()
-        await self._stop_events()
-        await self.webhooks.stop()
-        await self.mqtt.stop()
 
     async def _stop_events(self) -> None:
         if self._events_started:
@@ -200,13 +238,52 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: assume it is reachable
 
 
-async def run(config: Config) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended, for the exit code."""
+
+    hung_threads: bool  # a stalled detector thread still runs: the process must not wait for it
+
+
+Companion = Callable[[CamServer], Awaitable[None]]
+
+
+def write_ports(path: Path, ws_port: int, http_port: int) -> None:
+    """{"ws": ..., "http": ...} written atomically: a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"ws": ws_port, "http": http_port}))
+    os.replace(tmp, path)
+
+
+async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None) -> RunResult:
+    """Serve until SIGINT or SIGTERM (or a stage dies), then shut down gracefully.
+
+    Args:
+        config: the validated configuration.
+        ports_file: where to write the bound ports once both listeners are up.
+        companion: runs beside the server once it is up, and is cancelled first at shutdown
+            (the demo's simulated camera).
+
+    Raises:
+        StageFailed: a stage's long-lived task died; the server stopped.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with CamServer(config):
-        await stop.wait()
+    server = CamServer.from_config(config)
+    async with server:
+        if ports_file is not None:
+            write_ports(ports_file, server.ws_port, server.http_port)
+        extra = asyncio.create_task(companion(server), name="companion") if companion else None
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(server.supervisor.failure.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(extra, *waiters)
         log.info("shutting down")
+    failed = server.supervisor.failed
+    if failed is not None:
+        raise StageFailed(failed)
     log.info("stopped")
+    return RunResult(server.hung_threads)

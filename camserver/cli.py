@@ -1,6 +1,7 @@
 """Command line: flags over config.toml, logging set-up, exit codes.
 
-Exit codes: 0 clean stop, 2 bad configuration or flags, 3 could not start (model, port).
+Exit codes: 0 clean stop, 1 a stage failed while running, 2 bad configuration or flags,
+3 could not start (model, port).
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from . import __version__
 from .config import LOG_LEVELS, Config, ConfigError, load
 
+if TYPE_CHECKING:
+    from .app import RunResult
+
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
 DEFAULT_CONFIG = Path("config.toml")
@@ -67,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--viewer-token", help="token viewers must send (http.token)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--ports-file", type=Path,
+                   help='once both listeners are up, write {"ws": PORT, "http": PORT} here (for scripts using port 0)')
     p.add_argument("--version", action="version", version=f"camserver {__version__}")
     return p
 
@@ -95,12 +102,15 @@ def setup_logging(level: str) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def run_command(argv: Sequence[str] | None, serve: Callable[[Config], Awaitable[None]], name: str) -> int:
+Serve = Callable[[Config, "Path | None"], Awaitable["RunResult"]]
+
+
+def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
     """Parse flags, load the config, set up logging and run `serve`; returns the exit code.
 
     Args:
         argv: the command line (None: sys.argv).
-        serve: the coroutine function that runs until SIGINT/SIGTERM.
+        serve: the coroutine function that runs until SIGINT/SIGTERM, given the config and --ports-file.
         name: prefix of the one-line error messages.
     """
     args = build_parser().parse_args(argv)
@@ -115,20 +125,22 @@ def run_command(argv: Sequence[str] | None, serve: Callable[[Config], Awaitable[
     setup_logging(config.log.level)
     from .app import StartupError
     from .detect import ModelLoadError
+    from .supervise import StageFailed
 
     try:
-        asyncio.run(serve(config))
+        result = asyncio.run(serve(config, args.ports_file))
     except ConfigError as exc:  # found only when starting: storage.dir cannot be written
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except (ModelLoadError, StartupError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    except StageFailed as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
-    from .detect.pool import hung_threads_alive
-
-    if hung_threads_alive():
+    if result.hung_threads:
         # a detector thread stuck in native code would keep the interpreter from exiting
         print(f"{name}: a stalled detector thread is still running; exiting without waiting for it", file=sys.stderr)
         sys.stdout.flush()

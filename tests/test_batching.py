@@ -204,7 +204,7 @@ async def test_openvino_end_to_end_export_cache_hit_frame_processed(tmp_path, ca
     with caplog.at_level(logging.INFO, logger="camserver"):
         for start in ("export", "cache hit"):
             caplog.clear()
-            async with CamServer(config) as server:
+            async with CamServer.from_config(config) as server:
                 health = server.health()["detection"]
                 assert (health["backend"], health["device"], health["precision"]) == ("openvino", "cpu", "fp32")
                 cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/ov")

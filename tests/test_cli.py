@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bench.serverproc import ServerProcess
+from serverproc import ServerProcess
 from conftest import WAIT_S, connect_camera, make_jpeg, mjpeg
 
 

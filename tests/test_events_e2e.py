@@ -14,7 +14,7 @@ import cv2
 import pytest
 import websockets
 
-from bench.serverproc import ServerProcess
+from serverproc import ServerProcess
 from camserver.sim.simcam import make_scene
 from conftest import WAIT_S, wait_for
 
@@ -111,7 +111,7 @@ async def test_real_model_person_crossing_gives_exactly_one_event(tmp_path):
                                  "cache_dir": str(tmp_path / "cache")},
                          events={"max_disappeared_s": 1.0}, storage={"dir": str(tmp_path / "data")})
     empty = cv2.imencode(".jpg", make_scene(99), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-    async with CamServer(config) as server:
+    async with CamServer.from_config(config) as server:
         async with websockets.connect(f"ws://127.0.0.1:{server.ws_port}/ws/door", compression=None) as cam:
             for frame in person_frames(30) + [empty] * 20:
                 await cam.send(frame)

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..supervise import cancel_and_wait
 from .base import BackendInfo, Detection, Detector
 from .cores import usable_cores
 
@@ -21,12 +22,6 @@ log = logging.getLogger(__name__)
 # the thread goes from one batch to the next without waiting for the event loop in between.
 WORKER_QUEUE = 2
 _worker_numbers = itertools.count(1)
-_abandoned_threads: set[str] = set()  # names of worker threads left hanging in a stalled detector
-
-
-def hung_threads_alive() -> bool:
-    """Whether a stalled detector thread is still running (it would block interpreter exit)."""
-    return any(t.name.rsplit("_", 1)[0] in _abandoned_threads and t.is_alive() for t in threading.enumerate())
 
 
 class DetectorWorker:
@@ -41,7 +36,6 @@ class DetectorWorker:
 
     def abandon(self) -> None:
         """Give up on a hung thread: no more work for it; it ends if its call ever returns."""
-        _abandoned_threads.add(self.name)
         self.ready = False
         self.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -64,6 +58,7 @@ class DetectorPool:
         self.factory = factory
         self.size = size
         self.workers: list[DetectorWorker] = []
+        self.abandoned: list[str] = []  # names of worker threads given up on in a stall
         self.stalls = 0
         self.frames = ThreadPoolExecutor(max_workers=max(2, usable_cores()), thread_name_prefix="frames")
         self._loading: set[asyncio.Task[None]] = set()
@@ -154,6 +149,7 @@ class DetectorPool:
         """Abandon a hung worker and start loading a replacement in the background."""
         self.stalls += 1
         worker.abandon()
+        self.abandoned.append(worker.name)
         fresh = DetectorWorker()
         self.workers[self.workers.index(worker)] = fresh
         self._freed.set()  # waiters see the stall and stop waiting
@@ -168,10 +164,14 @@ class DetectorPool:
         except Exception:
             log.error("replacement detector failed to load; frames stay unannotated", exc_info=True)
 
+    def hung_threads_alive(self) -> bool:
+        """Whether a thread given up on in a stall still runs (it would block interpreter exit)."""
+        names = set(self.abandoned)
+        return any(t.name.rsplit("_", 1)[0] in names and t.is_alive() for t in threading.enumerate())
+
     async def stop(self) -> None:
         """Stop loading, let running calls finish in their threads, start no new ones."""
-        for task in list(self._loading):
-            task.cancel()
+        await cancel_and_wait(*self._loading)
         for worker in self.workers:
             worker.executor.shutdown(wait=False, cancel_futures=True)
         self.frames.shutdown(wait=False, cancel_futures=True)

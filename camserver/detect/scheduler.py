@@ -14,13 +14,13 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future
-from contextlib import suppress
 from typing import Any, Awaitable, Callable, TypeVar
 
 import numpy as np
 
 from ..hub import Camera, CameraHub, Frame
 from ..ratelog import ThrottledLog
+from ..supervise import cancel_and_wait
 from .base import Detection, first_line
 from .frames import FrameResult, decode_frame, mark_frame, render_frame, render_jpeg
 from .pool import DetectorPool, DetectorWorker, InferenceCall
@@ -82,11 +82,7 @@ class DetectionScheduler:
                 self.hub.frame_waiting.clear()
                 self._dispatch()
         finally:
-            for job in list(self._jobs):
-                job.cancel()
-            for job in list(self._jobs):
-                with suppress(asyncio.CancelledError):
-                    await job
+            await cancel_and_wait(*self._jobs)
 
     def _dispatch(self) -> None:
         # One batch prepares (decodes) at a time, and only while a worker has room for it (one

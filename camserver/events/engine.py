@@ -12,13 +12,13 @@ import logging
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import Config
+from ..config import EventsConfig, StorageConfig
 from ..detect.base import Detection
 from ..ratelog import ThrottledLog
+from ..supervise import Spawn, cancel_and_wait
 from .feed import EventFeed
 from .rules import CameraRules, Change
 from .store import EventStore, StorageError
@@ -34,10 +34,9 @@ SWEEP_EVERY_S = 1.0  # ends events of cameras that stopped sending frames but st
 class EventEngine:
     """Events for every camera: rules per camera, one store, one live feed."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        self.config = config.events
+    def __init__(self, config: EventsConfig, storage: StorageConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
         self.clock = clock
-        storage = config.storage
         self.store = EventStore(Path(storage.dir), storage.retain_days, storage.max_mb)
         self.feed = EventFeed()
         self.zones = zones_from_config(self.config.zones)
@@ -56,20 +55,17 @@ class EventEngine:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._retention: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, spawn: Spawn) -> None:
         """Open the store (closing events a crash left open) and start retention. Raises StorageError."""
         closed = await self._run(self.store.open, self.clock())
         if closed:
             log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", closed)
         await self._run(self._retain)
-        self._retention = asyncio.create_task(self._housekeeping(), name="event-housekeeping")
+        self._retention = spawn("events", self._housekeeping(), "event-housekeeping")
 
     async def stop(self) -> None:
         """End every open event as "server stop", store them, close the store."""
-        if self._retention is not None:
-            self._retention.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._retention
+        await cancel_and_wait(self._retention)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         now = self.clock()

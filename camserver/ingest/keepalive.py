@@ -10,7 +10,6 @@ Our pings carry an ASCII counter instead: no NUL, unique per connection, echoed 
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
@@ -28,7 +27,9 @@ async def keep_alive(ws: Connection, interval_s: float, timeout_s: float) -> boo
         False as soon as a pong did not come within `timeout_s` (the caller closes with 1011);
         True when the connection closed by itself.
     """
-    for n in itertools.count(1):
+    n = 0
+    while True:
+        n += 1
         await asyncio.sleep(interval_s)
         try:
             pong = await ws.ping(ping_payload(n))
@@ -41,4 +42,3 @@ async def keep_alive(ws: Connection, interval_s: float, timeout_s: float) -> boo
             return False
         except ConnectionClosed:
             return True
-    return True  # unreachable: itertools.count never ends

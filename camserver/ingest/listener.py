@@ -23,6 +23,7 @@ from ..hub import Camera, CameraHub, HubFull
 from .jpeg import BadFrame, inspect_jpeg
 from .keepalive import keep_alive
 from ..ratelog import ThrottledLog
+from ..supervise import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,7 @@ class CameraIngest:
         if self.server is not None:
             self.server.close(close_connections=True)
             await self.server.wait_closed()
-        for task in list(self._tasks):
-            task.cancel()
+        await cancel_and_wait(*self._tasks)
 
     async def send_control(self, cam: Camera, message: dict[str, Any]) -> bool:
         """Send a control message to the camera's open connection; False if it is not connected."""
@@ -151,9 +151,9 @@ class CameraIngest:
         except ConnectionClosed:
             pass
         finally:
-            keepalive.cancel()
             self.hub.detach(cam, ws)
             self._log_close(cam, ws)
+            await cancel_and_wait(keepalive)
 
     async def _keep_alive(self, cam: Camera, ws: ServerConnection) -> None:
         if await keep_alive(ws, self.config.ping_interval_s, self.config.ping_timeout_s):

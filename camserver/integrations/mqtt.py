@@ -27,8 +27,9 @@ from typing import Any
 
 import aiomqtt
 
-from ..config import EventsConfig, MqttConfig
+from ..config import MqttConfig
 from ..events.rules import Change
+from ..supervise import Spawn, cancel_and_wait
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,11 @@ Message = tuple[str, bytes | str, bool]  # topic, payload, retain
 class MqttPublisher:
     """Keeps a broker up to date with cameras, objects and events."""
 
-    def __init__(self, config: MqttConfig, events: EventsConfig) -> None:
+    def __init__(self, config: MqttConfig, labels: tuple[str, ...]) -> None:
         self.config = config
         self.prefix = config.topic_prefix.rstrip("/")
         self.discovery = config.discovery_prefix.rstrip("/")
-        self.fixed_labels = None if "*" in events.labels else list(events.labels)
+        self.fixed_labels = None if "*" in labels else list(labels)  # events.labels
         self.state = "disabled" if not config.host else "connecting"
         self.outbox: Outbox[Message] = Outbox(QUEUE)
         self.cameras: dict[str, bool] = {}  # camera id -> online
@@ -156,10 +157,10 @@ class MqttPublisher:
 
     # --- the connection -----------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, spawn: Spawn) -> None:
         """Connect in the background (nothing waits for the broker)."""
         if self.enabled:
-            self._task = asyncio.create_task(self._run(), name="mqtt")
+            self._task = spawn("mqtt", self._run(), "mqtt")
 
     async def stop(self) -> None:
         """Say offline (a clean stop sends no last will), then disconnect."""
@@ -170,9 +171,7 @@ class MqttPublisher:
             async with asyncio.timeout(2.0):
                 while self.outbox and self.state == "connected":
                     await asyncio.sleep(0.05)
-        self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
 
     def _client(self) -> aiomqtt.Client:
         c = self.config

@@ -18,6 +18,7 @@ import aiohttp
 from ..config import WebhookConfig
 from ..events.rules import Change
 from ..ratelog import ThrottledLog
+from ..supervise import Spawn, cancel_and_wait
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,12 @@ class WebhookSender:
             if hook.wants(change):
                 hook.outbox.put(message)
 
-    async def start(self) -> None:
+    async def start(self, spawn: Spawn) -> None:
         """One delivery task per webhook."""
         if not self.hooks:
             return
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
-        self._tasks = [asyncio.create_task(self._deliver_all(h), name=f"webhook-{i}") for i, h in enumerate(self.hooks)]
+        self._tasks = [spawn("webhooks", self._deliver_all(h), f"webhook-{i}") for i, h in enumerate(self.hooks)]
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued (the events ended at shutdown) for up to `grace_s`, then stop."""
@@ -79,11 +80,7 @@ class WebhookSender:
             async with asyncio.timeout(grace_s):
                 while any(h.outbox or h.outbox.ready.is_set() for h in self.hooks if self._tasks):
                     await asyncio.sleep(0.05)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         if self._session is not None:
             await self._session.close()
 

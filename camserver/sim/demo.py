@@ -6,30 +6,30 @@ download, so the demo falls back to yolo11n.yaml (the real network with random w
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging
-import signal
 import sys
-from contextlib import suppress
+from pathlib import Path
 
-from ..app import CamServer
+from ..app import CamServer, RunResult, run
 from ..cli import run_command
 from ..config import Config
 from ..detect import ModelLoadError
 from .simcam import SceneSource, SimCamera
 
-log = logging.getLogger(__name__)
-
 FALLBACK_MODEL = "yolo11n.yaml"
 
 
-async def start_server(config: Config) -> CamServer:
-    """Start camserver; if the model cannot load, explain and start with random weights instead."""
+async def simulated_camera(server: CamServer) -> None:
+    """One simulated camera streaming to `server` until cancelled."""
+    base = f"http://localhost:{server.http_port}"
+    print(f"demo: open {base}/  (the stream alone: {base}/cameras/demo/stream.mjpg); Ctrl-C stops", flush=True)
+    await SimCamera(f"ws://127.0.0.1:{server.ws_port}", "demo", SceneSource(), fps=10).run()
+
+
+async def run_demo(config: Config, ports_file: Path | None = None) -> RunResult:
+    """Serve with one simulated camera until SIGINT/SIGTERM; random weights if the model cannot load."""
     try:
-        server = CamServer(config)
-        await server.start()
-        return server
+        result = await run(config, ports_file, simulated_camera)
     except ModelLoadError as exc:
         if config.detect.model == FALLBACK_MODEL or config.passthrough:
             raise
@@ -40,30 +40,10 @@ async def start_server(config: Config) -> CamServer:
             "demo: detects real objects.",
             file=sys.stderr,
         )
-    server = CamServer(dataclasses.replace(config, detect=dataclasses.replace(config.detect, model=FALLBACK_MODEL)))
-    await server.start()
-    return server
-
-
-async def run_demo(config: Config) -> None:
-    """Serve with one simulated camera until SIGINT/SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = await start_server(config)
-    camera = SimCamera(f"ws://127.0.0.1:{server.ws_port}", "demo", SceneSource(), fps=10)
-    camera_task = asyncio.create_task(camera.run())
-    base = f"http://localhost:{server.http_port}"
-    print(f"demo: open {base}/  (the stream alone: {base}/cameras/demo/stream.mjpg); Ctrl-C stops", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        camera_task.cancel()
-        with suppress(asyncio.CancelledError):
-            await camera_task
-        await server.stop()
+        fallback = dataclasses.replace(config, detect=dataclasses.replace(config.detect, model=FALLBACK_MODEL))
+        result = await run(fallback, ports_file, simulated_camera)
     print("demo: stopped", file=sys.stderr)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..auth import basic_user, presented_token, same_secret
-from ..config import Config
+from ..config import HttpConfig
 from ..ingest.control import validate_control
 from ..hub import Camera, CameraHub, Frame, FrameChannel
 from ..ratelog import ThrottledLog
@@ -97,7 +97,7 @@ class ViewerApp:
 
     def __init__(
         self,
-        config: Config,
+        config: HttpConfig,
         hub: CameraHub,
         health: Callable[[], dict[str, Any]],
         send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
@@ -112,8 +112,8 @@ class ViewerApp:
         self.annotated_latest = annotated_latest  # draws the latest frame's boxes if nobody watched it
         self.events = events
         self.metrics = metrics
-        self.write_timeout = config.http.viewer_write_timeout_s
-        self.interval = config.http.placeholder_interval_s
+        self.write_timeout = config.viewer_write_timeout_s
+        self.interval = config.placeholder_interval_s
         self._placeholders: dict[tuple[str, str], Frame] = {}
         self.viewers_total = 0
         self.viewers_refused = 0
@@ -122,7 +122,7 @@ class ViewerApp:
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
         middlewares = [json_errors]
-        http = self.config.http
+        http = self.config
         if http.token or http.users:
             middlewares.append(viewer_auth(http.token, dict(http.users)))
         app = web.Application(middlewares=middlewares)
@@ -255,7 +255,7 @@ class ViewerApp:
         return web.Response(body=body, content_type="image/jpeg", headers=headers)
 
     def _check_viewer_room(self, request: web.Request, cam: Camera | None) -> None:
-        http = self.config.http
+        http = self.config
         if self.viewers_total >= http.max_viewers or (cam is not None and cam.viewers >= http.max_viewers_per_camera):
             self.viewers_refused += 1
             self._refusals.warning("viewers", "viewer %s refused: viewer limit reached", request.remote)

@@ -1,19 +1,18 @@
-"""camserver in a child process on free ports, for benchmarks and end-to-end tests."""
+"""camserver in a child process on free ports, for end-to-end tests and benchmarks (bench/ imports it)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import re
 import signal
 import sys
+import tempfile
 from pathlib import Path
-
-LISTEN_RE = re.compile(r"cameras connect to ws://[\d.]+:(\d+)/.*|viewers open http://[\d.]+:(\d+)/")
 
 
 class ServerProcess:
-    """`python -m camserver` on 127.0.0.1, ports read from its log, the log kept."""
+    """`python -m camserver` on 127.0.0.1, ports read from its --ports-file, its log kept."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -22,33 +21,35 @@ class ServerProcess:
         self._drain: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, *args: str, cwd: str | Path | None = None, timeout: float = 120) -> ServerProcess:
-        """Start the server with extra CLI `args`; returns once both listeners are up."""
+    async def start(cls, *args: str, cwd: str | Path | None = None, timeout: float = 120,
+                    module: str = "camserver") -> ServerProcess:
+        """Start `python -m module` with extra CLI `args`; returns once both listeners are up."""
+        ports = Path(tempfile.mkdtemp(prefix="camserver-ports-")) / "ports.json"
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "camserver", "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0", *args,
+            sys.executable, "-m", module, "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0",
+            "--ports-file", str(ports), *args,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
             env=dict(os.environ, YOLO_OFFLINE=os.environ.get("YOLO_OFFLINE", "1")),
         )
         self = cls(proc)
-        assert proc.stderr is not None
+        self._drain = asyncio.create_task(self._read_rest())
         try:
             async with asyncio.timeout(timeout):
-                while not (self.ws_port and self.http_port):
-                    line = (await proc.stderr.readline()).decode()
-                    if not line:
+                while not ports.exists():
+                    if proc.returncode is not None or self._drain.done():
+                        await proc.wait()
                         raise RuntimeError("camserver exited during start-up:\n" + "".join(self.lines))
-                    self.lines.append(line)
-                    if m := LISTEN_RE.search(line):
-                        self.ws_port = int(m[1] or self.ws_port)
-                        self.http_port = int(m[2] or self.http_port)
+                    await asyncio.sleep(0.05)
         except BaseException:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+            await self._drain
             raise
-        self._drain = asyncio.create_task(self._read_rest())
+        bound = json.loads(ports.read_text())
+        self.ws_port, self.http_port = bound["ws"], bound["http"]
         return self
 
     @property
