@@ -75,6 +75,24 @@ class EventEngine:
         self.executor.shutdown(wait=True)
         self.feed.wake()
 
+    # --- history reads and deletes, for the API (on the events thread, so never beside a write) ---
+
+    async def query(self, filters: dict[str, Any], limit: int, before_key: tuple[float, str] | None) -> list[dict[str, Any]]:
+        """Stored events newest first matching `filters`; see EventStore.query."""
+        return await self._run(self.store.query, filters, limit, before_key)
+
+    async def get(self, event_id: str) -> dict[str, Any] | None:
+        """One stored event, or None."""
+        return await self._run(self.store.get, event_id)
+
+    async def delete(self, event_id: str) -> bool:
+        """Remove an event and its snapshot; False if there was none."""
+        return await self._run(self.store.delete, event_id)
+
+    async def snapshot(self, event_id: str) -> bytes | None:
+        """The JPEG of an event's best frame, or None."""
+        return await self._run(self.store.read_snapshot, event_id)
+
     @property
     def idle(self) -> bool:
         """Nothing waiting for or running on the events thread."""

@@ -78,6 +78,13 @@ class EventStore:
         """Where an event's best frame is kept."""
         return self.snapshots / f"{event_id}.jpg"
 
+    def read_snapshot(self, event_id: str) -> bytes | None:
+        """The snapshot JPEG of an event, or None when there is none."""
+        try:
+            return self.snapshot_path(event_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def save(self, record: dict[str, Any], snapshot: bytes | None, now: float) -> None:
         """Insert or replace an event; write its snapshot first when there is a new one."""
         assert self.db is not None

@@ -92,9 +92,6 @@ class EventsApi:
         app.router.add_delete("/api/events/{event_id}", self.delete_event)
         app.router.add_get("/api/events/{event_id}/snapshot.jpg", self.snapshot)
 
-    async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.engine.executor, fn, *args)
-
     async def list_events(self, request: web.Request) -> web.Response:
         """Events newest first; filters camera, label, zone, after, before, has_snapshot; limit; cursor."""
         q = request.query
@@ -107,13 +104,13 @@ class EventsApi:
         filters = {"camera": q.get("camera"), "label": q.get("label"), "zone": q.get("zone"),
                    "after": _number(q, "after"), "before": _number(q, "before"), "has_snapshot": _flag(q, "has_snapshot")}
         cursor = decode_cursor(q["cursor"]) if "cursor" in q else None
-        events = await self._store(self.engine.store.query, filters, limit + 1, cursor)
+        events = await self.engine.query(filters, limit + 1, cursor)
         more = len(events) > limit
         events = events[:limit]
         return web.json_response({"events": events, "next_cursor": encode_cursor(events[-1]) if more else None})
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
-        record = await self._store(self.engine.store.get, request.match_info["event_id"])
+        record = await self.engine.get(request.match_info["event_id"])
         if record is None:
             raise web.HTTPNotFound(reason="unknown event", text=f"no event {request.match_info['event_id']!r}")
         return record
@@ -125,7 +122,7 @@ class EventsApi:
     async def delete_event(self, request: web.Request) -> web.Response:
         """Remove an event and its snapshot."""
         await self._record(request)
-        await self._store(self.engine.store.delete, request.match_info["event_id"])
+        await self.engine.delete(request.match_info["event_id"])
         return web.json_response({"deleted": request.match_info["event_id"]})
 
     async def snapshot(self, request: web.Request) -> web.Response:
@@ -141,9 +138,8 @@ class EventsApi:
                 raise _bad("h must be an integer") from None
             if not 16 <= height <= 2160:
                 raise _bad("h must be from 16 to 2160")
-        path = self.engine.store.snapshot_path(record["id"])
-        jpeg = await self._store(lambda: path.read_bytes() if path.exists() else None)
-        if not record.get("has_snapshot") or jpeg is None:
+        jpeg = await self.engine.snapshot(record["id"]) if record.get("has_snapshot") else None
+        if jpeg is None:
             raise web.HTTPNotFound(reason="no snapshot", text=f"event {record['id']!r} has no snapshot")
         body = await asyncio.get_running_loop().run_in_executor(
             None, render_snapshot, jpeg, record, bbox is not False, crop, height
