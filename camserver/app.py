@@ -23,7 +23,7 @@ from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine, StorageError
 from .hub import CameraHub
 from .ingest import CameraIngest
-from .integrations.metrics import Metrics
+from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
 from .integrations.webhooks import WebhookSender
 from .supervise import StageFailed, Supervisor, cancel_and_wait
@@ -72,13 +72,14 @@ class CamServer:
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online = lambda cam: self.mqtt.camera_online(cam.id, True)
         self.hub.on_forget = self.mqtt.camera_forgotten
-        self.metrics = Metrics(self.hub, self._metric_extras)
+        self.metrics = Metrics(MetricSources(self.hub, lambda: self.events.started, lambda: self.mqtt.dropped,
+                                             lambda: self.webhooks.failures))
         self.scheduler.on_batch = self.metrics.observe_batch
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         self.viewer_app = ViewerApp(
             config.http, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest,
-            self.events if config.events.enabled else None, self.metrics,
+            self.events if config.events.enabled else None, self.metrics.exposition,
         )
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
@@ -119,10 +120,6 @@ class CamServer:
             "cameras_connected": sum(1 for c in self.hub if c.connected),
         })
         return health
-
-    def _metric_extras(self) -> dict[str, Any]:
-        return {"events": self.events.started, "webhook_failures": self.webhooks.failures,
-                "mqtt_dropped": self.mqtt.dropped}
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:

@@ -239,9 +239,9 @@ class MjpegReader:
 
 
 @asynccontextmanager
-async def mjpeg(session: aiohttp.ClientSession, url: str) -> AsyncIterator[MjpegReader]:
-    """Open an MJPEG URL and yield a reader."""
-    async with session.get(url) as resp:
+async def mjpeg(session: aiohttp.ClientSession, url: str, **kwargs) -> AsyncIterator[MjpegReader]:
+    """Open an MJPEG URL (kwargs go to session.get, e.g. headers) and yield a reader."""
+    async with session.get(url, **kwargs) as resp:
         assert resp.status == 200, await resp.text()
         yield MjpegReader(resp)
 

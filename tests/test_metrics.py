@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import FakeDetector, connect_camera, make_jpeg, running_server, wait_for
+from conftest import FakeDetector, connect_camera, make_jpeg, mjpeg, running_server, wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -25,10 +25,13 @@ async def test_metrics_parse_and_move_with_frames(http):
         for seq in range(1, 6):
             await cam.send(make_jpeg(seq))
             await wait_for(lambda: srv.server.hub.get("yard").frames_processed == seq)
-        async with http.get(f"{srv.http}/metrics", headers=auth) as resp:
-            assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain; version=")
-            first = samples(await resp.text())
+        async with mjpeg(http, f"{srv.http}/cameras/yard/stream.mjpg", headers=auth) as viewer:
+            await viewer.next_live()
+            async with http.get(f"{srv.http}/metrics", headers=auth) as resp:
+                assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain; version=")
+                first = samples(await resp.text())
         yard = (("camera", "yard"),)
+        assert first[("camserver_viewers", yard)] == 1
         assert first[("camserver_frames_received_total", yard)] == 5
         assert first[("camserver_frames_processed_total", yard)] == 5
         assert first[("camserver_camera_connected", yard)] == 1
@@ -39,7 +42,9 @@ async def test_metrics_parse_and_move_with_frames(http):
         await wait_for(lambda: srv.server.hub.get("yard").frames_processed == 6)
         await cam.close()
         await wait_for(lambda: not srv.server.hub.get("yard").connected)
+        await wait_for(lambda: srv.server.viewer_app.viewers_total == 0, what="the viewer gone")
         async with http.get(f"{srv.http}/metrics", headers=auth) as resp:
             second = samples(await resp.text())
         assert second[("camserver_frames_processed_total", yard)] == 6
         assert second[("camserver_camera_connected", yard)] == 0
+        assert second[("camserver_viewers", yard)] == 0

@@ -6,9 +6,10 @@ cost nothing per frame; the two histograms are observed once per inference batch
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..hub import CameraHub
@@ -21,12 +22,22 @@ CAMERA_COUNTERS = (
 )
 
 
+@dataclass(frozen=True)
+class MetricSources:
+    """Where the figures come from, read at scrape time: the stages keep them anyway."""
+
+    hub: CameraHub
+    events_started: Callable[[], Mapping[tuple[str, str], int]]  # events per (camera, label)
+    mqtt_dropped: Callable[[], int]
+    webhook_failures: Callable[[], int]
+
+
 class CamserverCollector:
     """Reads the figures camserver keeps anyway, at scrape time."""
 
-    def __init__(self, hub: CameraHub, extra: Callable[[], dict[str, Any]]) -> None:
-        self.hub = hub
-        self.extra = extra  # events per (camera, label), mqtt drops, webhook failures
+    def __init__(self, sources: MetricSources) -> None:
+        self.sources = sources
+        self.hub = sources.hub
 
     def collect(self) -> Iterator[Metric]:
         """The metric families, current values."""
@@ -43,23 +54,23 @@ class CamserverCollector:
             viewers.add_metric([cam.id], cam.viewers)
         yield connected
         yield viewers
-        extra = self.extra()
+        src = self.sources
         events = CounterMetricFamily("camserver_events", "Events started", labels=["camera", "label"])
-        for (camera, label), n in sorted(extra.get("events", {}).items()):
+        for (camera, label), n in sorted(src.events_started().items()):
             events.add_metric([camera, label], n)
         yield events
         yield CounterMetricFamily("camserver_mqtt_messages_dropped", "MQTT messages dropped from a full queue",
-                                  value=extra.get("mqtt_dropped", 0))
+                                  value=src.mqtt_dropped())
         yield CounterMetricFamily("camserver_webhook_failures", "Webhook deliveries that failed after retries",
-                                  value=extra.get("webhook_failures", 0))
+                                  value=src.webhook_failures())
 
 
 class Metrics:
     """camserver's own registry (not the process-global one)."""
 
-    def __init__(self, hub: CameraHub, extra: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, sources: MetricSources) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(CamserverCollector(hub, extra))  # type: ignore[arg-type]
+        self.registry.register(CamserverCollector(sources))  # type: ignore[arg-type]
         self.inference_seconds = Histogram(
             "camserver_inference_seconds", "Time of one inference call (a batch)", registry=self.registry,
             buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56),
@@ -72,6 +83,6 @@ class Metrics:
         self.inference_seconds.observe(seconds)
         self.batch_size.observe(size)
 
-    def exposition(self) -> bytes:
-        """The text format Prometheus scrapes."""
-        return generate_latest(self.registry)
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format Prometheus scrapes, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

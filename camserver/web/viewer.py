@@ -12,7 +12,6 @@ from typing import Any, Awaitable, Callable
 import cv2
 import numpy as np
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..auth import basic_user, presented_token, same_secret
 from ..config import HttpConfig
@@ -20,7 +19,6 @@ from ..ingest.control import validate_control
 from ..hub import Camera, CameraHub, Frame, FrameChannel
 from ..ratelog import ThrottledLog
 from ..events.engine import EventEngine
-from ..integrations.metrics import Metrics
 from .events import EventsApi
 from .stream import MJPEG_CONTENT_TYPE, MJPEG_START, BoundedStream, ViewerGone, mjpeg_part
 
@@ -103,7 +101,7 @@ class ViewerApp:
         send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
         annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
         events: EventEngine | None = None,
-        metrics: Metrics | None = None,
+        exposition: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.config = config
         self.hub = hub
@@ -111,7 +109,7 @@ class ViewerApp:
         self.send_control = send_control
         self.annotated_latest = annotated_latest  # draws the latest frame's boxes if nobody watched it
         self.events = events
-        self.metrics = metrics
+        self.exposition = exposition  # /metrics: the body and its content type
         self.write_timeout = config.viewer_write_timeout_s
         self.interval = config.placeholder_interval_s
         self._placeholders: dict[tuple[str, str], Frame] = {}
@@ -135,7 +133,7 @@ class ViewerApp:
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
         app.router.add_get("/stream.mjpg", self.default_stream)
         app.router.add_get("/snapshot.jpg", self.default_snapshot)
-        if self.metrics is not None:
+        if self.exposition is not None:
             app.router.add_get("/metrics", self.prometheus)
         if self.events is not None:
             EventsApi(self.events, self.write_timeout, lambda: self.hub.closed).add_routes(app)
@@ -171,9 +169,10 @@ class ViewerApp:
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """Prometheus text exposition (the viewer token applies: scrape configs can send a bearer token)."""
-        assert self.metrics is not None
-        # CONTENT_TYPE_LATEST carries a charset, which aiohttp's content_type= refuses: set the header
-        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        assert self.exposition is not None
+        body, content_type = self.exposition()
+        # the content type carries a charset, which aiohttp's content_type= refuses: set the header
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def api_detections(self, request: web.Request) -> web.Response:
         """The latest detections of one camera."""
