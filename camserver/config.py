@@ -147,32 +147,69 @@ def _labels(v: Any) -> str | None:
     return None
 
 
-def _zones(v: Any) -> str | None:
-    """[[events.zones]] entries: camera, name, points (3+ [x, y] pairs from 0 to 1), optional labels."""
-    if not isinstance(v, list):
-        return "must be a list of tables ([[events.zones]])"
-    seen = set()
-    for i, zone in enumerate(v):
-        where = f"zone {i + 1}: "
-        if not isinstance(zone, Mapping) or set(zone) - {"camera", "name", "points", "labels"}:
-            return where + "a table with camera, name, points and optionally labels"
-        if not isinstance(zone.get("camera"), str) or not CAMERA_ID_RE.match(zone["camera"]):
-            return where + "camera must be a camera id"
-        if not isinstance(zone.get("name"), str) or not re.match(r"^[A-Za-z0-9_-]{1,32}$", zone["name"]):
-            return where + "name must be letters, digits, '-' or '_', 1 to 32 characters"
-        points = zone.get("points")
-        if not isinstance(points, list) or len(points) < 3 or not all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                                                      and 0 <= c <= 1 for c in p)
-            for p in points
-        ):
-            return where + "points must be 3 or more [x, y] pairs, each from 0 to 1 (relative to the frame)"
-        if "labels" in zone and _labels(zone["labels"]):
-            return where + "labels must be a non-empty list of labels"
-        if (zone["camera"], zone["name"]) in seen:
-            return where + f"zone {zone['name']!r} of camera {zone['camera']!r} is defined twice"
-        seen.add((zone["camera"], zone["name"]))
-    return None
+ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+Points = tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    """One [[events.zones]] entry: a named polygon of one camera's frame, in relative coordinates (0..1)."""
+
+    camera: str
+    name: str
+    points: Points
+    labels: frozenset[str] = frozenset()  # empty: every label counts
+
+
+def _points(v: Any, key: str) -> Points:
+    """3 or more [x, y] pairs, each from 0 to 1 (relative to the frame)."""
+    if not isinstance(v, list) or len(v) < 3 or not all(
+        isinstance(p, list) and len(p) == 2
+        and all(isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1 for c in p)
+        for p in v
+    ):
+        raise ConfigError(key, v, "must be 3 or more [x, y] pairs, each from 0 to 1 (relative to the frame)")
+    return tuple((float(x), float(y)) for x, y in v)
+
+
+def _table(v: Any, key: str, required: tuple[str, ...], optional: tuple[str, ...]) -> Mapping[str, Any]:
+    """An entry of an array of tables with the required keys and no unknown ones."""
+    if not isinstance(v, Mapping):
+        raise ConfigError(key, type(v).__name__, f"must be a table with {', '.join(required + optional)}")
+    for name in v:
+        if name not in required + optional:
+            raise ConfigError(f"{key}.{name}", v[name], f"unknown key; allowed: {', '.join(required + optional)}")
+    for name in required:
+        if name not in v:
+            raise ConfigError(f"{key}.{name}", None, "is required")
+    return v
+
+
+def _zones(entries: Any, prefix: str) -> tuple[ZoneConfig, ...]:
+    """[[events.zones]]: camera, name, points, optional labels; each (camera, name) once."""
+    if not isinstance(entries, list):
+        raise ConfigError(prefix, type(entries).__name__, "must be a list of tables ([[events.zones]])")
+    zones: list[ZoneConfig] = []
+    for i, entry in enumerate(entries):
+        key = f"{prefix}[{i}]"
+        zone = _table(entry, key, ("camera", "name", "points"), ("labels",))
+        if problem := CAMERA_ID(zone["camera"]):
+            raise ConfigError(f"{key}.camera", zone["camera"], problem)
+        if not isinstance(zone["name"], str) or not ZONE_NAME_RE.match(zone["name"]):
+            raise ConfigError(f"{key}.name", zone["name"], "must be letters, digits, '-' or '_', 1 to 32 characters")
+        labels = zone.get("labels", ["*"])
+        if problem := _labels(labels):
+            raise ConfigError(f"{key}.labels", labels, problem)
+        if any(z.camera == zone["camera"] and z.name == zone["name"] for z in zones):
+            raise ConfigError(f"{key}.name", zone["name"], f"zone of camera {zone['camera']!r} defined twice")
+        zones.append(ZoneConfig(zone["camera"], zone["name"], _points(zone["points"], f"{key}.points"),
+                                frozenset() if "*" in labels else frozenset(labels)))
+    return tuple(zones)
+
+
+def _parsed(default: Any, parse: Callable[[Any, str], Any]) -> Any:
+    """A field whose value is parsed (and validated) by `parse(value, dotted_key)`."""
+    return field(default=default, metadata={"parse": parse})
 
 
 @dataclass(frozen=True)
@@ -187,7 +224,7 @@ class EventsConfig:
     stationary_s: float = _opt(10.0, _number(float, 0.1, 86400))
     update_interval_s: float = _opt(60.0, _number(float, 1.0, 86400))
     cooldown_s: float = _opt(0.0, _number(float, 0.0, 86400))
-    zones: tuple[Any, ...] = _opt((), _zones)
+    zones: tuple[ZoneConfig, ...] = _parsed((), _zones)
 
 
 @dataclass(frozen=True)
@@ -304,6 +341,9 @@ def _section(cls: type, table: Any, prefix: str) -> Any:
     for key, value in table.items():
         if key not in fields:
             raise ConfigError(f"{prefix}.{key}", value, f"unknown key; allowed: {', '.join(fields)}")
+        if "parse" in fields[key].metadata:
+            values[key] = fields[key].metadata["parse"](value, f"{prefix}.{key}")
+            continue
         problem = fields[key].metadata["check"](value)
         if problem:
             raise ConfigError(f"{prefix}.{key}", value, problem)
@@ -337,7 +377,7 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
     built = {}
     for name, table in data.items():
         if name not in sections:
-            raise ConfigError(name, table, f"unknown table; allowed: {', '.join(sections)}")
+            raise ConfigError(name, "[" + name + "]", f"unknown table; allowed: {', '.join(sections)}")
         if name == "webhooks":
             built[name] = _webhooks(table)
             continue

@@ -76,3 +76,43 @@ def test_flag_values_are_validated_too():
     args = build_parser().parse_args(["--http-port", "99999"])
     with pytest.raises(ConfigError, match="http.port"):
         config_from_args(args)
+
+
+def test_zones_are_parsed_once_into_dataclasses(tmp_path):
+    """[[events.zones]] become ZoneConfig objects with float points and a label set ("*" or none: every label)."""
+    path = tmp_path / "c.toml"
+    path.write_text('[[events.zones]]\ncamera = "door"\nname = "porch"\npoints = [[0, 0.5], [1, 0.5], [1, 1]]\n'
+                    '[[events.zones]]\ncamera = "door"\nname = "path"\npoints = [[0, 0], [1, 0], [1, 1]]\n'
+                    'labels = ["person"]\n')
+    porch, path_zone = load(path).events.zones
+    assert (porch.camera, porch.name, porch.points, porch.labels) == ("door", "porch", ((0.0, 0.5), (1.0, 0.5), (1.0, 1.0)), frozenset())
+    assert path_zone.labels == frozenset({"person"})
+
+
+@pytest.mark.parametrize(
+    "zone, key, words",
+    [
+        ('camera = "door"\nname = "porch"\npoints = [[0, 0], [1, 0]]\n', "events.zones[0].points", "3 or more"),
+        ('camera = "door"\nname = "porch"\npoints = [[0, 0], [1, 0], [1, 2]]\n', "events.zones[0].points", "from 0 to 1"),
+        ('camera = "door"\nname = "porch"\npoints = [[0, 0], [1, 0], [1, 1]]\ncolour = "red"\n', "events.zones[0].colour", "unknown key"),
+        ('camera = "door"\npoints = [[0, 0], [1, 0], [1, 1]]\n', "events.zones[0].name", "is required"),
+        ('camera = "a door"\nname = "porch"\npoints = [[0, 0], [1, 0], [1, 1]]\n', "events.zones[0].camera", "letters"),
+        ('camera = "door"\nname = "porch"\npoints = [[0, 0], [1, 0], [1, 1]]\nlabels = []\n', "events.zones[0].labels", "non-empty"),
+    ],
+)
+def test_a_bad_zone_names_the_key_inside_its_table(tmp_path, zone, key, words):
+    """A bad zone entry is one ConfigError naming the key inside the zone table, e.g. events.zones[0].points."""
+    path = tmp_path / "c.toml"
+    path.write_text("[[events.zones]]\n" + zone)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == key and words in str(info.value)
+
+
+def test_a_misspelt_table_shows_its_name_not_its_content(tmp_path):
+    """An unknown table is reported by name; its keys (maybe secrets) are not printed."""
+    path = tmp_path / "c.toml"
+    path.write_text('[mqtt_broker]\npassword = "hunter2-secret"\n')
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == "mqtt_broker" and "hunter2" not in str(info.value)

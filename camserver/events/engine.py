@@ -22,7 +22,7 @@ from ..supervise import Spawn, cancel_and_wait
 from .feed import EventFeed
 from .rules import CameraRules, Change
 from .store import EventStore, StorageError
-from .zones import zones_from_config
+from .zones import by_camera
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class EventEngine:
         self.clock = clock
         self.store = EventStore(Path(storage.dir), storage.retain_days, storage.max_mb)
         self.feed = EventFeed()
-        self.zones = zones_from_config(self.config.zones)
+        self.zones = by_camera(self.config.zones)
         self.rules: dict[str, CameraRules] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
         self.pending = 0

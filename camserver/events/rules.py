@@ -15,10 +15,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..config import EventsConfig
+from ..config import EventsConfig, ZoneConfig
 from ..detect.base import Detection
 from .tracker import CameraTracker, Track
-from .zones import Zone, zones_of
+from .zones import zones_of
 
 SCORE_WINDOW = 5  # scores kept per object for the median
 MIN_HISTORY = 3  # fewer scores are padded with misses: one frame alone never makes an event
@@ -107,7 +107,7 @@ class CameraRules:
         self,
         camera: str,
         config: EventsConfig,
-        zones: list[Zone] | None = None,
+        zones: list[ZoneConfig] | None = None,
         tracker: Callable[[float], Any] = CameraTracker,
     ) -> None:
         self.camera = camera
