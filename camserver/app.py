@@ -21,7 +21,7 @@ from .detect.backends import detector_factory
 from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine, StorageError
-from .hub import CameraHub
+from .hub import Camera, CameraHub
 from .ingest import CameraIngest
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
@@ -65,22 +65,25 @@ class CamServer:
         self.pool = DetectorPool(detector_factory, d.workers)
         self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
         self.scheduler.on_detections = self._detections
-        self.hub.on_offline = self._camera_offline
+        self.hub.on_offline.append(self._camera_offline)
         self.webhooks = WebhookSender(config.webhooks)
         self.events.listeners.append(self.webhooks.on_change)
         self.mqtt = MqttPublisher(config.mqtt, config.events.labels)
         self.events.listeners.append(self.mqtt.on_change)
-        self.hub.on_online = lambda cam: self.mqtt.camera_online(cam.id, True)
-        self.hub.on_forget = self.mqtt.camera_forgotten
-        self.metrics = Metrics(MetricSources(self.hub, lambda: self.events.started, lambda: self.mqtt.dropped,
-                                             lambda: self.webhooks.failures))
-        self.scheduler.on_batch = self.metrics.observe_batch
+        self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
+        self.hub.on_forget.append(self.mqtt.camera_forgotten)
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
+        self.metrics = Metrics(MetricSources(self.hub, lambda camera_id: self.viewer_app.viewers_of(camera_id),
+                                             lambda: self.events.started, lambda: self.mqtt.dropped,
+                                             lambda: self.webhooks.failures))
+        self.scheduler.on_batch = self.metrics.observe_batch
         self.viewer_app = ViewerApp(
-            config.http, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest,
-            self.events if config.events.enabled else None, self.metrics.exposition,
+            config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
+            self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
         )
+        self.scheduler.watched = self.viewer_app.watched
+        self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
         self.http_port = 0
@@ -120,6 +123,11 @@ class CamServer:
             "cameras_connected": sum(1 for c in self.hub if c.connected),
         })
         return health
+
+    def camera_figures(self, cam: Camera) -> dict[str, Any]:
+        """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""
+        return {**cam.summary(), **self.scheduler.camera_figures(cam.id), "closes": self.ingest.closes_of(cam.id),
+                "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:

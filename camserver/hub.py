@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, deque
+from collections import deque
 from typing import Any, Callable, Iterator
 
 class Frame:
@@ -107,43 +107,31 @@ class RateMeter:
 
 
 class Camera:
-    """Everything the server knows about one camera id."""
+    """What every stage reads of one camera id: its connection, channels, slot and frame counters.
+
+    Each stage keeps its own per-camera state beside this (the scheduler its dispatch state, the
+    listener its close reasons, the viewer its viewer counts), keyed by camera id.
+    """
 
     def __init__(self, camera_id: str, declared: bool = False) -> None:
         self.id = camera_id
         self.declared = declared
         self.connection: Any = None  # the live WebSocket connection, if any
+        self.connected_at: float | None = None
         self.raw = FrameChannel()
         self.annotated = FrameChannel()
         self.slot = FrameSlot()
-        self.in_pipeline = 0  # frames of this camera taken from the slot and not yet published
-        self.awaiting_inference = False  # one of them is in a batch that has not reached the model yet
-        self.last_dispatch = 0  # scheduler tick of the last frame sent to the detector
         self.frames_received = 0
-        self.frames_processed = 0
-        self.frames_dropped = 0
-        self.frames_rejected = 0
-        self.detect_errors = 0
-        self.bad_in_row = 0  # rejected frames since the last good one, this connection
-        self.closes: Counter[str] = Counter()  # connections ended, by reason (keepalive, too_big, ...)
-        self.viewers = 0
-        self.annotated_viewers = 0  # of which watch the annotated stream (boxes are drawn only for them)
+        self.frames_processed = 0  # detected, or passed on without detection
+        self.frames_dropped = 0  # replaced in the slot by a newer frame before detection took them
+        self.frames_rejected = 0  # not a JPEG, too large, or did not decode
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
-        self.inference_ms: deque[float] = deque(maxlen=30)
-        self.detections: list[Any] = []  # Detection objects of the latest processed frame
-        self.detections_frame: Frame | None = None  # that frame, as the camera sent it
         self.hello: str | dict[str, Any] | None = None
         self.status: dict[str, Any] | None = None
         self.size: tuple[int, int] | None = None
         self.last_frame_at: float | None = None
-        self.connected_at: float | None = None
         self._next_seq = 0
-
-    @property
-    def in_detector(self) -> bool:
-        """Whether a frame of this camera is being decoded, inferred or drawn."""
-        return self.in_pipeline > 0
 
     @property
     def connected(self) -> bool:
@@ -155,10 +143,14 @@ class Camera:
         self._next_seq += 1
         return self._next_seq
 
+    def processed(self, now: float) -> None:
+        """Count one frame through the pipeline (detected or passed on)."""
+        self.frames_processed += 1
+        self.fps_out.mark(now)
+
     def summary(self) -> dict[str, Any]:
-        """The JSON object /api/cameras shows for this camera."""
+        """The hub's part of what /api/cameras shows for this camera."""
         now = time.monotonic()
-        ms = self.inference_ms
         return {
             "id": self.id,
             "connected": self.connected,
@@ -166,12 +158,8 @@ class Camera:
             "frames_processed": self.frames_processed,
             "frames_dropped": self.frames_dropped,
             "frames_rejected": self.frames_rejected,
-            "detect_errors": self.detect_errors,
-            "closes": dict(self.closes),
-            "viewers": self.viewers,
             "fps_in": round(self.fps_in.rate(now), 2),
             "fps_out": round(self.fps_out.rate(now), 2),
-            "inference_ms": round(sum(ms) / len(ms), 1) if ms else None,
             "last_frame_age_s": None if self.last_frame_at is None else round(now - self.last_frame_at, 3),
             "width": self.size[0] if self.size else None,
             "height": self.size[1] if self.size else None,
@@ -200,9 +188,10 @@ class CameraHub:
         self.registry = Signal()  # touched when a camera id appears, and at shutdown
         self.closed = False
         self.clock = clock  # wall-clock time of frames (tests inject one)
-        self.on_offline: Callable[[Camera], None] | None = None  # called when a camera goes away
-        self.on_online: Callable[[Camera], None] | None = None  # called when a camera connects
-        self.on_forget: Callable[[str], None] | None = None  # called when a camera id is forgotten
+        self.on_offline: list[Callable[[Camera], None]] = []  # called when a camera goes away
+        self.on_online: list[Callable[[Camera], None]] = []  # called when a camera connects
+        self.on_forget: list[Callable[[str], None]] = []  # called when a camera id is forgotten
+        self.in_use: Callable[[str], bool] = lambda camera_id: False  # someone watches it: keep it
 
     def get(self, camera_id: str) -> Camera | None:
         """The camera with this id, if the server knows it."""
@@ -222,7 +211,7 @@ class CameraHub:
     def _evictable(self) -> Camera | None:
         # An undeclared camera that is offline and watched by nobody can be forgotten.
         for cam in self.cameras.values():
-            if not cam.declared and not cam.connected and cam.viewers == 0:
+            if not cam.declared and not cam.connected and not self.in_use(cam.id):
                 return cam
         return None
 
@@ -242,17 +231,16 @@ class CameraHub:
                 if victim is None:
                     raise HubFull(camera_id)
                 del self.cameras[victim.id]
-                if self.on_forget is not None:
-                    self.on_forget(victim.id)
+                for forget in self.on_forget:
+                    forget(victim.id)
             cam = self.cameras[camera_id] = Camera(camera_id)
             self.registry.touch()
         replaced, cam.connection = cam.connection, connection
-        cam.bad_in_row = 0
         cam.connected_at = time.monotonic()
         cam.raw.touch()
         cam.annotated.touch()
-        if self.on_online is not None:
-            self.on_online(cam)
+        for online in self.on_online:
+            online(cam)
         return cam, replaced
 
     def detach(self, cam: Camera, connection: Any) -> None:
@@ -262,8 +250,8 @@ class CameraHub:
             cam.slot.take()
             cam.raw.touch()
             cam.annotated.touch()
-            if self.on_offline is not None:
-                self.on_offline(cam)
+            for offline in self.on_offline:
+                offline(cam)
 
     def receive(self, cam: Camera, jpeg: bytes, size: tuple[int, int]) -> Frame:
         """Accept a validated camera frame: publish it raw and leave it for the detector."""

@@ -246,6 +246,11 @@ async def mjpeg(session: aiohttp.ClientSession, url: str, **kwargs) -> AsyncIter
         yield MjpegReader(resp)
 
 
+def settled(server: CamServer) -> bool:
+    """Whether every camera's frames went through: none waiting in a slot, none in the detector."""
+    return all(not c.slot.full and not server.scheduler.busy(c.id) for c in server.hub)
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition") -> None:
     """Poll a cheap in-process predicate until true, failing after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -22,6 +22,7 @@ from conftest import (
     make_config,
     mjpeg,
     running_server,
+    settled,
     tagged_jpeg,
     wait_for,
 )
@@ -49,16 +50,12 @@ async def cameras(srv, n: int):
             await ws.close()
 
 
-def settled(hub) -> bool:
-    return all(not c.slot.full and not c.in_detector for c in hub)
-
-
 async def test_one_call_carries_several_cameras_never_two_frames_of_one():
     """4 cameras flooding a slow detector: calls hold several cameras' frames, never one camera twice, none twice in all."""
     detector = FakeDetector(delay_s=0.05, max_batch=8)
     async with running_server(detector) as srv, cameras(srv, 4) as conns:
         await flood(conns, seconds=2)
-        await wait_for(lambda: settled(srv.server.hub), what="pipeline empty")
+        await wait_for(lambda: settled(srv.server), what="pipeline empty")
         batches = detector.batches
         assert max(len(b) for b in batches) > 1, [len(b) for b in batches]
         for batch in batches:
@@ -87,7 +84,7 @@ async def test_no_camera_starves_when_more_wait_than_fit():
     detector = FakeDetector(delay_s=0.03, max_batch=2)
     async with running_server(detector) as srv, cameras(srv, 6) as conns:
         await flood(conns, seconds=3)
-        await wait_for(lambda: settled(srv.server.hub), what="pipeline empty")
+        await wait_for(lambda: settled(srv.server), what="pipeline empty")
         processed = [c.frames_processed for c in srv.server.hub]
         assert min(processed) >= 0.8 * max(processed), processed
         assert all(len(b) <= 2 for b in detector.batches)
@@ -119,8 +116,8 @@ async def test_boxes_drawn_only_while_someone_watches_the_annotated_stream(http)
                 await cam.send(tagged_jpeg(0, seq))
                 assert (await raw.next_live()).seq == seq
             camera = srv.server.hub.get("cam0")
-            await wait_for(lambda: camera.frames_received == 5 and settled(srv.server.hub), what="5 frames handled")
-        assert camera.frames_processed >= 1 and camera.detections_frame.seq == 5
+            await wait_for(lambda: camera.frames_received == 5 and settled(srv.server), what="5 frames handled")
+        assert camera.frames_processed >= 1 and srv.server.scheduler.latest("cam0")[0].seq == 5
         assert detector.draws == 0
         assert camera.annotated.frame is None
         async with mjpeg(http, f"{srv.http}/cameras/cam0/stream.mjpg") as viewer:
@@ -131,9 +128,9 @@ async def test_boxes_drawn_only_while_someone_watches_the_annotated_stream(http)
                 part = await viewer.next_live()
                 assert part.seq == seq and is_green(decode(part.jpeg))
         assert detector.draws == 4
-        await wait_for(lambda: camera.annotated_viewers == 0, what="the server saw the viewer leave")
+        await wait_for(lambda: not srv.server.viewer_app.watched("cam0"), what="the server saw the viewer leave")
         await cam.send(tagged_jpeg(0, 9))
-        await wait_for(lambda: camera.detections_frame.seq == 9 and settled(srv.server.hub), what="frame 9 processed")
+        await wait_for(lambda: srv.server.scheduler.latest("cam0")[0].seq == 9 and settled(srv.server), what="frame 9 processed")
         assert detector.draws == 4  # the viewer left: drawing stopped
 
 
@@ -210,7 +207,7 @@ async def test_openvino_end_to_end_export_cache_hit_frame_processed(tmp_path, ca
                 cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/ov")
                 await cam.send(tagged_jpeg(0, 1, 640, 480))
                 await wait_for(lambda: (c := server.hub.get("ov")) is not None and c.frames_processed == 1, timeout=30)
-                assert server.hub.get("ov").detect_errors == 0
+                assert server.scheduler.camera_figures("ov")["detect_errors"] == 0
                 await cam.close()
             messages = [r.getMessage() for r in caplog.records]
             if start == "export":

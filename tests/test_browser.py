@@ -86,7 +86,7 @@ async def test_page_shows_live_stream_and_figures(tmp_path):
                 assert cards[0]["state"] == "online"
                 shot = await devtools.call("Page.captureScreenshot", format="png")
                 (tmp_path / "page.png").write_bytes(base64.b64decode(shot["data"]))
-                assert srv.server.hub.get("porch").viewers == 1
+                assert srv.server.viewer_app.viewers_of("porch") == 1
             finally:
                 await devtools.ws.close()
                 proc.terminate()

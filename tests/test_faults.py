@@ -35,6 +35,7 @@ from conftest import (
     make_jpeg,
     mjpeg,
     running_server,
+    settled,
     wait_for,
 )
 
@@ -87,7 +88,7 @@ async def test_oversized_frame_1009_other_cameras_keep_their_fps(http):
         assert codes == [1009] * 5
         assert received >= 0.9 * sent, (received, sent)
         assert srv.server.hub.get("big").frames_rejected == 5
-        assert srv.server.hub.get("big").closes == {"too_big": 5}
+        assert srv.server.ingest.closes_of("big") == {"too_big": 5}
         await other.close()
 
 
@@ -314,7 +315,7 @@ async def test_camera_ten_times_faster_than_detector(http):
                 part = await viewer.next_live()
                 latencies.append(time.monotonic() - feed.sent_at[part.seq])
                 rss.append(rss_mb())
-        await wait_for(lambda: not camera.in_detector)
+        await wait_for(lambda: not srv.server.scheduler.busy("fast"))
         assert camera.frames_dropped > 0.7 * camera.frames_received
         assert camera.frames_processed + camera.frames_dropped + camera.slot.full == camera.frames_received
         assert max(latencies[5:]) < 1.0, max(latencies)
@@ -336,7 +337,7 @@ async def test_stuck_viewer_dropped_ten_viewers_keep_their_fps(http):
             async with contextlib.AsyncExitStack() as stack:
                 viewers = [await stack.enter_async_context(mjpeg(http, f"{srv.http}/cameras/cam/stream.mjpg"))
                            for _ in range(10)]
-                await wait_for(lambda: camera.viewers == 11)
+                await wait_for(lambda: srv.server.viewer_app.viewers_of("cam") == 11)
                 # big incompressible frames fill the stuck viewer's socket buffers within a few seconds
                 feed = await stack.enter_async_context(feeding(cam, fps=10, width=640, height=480, noise=True))
                 for v in viewers:
@@ -345,7 +346,7 @@ async def test_stuck_viewer_dropped_ten_viewers_keep_their_fps(http):
                 started = time.monotonic()
                 counts = await asyncio.gather(*(count_parts(v, 3.0) for v in viewers))
                 sent = feed.sent - sent_before
-                await wait_for(lambda: camera.viewers == 10, timeout=5, what="stuck viewer dropped")
+                await wait_for(lambda: srv.server.viewer_app.viewers_of("cam") == 10, timeout=5, what="stuck viewer dropped")
                 assert time.monotonic() - started < 1.0 + 5
             assert min(counts) >= 0.9 * sent, (counts, sent)
         finally:
@@ -378,7 +379,7 @@ async def test_500_viewers_reset_after_one_part_leave_nothing_behind(srv, caplog
     with caplog.at_level(logging.ERROR):
         for _ in range(10):
             await asyncio.wait_for(asyncio.gather(*(rude_viewer() for _ in range(50))), 30)
-        await wait_for(lambda: camera.viewers == 0 and srv.server.viewer_app.viewers_total == 0, timeout=15)
+        await wait_for(lambda: srv.server.viewer_app.viewers_of("busy") == 0 and srv.server.viewer_app.viewers_total == 0, timeout=15)
         await wait_for(lambda: len(asyncio.all_tasks()) <= tasks_before, timeout=15, what="tasks back to baseline")
         await wait_for(lambda: open_fds() <= fds_before, timeout=15, what="fds back to baseline")
     loop.set_exception_handler(None)
@@ -455,7 +456,7 @@ async def test_300_camera_cycles_some_cut_mid_frame_leave_nothing_behind(srv):
             await ws.close()
     hub = srv.server.hub
     await wait_for(lambda: all(not c.connected for c in hub), timeout=15, what="every camera offline")
-    await wait_for(lambda: all(not c.in_detector and not c.slot.full for c in hub), timeout=15)
+    await wait_for(lambda: settled(srv.server), timeout=15)
     assert len(hub.cameras) == 10
     assert sum(c.frames_received for c in hub) == 300
     await wait_for(lambda: len(asyncio.all_tasks()) <= tasks_before, timeout=15, what="tasks back to baseline")
@@ -490,7 +491,7 @@ async def test_detector_raising_frames_pass_unannotated_then_recover(http):
                 part = await viewer.next_live(timeout=1.0)
                 greens.append(is_green(decode(part.jpeg)))
         assert greens == [False, False, False, True, True]
-        assert srv.server.hub.get("flaky").detect_errors == 3
+        assert srv.server.scheduler.camera_figures("flaky")["detect_errors"] == 3
         await cam.close()
 
 

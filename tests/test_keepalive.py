@@ -94,14 +94,14 @@ async def test_camera_answering_like_the_esp32_library_stays_connected():
         assert camera is not None and camera.connected
         await wait_for(lambda: len(client.pings) >= 500 or client.closed.is_set(), timeout=60, what="500 pings")
         assert not client.closed.is_set(), f"dropped after {len(client.pings)} pings (close {client.close_code})"
-        assert camera.connected and not camera.closes
+        assert camera.connected and not srv.server.ingest.closes_of("esp32")
         assert all(p and b"\0" not in p for p in client.pings)
         assert len(set(client.pings)) == len(client.pings)  # unique: each pong matches its own ping
         client.send(Opcode.CLOSE, Close(1000, "bye").serialize())
         await asyncio.wait_for(client.closed.wait(), WAIT_S)
         await task
         await wait_for(lambda: not camera.connected, what="camera offline")
-        assert camera.closes == {"camera": 1}
+        assert srv.server.ingest.closes_of("esp32") == {"camera": 1}
 
 
 async def test_unanswered_pings_close_1011_the_camera_reads_the_code():
@@ -113,7 +113,7 @@ async def test_unanswered_pings_close_1011_the_camera_reads_the_code():
         assert client.close_code == 1011  # the close frame reached the client before the TCP close
         camera = srv.server.hub.get("deaf")
         await wait_for(lambda: not camera.connected, what="camera offline")
-        assert camera.closes == {"keepalive": 1}
+        assert srv.server.ingest.closes_of("deaf") == {"keepalive": 1}
 
 
 async def test_close_reasons_are_counted_per_camera(http):
@@ -132,7 +132,7 @@ async def test_close_reasons_are_counted_per_camera(http):
         await asyncio.wait_for(first.wait_closed(), WAIT_S)
         await second.close()
         camera = srv.server.hub.get("c")
-        await wait_for(lambda: sum(camera.closes.values()) == 4, what="four closes counted")
+        await wait_for(lambda: sum(srv.server.ingest.closes_of("c").values()) == 4, what="four closes counted")
         async with http.get(f"{srv.http}/api/cameras") as resp:
             (summary,) = await resp.json()
         assert summary["closes"] == {"too_big": 1, "bad_frames": 1, "replaced": 1, "camera": 1}

@@ -16,6 +16,7 @@ from conftest import (
     make_jpeg,
     mjpeg,
     running_server,
+    settled,
     wait_for,
 )
 
@@ -56,7 +57,7 @@ async def test_many_viewers_one_inference_per_frame(srv, http):
     url = f"{srv.http}/cameras/c1/stream.mjpg"
     async with contextlib.AsyncExitStack() as stack:
         readers = [await stack.enter_async_context(mjpeg(http, url)) for _ in range(8)]
-        await wait_for(lambda: srv.server.hub.get("c1").viewers == 8, what="8 viewers")
+        await wait_for(lambda: srv.server.viewer_app.viewers_of("c1") == 8, what="8 viewers")
         for seq in range(1, 11):
             await cam.send(make_jpeg(seq))
             parts = await asyncio.gather(*(r.next_live() for r in readers))
@@ -93,12 +94,12 @@ async def test_latest_frame_wins_and_drops_are_counted(http):
         for seq in range(1, 31):
             await cam.send(make_jpeg(seq))
         camera = srv.server.hub.get("fast")
-        await wait_for(lambda: camera.frames_received == 30 and not camera.slot.full and not camera.in_detector)
+        await wait_for(lambda: camera.frames_received == 30 and settled(srv.server))
         assert camera.frames_dropped > 0
         assert camera.frames_processed + camera.frames_dropped == 30
         assert detector.calls == camera.frames_processed
         # the last frame sent is always the one that ends up processed
-        assert camera.detections_frame.seq == 30
+        assert srv.server.scheduler.latest("fast")[0].seq == 30
         await cam.close()
 
 
@@ -117,7 +118,7 @@ async def test_cameras_share_the_detector_fairly(http):
 
         await asyncio.gather(flood(a), flood(b))
         hub = srv.server.hub
-        await wait_for(lambda: all(not c.slot.full and not c.in_detector for c in hub))
+        await wait_for(lambda: settled(srv.server))
         pa, pb = hub.get("a").frames_processed, hub.get("b").frames_processed
         assert min(pa, pb) >= 0.7 * max(pa, pb), (pa, pb)
         await a.close()
@@ -186,7 +187,7 @@ async def test_undecodable_jpeg_is_rejected_by_the_worker(srv):
     await cam.send(good)
     camera = srv.server.hub.get("g")
     await wait_for(lambda: camera.frames_processed == 1 and camera.frames_rejected + camera.frames_dropped >= 1)
-    assert camera.detections_frame.jpeg == good
+    assert srv.server.scheduler.latest("g")[0].jpeg == good
     await cam.close()
 
 
@@ -222,6 +223,6 @@ async def test_two_workers_run_two_cameras_at_once():
         hub = srv.server.hub
         await wait_for(lambda: all((c := hub.get(i)) is not None and c.frames_processed == 1 for i in "ab"))
         assert len(threads_seen) == 2
-        assert all(c.detect_errors == 0 for c in hub)
+        assert all(srv.server.scheduler.camera_figures(c.id)["detect_errors"] == 0 for c in hub)
         await a.close()
         await b.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from concurrent.futures import Future
 from typing import Any, Awaitable, Callable, TypeVar
@@ -32,6 +33,22 @@ POST_BATCHES = 4  # batches between inference and published at once; more make i
 T = TypeVar("T")
 
 
+class DispatchState:
+    """The scheduler's own state of one camera: what is in flight, and its latest detections."""
+
+    __slots__ = ("in_pipeline", "awaiting_inference", "last_dispatch", "inference_ms", "detections",
+                 "detections_frame", "detect_errors")
+
+    def __init__(self) -> None:
+        self.in_pipeline = 0  # frames taken from the slot and not yet published
+        self.awaiting_inference = False  # one of them is in a batch that has not reached the model yet
+        self.last_dispatch = 0  # scheduler tick of the last frame sent to the detector
+        self.inference_ms: deque[float] = deque(maxlen=30)
+        self.detections: list[Detection] = []  # of the latest inferred frame
+        self.detections_frame: Frame | None = None  # that frame, as the camera sent it
+        self.detect_errors = 0  # frames published unannotated because the detector failed or stalled
+
+
 class DetectionScheduler:
     """Feeds batches of frames to the detector pool and publishes the results.
 
@@ -42,6 +59,10 @@ class DetectionScheduler:
     def __init__(self, hub: CameraHub, pool: DetectorPool, stall_timeout_s: float, jpeg_quality: int = 80) -> None:
         self.hub = hub
         self.pool = pool
+        # per Camera object, so a forgotten camera's state goes with it
+        self.cameras: weakref.WeakKeyDictionary[Camera, DispatchState] = weakref.WeakKeyDictionary()
+        # whether someone watches the camera's annotated stream (boxes are drawn only then)
+        self.watched: Callable[[str], bool] = lambda camera_id: False
         self.stall_timeout_s = stall_timeout_s
         self.jpeg_quality = jpeg_quality
         self.batch_sizes: deque[int] = deque(maxlen=200)
@@ -55,6 +76,34 @@ class DetectionScheduler:
         # every inferred frame's detections, watched or not (the events stage)
         self.on_detections: Callable[[Camera, Frame, tuple[int, int], list[Detection]], None] | None = None
         self.on_batch: Callable[[int, float], None] | None = None  # frames, seconds: per inference call
+
+    def of(self, cam: Camera) -> DispatchState:
+        """The scheduler's state of `cam`."""
+        state = self.cameras.get(cam)
+        if state is None:
+            state = self.cameras[cam] = DispatchState()
+        return state
+
+    def _state(self, camera_id: str) -> DispatchState | None:
+        cam = self.hub.get(camera_id)
+        return None if cam is None else self.cameras.get(cam)
+
+    def busy(self, camera_id: str) -> bool:
+        """Whether a frame of this camera is being decoded, inferred or drawn."""
+        state = self._state(camera_id)
+        return state is not None and state.in_pipeline > 0
+
+    def latest(self, camera_id: str) -> tuple[Frame | None, list[Detection]]:
+        """The camera's latest inferred frame and its detections."""
+        state = self._state(camera_id)
+        return (state.detections_frame, state.detections) if state else (None, [])
+
+    def camera_figures(self, camera_id: str) -> dict[str, Any]:
+        """The scheduler's part of what /api/cameras shows for a camera."""
+        state = self._state(camera_id)
+        ms = state.inference_ms if state else ()
+        return {"detect_errors": state.detect_errors if state else 0,
+                "inference_ms": round(sum(ms) / len(ms), 1) if ms else None}
 
     @property
     def state(self) -> str:
@@ -90,7 +139,8 @@ class DetectionScheduler:
         # time they are inferred; until then they wait in their slots, where newer ones replace them.
         if self._preparing:
             return
-        ready = sorted((c for c in self.hub if c.slot.full and not c.awaiting_inference), key=lambda c: c.last_dispatch)
+        ready = sorted((c for c in self.hub if c.slot.full and not self.of(c).awaiting_inference),
+                       key=lambda c: self.of(c).last_dispatch)
         if not ready:
             return
         if self.pool.free_worker() is None and not self.pool.passthrough:
@@ -106,9 +156,10 @@ class DetectionScheduler:
         frame = cam.slot.take()
         assert frame is not None
         self._tick += 1
-        cam.last_dispatch = self._tick
-        cam.in_pipeline += 1
-        cam.awaiting_inference = True
+        state = self.of(cam)
+        state.last_dispatch = self._tick
+        state.in_pipeline += 1
+        state.awaiting_inference = True
         return cam, frame
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -138,7 +189,7 @@ class DetectionScheduler:
         finally:
             self._preparing -= 1
             for cam, _ in batch:
-                cam.awaiting_inference = False
+                self.of(cam).awaiting_inference = False
             self.hub.frame_waiting.set()
         if not decoded:
             return
@@ -205,14 +256,14 @@ class DetectionScheduler:
     async def _finish(self, cam: Camera, frame: Frame, image: np.ndarray, detections: list[Detection], ms: float) -> None:
         """Record one inferred frame; draw and encode it only if someone watches its annotated stream."""
         try:
-            cam.inference_ms.append(ms)
-            cam.detections = detections
-            cam.detections_frame = frame
-            cam.frames_processed += 1
-            cam.fps_out.mark(time.monotonic())
+            state = self.of(cam)
+            state.inference_ms.append(ms)
+            state.detections = detections
+            state.detections_frame = frame
+            cam.processed(time.monotonic())
             if self.on_detections is not None:
                 self.on_detections(cam, frame, (image.shape[1], image.shape[0]), detections)
-            if cam.annotated_viewers > 0:
+            if self.watched(cam.id):
                 drawer = self.pool.drawer
                 assert drawer is not None
                 jpeg = await self._in_pool(render_frame, drawer, image, detections, self.jpeg_quality)
@@ -223,21 +274,20 @@ class DetectionScheduler:
 
     async def annotated_latest(self, cam: Camera) -> Frame | None:
         """The annotated frame for the camera's latest processed frame, drawn now if nobody watched it."""
-        current, source = cam.annotated.frame, cam.detections_frame
+        current, (source, detections) = cam.annotated.frame, self.latest(cam.id)
         if source is None or (current is not None and current.seq >= source.seq) or self.pool.drawer is None:
             return current
-        detections = cam.detections
         jpeg = await self._in_pool(render_jpeg, self.pool.drawer, source.jpeg, detections, self.jpeg_quality)
         if jpeg is not None:
             self._publish_annotated(cam, Frame(source.seq, jpeg, source.received_at, source.wall_time))
         return cam.annotated.frame
 
     def _done(self, cam: Camera) -> None:
-        cam.in_pipeline -= 1
+        self.of(cam).in_pipeline -= 1
         self.hub.frame_waiting.set()
 
     async def _pass_marked(self, cam: Camera, frame: Frame) -> None:
-        cam.awaiting_inference = False
+        self.of(cam).awaiting_inference = False
         try:
             jpeg = await self._in_pool(mark_frame, frame.jpeg, STALLED_TEXT, self.jpeg_quality)
         finally:
@@ -251,10 +301,9 @@ class DetectionScheduler:
             self._bad_frames.warning(cam.id, "camera %s: frame rejected: %s", cam.id, result.error)
             return
         if result.error:
-            cam.detect_errors += 1
+            self.of(cam).detect_errors += 1
             self._failures.warning(cam.id, "camera %s: frame published unannotated: %s", cam.id, result.error)
-        cam.frames_processed += 1
-        cam.fps_out.mark(time.monotonic())
+        cam.processed(time.monotonic())
         self._publish_annotated(cam, Frame(frame.seq, result.jpeg, frame.received_at, frame.wall_time))
 
     @staticmethod

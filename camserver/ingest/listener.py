@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import weakref
+from collections import Counter
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +44,8 @@ class CameraIngest:
         self._bad_frames = ThrottledLog(log)
         self._refusals = ThrottledLog(log)
         self._closing: weakref.WeakKeyDictionary[ServerConnection, str] = weakref.WeakKeyDictionary()
+        # connections ended, by reason (keepalive, too_big, ...), per camera while its id is known
+        self.closes: weakref.WeakKeyDictionary[Camera, Counter[str]] = weakref.WeakKeyDictionary()
         self.auth_failures = 0
 
     async def start(self) -> int:
@@ -70,6 +73,11 @@ class CameraIngest:
             self.server.close(close_connections=True)
             await self.server.wait_closed()
         await cancel_and_wait(*self._tasks)
+
+    def closes_of(self, camera_id: str) -> dict[str, int]:
+        """How the camera's connections ended, by reason."""
+        cam = self.hub.get(camera_id)
+        return dict(self.closes.get(cam, ())) if cam is not None else {}
 
     async def send_control(self, cam: Camera, message: dict[str, Any]) -> bool:
         """Send a control message to the camera's open connection; False if it is not connected."""
@@ -128,12 +136,13 @@ class CameraIngest:
             self._spawn(replaced.close(CloseCode.POLICY_VIOLATION, "replaced by a newer connection for this camera id"))
         log.info("camera %s connected from %s", camera_id, _peer(ws))
         keepalive = asyncio.create_task(self._keep_alive(cam, ws), name=f"keepalive-{camera_id}")
-        texts = 0
+        texts = bad_in_row = 0  # rejected frames since the last good one, on this connection
         try:
             async for message in ws:
                 if isinstance(message, bytes):
-                    if not self._on_frame(cam, message):
-                        log.warning("camera %s: %d bad frames in a row; closing with 1008", camera_id, cam.bad_in_row)
+                    bad_in_row = 0 if self._on_frame(cam, message) else bad_in_row + 1
+                    if bad_in_row >= self.config.max_bad_frames:
+                        log.warning("camera %s: %d bad frames in a row; closing with 1008", camera_id, bad_in_row)
                         self._closing[ws] = "bad_frames"
                         await ws.close(CloseCode.POLICY_VIOLATION, "too many bad frames")
                         break
@@ -171,7 +180,7 @@ class CameraIngest:
         """Log the close code sent and received, and count the close under its reason."""
         sent, rcvd = ws.protocol.close_sent, ws.protocol.close_rcvd
         reason = self._closing.pop(ws, None) or close_reason(ws.protocol)
-        cam.closes[reason] += 1
+        self.closes.setdefault(cam, Counter())[reason] += 1
         log.info(
             "camera %s disconnected (%s): sent %s, received %s",
             cam.id,
@@ -181,16 +190,14 @@ class CameraIngest:
         )
 
     def _on_frame(self, cam: Camera, data: bytes) -> bool:
-        """Validate and hand over one frame; False once the camera sent too many bad ones in a row."""
+        """Validate and hand over one frame; False when it was rejected."""
         cam.frames_received += 1
         try:
             info = inspect_jpeg(data, self.config.max_width, self.config.max_height)
         except BadFrame as exc:
             cam.frames_rejected += 1
-            cam.bad_in_row += 1
             self._bad_frames.warning(cam.id, "camera %s: frame rejected (%d bytes): %s", cam.id, len(data), exc)
-            return cam.bad_in_row < self.config.max_bad_frames
-        cam.bad_in_row = 0
+            return False
         self.hub.receive(cam, data, (info.width, info.height))
         return True
 

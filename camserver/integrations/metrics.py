@@ -27,6 +27,7 @@ class MetricSources:
     """Where the figures come from, read at scrape time: the stages keep them anyway."""
 
     hub: CameraHub
+    viewers: Callable[[str], int]  # open streams of a camera
     events_started: Callable[[], Mapping[tuple[str, str], int]]  # events per (camera, label)
     mqtt_dropped: Callable[[], int]
     webhook_failures: Callable[[], int]
@@ -51,7 +52,7 @@ class CamserverCollector:
         viewers = GaugeMetricFamily("camserver_viewers", "Open MJPEG streams of the camera", labels=["camera"])
         for cam in cams:
             connected.add_metric([cam.id], 1 if cam.connected else 0)
-            viewers.add_metric([cam.id], cam.viewers)
+            viewers.add_metric([cam.id], self.sources.viewers(cam.id))
         yield connected
         yield viewers
         src = self.sources

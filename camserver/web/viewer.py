@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from importlib import resources
 from typing import Any, Awaitable, Callable
 
@@ -99,6 +100,8 @@ class ViewerApp:
         hub: CameraHub,
         health: Callable[[], dict[str, Any]],
         send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
+        camera_figures: Callable[[Camera], dict[str, Any]],
+        latest_detections: Callable[[str], tuple[Frame | None, list[Any]]],
         annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
         events: EventEngine | None = None,
         exposition: Callable[[], tuple[bytes, str]] | None = None,
@@ -107,6 +110,8 @@ class ViewerApp:
         self.hub = hub
         self.health = health
         self.send_control = send_control
+        self.camera_figures = camera_figures  # the other stages' figures for /api/cameras
+        self.latest_detections = latest_detections
         self.annotated_latest = annotated_latest  # draws the latest frame's boxes if nobody watched it
         self.events = events
         self.exposition = exposition  # /metrics: the body and its content type
@@ -115,7 +120,24 @@ class ViewerApp:
         self._placeholders: dict[tuple[str, str], Frame] = {}
         self.viewers_total = 0
         self.viewers_refused = 0
+        # open streams per Camera object: [all, annotated] (boxes are drawn only for annotated ones)
+        self._viewers: weakref.WeakKeyDictionary[Camera, list[int]] = weakref.WeakKeyDictionary()
         self._refusals = ThrottledLog(log)
+
+    def viewers_of(self, camera_id: str) -> int:
+        """Open streams of the camera."""
+        cam = self.hub.get(camera_id)
+        return self._viewers.get(cam, (0, 0))[0] if cam is not None else 0
+
+    def watched(self, camera_id: str) -> bool:
+        """Whether someone watches the camera's annotated stream."""
+        cam = self.hub.get(camera_id)
+        return cam is not None and self._viewers.get(cam, (0, 0))[1] > 0
+
+    def _count_viewer(self, cam: Camera, raw: bool, step: int) -> None:
+        counts = self._viewers.setdefault(cam, [0, 0])
+        counts[0] += step
+        counts[1] += 0 if raw else step
 
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
@@ -163,9 +185,7 @@ class ViewerApp:
 
     async def api_cameras(self, request: web.Request) -> web.Response:
         """Every known camera with its counters and figures."""
-        health = self.health()
-        extra = {"detector": health["detector"], "detection": health["detection"]}
-        return web.json_response([{**cam.summary(), **extra} for cam in self.hub])
+        return web.json_response([{**self.camera_figures(cam), "viewers": self.viewers_of(cam.id)} for cam in self.hub])
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """Prometheus text exposition (the viewer token applies: scrape configs can send a bearer token)."""
@@ -177,13 +197,13 @@ class ViewerApp:
     async def api_detections(self, request: web.Request) -> web.Response:
         """The latest detections of one camera."""
         cam = self._camera(request)
-        frame = cam.detections_frame
+        frame, detections = self.latest_detections(cam.id)
         return web.json_response(
             {
                 "camera": cam.id,
                 "frame_seq": frame.seq if frame else None,
                 "frame_time": frame.wall_time if frame else None,
-                "detections": [d.to_json() for d in cam.detections],
+                "detections": [d.to_json() for d in detections],
             }
         )
 
@@ -255,7 +275,7 @@ class ViewerApp:
 
     def _check_viewer_room(self, request: web.Request, cam: Camera | None) -> None:
         http = self.config
-        if self.viewers_total >= http.max_viewers or (cam is not None and cam.viewers >= http.max_viewers_per_camera):
+        if self.viewers_total >= http.max_viewers or (cam is not None and self.viewers_of(cam.id) >= http.max_viewers_per_camera):
             self.viewers_refused += 1
             self._refusals.warning("viewers", "viewer %s refused: viewer limit reached", request.remote)
             raise web.HTTPServiceUnavailable(
@@ -292,8 +312,7 @@ class ViewerApp:
                 if cam is None:
                     cam = resolve()
                     if cam is not None:
-                        cam.viewers += 1
-                        cam.annotated_viewers += not raw
+                        self._count_viewer(cam, raw, 1)
                 channel = await self._channel(cam, raw)
                 waiter = channel if channel is not None else self.hub.registry
                 version = waiter.version
@@ -310,6 +329,5 @@ class ViewerApp:
             return resp
         finally:
             if cam is not None:
-                cam.viewers -= 1
-                cam.annotated_viewers -= not raw
+                self._count_viewer(cam, raw, -1)
         return resp
