@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from camserver.detect import ModelLoadError, UltralyticsDetector, annotate_frame
+from camserver.detect import ModelLoadError, UltralyticsDetector
+from camserver.detect.frames import decode_frame, render_frame
 from conftest import decode, make_jpeg
 
 
@@ -21,11 +22,16 @@ def yolo():
 
 
 def test_real_model_annotates_a_frame(yolo):
-    """annotate_frame with YOLO returns a decodable JPEG of the original size and Detection objects."""
-    result = annotate_frame(yolo, make_jpeg(1, 640, 480), 80)
-    assert result.error is None and result.inference_ms > 0
-    assert decode(result.jpeg).shape == (480, 640, 3)
-    assert all(0 <= d.confidence <= 1 for d in result.detections)
+    """The scheduler's steps with YOLO: decode, detect, render give a JPEG of the original size with the boxes drawn."""
+    image = decode_frame(make_jpeg(1, 640, 480))
+    yolo.predict_args["conf"] = 0.0001  # random weights: only a near-zero threshold is sure to give boxes
+    try:
+        (detections,) = yolo.detect([image])
+    finally:
+        yolo.predict_args["conf"] = 0.25
+    assert detections and all(0 <= d.confidence <= 1 for d in detections)
+    annotated = decode(render_frame(yolo, image, detections, 80))
+    assert annotated.shape == (480, 640, 3) and not np.array_equal(annotated, decode(make_jpeg(1, 640, 480)))
 
 
 def test_real_model_boxes_are_in_frame_pixels(yolo):

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from camserver.detect import annotate_frame
+from camserver.detect.frames import decode_frame, mark_frame, render_frame
 from camserver.ingest.jpeg import BadFrame, inspect_jpeg
-from conftest import FakeDetector, make_jpeg
+from conftest import FakeDetector, decode, is_green, make_jpeg
 
 
 def test_reads_size_from_header():
@@ -42,24 +42,21 @@ def test_rejects_before_decoding(data, words):
         inspect_jpeg(data, 2592, 1944)
 
 
-def test_annotate_frame_is_a_plain_function():
-    """annotate_frame decodes, runs the detector once, and returns a new JPEG."""
+def test_render_frame_draws_on_a_copy_and_encodes_a_new_jpeg():
+    """render_frame (what the scheduler calls for a watched camera) draws the boxes on a copy and encodes it."""
     det = FakeDetector()
-    result = annotate_frame(det, make_jpeg(1), 80)
-    assert det.calls == 1 and result.error is None and result.jpeg is not None
-    assert result.jpeg != make_jpeg(1)
-    assert [d.class_name for d in result.detections] == ["fake"]
+    image = decode_frame(make_jpeg(1))
+    (detections,) = det.detect([image])
+    untouched = image.copy()
+    jpeg = render_frame(det, image, detections, 80)
+    assert det.draws == 1 and is_green(decode(jpeg)) and not is_green(image)
+    assert np.array_equal(image, untouched), "the decoded frame is shared with the events stage: never drawn on"
 
 
-def test_annotate_frame_passthrough_and_failures():
-    """No detector: bytes untouched; a failing detector: frame unannotated with the reason."""
-    frame = make_jpeg(2)
-    assert annotate_frame(None, frame).jpeg == frame
-
-    class Broken:
-        def detect(self, images):
-            raise RuntimeError("boom")
-
-    result = annotate_frame(Broken(), frame)
-    assert result.jpeg == frame and "boom" in result.error
-    assert annotate_frame(None, b"\xff\xd8\xff" + b"\x00" * 50 + b"\xff\xd9").jpeg is None
+def test_decode_and_mark_frame():
+    """decode_frame gives the frame or None for data that does not decode; mark_frame writes a red banner."""
+    assert decode_frame(make_jpeg(2, 320, 240)).shape == (240, 320, 3)
+    assert decode_frame(b"\xff\xd8\xff" + b"\x00" * 50 + b"\xff\xd9") is None
+    banner = decode(mark_frame(make_jpeg(2), "detector stalled"))[5, 5]
+    assert banner[2] > 120 and banner[0] < 60  # BGR: red
+    assert mark_frame(b"\xff\xd8\xff" + b"\x00" * 50 + b"\xff\xd9", "x") is None

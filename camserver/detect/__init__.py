@@ -2,7 +2,7 @@
 inference, the worker pool and the batching scheduler."""
 
 from .base import BackendInfo, Detection, Detector, ModelLoadError
-from .frames import FrameResult, annotate_frame, decode_frame, mark_frame, render_frame
+from .frames import FrameResult, decode_frame, mark_frame, render_frame
 from .backends.ultralytics import UltralyticsDetector
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "FrameResult",
     "ModelLoadError",
     "UltralyticsDetector",
-    "annotate_frame",
     "decode_frame",
     "mark_frame",
     "render_frame",

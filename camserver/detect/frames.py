@@ -3,16 +3,12 @@ that run in a thread pool (OpenCV releases the GIL) and that tests call directly
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from .base import Detection, Detector, first_line
-
-log = logging.getLogger(__name__)
+from .base import Detection, Detector
 
 # BGR colours by class id, as ultralytics' default palette starts
 PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
@@ -70,32 +66,6 @@ class FrameResult:
     detections: list[Detection] = field(default_factory=list)
     inference_ms: float | None = None
     error: str | None = None  # why the frame is unannotated or unpublished
-
-
-def annotate_frame(detector: Detector | None, jpeg: bytes, jpeg_quality: int = 80) -> FrameResult:
-    """Decode, detect, draw and encode one frame: the whole per-frame work in one plain call.
-
-    Args:
-        detector: the model, or None for pass-through (frames published untouched).
-        jpeg: the camera's JPEG bytes.
-        jpeg_quality: quality of the re-encoded annotated frame.
-    """
-    image = decode_frame(jpeg)
-    if image is None:
-        return FrameResult(None, error="JPEG did not decode")
-    if detector is None:
-        return FrameResult(jpeg)
-    start = time.perf_counter()
-    try:
-        (detections,) = detector.detect([image])
-    except Exception as exc:
-        log.debug("detector failed on a frame", exc_info=True)
-        return FrameResult(jpeg, error=f"detector failed: {first_line(exc)}")
-    inference_ms = (time.perf_counter() - start) * 1000
-    annotated = render_frame(detector, image, detections, jpeg_quality)
-    if annotated is None:
-        return FrameResult(jpeg, detections, inference_ms, error="annotated frame did not encode")
-    return FrameResult(annotated, detections, inference_ms)
 
 
 def mark_frame(jpeg: bytes, text: str, jpeg_quality: int = 80) -> bytes | None:

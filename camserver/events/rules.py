@@ -159,11 +159,6 @@ class CameraRules:
         self.objects.clear()
         return changes
 
-    @property
-    def open_events(self) -> list[Event]:
-        """Events in progress."""
-        return [obj.event for obj in self.objects.values() if obj.event is not None]
-
     def _new(self, obj: _Object, track: Track, now: float, jpeg: bytes, size: tuple[int, int]) -> Change | None:
         history = [0.0] * (MIN_HISTORY - len(obj.scores)) + list(obj.scores)
         if statistics.median(history) < self.config.threshold:
