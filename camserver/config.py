@@ -131,7 +131,7 @@ class DetectConfig:
     imgsz: int = _opt(640, _number(int, 32, 4096))
     workers: int = _opt(1, _number(int, 1, 16))
     backend: str = _opt("auto", _text(choices=BACKENDS))
-    max_batch: int = _opt(0, _number(int, 0, 256))  # 0: per backend (32 on CUDA, 1 on CPU)
+    max_batch: int = _opt(0, _number(int, 0, 256))  # 0: per backend (32 on CUDA, 2 on CPU)
     cache_dir: str = _opt("", _path)  # "": ~/.cache/camserver
     jpeg_quality: int = _opt(80, _number(int, 10, 100))
     stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))

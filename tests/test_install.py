@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 
 def test_cv2_is_the_headless_build():
-    """cv2 comes from opencv-python-headless (no GUI, no libGL), even though ultralytics wants opencv-python."""
+    """cv2 comes from opencv-python-headless (no GUI, no libGL): ultralytics-opencv-headless asks for that build."""
     import cv2
 
     assert re.search(r"GUI:\s+NONE", cv2.getBuildInformation()), "cv2 is a GUI build: it needs libGL"
