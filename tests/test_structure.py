@@ -99,3 +99,13 @@ def test_modules_stay_small():
     sizes = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     big = {m: n for m, n in sizes.items() if n > MAX_LINES}
     assert not big, big
+
+
+def test_readme_layout_names_every_file_of_the_package():
+    """The README's layout section names every file `git ls-files camserver` would list (by file name)."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[: layout.index("```", layout.index("```") + 3)]
+    files = [p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.name != "__init__.py"]
+    missing = sorted(str(p.relative_to(PACKAGE)) for p in files if p.name not in layout)
+    assert not missing, f"README layout does not mention: {missing}"
