@@ -6,12 +6,15 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import sqlite3
 import time
 from contextlib import suppress
+from pathlib import Path
 from typing import Any, Callable
 
 from aiohttp import web
 
+from .board import BoardApi, BoardService
 from .config import Config, ConfigError
 from .detect import Detector
 from .detect.backends import detector_factory
@@ -69,9 +72,15 @@ class CamServer:
         self.scheduler.on_batch = self.metrics.observe_batch
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
+        # board control: settings kept per camera and sent on every hello, firmware updates
+        self.board = BoardService(Path(config.storage.dir), clock=clock)
+        self.ingest.on_hello = self.board.on_hello
+        self.ingest.on_status = self.board.on_status
+        board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
+                             self._camera_base_url, self._camera_status)
         self.viewer_app = ViewerApp(
             config, self.hub, self.health, self.ingest.send_control, self.scheduler.annotated_latest,
-            self.events if config.events.enabled else None, self.metrics,
+            self.events if config.events.enabled else None, self.metrics, board_api,
         )
         self.runner: web.AppRunner | None = None
         self.ws_port = 0
@@ -97,6 +106,22 @@ class CamServer:
             "cameras": len(self.hub.cameras),
             "cameras_connected": sum(1 for c in self.hub if c.connected),
         }
+
+    async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
+        cam = self.hub.get(camera_id)
+        return cam is not None and await self.ingest.send_control(cam, message)
+
+    def _camera_status(self, camera_id: str) -> dict[str, Any] | None:
+        cam = self.hub.get(camera_id)
+        return cam.status if cam is not None else None
+
+    def _camera_base_url(self, camera_id: str) -> str | None:
+        """http://<the address the camera reached us on>:<http port>, for its update download."""
+        cam = self.hub.get(camera_id)
+        if cam is None or cam.connection is None or not self.http_port:
+            return None
+        host = cam.connection.local_address[0]
+        return f"http://[{host}]:{self.http_port}" if ":" in host else f"http://{host}:{self.http_port}"
 
     def _metric_extras(self) -> dict[str, Any]:
         return {"events": self.events.started, "webhook_failures": self.webhooks.failures,
@@ -124,11 +149,17 @@ class CamServer:
             except StorageError as exc:
                 raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
             self._events_started = True
+        try:  # the settings table lives in the events database, on its thread; else in a board.db of its own
+            await self.board.start(*((self.events.store.db, self.events.executor) if self._events_started else ()))
+        except (OSError, sqlite3.Error) as exc:
+            await self._stop_events()
+            raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
         log.info("loading model %s", self.config.detect.model)
         try:
             await self.pool.start()
         except BaseException:
             await self.pool.stop()
+            await self.board.stop()
             await self._stop_events()
             raise
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="detection-scheduler")
@@ -174,6 +205,7 @@ class CamServer:
             with suppress(asyncio.CancelledError):
                 await self._scheduler_task
         await self.pool.stop()
+        await self.board.stop()  # before the events database closes
         await self._stop_events()
         await self.webhooks.stop()
         await self.mqtt.stop()
