@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from camserver.board import OTA_SLOT_BYTES, BadImage, BoardApi, BoardService, inspect_image, merge_settings
+from camserver.board import (OTA_SLOT_BYTES, BadImage, BoardApi, BoardService, check_configured, inspect_image,
+                             merge_settings)
 from camserver.ingest.control import SENSOR_SETTINGS, ControlError, validate_control, validate_ota
 from camserver.sim.board import apply_picture_settings
 from camserver.sim.simcam import SceneSource, SimCamera, make_scene
@@ -116,6 +117,18 @@ def test_config_settings_win_over_stored_ones_key_by_key():
     configured = {"door": {"brightness": -1}, "shed": {"hmirror": True}}
     assert merge_settings(stored, configured) == {
         "door": {"brightness": -1, "vflip": True}, "yard": {"lamp": 10}, "shed": {"hmirror": True}}
+
+
+def test_config_tables_are_checked_like_control_messages():
+    """A [cameras.<id>.settings] table: switches become bools; a bad key or value names the key and its range."""
+    assert check_configured({"hmirror": 1, "lamp": 20, "framesize": "VGA"}) == {"hmirror": True, "lamp": 20,
+                                                                             "framesize": "VGA"}
+    assert check_configured({}) == {}
+    for table, key, allowed in (({"lamp": 200}, "lamp", "an integer from 0 to 100"),
+                                ({"type": "control"}, "type", "framesize, quality")):
+        with pytest.raises(ControlError) as err:
+            check_configured(table)
+        assert err.value.key == key and allowed in err.value.allowed
 
 
 async def test_settings_survive_a_restart_and_the_config_wins(tmp_path):
@@ -405,6 +418,21 @@ async def test_settings_reach_the_simulator_within_a_second_and_again_after_it_r
             srv.server.events.executor,
             lambda: db.execute("SELECT desired FROM camera_settings WHERE camera = 'porch'").fetchone())
         assert json.loads(row[0])["brightness"] == 2
+
+
+async def test_settings_are_kept_when_the_events_stage_is_off(http):
+    """Without the events database the settings go to a board.db of their own, and still reach the camera."""
+    async with running_server(None, events={"enabled": False}) as srv:
+        sim = SimCamera(f"ws://127.0.0.1:{srv.server.ws_port}", "attic", SceneSource(), fps=10, size=(320, 240))
+        task, camera = await _sim_running(srv, sim)
+        try:
+            async with http.post(f"{srv.http}/api/cameras/attic/control", json={"colorbar": True}) as resp:
+                assert resp.status == 202
+            await wait_for(lambda: camera.status.get("settings", {}).get("colorbar") is True, what="the status")
+        finally:
+            await _stop(task)
+        assert (Path(srv.server.config.storage.dir) / "board.db").exists()
+        assert not (Path(srv.server.config.storage.dir) / "events.db").exists()
 
 
 async def _upload_to_server(http: aiohttp.ClientSession, srv, image: bytes, name: str) -> None:

@@ -47,6 +47,16 @@ def clean_settings(camera: str, values: Mapping[str, Any]) -> Settings:
     return kept
 
 
+def check_configured(table: Mapping[str, Any]) -> Settings:
+    """A `[cameras.<id>.settings]` table, checked like a control message's settings.
+
+    Raises:
+        ControlError: `.key` names the bad key and `.allowed` what it takes, for a ConfigError
+            `cameras.<id>.settings.<key>`.
+    """
+    return {key: check_setting(key, value) for key, value in table.items()}
+
+
 def merge_settings(stored: Mapping[str, Mapping[str, Any]],
                    configured: Mapping[str, Mapping[str, Any]]) -> dict[str, Settings]:
     """Desired settings per camera at start-up: the stored ones, with every key of the config over them.
