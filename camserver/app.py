@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from .board import BoardApi, BoardService
 from .config import Config, ConfigError
 from .detect import Detector
 from .detect.backends import detector_factory
@@ -74,6 +76,12 @@ class CamServer:
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
+        # board control: settings kept per camera and sent on every hello, firmware updates
+        self.board = BoardService(Path(config.storage.dir), clock=clock)
+        self.ingest.on_hello = self.board.on_hello
+        self.ingest.on_status = self.board.on_status
+        board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
+                             self._camera_base_url, self._camera_status)
         self.metrics = Metrics(MetricSources(self.hub, lambda camera_id: self.viewer_app.viewers_of(camera_id),
                                              lambda: self.events.started, lambda: self.mqtt.dropped,
                                              lambda: self.webhooks.failures))
@@ -81,6 +89,7 @@ class CamServer:
         self.viewer_app = ViewerApp(
             config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
+            board_api,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
@@ -129,6 +138,22 @@ class CamServer:
         return {**cam.summary(), **self.scheduler.camera_figures(cam.id), "closes": self.ingest.closes_of(cam.id),
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
+    async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
+        cam = self.hub.get(camera_id)
+        return cam is not None and await self.ingest.send_control(cam, message)
+
+    def _camera_status(self, camera_id: str) -> dict[str, Any] | None:
+        cam = self.hub.get(camera_id)
+        return cam.status if cam is not None else None
+
+    def _camera_base_url(self, camera_id: str) -> str | None:
+        """http://<the address the camera reached us on>:<http port>, for its update download."""
+        cam = self.hub.get(camera_id)
+        if cam is None or cam.connection is None or not self.http_port:
+            return None
+        host = cam.connection.local_address[0]
+        return f"http://[{host}]:{self.http_port}" if ":" in host else f"http://{host}:{self.http_port}"
+
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
             self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
@@ -152,6 +177,11 @@ class CamServer:
             except StorageError as exc:
                 raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
             self._events_started = True
+        try:  # the settings table lives in the events database, on its thread; else in a board.db of its own
+            await self.board.start(*((self.events.store.db, self.events.executor) if self._events_started else ()))
+        except (OSError, sqlite3.Error) as exc:
+            await self._stop_events()
+            raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
         log.info("loading model %s", self.config.detect.model)
         try:
             await self.pool.start()
@@ -202,6 +232,7 @@ class CamServer:
             ("viewers", self._stop_viewers),
             ("detect", lambda: self.supervisor.stop("detect")),
             ("detector workers", self.pool.stop),
+            ("board", self.board.stop),  # before the events database closes
             ("events", self._stop_events),
             ("webhooks", self.webhooks.stop),
             ("mqtt", self.mqtt.stop),

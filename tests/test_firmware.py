@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from camserver.ingest.control import FRAME_SIZES
+from camserver.board.firmware import OTA_SLOT_BYTES, VERSION_MARKER
+from camserver.ingest.control import FPS_RANGE, FRAME_SIZES, QUALITY_RANGE, SENSOR_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 SKETCH_DIR = ROOT / "firmware" / "esp32_stream"
@@ -54,6 +55,37 @@ def test_frame_size_tables_match(logic_test):
     assert {name: (w, h) for name, w, h in json.loads(out)} == FRAME_SIZES
 
 
+def test_settings_tables_match(logic_test):
+    """Firmware and server know the same settings, ranges and order, quality and fps limits, and OTA slot size."""
+    out = json.loads(subprocess.run([str(logic_test), "settings"], capture_output=True, text=True, check=True).stdout)
+    assert [(name, (lo, hi, switch)) for name, lo, hi, switch in out["settings"]] == list(SENSOR_SETTINGS.items())
+    assert tuple(out["quality"]) == QUALITY_RANGE and tuple(out["fps"]) == FPS_RANGE
+    assert out["ota_slot"] == OTA_SLOT_BYTES
+
+
+def test_partition_table_has_two_ota_slots():
+    """partitions.csv (used by the Arduino IDE) has two app slots of 0x1E0000 in 4 MB; PlatformIO uses min_spiffs.csv."""
+    rows = [[f.strip() for f in line.split(",")] for line in (SKETCH_DIR / "partitions.csv").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    table = {name: (kind, sub, int(offset, 16), int(size, 16)) for name, kind, sub, offset, size, *_ in rows}
+    apps = [(sub, offset, size) for kind, sub, offset, size in table.values() if kind == "app"]
+    assert apps == [("ota_0", 0x10000, OTA_SLOT_BYTES), ("ota_1", 0x10000 + OTA_SLOT_BYTES, OTA_SLOT_BYTES)]
+    assert table["otadata"][:2] == ("data", "ota")
+    spans = sorted((offset, offset + size) for _, _, offset, size in table.values())
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # no overlap
+    assert spans[-1][1] <= 4 * 1024 * 1024  # the ESP32-CAM's 4 MB flash
+    ini = (SKETCH_DIR / "platformio.ini").read_text()
+    assert "board_build.partitions = min_spiffs.csv" in ini and "huge_app" not in ini
+
+
+def test_sketch_carries_the_version_marker_the_server_reads():
+    """The sketch's version sits behind the marker the server looks for in an uploaded image."""
+    sketch = (SKETCH_DIR / "esp32_stream.ino").read_text()
+    assert f'"{VERSION_MARKER.decode()}" FIRMWARE_VERSION_TEXT' in sketch
+    version = sketch.split('#define FIRMWARE_VERSION_TEXT "', 1)[1].split('"', 1)[0]
+    assert version and len(version) < 32
+
+
 @needs_gxx
 def test_sketch_compiles_against_the_real_signatures(tmp_path):
     """The sketch type-checks against stand-ins declaring the Arduino, esp_camera, WiFi and websockets calls it uses."""
@@ -63,10 +95,18 @@ def test_sketch_compiles_against_the_real_signatures(tmp_path):
 
 
 @needs_gxx
-def test_stand_ins_catch_a_wrong_call(tmp_path):
+@pytest.mark.parametrize("right, wrong", [
+    ("ws->sendBinary(", "ws->sendBinry("),
+    ("SENSOR_CALL(set_whitebal,", "SENSOR_CALL(set_white_balance,"),
+    ("httpUpdate.update(client, request.url", "httpUpdate.update(request.url"),
+    ("ledc_update_duty(LEDC_LOW_SPEED_MODE, LAMP_CHANNEL)", "ledc_update_duty(LAMP_CHANNEL)"),
+])
+def test_stand_ins_catch_a_wrong_call(tmp_path, right, wrong):
     """A misspelt library call in the sketch fails the check (the stand-ins are not permissive)."""
     shutil.copy(SKETCH_DIR / "secrets.example.h", tmp_path / "secrets.h")
-    broken = (SKETCH_DIR / "esp32_stream.ino").read_text().replace("ws->sendBinary(", "ws->sendBinry(")
+    source = (SKETCH_DIR / "esp32_stream.ino").read_text()
+    assert right in source
+    broken = source.replace(right, wrong)
     sketch_copy = tmp_path / "sketch"
     shutil.copytree(SKETCH_DIR, sketch_copy)
     (sketch_copy / "esp32_stream.ino").write_text(broken)
@@ -75,7 +115,7 @@ def test_stand_ins_catch_a_wrong_call(tmp_path):
          "-include", "Arduino.h", str(sketch_copy / "esp32_stream.ino")],
         capture_output=True, text=True,
     )
-    assert result.returncode != 0 and "sendBinry" in result.stderr
+    assert result.returncode != 0, wrong
 
 
 @needs_gxx

@@ -9,7 +9,7 @@ import re
 import weakref
 from collections import Counter
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -47,6 +47,10 @@ class CameraIngest:
         # connections ended, by reason (keepalive, too_big, ...), per camera while its id is known
         self.closes: weakref.WeakKeyDictionary[Camera, Counter[str]] = weakref.WeakKeyDictionary()
         self.auth_failures = 0
+        # board control: a hello returns the control message to send back (the kept settings);
+        # every later JSON status is passed on
+        self.on_hello: Callable[[str, dict[str, Any] | None], dict[str, Any] | None] | None = None
+        self.on_status: Callable[[str, dict[str, Any]], None] | None = None
 
     async def start(self) -> int:
         """Listen; returns the bound port (useful with port 0)."""
@@ -215,6 +219,12 @@ class CameraIngest:
             log.debug("camera %s: %s", cam.id, text[:200])
         if isinstance(parsed, dict):
             cam.status = parsed
+        if first and self.on_hello is not None:
+            message = self.on_hello(cam.id, parsed if isinstance(parsed, dict) else None)
+            if message:
+                self._spawn(self.send_control(cam, message))
+        elif not first and isinstance(parsed, dict) and self.on_status is not None:
+            self.on_status(cam.id, parsed)
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]

@@ -4,6 +4,11 @@
     python -m camserver.sim --cameras 4 --fps 5     # sim-1 .. sim-4
     python -m camserver.sim --source clip.mp4       # a video file (loops), a folder of images,
     python -m camserver.sim --source webcam:0       # or a local webcam
+
+Control messages work as on the board: frame size, quality and fps; the sensor settings, of which
+brightness, contrast, hmirror, vflip and the lamp change the picture (sharpness is refused, as an
+OV2640 refuses it); and firmware updates, downloaded from the one-time link and checked like
+HTTPUpdate does, after which the camera "reboots" with the image's version and its defaults.
 """
 
 from __future__ import annotations
@@ -23,15 +28,15 @@ import numpy as np
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from ..ingest.control import FRAME_SIZES, validate_control
+from ..board.firmware import OTA_SLOT_BYTES, BadImage, inspect_image
+from ..ingest.control import FRAME_SIZES, SENSOR_SETTINGS, is_ota, validate_control, validate_ota
+from .board import OV2640_UNSUPPORTED, SENSOR_DEFAULTS, UpdateFailed, apply_picture_settings, download_update
 
 log = logging.getLogger(__name__)
 
 FIRMWARE = "simcam-1.0"
 STATUS_INTERVAL_S = 5.0
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
-
-
 class Backoff:
     """The firmware's reconnect schedule: ceiling base * 2^attempt capped, delay in [ceiling/2, ceiling]."""
 
@@ -157,11 +162,23 @@ class SimCamera:
         token: str | None = None,
         max_frames: int | None = None,
         max_seconds: float | None = None,
+        lamp_pin: bool = True,
+        unsupported: tuple[str, ...] = OV2640_UNSUPPORTED,
+        firmware: str = FIRMWARE,
     ) -> None:
         self.url = f"{server.rstrip('/')}/ws/{camera_id}" if not re.search(r"/ws(/|$)", server) else server
         self.camera_id = camera_id
         self.source = source
         self.fps, self.size, self.quality = fps, size, quality
+        self._boot_config = (fps, size, quality)  # config.h's values, back after a reboot
+        self.lamp_pin = lamp_pin
+        self.sensor_unsupported = frozenset(unsupported)  # what this "sensor" refuses when asked
+        self.firmware = firmware
+        self.settings = dict(SENSOR_DEFAULTS)
+        self.unsupported: set[str] = set() if lamp_pin else {"lamp"}
+        self.ota_error = ""
+        self.updates = 0  # images installed ("reboots" into a new firmware)
+        self._ota: dict[str, Any] | None = None
         self.token = token
         self.max_frames, self.max_seconds = max_frames, max_seconds
         self.backoff = Backoff()
@@ -196,6 +213,10 @@ class SimCamera:
                 log.info("%s: connection lost or refused (%s)", self.camera_id, exc or type(exc).__name__)
             if self._done():
                 return
+            if self._ota is not None:  # the connection was closed to update; then reconnect at once
+                request, self._ota = self._ota, None
+                await self._update(request)
+                continue
             delay = self.backoff.next_delay()
             log.info("%s: reconnecting in %.1f s", self.camera_id, delay)
             await asyncio.sleep(delay)
@@ -206,7 +227,7 @@ class SimCamera:
         try:
             next_frame = next_status = time.monotonic()
             self._sent_at_status = self.frames_sent
-            while not self._done() and not receiver.done():
+            while not self._done() and not receiver.done() and self._ota is None:
                 now = time.monotonic()
                 if now >= next_status:
                     await ws.send(json.dumps(self._status(STATUS_INTERVAL_S if self.frames_sent else 0)))
@@ -234,6 +255,7 @@ class SimCamera:
             return None
         if (img.shape[1], img.shape[0]) != self.size:
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
+        img = apply_picture_settings(img, self.applied())
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, cv_quality(self.quality)])
         return buf.tobytes() if ok else None
 
@@ -242,10 +264,22 @@ class SimCamera:
             if isinstance(message, bytes):
                 continue
             try:
-                control = validate_control(json.loads(message))
+                body = json.loads(message)
+                if is_ota(body):
+                    request = validate_ota(body)
+                else:
+                    control = validate_control(body)
             except ValueError as exc:  # bad JSON or a ControlError
                 log.info("%s: ignored server message (%s): %s", self.camera_id, exc, message[:200])
                 continue
+            if is_ota(body):
+                if request["ota_size"] > OTA_SLOT_BYTES:  # the firmware's update decision
+                    self.ota_error = f"image of {request['ota_size']} bytes does not fit the {OTA_SLOT_BYTES}-byte app slot"
+                    await ws.send(json.dumps(self._status(0)))
+                    continue
+                self._ota = request  # stop streaming: the session ends, run() closes and updates
+                await ws.close()
+                return
             self.apply(control)
             await ws.send(json.dumps(self._status(0)))
 
@@ -257,26 +291,65 @@ class SimCamera:
             self.quality = control["quality"]
         if "fps" in control:
             self.fps = float(control["fps"])
+        for key, value in control.items():
+            if key not in SENSOR_SETTINGS:
+                continue
+            if key in self.sensor_unsupported or (key == "lamp" and not self.lamp_pin):
+                self.unsupported.add(key)
+            else:
+                self.settings[key] = value
+                self.unsupported.discard(key)
         self.controls_applied += 1
         log.info("%s: now %dx%d, quality %d, %.1f fps", self.camera_id, *self.size, self.quality, self.fps)
+
+    def applied(self) -> dict[str, Any]:
+        """The settings as the status reports them: in the firmware's order, without the unsupported."""
+        return {k: self.settings[k] for k in SENSOR_SETTINGS if k not in self.unsupported}
+
+    async def _update(self, request: dict[str, Any]) -> None:
+        """The board's side of an update: download, check as HTTPUpdate and the firmware do, "reboot"."""
+        self.ota_error = ""
+        log.info("%s: updating from %s (%d bytes)", self.camera_id, request["ota_url"], request["ota_size"])
+        try:
+            data = await download_update(request, self.firmware)
+            version = inspect_image("update.bin", data).version or "unknown"
+        except UpdateFailed as exc:
+            self.ota_error = str(exc)
+            log.warning("%s: update failed: %s; still running firmware %s", self.camera_id, exc, self.firmware)
+            return
+        except BadImage:
+            self.ota_error = "Verify Bin Header Failed (-106)"
+            return
+        log.info("%s: image verified; rebooting into firmware %s", self.camera_id, version)
+        self.firmware = version
+        self.updates += 1
+        self.fps, self.size, self.quality = self._boot_config
+        self.settings = dict(SENSOR_DEFAULTS)
+        self.unsupported = set() if self.lamp_pin else {"lamp"}
+        self.connections = 0  # counters restart with the board
 
     def _frame_size_name(self) -> str:
         return next((n for n, s in FRAME_SIZES.items() if s == self.size), f"{self.size[0]}x{self.size[1]}")
 
     def _hello(self) -> dict[str, Any]:
         return {
-            "type": "hello", "camera_id": self.camera_id, "firmware": FIRMWARE,
+            "type": "hello", "camera_id": self.camera_id, "firmware": self.firmware,
             "frame_size": self._frame_size_name(), "quality": self.quality, "free_heap": 0, "rssi": 0,
         }
 
     def _status(self, interval_s: float) -> dict[str, Any]:
         fps_sent = (self.frames_sent - self._sent_at_status) / interval_s if interval_s else 0.0
         self._sent_at_status = self.frames_sent
-        return {
+        status = {
             "type": "status", "fps_sent": round(fps_sent, 1), "free_heap": 0, "rssi": 0,
             "reconnects": max(0, self.connections - 1), "frames_sent": self.frames_sent, "capture_failures": 0,
             "frame_size": self._frame_size_name(), "quality": self.quality, "max_fps": self.fps,
+            "firmware": self.firmware, "settings": self.applied(),
+            "unsupported": [k for k in SENSOR_SETTINGS if k in self.unsupported],
         }
+        if self.ota_error:
+            status["ota_error"] = self.ota_error
+        return status
 
 
 def build_parser() -> argparse.ArgumentParser:

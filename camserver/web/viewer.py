@@ -15,6 +15,7 @@ import numpy as np
 from aiohttp import web
 
 from ..auth import basic_user, presented_token, same_secret
+from ..board import PUBLIC_PREFIX, BoardApi
 from ..config import HttpConfig
 from ..ingest.control import validate_control
 from ..hub import Camera, CameraHub, Frame, FrameChannel
@@ -75,7 +76,7 @@ def viewer_auth(token: str, users: dict[str, str]) -> Callable[..., Awaitable[we
 
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if request.path == "/healthz":
+        if request.path == "/healthz" or request.path.startswith(PUBLIC_PREFIX):  # /ota/<token>: its own secret
             return await handler(request)
         if token and same_secret(presented_token(request.headers, request.query_string), token):
             return await handler(request)
@@ -105,8 +106,10 @@ class ViewerApp:
         annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
         events: EventEngine | None = None,
         exposition: Callable[[], tuple[bytes, str]] | None = None,
+        board: BoardApi | None = None,
     ) -> None:
         self.config = config
+        self.board = board
         self.hub = hub
         self.health = health
         self.send_control = send_control
@@ -150,7 +153,10 @@ class ViewerApp:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/cameras", self.api_cameras)
         app.router.add_get("/api/cameras/{camera_id}/detections", self.api_detections)
-        app.router.add_post("/api/cameras/{camera_id}/control", self.api_control)
+        if self.board is not None:
+            self.board.add_routes(app)  # its control route also keeps the settings
+        else:
+            app.router.add_post("/api/cameras/{camera_id}/control", self.api_control)
         app.router.add_get("/cameras/{camera_id}/stream.mjpg", self.camera_stream)
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
         app.router.add_get("/stream.mjpg", self.default_stream)

@@ -1,4 +1,5 @@
 // Camera pin maps of the supported boards; config.h selects one with a CAMERA_MODEL_* define.
+// LAMP_GPIO_NUM is the flash LED driven by the "lamp" setting (PWM); -1 where the board has none.
 #pragma once
 
 #if defined(CAMERA_MODEL_AI_THINKER)
@@ -18,6 +19,7 @@
 #define VSYNC_GPIO_NUM 25
 #define HREF_GPIO_NUM 23
 #define PCLK_GPIO_NUM 22
+#define LAMP_GPIO_NUM 4  // the white flash LED (through a transistor; also the SD card's DATA1 line)
 
 #elif defined(CAMERA_MODEL_WROVER_KIT)
 #define PWDN_GPIO_NUM -1
@@ -36,6 +38,7 @@
 #define VSYNC_GPIO_NUM 25
 #define HREF_GPIO_NUM 23
 #define PCLK_GPIO_NUM 22
+#define LAMP_GPIO_NUM -1
 
 #elif defined(CAMERA_MODEL_M5STACK_PSRAM)
 #define PWDN_GPIO_NUM -1
@@ -54,6 +57,7 @@
 #define VSYNC_GPIO_NUM 22
 #define HREF_GPIO_NUM 26
 #define PCLK_GPIO_NUM 21
+#define LAMP_GPIO_NUM -1
 
 #elif defined(CAMERA_MODEL_XIAO_ESP32S3)
 #define PWDN_GPIO_NUM -1
@@ -72,6 +76,7 @@
 #define VSYNC_GPIO_NUM 38
 #define HREF_GPIO_NUM 47
 #define PCLK_GPIO_NUM 13
+#define LAMP_GPIO_NUM -1  // GPIO21 is a small status LED, not a flash
 
 #else
 #error "No board selected: define one CAMERA_MODEL_* in config.h"

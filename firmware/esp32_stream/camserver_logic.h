@@ -2,6 +2,7 @@
 // The sketch uses it on the board; tests/firmware builds it with g++ on the host and tests it.
 #pragma once
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -248,8 +249,185 @@ inline int largest_frame_size_index(bool psram, int no_psram_cap) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sensor settings and the flash LED: the same table as camserver/ingest/control.py (a test
+// compares them). The order is the order of application: automatic modes before the values they
+// gate (aec before aec_value, agc before agc_gain, awb_gain before wb_mode).
+// ---------------------------------------------------------------------------------------------
+
+enum SettingId {
+  SET_BRIGHTNESS, SET_CONTRAST, SET_SATURATION, SET_SHARPNESS, SET_SPECIAL_EFFECT, SET_AWB, SET_AWB_GAIN,
+  SET_WB_MODE, SET_AEC, SET_AEC2, SET_AE_LEVEL, SET_AEC_VALUE, SET_AGC, SET_AGC_GAIN, SET_GAINCEILING,
+  SET_BPC, SET_WPC, SET_RAW_GMA, SET_LENC, SET_HMIRROR, SET_VFLIP, SET_DCW, SET_COLORBAR, SET_LAMP,
+  SETTING_COUNT
+};
+
+struct SettingRange {
+  const char* name;
+  int16_t min;
+  int16_t max;
+  bool is_switch;  // true/false (or 0/1) in a message, true/false in the status
+};
+
+static const SettingRange SETTINGS[SETTING_COUNT] = {
+    {"brightness", -2, 2, false},   {"contrast", -2, 2, false},  {"saturation", -2, 2, false},
+    {"sharpness", -2, 2, false},    {"special_effect", 0, 6, false}, {"awb", 0, 1, true},
+    {"awb_gain", 0, 1, true},       {"wb_mode", 0, 4, false},    {"aec", 0, 1, true},
+    {"aec2", 0, 1, true},           {"ae_level", -2, 2, false},  {"aec_value", 0, 1200, false},
+    {"agc", 0, 1, true},            {"agc_gain", 0, 30, false},  {"gainceiling", 0, 6, false},
+    {"bpc", 0, 1, true},            {"wpc", 0, 1, true},         {"raw_gma", 0, 1, true},
+    {"lenc", 0, 1, true},           {"hmirror", 0, 1, true},     {"vflip", 0, 1, true},
+    {"dcw", 0, 1, true},            {"colorbar", 0, 1, true},    {"lamp", 0, 100, false},
+};
+static_assert(SETTING_COUNT <= 32, "settings are kept in a 32-bit mask");
+
+static const int QUALITY_MIN = 4, QUALITY_MAX = 63;  // esp_camera JPEG quality: lower is better
+static const float FPS_MIN = 0.1f, FPS_MAX = 30.0f;
+
+// Index into SETTINGS of a name, or -1.
+inline int setting_index(const char* name) {
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    if (strcmp(SETTINGS[i].name, name) == 0) return i;
+  }
+  return -1;
+}
+
+inline uint32_t setting_bit(int id) { return (uint32_t)1 << id; }
+
+// Settings with a value: those a message carries, or those the sketch keeps to apply again after the
+// camera is re-initialised (the sensor forgets them).
+struct SettingValues {
+  uint32_t mask;
+  int16_t value[SETTING_COUNT];
+
+  SettingValues() : mask(0), value() {}
+  bool has(int id) const { return (mask & setting_bit(id)) != 0; }
+  void set(int id, int v) {
+    mask |= setting_bit(id);
+    value[id] = (int16_t)v;
+  }
+  // Takes every setting `other` has; keeps the others.
+  void merge(const SettingValues& other) {
+    for (int i = 0; i < SETTING_COUNT; i++) {
+      if (other.has(i)) set(i, other.value[i]);
+    }
+  }
+};
+
+// "brightness must be an integer from -2 to 2" / "hmirror must be true or false"
+inline void describe_range(int id, char* out, size_t out_len) {
+  const SettingRange& r = SETTINGS[id];
+  if (r.is_switch) {
+    snprintf(out, out_len, "%s must be true or false", r.name);
+  } else {
+    snprintf(out, out_len, "%s must be an integer from %d to %d", r.name, r.min, r.max);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Firmware update over the air: {"ota_url": "http://...", "ota_md5": "<32 hex>", "ota_size": N}
+// The image goes into the other app slot of partitions.csv (min_spiffs: two slots of 0x1E0000).
+// ---------------------------------------------------------------------------------------------
+
+static const uint32_t OTA_SLOT_BYTES = 0x1E0000;
+static const size_t OTA_URL_LEN = 160;  // with the terminating NUL
+
+struct OtaRequest {
+  char url[OTA_URL_LEN];
+  char md5[33];
+  uint32_t size;
+};
+
+inline bool is_hex_md5(const char* s) {
+  if (s == nullptr || strlen(s) != 32) return false;
+  for (int i = 0; i < 32; i++) {
+    char c = s[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return false;
+  }
+  return true;
+}
+
+// Whether two MD5 hex strings are the same digest (case-insensitive).
+inline bool md5_equal(const char* a, const char* b) {
+  if (!is_hex_md5(a) || !is_hex_md5(b)) return false;
+  for (int i = 0; i < 32; i++) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'F') x = (char)(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'F') y = (char)(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// The update decision: true when the board should stop streaming and download the image.
+// slot_bytes is the size of the app slot the image would go to (ESP.getFreeSketchSpace(): 0 when
+// the partition table has no second slot). On false, err says why and the board keeps running.
+inline bool ota_should_start(const OtaRequest& r, uint32_t slot_bytes, char* err, size_t err_len) {
+  if (strncmp(r.url, "http://", 7) != 0) {
+    if (err && err_len) snprintf(err, err_len, "only http:// URLs are supported");
+    return false;
+  }
+  if (!is_hex_md5(r.md5)) {
+    if (err && err_len) snprintf(err, err_len, "bad md5");
+    return false;
+  }
+  if (slot_bytes == 0) {
+    if (err && err_len) snprintf(err, err_len, "no OTA app slot: flash the OTA partition table once over USB");
+    return false;
+  }
+  if (r.size == 0 || r.size > slot_bytes) {
+    if (err && err_len) {
+      snprintf(err, err_len, "image of %lu bytes does not fit the %lu-byte app slot", (unsigned long)r.size,
+               (unsigned long)slot_bytes);
+    }
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // JSON texts sent to the server.
 // ---------------------------------------------------------------------------------------------
+
+// Appends to a fixed buffer; once something does not fit, ok stays false and the text is unusable.
+struct JsonWriter {
+  char* out;
+  size_t cap;
+  size_t len;
+  bool ok;
+
+  JsonWriter(char* buffer, size_t capacity) : out(buffer), cap(capacity), len(0), ok(buffer != nullptr && capacity > 0) {
+    if (ok) out[0] = '\0';
+  }
+
+  void append(const char* format, ...) __attribute__((format(printf, 2, 3))) {
+    if (!ok) return;
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(out + len, cap - len, format, args);
+    va_end(args);
+    if (n < 0 || (size_t)n >= cap - len) {
+      ok = false;
+      return;
+    }
+    len += (size_t)n;
+  }
+
+  // A JSON string: quotes, backslashes and control characters escaped.
+  void string(const char* s) {
+    append("\"");
+    for (const char* p = s; p && *p && ok; p++) {
+      unsigned char c = (unsigned char)*p;
+      if (c == '"' || c == '\\') {
+        append("\\%c", c);
+      } else if (c < 0x20) {
+        append("\\u%04x", c);
+      } else {
+        append("%c", c);
+      }
+    }
+    append("\"");
+  }
+};
 
 struct StatusFigures {
   float fps_sent;
@@ -261,6 +439,10 @@ struct StatusFigures {
   const char* frame_size;
   int quality;
   float max_fps;
+  const char* firmware;           // nullptr: not sent
+  const SettingValues* settings;  // values as applied; nullptr: no "settings" and "unsupported"
+  uint32_t unsupported;           // settings this board cannot apply (sensor refused, no flash LED)
+  const char* ota_error;          // why the last update failed; nullptr or "": not sent
 };
 
 // {"type":"hello",...}. Returns the length written, or -1 if out is too small.
@@ -273,26 +455,63 @@ inline int format_hello(char* out, size_t out_len, const char* camera_id, const 
   return (n > 0 && (size_t)n < out_len) ? n : -1;
 }
 
-// {"type":"status",...}. Returns the length written, or -1 if out is too small.
+// {"type":"status",...,"settings":{"brightness":0,...},"unsupported":["sharpness"],"ota_error":"..."}.
+// Returns the length written, or -1 if out is too small.
 inline int format_status(char* out, size_t out_len, const StatusFigures& s) {
-  int n = snprintf(out, out_len,
-                   "{\"type\":\"status\",\"fps_sent\":%.1f,\"free_heap\":%lu,\"rssi\":%d,\"reconnects\":%lu,"
-                   "\"frames_sent\":%lu,\"capture_failures\":%lu,\"frame_size\":\"%s\",\"quality\":%d,\"max_fps\":%.1f}",
-                   (double)s.fps_sent, (unsigned long)s.free_heap, s.rssi, (unsigned long)s.reconnects,
-                   (unsigned long)s.frames_sent, (unsigned long)s.capture_failures, s.frame_size, s.quality,
-                   (double)s.max_fps);
-  return (n > 0 && (size_t)n < out_len) ? n : -1;
+  JsonWriter w(out, out_len);
+  w.append("{\"type\":\"status\",\"fps_sent\":%.1f,\"free_heap\":%lu,\"rssi\":%d,\"reconnects\":%lu,"
+           "\"frames_sent\":%lu,\"capture_failures\":%lu,\"frame_size\":\"%s\",\"quality\":%d,\"max_fps\":%.1f",
+           (double)s.fps_sent, (unsigned long)s.free_heap, s.rssi, (unsigned long)s.reconnects,
+           (unsigned long)s.frames_sent, (unsigned long)s.capture_failures, s.frame_size, s.quality,
+           (double)s.max_fps);
+  if (s.firmware != nullptr) {
+    w.append(",\"firmware\":");
+    w.string(s.firmware);
+  }
+  if (s.settings != nullptr) {
+    w.append(",\"settings\":{");
+    bool first = true;
+    for (int i = 0; i < SETTING_COUNT; i++) {
+      if (!s.settings->has(i) || (s.unsupported & setting_bit(i))) continue;
+      const char* sep = first ? "" : ",";
+      if (SETTINGS[i].is_switch) {
+        w.append("%s\"%s\":%s", sep, SETTINGS[i].name, s.settings->value[i] ? "true" : "false");
+      } else {
+        w.append("%s\"%s\":%d", sep, SETTINGS[i].name, s.settings->value[i]);
+      }
+      first = false;
+    }
+    w.append("},\"unsupported\":[");
+    first = true;
+    for (int i = 0; i < SETTING_COUNT; i++) {
+      if (!(s.unsupported & setting_bit(i))) continue;
+      w.append("%s\"%s\"", first ? "" : ",", SETTINGS[i].name);
+      first = false;
+    }
+    w.append("]");
+  }
+  if (s.ota_error != nullptr && s.ota_error[0] != '\0') {
+    w.append(",\"ota_error\":");
+    w.string(s.ota_error);
+  }
+  w.append("}");
+  return w.ok ? (int)w.len : -1;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Control message from the server: {"framesize": "SVGA", "quality": 12, "fps": 8}
-// A flat JSON object; every key optional; unknown keys are an error so typos are noticed.
+// Control message from the server, a flat JSON object with "type":"control", either settings:
+//   {"framesize": "SVGA", "quality": 12, "fps": 8, "brightness": 1, "hmirror": true, "lamp": 40}
+// or an update: {"ota_url": "http://...", "ota_md5": "<32 hex>", "ota_size": 912345}.
+// Every setting is optional; unknown keys are an error so typos are noticed.
 // ---------------------------------------------------------------------------------------------
 
 struct Control {
   int frame_size;  // index into FRAME_SIZES, or -1 when absent
   int quality;     // 4..63 (lower is better, as in esp_camera), or -1 when absent
   float fps;       // 0.1..30, or -1 when absent
+  SettingValues settings;
+  bool ota;  // an update message: ota_request is filled, nothing else is set
+  OtaRequest ota_request;
 };
 
 namespace detail {
@@ -314,10 +533,23 @@ inline const char* read_string(const char* p, char* out, size_t out_len) {
   return p + 1;
 }
 inline const char* read_number(const char* p, double* value) {
+  if (!((*p >= '0' && *p <= '9') || *p == '-')) return nullptr;  // strtod would also take "inf", "0x1p3"
   char* end = nullptr;
   *value = strtod(p, &end);
   if (end == p) return nullptr;
   return end;
+}
+// true/false, or a number (0/1 for a switch).
+inline const char* read_setting_value(const char* p, double* value) {
+  if (strncmp(p, "true", 4) == 0) {
+    *value = 1;
+    return p + 4;
+  }
+  if (strncmp(p, "false", 5) == 0) {
+    *value = 0;
+    return p + 5;
+  }
+  return read_number(p, value);
 }
 inline void set_error(char* err, size_t err_len, const char* msg) {
   if (err && err_len) snprintf(err, err_len, "%s", msg);
@@ -330,6 +562,9 @@ inline bool parse_control(const char* json, Control* out, char* err, size_t err_
   out->frame_size = -1;
   out->quality = -1;
   out->fps = -1.0f;
+  out->settings = SettingValues();
+  out->ota = false;
+  memset(&out->ota_request, 0, sizeof out->ota_request);
   if (json == nullptr) {
     set_error(err, err_len, "empty message");
     return false;
@@ -340,12 +575,13 @@ inline bool parse_control(const char* json, Control* out, char* err, size_t err_
     return false;
   }
   p = skip_ws(p + 1);
-  bool any = false;
+  bool any_setting = false;
+  int ota_keys = 0;  // bits: 1 url, 2 md5, 4 size
   if (*p == '}') {
     p++;
   } else {
     while (true) {
-      char key[16];
+      char key[24];
       p = read_string(p, key, sizeof key);
       if (!p) {
         set_error(err, err_len, "bad key");
@@ -357,6 +593,7 @@ inline bool parse_control(const char* json, Control* out, char* err, size_t err_
         return false;
       }
       p = skip_ws(p + 1);
+      int id = setting_index(key);
       if (strcmp(key, "framesize") == 0) {
         char name[16];
         p = read_string(p, name, sizeof name);
@@ -369,6 +606,7 @@ inline bool parse_control(const char* json, Control* out, char* err, size_t err_
           set_error(err, err_len, "unknown framesize");
           return false;
         }
+        any_setting = true;
       } else if (strcmp(key, "quality") == 0 || strcmp(key, "fps") == 0) {
         double v = 0;
         p = read_number(p, &v);
@@ -377,18 +615,52 @@ inline bool parse_control(const char* json, Control* out, char* err, size_t err_
           return false;
         }
         if (key[0] == 'q') {
-          if (v != (int)v || v < 4 || v > 63) {
+          if (!(v >= QUALITY_MIN && v <= QUALITY_MAX) || v != (int)v) {
             set_error(err, err_len, "quality must be an integer from 4 to 63");
             return false;
           }
           out->quality = (int)v;
         } else {
-          if (!(v >= 0.1 && v <= 30)) {
+          if (!(v >= FPS_MIN && v <= FPS_MAX)) {
             set_error(err, err_len, "fps must be from 0.1 to 30");
             return false;
           }
           out->fps = (float)v;
         }
+        any_setting = true;
+      } else if (id >= 0) {
+        double v = 0;
+        p = read_setting_value(p, &v);
+        const SettingRange& r = SETTINGS[id];
+        if (!p || !(v >= r.min && v <= r.max) || v != (int)v) {
+          describe_range(id, err, err_len);
+          return false;
+        }
+        out->settings.set(id, (int)v);
+        any_setting = true;
+      } else if (strcmp(key, "ota_url") == 0) {
+        p = read_string(p, out->ota_request.url, sizeof out->ota_request.url);
+        if (!p) {
+          set_error(err, err_len, "ota_url must be a string of at most 159 characters");
+          return false;
+        }
+        ota_keys |= 1;
+      } else if (strcmp(key, "ota_md5") == 0) {
+        p = read_string(p, out->ota_request.md5, sizeof out->ota_request.md5);
+        if (!p || !is_hex_md5(out->ota_request.md5)) {
+          set_error(err, err_len, "ota_md5 must be 32 hex digits");
+          return false;
+        }
+        ota_keys |= 2;
+      } else if (strcmp(key, "ota_size") == 0) {
+        double v = 0;
+        p = read_number(p, &v);
+        if (!p || !(v >= 1 && v <= 4294967295.0) || v != (double)(uint32_t)v) {
+          set_error(err, err_len, "ota_size must be a positive integer");
+          return false;
+        }
+        out->ota_request.size = (uint32_t)v;
+        ota_keys |= 4;
       } else if (strcmp(key, "type") == 0) {
         char kind[16];
         p = read_string(p, kind, sizeof kind);
@@ -397,10 +669,9 @@ inline bool parse_control(const char* json, Control* out, char* err, size_t err_
           return false;
         }
       } else {
-        set_error(err, err_len, "unknown key");
+        if (err && err_len) snprintf(err, err_len, "unknown key: %s", key);
         return false;
       }
-      any = true;
       p = skip_ws(p);
       if (*p == ',') {
         p = skip_ws(p + 1);
@@ -418,7 +689,15 @@ inline bool parse_control(const char* json, Control* out, char* err, size_t err_
     set_error(err, err_len, "trailing characters");
     return false;
   }
-  if (!any) {
+  if (ota_keys != 0) {
+    if (ota_keys != 7 || any_setting) {
+      set_error(err, err_len, "an update message carries ota_url, ota_md5 and ota_size only");
+      return false;
+    }
+    out->ota = true;
+    return true;
+  }
+  if (!any_setting) {
     set_error(err, err_len, "no setting in the message");
     return false;
   }

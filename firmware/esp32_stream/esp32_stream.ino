@@ -1,13 +1,17 @@
 // camserver ESP32-CAM firmware: streams JPEG frames to ws://SERVER_HOST:SERVER_PORT/ws/CAMERA_ID
 // and keeps doing so through WiFi drops, server restarts and camera hiccups.
 //
-// Serial log lines start with a tag: [boot] [wifi] [cam] [ws] [ctl] [status]; firmware/README.md
+// Serial log lines start with a tag: [boot] [wifi] [cam] [ws] [ctl] [ota] [status]; firmware/README.md
 // explains each one.
 
 #include <Arduino.h>
 #include <WiFi.h>
+#include <HTTPUpdate.h>
+#include <Update.h>
 #include <ArduinoWebsockets.h>
+#include "driver/ledc.h"
 #include "esp_camera.h"
+#include "esp_ota_ops.h"
 #include "soc/soc.h"
 #include "soc/rtc_cntl_reg.h"
 
@@ -22,7 +26,12 @@
 
 using namespace websockets;
 
-static const char* FIRMWARE_VERSION = "1.0.0";
+// Bump for every image you roll out: the board says it in its hello, and the server reads it from an
+// uploaded .bin through the marker (an Arduino build's app descriptor carries the core's version, not
+// the sketch's). The marker is kept in the image because FIRMWARE_VERSION points into it.
+#define FIRMWARE_VERSION_TEXT "1.1.0"
+static const char FIRMWARE_MARKER[] = "camserver-firmware-version:" FIRMWARE_VERSION_TEXT;
+static const char* const FIRMWARE_VERSION = FIRMWARE_MARKER + sizeof("camserver-firmware-version:") - 1;
 
 // Camera driver sizes in the order of camlogic::FRAME_SIZES.
 static const framesize_t FRAMESIZE_BY_INDEX[] = {
@@ -56,6 +65,25 @@ static int capture_failures_in_row = 0;
 static int reinit_failures_in_row = 0;
 static uint32_t next_reinit_ms = 0;
 
+// Sensor settings and the flash LED. `wanted` is every setting the server asked for since boot, applied
+// again whenever the camera is re-initialised (the sensor forgets them); `applied` is what the sensor
+// and the LED hold now, reported in every status; `unsupported` is what this board cannot do.
+static camlogic::SettingValues wanted;
+static camlogic::SettingValues applied;
+static uint32_t unsupported = 0;
+
+// The flash LED: LEDC low-speed timer 3, channel 7, 5 kHz, 8 bits. The camera's XCLK runs on timer 0,
+// channel 0; sharing its timer would change the camera's clock.
+static const ledc_timer_t LAMP_TIMER = LEDC_TIMER_3;
+static const ledc_channel_t LAMP_CHANNEL = LEDC_CHANNEL_7;
+static bool lamp_ready = false;
+
+// A firmware update asked for by the server; run from loop(), never inside the WebSocket callback
+// (the update closes and deletes the client that is calling back).
+static camlogic::OtaRequest ota_request;
+static bool ota_pending = false;
+static char ota_error[96] = "";  // why the last update failed, reported in every status until the next one
+
 static uint32_t frames_sent = 0;
 static uint32_t capture_failures = 0;
 static uint32_t frames_at_last_status = 0;
@@ -69,6 +97,131 @@ static void restart_if_allowed(const char* why) {
   Serial.printf("[boot] restarting: %s\n", why);
   delay(100);
   ESP.restart();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sensor settings and the flash LED
+// ---------------------------------------------------------------------------------------------
+
+// A sensor_t call, or -1 where the sensor's driver has none (a null pointer in sensor_t).
+#define SENSOR_CALL(fn, value) (sensor->fn != nullptr ? sensor->fn(sensor, value) : -1)
+
+// Applies one setting through sensor_t; 0 when the sensor took it.
+static int sensor_apply(sensor_t* sensor, int id, int v) {
+  switch (id) {
+    case camlogic::SET_BRIGHTNESS: return SENSOR_CALL(set_brightness, v);
+    case camlogic::SET_CONTRAST: return SENSOR_CALL(set_contrast, v);
+    case camlogic::SET_SATURATION: return SENSOR_CALL(set_saturation, v);
+    case camlogic::SET_SHARPNESS: return SENSOR_CALL(set_sharpness, v);
+    case camlogic::SET_SPECIAL_EFFECT: return SENSOR_CALL(set_special_effect, v);
+    case camlogic::SET_AWB: return SENSOR_CALL(set_whitebal, v);
+    case camlogic::SET_AWB_GAIN: return SENSOR_CALL(set_awb_gain, v);
+    case camlogic::SET_WB_MODE: return SENSOR_CALL(set_wb_mode, v);
+    case camlogic::SET_AEC: return SENSOR_CALL(set_exposure_ctrl, v);
+    case camlogic::SET_AEC2: return SENSOR_CALL(set_aec2, v);
+    case camlogic::SET_AE_LEVEL: return SENSOR_CALL(set_ae_level, v);
+    case camlogic::SET_AEC_VALUE: return SENSOR_CALL(set_aec_value, v);
+    case camlogic::SET_AGC: return SENSOR_CALL(set_gain_ctrl, v);
+    case camlogic::SET_AGC_GAIN: return SENSOR_CALL(set_agc_gain, v);
+    case camlogic::SET_GAINCEILING: return SENSOR_CALL(set_gainceiling, (gainceiling_t)v);
+    case camlogic::SET_BPC: return SENSOR_CALL(set_bpc, v);
+    case camlogic::SET_WPC: return SENSOR_CALL(set_wpc, v);
+    case camlogic::SET_RAW_GMA: return SENSOR_CALL(set_raw_gma, v);
+    case camlogic::SET_LENC: return SENSOR_CALL(set_lenc, v);
+    case camlogic::SET_HMIRROR: return SENSOR_CALL(set_hmirror, v);
+    case camlogic::SET_VFLIP: return SENSOR_CALL(set_vflip, v);
+    case camlogic::SET_DCW: return SENSOR_CALL(set_dcw, v);
+    case camlogic::SET_COLORBAR: return SENSOR_CALL(set_colorbar, v);
+    default: return -1;
+  }
+}
+
+// The sensor's current value of a setting (its driver keeps sensor->status up to date).
+static int sensor_value(const sensor_t* sensor, int id) {
+  const camera_status_t& s = sensor->status;
+  switch (id) {
+    case camlogic::SET_BRIGHTNESS: return s.brightness;
+    case camlogic::SET_CONTRAST: return s.contrast;
+    case camlogic::SET_SATURATION: return s.saturation;
+    case camlogic::SET_SHARPNESS: return s.sharpness;
+    case camlogic::SET_SPECIAL_EFFECT: return s.special_effect;
+    case camlogic::SET_AWB: return s.awb;
+    case camlogic::SET_AWB_GAIN: return s.awb_gain;
+    case camlogic::SET_WB_MODE: return s.wb_mode;
+    case camlogic::SET_AEC: return s.aec;
+    case camlogic::SET_AEC2: return s.aec2;
+    case camlogic::SET_AE_LEVEL: return s.ae_level;
+    case camlogic::SET_AEC_VALUE: return s.aec_value;
+    case camlogic::SET_AGC: return s.agc;
+    case camlogic::SET_AGC_GAIN: return s.agc_gain;
+    case camlogic::SET_GAINCEILING: return s.gainceiling;
+    case camlogic::SET_BPC: return s.bpc;
+    case camlogic::SET_WPC: return s.wpc;
+    case camlogic::SET_RAW_GMA: return s.raw_gma;
+    case camlogic::SET_LENC: return s.lenc;
+    case camlogic::SET_HMIRROR: return s.hmirror;
+    case camlogic::SET_VFLIP: return s.vflip;
+    case camlogic::SET_DCW: return s.dcw;
+    case camlogic::SET_COLORBAR: return s.colorbar;
+    default: return 0;
+  }
+}
+
+// After the camera starts: what the sensor holds, so the status shows every setting from the first one.
+static void read_sensor_settings(const sensor_t* sensor) {
+  for (int id = 0; id < camlogic::SETTING_COUNT; id++) {
+    if (id != camlogic::SET_LAMP) applied.set(id, sensor_value(sensor, id));
+  }
+}
+
+static bool lamp_setup() {
+  if (LAMP_GPIO_NUM < 0) return false;
+  ledc_timer_config_t timer = {};
+  timer.speed_mode = LEDC_LOW_SPEED_MODE;
+  timer.duty_resolution = LEDC_TIMER_8_BIT;
+  timer.timer_num = LAMP_TIMER;
+  timer.freq_hz = 5000;
+  timer.clk_cfg = LEDC_AUTO_CLK;
+  ledc_channel_config_t channel = {};
+  channel.gpio_num = LAMP_GPIO_NUM;
+  channel.speed_mode = LEDC_LOW_SPEED_MODE;
+  channel.channel = LAMP_CHANNEL;
+  channel.intr_type = LEDC_INTR_DISABLE;
+  channel.timer_sel = LAMP_TIMER;
+  channel.duty = 0;
+  channel.hpoint = 0;
+  return ledc_timer_config(&timer) == ESP_OK && ledc_channel_config(&channel) == ESP_OK;
+}
+
+// Flash LED brightness in percent; false on a board without one.
+static bool lamp_set(int percent) {
+  if (!lamp_ready) return false;
+  uint32_t duty = ((uint32_t)percent * 255 + 50) / 100;
+  return ledc_set_duty(LEDC_LOW_SPEED_MODE, LAMP_CHANNEL, duty) == ESP_OK &&
+         ledc_update_duty(LEDC_LOW_SPEED_MODE, LAMP_CHANNEL) == ESP_OK;
+}
+
+// Applies each setting present; what the sensor or the board refuses goes into `unsupported` (logged
+// once). Sensor settings wait in `wanted` while the camera is down: camera_init() applies them.
+static void apply_settings(const camlogic::SettingValues& settings, sensor_t* sensor) {
+  for (int id = 0; id < camlogic::SETTING_COUNT; id++) {
+    if (!settings.has(id)) continue;
+    bool lamp = id == camlogic::SET_LAMP;
+    if (!lamp && sensor == nullptr) continue;
+    int v = settings.value[id];
+    bool ok = lamp ? lamp_set(v) : sensor_apply(sensor, id, v) == 0;
+    uint32_t bit = camlogic::setting_bit(id);
+    if (ok) {
+      applied.set(id, v);
+      unsupported &= ~bit;
+    } else {
+      if (!(unsupported & bit)) {
+        Serial.printf("[ctl] %s: %s; ignored\n", camlogic::SETTINGS[id].name,
+                      lamp ? "this board has no flash LED" : "not supported by this sensor");
+      }
+      unsupported |= bit;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,6 +283,8 @@ static bool camera_init() {
   }
   Serial.printf("[cam] ready: %s, quality %d, %s\n", camlogic::FRAME_SIZES[frame_size_index].name, jpeg_quality,
                 psramFound() ? "PSRAM, 2 buffers" : "no PSRAM, 1 buffer");
+  read_sensor_settings(sensor);
+  apply_settings(wanted, sensor);  // a re-initialised sensor starts from its defaults again
   return true;
 }
 
@@ -172,7 +327,11 @@ static void send_status() {
   s.frame_size = camlogic::FRAME_SIZES[frame_size_index].name;
   s.quality = jpeg_quality;
   s.max_fps = max_fps;
-  char text[320];
+  s.firmware = FIRMWARE_VERSION;
+  s.settings = &applied;
+  s.unsupported = unsupported;
+  s.ota_error = ota_error;
+  char text[1024];
   int n = camlogic::format_status(text, sizeof text, s);
   if (n > 0 && ws != nullptr && ws_link.open) ws->send(text, (size_t)n);
   Serial.printf("[status] %.1f fps, heap %lu, rssi %d, reconnects %lu\n", s.fps_sent, (unsigned long)s.free_heap,
@@ -197,20 +356,25 @@ static void apply_control(const camlogic::Control& c) {
     max_fps = c.fps;
     pacer.set_fps(c.fps);
   }
+  wanted.merge(c.settings);
+  apply_settings(c.settings, camera_ready ? sensor : nullptr);
   Serial.printf("[ctl] now %s, quality %d, %.1f fps\n", camlogic::FRAME_SIZES[frame_size_index].name, jpeg_quality,
                 max_fps);
-  send_status();
+  send_status();  // the applied values, at once
 }
 
 static void on_message(WebsocketsMessage message) {
   if (!message.isText()) return;
   String text = message.data();
   camlogic::Control control;
-  char err[64];
-  if (camlogic::parse_control(text.c_str(), &control, err, sizeof err)) {
-    apply_control(control);
-  } else {
+  char err[96];
+  if (!camlogic::parse_control(text.c_str(), &control, err, sizeof err)) {
     Serial.printf("[ctl] ignored server message (%s): %s\n", err, text.c_str());
+  } else if (control.ota) {
+    ota_request = control.ota_request;
+    ota_pending = true;  // loop() runs it once this callback has returned
+  } else {
+    apply_control(control);
   }
 }
 
@@ -247,11 +411,63 @@ static void ws_connect() {
     frames_at_last_status = frames_sent;
     Serial.println("[ws] connected");
     send_hello();
+    send_status();  // the settings as applied, and the last update's error, without waiting 5 s
     return;
   }
   uint32_t delay_ms = ws_link.connect_failed(millis(), esp_random());
   Serial.printf("[ws] connect failed; retry in %lu ms\n", (unsigned long)delay_ms);
   ws_drop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Firmware update over the air
+// ---------------------------------------------------------------------------------------------
+
+// Downloads the image with HTTPUpdate into the other app slot and reboots into it. On any failure the
+// running firmware goes on, and ota_error says why in every status.
+static void run_update(const camlogic::OtaRequest& request) {
+  char why[96];
+  if (!camlogic::ota_should_start(request, ESP.getFreeSketchSpace(), why, sizeof why)) {
+    snprintf(ota_error, sizeof ota_error, "%s", why);
+    Serial.printf("[ota] refused: %s\n", why);
+    send_status();
+    return;
+  }
+  ota_error[0] = '\0';
+  Serial.printf("[ota] updating from %s (%lu bytes); firmware %s until then\n", request.url,
+                (unsigned long)request.size, FIRMWARE_VERSION);
+  // Stop streaming. The download blocks loop() for seconds, so pings would go unanswered: close the
+  // connection rather than let the server time it out. Stop the camera too: its DMA keeps filling
+  // frame buffers while the flash is written, and its memory is better left to the download.
+  ws_drop();
+  esp_camera_deinit();
+  camera_ready = false;
+  WiFiClient client;
+  httpUpdate.rebootOnUpdate(false);  // reboot only after checking the digest against the message's
+  HTTPUpdateResult result = httpUpdate.update(client, request.url, FIRMWARE_VERSION);
+  if (result == HTTP_UPDATE_OK) {
+    String written = Update.md5String();
+    if (camlogic::md5_equal(written.c_str(), request.md5)) {
+      Serial.println("[ota] image written and verified; rebooting into it");
+      delay(100);
+      ESP.restart();
+      return;
+    }
+    // HTTPUpdate checked the image against the server's x-MD5 header, but it is not the image the
+    // control message announced: keep booting the running firmware.
+    esp_ota_set_boot_partition(esp_ota_get_running_partition());
+    snprintf(ota_error, sizeof ota_error, "md5 mismatch: wrote %s", written.c_str());
+  } else if (result == HTTP_UPDATE_NO_UPDATES) {
+    snprintf(ota_error, sizeof ota_error, "the server answered 304 Not Modified");
+  } else {
+    // e.g. "Update error: MD5 Check Failed", "File Not Found (404)", "Server Did Not Report Size"
+    snprintf(ota_error, sizeof ota_error, "%s (%d)", httpUpdate.getLastErrorString().c_str(),
+             httpUpdate.getLastError());
+  }
+  Serial.printf("[ota] failed: %s; still running firmware %s\n", ota_error, FIRMWARE_VERSION);
+  camera_ready = camera_init();
+  if (!camera_ready) next_reinit_ms = millis() + 2000;
+  // ws_link is closed and due: loop() reconnects at once, and the status after the hello reports the error
 }
 
 static void wifi_start() {
@@ -323,6 +539,12 @@ void setup() {
   camlogic::build_auth_header(CAMERA_TOKEN, auth_header, sizeof auth_header);
   frame_size_index = camlogic::frame_size_index(FRAME_SIZE);
   if (frame_size_index < 0) frame_size_index = camlogic::frame_size_index("VGA");
+  lamp_ready = lamp_setup();
+  if (lamp_ready) {
+    applied.set(camlogic::SET_LAMP, 0);
+  } else {
+    unsupported |= camlogic::setting_bit(camlogic::SET_LAMP);  // said in every status
+  }
   wifi_start();  // WiFi first: starting it after the camera causes brownouts on many boards
   camera_ready = camera_init();
   if (!camera_ready) next_reinit_ms = millis() + 2000;
@@ -344,6 +566,11 @@ void loop() {
     return;
   }
   ws->poll();  // every loop: answers pings, reads control messages, notices a close
+  if (ota_pending) {
+    ota_pending = false;
+    run_update(ota_request);  // returns only when the update failed (or was refused)
+    return;
+  }
   if (!ws_link.open) return;
   if (now - last_status_ms >= STATUS_INTERVAL_MS) send_status();
   if (camera_ready && pacer.due(now)) send_frame();

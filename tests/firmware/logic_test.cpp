@@ -1,8 +1,11 @@
 // Host tests of firmware/esp32_stream/camserver_logic.h, built with g++ by tests/test_firmware.py.
-// Prints "N passed, M failed"; with the argument "frame-sizes" prints the frame size table as JSON.
+// Prints "N passed, M failed"; with the argument "frame-sizes" prints the frame size table as JSON,
+// with "settings" the settings table, the quality and fps ranges and the OTA slot size.
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <initializer_list>
 
 #include "camserver_logic.h"
 
@@ -183,7 +186,7 @@ static void test_json_texts() {
                "{\"type\":\"hello\",\"camera_id\":\"cam1\",\"firmware\":\"1.0.0\",\"frame_size\":\"VGA\","
                "\"quality\":12,\"free_heap\":123456,\"rssi\":-61}") == 0);
   CHECK(camlogic::format_hello(out, 10, "cam1", "1.0.0", "VGA", 12, 1, 1) == -1);
-  camlogic::StatusFigures s = {9.5f, 80000, -70, 3, 1200, 2, "SVGA", 10, 8.0f};
+  camlogic::StatusFigures s = {9.5f, 80000, -70, 3, 1200, 2, "SVGA", 10, 8.0f, nullptr, nullptr, 0, nullptr};
   n = camlogic::format_status(out, sizeof out, s);
   CHECK(n > 0);
   CHECK(strcmp(out,
@@ -214,6 +217,156 @@ static void test_control() {
   CHECK(!camlogic::parse_control(nullptr, &c, err, sizeof err));
 }
 
+static void test_settings_messages() {
+  camlogic::Control c;
+  char err[96];
+  CHECK(camlogic::parse_control(
+      "{\"type\":\"control\",\"brightness\":-2,\"hmirror\":true,\"vflip\":0,\"aec_value\":1200,\"lamp\":40,"
+      "\"special_effect\":6,\"fps\":5}",
+      &c, err, sizeof err));
+  CHECK(!c.ota);
+  CHECK(c.settings.has(camlogic::SET_BRIGHTNESS) && c.settings.value[camlogic::SET_BRIGHTNESS] == -2);
+  CHECK(c.settings.has(camlogic::SET_HMIRROR) && c.settings.value[camlogic::SET_HMIRROR] == 1);
+  CHECK(c.settings.has(camlogic::SET_VFLIP) && c.settings.value[camlogic::SET_VFLIP] == 0);
+  CHECK(c.settings.value[camlogic::SET_AEC_VALUE] == 1200 && c.settings.value[camlogic::SET_LAMP] == 40);
+  CHECK(c.settings.value[camlogic::SET_SPECIAL_EFFECT] == 6);
+  CHECK(!c.settings.has(camlogic::SET_CONTRAST));
+  CHECK(fabsf(c.fps - 5.0f) < 1e-6f && c.frame_size == -1);
+  // every setting, at both ends of its range, parses; one past either end is refused naming the range
+  for (int i = 0; i < camlogic::SETTING_COUNT; i++) {
+    const camlogic::SettingRange& r = camlogic::SETTINGS[i];
+    char text[96];
+    for (int v : {(int)r.min, (int)r.max}) {
+      snprintf(text, sizeof text, "{\"%s\": %d}", r.name, v);
+      CHECK(camlogic::parse_control(text, &c, err, sizeof err));
+      CHECK(c.settings.mask == camlogic::setting_bit(i) && c.settings.value[i] == v);
+    }
+    for (int v : {(int)r.min - 1, (int)r.max + 1}) {
+      snprintf(text, sizeof text, "{\"%s\": %d}", r.name, v);
+      err[0] = '\0';
+      CHECK(!camlogic::parse_control(text, &c, err, sizeof err));
+      CHECK(strstr(err, r.name) != nullptr);
+      char range[64];
+      snprintf(range, sizeof range, r.is_switch ? "true or false" : "from %d to %d", r.min, r.max);
+      CHECK(strstr(err, range) != nullptr);
+      if (!strstr(err, range)) fprintf(stderr, "error for %s: %s\n", text, err);
+    }
+  }
+  CHECK(!camlogic::parse_control("{\"brightness\": 1.5}", &c, err, sizeof err));
+  CHECK(!camlogic::parse_control("{\"lamp\": \"50\"}", &c, err, sizeof err));
+  CHECK(!camlogic::parse_control("{\"hmirror\": tru}", &c, err, sizeof err));
+  CHECK(!camlogic::parse_control("{\"aec_value\": 1e9}", &c, err, sizeof err));
+  CHECK(!camlogic::parse_control("{\"quality\": 1e30}", &c, err, sizeof err));  // no overflowing cast
+  CHECK(!camlogic::parse_control("{\"fps\": inf}", &c, err, sizeof err));
+  CHECK(!camlogic::parse_control("{\"colour\": 1}", &c, err, sizeof err));
+  CHECK(strcmp(err, "unknown key: colour") == 0);
+  CHECK(!camlogic::parse_control("{\"a_key_much_longer_than_the_buffer\": 1}", &c, err, sizeof err));
+  // merging keeps what the earlier message set
+  camlogic::SettingValues kept;
+  CHECK(camlogic::parse_control("{\"brightness\": 1, \"lamp\": 10}", &c, err, sizeof err));
+  kept.merge(c.settings);
+  CHECK(camlogic::parse_control("{\"lamp\": 0}", &c, err, sizeof err));
+  kept.merge(c.settings);
+  CHECK(kept.value[camlogic::SET_BRIGHTNESS] == 1 && kept.value[camlogic::SET_LAMP] == 0);
+  CHECK(kept.mask == (camlogic::setting_bit(camlogic::SET_BRIGHTNESS) | camlogic::setting_bit(camlogic::SET_LAMP)));
+}
+
+static void test_ota_messages_and_decision() {
+  camlogic::Control c;
+  char err[96];
+  const char* good =
+      "{\"type\":\"control\",\"ota_url\":\"http://192.0.2.7:8080/ota/AbC-_9\",\"ota_md5\":"
+      "\"0123456789abcdef0123456789ABCDEF\",\"ota_size\":912345}";
+  CHECK(camlogic::parse_control(good, &c, err, sizeof err));
+  CHECK(c.ota && c.settings.mask == 0 && c.frame_size == -1 && c.fps < 0);
+  CHECK(strcmp(c.ota_request.url, "http://192.0.2.7:8080/ota/AbC-_9") == 0);
+  CHECK(c.ota_request.size == 912345);
+  CHECK(camlogic::ota_should_start(c.ota_request, camlogic::OTA_SLOT_BYTES, err, sizeof err));
+  // the decision: no second slot, too big, not http
+  CHECK(!camlogic::ota_should_start(c.ota_request, 0, err, sizeof err));
+  CHECK(strstr(err, "partition table") != nullptr);
+  c.ota_request.size = camlogic::OTA_SLOT_BYTES + 1;
+  CHECK(!camlogic::ota_should_start(c.ota_request, camlogic::OTA_SLOT_BYTES, err, sizeof err));
+  CHECK(strstr(err, "does not fit") != nullptr);
+  c.ota_request.size = camlogic::OTA_SLOT_BYTES;
+  CHECK(camlogic::ota_should_start(c.ota_request, camlogic::OTA_SLOT_BYTES, err, sizeof err));
+  camlogic::OtaRequest https = c.ota_request;
+  memcpy(https.url, "https://x/y", 12);
+  CHECK(!camlogic::ota_should_start(https, camlogic::OTA_SLOT_BYTES, err, sizeof err));
+  // incomplete or mixed messages are refused
+  const char* bad[] = {
+      "{\"ota_url\":\"http://h/x\",\"ota_md5\":\"0123456789abcdef0123456789abcdef\"}",
+      "{\"ota_url\":\"http://h/x\",\"ota_md5\":\"0123456789abcdef0123456789abcdef\",\"ota_size\":0}",
+      "{\"ota_url\":\"http://h/x\",\"ota_md5\":\"0123456789abcdef0123456789abcdeg\",\"ota_size\":5}",
+      "{\"ota_url\":\"http://h/x\",\"ota_md5\":\"0123456789abcdef\",\"ota_size\":5}",
+      "{\"ota_url\":\"http://h/x\",\"ota_md5\":\"0123456789abcdef0123456789abcdef\",\"ota_size\":5.5}",
+      "{\"ota_url\":\"http://h/x\",\"ota_md5\":\"0123456789abcdef0123456789abcdef\",\"ota_size\":-5}",
+      "{\"ota_url\":\"http://h/x\",\"ota_md5\":\"0123456789abcdef0123456789abcdef\",\"ota_size\":5e12}",
+      "{\"ota_url\":\"http://h/x\",\"ota_md5\":\"0123456789abcdef0123456789abcdef\",\"ota_size\":5,\"fps\":2}",
+  };
+  for (const char* text : bad) {
+    err[0] = '\0';
+    bool ok = camlogic::parse_control(text, &c, err, sizeof err);
+    CHECK(!ok && err[0] != '\0');
+    if (ok) fprintf(stderr, "accepted: %s\n", text);
+  }
+  char long_url[300] = "{\"ota_url\":\"http://";
+  for (int i = 0; i < 200; i++) strcat(long_url, "h");
+  strcat(long_url, "\",\"ota_md5\":\"0123456789abcdef0123456789abcdef\",\"ota_size\":5}");
+  CHECK(!camlogic::parse_control(long_url, &c, err, sizeof err));  // refused, not truncated
+  // after the download: the digest written must be the one announced
+  CHECK(camlogic::md5_equal("0123456789abcdef0123456789abcdef", "0123456789ABCDEF0123456789ABCDEF"));
+  CHECK(!camlogic::md5_equal("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdee"));
+  CHECK(!camlogic::md5_equal("", ""));
+  CHECK(!camlogic::md5_equal(nullptr, "0123456789abcdef0123456789abcdef"));
+}
+
+static void test_status_with_settings() {
+  camlogic::SettingValues applied;
+  applied.set(camlogic::SET_BRIGHTNESS, 1);
+  applied.set(camlogic::SET_SHARPNESS, 0);
+  applied.set(camlogic::SET_HMIRROR, 1);
+  applied.set(camlogic::SET_VFLIP, 0);
+  applied.set(camlogic::SET_LAMP, 40);
+  camlogic::StatusFigures s = {9.5f, 80000, -70, 3, 1200, 2, "SVGA", 10, 8.0f, "1.1.0", &applied,
+                               camlogic::setting_bit(camlogic::SET_SHARPNESS), "Update error: MD5 \"x\"\n"};
+  char out[1024];
+  int n = camlogic::format_status(out, sizeof out, s);
+  CHECK(n > 0 && (size_t)n == strlen(out));
+  const char* expected =
+      "{\"type\":\"status\",\"fps_sent\":9.5,\"free_heap\":80000,\"rssi\":-70,\"reconnects\":3,"
+      "\"frames_sent\":1200,\"capture_failures\":2,\"frame_size\":\"SVGA\",\"quality\":10,\"max_fps\":8.0,"
+      "\"firmware\":\"1.1.0\",\"settings\":{\"brightness\":1,\"hmirror\":true,\"vflip\":false,\"lamp\":40},"
+      "\"unsupported\":[\"sharpness\"],\"ota_error\":\"Update error: MD5 \\\"x\\\"\\u000a\"}";
+  CHECK(strcmp(out, expected) == 0);
+  if (strcmp(out, expected) != 0) fprintf(stderr, "got %s\n", out);
+  // every setting, and the longest error, fit the sketch's 1024-byte buffer
+  camlogic::SettingValues all;
+  for (int i = 0; i < camlogic::SETTING_COUNT; i++) all.set(i, camlogic::SETTINGS[i].min);
+  char error[96];
+  memset(error, '"', sizeof error - 1);
+  error[sizeof error - 1] = '\0';
+  s.settings = &all;
+  s.unsupported = 0x00FFFFFFu;  // pretend all but none are unsupported: the longest list
+  s.ota_error = error;
+  CHECK(camlogic::format_status(out, sizeof out, s) > 0);
+  s.unsupported = 0;
+  CHECK(camlogic::format_status(out, sizeof out, s) > 0);
+  // too small a buffer: -1, never a truncated text
+  CHECK(camlogic::format_status(out, 200, s) == -1);
+}
+
+static void print_settings_table() {
+  printf("{\"settings\": [");
+  for (int i = 0; i < camlogic::SETTING_COUNT; i++) {
+    const camlogic::SettingRange& r = camlogic::SETTINGS[i];
+    printf("%s[\"%s\", %d, %d, %s]", i ? ", " : "", r.name, r.min, r.max, r.is_switch ? "true" : "false");
+  }
+  printf("], \"quality\": [%d, %d], \"fps\": [%g, %g], \"ota_slot\": %lu}\n", camlogic::QUALITY_MIN,
+         camlogic::QUALITY_MAX, (double)camlogic::FPS_MIN, (double)camlogic::FPS_MAX,
+         (unsigned long)camlogic::OTA_SLOT_BYTES);
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "frame-sizes") == 0) {
     printf("[");
@@ -222,6 +375,10 @@ int main(int argc, char** argv) {
       printf("%s[\"%s\", %u, %u]", i ? ", " : "", f.name, f.width, f.height);
     }
     printf("]\n");
+    return 0;
+  }
+  if (argc > 1 && strcmp(argv[1], "settings") == 0) {
+    print_settings_table();
     return 0;
   }
   test_camera_id_and_path();
@@ -233,6 +390,9 @@ int main(int argc, char** argv) {
   test_pacer();
   test_json_texts();
   test_control();
+  test_settings_messages();
+  test_ota_messages_and_decision();
+  test_status_with_settings();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -31,6 +31,7 @@ extern HardwareSerial Serial;
 class EspClass {
  public:
   uint32_t getFreeHeap();
+  uint32_t getFreeSketchSpace();
   void restart();
 };
 extern EspClass ESP;

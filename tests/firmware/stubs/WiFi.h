@@ -1,6 +1,7 @@
 // Stand-in for the ESP32 Arduino WiFi library (declarations only, real signatures).
 #pragma once
 #include "Arduino.h"
+#include "WiFiClient.h"
 
 typedef enum { WL_IDLE_STATUS = 0, WL_NO_SSID_AVAIL = 1, WL_SCAN_COMPLETED = 2, WL_CONNECTED = 3,
                WL_CONNECT_FAILED = 4, WL_CONNECTION_LOST = 5, WL_DISCONNECTED = 6 } wl_status_t;

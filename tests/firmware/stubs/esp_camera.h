@@ -4,9 +4,8 @@
 #include <stdint.h>
 #include <sys/time.h>
 #include "Arduino.h"
+#include "driver/ledc.h"
 
-typedef enum { LEDC_TIMER_0 = 0, LEDC_TIMER_1, LEDC_TIMER_2, LEDC_TIMER_3 } ledc_timer_t;
-typedef enum { LEDC_CHANNEL_0 = 0, LEDC_CHANNEL_1, LEDC_CHANNEL_2, LEDC_CHANNEL_3 } ledc_channel_t;
 typedef enum { PIXFORMAT_RGB565, PIXFORMAT_YUV422, PIXFORMAT_YUV420, PIXFORMAT_GRAYSCALE, PIXFORMAT_JPEG,
                PIXFORMAT_RGB888, PIXFORMAT_RAW, PIXFORMAT_RGB444, PIXFORMAT_RGB555 } pixformat_t;
 typedef enum {
@@ -48,10 +47,76 @@ typedef struct {
   struct timeval timestamp;
 } camera_fb_t;
 
+typedef enum { GAINCEILING_2X, GAINCEILING_4X, GAINCEILING_8X, GAINCEILING_16X, GAINCEILING_32X, GAINCEILING_64X,
+               GAINCEILING_128X } gainceiling_t;
+
+// sensor.h: what the sensor holds now; each driver updates it on a successful set_* call.
+typedef struct {
+  framesize_t framesize;
+  bool scale;
+  bool binning;
+  uint8_t quality;
+  int8_t brightness;
+  int8_t contrast;
+  int8_t saturation;
+  int8_t sharpness;
+  uint8_t denoise;
+  uint8_t special_effect;
+  uint8_t wb_mode;
+  uint8_t awb;
+  uint8_t awb_gain;
+  uint8_t aec;
+  uint8_t aec2;
+  int8_t ae_level;
+  uint16_t aec_value;
+  uint8_t agc;
+  uint8_t agc_gain;
+  uint8_t gainceiling;
+  uint8_t bpc;
+  uint8_t wpc;
+  uint8_t raw_gma;
+  uint8_t lenc;
+  uint8_t hmirror;
+  uint8_t vflip;
+  uint8_t dcw;
+  uint8_t colorbar;
+} camera_status_t;
+
 typedef struct _sensor sensor_t;
 struct _sensor {
+  uint8_t slv_addr;
+  pixformat_t pixformat;
+  camera_status_t status;
+  int xclk_freq_hz;
+  int (*init_status)(sensor_t* sensor);
+  int (*reset)(sensor_t* sensor);
+  int (*set_pixformat)(sensor_t* sensor, pixformat_t pixformat);
   int (*set_framesize)(sensor_t* sensor, framesize_t framesize);
+  int (*set_contrast)(sensor_t* sensor, int level);
+  int (*set_brightness)(sensor_t* sensor, int level);
+  int (*set_saturation)(sensor_t* sensor, int level);
+  int (*set_sharpness)(sensor_t* sensor, int level);
+  int (*set_denoise)(sensor_t* sensor, int level);
+  int (*set_gainceiling)(sensor_t* sensor, gainceiling_t gainceiling);
   int (*set_quality)(sensor_t* sensor, int quality);
+  int (*set_colorbar)(sensor_t* sensor, int enable);
+  int (*set_whitebal)(sensor_t* sensor, int enable);
+  int (*set_gain_ctrl)(sensor_t* sensor, int enable);
+  int (*set_exposure_ctrl)(sensor_t* sensor, int enable);
+  int (*set_hmirror)(sensor_t* sensor, int enable);
+  int (*set_vflip)(sensor_t* sensor, int enable);
+  int (*set_aec2)(sensor_t* sensor, int enable);
+  int (*set_awb_gain)(sensor_t* sensor, int enable);
+  int (*set_agc_gain)(sensor_t* sensor, int gain);
+  int (*set_aec_value)(sensor_t* sensor, int gain);
+  int (*set_special_effect)(sensor_t* sensor, int effect);
+  int (*set_wb_mode)(sensor_t* sensor, int mode);
+  int (*set_ae_level)(sensor_t* sensor, int level);
+  int (*set_dcw)(sensor_t* sensor, int enable);
+  int (*set_bpc)(sensor_t* sensor, int enable);
+  int (*set_wpc)(sensor_t* sensor, int enable);
+  int (*set_raw_gma)(sensor_t* sensor, int enable);
+  int (*set_lenc)(sensor_t* sensor, int enable);
 };
 
 esp_err_t esp_camera_init(const camera_config_t* config);

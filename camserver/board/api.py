@@ -1,0 +1,218 @@
+"""HTTP routes of board control: settings, control messages, firmware images, updates, downloads.
+
+Writes (control, upload, delete, update) ask `can_write(request)`; the default lets every request the
+app's own auth middleware let through. The download route, /ota/<token>, must be left open by that
+middleware (boards send no token): the random token in the path is its secret, good for one download
+within 10 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Awaitable, Callable
+
+from aiohttp import BodyPartReader, web
+
+from ..ingest.control import ControlError, validate_control
+from .firmware import OTA_SLOT_BYTES, BadImage
+from .service import BoardService, UnknownImage
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PREFIX = "/ota/"  # the viewer auth middleware lets these through
+MAX_JSON_BYTES = 4096
+CHUNK = 64 * 1024
+
+
+def _json_error(status: int, error: str, detail: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, "detail": detail, **extra}, status=status)
+
+
+def _escape(text: str) -> str:
+    return text.encode("unicode_escape").decode()
+
+
+class BoardApi:
+    """Routes of board control over a BoardService.
+
+    Args:
+        camera_known: whether the server knows a camera id (connected now or before, or declared).
+        send_control: sends a message to a connected camera; False when it is not connected.
+        base_url: the http://host:port a camera reaches this server's HTTP port at (from the address
+            its WebSocket connection came in on), or None when it is not connected.
+        camera_status: the camera's latest status, if any (to tell a new update failure from an old one).
+        can_write: whether a request may change things (settings, images, updates).
+    """
+
+    def __init__(
+        self,
+        service: BoardService,
+        camera_known: Callable[[str], bool],
+        send_control: Callable[[str, dict[str, Any]], Awaitable[bool]],
+        base_url: Callable[[str], str | None],
+        camera_status: Callable[[str], dict[str, Any] | None] = lambda camera_id: None,
+        can_write: Callable[[web.Request], bool] = lambda request: True,
+    ) -> None:
+        self.service = service
+        self.camera_known = camera_known
+        self.send_control = send_control
+        self.base_url = base_url
+        self.camera_status = camera_status
+        self.can_write = can_write
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register every route (POST /api/cameras/<id>/control included)."""
+        app.router.add_get("/api/cameras/{camera_id}/settings", self.get_settings)
+        app.router.add_post("/api/cameras/{camera_id}/control", self.control)
+        app.router.add_get("/api/cameras/{camera_id}/firmware", self.get_camera_firmware)
+        app.router.add_post("/api/cameras/{camera_id}/firmware", self.start_update)
+        app.router.add_get("/api/firmware", self.list_images)
+        app.router.add_post("/api/firmware", self.upload_image)
+        app.router.add_delete("/api/firmware/{name}", self.delete_image)
+        # no HEAD: it would spend the one download
+        app.router.add_get(PUBLIC_PREFIX + "{token}", self.download, allow_head=False)
+
+    def _check_write(self, request: web.Request) -> None:
+        if not self.can_write(request):
+            raise web.HTTPUnauthorized(
+                reason="write permission required",
+                text="changing settings, uploading firmware and starting updates need the admin token",
+                headers={"WWW-Authenticate": 'Bearer realm="camserver admin"'},
+            )
+
+    def _camera_id(self, request: web.Request) -> str:
+        camera_id = request.match_info["camera_id"]
+        if not (self.camera_known(camera_id) or self.service.knows(camera_id)):
+            raise web.HTTPNotFound(reason="unknown camera", text=f"no camera {camera_id!r}")
+        return camera_id
+
+    @staticmethod
+    async def _json_body(request: web.Request) -> Any:
+        if (request.content_length or 0) > MAX_JSON_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length or 0)
+        try:
+            return json.loads(await request.read())
+        except ValueError:
+            raise web.HTTPBadRequest(reason="invalid JSON", text="the body must be a JSON object") from None
+
+    async def get_settings(self, request: web.Request) -> web.Response:
+        """{"desired": what the server sends on every hello, "reported": what the camera said it applied}."""
+        return web.json_response(self.service.settings(self._camera_id(request)))
+
+    async def control(self, request: web.Request) -> web.StreamResponse:
+        """Validate a settings message, keep its values as desired, send it to the camera.
+
+        400 names the key and its range (nothing is kept or sent); 409 when the camera is offline (the
+        values are kept and sent when it next says hello).
+        """
+        camera_id = self._camera_id(request)
+        self._check_write(request)
+        body = await self._json_body(request)
+        try:
+            message = validate_control(body)
+        except ControlError as exc:
+            return _json_error(400, "invalid control message", str(exc), key=exc.key, allowed=exc.allowed)
+        await self.service.set_desired(camera_id, message)
+        if not await self.send_control(camera_id, message):
+            raise web.HTTPConflict(
+                reason="camera offline",
+                text=f"camera {camera_id!r} is not connected; the settings are kept and sent when it says hello",
+            )
+        return web.json_response({"camera": camera_id, "sent": message}, status=202)
+
+    async def list_images(self, request: web.Request) -> web.Response:
+        """Stored images: name, size, md5, version, project, chip, idf."""
+        return web.json_response({"images": [i.to_json() for i in await self.service.images()],
+                                  "max_size": OTA_SLOT_BYTES})
+
+    async def upload_image(self, request: web.Request) -> web.StreamResponse:
+        """Multipart upload of a .bin (field `file`; an optional field `name` renames it). 201 with its record."""
+        self._check_write(request)
+        try:
+            reader = await request.multipart()
+        except (AssertionError, ValueError, KeyError):
+            raise web.HTTPBadRequest(reason="not a multipart upload",
+                                     text="send the image as multipart/form-data: curl -F file=@firmware.bin") from None
+        data: bytes | None = None
+        name: str | None = None
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.filename is not None and data is None:
+                name = name or part.filename
+                data = await self._read_capped(part)
+            elif part.name == "name":
+                name = (await part.text()).strip()
+        if data is None or not name:
+            raise web.HTTPBadRequest(reason="no file", text="no file part in the upload (curl -F file=@firmware.bin)")
+        try:
+            info = await self.service.upload(name, data)
+        except BadImage as exc:
+            status = 413 if exc.too_large else 400
+            return _json_error(status, "image refused", str(exc), max_size=OTA_SLOT_BYTES)
+        except FileExistsError:
+            raise web.HTTPConflict(reason="image exists",
+                                   text=f"an image named {name!r} exists; delete it first or upload under another name") from None
+        except ValueError as exc:
+            raise web.HTTPBadRequest(reason="bad image name", text=str(exc)) from None
+        return web.json_response(info.to_json(), status=201)
+
+    @staticmethod
+    async def _read_capped(part: BodyPartReader) -> bytes:
+        """The part's bytes; 413 as soon as it passes an app slot (nothing more is buffered)."""
+        data = bytearray()
+        while chunk := await part.read_chunk(CHUNK):
+            data += chunk
+            if len(data) > OTA_SLOT_BYTES:
+                raise web.HTTPRequestEntityTooLarge(max_size=OTA_SLOT_BYTES, actual_size=len(data),
+                                                    text=f"an OTA app slot holds {OTA_SLOT_BYTES} bytes (0x{OTA_SLOT_BYTES:X})")
+        return bytes(data)
+
+    async def delete_image(self, request: web.Request) -> web.Response:
+        """Remove a stored image."""
+        self._check_write(request)
+        name = request.match_info["name"]
+        if not await self.service.delete_image(name):
+            raise web.HTTPNotFound(reason="unknown image", text=f"no image {name!r}")
+        return web.json_response({"deleted": name})
+
+    async def get_camera_firmware(self, request: web.Request) -> web.Response:
+        """The version the camera said hello with, and its last update (sent, downloading, done, failed, expired)."""
+        return web.json_response(self.service.firmware_state(self._camera_id(request)))
+
+    async def start_update(self, request: web.Request) -> web.Response:
+        """{"image": name}: send the camera a one-time link to the image, with its MD5 and size."""
+        camera_id = self._camera_id(request)
+        self._check_write(request)
+        body = await self._json_body(request)
+        image = body.get("image") if isinstance(body, dict) else None
+        if not isinstance(image, str) or set(body) != {"image"}:
+            raise web.HTTPBadRequest(reason="invalid update request", text='send {"image": "<name of a stored image>"}')
+        base = self.base_url(camera_id)
+        if base is None:
+            raise web.HTTPConflict(reason="camera offline", text=f"camera {camera_id!r} is not connected")
+        try:
+            message, link, info = await self.service.prepare_update(camera_id, image, base)
+        except UnknownImage:
+            raise web.HTTPNotFound(reason="unknown image", text=f"no image {image!r}; see GET /api/firmware") from None
+        version = info.version
+        status = self.camera_status(camera_id)
+        if not await self.send_control(camera_id, message):
+            raise web.HTTPConflict(reason="camera offline", text=f"camera {camera_id!r} is not connected")
+        self.service.update_sent(camera_id, link, version, status)
+        log.info("camera %s: update to %s (version %s) sent", camera_id, link.image, version)
+        return web.json_response({"camera": camera_id, "image": link.image, "version": version, "md5": link.md5,
+                                  "size": link.size, "expires_at": link.expires_at}, status=202)
+
+    async def download(self, request: web.Request) -> web.Response:
+        """The image behind a one-time link, with the Content-Length and x-MD5 HTTPUpdate needs; else 404."""
+        found = await self.service.download(request.match_info["token"])
+        if found is None:
+            raise web.HTTPNotFound(reason="unknown link", text="this update link is unknown, spent or expired")
+        link, data = found
+        log.info("camera %s downloads %s (%d bytes) from %s", link.camera, link.image, len(data),
+                 _escape(request.remote or "?"))
+        # the MD5 announced with the link: a file changed on disk since then fails the board's check
+        return web.Response(body=data, content_type="application/octet-stream",
+                            headers={"x-MD5": link.md5, "Cache-Control": "no-store"})

@@ -1,0 +1,247 @@
+"""Board control: settings kept per camera and sent on every hello, reported values from the status,
+firmware images and updates over the air.
+
+Reads are answered from memory on the event loop; database and file work runs on the executor it is
+given (the events thread, which owns the events database's connection) or on a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..ratelog import ThrottledLog
+from .firmware import FirmwareStore, ImageInfo, OtaLink, OtaLinks
+from .settings import Settings, SettingsStore, merge_settings, open_database, reported_from_status
+
+log = logging.getLogger(__name__)
+
+
+class UnknownImage(LookupError):
+    """No stored image of that name."""
+
+
+class BoardService:
+    """Per-camera settings (desired and reported), firmware images, one-time update links.
+
+    Args:
+        storage_dir: storage.dir; images go to its firmware/ folder.
+        configured: camera id -> `[cameras.<id>.settings]`, validated; it wins over stored values at start.
+        clock: wall-clock time (tests inject one to age the download links).
+    """
+
+    def __init__(self, storage_dir: Path, configured: Mapping[str, Mapping[str, Any]] | None = None,
+                 clock: Callable[[], float] = time.time, link_lifetime_s: float = 600.0) -> None:
+        self.storage_dir = storage_dir
+        self.configured = {camera: dict(values) for camera, values in (configured or {}).items()}
+        self.clock = clock
+        self.firmware = FirmwareStore(storage_dir / "firmware")
+        self.links = OtaLinks(clock, link_lifetime_s)
+        self.desired: dict[str, Settings] = {}
+        self.reported: dict[str, Settings] = {}
+        self.unsupported: dict[str, list[str]] = {}
+        self.running: dict[str, str] = {}  # camera -> firmware version of its last hello
+        self.updates: dict[str, dict[str, Any]] = {}  # camera -> the last update asked for
+        self.write_errors = 0
+        self._store: SettingsStore | None = None
+        self._executor: Executor | None = None
+        self._own_db: sqlite3.Connection | None = None
+        self._own_executor: ThreadPoolExecutor | None = None
+        self._writes: set[asyncio.Future[Any]] = set()
+        self._write_log = ThrottledLog(log, interval_s=60.0)
+
+    async def start(self, db: sqlite3.Connection | None = None, executor: Executor | None = None) -> None:
+        """Create the table, load what is stored, merge the config over it, store the result.
+
+        Args:
+            db: the connection to keep the table in, used only on `executor`'s thread; None opens
+                storage_dir/board.db on a thread of this service's own.
+        """
+        if db is None:
+            self._own_executor = executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="board")
+            db = self._own_db = await self._on(executor, open_database, self.storage_dir / "board.db")
+        elif executor is None:
+            raise ValueError("a connection comes with the executor whose thread uses it")
+        self._executor = executor
+        loaded = await self._run(self._open, db)
+        stored = {camera: desired for camera, (desired, _) in loaded.items()}
+        self.desired = merge_settings(stored, self.configured)
+        for camera, (_, reported) in loaded.items():
+            if reported:
+                self.reported[camera] = reported
+        changed = {camera: values for camera, values in self.desired.items() if values != stored.get(camera)}
+        for camera, values in changed.items():
+            await self._run(self._save_desired, camera, values, self.clock())
+        if changed:
+            log.info("settings from the config for %s", ", ".join(sorted(changed)))
+
+    def _open(self, db: sqlite3.Connection) -> dict[str, tuple[Settings, Settings]]:
+        self.firmware.open()
+        self._store = SettingsStore(db)
+        return self._store.load()
+
+    def _save_desired(self, camera: str, values: Settings, now: float) -> None:
+        assert self._store is not None
+        self._store.save_desired(camera, values, now)
+
+    def _save_reported(self, camera: str, values: Settings, now: float) -> None:
+        assert self._store is not None
+        self._store.save_reported(camera, values, now)
+
+    async def stop(self) -> None:
+        """Finish pending writes; close what this service opened itself."""
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        if self._own_executor is not None:
+            if self._own_db is not None:
+                await self._on(self._own_executor, self._own_db.close)
+            self._own_executor.shutdown(wait=True)
+            self._own_executor = self._own_db = None
+        self._store = None
+
+    @staticmethod
+    async def _on(executor: Executor, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """On the database's thread."""
+        assert self._executor is not None, "BoardService.start() first"
+        return await self._on(self._executor, fn, *args)
+
+    @staticmethod
+    async def _files(fn: Callable[..., Any], *args: Any) -> Any:
+        """Image file work, on the default executor: a 2 MB write must not hold up the events thread."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def _write_later(self, fn: Callable[..., Any], *args: Any) -> None:
+        """A database write from a sync hook: runs on the executor, failures counted and logged."""
+        if self._executor is None or self._store is None:
+            return
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._writes.add(future)
+        future.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future[Any]) -> None:
+        self._writes.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            self.write_errors += 1
+            self._write_log.warning("write", "could not store camera settings: %s", future.exception())
+
+    # --- settings ---------------------------------------------------------------------------
+
+    def on_hello(self, camera_id: str, hello: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """A camera said hello: returns the control message to send it (its desired settings), or None.
+
+        Also notes the firmware version the hello names, which completes an update to that version.
+        """
+        version = hello.get("firmware") if isinstance(hello, Mapping) else None
+        if isinstance(version, str):
+            self.running[camera_id] = version
+            update = self.updates.get(camera_id)
+            if update is not None and update["state"] in ("sent", "downloading") and version == update["version"]:
+                update.update(state="done", finished_at=self.clock())
+                log.info("camera %s: now runs firmware %s", camera_id, version)
+        desired = self.desired.get(camera_id)
+        return dict(desired) if desired else None
+
+    def on_status(self, camera_id: str, status: Mapping[str, Any]) -> None:
+        """A camera's status: records the settings it applied and the error of a failed update."""
+        error = status.get("ota_error")
+        update = self.updates.get(camera_id)
+        if update is not None and isinstance(error, str) and update["state"] in ("sent", "downloading"):
+            # a status sent before the update message arrived may carry an older failure: count only a
+            # new one, or any once the image was downloaded
+            if update["state"] == "downloading" or error != update["error_before"]:
+                update.update(state="failed", error=error, finished_at=self.clock())
+                log.warning("camera %s: firmware update failed: %s", camera_id, error.encode("unicode_escape").decode())
+        parsed = reported_from_status(status)
+        if parsed is None:
+            return
+        reported, unsupported = parsed
+        self.unsupported[camera_id] = unsupported
+        if self.reported.get(camera_id) != reported:
+            self.reported[camera_id] = reported
+            self._write_later(self._save_reported, camera_id, reported, self.clock())
+
+    def settings(self, camera_id: str) -> dict[str, Any]:
+        """What GET /api/cameras/<id>/settings shows."""
+        return {"camera": camera_id, "desired": self.desired.get(camera_id, {}),
+                "reported": self.reported.get(camera_id, {}), "unsupported": self.unsupported.get(camera_id, [])}
+
+    def knows(self, camera_id: str) -> bool:
+        """Whether settings or an update were ever kept for this camera id."""
+        return camera_id in self.desired or camera_id in self.reported or camera_id in self.updates
+
+    async def set_desired(self, camera_id: str, message: Mapping[str, Any]) -> Settings:
+        """Keep a validated settings message's values as desired (stored before it returns)."""
+        desired = {**self.desired.get(camera_id, {}), **message}
+        self.desired[camera_id] = desired
+        await self._run(self._save_desired, camera_id, desired, self.clock())
+        return desired
+
+    # --- firmware -------------------------------------------------------------------------
+
+    async def upload(self, name: str, data: bytes) -> ImageInfo:
+        """Check and store an image (raises ValueError, BadImage, FileExistsError; see FirmwareStore.save)."""
+        info = await self._files(self.firmware.save, name, data)
+        log.info("firmware image %s stored: %d bytes, md5 %s, version %s", info.name, info.size, info.md5, info.version)
+        return info
+
+    async def images(self) -> list[ImageInfo]:
+        """Every stored image."""
+        return await self._files(self.firmware.images)
+
+    async def delete_image(self, name: str) -> bool:
+        """Remove an image; False when there was none."""
+        return await self._files(self.firmware.delete, name)
+
+    async def prepare_update(self, camera_id: str, image: str,
+                             base_url: str) -> tuple[dict[str, Any], OtaLink, ImageInfo]:
+        """The update message for a camera: a fresh one-time link to the image, its MD5 and size.
+
+        Raises:
+            UnknownImage: no such image.
+        """
+        info = await self._files(self.firmware.info, image)
+        if info is None:
+            raise UnknownImage(image)
+        link = self.links.create(camera_id, info.name, info.md5, info.size)
+        message = {"ota_url": f"{base_url.rstrip('/')}/ota/{link.token}", "ota_md5": info.md5, "ota_size": info.size}
+        return message, link, info
+
+    def update_sent(self, camera_id: str, link: OtaLink, version: str | None, status: Mapping[str, Any] | None) -> None:
+        """The update message went out: track it until the camera says hello with the new version."""
+        before = status.get("ota_error") if isinstance(status, Mapping) else None
+        self.updates[camera_id] = {
+            "image": link.image, "version": version, "md5": link.md5, "size": link.size, "state": "sent",
+            "error": None, "requested_at": self.clock(), "expires_at": link.expires_at, "finished_at": None,
+            "error_before": before,
+        }
+
+    async def download(self, token: str) -> tuple[OtaLink, bytes] | None:
+        """The image behind a one-time token, spending the token; None if unknown, spent or expired."""
+        link = self.links.take(token)
+        if link is None:
+            return None
+        data = await self._files(self.firmware.read, link.image)
+        if data is None:
+            return None
+        update = self.updates.get(link.camera)
+        if update is not None and update["state"] == "sent" and update["md5"] == link.md5:
+            update["state"] = "downloading"
+        return link, data
+
+    def firmware_state(self, camera_id: str) -> dict[str, Any]:
+        """What GET /api/cameras/<id>/firmware shows: the version running and the last update."""
+        update = self.updates.get(camera_id)
+        shown = None
+        if update is not None:
+            shown = {k: v for k, v in update.items() if k != "error_before"}
+            if shown["state"] == "sent" and self.clock() >= shown["expires_at"]:
+                shown["state"] = "expired"  # the board never fetched its link
+        return {"camera": camera_id, "running": self.running.get(camera_id), "update": shown}

@@ -1,0 +1,124 @@
+"""Camera settings kept by the server: what it sends on every hello (desired) and what the board last
+said it applied (reported), one row per camera in a table of a database it is given.
+
+Every function here is synchronous: the caller runs it on the thread that owns the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..ingest.control import SENSOR_SETTINGS, SETTING_KEYS, ControlError, check_setting
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS camera_settings (
+    camera TEXT PRIMARY KEY,
+    desired TEXT NOT NULL,        -- JSON object: sent to the camera on every hello
+    reported TEXT NOT NULL,       -- JSON object: what the camera last said it applied
+    updated_at REAL NOT NULL
+);
+"""
+
+Settings = dict[str, Any]
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """A database of its own, for a server that runs without the events database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    return db
+
+
+def clean_settings(camera: str, values: Mapping[str, Any]) -> Settings:
+    """The valid settings of a stored row; a key this version no longer knows is dropped and logged."""
+    kept: Settings = {}
+    for key, value in values.items():
+        try:
+            kept[key] = check_setting(key, value)
+        except ControlError as exc:
+            log.warning("camera %s: stored setting dropped: %s", camera, exc)
+    return kept
+
+
+def check_configured(table: Mapping[str, Any]) -> Settings:
+    """A `[cameras.<id>.settings]` table, checked like a control message's settings.
+
+    Raises:
+        ControlError: `.key` names the bad key and `.allowed` what it takes, for a ConfigError
+            `cameras.<id>.settings.<key>`.
+    """
+    return {key: check_setting(key, value) for key, value in table.items()}
+
+
+def merge_settings(stored: Mapping[str, Mapping[str, Any]],
+                   configured: Mapping[str, Mapping[str, Any]]) -> dict[str, Settings]:
+    """Desired settings per camera at start-up: the stored ones, with every key of the config over them.
+
+    Args:
+        stored: camera id -> settings kept in the database (set through the API before).
+        configured: camera id -> `[cameras.<id>.settings]`, already validated.
+    """
+    merged = {camera: dict(values) for camera, values in stored.items()}
+    for camera, values in configured.items():
+        merged.setdefault(camera, {}).update(values)
+    return {camera: values for camera, values in merged.items() if values}
+
+
+def reported_from_status(status: Mapping[str, Any]) -> tuple[Settings, list[str]] | None:
+    """What a camera's status says it applied, under the control message's keys, and what it cannot do.
+
+    None for a status without a "settings" object (older firmware).
+    """
+    applied = status.get("settings")
+    if not isinstance(applied, dict):
+        return None
+    reported = {k: v for k, v in applied.items() if k in SENSOR_SETTINGS}
+    for key, field in (("framesize", "frame_size"), ("quality", "quality"), ("fps", "max_fps")):
+        if field in status:
+            reported[key] = status[field]
+    unsupported = status.get("unsupported")
+    names = [n for n in unsupported if isinstance(n, str) and n in SETTING_KEYS] if isinstance(unsupported, list) else []
+    return reported, names
+
+
+class SettingsStore:
+    """The camera_settings table on a connection it is given (the events database's, usually)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.executescript(SCHEMA)
+
+    def load(self) -> dict[str, tuple[Settings, Settings]]:
+        """camera id -> (desired, reported), as stored."""
+        rows = self.db.execute("SELECT camera, desired, reported FROM camera_settings").fetchall()
+        return {camera: (clean_settings(camera, json.loads(desired)), json.loads(reported))
+                for camera, desired, reported in rows}
+
+    def save_desired(self, camera: str, desired: Settings, now: float) -> None:
+        """Replace what the server sends this camera on hello."""
+        self.db.execute(
+            "INSERT INTO camera_settings (camera, desired, reported, updated_at) VALUES (?, ?, '{}', ?) "
+            "ON CONFLICT (camera) DO UPDATE SET desired = excluded.desired, updated_at = excluded.updated_at",
+            (camera, json.dumps(desired, sort_keys=True), now),
+        )
+        self._commit()
+
+    def save_reported(self, camera: str, reported: Settings, now: float) -> None:
+        """Replace what the camera last said it applied."""
+        self.db.execute(
+            "INSERT INTO camera_settings (camera, desired, reported, updated_at) VALUES (?, '{}', ?, ?) "
+            "ON CONFLICT (camera) DO UPDATE SET reported = excluded.reported, updated_at = excluded.updated_at",
+            (camera, json.dumps(reported, sort_keys=True), now),
+        )
+        self._commit()
+
+    def _commit(self) -> None:
+        if self.db.in_transaction:  # a connection in sqlite3's default mode; autocommit ones never are
+            self.db.commit()
