@@ -22,12 +22,13 @@ from .detect import Detector
 from .detect.backends import detector_factory
 from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
-from .events.engine import EventEngine, StorageError
+from .events.engine import EventEngine
 from .hub import Camera, CameraHub
 from .ingest import CameraIngest
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
 from .integrations.webhooks import WebhookSender
+from .storage import Database, StorageError
 from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
 
@@ -62,7 +63,8 @@ class CamServer:
         self.config = config
         self.supervisor = Supervisor()
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
-        self.events = EventEngine(config.events, config.storage, clock)
+        self.database = Database(Path(config.storage.dir))
+        self.events = EventEngine(config.events, config.storage, self.database, clock)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
         self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
@@ -164,23 +166,21 @@ class CamServer:
             self.events.camera_offline(cam.id)
 
     async def start(self) -> None:
-        """Open the event store, load the model, then open both listeners.
+        """Open the storage and the event store, load the model, then open both listeners.
 
         Raises:
             ConfigError: storage.dir cannot be created or written.
             ModelLoadError, StartupError: the model or a port.
         """
         spawn = self.supervisor.spawn
-        if self.config.events.enabled:
-            try:
+        try:
+            await self.database.open()
+            if self.config.events.enabled:
                 await self.events.start(spawn)
-            except StorageError as exc:
-                raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
-            self._events_started = True
-        try:  # the settings table lives in the events database, on its thread; else in a board.db of its own
-            await self.board.start(*((self.events.store.db, self.events.executor) if self._events_started else ()))
-        except (OSError, sqlite3.Error) as exc:
-            await self._stop_events()
+                self._events_started = True
+            await self.board.start(self.database)
+        except (StorageError, OSError, sqlite3.Error) as exc:
+            await self.stop()
             raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
         log.info("loading model %s", self.config.detect.model)
         try:
@@ -234,6 +234,7 @@ class CamServer:
             ("detector workers", self.pool.stop),
             ("board", self.board.stop),  # before the events database closes
             ("events", self._stop_events),
+            ("storage", self.database.close),
             ("webhooks", self.webhooks.stop),
             ("mqtt", self.mqtt.stop),
             ("tasks", self.supervisor.stop),

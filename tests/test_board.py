@@ -24,6 +24,7 @@ from camserver.board import (OTA_SLOT_BYTES, BadImage, BoardApi, BoardService, c
 from camserver.ingest.control import SENSOR_SETTINGS, ControlError, validate_control, validate_ota
 from camserver.sim.board import apply_picture_settings
 from camserver.sim.simcam import SceneSource, SimCamera, make_scene
+from camserver.storage import Database
 from camserver.web.viewer import json_errors
 from conftest import connect_camera, decode, running_server, wait_for
 
@@ -131,16 +132,26 @@ def test_config_tables_are_checked_like_control_messages():
         assert err.value.key == key and allowed in err.value.allowed
 
 
+async def opened_database(folder: Path) -> Database:
+    """storage.dir's database, opened."""
+    database = Database(folder)
+    await database.open()
+    return database
+
+
 async def test_settings_survive_a_restart_and_the_config_wins(tmp_path):
     """Desired and reported values are stored; on the next start the config's keys win over stored ones."""
+    database = await opened_database(tmp_path)
     service = BoardService(tmp_path)
-    await service.start()
+    await service.start(database)
     await service.set_desired("door", {"brightness": 2, "vflip": True})
     service.on_status("door", {"type": "status", "frame_size": "VGA", "quality": 12, "max_fps": 8.0,
                                "settings": {"brightness": 2, "vflip": True}, "unsupported": ["sharpness"]})
     await service.stop()
+    await database.close()
+    database = await opened_database(tmp_path)
     again = BoardService(tmp_path, configured={"door": {"brightness": -1}})
-    await again.start()
+    await again.start(database)
     try:
         assert again.on_hello("door", {"firmware": "1.1.0"}) == {"brightness": -1, "vflip": True}
         assert again.settings("door")["reported"] == {"brightness": 2, "vflip": True, "framesize": "VGA",
@@ -148,28 +159,11 @@ async def test_settings_survive_a_restart_and_the_config_wins(tmp_path):
         assert again.on_hello("other") is None  # nothing kept: nothing sent
     finally:
         await again.stop()
-    db = sqlite3.connect(tmp_path / "board.db")
+        await database.close()
+    db = sqlite3.connect(tmp_path / "camserver.db")
     row = db.execute("SELECT desired FROM camera_settings WHERE camera = 'door'").fetchone()
     db.close()
     assert json.loads(row[0]) == {"brightness": -1, "vflip": True}  # the merged values were stored
-
-
-async def test_settings_table_lives_in_a_connection_it_is_given(tmp_path):
-    """Given a connection and the executor whose thread owns it, the table goes there and nothing else opens."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    executor = ThreadPoolExecutor(max_workers=1)
-    db = await asyncio.get_running_loop().run_in_executor(
-        executor, lambda: sqlite3.connect(tmp_path / "events.db", check_same_thread=False, isolation_level=None))
-    service = BoardService(tmp_path)
-    await service.start(db, executor)
-    await service.set_desired("cam", {"lamp": 30})
-    await service.stop()
-    tables = await asyncio.get_running_loop().run_in_executor(
-        executor, lambda: db.execute("SELECT camera, desired FROM camera_settings").fetchall())
-    executor.shutdown()
-    assert tables == [("cam", '{"lamp": 30}')]
-    assert not (tmp_path / "board.db").exists()
 
 
 # --- the API on its own (fake camera side, injected clock) ---------------------------------------
@@ -188,8 +182,9 @@ class FakeClock:
 async def board_app(tmp_path: Path, clock: FakeClock | None = None, can_write: Any = lambda request: True,
                     connected: bool = True) -> AsyncIterator[tuple[str, list[tuple[str, dict]], BoardService]]:
     """BoardApi on a real port with a camera 'cam' whose control messages are recorded, not sent."""
+    database = await opened_database(tmp_path)
     service = BoardService(tmp_path, clock=clock or time.time)
-    await service.start()
+    await service.start(database)
     sent: list[tuple[str, dict]] = []
     base = {}
 
@@ -212,6 +207,7 @@ async def board_app(tmp_path: Path, clock: FakeClock | None = None, can_write: A
     finally:
         await runner.cleanup()
         await service.stop()
+        await database.close()
 
 
 async def upload(http: aiohttp.ClientSession, url: str, data: bytes, name: str = "cam-2.0.0.bin",
@@ -412,16 +408,14 @@ async def test_settings_reach_the_simulator_within_a_second_and_again_after_it_r
             assert camera.status["settings"]["lamp"] == 60 and camera.status["max_fps"] == 8
         finally:
             await _stop(task)
-        # kept in the events database
-        db = srv.server.events.store.db
-        row = await asyncio.get_running_loop().run_in_executor(
-            srv.server.events.executor,
-            lambda: db.execute("SELECT desired FROM camera_settings WHERE camera = 'porch'").fetchone())
+        # kept in the database
+        db = srv.server.database
+        row = await db.run(lambda: db.conn.execute("SELECT desired FROM camera_settings WHERE camera = 'porch'").fetchone())
         assert json.loads(row[0])["brightness"] == 2
 
 
 async def test_settings_are_kept_when_the_events_stage_is_off(http):
-    """Without the events database the settings go to a board.db of their own, and still reach the camera."""
+    """With the events stage off the settings are still kept in the database, and still reach the camera."""
     async with running_server(None, events={"enabled": False}) as srv:
         sim = SimCamera(f"ws://127.0.0.1:{srv.server.ws_port}", "attic", SceneSource(), fps=10, size=(320, 240))
         task, camera = await _sim_running(srv, sim)
@@ -431,8 +425,9 @@ async def test_settings_are_kept_when_the_events_stage_is_off(http):
             await wait_for(lambda: camera.status.get("settings", {}).get("colorbar") is True, what="the status")
         finally:
             await _stop(task)
-        assert (Path(srv.server.config.storage.dir) / "board.db").exists()
-        assert not (Path(srv.server.config.storage.dir) / "events.db").exists()
+        db = srv.server.database
+        row = await db.run(lambda: db.conn.execute("SELECT desired FROM camera_settings WHERE camera = 'attic'").fetchone())
+        assert json.loads(row[0]) == {"colorbar": True}
 
 
 async def _upload_to_server(http: aiohttp.ClientSession, srv, image: bytes, name: str) -> None:

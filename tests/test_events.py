@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 from typing import Callable
 
@@ -268,8 +269,9 @@ def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
     base = {"camera": "c", "label": "person", "entered_zones": [], "end_reason": "disappeared", "has_snapshot": True}
 
     def filled(folder, retain_days, max_mb):
+        (tmp_path / folder).mkdir()
         store = EventStore(tmp_path / folder, retain_days, max_mb)
-        store.open(now)
+        store.open(sqlite3.connect(tmp_path / folder / "camserver.db", isolation_level=None), now)
         for i in range(6):
             start = now - 3 * 86400 + i * 86400 / 2  # 3 days ago, 2.5, ... 0.5 days ago
             record = {**base, "id": f"e{i}", "start_time": start, "end_time": start + 10}
@@ -280,14 +282,14 @@ def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
     assert by_age.enforce_retention(now) == 4
     assert [e["id"] for e in by_age.query({}, 100, None)] == ["e5", "e4"]
     assert sorted(p.stem for p in by_age.snapshots.glob("*.jpg")) == ["e4", "e5"]
-    by_age.close()
+    by_age.db.close()
 
     by_size = filled("size", retain_days=100, max_mb=1)
     assert by_size.enforce_retention(now) == 3
     assert [e["id"] for e in by_size.query({}, 100, None)] == ["e5", "e4", "e3"]
     assert by_size.used_bytes() <= 1024 * 1024
     assert sorted(p.stem for p in by_size.snapshots.glob("*.jpg")) == ["e3", "e4", "e5"]
-    by_size.close()
+    by_size.db.close()
 
 
 async def test_delete_and_viewer_auth_on_events(http):

@@ -59,7 +59,7 @@ async def open_event(server: ServerProcess, cam, frames: list[bytes]) -> dict:
 
 
 def stored(tmp_path: Path, event_id: str) -> dict:
-    with sqlite3.connect(tmp_path / "data" / "events.db") as db:
+    with sqlite3.connect(tmp_path / "data" / "camserver.db") as db:
         (data,) = db.execute("SELECT data FROM events WHERE id = ?", (event_id,)).fetchone()
     return json.loads(data)
 

@@ -1,8 +1,8 @@
 """Board control: settings kept per camera and sent on every hello, reported values from the status,
 firmware images and updates over the air.
 
-Reads are answered from memory on the event loop; database and file work runs on the executor it is
-given (the events thread, which owns the events database's connection) or on a thread of its own.
+Reads are answered from memory on the event loop; database work runs on the database's thread, image
+file work on the default executor.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import asyncio
 import logging
 import sqlite3
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..ratelog import ThrottledLog
+from ..storage import Database
 from .firmware import FirmwareStore, ImageInfo, OtaLink, OtaLinks
-from .settings import Settings, SettingsStore, merge_settings, open_database, reported_from_status
+from .settings import Settings, SettingsStore, merge_settings, reported_from_status
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +51,14 @@ class BoardService:
         self.write_errors = 0
         self._store: SettingsStore | None = None
         self._executor: Executor | None = None
-        self._own_db: sqlite3.Connection | None = None
-        self._own_executor: ThreadPoolExecutor | None = None
         self._writes: set[asyncio.Future[Any]] = set()
         self._write_log = ThrottledLog(log, interval_s=60.0)
 
-    async def start(self, db: sqlite3.Connection | None = None, executor: Executor | None = None) -> None:
-        """Create the table, load what is stored, merge the config over it, store the result.
-
-        Args:
-            db: the connection to keep the table in, used only on `executor`'s thread; None opens
-                storage_dir/board.db on a thread of this service's own.
-        """
-        if db is None:
-            self._own_executor = executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="board")
-            db = self._own_db = await self._on(executor, open_database, self.storage_dir / "board.db")
-        elif executor is None:
-            raise ValueError("a connection comes with the executor whose thread uses it")
-        self._executor = executor
-        loaded = await self._run(self._open, db)
+    async def start(self, database: Database) -> None:
+        """Create the table in the database, load what is stored, merge the config over it, store the result."""
+        assert database.conn is not None, "Database.open() first"
+        self._executor = database.executor
+        loaded = await self._run(self._open, database.conn)
         stored = {camera: desired for camera, (desired, _) in loaded.items()}
         self.desired = merge_settings(stored, self.configured)
         for camera, (_, reported) in loaded.items():
@@ -94,14 +84,9 @@ class BoardService:
         self._store.save_reported(camera, values, now)
 
     async def stop(self) -> None:
-        """Finish pending writes; close what this service opened itself."""
+        """Finish pending writes."""
         if self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
-        if self._own_executor is not None:
-            if self._own_db is not None:
-                await self._on(self._own_executor, self._own_db.close)
-            self._own_executor.shutdown(wait=True)
-            self._own_executor = self._own_db = None
         self._store = None
 
     @staticmethod

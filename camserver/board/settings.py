@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from pathlib import Path
 from typing import Any, Mapping
 
 from ..ingest.control import SENSOR_SETTINGS, SETTING_KEYS, ControlError, check_setting
@@ -26,14 +25,6 @@ CREATE TABLE IF NOT EXISTS camera_settings (
 """
 
 Settings = dict[str, Any]
-
-
-def open_database(path: Path) -> sqlite3.Connection:
-    """A database of its own, for a server that runs without the events database."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    return db
 
 
 def clean_settings(camera: str, values: Mapping[str, Any]) -> Settings:

@@ -11,17 +11,17 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 from ..config import EventsConfig, StorageConfig
 from ..detect.base import Detection
 from ..ratelog import ThrottledLog
+from ..storage import Database
 from ..supervise import Spawn, cancel_and_wait
 from .feed import EventFeed
 from .rules import CameraRules, Change
-from .store import EventStore, StorageError
+from .store import EventStore
 from .zones import by_camera
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,16 @@ SWEEP_EVERY_S = 1.0  # ends events of cameras that stopped sending frames but st
 class EventEngine:
     """Events for every camera: rules per camera, one store, one live feed."""
 
-    def __init__(self, config: EventsConfig, storage: StorageConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: EventsConfig, storage: StorageConfig, database: Database,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.database = database
         self.clock = clock
         self.store = EventStore(Path(storage.dir), storage.retain_days, storage.max_mb)
         self.feed = EventFeed()
         self.zones = by_camera(self.config.zones)
         self.rules: dict[str, CameraRules] = {}
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+        self.executor = database.executor  # the events thread: tracking, rules and storage, in frame order
         self.pending = 0
         self._inbox: deque[tuple[str, float, bytes, tuple[int, int], list[Detection]]] = deque()
         self._draining = False  # a drain job is queued or running
@@ -57,7 +59,7 @@ class EventEngine:
 
     async def start(self, spawn: Spawn) -> None:
         """Open the store (closing events a crash left open) and start retention. Raises StorageError."""
-        closed = await self._run(self.store.open, self.clock())
+        closed = await self._run(self.store.open, self.database.conn, self.clock())
         if closed:
             log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", closed)
         await self._run(self._retain)
@@ -71,8 +73,6 @@ class EventEngine:
         now = self.clock()
         changes = await self._run(self._end_all, now, "server stop")
         self._announce(changes)
-        await self._run(self.store.close)
-        self.executor.shutdown(wait=True)
         self.feed.wake()
 
     # --- history reads and deletes, for the API (on the events thread, so never beside a write) ---
@@ -221,5 +221,3 @@ class EventEngine:
                 last_retention = time.monotonic()
                 await self._run(self._retain)
 
-
-__all__ = ["EventEngine", "StorageError"]

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..storage import StorageError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
@@ -30,10 +32,6 @@ CREATE INDEX IF NOT EXISTS events_start ON events (start_time);
 """
 
 
-class StorageError(Exception):
-    """storage.dir cannot be created or written."""
-
-
 class EventStore:
     """The events database and the snapshot files."""
 
@@ -44,35 +42,24 @@ class EventStore:
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.db: sqlite3.Connection | None = None
 
-    def open(self, now: float) -> int:
-        """Create the folders and the database; close the events a crash left open. Returns how many.
+    def open(self, db: sqlite3.Connection, now: float) -> int:
+        """Create the snapshot folder and the table in `db`; close the events a crash left open. Returns how many.
 
         Raises:
-            StorageError: the folder cannot be created or written.
+            StorageError: the snapshot folder cannot be created.
         """
         try:
             self.snapshots.mkdir(parents=True, exist_ok=True)
-            probe = self.directory / ".write-test"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-            self.db = sqlite3.connect(self.directory / "events.db", check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"{self.directory}: {exc}") from None
+        except OSError as exc:
+            raise StorageError(f"{self.snapshots}: {exc}") from None
+        self.db = db
+        self.db.executescript(SCHEMA)
         left_open = self.db.execute("SELECT id, data, updated_at FROM events WHERE end_time IS NULL").fetchall()
         for event_id, data, updated_at in left_open:
             record = json.loads(data)
             record["end_time"], record["end_reason"] = updated_at, "server restart"
             self.save(record, None, updated_at)
         return len(left_open)
-
-    def close(self) -> None:
-        """Close the database (a checkpoint folds the WAL into it)."""
-        if self.db is not None:
-            self.db.close()
-            self.db = None
 
     def snapshot_path(self, event_id: str) -> Path:
         """Where an event's best frame is kept."""
