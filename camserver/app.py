@@ -21,9 +21,12 @@ from .events.engine import EventEngine, StorageError
 from .hub import CameraHub
 from .integrations.metrics import Metrics
 from .integrations.mqtt import MqttPublisher
+from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .ingest import CameraIngest
 from .web import ViewerApp
+from .web.notify import NotifyApi
+from .web.viewer import live_frame
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class CamServer:
         self.events.listeners.append(self.webhooks.on_change)
         self.mqtt = MqttPublisher(config.mqtt, config.events)
         self.events.listeners.append(self.mqtt.on_change)
+        self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self._event_snapshot)
+        self.events.listeners.append(self.notifier.on_change)
         self.hub.on_online = lambda cam: self.mqtt.camera_online(cam.id, True)
         self.hub.on_forget = self.mqtt.camera_forgotten
         self.metrics = Metrics(self.hub, self._metric_extras)
@@ -89,6 +94,7 @@ class CamServer:
             "model": self.config.detect.model,
             "events": self.events.health(),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
+            "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
@@ -101,6 +107,22 @@ class CamServer:
     def _metric_extras(self) -> dict[str, Any]:
         return {"events": self.events.started, "webhook_failures": self.webhooks.failures,
                 "mqtt_dropped": self.mqtt.dropped}
+
+    def _event_snapshot(self, event_id: str) -> bytes | None:
+        """An event's best frame from the store (called on a notification sender thread)."""
+        try:
+            return self.events.store.snapshot_path(event_id).read_bytes()
+        except OSError:
+            return None
+
+    async def _latest_snapshot(self, camera_id: str | None) -> tuple[str, bytes | None] | None:
+        """A camera's latest annotated JPEG (None while it has none), for the test notification."""
+        cam = self.hub.get(camera_id) if camera_id else self.hub.default_camera()
+        if cam is None:
+            return None
+        await self.scheduler.annotated_latest(cam)
+        frame = live_frame(cam, cam.annotated)
+        return cam.id, frame.jpeg if frame is not None else None
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
@@ -133,12 +155,15 @@ class CamServer:
             raise
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="detection-scheduler")
         await self.webhooks.start()
+        await self.notifier.start()
         for camera_id in self.config.cameras.ids:
             self.mqtt.camera_online(camera_id, False)
         self.mqtt.start()
         try:
             self.ws_port = await self.ingest.start()
-            self.runner = web.AppRunner(self.viewer_app.build(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            app = self.viewer_app.build()
+            NotifyApi(self.notifier, self._latest_snapshot).add_routes(app)
+            self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             await self.runner.setup()
             site = web.TCPSite(self.runner, self.config.http.host, self.config.http.port)
             await site.start()
@@ -176,6 +201,7 @@ class CamServer:
         await self.pool.stop()
         await self._stop_events()
         await self.webhooks.stop()
+        await self.notifier.stop()
         await self.mqtt.stop()
 
     async def _stop_events(self) -> None:
