@@ -371,8 +371,10 @@ def _notify(entries: Any) -> tuple[NotifyConfig, ...]:
             raise ConfigError(key, type(entry).__name__, "must be a table")
         urls = entry.get("urls")
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-            shown = [redact(u) for u in urls] if isinstance(urls, list) else redact(urls) if isinstance(urls, str) else urls
-            raise ConfigError(f"{key}.urls", shown, 'must be a non-empty list of Apprise URLs, e.g. ["ntfys://ntfy.sh/my-topic"]')
+            shown = ([redact(u) if isinstance(u, str) else type(u).__name__ for u in urls] if isinstance(urls, list)
+                     else redact(urls) if isinstance(urls, str) else type(urls).__name__)
+            raise ConfigError(f"{key}.urls", shown,
+                              'must be a non-empty list of Apprise URLs, e.g. ["ntfys://ntfy.sh/my-topic"]')
         for n, url in enumerate(urls):
             problem = url_problem(url)
             if problem:

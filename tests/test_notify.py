@@ -8,7 +8,6 @@ import logging
 import socket
 import time
 
-import cv2
 import numpy as np
 import pytest
 
@@ -26,8 +25,9 @@ SECRETS = ("pw-Secret7", "door-Secret1", "other-Secret2")
 def notifier(fake: FakeNtfy, *groups: dict, public_url: str = "", **kwargs) -> Notifier:
     """A Notifier for [[notify]] tables whose URLs may say {url} for the fake server's host:port."""
     tables = [dict(g, urls=[u.format(url=fake.url) for u in g["urls"]]) for g in groups]
+    porch = {"camera": "door", "name": "porch", "points": [[0, 0], [1, 0], [1, 1]]}
     config = from_mapping({"notify": tables, "http": {"public_url": public_url} if public_url else {},
-                           "events": {"zones": [{"camera": "door", "name": "porch", "points": [[0, 0], [1, 0], [1, 1]]}]}})
+                           "events": {"zones": [porch]}})
     n = Notifier(config.notify, config.http.public_url, **kwargs)
     for target in n.targets:
         target.plugin.request_rate_per_sec = 0  # Apprise paces ntfy at one message per 5.5 s
@@ -281,9 +281,9 @@ async def test_a_dead_target_fails_after_3_retries_and_says_so_without_its_secre
 async def test_an_attempt_past_its_timeout_is_not_sent_twice(monkeypatch):
     """An attempt that outlives the send timeout but then gets through counts as sent: the retry
     waits for it instead of sending a duplicate."""
-    monkeypatch.setattr(notify_module, "TIMEOUT_S", 0.5)
+    monkeypatch.setattr(notify_module, "TIMEOUT_S", 0.6)
     async with fake_ntfy() as fake:
-        fake.hang, fake.hang_s = {"slow"}, 1.0
+        fake.hang, fake.hang_s = {"slow"}, 0.8  # past the 0.6 s timeout, well inside the wait for it
         n = notifier(fake, {"urls": ["ntfy://{url}/slow"]}, retry_delays_s=(0.05,))
         await n.start()
         n.on_change(new(event()))
@@ -306,11 +306,11 @@ async def test_a_hanging_target_delays_neither_the_loop_nor_the_other_target():
             await asyncio.sleep(0.01)
             lags.append(time.monotonic() - t0 - 0.01)
 
-    tick = asyncio.create_task(ticker())
     async with fake_ntfy() as fake:
         fake.hang = {"stuck"}
         n = notifier(fake, {"urls": ["ntfy://{url}/stuck", "ntfy://{url}/fine"], "cooldown_s": 0})
         await n.start()
+        tick = asyncio.create_task(ticker())  # from here: building the Notifier imports Apprise (start-up)
         started = time.monotonic()
         n.on_change(new(event("first")))
         await fake.wait(lambda: len(fake.on("fine")) == 1, timeout=2)
@@ -324,7 +324,7 @@ async def test_a_hanging_target_delays_neither_the_loop_nor_the_other_target():
         await fake.wait(lambda: fine.sent == total, what="the last answer")
         assert (stuck.sent, stuck.failed, len(stuck.outbox), stuck.outbox.dropped) == (0, 0, notify_module.QUEUE, 5)
         assert (fine.sent, fine.failed, fine.outbox.dropped) == (total, 0, 0)
-        assert max(lags) < 0.1, max(lags)
+        assert max(lags) < 0.5, max(lags)  # never blocked by the hung send (4 s read timeout); 2 busy shared cores
         t0 = time.monotonic()
         await n.stop(grace_s=0.3)
         assert time.monotonic() - t0 < 1.0

@@ -47,8 +47,8 @@ RETRY_DELAYS_S = (1.0, 2.0, 4.0)
 MAX_CLIP_BYTES = 8 * 1024 * 1024  # what most services take (Telegram bots: 50 MB, ntfy.sh: 15 MB)
 REMEMBERED = 4096  # event ids per group whose notification is decided (bounded)
 
-Snapshot = Callable[[str], "bytes | None"]  # event id -> its best frame (the camera's JPEG)
-ClipPath = Callable[[str], "Path | None"]  # event id -> its clip, once recorded
+Snapshot = Callable[[str], bytes | None]  # event id -> its best frame (the camera's JPEG)
+ClipPath = Callable[[str], Path | None]  # event id -> its clip, once recorded
 
 
 def local_time(when: float) -> str:
@@ -56,7 +56,7 @@ def local_time(when: float) -> str:
     return datetime.fromtimestamp(when).astimezone().strftime("%H:%M:%S %Z, %a %d %b %Y")
 
 
-@dataclass
+@dataclass(eq=False)
 class Notice:
     """One message for every target of a group; its picture is rendered once, off the loop."""
 
@@ -236,7 +236,8 @@ class Notifier:
 
     def _event_notice(self, after: dict[str, Any], when: float, attach: str, frame: bytes | None) -> Notice:
         title = f"{after['label'].capitalize()} at {after['camera']}"
-        lines = [f"At {local_time(when)}" + (f", in {', '.join(after['entered_zones'])}" if after.get("entered_zones") else "") + "."]
+        zones = after.get("entered_zones") or []
+        lines = [f"At {local_time(when)}" + (f", in {', '.join(zones)}" if zones else "") + "."]
         if link := self._link(after["id"]):
             lines.append(link)
         return Notice(title, "\n".join(lines), dict(after), attach, frame)
@@ -327,14 +328,15 @@ class Notifier:
                 if not target.attachments:
                     body += "\n(This service cannot take attachments; the clip is on the event page.)"
                 elif size > MAX_CLIP_BYTES:
-                    body += f"\n(The clip, {size / 1e6:.1f} MB, is over the {MAX_CLIP_BYTES // 2**20} MB a message can carry.)"
+                    body += (f"\n(The clip, {size / 1e6:.1f} MB, is over the {MAX_CLIP_BYTES // 2**20} MB"
+                             " a message can carry.)")
                 else:
                     attach = AttachFile(str(path), name=path.name)
             elif target.attachments and (jpeg := notice.picture(self.snapshot)) is not None:
                 attach = AttachMemory(content=jpeg, name=f"{notice.record.get('id', 'camserver')}.jpg",
                                       mimetype="image/jpeg")
             with apprise_warnings() as warnings:
-                ok = plugin.notify(title=notice.title, body=body,
+                ok = plugin.notify(title=notice.title, body=body, body_format="text",  # escaped for HTML services
                                    attach=AppriseAttachment(attach) if attach is not None else None)
         except Exception as exc:  # a plugin bug or a file that went away: this message fails, not the task
             return "failed", scrub(f"{type(exc).__name__}: {exc}")
@@ -354,7 +356,8 @@ class Notifier:
         notice = Notice(title, body, {"id": f"test-{camera}"}, "test", jpeg)
 
         async def one(target: Target) -> dict[str, Any]:
-            future = _run_in_thread(lambda: self._send(target, target.fresh_plugin(), notice), f"notify-test-{target.label}")
+            future = _run_in_thread(lambda: self._send(target, target.fresh_plugin(), notice),
+                                    f"notify-test-{target.label}")
             try:
                 async with asyncio.timeout(TIMEOUT_S):
                     outcome, problem = await asyncio.shield(future)

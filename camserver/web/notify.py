@@ -11,7 +11,7 @@ from ..integrations.notify import Notifier
 
 MAX_BODY = 1024
 # camera id or None (the default camera) -> (camera id, its latest JPEG or None), or None if unknown
-LatestSnapshot = Callable[[str | None], Awaitable["tuple[str, bytes | None] | None"]]
+LatestSnapshot = Callable[[str | None], Awaitable[tuple[str, bytes | None] | None]]
 
 
 class NotifyApi:
