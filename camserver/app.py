@@ -27,10 +27,13 @@ from .hub import Camera, CameraHub
 from .ingest import CameraIngest
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
+from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .storage import Database, StorageError
 from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
+from .web.notify import NotifyApi
+from .web.viewer import live_frame
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class CamServer:
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
+        self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file)
+        self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
@@ -125,6 +130,7 @@ class CamServer:
             "model": self.config.detect.model,
             "events": self.events.health(),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
+            "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
@@ -155,6 +161,15 @@ class CamServer:
             return None
         host = cam.connection.local_address[0]
         return f"http://[{host}]:{self.http_port}" if ":" in host else f"http://{host}:{self.http_port}"
+
+    async def _latest_snapshot(self, camera_id: str | None) -> tuple[str, bytes | None] | None:
+        """A camera's latest annotated JPEG (None while it has none), for the test notification."""
+        cam = self.hub.get(camera_id) if camera_id else self.hub.default_camera()
+        if cam is None:
+            return None
+        await self.scheduler.annotated_latest(cam)
+        frame = live_frame(cam, cam.annotated)
+        return cam.id, frame.jpeg if frame is not None else None
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
@@ -190,12 +205,15 @@ class CamServer:
             raise
         spawn("detect", self.scheduler.run(), "detection-scheduler")
         await self.webhooks.start(spawn)
+        await self.notifier.start(spawn)
         for camera_id in self.config.cameras.ids:
             self.mqtt.camera_online(camera_id, False)
         self.mqtt.start(spawn)
         try:
             self.ws_port = await self.ingest.start()
-            self.runner = web.AppRunner(self.viewer_app.build(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            app = self.viewer_app.build()
+            NotifyApi(self.notifier, self._latest_snapshot).add_routes(app)
+            self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             await self.runner.setup()
             site = web.TCPSite(self.runner, self.config.http.host, self.config.http.port)
             await site.start()
@@ -236,6 +254,7 @@ class CamServer:
             ("events", self._stop_events),
             ("storage", self.database.close),
             ("webhooks", self.webhooks.stop),
+            ("notifications", self.notifier.stop),
             ("mqtt", self.mqtt.stop),
             ("tasks", self.supervisor.stop),
         ]

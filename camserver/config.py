@@ -118,6 +118,7 @@ class HttpConfig:
     max_viewers_per_camera: int = _opt(50, _number(int, 1, 100000))
     token: str = _opt("", _token)
     users: tuple[tuple[str, str], ...] = _opt((), _users)  # (name, password) pairs
+    public_url: str = _opt("", lambda v: None if v == "" else _url(v))  # for links in notifications
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,31 @@ class WebhookConfig:
     headers: tuple[tuple[str, str], ...] = _opt((), _headers)  # e.g. a token
 
 
+NOTIFY_ATTACH = ("snapshot", "crop", "none")
+ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def _zone_names(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(isinstance(z, str) and ZONE_NAME_RE.match(z) for z in v):
+        return 'must be a list of zone names from [[events.zones]], e.g. ["porch"]; [] = anywhere'
+    return None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """One [[notify]] table: Apprise URLs and which events reach them. The URLs hold secrets."""
+
+    # checked by _notify (a URL must never reach an error message unredacted); repr=False keeps
+    # them out of any printed config
+    urls: tuple[str, ...] = field(default=(), repr=False, metadata={"check": lambda v: None})
+    cameras: tuple[str, ...] = _opt((), _ids)  # empty: every camera
+    labels: tuple[str, ...] = _opt((), _optional_labels)  # empty: every label that makes events
+    zones: tuple[str, ...] = _opt((), _zone_names)  # non-empty: only objects that entered one
+    cooldown_s: float = _opt(60.0, _number(float, 0.0, 86400))  # per camera and label
+    attach: str = _opt("snapshot", _text(choices=NOTIFY_ATTACH))
+    clip: bool = _opt(False, _bool)  # a second message with the clip when the event ends
+
+
 def _any_text(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a string"
 
@@ -324,6 +350,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
+    notify: tuple[NotifyConfig, ...] = ()
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -349,7 +376,7 @@ def _section(cls: type, table: Any, prefix: str) -> Any:
             raise ConfigError(f"{prefix}.{key}", value, problem)
         if fields[key].type == "float":
             value = float(value)
-        if key in ("level", "backend"):
+        if key in ("level", "backend", "attach"):
             value = value.lower()
         if isinstance(value, list):
             value = tuple(value)
@@ -371,6 +398,41 @@ def _webhooks(entries: Any) -> tuple[WebhookConfig, ...]:
     return tuple(hooks)
 
 
+def _notify(entries: Any) -> tuple[NotifyConfig, ...]:
+    """[[notify]] tables; a bad URL is named by its table and shown redacted (it holds secrets)."""
+    from .integrations.notify_urls import redact, url_problem  # imports Apprise: only when used
+
+    if not isinstance(entries, list):
+        raise ConfigError("notify", "...", "must be a list of tables ([[notify]])")
+    groups = []
+    for i, entry in enumerate(entries):
+        key = f"notify[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(key, type(entry).__name__, "must be a table")
+        urls = entry.get("urls")
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            shown = ([redact(u) if isinstance(u, str) else type(u).__name__ for u in urls] if isinstance(urls, list)
+                     else redact(urls) if isinstance(urls, str) else type(urls).__name__)
+            raise ConfigError(f"{key}.urls", shown,
+                              'must be a non-empty list of Apprise URLs, e.g. ["ntfys://ntfy.sh/my-topic"]')
+        for n, url in enumerate(urls):
+            problem = url_problem(url)
+            if problem:
+                raise ConfigError(f"{key}.urls", redact(url), f"URL {n + 1}: {problem}")
+        group = _section(NotifyConfig, {k: v for k, v in entry.items() if k != "urls"}, key)
+        groups.append(dataclasses.replace(group, urls=tuple(urls)))
+    return tuple(groups)
+
+
+def _check_notify_zones(config: Config) -> None:
+    known = {z.name for z in config.events.zones}
+    for i, group in enumerate(config.notify):
+        for zone in group.zones:
+            if zone not in known:
+                raise ConfigError(f"notify[{i}].zones", list(group.zones),
+                                  f"no [[events.zones]] is named {zone!r}; known: {', '.join(sorted(known)) or 'none'}")
+
+
 def from_mapping(data: Mapping[str, Any]) -> Config:
     """Build a Config from nested dicts (a parsed TOML file plus overrides)."""
     sections = {f.name: f for f in dataclasses.fields(Config)}
@@ -381,8 +443,13 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
         if name == "webhooks":
             built[name] = _webhooks(table)
             continue
+        if name == "notify":
+            built[name] = _notify(table)
+            continue
         built[name] = _section(sections[name].default_factory, table, name)  # type: ignore[misc]
-    return Config(**built)
+    config = Config(**built)
+    _check_notify_zones(config)
+    return config
 
 
 def load(path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:

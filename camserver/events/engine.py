@@ -93,6 +93,10 @@ class EventEngine:
         """The JPEG of an event's best frame, or None."""
         return await self._run(self.store.read_snapshot, event_id)
 
+    def read_snapshot_file(self, event_id: str) -> bytes | None:
+        """The snapshot JPEG of an event, read on the calling thread (files only: any thread may)."""
+        return self.store.read_snapshot(event_id)
+
     @property
     def idle(self) -> bool:
         """Nothing waiting for or running on the events thread."""

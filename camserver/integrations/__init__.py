@@ -1,1 +1,1 @@
-"""Integrations: Prometheus metrics, webhooks, MQTT with Home Assistant discovery."""
+"""Integrations: Prometheus metrics, webhooks, MQTT with Home Assistant discovery, phone notifications."""

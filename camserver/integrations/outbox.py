@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Generic, TypeVar
+from contextlib import suppress
+from typing import Generic, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -26,3 +27,17 @@ class Outbox(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def busy(self) -> bool:
+        """Messages wait, or the sender has not yet cleared `ready` after the last one."""
+        return bool(self.items) or self.ready.is_set()
+
+
+async def drained(outboxes: Iterable[Outbox[T]], grace_s: float) -> None:
+    """Wait until every outbox is empty (its sender took everything), at most `grace_s`."""
+    boxes = list(outboxes)
+    with suppress(TimeoutError):
+        async with asyncio.timeout(grace_s):
+            while any(box.busy for box in boxes):
+                await asyncio.sleep(0.05)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 from typing import Any
 
 import aiohttp
@@ -19,7 +18,7 @@ from ..config import WebhookConfig
 from ..events.rules import Change
 from ..ratelog import ThrottledLog
 from ..supervise import Spawn, cancel_and_wait
-from .outbox import Outbox
+from .outbox import Outbox, drained
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +75,8 @@ class WebhookSender:
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued (the events ended at shutdown) for up to `grace_s`, then stop."""
-        with suppress(TimeoutError):
-            async with asyncio.timeout(grace_s):
-                while any(h.outbox or h.outbox.ready.is_set() for h in self.hooks if self._tasks):
-                    await asyncio.sleep(0.05)
+        if self._tasks:
+            await drained((h.outbox for h in self.hooks), grace_s)
         await cancel_and_wait(*self._tasks)
         if self._session is not None:
             await self._session.close()
