@@ -15,7 +15,7 @@ from camserver.config import ConfigError, from_mapping
 from camserver.events.rules import Change
 from camserver.integrations import notify as notify_module
 from camserver.integrations.notify import Notifier
-from camserver.integrations.notify_urls import redact, scrub
+from camserver.config.apprise_urls import redact, scrub
 from camserver.supervise import Supervisor
 from conftest import decode, make_jpeg
 from fake_ntfy import FakeNtfy, fake_ntfy

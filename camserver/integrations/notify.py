@@ -34,9 +34,10 @@ from typing import Any, Callable
 
 from ..config import NotifyConfig
 from ..events.rules import Change
+from ..events.snapshots import render_snapshot
 from ..ratelog import ThrottledLog
 from ..supervise import Spawn, cancel_and_wait
-from .notify_urls import apprise_warnings, instantiate, redact, scrub
+from ..config.apprise_urls import apprise_warnings, instantiate, redact, scrub
 from .outbox import Outbox, drained
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,6 @@ class Notice:
     def _render(self, snapshot: Snapshot | None) -> bytes | None:
         if self.kind == "test":
             return self.frame
-        from ..web.events import render_snapshot
-
         jpeg = self.frame
         if jpeg is None and snapshot is not None and self.record.get("has_snapshot"):
             jpeg = snapshot(self.record["id"])

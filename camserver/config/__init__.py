@@ -1,0 +1,43 @@
+"""Validated configuration: one frozen dataclass per TOML table (tables.py), loaded with tomllib
+(loading.py), checked by the building blocks in checks.py; Apprise URLs, which hold secrets, are
+validated and redacted by apprise_urls.py."""
+
+from .checks import CAMERA_ID_RE, LOG_LEVELS, ConfigError, Points
+from .loading import from_mapping, load
+from .tables import (
+    BACKENDS,
+    CamerasConfig,
+    Config,
+    DetectConfig,
+    EventsConfig,
+    HttpConfig,
+    IngestConfig,
+    LogConfig,
+    MqttConfig,
+    NotifyConfig,
+    StorageConfig,
+    WebhookConfig,
+    ZoneConfig,
+)
+
+__all__ = [
+    "BACKENDS",
+    "CAMERA_ID_RE",
+    "LOG_LEVELS",
+    "CamerasConfig",
+    "Config",
+    "ConfigError",
+    "DetectConfig",
+    "EventsConfig",
+    "HttpConfig",
+    "IngestConfig",
+    "LogConfig",
+    "MqttConfig",
+    "NotifyConfig",
+    "Points",
+    "StorageConfig",
+    "WebhookConfig",
+    "ZoneConfig",
+    "from_mapping",
+    "load",
+]
