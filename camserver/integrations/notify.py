@@ -29,6 +29,7 @@ from collections import OrderedDict
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -252,7 +253,7 @@ class Notifier:
 
     async def start(self, spawn: Spawn) -> None:
         """One delivery task per target."""
-        self._tasks = [spawn("notifications", self._deliver_all(t), f"notify-{t.label}") for t in self.targets]
+        self._tasks = [spawn("notifications", t.outbox.serve(partial(self._deliver, t)), f"notify-{t.label}") for t in self.targets]
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued for up to `grace_s` (the events ended at shutdown), then stop."""
@@ -260,13 +261,6 @@ class Notifier:
             await drained((t.outbox for t in self.targets), grace_s)
         await cancel_and_wait(*self._tasks)
         self._tasks = []
-
-    async def _deliver_all(self, target: Target) -> None:
-        while True:
-            await target.outbox.ready.wait()
-            while target.outbox:
-                await self._deliver(target, target.outbox.items.popleft())
-            target.outbox.ready.clear()
 
     async def _deliver(self, target: Target, notice: Notice) -> None:
         problem = ""

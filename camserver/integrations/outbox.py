@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from contextlib import suppress
-from typing import Generic, Iterable, TypeVar
+from typing import Awaitable, Callable, Generic, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -27,6 +27,14 @@ class Outbox(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    async def serve(self, deliver: Callable[[T], Awaitable[None]]) -> None:
+        """Hand every message to `deliver`, one at a time, oldest first, until cancelled."""
+        while True:
+            await self.ready.wait()
+            while self.items:
+                await deliver(self.items.popleft())
+            self.ready.clear()
 
     @property
     def busy(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -71,7 +72,7 @@ class WebhookSender:
         if not self.hooks:
             return
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
-        self._tasks = [spawn("webhooks", self._deliver_all(h), f"webhook-{i}") for i, h in enumerate(self.hooks)]
+        self._tasks = [spawn("webhooks", h.outbox.serve(partial(self._deliver, h)), f"webhook-{i}") for i, h in enumerate(self.hooks)]
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued (the events ended at shutdown) for up to `grace_s`, then stop."""
@@ -80,13 +81,6 @@ class WebhookSender:
         await cancel_and_wait(*self._tasks)
         if self._session is not None:
             await self._session.close()
-
-    async def _deliver_all(self, hook: Webhook) -> None:
-        while True:
-            await hook.outbox.ready.wait()
-            while hook.outbox:
-                await self._deliver(hook, hook.outbox.items.popleft())
-            hook.outbox.ready.clear()
 
     async def _deliver(self, hook: Webhook, message: dict[str, Any]) -> None:
         assert self._session is not None
