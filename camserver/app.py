@@ -114,16 +114,19 @@ class CamServer:
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
         detector = self.scheduler.state
+        lagging = self.scheduler.lagging(time.monotonic())
         failed = self.supervisor.failed
         if failed is not None:
             status = "failed"
         elif not self.ready:
             status = "starting"
         else:
-            status = "ok" if detector == "ok" else "degraded"
+            status = "ok" if detector == "ok" and not lagging else "degraded"
         health: dict[str, Any] = {"status": status}
         if failed is not None:
             health["failed_stage"] = failed
+        if lagging:
+            health["lagging_cameras"] = lagging  # camera -> why its detection has not advanced
         health.update({
             "detector": detector,
             "detector_stalls": self.pool.stalls,

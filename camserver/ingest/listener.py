@@ -155,7 +155,7 @@ class CameraIngest:
                     texts += 1
         except ConnectionClosedError as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
-                cam.frames_rejected += 1
+                cam.reject("too_big")
                 log.warning(
                     "camera %s: frame over ingest.max_frame_bytes (%d bytes); closing with 1009",
                     camera_id,
@@ -199,7 +199,7 @@ class CameraIngest:
         try:
             info = inspect_jpeg(data, self.config.max_width, self.config.max_height)
         except BadFrame as exc:
-            cam.frames_rejected += 1
+            cam.reject(exc.reason)
             self._bad_frames.warning(cam.id, "camera %s: frame rejected (%d bytes): %s", cam.id, len(data), exc)
             return False
         self.hub.receive(cam, data, (info.width, info.height))
