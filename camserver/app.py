@@ -32,6 +32,7 @@ from .integrations.webhooks import WebhookSender
 from .storage import Database, StorageError
 from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
+from .web.connections import ConnectionLimit, connection_cap, raise_descriptor_limit
 from .web.notify import NotifyApi
 from .web.viewer import live_frame
 
@@ -79,6 +80,7 @@ class CamServer:
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
+        self.hub.on_forget.append(self.events.forget_camera)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
@@ -101,6 +103,8 @@ class CamServer:
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
         self.runner: web.AppRunner | None = None
+        self.http_server: asyncio.Server | None = None
+        self.http_limit: ConnectionLimit | None = None
         self.ws_port = 0
         self.http_port = 0
         self.ready = False
@@ -130,14 +134,17 @@ class CamServer:
         health.update({
             "detector": detector,
             "detector_stalls": self.pool.stalls,
-            "model": self.config.detect.model,
+            "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
             "events": self.events.health(),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
+            "mqtt_error": self.mqtt.problem or None,
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
             "viewers_refused": self.viewer_app.viewers_refused,
+            "http_connections": self.http_limit.open if self.http_limit else 0,
+            "http_connections_refused": self.http_limit.refused if self.http_limit else 0,
             "camera_auth_failures": self.ingest.auth_failures,
             "cameras": len(self.hub.cameras),
             "cameras_connected": sum(1 for c in self.hub if c.connected),
@@ -216,14 +223,18 @@ class CamServer:
             self.ws_port = await self.ingest.start()
             app = self.viewer_app.build()
             NotifyApi(self.notifier, self._latest_snapshot).add_routes(app)
-            self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            http = self.config.http
+            # keepalive_timeout also bounds the wait for a request's headers, the first one included
+            self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                                        keepalive_timeout=http.request_timeout_s)
             await self.runner.setup()
-            site = web.TCPSite(self.runner, self.config.http.host, self.config.http.port)
-            await site.start()
+            self.http_limit = ConnectionLimit(connection_cap(http.max_connections, self.config.ingest.max_cameras))
+            self.http_server = await asyncio.get_running_loop().create_server(
+                self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
         except OSError as exc:
             await self.stop()
             raise StartupError(f"cannot listen: {exc.strerror or exc}") from None
-        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.http_port = self.http_server.sockets[0].getsockname()[1]
         self.ready = True
         self._warn_if_open()
         host = self.config.http.host
@@ -272,6 +283,8 @@ class CamServer:
 
     async def _stop_viewers(self) -> None:
         self.hub.close()
+        if self.http_server is not None:
+            self.http_server.close()  # no new connections; runner.cleanup() ends the open ones
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -328,8 +341,9 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: a clean stop too, nothing reloads
         loop.add_signal_handler(sig, stop.set)
+    raise_descriptor_limit()
     server = CamServer.from_config(config)
     async with server:
         if ports_file is not None:

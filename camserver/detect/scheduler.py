@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import numpy as np
 
 from ..hub import Camera, CameraHub, Frame
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from ..supervise import cancel_and_wait
 from .base import Detection, first_line
 from .frames import FrameResult, decode_frame, mark_frame, render_frame, render_jpeg

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..config import EventsConfig, StorageConfig
 from ..detect.base import Detection
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from ..storage import Database
 from ..supervise import Spawn, cancel_and_wait
 from .feed import EventFeed
@@ -120,6 +120,11 @@ class EventEngine:
         if not self._draining:
             self._draining = True
             self._submit(self._drain).add_done_callback(self._drained)
+
+    def forget_camera(self, camera: str) -> None:
+        """The server forgot a camera id: its per-label counts go (no metric series for a camera long gone)."""
+        for key in [k for k in self.started if k[0] == camera]:
+            del self.started[key]
 
     def camera_offline(self, camera: str) -> None:
         """The camera went away: its events end."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -105,8 +106,8 @@ class EventStore:
                 where.append(f"{column} = ?")
                 args.append(filters[column])
         if filters.get("zone"):
-            where.append("zones LIKE ?")
-            args.append(f"%,{filters['zone']},%")
+            where.append("zones LIKE ? ESCAPE '\\'")  # a zone name is matched as it is, % and _ too
+            args.append("%," + re.sub(r"([\\%_])", r"\\\1", filters["zone"]) + ",%")
         if filters.get("after") is not None:
             where.append("start_time >= ?")
             args.append(filters["after"])

@@ -7,8 +7,9 @@ import json
 import logging
 import time
 import weakref
+from contextlib import contextmanager
 from importlib import resources
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -19,7 +20,7 @@ from ..board import PUBLIC_PREFIX, BoardApi
 from ..config import HttpConfig
 from ..ingest.control import validate_control
 from ..hub import Camera, CameraHub, Frame, FrameChannel
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from ..events.engine import EventEngine
 from .events import EventsApi
 from .stream import MJPEG_CONTENT_TYPE, MJPEG_START, BoundedStream, ViewerGone, mjpeg_part
@@ -164,7 +165,8 @@ class ViewerApp:
         if self.exposition is not None:
             app.router.add_get("/metrics", self.prometheus)
         if self.events is not None:
-            EventsApi(self.events, self.write_timeout, lambda: self.hub.closed).add_routes(app)
+            EventsApi(self.events, self.write_timeout, lambda: self.hub.closed, self.viewer_slot,
+                      self.config.event_stream_max_s).add_routes(app)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -279,7 +281,13 @@ class ViewerApp:
             headers["X-Frame-Seq"] = str(frame.seq)
         return web.Response(body=body, content_type="image/jpeg", headers=headers)
 
-    def _check_viewer_room(self, request: web.Request, cam: Camera | None) -> None:
+    @contextmanager
+    def viewer_slot(self, request: web.Request, cam: Camera | None = None) -> Iterator[None]:
+        """Hold one of the http.max_viewers places (and of the camera's) while a long-lived response runs.
+
+        Raises:
+            HTTPServiceUnavailable: no place left (503 with Retry-After).
+        """
         http = self.config
         if self.viewers_total >= http.max_viewers or (cam is not None and self.viewers_of(cam.id) >= http.max_viewers_per_camera):
             self.viewers_refused += 1
@@ -287,14 +295,15 @@ class ViewerApp:
             raise web.HTTPServiceUnavailable(
                 reason="too many viewers", text="viewer limit reached; try again later", headers={"Retry-After": "10"}
             )
-
-    async def _stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
-        self._check_viewer_room(request, resolve())
         self.viewers_total += 1
         try:
-            return await self._serve_stream(request, resolve)
+            yield
         finally:
             self.viewers_total -= 1
+
+    async def _stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
+        with self.viewer_slot(request, resolve()):
+            return await self._serve_stream(request, resolve)
 
     async def _serve_stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
         raw = self._raw(request)
