@@ -89,6 +89,7 @@ class CamServer:
             "model": self.config.detect.model,
             "events": self.events.health(),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
+            "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from importlib import resources
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import cv2
@@ -14,15 +14,17 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..auth import basic_user, presented_token, same_secret
 from ..config import Config
 from ..ingest.control import validate_control
 from ..hub import BOUNDARY, Camera, CameraHub, Frame, FrameChannel
 from ..ratelog import ThrottledLog
 from ..events.engine import EventEngine
 from ..integrations.metrics import Metrics
+from .assets import StaticAssets
 from .events import EventsApi
+from .session import ViewerAuth
 from .stream import BoundedStream, ViewerGone
+from .system import SystemApi, about
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +73,20 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return web.json_response({"error": exc.reason, "detail": exc.text}, status=exc.status, headers=headers)
 
 
-def viewer_auth(token: str, users: dict[str, str]) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Middleware: every route but /healthz needs the viewer token or a basic-auth user, when set."""
+def viewer_auth(auth: ViewerAuth) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware: every route but the page's shell, the login and /healthz needs a viewer credential.
+
+    The viewer token, a basic-auth user, or the page's session cookie (see session.py).
+    """
 
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if request.path == "/healthz":
+        if auth.is_public(request.path) or auth.identify(request) is not None:
             return await handler(request)
-        if token and same_secret(presented_token(request.headers, request.query_string), token):
-            return await handler(request)
-        if basic_user(request.headers, users) is not None:
-            return await handler(request)
-        challenge = 'Basic realm="camserver"' if users else 'Bearer realm="camserver"'
         raise web.HTTPUnauthorized(
             reason="authentication required",
             text="send the viewer token (Authorization: Bearer, or ?token=) or a user name and password",
-            headers={"WWW-Authenticate": challenge},
+            headers={"WWW-Authenticate": auth.challenge(request)},
         )
 
     return check
@@ -118,15 +118,19 @@ class ViewerApp:
         self.viewers_total = 0
         self.viewers_refused = 0
         self._refusals = ThrottledLog(log)
+        self.started_at = time.time()
+        self.auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir))
 
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
         middlewares = [json_errors]
-        http = self.config.http
-        if http.token or http.users:
-            middlewares.append(viewer_auth(http.token, dict(http.users)))
+        if self.auth.required:
+            middlewares.append(viewer_auth(self.auth))
         app = web.Application(middlewares=middlewares)
-        app.router.add_get("/", self.index)
+        StaticAssets().add_routes(app)
+        self.auth.add_routes(app)
+        storage_used = self.events.store.used_bytes if self.events is not None else None
+        SystemApi(self.config, self.health, storage_used, self.started_at).add_routes(app)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/cameras", self.api_cameras)
         app.router.add_get("/api/cameras/{camera_id}/detections", self.api_detections)
@@ -153,14 +157,9 @@ class ViewerApp:
             raise web.HTTPNotFound(reason="unknown camera", text=f"no camera {request.match_info['camera_id']!r}")
         return cam
 
-    async def index(self, request: web.Request) -> web.Response:
-        """The page showing every camera's live stream and figures."""
-        html = resources.files("camserver.web").joinpath("index.html").read_text(encoding="utf-8")
-        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
-
     async def healthz(self, request: web.Request) -> web.Response:
         """200 once the model is loaded and both listeners are up, else 503."""
-        state = self.health()
+        state = {**self.health(), **about(self.config, self.started_at)}
         return web.json_response(state, status=200 if state.get("status") == "ok" else 503)
 
     async def api_cameras(self, request: web.Request) -> web.Response:
