@@ -45,6 +45,12 @@ AUDIT = """(() => {
 })()"""
 
 
+# cumulative layout shift, as Lighthouse counts it: shifts not caused by the user's input
+CLS_SCRIPT = """window.__cls = 0;
+new PerformanceObserver((list) => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.__cls += e.value; })
+  .observe({type: 'layout-shift', buffered: true});"""
+
+
 class DevToolsError(Exception):
     """A DevTools command failed."""
 
@@ -220,6 +226,10 @@ class Browser:
         await self.call("Input.dispatchKeyEvent", type="keyDown", **params)
         await self.call("Input.dispatchKeyEvent", type="keyUp", **{k: v for k, v in params.items() if k != "text"})
 
+    async def layout_shift(self) -> float:
+        """The page's cumulative layout shift since it loaded (Lighthouse's "good" is under 0.1)."""
+        return float(await self.js("window.__cls"))
+
     async def audit(self) -> dict[str, Any]:
         """Inputs without a label, images without alt, unnamed buttons and links, nav aria-current count."""
         return await self.js(AUDIT)
@@ -250,7 +260,8 @@ class Browser:
 async def chromium(url: str = "about:blank", size: tuple[int, int] = DESKTOP) -> AsyncIterator[Browser]:
     """A headless Chromium page (console and errors recorded) that opened `url`."""
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory(prefix="camserver-chromium-") as profile:
+    # chromium's helper processes may still be writing the profile for a moment after it exits
+    with tempfile.TemporaryDirectory(prefix="camserver-chromium-", ignore_cleanup_errors=True) as profile:
         proc = await asyncio.create_subprocess_exec(
             CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
@@ -276,6 +287,8 @@ async def chromium(url: str = "about:blank", size: tuple[int, int] = DESKTOP) ->
             browser = Browser(ws, proc)
             for domain in ("Page", "Runtime", "Log"):
                 await browser.call(f"{domain}.enable")
+            await browser.call("Page.addScriptToEvaluateOnNewDocument", source=CLS_SCRIPT)
+            await browser.call("Emulation.setFocusEmulationEnabled", enabled=True)  # focus() works unwatched
             await browser.viewport(size)
             if url != "about:blank":
                 await browser.goto(url)

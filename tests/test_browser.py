@@ -69,6 +69,7 @@ async def test_live_grid_and_camera_view(tmp_path):
         assert [t["id"] for t in shown] == list(names)
         assert all("stream.mjpg" in t["src"] for t in shown), "up to 3 cameras the tiles play MJPEG"
         await wait_for(lambda: all(hub.get(n).viewers == 1 for n in names), what="one stream per tile")
+        assert await browser.layout_shift() < 0.1, "pictures load into boxes of their size"
         await accessible(browser)
         await browser.screenshot("live", ready="document.querySelectorAll('.tile img').length === 3")
 
@@ -97,6 +98,8 @@ async def test_live_grid_and_camera_view(tmp_path):
         await browser.click("nav a[data-nav=live]")
         await browser.wait("document.querySelectorAll('.tile').length === 3")
         await wait_for(lambda: all(hub.get(n).viewers == 1 for n in names), what="the grid's streams again")
+        await browser.js("location.hash = '#/camera/nope'")
+        await browser.wait("document.querySelector('.state-error').innerText.includes('No camera “nope”')", what="the error state")
         clean(browser)
 
 
@@ -158,7 +161,8 @@ async def test_review_patches_live_and_lightbox_deletes(tmp_path):
         browser = await stack.enter_async_context(chromium(f"{base}/#/review"))
         cards = "document.querySelectorAll('.event-card').length"
         await browser.wait(f"{cards} === 30", what="the first page")
-        await browser.wait("[...document.querySelectorAll('.event-card img')].slice(0, 4).every(i => i.naturalWidth > 0)")
+        await browser.wait("[...document.querySelectorAll('.event-card img')].slice(0, 10).every(i => i.naturalWidth > 0)")
+        assert await browser.layout_shift() < 0.1, "thumbnails load into boxes of their size"
         await browser.click("button.more")
         await browser.wait(f"{cards} === 45 && document.querySelector('button.more').hidden", what="the second page")
         oldest = stored_event(44, now - 3600 - 60 * 44)["id"]
@@ -185,14 +189,16 @@ async def test_review_patches_live_and_lightbox_deletes(tmp_path):
 
         # keyboard: focus the first card, arrow to the second, Enter opens it
         await browser.js("document.querySelector('.card-link').focus()")
+        focused = "[...document.querySelectorAll('.card-link')].indexOf(document.activeElement)"
+        first_index = await browser.wait(f"{focused} >= 0 && {focused} + 1", what="a card focused") - 1
         await browser.key("ArrowRight")
+        await browser.wait(f"{focused} === {first_index + 1}", what="the next card focused")
         second = await browser.js("document.activeElement.closest('.event-card').dataset.id")
-        assert second == await browser.js("document.querySelectorAll('.event-card')[1].dataset.id")
         await browser.key("Enter")
         await browser.wait(f"document.querySelector('dialog.lightbox').open && location.hash === '#/events/{second}'")
         await browser.wait("document.querySelector('.lb-media img').naturalWidth > 0", what="the full snapshot")
         await browser.key("ArrowLeft")
-        newest = await browser.js("document.querySelector('.event-card').dataset.id")
+        newest = await browser.js(f"document.querySelectorAll('.event-card')[{first_index}].dataset.id")
         await browser.wait(f"location.hash === '#/events/{newest}'", what="the previous event")
         await browser.key("ArrowRight")
         await browser.wait(f"location.hash === '#/events/{second}'", what="the next event")
@@ -205,7 +211,7 @@ async def test_review_patches_live_and_lightbox_deletes(tmp_path):
         await browser.click(".lb-side button.danger")  # Delete…: asks first
         await browser.wait("!document.querySelector('.lb-confirm').hidden")
         await browser.screenshot("lightbox-confirm", sizes=((1400, 1000),))
-        third = await browser.js("document.querySelectorAll('.event-card')[2].dataset.id")
+        third = await browser.js(f"document.querySelectorAll('.event-card')[{first_index + 2}].dataset.id")
         await browser.click(".lb-confirm button.danger")
         await browser.wait(f"!document.querySelector('.event-card[data-id=\"{second}\"]') && location.hash === '#/events/{third}'",
                            what="the card to go and the lightbox to show the next event")
@@ -224,6 +230,8 @@ async def test_review_patches_live_and_lightbox_deletes(tmp_path):
             f.dispatchEvent(new Event('change', {bubbles: true})); })()""")
         await browser.wait("document.querySelector('.state-empty') && document.querySelector('.state-empty').innerText.includes('Nothing matches these filters')")
         await browser.screenshot("review-no-match", sizes=((390, 844),))
+        await browser.click("nav a[data-nav=live]")  # the tile of door shows its latest event
+        await browser.wait("document.querySelector('.tile[data-camera=door] .tile-event').textContent.startsWith('Person')")
         clean(browser)
 
 
@@ -372,6 +380,10 @@ async def test_feature_detected_panels_light_up_when_the_apis_answer():
             path = request["url"].split("//", 1)[1].split("/", 1)[1]
             path = "/" + path
             if "responseStatusCode" in params:  # response stage: add the fields other issues add
+                headers = {h["name"].lower(): h["value"] for h in params.get("responseHeaders", [])}
+                if not headers.get("content-type", "").startswith("application/json"):
+                    await browser.call("Fetch.continueResponse", requestId=rid)  # pictures pass untouched
+                    return
                 body = await browser.call("Fetch.getResponseBody", requestId=rid)
                 data = json.loads(body["body"] if not body["base64Encoded"] else base64.b64decode(body["body"]))
                 if path.startswith("/api/cameras?") or path == "/api/cameras":
@@ -408,7 +420,8 @@ async def test_feature_detected_panels_light_up_when_the_apis_answer():
             {"urlPattern": "*/api/cameras/porch/*", "requestStage": "Request"},
             {"urlPattern": "*/api/cameras", "requestStage": "Response"},
             {"urlPattern": "*/api/system", "requestStage": "Response"},
-            {"urlPattern": "*/api/events?*", "requestStage": "Response"},
+            {"urlPattern": "*/api/events\\?*", "requestStage": "Response"},  # "?" alone matches any character
+            {"urlPattern": "*/api/events/*", "requestStage": "Response"},
         ])
         await browser.goto(f"{srv.http}/#/camera/porch")
         await browser.wait("!!document.getElementById('set-quality') && document.getElementById('set-quality').value === '12'",
@@ -433,7 +446,8 @@ async def test_feature_detected_panels_light_up_when_the_apis_answer():
         await browser.wait("!document.querySelector('.lb-tabs').hidden")
         await browser.click(".lb-tabs button:nth-child(2)")
         await browser.wait("document.querySelector('.lb-media video').getAttribute('src').endsWith('/clip.mp4')")
-        await browser.key("Escape")
+        await browser.key("Escape")  # back where the event was opened from
+        await browser.wait("!document.querySelector('dialog.lightbox') && location.hash === '#/camera/porch'")
         await browser.goto(f"{srv.http}/#/system")
         await browser.wait("[...document.querySelectorAll('.view-system button')].some(b => b.textContent.includes('test notification'))")
         assert browser.errors == []

@@ -20,6 +20,7 @@ const app = {
   info: { events_enabled: true, ingest_port: 3001 },
   session: null,
   reviewQuery: "",
+  navigated: false, // whether a route was already shown in this page (history.back() stays inside it)
   current: null, // {key, view}
   logout,
 };
@@ -52,6 +53,7 @@ function route() {
   if (cur) cur.view.unmount();
   main.replaceChildren();
   app.current = { key, view: module.create(main, r, app) };
+  app.navigated = true;
   if (r.name !== "events") main.focus({ preventScroll: true });
   window.scrollTo(0, 0);
 }

@@ -86,9 +86,8 @@ export function create(root, route, app) {
     img.src = streamUrl(id, { raw, n: reconnects });
     img.alt = `Live picture of ${id}${raw ? "" : ", with detection boxes"}`;
   }
-  boxes.addEventListener("change", () => { raw = !boxes.checked; play(); });
+  boxes.addEventListener("change", () => { raw = !boxes.checked; if (known) play(); });
   zonesToggle.addEventListener("change", () => overlay.show(zonesToggle.checked));
-  play();
 
   const figureRows = new Map();
   function figure(label, value) {
@@ -109,6 +108,7 @@ export function create(root, route, app) {
       if (!known) notFound.replaceChildren(stateBlock("error", `No camera “${id}”`, "It may have been forgotten, or the link is wrong."));
       return;
     }
+    if (!known) play(); // not before: an unknown camera's stream would only answer 404
     known = true;
     notFound.replaceChildren();
     const state = cameraState(cam);
@@ -242,7 +242,7 @@ export function create(root, route, app) {
     renderEvents();
   });
   const stopConn = on("connection", (online) => {
-    if (!online) return;
+    if (!online || !known) return;
     reconnects += 1;
     play();
   });

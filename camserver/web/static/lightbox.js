@@ -17,7 +17,9 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
   let showClip = false;
   let navigateOnClose = true;
   let destroyed = false;
-  const self = { fromList: false };
+  // whether the page itself navigated here (a card, a camera's event): closing then goes Back
+  // to it; otherwise (the address was opened directly) closing shows the review list
+  const self = { fromApp: false };
 
   const heading = h("h2", { id: "lb-title" });
   const img = h("img", { alt: "" });
@@ -127,7 +129,9 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
       n = neighbours(current.id);
     }
     const target = step > 0 ? n.next : n.prev;
-    if (target) location.replace(`#/events/${encodeURIComponent(target.id)}`);
+    if (!target) return;
+    open(target.id); // at once: a second key press must step from here, before the route catches up
+    location.replace(`#/events/${encodeURIComponent(target.id)}`);
   }
 
   async function remove() {
@@ -163,11 +167,11 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
     video.pause();
     if (destroyed) return;
     if (navigateOnClose) {
-      if (self.fromList) history.back(); // back to the list's own history entry
+      if (self.fromApp) history.back(); // previous/next replaced the entry: Back leaves the lightbox
       else location.replace(reviewHash());
     }
     navigateOnClose = true;
-    self.fromList = false;
+    self.fromApp = false;
     closed(current && current.id);
   });
   closeButton.addEventListener("click", () => close(true));

@@ -122,7 +122,7 @@ export function create(root, route, app) {
 
   function card(e) {
     const li = h("li", { class: "event-card", dataset: { id: e.id } },
-      h("a", { href: `#/events/${encodeURIComponent(e.id)}`, class: "card-link", onclick: () => { lightbox.fromList = true; } },
+      h("a", { href: `#/events/${encodeURIComponent(e.id)}`, class: "card-link" },
         h("span", { class: "card-thumb" }, h("img", { alt: "", loading: "lazy", decoding: "async" }),
           h("span", { class: "no-thumb", text: "no picture", hidden: true })),
         h("span", { class: "card-body" },
@@ -285,11 +285,18 @@ export function create(root, route, app) {
   renderFacets();
   loadFacets();
   load();
-  if (route.name === "events") lightbox.open(route.arg);
+  if (route.name === "events") {
+    lightbox.fromApp = app.navigated; // a link inside the page (Back returns there) or an address typed in
+    lightbox.open(route.arg);
+  }
 
   return {
     update(r) {
-      if (r.name === "events") { lightbox.open(r.arg); return true; }
+      if (r.name === "events") {
+        if (!lightbox.isOpen()) lightbox.fromApp = true;
+        lightbox.open(r.arg);
+        return true;
+      }
       const same = FILTERS.every((k) => (r.query.get(k) || "") === filters[k]);
       if (lightbox.isOpen()) lightbox.close(false);
       return same;
