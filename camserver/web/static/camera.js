@@ -114,7 +114,7 @@ export function create(root, route, app) {
     const state = cameraState(cam);
     setText(badge, state.text);
     badge.className = `badge badge-${state.key}`;
-    if (cam.width && cam.height) frame.style.aspectRatio = `${cam.width} / ${cam.height}`;
+    if (cam.width && cam.height) frame.style.setProperty("--ar", String(cam.width / cam.height));
     const status = cam.status || {};
     figure("Frames in", `${num(cam.fps_in, 1)} fps`);
     figure("Frames out", `${num(cam.fps_out, 1)} fps`);

@@ -122,7 +122,7 @@ export function create(root, route) {
   const img = h("img", { alt: `Still picture of ${camera} to draw zones on`, src: streamUrl(camera, { raw: true, snapshot: true }) });
   const drawing = svg("svg", { viewBox: "0 0 100 100", preserveAspectRatio: "none", "aria-hidden": "true" });
   const handles = h("div", { class: "handles" });
-  const surface = h("div", { class: "frame frame-editor", role: "application",
+  const surface = h("div", { class: "frame frame-editor", role: "group",
     "aria-label": `Picture of ${camera}: click to add a point to the selected shape` }, img, drawing, handles);
   const list = h("div", { class: "shape-list", role: "radiogroup", "aria-labelledby": "shapes-title" });
   const details = h("div", { class: "shape-details" });
@@ -155,7 +155,7 @@ export function create(root, route) {
           h("div", { class: "row-actions" },
             h("button", { type: "button", text: "Copy", onclick: copy }), copied))))));
 
-  img.addEventListener("load", () => { surface.style.aspectRatio = `${img.naturalWidth} / ${img.naturalHeight}`; });
+  img.addEventListener("load", () => { surface.style.setProperty("--ar", String(img.naturalWidth / img.naturalHeight)); });
 
   async function copy() {
     toml.select();
