@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from ..auth import basic_user, password_ok, presented_token, same_secret
+from ..ratelog import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class ViewerAuth:
         self.clock = clock
         self.signer: SessionSigner | None = None  # set at start-up, once the secret is read
         self._failures: dict[str, deque[float]] = {}
+        self._failure_log = ThrottledLog(log, interval_s=60.0)
 
     @property
     def required(self) -> bool:
@@ -222,6 +224,7 @@ class ViewerAuth:
         return FAILURE_WINDOW_S - (now - failures[0])
 
     def _failed(self, remote: str) -> None:
+        self._failure_log.warning(remote, "failed page login from %s", remote)  # an address, never what was typed
         if remote not in self._failures and len(self._failures) >= MAX_TRACKED:
             self._failures.clear()
         self._failures.setdefault(remote, deque(maxlen=MAX_FAILURES)).append(time.monotonic())
