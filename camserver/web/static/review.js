@@ -53,8 +53,8 @@ export function create(root, route, app) {
     h("div", { class: "field" }, h("label", { for: "f-camera", text: "Camera" }), selects.camera),
     h("div", { class: "field" }, h("label", { for: "f-label", text: "Label" }), selects.label),
     h("div", { class: "field" }, h("label", { for: "f-zone", text: "Zone" }), selects.zone),
-    h("div", { class: "field" }, h("label", { for: "f-from", text: "From" }), from),
-    h("div", { class: "field" }, h("label", { for: "f-to", text: "To" }), to),
+    h("div", { class: "field field-date" }, h("label", { for: "f-from", text: "From" }), from),
+    h("div", { class: "field field-date" }, h("label", { for: "f-to", text: "To" }), to),
     h("div", { class: "field field-button" }, h("button", { type: "reset", text: "Clear filters" })));
   const status = h("div", {});
   const list = h("ul", { class: "event-grid", "aria-label": "Events, newest first" });
