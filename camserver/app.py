@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from .board import BoardApi, BoardService
+from .board import PUBLIC_PREFIX as OTA_PREFIX, BoardApi, BoardService
 from .config import Config, ConfigError
 from .detect import Detector
 from .detect.backends import detector_factory
@@ -34,6 +34,8 @@ from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap, raise_descriptor_limit
 from .web.notify import NotifyApi
+from .web.session import ViewerAuth
+from .web.system import SystemApi, about, configured_shapes, system_facts
 from .web.viewer import live_frame
 
 log = logging.getLogger(__name__)
@@ -95,10 +97,15 @@ class CamServer:
                                              lambda: self.events.started, lambda: self.mqtt.dropped,
                                              lambda: self.webhooks.failures))
         self.scheduler.on_batch = self.metrics.observe_batch
+        self.started_at = time.time()
+        auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir),
+                          public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
+        system = SystemApi(self.health, system_facts(config), configured_shapes(config),
+                           self.events.store.used_bytes if config.events.enabled else None)
         self.viewer_app = ViewerApp(
             config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            board_api,
+            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system),
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
@@ -135,10 +142,12 @@ class CamServer:
             "detector": detector,
             "detector_stalls": self.pool.stalls,
             "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
+            **about(self.config.detect.model, self.started_at),
             "events": self.events.health(),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "mqtt_error": self.mqtt.problem or None,
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
+            "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
@@ -222,7 +231,6 @@ class CamServer:
         try:
             self.ws_port = await self.ingest.start()
             app = self.viewer_app.build()
-            NotifyApi(self.notifier, self._latest_snapshot).add_routes(app)
             http = self.config.http
             # keepalive_timeout also bounds the wait for a request's headers, the first one included
             self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,

@@ -58,7 +58,12 @@ def basic_user(headers: Any, users: Mapping[str, str]) -> str | None:
         name, _, password = base64.b64decode(_bytes(value.strip()), validate=True).decode().partition(":")
     except (binascii.Error, ValueError):  # not base64, or not UTF-8 inside
         return None
+    return name if password_ok(users, name, password) else None
+
+
+def password_ok(users: Mapping[str, str], name: str, password: str) -> bool:
+    """Whether `name` is a known user with this password (constant time in the password)."""
     expected = users.get(name)
     # compare against something even for an unknown user, so timing does not reveal names
     ok = same_secret(password, expected if expected is not None else "\0" * len(password))
-    return name if ok and expected is not None else None
+    return ok and expected is not None

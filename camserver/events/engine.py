@@ -81,6 +81,10 @@ class EventEngine:
         """Stored events newest first matching `filters`; see EventStore.query."""
         return await self._run(self.store.query, filters, limit, before_key)
 
+    async def facets(self) -> dict[str, list[str]]:
+        """The distinct cameras, labels and zones in the history; see EventStore.facets."""
+        return await self._run(self.store.facets)
+
     async def get(self, event_id: str) -> dict[str, Any] | None:
         """One stored event, or None."""
         return await self._run(self.store.get, event_id)

@@ -124,6 +124,15 @@ class EventStore:
         sql += " ORDER BY start_time DESC, id DESC LIMIT ?"
         return [json.loads(r[0]) for r in self.db.execute(sql, [*args, limit])]
 
+    def facets(self) -> dict[str, list[str]]:
+        """The distinct cameras, labels and zones in the history: the choices of the page's filters."""
+        assert self.db is not None
+        cameras = [r[0] for r in self.db.execute("SELECT DISTINCT camera FROM events ORDER BY camera")]
+        labels = [r[0] for r in self.db.execute("SELECT DISTINCT label FROM events ORDER BY label")]
+        rows = self.db.execute("SELECT DISTINCT zones FROM events")
+        zones = sorted({zone for (joined,) in rows for zone in joined.split(",") if zone})
+        return {"cameras": cameras, "labels": labels, "zones": zones}
+
     def delete(self, event_id: str) -> bool:
         """Remove an event and its snapshot; False if there was none."""
         assert self.db is not None

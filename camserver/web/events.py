@@ -74,15 +74,19 @@ class EventsApi:
         self.max_age_s = max_age_s
 
     def add_routes(self, app: web.Application) -> None:
-        """Register the routes (the stream before the {event_id} pattern)."""
+        """Register the routes (stream and facets before the {event_id} pattern)."""
         app.router.add_get("/api/events", self.list_events)
         app.router.add_get("/api/events/stream", self.stream)
+        app.router.add_get("/api/events/facets", self.facets)
         app.router.add_get("/api/events/{event_id}", self.get_event)
         app.router.add_delete("/api/events/{event_id}", self.delete_event)
         app.router.add_get("/api/events/{event_id}/snapshot.jpg", self.snapshot)
 
     async def list_events(self, request: web.Request) -> web.Response:
-        """Events newest first; filters camera, label, zone, after, before, has_snapshot; limit; cursor."""
+        """Events newest first; filters camera, label, zone, after, before, has_snapshot; limit; cursor.
+
+        `last_event_id` is where the live feed stood: open the stream with it to get every later change.
+        """
         q = request.query
         try:
             limit = int(q.get("limit", "50"))
@@ -93,10 +97,18 @@ class EventsApi:
         filters = {"camera": q.get("camera"), "label": q.get("label"), "zone": q.get("zone"),
                    "after": _number(q, "after"), "before": _number(q, "before"), "has_snapshot": _flag(q, "has_snapshot")}
         cursor = decode_cursor(q["cursor"]) if "cursor" in q else None
+        # the feed's position before the query: a client that opens the stream from here misses no
+        # change to what it got, and replays nothing older (an event deleted before never comes back)
+        position = f"{BOOT}.{self.engine.feed.last_id}"
         events = await self.engine.query(filters, limit + 1, cursor)
         more = len(events) > limit
         events = events[:limit]
-        return web.json_response({"events": events, "next_cursor": encode_cursor(events[-1]) if more else None})
+        return web.json_response({"events": events, "next_cursor": encode_cursor(events[-1]) if more else None,
+                                  "last_event_id": position})
+
+    async def facets(self, request: web.Request) -> web.Response:
+        """The distinct cameras, labels and zones in the history (the choices of the page's filters)."""
+        return web.json_response(await self.engine.facets())
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         record = await self.engine.get(request.match_info["event_id"])
