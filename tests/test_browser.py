@@ -188,9 +188,10 @@ async def test_review_patches_live_and_lightbox_deletes(tmp_path):
                                  ready="[...document.querySelectorAll('.event-card img')].slice(0, 8).every(i => i.naturalWidth > 0)")
 
         # keyboard: focus the first card, arrow to the second, Enter opens it
-        await browser.js("document.querySelector('.card-link').focus()")
         focused = "[...document.querySelectorAll('.card-link')].indexOf(document.activeElement)"
-        first_index = await browser.wait(f"{focused} >= 0 && {focused} + 1", what="a card focused") - 1
+        # focus again on each try: a live update may re-render the card under the focus
+        first_index = await browser.wait(f"(({focused} >= 0) || document.querySelector('.card-link').focus(), "
+                                         f"{focused} >= 0 && {focused} + 1)", what="a card focused") - 1
         await browser.key("ArrowRight")
         await browser.wait(f"{focused} === {first_index + 1}", what="the next card focused")
         second = await browser.js("document.activeElement.closest('.event-card').dataset.id")
