@@ -175,6 +175,69 @@ def _zones(v: Any) -> str | None:
     return None
 
 
+def _polygon(points: Any) -> str | None:
+    """Complaint about a relative polygon (3+ [x, y] pairs from 0 to 1), or None."""
+    if not isinstance(points, list) or len(points) < 3 or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                  and 0 <= c <= 1 for c in p)
+        for p in points
+    ):
+        return "points must be 3 or more [x, y] pairs, each from 0 to 1 (relative to the frame)"
+    return None
+
+
+def _masks(table: str, with_labels: bool) -> Check:
+    """A check for [[<table>.masks]] entries: camera, points and (object masks) optional labels."""
+    allowed = {"camera", "points", "labels"} if with_labels else {"camera", "points"}
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, list):
+            return f"must be a list of tables ([[{table}.masks]])"
+        for i, mask in enumerate(v):
+            where = f"mask {i + 1}: "
+            if not isinstance(mask, Mapping) or "points" not in mask or "camera" not in mask or set(mask) - allowed:
+                return where + f"a table with {', '.join(sorted(allowed - {'labels'}))}" + (
+                    " and optionally labels" if with_labels else "")
+            if not isinstance(mask["camera"], str) or not CAMERA_ID_RE.match(mask["camera"]):
+                return where + "camera must be a camera id"
+            problem = _polygon(mask["points"])
+            if problem:
+                return where + problem
+            if "labels" in mask and _labels(mask["labels"]):
+                return where + "labels must be a non-empty list of labels"
+        return None
+
+    return check
+
+
+FILTER_KEYS = ("min_area", "max_area", "min_ratio", "max_ratio", "min_score", "threshold")
+
+
+def _filters(v: Any) -> str | None:
+    """[events.filters.<label>] tables: min_area, max_area, min_ratio, max_ratio, min_score, threshold."""
+    if not isinstance(v, Mapping):
+        return "must be tables [events.filters.<label>]"
+    for label, f in v.items():
+        where = f"{label}: "
+        if not isinstance(f, Mapping):
+            return where + f"must be a table of {', '.join(FILTER_KEYS)}"
+        unknown = sorted(set(f) - set(FILTER_KEYS))
+        if unknown:
+            return where + f"unknown key {unknown[0]!r}; allowed: {', '.join(FILTER_KEYS)}"
+        for key, value in f.items():
+            hi = 1.0 if key in ("min_score", "threshold") else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (hi and value > hi):
+                span = "from 0 to 1" if hi else ">= 0"
+                return where + f"{key} must be a number {span}"
+        if "min_ratio" in f and f["min_ratio"] <= 0 or "max_ratio" in f and f["max_ratio"] <= 0:
+            return where + "min_ratio and max_ratio (width / height) must be > 0"
+        for lo, hi_key in (("min_area", "max_area"), ("min_ratio", "max_ratio")):
+            # areas compare only when both are pixels or both fractions of the frame (<= 1)
+            if lo in f and hi_key in f and f[lo] > f[hi_key] and (lo != "min_area" or (f[lo] <= 1) == (f[hi_key] <= 1)):
+                return where + f"{lo} ({f[lo]}) is larger than {hi_key} ({f[hi_key]})"
+    return None
+
+
 @dataclass(frozen=True)
 class EventsConfig:
     """Turning detections into events: which labels, how sure, how long, and zones."""
@@ -188,6 +251,33 @@ class EventsConfig:
     update_interval_s: float = _opt(60.0, _number(float, 1.0, 86400))
     cooldown_s: float = _opt(0.0, _number(float, 0.0, 86400))
     zones: tuple[Any, ...] = _opt((), _zones)
+    # per label: (label, {min_area, max_area, min_ratio, max_ratio, min_score, threshold}) pairs
+    filters: tuple[tuple[str, Any], ...] = _opt((), _filters)
+    masks: tuple[Any, ...] = _opt((), _masks("events", with_labels=True))  # object masks: bottom centre inside
+
+    def __post_init__(self) -> None:
+        if "*" in self.labels:
+            return
+        for label, _ in self.filters:
+            if label not in self.labels:
+                raise ConfigError(f"events.filters.{label}", dict(self.filters)[label],
+                                  f"label not in events.labels ({', '.join(self.labels)})")
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Motion detection: the detector runs only on frames where something moves (Frigate's names)."""
+
+    enabled: bool = _opt(True, _bool)
+    threshold: int = _opt(30, _number(int, 1, 255))  # pixel difference from the background
+    contour_area: int = _opt(10, _number(int, 0, 100000))  # pixels, at the detector's ~100 px height
+    improve_contrast: bool = _opt(True, _bool)
+    lightning_threshold: float = _opt(0.8, _number(float, 0.3, 1.0))  # share of the frame: reset, not motion
+    # seconds between detections of a camera with no motion: stationary objects are re-checked,
+    # and a scene that changed slowly is caught
+    recheck_s: float = _opt(5.0, _number(float, 0.1, 86400))
+    mqtt_off_delay_s: float = _opt(30.0, _number(float, 0.0, 86400))
+    masks: tuple[Any, ...] = _opt((), _masks("motion", with_labels=False))  # motion inside is ignored
 
 
 @dataclass(frozen=True)
@@ -285,6 +375,7 @@ class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     cameras: CamerasConfig = field(default_factory=CamerasConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     mqtt: MqttConfig = field(default_factory=MqttConfig)
