@@ -2,7 +2,8 @@
 
 Frames are camera-like JPEGs (quality 80) of the simulator's scene with sensor noise (+-3 grey
 levels per pixel); "moving" frames carry a figure walking across. CPU time is process CPU time
-(time.process_time), so other load on the machine does not count; wall time would.
+(time.process_time), so other load on the machine does not count; wall time would. Each figure is
+the median of three runs (CPU time still varies with the load of a shared machine: caches, clocks).
 
     python -m bench.motion                     # VGA, 300 frames per phase
     python -m bench.motion --sizes 320x240,640x480,800x600,1600x1200 --frames 500
@@ -12,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
-from typing import Callable
-
 import cv2
 import numpy as np
 
@@ -42,19 +42,19 @@ def scene_frames(width: int, height: int, n: int, moving: bool, seed: int = 0) -
     return frames
 
 
-def cpu_ms(fn: Callable[[bytes], object], frames: list[bytes], repeat: int = 1) -> float:
-    """Mean process CPU milliseconds of fn per frame."""
-    start = time.process_time()
-    for _ in range(repeat):
-        for f in frames:
-            fn(f)
-    return (time.process_time() - start) / (len(frames) * repeat) * 1000
-
-
-def measure(width: int, height: int, n: int) -> dict:
-    """Decode variants and the detector, on still and moving frames of one size."""
+def measure(width: int, height: int, n: int, rounds: int = 3) -> dict:
+    """Decode variants and the detector, on still and moving frames of one size; the median of `rounds` runs."""
     still = scene_frames(width, height, n, moving=False)
     moving = scene_frames(width, height, n, moving=True, seed=1)
+    runs = [measure_once(width, height, still, moving) for _ in range(rounds)]
+    out = {k: statistics.median(r[k] for r in runs) if isinstance(v, float) else v for k, v in runs[0].items()}
+    out["reduced_vs_color"] = round(out["decode_reduced_ms"] / out["decode_color_ms"], 2)
+    out["detect_vs_color_decode"] = round(max(out["detect_still_ms"], out["detect_moving_ms"]) / out["decode_color_ms"], 2)
+    return out
+
+
+def measure_once(width: int, height: int, still: list[bytes], moving: list[bytes]) -> dict:
+    """One run of every measurement."""
     scale, flag = reduced_decode_flag(width, height)
     buf = [np.frombuffer(f, np.uint8) for f in still]
     out: dict = {"size": f"{width}x{height}", "jpeg_kb": round(sum(map(len, still)) / len(still) / 1024, 1),
@@ -65,7 +65,6 @@ def measure(width: int, height: int, n: int) -> dict:
         for b in buf:
             cv2.imdecode(b, mode)
         out[name] = round((time.process_time() - start) / len(buf) * 1000, 3)
-    out["reduced_vs_color"] = round(out["decode_reduced_ms"] / out["decode_color_ms"], 2)
 
     for label, frames in (("still", still), ("moving", moving)):
         det = MotionDetector(MotionConfig())
@@ -76,7 +75,6 @@ def measure(width: int, height: int, n: int) -> dict:
             results.append(det.detect(f, size))
         out[f"detect_{label}_ms"] = round((time.process_time() - start) / len(frames) * 1000, 3)
         out[f"motion_frames_{label}"] = sum(r.motion for r in results)
-    out["detect_vs_color_decode"] = round(max(out["detect_still_ms"], out["detect_moving_ms"]) / out["decode_color_ms"], 2)
     return out
 
 
@@ -93,7 +91,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"process CPU per frame, ms ({args.frames} frames per phase; budget {BUDGET_MS} ms per VGA frame)")
+    print(f"process CPU per frame, ms (median of 3 runs of {args.frames} frames; budget {BUDGET_MS} ms per VGA frame)")
     print(f"{'size':>10} {'KB':>5} {'color':>7} {'gray':>7} {'reduced':>8} {'(1/n)':>5} {'ratio':>6}"
           f" {'still':>7} {'moving':>7} {'motion frames still/moving':>27}")
     for r in rows:

@@ -125,15 +125,6 @@ class _Object:
         return (b1[0] + dx, b1[1] + dy, b1[2] + dx, b1[3] + dy)
 
 
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two x1 y1 x2 y2 boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     """The share of the smaller of two boxes that lies inside the other."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

@@ -77,6 +77,7 @@ class MotionDetector:
         self._decode_flag = cv2.IMREAD_GRAYSCALE
         self._size = (0, 0)  # (w, h) of the motion image
         self._mask: np.ndarray | None = None  # bool, True where masked
+        self._keep: np.ndarray | None = None
         self._unmasked = 1
         self._avg: np.ndarray | None = None
         self._motion_frames = 0
@@ -164,6 +165,7 @@ class MotionDetector:
         self._shape, self._size = shape, (w, h)
         mask = mask_image(self.masks, (w, h))
         self._mask = None if mask is None else mask == 0
+        self._keep = mask  # 255 where pixels count (cv2's mask convention), None for all
         self._unmasked = max(1, w * h - (0 if self._mask is None else int(self._mask.sum())))
         self._avg = None
         self._motion_frames = 0
@@ -175,8 +177,11 @@ class MotionDetector:
         Averaging keeps one bright frame from changing every pixel at once; a histogram and a lookup
         table make it cheap (np.percentile sorts the frame).
         """
-        hist = cv2.calcHist([small], [0], None, [256], (0, 256)).ravel().cumsum()
+        # masked pixels do not count: a busy road under a mask must not move the black and white points
+        hist = cv2.calcHist([small], [0], self._keep, [256], (0, 256)).ravel().cumsum()
         n = hist[-1]
+        if n == 0:
+            return small.copy()  # all masked
         lo = int(np.searchsorted(hist, n * CONTRAST_LOW))
         hi = int(np.searchsorted(hist, n * CONTRAST_HIGH))
         if lo >= hi:
