@@ -242,6 +242,15 @@ def test_new_track_away_from_the_lost_objects_path_is_a_new_event():
     assert len(by_event(run_script(rules, script))) == 2
 
 
+def test_someone_entering_where_a_person_walked_out_is_a_new_event():
+    """A person walks out at the right edge; 2 s later someone walks in there: not where the first was heading, a new event."""
+    rules = CameraRules("c", events_config(), tracker=ScriptedTracker)
+    script = [[(1, person(400 + 20 * i))] for i in range(10)]  # out of the frame at the right
+    script += [[] for _ in range(20)]
+    script += [[(2, person(590 - 20 * i))] for i in range(10)]  # in from the right, walking left
+    assert [c.type for c in run_script(rules, script)].count("new") == 2
+
+
 def test_second_track_inside_an_event_object_starts_no_event_until_it_leaves_it():
     """A second box of the same label mostly inside an event's object is a piece of it (no event); one that walks
     out of it and on is another object and gets its own event."""

@@ -11,8 +11,8 @@ loses an object for a moment (a person hidden by another, a parked car split in 
 person walking in front of it); the rules do not let such a track start a second event:
 
 - a new track of the same label as an event whose object was not seen in this frame, lying where
-  that object stood or was heading (its last box moved on at its recent speed), continues that
-  event under its id (within max_disappeared_s, as long as the event is open);
+  that object was heading (its last whole box moved on at its recent speed) or where it stood
+  still, continues that event under its id (within max_disappeared_s, as long as the event is open);
 - a new track mostly inside the box of an event's object that is still seen is a piece of that
   object and starts no event while it stays inside.
 
@@ -44,6 +44,7 @@ SHIFT_MIN_PX = 2.0  # ... and at least this many pixels (detector jitter)
 SCALE_TOLERANCE = 0.2  # a box this much larger or smaller on both axes: it came closer or went away
 SAME_OBJECT_OVERLAP = 0.5  # a share of the smaller box inside the other: where the object is or was
 SPEED_WINDOW_S = 1.0  # an object's speed is taken over its last second
+STILL_S = 1.0  # an object that has not moved for this long stands somewhere (its anchor box)
 WHOLE_SHARE = 0.85  # a box this large (width and height) against the trail's largest shows the whole object
 TRAIL_LEN = 50  # boxes kept per object to predict where it was heading
 SNAPSHOT_GAIN = 0.05  # a snapshot is replaced only by one this much more confident
@@ -283,9 +284,12 @@ class CameraRules:
         pairs = []
         for old in lost:
             heading = old.predicted(now)
+            # where it stood counts only for an object that stood still (a parked car hidden in part);
+            # a person who walked out of the frame is not back because someone else walks in there
+            stood = old.last_seen - old.anchor_time >= STILL_S
             for obj in fresh:
                 if obj.label == old.label:
-                    fit = max(overlap(obj.box, heading), overlap(obj.box, old.anchor_box))
+                    fit = max(overlap(obj.box, heading), overlap(obj.box, old.anchor_box) if stood else 0.0)
                     if fit >= SAME_OBJECT_OVERLAP:
                         pairs.append((fit, old.track_id, obj.track_id))
         taken: set[int] = set()
