@@ -199,6 +199,33 @@ class StorageConfig:
     max_mb: float = _opt(1024.0, _number(float, 1.0, 10_000_000))
 
 
+RECORD_MODES = ("off", "events", "motion", "continuous")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+# camserver's tuning on top of the preset, for fixed cameras on small CPUs (see camserver/record/encoder.py)
+DEFAULT_X264_PARAMS = "bframes=0:subme=1:me=dia:weightp=0:rc-lookahead=5:partitions=none"
+
+
+def _x264_params(v: Any) -> str | None:
+    if not isinstance(v, str) or not re.match(r"^[A-Za-z0-9_.,=:+-]*$", v):
+        return 'must be x264 options as "key=value:key=value" (letters, digits, _ . , = : + -)'
+    return None
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Recording: event clips with pre/post capture, or continuous/motion segments, as H.264 MP4."""
+
+    mode: str = _opt("events", _text(choices=RECORD_MODES))
+    pre_capture_s: float = _opt(5.0, _number(float, 0.0, 60))
+    post_capture_s: float = _opt(5.0, _number(float, 0.0, 600))
+    segment_s: float = _opt(10.0, _number(float, 2, 3600))
+    retain_days: float = _opt(3.0, _number(float, 0.0, 36500))
+    preset: str = _opt("veryfast", _text(choices=X264_PRESETS))
+    crf: int = _opt(28, _number(int, 0, 51))
+    x264_params: str = _opt(DEFAULT_X264_PARAMS, _x264_params)
+    buffer_mb: float = _opt(32.0, _number(float, 1.0, 4096))  # pre-capture ring per camera, at most
+
+
 EVENT_TYPES = ("new", "update", "end")
 
 
@@ -286,6 +313,7 @@ class Config:
     cameras: CamerasConfig = field(default_factory=CamerasConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -309,7 +337,7 @@ def _section(cls: type, table: Any, prefix: str) -> Any:
             raise ConfigError(f"{prefix}.{key}", value, problem)
         if fields[key].type == "float":
             value = float(value)
-        if key in ("level", "backend"):
+        if key in ("level", "backend", "mode", "preset"):
             value = value.lower()
         if isinstance(value, list):
             value = tuple(value)

@@ -1,0 +1,608 @@
+"""Recording orchestration: which frames go into which file, on the loop; encoding on worker threads.
+
+On the loop (cheap, per frame): a camera's frame goes into its pre-capture ring (events mode) and,
+when a file is being written, into the camera's command queue. Worker threads drain each camera's
+queue in order (one camera is never encoded on two threads at once): decode, encode, write,
+finish. The index (SQLite) is written on the thread that owns the events database.
+
+- events: an event's clip spans `pre_capture_s` before its start to `post_capture_s` after its
+  end. Events of one camera that overlap share ONE file (a "span"): a span stays open, not
+  encoding, for `pre_capture_s` after its last event's post-capture, so an event starting then
+  continues it from the ring instead of encoding the same frames into a second file.
+- continuous: every frame, in files cut at multiples of `segment_s` of wall-clock time.
+- motion: continuous segments, kept only where motion or an event happened (padded by pre and
+  post capture); until a camera reports motion at all, every segment is kept.
+
+A camera switching framesize mid-file is scaled to the file's size; the next file (span or
+segment) takes the new size. When a camera's encoder falls behind, frames are dropped from the
+recording only (counted, logged at most once a minute). A write error (disk full, folder not
+writable) pauses that camera's recording for `retry_s`, counted, logged at most once a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import av
+
+from ..config import RecordConfig
+from ..ratelog import ThrottledLog
+from .buffer import PreCaptureBuffer
+from .encoder import ClipWriter, EncodeSettings, remux
+from .export import export_span
+from .index import RecordingIndex, recording_path
+from .recovery import RecoveryReport, recover
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_FRAMES = 50  # per camera: 5 s of VGA at 10 fps waiting for its encoder before frames are dropped
+PRE_SLACK_S = 3.0  # the ring keeps this much more than pre_capture_s: an event is confirmed a few frames after it starts
+HOUSEKEEPING_S = 1.0
+RETENTION_EVERY_S = 60.0
+STALE_S = 5.0  # a camera that sent nothing this long has its file finished (the frames may never come)
+EXPORT_TTL_S = 600.0
+MAX_EXPORT_S = 3600.0
+
+
+@dataclass
+class ClipFile:
+    """A file to serve: an event's clip (its span, or an export of segments) or an export."""
+
+    path: Path
+    in_progress: bool = False  # still growing (fragmented MP4): what is recorded so far
+    offset_s: float = 0.0  # where the event's clip starts in the file
+
+
+@dataclass
+class _Span:
+    """Events mode: the file that the overlapping events of one camera share."""
+
+    path: str
+    start: float
+    events: set[str] = field(default_factory=set)  # open events
+    deadline: float = -math.inf  # when the last ended event's post-capture ends
+    last_fed: float = -math.inf  # arrival time of the newest frame queued for it
+    lingering: bool = False  # past its deadline: not encoding, waiting pre_capture_s for another event
+
+
+@dataclass
+class _Camera:
+    """One camera's recording state: loop side (span/segment, ring) and worker side (writer)."""
+
+    id: str
+    ring: PreCaptureBuffer | None
+    queue: deque[tuple[Any, ...]] = field(default_factory=deque)
+    queued_frames: int = 0
+    draining: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    span: _Span | None = None
+    segment: str | None = None
+    segment_end: float = 0.0  # the wall-clock boundary where the current segment is cut
+    last_frame: float = -math.inf
+    gap_s: float = 0.1
+    # motion mode
+    motion_reported: bool = False
+    motion_since: float | None = None
+    activity: list[list[float]] = field(default_factory=list)  # [start, end] padded; end inf while active
+    verdicts: list[tuple[str, float, float]] = field(default_factory=list)  # closed segments awaiting keep/discard
+    # worker side
+    writer: ClipWriter | None = None
+    writing: str | None = None  # the relative path the writer writes
+    unfinished: list[str] = field(default_factory=list)  # files a write error left growing: repaired on resume
+    failed: bool = False
+    paused_until: float = 0.0
+    # counters
+    frames_recorded: int = 0
+    frames_dropped: int = 0  # the encoder was behind
+    frames_paused: int = 0  # not recorded while paused by a write error
+    frames_bad: int = 0  # did not decode
+    write_errors: int = 0
+    files: int = 0
+
+
+class Recorder:
+    """Recording for every camera (see the module docstring).
+
+    Args:
+        config: the [record] table.
+        root: storage.dir; files go under <root>/recordings/<camera>/<YYYY-MM-DD>/.
+        index: the recordings index on the events database.
+        index_executor: runs every index call: one thread, in submission order (the events thread).
+        clock: wall-clock time, for pauses and for files of cameras that stopped sending.
+        workers: encoding threads (default: one per core, at most 4).
+        retry_s: how long recording pauses after a write error.
+    """
+
+    def __init__(self, config: RecordConfig, root: Path, index: RecordingIndex, index_executor: Executor,
+                 clock: Callable[[], float] = time.time, workers: int | None = None, retry_s: float = 60.0,
+                 housekeeping_s: float = HOUSEKEEPING_S) -> None:
+        self.config = config
+        self.root = root
+        self.index = index
+        self.index_executor = index_executor
+        self.clock = clock
+        self.retry_s = retry_s
+        self.housekeeping_s = housekeeping_s
+        self.settings = EncodeSettings(config.preset, config.crf, config.x264_params)
+        self.workers = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1),
+                                          thread_name_prefix="record")
+        self.cameras: dict[str, _Camera] = {}
+        self.exports = root / "recordings" / ".exports"
+        self.recovered = RecoveryReport()
+        self._drop_log = ThrottledLog(log, interval_s=60.0)
+        self._disk_log = ThrottledLog(log, interval_s=60.0)
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def mode(self) -> str:
+        """off | events | motion | continuous."""
+        return self.config.mode
+
+    # --- lifecycle (loop) ------------------------------------------------------------------------
+
+    async def start(self) -> RecoveryReport:
+        """Create the index tables, repair what a crash left (see recovery.recover), start housekeeping."""
+        self.recovered = await self._index(self._start_sweep)
+        if self.recovered:
+            log.warning("recordings after a crash: %s", self.recovered)
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="record-housekeeping")
+        return self.recovered
+
+    def _start_sweep(self) -> RecoveryReport:
+        self.index.create()
+        report = recover(self.index)
+        self._clean_exports(0.0)
+        return report
+
+    async def stop(self) -> None:
+        """Finish every file (flush, make it a regular MP4, index it), then stop the workers."""
+        self._stopping = True
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._housekeeping
+        for cam in self.cameras.values():
+            self._finish_current(cam, None)
+            cam.verdicts.clear()  # motion verdicts not reached: keep what was recorded
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.workers.shutdown, True)
+        await self._index(lambda: None)  # the index thread runs in order: every finish before this is done
+
+    # --- per frame and per event (loop) ------------------------------------------------------------
+
+    def on_frame(self, camera: str, jpeg: bytes, when: float) -> None:
+        """A frame the camera sent, with its arrival time (call for every received frame, on the loop)."""
+        if self.config.mode == "off" or self._stopping:
+            return
+        cam = self._camera(camera)
+        if cam.ring is not None:
+            cam.ring.append(when, jpeg)
+        if when > cam.last_frame:
+            cam.gap_s = min(when - cam.last_frame, 1.0)
+        cam.last_frame = when
+        if cam.failed and not self._resume(cam):
+            if cam.span is not None or self.config.mode in ("continuous", "motion"):
+                cam.frames_paused += 1
+            return
+        if self.config.mode == "events":
+            self._span_frame(cam, jpeg, when)
+        else:
+            self._segment_frame(cam, jpeg, when)
+
+    def event_started(self, camera: str, event_id: str, start: float) -> None:
+        """An event began at `start` (its first sighting): its clip starts pre_capture_s before."""
+        if self.config.mode == "off":
+            return
+        cam = self._camera(camera)
+        pre = self.config.pre_capture_s
+        if self.config.mode != "events":
+            self._index_soon(self.index.set_clip, event_id, camera, None, start - pre)
+            cam.activity.append([start - pre, math.inf])
+            return
+        span = cam.span
+        if span is not None and event_id in span.events:
+            return
+        if span is None and not cam.failed:
+            frames = cam.ring.since(start - pre) if cam.ring is not None else []
+            first = frames[0][0] if frames else max(cam.last_frame, start - pre)
+            span = cam.span = _Span(recording_path(camera, "span", first), first)
+            self._open(cam, span.path, "span", first)
+            self._push_batch(cam, span, frames)
+        elif span is not None and span.lingering:
+            # a new event inside the linger: the frames since the span stopped come from the ring
+            span.lingering = False
+            frames = cam.ring.since(span.last_fed + 1e-6) if cam.ring is not None else []
+            self._push_batch(cam, span, frames)
+        if span is None:
+            return  # paused by a write error: no clip
+        span.events.add(event_id)
+        self._index_soon(self.index.set_clip, event_id, camera, span.path, max(start - pre, span.start))
+
+    def event_ended(self, camera: str, event_id: str, end: float) -> None:
+        """The event ended at `end` (its last sighting): its clip ends post_capture_s after."""
+        if self.config.mode == "off":
+            return
+        cam = self._camera(camera)
+        clip_end = end + self.config.post_capture_s
+        self._index_soon(self.index.end_clip, event_id, clip_end)
+        if self.config.mode != "events":
+            for interval in cam.activity:
+                if interval[1] == math.inf:
+                    interval[1] = clip_end
+                    break
+            return
+        span = cam.span
+        if span is not None and event_id in span.events:
+            span.events.discard(event_id)
+            span.deadline = max(span.deadline, clip_end)
+
+    def motion(self, camera: str, active: bool, when: float | None = None) -> None:
+        """Motion started or stopped on a camera (motion mode keeps only segments near motion or events)."""
+        if self.config.mode == "off":
+            return
+        cam = self._camera(camera)
+        when = self.clock() if when is None else when
+        cam.motion_reported = True
+        if active and cam.motion_since is None:
+            cam.motion_since = when
+            cam.activity.append([when - self.config.pre_capture_s, math.inf])
+        elif not active and cam.motion_since is not None:
+            cam.motion_since = None
+            for interval in reversed(cam.activity):
+                if interval[1] == math.inf:
+                    interval[1] = when + self.config.post_capture_s
+                    break
+
+    def camera_offline(self, camera: str) -> None:
+        """The camera went away: its file is finished now (no more frames will come for it)."""
+        cam = self.cameras.get(camera)
+        if cam is None:
+            return
+        self._finish_current(cam, cam.last_frame + cam.gap_s)
+        if cam.ring is not None:
+            cam.ring.clear()
+
+    # --- figures ----------------------------------------------------------------------------------
+
+    def camera_stats(self, camera: str) -> dict[str, Any]:
+        """What /api/cameras shows of a camera's recording."""
+        cam = self.cameras.get(camera)
+        if cam is None:
+            return {"mode": self.config.mode, "recording": False, "buffer_frames": 0, "buffer_bytes": 0}
+        return {
+            "mode": self.config.mode,
+            "recording": cam.writing is not None or cam.span is not None or cam.segment is not None,
+            "paused": cam.failed,
+            "buffer_frames": cam.ring.frames if cam.ring else 0,
+            "buffer_bytes": cam.ring.bytes if cam.ring else 0,
+            "buffer_s": round(cam.ring.seconds, 2) if cam.ring else 0.0,
+            "frames_recorded": cam.frames_recorded,
+            "frames_dropped": cam.frames_dropped,
+            "frames_paused": cam.frames_paused,
+            "write_errors": cam.write_errors,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz shows of recording."""
+        cams = self.cameras.values()
+        return {
+            "record_mode": self.config.mode,
+            "record_write_errors": sum(c.write_errors for c in cams),
+            "record_paused_cameras": sorted(c.id for c in cams if c.failed),
+            "record_frames_dropped": sum(c.frames_dropped for c in cams),
+        }
+
+    # --- for the HTTP routes ----------------------------------------------------------------------
+
+    async def clip_file(self, event_id: str) -> ClipFile | None:
+        """The file of an event's clip (while the event is open: what is recorded so far); None if none."""
+        info = await self._index(self.index.clip, event_id)
+        if info is None or not info["has_clip"]:
+            return None
+        if info["path"] is not None:
+            return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
+        end = info["clip_end"] if info["clip_end"] is not None else self.clock()
+        path = await self.export(info["camera"], info["clip_start"], end)
+        return ClipFile(path) if path is not None else None
+
+    async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
+        """A camera's recordings overlapping [after, before], oldest first."""
+        return await self._index(self.index.list, camera, after, before)
+
+    async def export(self, camera: str, start: float, end: float) -> Path | None:
+        """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there."""
+        rows = await self._index(self.index.list, camera, start, end)
+        sources = [(self.index.file(r["path"]), r["start_time"]) for r in rows]
+        if not sources:
+            return None
+        growing = any(r["in_progress"] for r in rows)
+        key = hashlib.sha1(repr((camera, start, end, [(r["path"], r["bytes"]) for r in rows])).encode()).hexdigest()[:16]
+        dst = self.exports / f"{camera}-{key}{'-' + str(time.monotonic_ns()) if growing else ''}.mp4"
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.workers, self._export, sources, start, end, dst)
+
+    def _export(self, sources: list[tuple[Path, float]], start: float, end: float, dst: Path) -> Path | None:
+        if dst.exists():
+            os.utime(dst)
+            return dst
+        self._clean_exports(EXPORT_TTL_S)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        return dst if export_span(sources, start, end, dst) is not None else None
+
+    def _clean_exports(self, ttl_s: float) -> None:
+        if not self.exports.is_dir():
+            return
+        cutoff = time.time() - ttl_s
+        for entry in os.scandir(self.exports):
+            with suppress(OSError):
+                if entry.stat().st_mtime <= cutoff:
+                    os.unlink(entry.path)
+
+    # --- loop-side decisions ------------------------------------------------------------------------
+
+    def _camera(self, camera: str) -> _Camera:
+        cam = self.cameras.get(camera)
+        if cam is None:
+            ring = None
+            if self.config.mode == "events":
+                ring = PreCaptureBuffer(self.config.pre_capture_s + PRE_SLACK_S, int(self.config.buffer_mb * 1024 * 1024))
+            cam = self.cameras[camera] = _Camera(camera, ring)
+        return cam
+
+    def _span_frame(self, cam: _Camera, jpeg: bytes, when: float) -> None:
+        span = cam.span
+        if span is None:
+            return
+        if span.lingering:
+            if when > span.deadline + self.config.pre_capture_s:
+                self._finish_current(cam, None)
+            return
+        if not span.events and when > span.deadline:
+            span.lingering = True  # this frame waits in the ring in case another event starts
+            return
+        self._push_frame(cam, jpeg, when)
+        span.last_fed = when
+
+    def _segment_frame(self, cam: _Camera, jpeg: bytes, when: float) -> None:
+        if cam.segment is None or when >= cam.segment_end:
+            if cam.segment is not None:
+                self._finish_current(cam, when)
+            seg = self.config.segment_s
+            cam.segment = recording_path(cam.id, "segment", when)
+            cam.segment_end = (math.floor(when / seg) + 1) * seg  # cut on wall-clock multiples of segment_s
+            self._open(cam, cam.segment, "segment", when)
+        self._push_frame(cam, jpeg, when)
+
+    def _finish_current(self, cam: _Camera, end: float | None) -> None:
+        """Close the camera's current file (span or segment); `end`: when its last frame stops showing."""
+        if cam.span is not None:
+            cam.span = None
+            self._enqueue(cam, ("close", end))
+        if cam.segment is not None:
+            if self.config.mode == "motion":
+                start = self._segment_start(cam.segment)
+                cam.verdicts.append((cam.segment, start, end if end is not None else cam.last_frame + cam.gap_s))
+            cam.segment = None
+            self._enqueue(cam, ("close", end))
+
+    @staticmethod
+    def _segment_start(path: str) -> float:
+        return int(path.rsplit("-", 1)[1][:-4]) / 1000
+
+    def _open(self, cam: _Camera, path: str, kind: str, start: float) -> None:
+        row = self.index_executor.submit(self.index.add, path, cam.id, kind, start)  # the row before the file
+        self._enqueue(cam, ("open", path, row))
+
+    def _push_frame(self, cam: _Camera, jpeg: bytes, when: float) -> None:
+        with cam.lock:
+            if cam.queued_frames >= MAX_QUEUED_FRAMES:
+                # the oldest or the newest: either way the recording loses one frame; commands never go
+                cam.frames_dropped += 1
+                full = True
+            else:
+                full = False
+                cam.queued_frames += 1
+                cam.queue.append(("frame", when, jpeg))
+                self._schedule(cam)
+        if full:
+            self._drop_log.warning(cam.id, "camera %s: the recording encoder is behind; %d frame(s) dropped from the"
+                                   " recording so far (detection and viewers are not affected)",
+                                   cam.id, cam.frames_dropped)
+
+    def _push_batch(self, cam: _Camera, span: _Span, frames: list[tuple[float, bytes]]) -> None:
+        if not frames:
+            return
+        with cam.lock:
+            cam.queued_frames += len(frames)  # counted, so live frames wait while the burst is encoded
+            cam.queue.append(("frames", frames))
+            self._schedule(cam)
+        span.last_fed = frames[-1][0]
+
+    def _enqueue(self, cam: _Camera, command: tuple[Any, ...]) -> None:
+        with cam.lock:
+            cam.queue.append(command)
+            self._schedule(cam)
+
+    def _schedule(self, cam: _Camera) -> None:
+        """Start a drain job for the camera unless one runs (call with cam.lock held)."""
+        if not cam.draining:
+            cam.draining = True
+            self.workers.submit(self._drain, cam)
+
+    def _resume(self, cam: _Camera) -> bool:
+        """After a write error: True once the pause is over (the next frame starts a new file)."""
+        if self.clock() < cam.paused_until:
+            return False
+        cam.failed = False
+        cam.span = None
+        cam.segment = None
+        return True
+
+    def _index_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.index_executor.submit(self._logged, fn, *args)
+
+    @staticmethod
+    def _logged(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            log.error("recordings index: %s failed", getattr(fn, "__name__", fn), exc_info=True)
+            return None
+
+    async def _index(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
+
+    async def _housekeep(self) -> None:
+        last_retention = -math.inf
+        while True:
+            await asyncio.sleep(self.housekeeping_s)
+            now = self.clock()
+            try:
+                self.tick(now)
+                if time.monotonic() - last_retention >= RETENTION_EVERY_S:
+                    last_retention = time.monotonic()
+                    files, freed = await self._index(self.index.expire, now, self.config.retain_days)
+                    if files:
+                        log.info("recording retention removed %d file(s), %.1f MB", files, freed / 1e6)
+                    await asyncio.get_running_loop().run_in_executor(self.workers, self._clean_exports, EXPORT_TTL_S)
+            except Exception:
+                log.error("recording housekeeping failed", exc_info=True)
+
+    def tick(self, now: float) -> None:
+        """Time-driven decisions (called every second): files of cameras that stopped sending, motion verdicts."""
+        for cam in self.cameras.values():
+            stale = now - cam.last_frame > STALE_S
+            span = cam.span
+            if span is not None and not span.events and stale and now > span.deadline:
+                self._finish_current(cam, None)
+            if cam.segment is not None and stale and now > cam.segment_end:
+                self._finish_current(cam, cam.last_frame + cam.gap_s)
+            if cam.verdicts:
+                self._judge(cam, now)
+
+    def _judge(self, cam: _Camera, now: float) -> None:
+        """Motion mode: keep a closed segment if motion or an event touched it; decided once later activity cannot."""
+        waiting = []
+        for path, start, end in cam.verdicts:
+            if now < end + self.config.pre_capture_s + 1.0:
+                waiting.append((path, start, end))
+                continue
+            keep = not cam.motion_reported or any(a < end and b > start for a, b in cam.activity)
+            if not keep:
+                self._enqueue(cam, ("discard", path))
+        cam.verdicts = waiting
+        horizon = now - 2 * (self.config.segment_s + self.config.pre_capture_s + self.config.post_capture_s)
+        cam.activity = [a for a in cam.activity if a[1] > horizon]
+
+    # --- worker side ------------------------------------------------------------------------------
+
+    def _drain(self, cam: _Camera) -> None:
+        """Run the camera's commands in order until its queue is empty (on a worker thread)."""
+        while True:
+            with cam.lock:
+                if not cam.queue:
+                    cam.draining = False
+                    return
+                command = cam.queue.popleft()
+                if command[0] == "frame":
+                    cam.queued_frames -= 1
+                elif command[0] == "frames":
+                    cam.queued_frames -= len(command[1])
+            try:
+                self._run(cam, command)
+            except Exception as exc:
+                self._failed(cam, exc)
+
+    def _run(self, cam: _Camera, command: tuple[Any, ...]) -> None:
+        kind = command[0]
+        if kind == "frame":
+            self._write(cam, command[1], command[2])
+        elif kind == "frames":
+            for when, jpeg in command[1]:
+                self._write(cam, when, jpeg)
+        elif kind == "open":
+            self._close_writer(cam, None)
+            path, row = command[1], command[2]
+            row.result(timeout=60)  # its row exists before its file
+            if cam.unfinished:
+                self._repair_unfinished(cam)
+            file = self.index.file(path)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            cam.writer = ClipWriter(file, self.settings, scale=True)
+            cam.writing = path
+            cam.files += 1
+        elif kind == "close":
+            self._close_writer(cam, command[1])
+        elif kind == "discard":
+            self.index_executor.submit(self._logged, self.index.remove, command[1])
+
+    def _write(self, cam: _Camera, when: float, jpeg: bytes) -> None:
+        if cam.writer is None:
+            return  # its file failed to open: paused
+        if cam.writer.write(jpeg, when):
+            cam.frames_recorded += 1
+        else:
+            cam.frames_bad += 1
+
+    def _close_writer(self, cam: _Camera, end: float | None) -> None:
+        writer, path = cam.writer, cam.writing
+        cam.writer = cam.writing = None
+        if writer is None or path is None:
+            return
+        try:
+            stats = writer.close(end)
+            if stats is None:
+                self.index_executor.submit(self._logged, self.index.remove, path)  # nothing was written
+                return
+            result = remux(writer.path, writer.path)  # regular MP4, index first, replacing the growing file in one rename
+        except BaseException:
+            cam.unfinished.append(path)  # repaired when writing works again, or at the next start
+            raise
+        if result is None:
+            self.index_executor.submit(self._logged, self.index.remove, path)
+            return
+        self.index_executor.submit(self._logged, self.index.finish, path, stats.start, stats.start + result.duration,
+                                   result.frames, writer.path.stat().st_size, stats.width, stats.height)
+
+    def _failed(self, cam: _Camera, exc: BaseException) -> None:
+        """A write error: drop the writer (its file is repaired later), pause this camera's recording."""
+        if cam.writer is not None:
+            cam.writer.abort()
+        if cam.writing is not None:
+            cam.unfinished.append(cam.writing)
+        cam.writer = cam.writing = None
+        cam.write_errors += 1
+        cam.paused_until = self.clock() + self.retry_s
+        cam.failed = True
+        if isinstance(exc, (OSError, av.error.FFmpegError)):
+            self._disk_log.warning("disk", "recording paused for %.0f s: cannot write under %s (%s); %d write"
+                                   " error(s) so far", self.retry_s, self.root / "recordings", exc,
+                                   sum(c.write_errors for c in self.cameras.values()))
+        else:
+            log.error("camera %s: recording failed; paused for %.0f s", cam.id, self.retry_s, exc_info=exc)
+
+    def _repair_unfinished(self, cam: _Camera) -> None:
+        """Files a write error left growing: made final now that writing works again (or removed)."""
+        for path in cam.unfinished:
+            file = self.index.file(path)
+            result = remux(file, file) if file.exists() else None
+            if result is None:
+                self.index_executor.submit(self._logged, self.index.remove, path)
+            else:
+                start = self._segment_start(path)
+                self.index_executor.submit(self._logged, self.index.finish, path, start, start + result.duration,
+                                           result.frames, file.stat().st_size, result.width, result.height)
+        cam.unfinished.clear()
