@@ -81,6 +81,13 @@ class Rig:
         await wait_for(done, timeout=20, what="recordings to be finished")
         return self._rows_on_index(camera)
 
+    async def finished(self, camera: str, at_least: int) -> list[dict[str, Any]]:
+        """Wait until `at_least` of the camera's recordings are finished; returns those."""
+        def done() -> bool:
+            return sum(not r["in_progress"] for r in self._rows_on_index(camera)) >= at_least
+        await wait_for(done, timeout=20, what=f"{at_least} finished recordings")
+        return [r for r in self._rows_on_index(camera) if not r["in_progress"]]
+
     def _rows_on_index(self, camera: str | None) -> list[dict[str, Any]]:
         return self.recorder.index_executor.submit(self.rows, camera).result(timeout=10)
 
@@ -131,7 +138,9 @@ def keyframe_times(path: Path) -> list[float]:
 
 def decodes_cleanly(path: Path) -> int:
     """Decode every frame with ffmpeg; fails on any error; returns the frame count."""
-    out = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-f", "null", "-"],
+    # passthrough: frames keep their own (wandering) times instead of being fitted to a constant rate
+    out = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-fps_mode", "passthrough",
+                          "-enc_time_base", "-1", "-f", "null", "-"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
     count = subprocess.run([FFPROBE, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",

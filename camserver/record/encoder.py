@@ -33,6 +33,7 @@ TIME_BASE = Fraction(1, 1000)  # milliseconds: arrival times are not on any fram
 KEYFRAME_S = 2.0
 GROWING = {
     "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    "frag_duration": "1000000",  # a fragment at least every second: a kill loses at most about 1.5 s (with the lookahead)
     "flush_packets": "1",  # each finished fragment reaches the file at once, not when a 32 KB buffer fills
     "video_track_timescale": "1000",
 }

@@ -537,12 +537,12 @@ class Recorder:
             self._close_writer(cam, None)
             path, row = command[1], command[2]
             row.result(timeout=60)  # its row exists before its file
+            cam.writing = path  # from here a failure leaves it to repair (or to remove, with its row)
             if cam.unfinished:
                 self._repair_unfinished(cam)
             file = self.index.file(path)
             file.parent.mkdir(parents=True, exist_ok=True)
             cam.writer = ClipWriter(file, self.settings, scale=True)
-            cam.writing = path
             cam.files += 1
         elif kind == "close":
             self._close_writer(cam, command[1])
