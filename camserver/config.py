@@ -202,7 +202,7 @@ class StorageConfig:
 RECORD_MODES = ("off", "events", "motion", "continuous")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # camserver's tuning on top of the preset, for fixed cameras on small CPUs (see camserver/record/encoder.py)
-DEFAULT_X264_PARAMS = "bframes=0:subme=1:me=dia:weightp=0:rc-lookahead=5:partitions=none"
+DEFAULT_X264_PARAMS = "subme=1:me=dia:weightp=0:rc-lookahead=5:partitions=none"
 
 
 def _x264_params(v: Any) -> str | None:

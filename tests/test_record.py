@@ -261,3 +261,23 @@ def test_export_leaves_out_a_different_frame_size(tmp_path):
     write_clip(b, 2.0, 2.0, size=(640, 480))
     result = export_span([(a, 0.0), (b, 2.0)], 0.0, 4.0, tmp_path / "out.mp4")
     assert result is not None and result.frames == 20 and result.skipped_files == 1
+
+
+def test_spans_of_events_gone_from_the_events_table_expire(tmp_path):
+    """A clip whose event no longer exists in the events table (deleted without delete_clip) is pruned; its span expires."""
+    index = index_on(tmp_path)
+    index.db.execute("CREATE TABLE events (id TEXT PRIMARY KEY)")
+    index.db.execute("INSERT INTO events (id) VALUES ('kept')")
+    spans = []
+    for k, event_id in enumerate(("kept", "gone")):
+        span = recording_path("cam", "span", 1000.0 + 100 * k)
+        (tmp_path / span).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / span).write_bytes(b"x" * 10)
+        index.add(span, "cam", "span", 1000.0 + 100 * k)
+        index.finish(span, 1000.0 + 100 * k, 1010.0 + 100 * k, 100, 10, 320, 240)
+        index.set_clip(event_id, "cam", span, 1000.0 + 100 * k, 1010.0 + 100 * k)
+        spans.append(span)
+    assert index.expire(now=1200.0) == (0, 0)  # within the grace period: the event row may still be on its way
+    assert index.expire(now=1200.0 + 3600) == (1, 10)
+    assert (tmp_path / spans[0]).exists() and not (tmp_path / spans[1]).exists()
+    assert index.clip("gone") is None and index.clip("kept")["has_clip"]

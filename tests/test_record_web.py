@@ -191,3 +191,32 @@ async def test_chromium_plays_the_clip_and_seeks_to_its_middle(tmp_path):
                 await devtools.ws.close()
                 proc.terminate()
                 await asyncio.wait_for(proc.wait(), 10)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
+async def test_chromium_plays_an_open_events_growing_clip(tmp_path):
+    """While the event is open, Chromium plays the growing (fragmented) clip: what is recorded so far, seekable."""
+    async with recording(tmp_path, mode="events") as rig:
+        await event_clip(rig, finish=False)  # recording since T0 + 5, 13 s fed so far
+        assert (await rig.recorder.clip_file("ev1")).in_progress
+        async with serving(rig, ("door",)) as (base, _):
+            proc, devtools = await open_chromium(f"{base}/", tmp_path / "profile")
+            try:
+                async with asyncio.timeout(30):
+                    while not await _evaluate(devtools, "document.getElementById('v') !== null"):
+                        await asyncio.sleep(0.05)
+                    loaded = await _evaluate(devtools, """new Promise(done => {
+                        const v = document.getElementById('v');
+                        const check = () => v.error ? done('error ' + v.error.code + ' ' + v.error.message)
+                                                    : v.readyState >= 2 ? done(v.duration) : setTimeout(check, 50);
+                        check(); })""")
+                    assert isinstance(loaded, (int, float)) and 10.0 <= loaded <= 13.1, loaded
+                    seek = await _evaluate(devtools, """new Promise(done => {
+                        const v = document.getElementById('v');
+                        v.addEventListener('seeked', () => done({t: v.currentTime, rs: v.readyState}), {once: true});
+                        v.currentTime = 5; })""")
+                assert seek["t"] == pytest.approx(5.0, abs=0.1) and seek["rs"] >= 2
+            finally:
+                await devtools.ws.close()
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 10)

@@ -51,8 +51,12 @@ class EncodeSettings:
     keyframe_s: float = KEYFRAME_S
 
     def codec_options(self) -> dict[str, str]:
-        """libx264 options: forced keyframes are IDR frames, so a player can start at any of them."""
-        params = f"keyint=3000:colormatrix=bt470bg:{self.x264_params}".rstrip(":")
+        """libx264 options: forced keyframes are IDR frames, so a player can start at any of them.
+
+        B-frames stay off whatever x264_params says: the writer, the repair and the export rely on
+        every packet's dts being its pts (no reordering, no edit lists).
+        """
+        params = ":".join(p for p in ("keyint=3000:colormatrix=bt470bg", self.x264_params, "bframes=0") if p)
         return {"preset": self.preset, "crf": str(self.crf), "forced-idr": "1", "x264-params": params}
 
 

@@ -196,8 +196,9 @@ class RecordingIndex:
         return [_row(r) for r in self.db.execute(sql + " ORDER BY start_time LIMIT ?", [*args, limit])]
 
     def expire(self, now: float | None = None, retain_days: float = 3.0) -> tuple[int, int]:
-        """Delete segments older than `retain_days`, and spans no event uses any more. Returns (files, bytes)."""
+        """Delete segments older than `retain_days`, and spans no event uses any more (see prune_clips). Returns (files, bytes)."""
         now = time.time() if now is None else now
+        self.prune_clips(now)
         files = freed = 0
         old = self.db.execute("SELECT path FROM recordings WHERE kind = 'segment' AND in_progress = 0 AND end_time < ?",
                               (now - retain_days * 86400,)).fetchall()
@@ -210,6 +211,15 @@ class RecordingIndex:
             freed += self.remove(path)
             files += 1
         return files, freed
+
+    def prune_clips(self, now: float | None = None, grace_s: float = 3600.0) -> int:
+        """Forget the clips of events no longer in the `events` table (same database), older than `grace_s`,
+        so their spans can expire even if a deletion missed `delete_clip`. Returns how many went."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
+            return 0
+        now = time.time() if now is None else now
+        return self.db.execute("DELETE FROM event_clips WHERE clip_start < ? AND event_id NOT IN (SELECT id FROM events)",
+                               (now - grace_s,)).rowcount
 
     def reclaim(self, target_bytes: int) -> int:
         """Delete the oldest segments until `target_bytes` are freed (event spans go with their events). Returns bytes freed."""

@@ -95,7 +95,9 @@ class _Camera:
     # motion mode
     motion_reported: bool = False
     motion_since: float | None = None
-    activity: list[list[float]] = field(default_factory=list)  # [start, end] padded; end inf while active
+    # motion or event -> [start, end], padded by pre/post capture; end is inf while it lasts
+    activity: dict[str, list[float]] = field(default_factory=dict)
+    motion_count: int = 0
     verdicts: list[tuple[str, float, float]] = field(default_factory=list)  # closed segments awaiting keep/discard
     # worker side
     writer: ClipWriter | None = None
@@ -210,7 +212,8 @@ class Recorder:
         pre = self.config.pre_capture_s
         if self.config.mode != "events":
             self._index_soon(self.index.set_clip, event_id, camera, None, start - pre)
-            cam.activity.append([start - pre, math.inf])
+            if self.config.mode == "motion":
+                cam.activity[f"event:{event_id}"] = [start - pre, math.inf]
             return
         span = cam.span
         if span is not None and event_id in span.events:
@@ -239,10 +242,8 @@ class Recorder:
         clip_end = end + self.config.post_capture_s
         self._index_soon(self.index.end_clip, event_id, clip_end)
         if self.config.mode != "events":
-            for interval in cam.activity:
-                if interval[1] == math.inf:
-                    interval[1] = clip_end
-                    break
+            if f"event:{event_id}" in cam.activity:
+                cam.activity[f"event:{event_id}"][1] = clip_end
             return
         span = cam.span
         if span is not None and event_id in span.events:
@@ -258,13 +259,11 @@ class Recorder:
         cam.motion_reported = True
         if active and cam.motion_since is None:
             cam.motion_since = when
-            cam.activity.append([when - self.config.pre_capture_s, math.inf])
+            cam.motion_count += 1
+            cam.activity[f"motion:{cam.motion_count}"] = [when - self.config.pre_capture_s, math.inf]
         elif not active and cam.motion_since is not None:
             cam.motion_since = None
-            for interval in reversed(cam.activity):
-                if interval[1] == math.inf:
-                    interval[1] = when + self.config.post_capture_s
-                    break
+            cam.activity[f"motion:{cam.motion_count}"][1] = when + self.config.post_capture_s
 
     def camera_offline(self, camera: str) -> None:
         """The camera went away: its file is finished now (no more frames will come for it)."""
@@ -501,12 +500,12 @@ class Recorder:
             if now < end + self.config.pre_capture_s + 1.0:
                 waiting.append((path, start, end))
                 continue
-            keep = not cam.motion_reported or any(a < end and b > start for a, b in cam.activity)
+            keep = not cam.motion_reported or any(a < end and b > start for a, b in cam.activity.values())
             if not keep:
                 self._enqueue(cam, ("discard", path))
         cam.verdicts = waiting
         horizon = now - 2 * (self.config.segment_s + self.config.pre_capture_s + self.config.post_capture_s)
-        cam.activity = [a for a in cam.activity if a[1] > horizon]
+        cam.activity = {k: a for k, a in cam.activity.items() if a[1] > horizon}
 
     # --- worker side ------------------------------------------------------------------------------
 
