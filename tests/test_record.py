@@ -12,7 +12,7 @@ import pytest
 from camserver.config import ConfigError, from_mapping
 from camserver.record import (ClipWriter, EncodeSettings, JpegDecoder, PreCaptureBuffer, RecordingIndex, export_span,
                               probe, recording_path, recover, remux)
-from camserver.record.encoder import is_fragmented
+from camserver.record.encoder import SizeChanged, is_fragmented
 from camserver.record.index import parse_recording_path
 from recordkit import FFPROBE, decodes_cleanly, duration, ffprobe, keyframe_times, scene_jpeg
 
@@ -51,19 +51,17 @@ def test_clip_is_h264_yuv420p_with_sparse_keyframes_and_real_duration(tmp_path):
 
 
 @needs_ffprobe
-def test_timestamps_are_arrival_times_not_a_frame_rate():
+def test_timestamps_are_arrival_times_not_a_frame_rate(tmp_path):
     """Frames 0.1 s apart, then a 3 s gap: the clip shows the gap (each frame at its own arrival time)."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "gap.mp4"
-        writer = ClipWriter(path, EncodeSettings())
-        times = [0.0, 0.1, 0.2, 3.2, 3.3]
-        for k, t in enumerate(times):
-            writer.write(scene_jpeg(k), 500.0 + t)
-        writer.close(503.4)
-        pts = [float(p["pts_time"]) for p in ffprobe(path)["packets"]]
-        assert pts == pytest.approx(times, abs=0.002)
-        assert duration(path) == pytest.approx(3.4, abs=0.01)
+    path = tmp_path / "gap.mp4"
+    writer = ClipWriter(path, EncodeSettings())
+    times = [0.0, 0.1, 0.2, 3.2, 3.3]
+    for k, t in enumerate(times):
+        writer.write(scene_jpeg(k), 500.0 + t)
+    writer.close(503.4)
+    pts = [float(p["pts_time"]) for p in ffprobe(path)["packets"]]
+    assert pts == pytest.approx(times, abs=0.002)
+    assert duration(path) == pytest.approx(3.4, abs=0.01)
 
 
 def test_faststart_puts_the_index_first(tmp_path):
@@ -99,7 +97,6 @@ def test_growing_file_is_readable_while_recording_and_repairs_to_last_fragment(t
 
 def test_frame_size_change_is_scaled_to_the_file(tmp_path):
     """A writer that scales keeps one size when the camera switches framesize; one that does not raises SizeChanged."""
-    from camserver.record.encoder import SizeChanged
     scaled = ClipWriter(tmp_path / "s.mp4", EncodeSettings(), scale=True)
     scaled.write(scene_jpeg(1, 320, 240), 0.0)
     scaled.write(scene_jpeg(2, 640, 480), 0.1)

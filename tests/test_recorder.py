@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
+import sqlite3
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -188,7 +195,6 @@ async def test_unwritable_folder_pauses_one_camera_and_resumes(tmp_path, caplog)
 
 async def test_disk_full_mid_file_pauses_and_keeps_what_was_written(tmp_path):
     """ENOSPC while writing (the file is /dev/full): recording pauses, the camera's other work is unaffected, the next file works."""
-    from pathlib import Path
     if not Path("/dev/full").exists():
         pytest.skip("/dev/full missing")
     async with recording(tmp_path, mode="continuous", segment_s=2, retry_s=5) as rig:
@@ -237,14 +243,6 @@ asyncio.run(main())
 async def test_kill_9_during_continuous_recording_loses_at_most_the_last_segments_tail(tmp_path):
     """A real recording process killed with SIGKILL: after restart every listed recording plays, segments are
     contiguous, and only the last segment's unfinished tail (under 2.5 s) is lost."""
-    import asyncio
-    import os
-    import signal
-    import sqlite3
-    import sys
-    import time
-    from pathlib import Path
-
     tests = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": f"{tests.parent}{os.pathsep}{tests}"}
     child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(tmp_path), str(tests), env=env,

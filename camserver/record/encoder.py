@@ -12,6 +12,7 @@ frames. Everything here is synchronous and runs on a recording worker thread.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -151,7 +152,8 @@ class ClipWriter:
             self.gap_s = min(max(when - self.last_time, 0.0), 1.0)
         frame.pts, frame.time_base = pts, TIME_BASE
         # decoded JPEGs come marked as I pictures; left so, every frame would be a keyframe
-        if self.last_key is None or when - self.last_key + self.gap_s > self.settings.keyframe_s + 0.001:
+        since_key = when - self.last_key if self.last_key is not None else math.inf
+        if since_key < 0 or since_key + self.gap_s > self.settings.keyframe_s + 0.001:  # < 0: the clock stepped back
             frame.pict_type = PictureType.I
             self.last_key = when
             self.keyframes += 1

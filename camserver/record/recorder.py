@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,7 +376,8 @@ class Recorder:
         span.last_fed = when
 
     def _segment_frame(self, cam: _Camera, jpeg: bytes, when: float) -> None:
-        if cam.segment is None or when >= cam.segment_end:
+        # a new segment at each boundary, or when the clock stepped back more than a segment
+        if cam.segment is None or when >= cam.segment_end or when < cam.segment_end - 2 * self.config.segment_s:
             if cam.segment is not None:
                 self._finish_current(cam, when)
             seg = self.config.segment_s
