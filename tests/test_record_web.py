@@ -143,6 +143,7 @@ async def test_continuous_mode_event_clip_is_cut_from_segments(tmp_path):
         found = probe(clip.path)
         # [3, 10] asked; keyframes at 0, 2, 4, ... in each 4 s segment: [2, 10) exported
         assert found is not None and found.duration == pytest.approx(8.0, abs=0.01)
+        assert clip.offset_s == pytest.approx(1.0)  # the clip starts 1 s into the export
         assert rig.index(rig.recorder.index.clip, "ev1")["clip_end"] == pytest.approx(T0 + 10.0)
 
 

@@ -143,6 +143,7 @@ class Recorder:
         self.cameras: dict[str, _Camera] = {}
         self.exports = root / "recordings" / ".exports"
         self.recovered = RecoveryReport()
+        self._export_starts: dict[Path, float] = {}  # export file -> its first frame's time
         self._drop_log = ThrottledLog(log, interval_s=60.0)
         self._disk_log = ThrottledLog(log, interval_s=60.0)
         self._housekeeping: asyncio.Task[None] | None = None
@@ -314,8 +315,7 @@ class Recorder:
         if info["path"] is not None:
             return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
         end = info["clip_end"] if info["clip_end"] is not None else self.clock()
-        path = await self.export(info["camera"], info["clip_start"], end)
-        return ClipFile(path) if path is not None else None
+        return await self.export_clip(info["camera"], info["clip_start"], end)
 
     async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
         """A camera's recordings overlapping [after, before], oldest first."""
@@ -323,23 +323,35 @@ class Recorder:
 
     async def export(self, camera: str, start: float, end: float) -> Path | None:
         """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there."""
+        clip = await self.export_clip(camera, start, end)
+        return clip.path if clip is not None else None
+
+    async def export_clip(self, camera: str, start: float, end: float) -> ClipFile | None:
+        """Like `export`, with where `start` falls in the file (it begins at the keyframe before it)."""
         rows = await self._index(self.index.list, camera, start, end)
         sources = [(self.index.file(r["path"]), r["start_time"]) for r in rows]
         if not sources:
             return None
         growing = any(r["in_progress"] for r in rows)
         key = hashlib.sha1(repr((camera, start, end, [(r["path"], r["bytes"]) for r in rows])).encode()).hexdigest()[:16]
+        # a finished span gives the same file every time; one that is still growing, a new one
         dst = self.exports / f"{camera}-{key}{'-' + str(time.monotonic_ns()) if growing else ''}.mp4"
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.workers, self._export, sources, start, end, dst)
+        first = await loop.run_in_executor(self.workers, self._export, sources, start, end, dst)
+        return ClipFile(dst, growing, max(0.0, start - first)) if first is not None else None
 
-    def _export(self, sources: list[tuple[Path, float]], start: float, end: float, dst: Path) -> Path | None:
-        if dst.exists():
+    def _export(self, sources: list[tuple[Path, float]], start: float, end: float, dst: Path) -> float | None:
+        """Write (or reuse) an export; returns the wall-clock time of its first frame."""
+        if dst.exists() and dst in self._export_starts:
             os.utime(dst)
-            return dst
+            return self._export_starts[dst]
         self._clean_exports(EXPORT_TTL_S)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        return dst if export_span(sources, start, end, dst) is not None else None
+        result = export_span(sources, start, end, dst)
+        if result is None:
+            return None
+        self._export_starts[dst] = result.start
+        return result.start
 
     def _clean_exports(self, ttl_s: float) -> None:
         if not self.exports.is_dir():
@@ -349,6 +361,7 @@ class Recorder:
             with suppress(OSError):
                 if entry.stat().st_mtime <= cutoff:
                     os.unlink(entry.path)
+                    self._export_starts.pop(Path(entry.path), None)
 
     # --- loop-side decisions ------------------------------------------------------------------------
 
