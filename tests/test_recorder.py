@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from camserver.record import probe
+from camserver.config import from_mapping
+from camserver.detect import Detection
+from camserver.events.engine import EventEngine
+from camserver.record import Recorder, RecordingIndex, probe
 from camserver.record.index import recording_path
 from camserver.record.recorder import MAX_QUEUED_FRAMES
 from conftest import wait_for
-from recordkit import FFPROBE, decodes_cleanly, duration, keyframe_times, recording
+from recordkit import FFPROBE, Clock, decodes_cleanly, duration, keyframe_times, recording, scene_jpeg
 
 needs_ffprobe = pytest.mark.skipif(FFPROBE is None, reason="ffprobe not installed (apt-get install ffmpeg)")
 T0 = 1_000_000.0
@@ -281,3 +284,51 @@ async def test_kill_9_during_continuous_recording_loses_at_most_the_last_segment
         assert a["end_time"] == pytest.approx(b["start_time"], abs=0.06)  # nothing lost before the last segment
     lost = killed_at - rows[-1]["end_time"]
     assert 0 <= lost < 2.5, lost
+
+
+async def test_wired_to_the_event_engine(tmp_path):
+    """Wired as the app will be: the events database and thread, the engine's new/end changes to event_started/ended.
+    A person seen for 8 s gets a clip of 8 s + pre + post in the events database, which outlives the recorder."""
+    config = from_mapping({"storage": {"dir": str(tmp_path)}, "events": {"max_disappeared_s": 1.0},
+                           "record": {"pre_capture_s": 3, "post_capture_s": 2}})
+    clock = Clock(T0)
+    engine = EventEngine(config, clock=clock)
+    await engine.start()
+    recorder = Recorder(config.record, tmp_path, RecordingIndex(engine.store.db, tmp_path), engine.executor, clock=clock)
+    await recorder.start()
+
+    def on_change(change) -> None:
+        event = change.after
+        if change.type == "new":
+            recorder.event_started(event["camera"], event["id"], event["start_time"])
+        elif change.type == "end":
+            recorder.event_ended(event["camera"], event["id"], event["end_time"])
+
+    engine.listeners.append(on_change)
+    try:
+        for k in range(220):  # 22 s at 10 fps; a person from 5 s to 13 s
+            t = clock.now = T0 + k / 10
+            jpeg = scene_jpeg(k % 50)
+            recorder.on_frame("door", jpeg, t)
+            people = [Detection(0, "person", 0.9, (60.0 + k, 40.0, 120.0 + k, 220.0))] if 50 <= k < 130 else []
+            engine.on_frame("door", t, jpeg, (320, 240), people)
+            await wait_for(lambda: engine.idle and recorder.cameras["door"].queued_frames < 20, what="the threads")
+        events = await engine._run(engine.store.query, {}, 10, None)
+        assert len(events) == 1 and events[0]["end_time"] is not None
+        event = events[0]
+
+        def finished() -> bool:
+            clip = engine.executor.submit(recorder.index.clip, event["id"]).result()
+            return bool(clip and clip["has_clip"] and not clip["in_progress"])
+
+        await wait_for(finished, timeout=20, what="the event's clip")
+    finally:
+        await recorder.stop()  # before the engine: it records its last rows on the events thread
+        await engine.stop()
+    db = sqlite3.connect(tmp_path / "events.db")
+    (path, clip_start, clip_end), = db.execute("SELECT recording, clip_start, clip_end FROM event_clips").fetchall()
+    assert clip_start == pytest.approx(event["start_time"] - 3)
+    assert clip_end == pytest.approx(event["end_time"] + 2)
+    seen = event["end_time"] - event["start_time"]
+    assert 7.0 < seen <= 8.0  # confirmed after a few frames
+    assert duration(tmp_path / path) == pytest.approx(seen + 3 + 2, abs=0.5)

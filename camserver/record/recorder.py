@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -416,7 +416,11 @@ class Recorder:
         return int(path.rsplit("-", 1)[1][:-4]) / 1000
 
     def _open(self, cam: _Camera, path: str, kind: str, start: float) -> None:
-        row = self.index_executor.submit(self.index.add, path, cam.id, kind, start)  # the row before the file
+        try:
+            row = self.index_executor.submit(self.index.add, path, cam.id, kind, start)  # the row before the file
+        except RuntimeError as exc:  # the events thread has stopped: the worker pauses this camera
+            row = Future()
+            row.set_exception(exc)
         self._enqueue(cam, ("open", path, row))
 
     def _push_frame(self, cam: _Camera, jpeg: bytes, when: float) -> None:
@@ -466,7 +470,10 @@ class Recorder:
         return True
 
     def _index_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.index_executor.submit(self._logged, fn, *args)
+        try:
+            self.index_executor.submit(self._logged, fn, *args)
+        except RuntimeError:  # the events thread has stopped (shutdown): nothing more to index
+            log.debug("recordings index closed; %s not recorded", getattr(fn, "__name__", fn))
 
     @staticmethod
     def _logged(fn: Callable[..., Any], *args: Any) -> Any:
