@@ -201,7 +201,8 @@ class StorageConfig:
 
 RECORD_MODES = ("off", "events", "motion", "continuous")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-# camserver's tuning on top of the preset, for fixed cameras on small CPUs (see camserver/record/encoder.py)
+# camserver's tuning on top of the preset (veryfast and slower; ultrafast and superfast are left as they are),
+# for fixed cameras on small CPUs: see camserver/record/encoder.py and bench/record.py
 DEFAULT_X264_PARAMS = "subme=1:me=dia:weightp=0:rc-lookahead=5:partitions=none"
 
 

@@ -57,7 +57,10 @@ class EncodeSettings:
         B-frames stay off whatever x264_params says: the writer, the repair and the export rely on
         every packet's dts being its pts (no reordering, no edit lists).
         """
-        params = ":".join(p for p in ("keyint=3000:colormatrix=bt470bg", self.x264_params, "bframes=0") if p)
+        tuning = self.x264_params
+        if tuning == DEFAULT_X264_PARAMS and self.preset in ("ultrafast", "superfast"):
+            tuning = ""  # those presets are already cheaper than the tuning in every respect (it would add work)
+        params = ":".join(p for p in ("keyint=3000:colormatrix=bt470bg", tuning, "bframes=0") if p)
         return {"preset": self.preset, "crf": str(self.crf), "forced-idr": "1", "x264-params": params}
 
 
