@@ -19,7 +19,7 @@ from camserver.detect import Detection
 from camserver.events.engine import EventEngine
 from camserver.record import Recorder, RecordingIndex, probe
 from camserver.record.index import recording_path
-from camserver.record.recorder import MAX_QUEUED_FRAMES
+from camserver.record.worker import MAX_QUEUED_FRAMES
 from conftest import wait_for
 from recordkit import FFPROBE, Clock, decodes_cleanly, duration, keyframe_times, recording, scene_jpeg
 

@@ -8,7 +8,10 @@ contiguous in time; gaps between them (the camera was offline) are kept as gaps 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,3 +108,42 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
         return None
     os.replace(tmp, dst)
     return Export(frames, first_t, last_end, skipped)
+
+
+class ExportCache:
+    """Exports written to a folder and reused while their sources are unchanged; old ones removed.
+
+    Its methods run on worker threads (several at once: dict operations only, under the GIL).
+    """
+
+    def __init__(self, folder: Path, ttl_s: float) -> None:
+        self.folder = folder
+        self.ttl_s = ttl_s
+        self._starts: dict[Path, float] = {}  # export file -> wall-clock time of its first frame
+
+    def get(self, key: str, sources: list[tuple[Path, float]], start: float, end: float,
+            fresh: bool) -> tuple[Path, float] | None:
+        """(file, time of its first frame) of the export of [start, end]; `fresh`: never reuse (a source still grows)."""
+        name = hashlib.sha1(key.encode()).hexdigest()[:20]
+        dst = self.folder / (f"{name}-{time.monotonic_ns()}.mp4" if fresh else f"{name}.mp4")
+        if dst in self._starts and dst.exists():
+            os.utime(dst)  # in use: keep it another ttl
+            return dst, self._starts[dst]
+        self.clean()
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        result = export_span(sources, start, end, dst)
+        if result is None:
+            return None
+        self._starts[dst] = result.start
+        return dst, result.start
+
+    def clean(self, ttl_s: float | None = None) -> None:
+        """Remove exports not used for `ttl_s` (default: the cache's)."""
+        if not self.folder.is_dir():
+            return
+        cutoff = time.time() - (self.ttl_s if ttl_s is None else ttl_s)
+        for entry in os.scandir(self.folder):
+            with suppress(OSError):
+                if entry.stat().st_mtime <= cutoff:
+                    os.unlink(entry.path)
+                    self._starts.pop(Path(entry.path), None)

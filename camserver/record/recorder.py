@@ -22,32 +22,25 @@ writable) pauses that camera's recording for `retry_s`, counted, logged at most 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
-import os
-import threading
 import time
-from collections import deque
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import av
-
 from ..config import RecordConfig
-from ..ratelog import ThrottledLog
 from .buffer import PreCaptureBuffer
-from .encoder import ClipWriter, EncodeSettings, remux
-from .export import export_span
+from .encoder import EncodeSettings
+from .export import ExportCache
 from .index import RecordingIndex, recording_path
 from .recovery import RecoveryReport, recover
+from .worker import CameraState, EncodeWorkers, Span
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED_FRAMES = 50  # per camera: 5 s of VGA at 10 fps waiting for its encoder before frames are dropped
 PRE_SLACK_S = 3.0  # the ring keeps this much more than pre_capture_s: an event is confirmed a few frames after it starts
 HOUSEKEEPING_S = 1.0
 RETENTION_EVERY_S = 60.0
@@ -65,55 +58,6 @@ class ClipFile:
     offset_s: float = 0.0  # where the event's clip starts in the file
 
 
-@dataclass
-class _Span:
-    """Events mode: the file that the overlapping events of one camera share."""
-
-    path: str
-    start: float
-    events: set[str] = field(default_factory=set)  # open events
-    deadline: float = -math.inf  # when the last ended event's post-capture ends
-    last_fed: float = -math.inf  # arrival time of the newest frame queued for it
-    lingering: bool = False  # past its deadline: not encoding, waiting pre_capture_s for another event
-
-
-@dataclass
-class _Camera:
-    """One camera's recording state: loop side (span/segment, ring) and worker side (writer)."""
-
-    id: str
-    ring: PreCaptureBuffer | None
-    queue: deque[tuple[Any, ...]] = field(default_factory=deque)
-    queued_frames: int = 0
-    draining: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    span: _Span | None = None
-    segment: str | None = None
-    segment_end: float = 0.0  # the wall-clock boundary where the current segment is cut
-    last_frame: float = -math.inf
-    gap_s: float = 0.1
-    # motion mode
-    motion_reported: bool = False
-    motion_since: float | None = None
-    # motion or event -> [start, end], padded by pre/post capture; end is inf while it lasts
-    activity: dict[str, list[float]] = field(default_factory=dict)
-    motion_count: int = 0
-    verdicts: list[tuple[str, float, float]] = field(default_factory=list)  # closed segments awaiting keep/discard
-    # worker side
-    writer: ClipWriter | None = None
-    writing: str | None = None  # the relative path the writer writes
-    unfinished: list[str] = field(default_factory=list)  # files a write error left growing: repaired on resume
-    failed: bool = False
-    paused_until: float = 0.0
-    # counters
-    frames_recorded: int = 0
-    frames_dropped: int = 0  # the encoder was behind
-    frames_paused: int = 0  # not recorded while paused by a write error
-    frames_bad: int = 0  # did not decode
-    write_errors: int = 0
-    files: int = 0
-
-
 class Recorder:
     """Recording for every camera (see the module docstring).
 
@@ -125,6 +69,7 @@ class Recorder:
         clock: wall-clock time, for pauses and for files of cameras that stopped sending.
         workers: encoding threads (default: one per core, at most 4).
         retry_s: how long recording pauses after a write error.
+        housekeeping_s: how often time-driven decisions run (files of silent cameras, motion verdicts).
     """
 
     def __init__(self, config: RecordConfig, root: Path, index: RecordingIndex, index_executor: Executor,
@@ -138,14 +83,11 @@ class Recorder:
         self.retry_s = retry_s
         self.housekeeping_s = housekeeping_s
         self.settings = EncodeSettings(config.preset, config.crf, config.x264_params)
-        self.workers = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1),
-                                          thread_name_prefix="record")
-        self.cameras: dict[str, _Camera] = {}
-        self.exports = root / "recordings" / ".exports"
+        self.encoders = EncodeWorkers(index, index_executor, self.settings, clock, retry_s, workers)
+        self.workers = self.encoders.pool  # exports run there too
+        self.cameras: dict[str, CameraState] = {}
+        self.exports = ExportCache(root / "recordings" / ".exports", EXPORT_TTL_S)
         self.recovered = RecoveryReport()
-        self._export_starts: dict[Path, float] = {}  # export file -> its first frame's time
-        self._drop_log = ThrottledLog(log, interval_s=60.0)
-        self._disk_log = ThrottledLog(log, interval_s=60.0)
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -167,7 +109,7 @@ class Recorder:
     def _start_sweep(self) -> RecoveryReport:
         self.index.create()
         report = recover(self.index)
-        self._clean_exports(0.0)
+        self.exports.clean(0.0)
         return report
 
     async def stop(self) -> None:
@@ -181,7 +123,7 @@ class Recorder:
             self._finish_current(cam, None)
             cam.verdicts.clear()  # motion verdicts not reached: keep what was recorded
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.workers.shutdown, True)
+        await loop.run_in_executor(None, self.encoders.shutdown)
         await self._index(lambda: None)  # the index thread runs in order: every finish before this is done
 
     # --- per frame and per event (loop) ------------------------------------------------------------
@@ -222,14 +164,16 @@ class Recorder:
         if span is None and not cam.failed:
             frames = cam.ring.since(start - pre) if cam.ring is not None else []
             first = frames[0][0] if frames else max(cam.last_frame, start - pre)
-            span = cam.span = _Span(recording_path(camera, "span", first), first)
+            span = cam.span = Span(recording_path(camera, "span", first), first)
             self._open(cam, span.path, "span", first)
-            self._push_batch(cam, span, frames)
+            self.encoders.push_batch(cam, frames)
+            span.last_fed = frames[-1][0] if frames else span.last_fed
         elif span is not None and span.lingering:
             # a new event inside the linger: the frames since the span stopped come from the ring
             span.lingering = False
             frames = cam.ring.since(span.last_fed + 1e-6) if cam.ring is not None else []
-            self._push_batch(cam, span, frames)
+            self.encoders.push_batch(cam, frames)
+            span.last_fed = frames[-1][0] if frames else span.last_fed
         if span is None:
             return  # paused by a write error: no clip
         span.events.add(event_id)
@@ -300,7 +244,7 @@ class Recorder:
         cams = self.cameras.values()
         return {
             "record_mode": self.config.mode,
-            "record_write_errors": sum(c.write_errors for c in cams),
+            "record_write_errors": self.encoders.write_errors,
             "record_paused_cameras": sorted(c.id for c in cams if c.failed),
             "record_frames_dropped": sum(c.frames_dropped for c in cams),
         }
@@ -333,48 +277,27 @@ class Recorder:
         if not sources:
             return None
         growing = any(r["in_progress"] for r in rows)
-        key = hashlib.sha1(repr((camera, start, end, [(r["path"], r["bytes"]) for r in rows])).encode()).hexdigest()[:16]
         # a finished span gives the same file every time; one that is still growing, a new one
-        dst = self.exports / f"{camera}-{key}{'-' + str(time.monotonic_ns()) if growing else ''}.mp4"
+        key = repr((camera, start, end, [(r["path"], r["bytes"]) for r in rows]))
         loop = asyncio.get_running_loop()
-        first = await loop.run_in_executor(self.workers, self._export, sources, start, end, dst)
-        return ClipFile(dst, growing, max(0.0, start - first)) if first is not None else None
-
-    def _export(self, sources: list[tuple[Path, float]], start: float, end: float, dst: Path) -> float | None:
-        """Write (or reuse) an export; returns the wall-clock time of its first frame."""
-        if dst.exists() and dst in self._export_starts:
-            os.utime(dst)
-            return self._export_starts[dst]
-        self._clean_exports(EXPORT_TTL_S)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        result = export_span(sources, start, end, dst)
-        if result is None:
+        made = await loop.run_in_executor(self.workers, self.exports.get, key, sources, start, end, growing)
+        if made is None:
             return None
-        self._export_starts[dst] = result.start
-        return result.start
-
-    def _clean_exports(self, ttl_s: float) -> None:
-        if not self.exports.is_dir():
-            return
-        cutoff = time.time() - ttl_s
-        for entry in os.scandir(self.exports):
-            with suppress(OSError):
-                if entry.stat().st_mtime <= cutoff:
-                    os.unlink(entry.path)
-                    self._export_starts.pop(Path(entry.path), None)
+        path, first = made
+        return ClipFile(path, growing, max(0.0, start - first))
 
     # --- loop-side decisions ------------------------------------------------------------------------
 
-    def _camera(self, camera: str) -> _Camera:
+    def _camera(self, camera: str) -> CameraState:
         cam = self.cameras.get(camera)
         if cam is None:
             ring = None
             if self.config.mode == "events":
                 ring = PreCaptureBuffer(self.config.pre_capture_s + PRE_SLACK_S, int(self.config.buffer_mb * 1024 * 1024))
-            cam = self.cameras[camera] = _Camera(camera, ring)
+            cam = self.cameras[camera] = CameraState(camera, ring)
         return cam
 
-    def _span_frame(self, cam: _Camera, jpeg: bytes, when: float) -> None:
+    def _span_frame(self, cam: CameraState, jpeg: bytes, when: float) -> None:
         span = cam.span
         if span is None:
             return
@@ -385,10 +308,10 @@ class Recorder:
         if not span.events and when > span.deadline:
             span.lingering = True  # this frame waits in the ring in case another event starts
             return
-        self._push_frame(cam, jpeg, when)
+        self.encoders.push_frame(cam, jpeg, when)
         span.last_fed = when
 
-    def _segment_frame(self, cam: _Camera, jpeg: bytes, when: float) -> None:
+    def _segment_frame(self, cam: CameraState, jpeg: bytes, when: float) -> None:
         # a new segment at each boundary, or when the clock stepped back more than a segment
         if cam.segment is None or when >= cam.segment_end or when < cam.segment_end - 2 * self.config.segment_s:
             if cam.segment is not None:
@@ -397,70 +320,33 @@ class Recorder:
             cam.segment = recording_path(cam.id, "segment", when)
             cam.segment_end = (math.floor(when / seg) + 1) * seg  # cut on wall-clock multiples of segment_s
             self._open(cam, cam.segment, "segment", when)
-        self._push_frame(cam, jpeg, when)
+        self.encoders.push_frame(cam, jpeg, when)
 
-    def _finish_current(self, cam: _Camera, end: float | None) -> None:
+    def _finish_current(self, cam: CameraState, end: float | None) -> None:
         """Close the camera's current file (span or segment); `end`: when its last frame stops showing."""
         if cam.span is not None:
             cam.span = None
-            self._enqueue(cam, ("close", end))
+            self.encoders.enqueue(cam, ("close", end))
         if cam.segment is not None:
             if self.config.mode == "motion":
                 start = self._segment_start(cam.segment)
                 cam.verdicts.append((cam.segment, start, end if end is not None else cam.last_frame + cam.gap_s))
             cam.segment = None
-            self._enqueue(cam, ("close", end))
+            self.encoders.enqueue(cam, ("close", end))
 
     @staticmethod
     def _segment_start(path: str) -> float:
         return int(path.rsplit("-", 1)[1][:-4]) / 1000
 
-    def _open(self, cam: _Camera, path: str, kind: str, start: float) -> None:
+    def _open(self, cam: CameraState, path: str, kind: str, start: float) -> None:
         try:
             row = self.index_executor.submit(self.index.add, path, cam.id, kind, start)  # the row before the file
         except RuntimeError as exc:  # the events thread has stopped: the worker pauses this camera
             row = Future()
             row.set_exception(exc)
-        self._enqueue(cam, ("open", path, row))
+        self.encoders.enqueue(cam, ("open", path, row))
 
-    def _push_frame(self, cam: _Camera, jpeg: bytes, when: float) -> None:
-        with cam.lock:
-            if cam.queued_frames >= MAX_QUEUED_FRAMES:
-                # the oldest or the newest: either way the recording loses one frame; commands never go
-                cam.frames_dropped += 1
-                full = True
-            else:
-                full = False
-                cam.queued_frames += 1
-                cam.queue.append(("frame", when, jpeg))
-                self._schedule(cam)
-        if full:
-            self._drop_log.warning(cam.id, "camera %s: the recording encoder is behind; %d frame(s) dropped from the"
-                                   " recording so far (detection and viewers are not affected)",
-                                   cam.id, cam.frames_dropped)
-
-    def _push_batch(self, cam: _Camera, span: _Span, frames: list[tuple[float, bytes]]) -> None:
-        if not frames:
-            return
-        with cam.lock:
-            # not counted against MAX_QUEUED_FRAMES: the burst is bounded by the ring, and live
-            # frames queue behind it while it is encoded (50 VGA frames: about 0.15 s)
-            cam.queue.append(("frames", frames))
-            self._schedule(cam)
-        span.last_fed = frames[-1][0]
-
-    def _enqueue(self, cam: _Camera, command: tuple[Any, ...]) -> None:
-        with cam.lock:
-            cam.queue.append(command)
-            self._schedule(cam)
-
-    def _schedule(self, cam: _Camera) -> None:
-        """Start a drain job for the camera unless one runs (call with cam.lock held)."""
-        if not cam.draining:
-            cam.draining = True
-            self.workers.submit(self._drain, cam)
-
-    def _resume(self, cam: _Camera) -> bool:
+    def _resume(self, cam: CameraState) -> bool:
         """After a write error: True once the pause is over (the next frame starts a new file)."""
         if self.clock() < cam.paused_until:
             return False
@@ -470,18 +356,7 @@ class Recorder:
         return True
 
     def _index_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            self.index_executor.submit(self._logged, fn, *args)
-        except RuntimeError:  # the events thread has stopped (shutdown): nothing more to index
-            log.debug("recordings index closed; %s not recorded", getattr(fn, "__name__", fn))
-
-    @staticmethod
-    def _logged(fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception:
-            log.error("recordings index: %s failed", getattr(fn, "__name__", fn), exc_info=True)
-            return None
+        self.encoders.index_later(fn, *args)
 
     async def _index(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
@@ -498,7 +373,7 @@ class Recorder:
                     files, freed = await self._index(self.index.expire, now, self.config.retain_days)
                     if files:
                         log.info("recording retention removed %d file(s), %.1f MB", files, freed / 1e6)
-                    await asyncio.get_running_loop().run_in_executor(self.workers, self._clean_exports, EXPORT_TTL_S)
+                    await asyncio.get_running_loop().run_in_executor(self.workers, self.exports.clean)
             except Exception:
                 log.error("recording housekeeping failed", exc_info=True)
 
@@ -514,7 +389,7 @@ class Recorder:
             if cam.verdicts:
                 self._judge(cam, now)
 
-    def _judge(self, cam: _Camera, now: float) -> None:
+    def _judge(self, cam: CameraState, now: float) -> None:
         """Motion mode: keep a closed segment if motion or an event touched it; decided once later activity cannot."""
         waiting = []
         for path, start, end in cam.verdicts:
@@ -523,105 +398,7 @@ class Recorder:
                 continue
             keep = not cam.motion_reported or any(a < end and b > start for a, b in cam.activity.values())
             if not keep:
-                self._enqueue(cam, ("discard", path))
+                self.encoders.enqueue(cam, ("discard", path))
         cam.verdicts = waiting
         horizon = now - 2 * (self.config.segment_s + self.config.pre_capture_s + self.config.post_capture_s)
         cam.activity = {k: a for k, a in cam.activity.items() if a[1] > horizon}
-
-    # --- worker side ------------------------------------------------------------------------------
-
-    def _drain(self, cam: _Camera) -> None:
-        """Run the camera's commands in order until its queue is empty (on a worker thread)."""
-        while True:
-            with cam.lock:
-                if not cam.queue:
-                    cam.draining = False
-                    return
-                command = cam.queue.popleft()
-                if command[0] == "frame":
-                    cam.queued_frames -= 1
-            try:
-                self._run(cam, command)
-            except Exception as exc:
-                self._failed(cam, exc)
-
-    def _run(self, cam: _Camera, command: tuple[Any, ...]) -> None:
-        kind = command[0]
-        if kind == "frame":
-            self._write(cam, command[1], command[2])
-        elif kind == "frames":
-            for when, jpeg in command[1]:
-                self._write(cam, when, jpeg)
-        elif kind == "open":
-            self._close_writer(cam, None)
-            path, row = command[1], command[2]
-            row.result(timeout=60)  # its row exists before its file
-            cam.writing = path  # from here a failure leaves it to repair (or to remove, with its row)
-            if cam.unfinished:
-                self._repair_unfinished(cam)
-            file = self.index.file(path)
-            file.parent.mkdir(parents=True, exist_ok=True)
-            cam.writer = ClipWriter(file, self.settings, scale=True)
-            cam.files += 1
-        elif kind == "close":
-            self._close_writer(cam, command[1])
-        elif kind == "discard":
-            self.index_executor.submit(self._logged, self.index.remove, command[1])
-
-    def _write(self, cam: _Camera, when: float, jpeg: bytes) -> None:
-        if cam.writer is None:
-            return  # its file failed to open: paused
-        if cam.writer.write(jpeg, when):
-            cam.frames_recorded += 1
-        else:
-            cam.frames_bad += 1
-
-    def _close_writer(self, cam: _Camera, end: float | None) -> None:
-        writer, path = cam.writer, cam.writing
-        cam.writer = cam.writing = None
-        if writer is None or path is None:
-            return
-        try:
-            stats = writer.close(end)
-            if stats is None:
-                self.index_executor.submit(self._logged, self.index.remove, path)  # nothing was written
-                return
-            result = remux(writer.path, writer.path)  # regular MP4, index first, replacing the growing file in one rename
-        except BaseException:
-            cam.unfinished.append(path)  # repaired when writing works again, or at the next start
-            raise
-        if result is None:
-            self.index_executor.submit(self._logged, self.index.remove, path)
-            return
-        self.index_executor.submit(self._logged, self.index.finish, path, stats.start, stats.start + result.duration,
-                                   result.frames, writer.path.stat().st_size, stats.width, stats.height)
-
-    def _failed(self, cam: _Camera, exc: BaseException) -> None:
-        """A write error: drop the writer (its file is repaired later), pause this camera's recording."""
-        if cam.writer is not None:
-            cam.writer.abort()
-        if cam.writing is not None:
-            cam.unfinished.append(cam.writing)
-        cam.writer = cam.writing = None
-        cam.write_errors += 1
-        cam.paused_until = self.clock() + self.retry_s
-        cam.failed = True
-        if isinstance(exc, (OSError, av.error.FFmpegError)):
-            self._disk_log.warning("disk", "recording paused for %.0f s: cannot write under %s (%s); %d write"
-                                   " error(s) so far", self.retry_s, self.root / "recordings", exc,
-                                   sum(c.write_errors for c in self.cameras.values()))
-        else:
-            log.error("camera %s: recording failed; paused for %.0f s", cam.id, self.retry_s, exc_info=exc)
-
-    def _repair_unfinished(self, cam: _Camera) -> None:
-        """Files a write error left growing: made final now that writing works again (or removed)."""
-        for path in cam.unfinished:
-            file = self.index.file(path)
-            result = remux(file, file) if file.exists() else None
-            if result is None:
-                self.index_executor.submit(self._logged, self.index.remove, path)
-            else:
-                start = self._segment_start(path)
-                self.index_executor.submit(self._logged, self.index.finish, path, start, start + result.duration,
-                                           result.frames, file.stat().st_size, result.width, result.height)
-        cam.unfinished.clear()
