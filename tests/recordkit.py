@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import cv2
+import pytest
 
 from camserver.config import from_mapping
 from camserver.record import Recorder, RecordingIndex
@@ -21,6 +22,8 @@ from conftest import wait_for
 
 FFPROBE = shutil.which("ffprobe")
 FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFPROBE is None or FFMPEG is None,
+                                  reason="ffmpeg/ffprobe not installed (apt-get install ffmpeg)")
 
 
 @functools.lru_cache(maxsize=None)

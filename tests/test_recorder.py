@@ -21,13 +21,12 @@ from camserver.record import Recorder, RecordingIndex, probe
 from camserver.record.index import recording_path
 from camserver.record.worker import MAX_QUEUED_FRAMES
 from conftest import wait_for
-from recordkit import FFPROBE, Clock, decodes_cleanly, duration, keyframe_times, recording, scene_jpeg
+from recordkit import Clock, decodes_cleanly, duration, keyframe_times, needs_ffmpeg, recording, scene_jpeg
 
-needs_ffprobe = pytest.mark.skipif(FFPROBE is None, reason="ffprobe not installed (apt-get install ffmpeg)")
 T0 = 1_000_000.0
 
 
-@needs_ffprobe
+@needs_ffmpeg
 async def test_an_8s_event_gives_a_clip_of_8_plus_pre_plus_post(tmp_path):
     """An event of 8 s (reported as it happens: confirmed late, ended late) gives a clip of 8 + 5 + 5 s by ffprobe, +-0.5 s."""
     async with recording(tmp_path, mode="events", pre_capture_s=5, post_capture_s=5) as rig:
@@ -242,7 +241,7 @@ asyncio.run(main())
 """
 
 
-@needs_ffprobe
+@needs_ffmpeg
 async def test_kill_9_during_continuous_recording_loses_at_most_the_last_segments_tail(tmp_path):
     """A real recording process killed with SIGKILL: after restart every listed recording plays, segments are
     contiguous, and only the last segment's unfinished tail (under 2.5 s) is lost."""
@@ -286,6 +285,7 @@ async def test_kill_9_during_continuous_recording_loses_at_most_the_last_segment
     assert 0 <= lost < 2.5, lost
 
 
+@needs_ffmpeg
 async def test_wired_to_the_event_engine(tmp_path):
     """Wired as the app will be: the events database and thread, the engine's new/end changes to event_started/ended.
     A person seen for 8 s gets a clip of 8 s + pre + post in the events database, which outlives the recorder."""
