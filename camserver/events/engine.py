@@ -53,6 +53,10 @@ class EventEngine:
         self.started: Counter[tuple[str, str]] = Counter()  # events by (camera, label), for /metrics
         # called on the loop with every change, announced or not (integrations: MQTT, webhooks)
         self.listeners: list[Callable[[Change], None]] = []
+        # on the events thread: fields other stages add to the event JSON (event ids -> id -> fields),
+        # and what they forget when an event is deleted
+        self.extra_fields: list[Callable[[list[str]], dict[str, dict[str, Any]]]] = []
+        self.on_delete: list[Callable[[str], Any]] = []
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._retention: asyncio.Task[None] | None = None
@@ -79,7 +83,15 @@ class EventEngine:
 
     async def query(self, filters: dict[str, Any], limit: int, before_key: tuple[float, str] | None) -> list[dict[str, Any]]:
         """Stored events newest first matching `filters`; see EventStore.query."""
-        return await self._run(self.store.query, filters, limit, before_key)
+        return await self._run(lambda: self._with_extra(self.store.query(filters, limit, before_key)))
+
+    def _with_extra(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records with the fields other stages keep for events (a clip), on the events thread."""
+        for fields in self.extra_fields:
+            extra = fields([r["id"] for r in records])
+            for record in records:
+                record.update(extra.get(record["id"], {}))
+        return records
 
     async def facets(self) -> dict[str, list[str]]:
         """The distinct cameras, labels and zones in the history; see EventStore.facets."""
@@ -87,11 +99,23 @@ class EventEngine:
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
         """One stored event, or None."""
-        return await self._run(self.store.get, event_id)
+
+        def get() -> dict[str, Any] | None:
+            record = self.store.get(event_id)
+            return None if record is None else self._with_extra([record])[0]
+
+        return await self._run(get)
 
     async def delete(self, event_id: str) -> bool:
-        """Remove an event and its snapshot; False if there was none."""
-        return await self._run(self.store.delete, event_id)
+        """Remove an event, its snapshot and what other stages keep for it (a clip); False if there was none."""
+
+        def delete() -> bool:
+            deleted = self.store.delete(event_id)
+            for forget in self.on_delete:
+                forget(event_id)
+            return deleted
+
+        return await self._run(delete)
 
     async def snapshot(self, event_id: str) -> bytes | None:
         """The JPEG of an event's best frame, or None."""
