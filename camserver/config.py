@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-BACKENDS = ("auto", "torch", "openvino", "onnx")
+BACKENDS = ("auto", "torch", "openvino", "onnx", "triton")
 
 
 class ConfigError(Exception):
@@ -85,6 +85,15 @@ def _opt(default: Any, check: Check) -> Any:
 
 
 PORT = _number(int, 0, 65535)
+TRITON_URL_RE = re.compile(r"^(grpcs?|https?)://[^\s/,]+/?$")
+TRITON_MODEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _triton_urls(v: Any) -> str | None:
+    urls = [u.strip() for u in v.split(",") if u.strip()] if isinstance(v, str) else v
+    if not isinstance(urls, (list, tuple)) or not all(isinstance(u, str) and TRITON_URL_RE.match(u) for u in urls):
+        return "must be grpc://HOST:PORT or http://HOST:PORT (grpcs://, https:// for TLS), or a list of them"
+    return None
 CAMERA_ID = _text(CAMERA_ID_RE, "must be letters, digits, '-' or '_', 1 to 32 characters")
 
 
@@ -135,6 +144,17 @@ class DetectConfig:
     cache_dir: str = _opt("", _path)  # "": ~/.cache/camserver
     jpeg_quality: int = _opt(80, _number(int, 10, 100))
     stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
+    # backend "triton": the shared inference service (python -m camserver.infer)
+    url: tuple[str, ...] = _opt((), _triton_urls)  # grpc://HOST:8001 or http://HOST:8000; several: tried in order
+    triton_model: str = _opt("detector", _text(TRITON_MODEL_RE, "must be letters, digits, '.', '_' or '-'"))
+    timeout_s: float = _opt(3.0, _number(float, 0.1, 120))  # one request's limit; past it the service counts as lost
+    triton_inflight: int = _opt(4, _number(int, 1, 64))  # batches sent and not yet answered, at most
+
+    def __post_init__(self) -> None:
+        if isinstance(self.url, str):  # "grpc://a:8001, grpc://b:8001" as well as a list
+            object.__setattr__(self, "url", tuple(u.strip() for u in self.url.split(",") if u.strip()))
+        if self.backend == "triton" and not self.url:
+            raise ConfigError("detect.url", "", "must be set (e.g. grpc://HOST:8001) when detect.backend is triton")
 
 
 def _bool(v: Any) -> str | None:
