@@ -24,7 +24,9 @@ from camserver.sim.simcam import make_scene
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 SHAPES = TESTDATA / "shapes-yolo11n.pt"
-SERVICE_ARGS = ("--model", str(SHAPES), "--imgsz", "320", "--max-batch", "8", "--max-queue-delay-ms", "2")
+# without ../shared/testdata the service still runs for real, on the architecture with random weights
+MODEL = str(SHAPES) if SHAPES.exists() else "yolo11n.yaml"
+SERVICE_ARGS = ("--model", MODEL, "--imgsz", "320", "--max-batch", "8", "--max-queue-delay-ms", "2")
 
 PLATFORM_PROBLEM = pytriton_env.platform_problem()
 needs_pytriton = pytest.mark.skipif(PLATFORM_PROBLEM is not None, reason=f"PyTriton cannot run here: {PLATFORM_PROBLEM}")
@@ -33,14 +35,15 @@ needs_shapes = pytest.mark.skipif(not SHAPES.exists(), reason="../shared/testdat
 
 def shapes_frames(n: int = 6) -> list[bytes]:
     """VGA simulator scenes, each with a person (left) and a car (right) drawn as the test model knows them."""
-    sys.path.insert(0, str(TESTDATA))
-    import draw_shapes as ds
-
     frames = []
     for i in range(n):
         img = make_scene(i + 1)
-        ds.draw_person(img, ds.person_box(cx=80 + 30 * i, bottom=440, height=200))
-        ds.draw_car(img, ds.car_box(cx=480 - 20 * i, bottom=420, width=180))
+        if SHAPES.exists():
+            sys.path.insert(0, str(TESTDATA))
+            import draw_shapes as ds
+
+            ds.draw_person(img, ds.person_box(cx=80 + 30 * i, bottom=440, height=200))
+            ds.draw_car(img, ds.car_box(cx=480 - 20 * i, bottom=420, width=180))
         frames.append(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
     return frames
 
@@ -60,8 +63,8 @@ def assert_same(remote: list[Detection], local: list[Detection]) -> None:
 @pytest.fixture(scope="module")
 def service():
     """One real inference service for the module (the shapes model at imgsz 320)."""
-    if PLATFORM_PROBLEM is not None or not SHAPES.exists():
-        pytest.skip(PLATFORM_PROBLEM or "no shapes model")
+    if PLATFORM_PROBLEM is not None:
+        pytest.skip(f"PyTriton cannot run here: {PLATFORM_PROBLEM}")
     problem = pytriton_env.stub_env_problem(pytriton_env.default_stub_env()) if pytriton_env.numpy_major() >= 2 else None
     assert problem is None, problem  # not a platform limit: `make test` prepares it
     svc = InferProcess(*SERVICE_ARGS)
@@ -190,23 +193,21 @@ async def test_service_detections_equal_the_local_backend(service, client):
 
 
 @needs_pytriton
-@needs_shapes
-async def test_http_and_several_urls_in_order(service):
-    """A dead first URL is skipped for the next; http:// works like grpc://; credentials never show."""
+async def test_http_and_several_urls_in_order(service, client):
+    """A dead first URL is skipped for the next; http:// gives what grpc:// gives; credentials never show."""
     (dead,) = free_ports(1)
     det = TritonDetector([f"grpc://127.0.0.1:{dead}", f"http://user:pw@127.0.0.1:{service.http_port}"], timeout_s=5.0)
     await det.start()
     try:
         assert det.state == "ok" and det.url == service.http
-        (dets,) = await det.detect_jpegs(shapes_frames(1))
-        assert {d.class_name for d in dets} == {"person", "car"}
+        frames = shapes_frames(2)
+        assert await det.detect_jpegs(frames) == await client.detect_jpegs(frames)
         assert "pw" not in str(det.figures())
     finally:
         await det.stop()
 
 
 @needs_pytriton
-@needs_shapes
 async def test_bytes_sent_per_frame_are_within_ten_percent_of_the_jpeg(service):
     """Everything the client sends (connection, probes, polls, requests), per frame, is at most 1.1x the JPEG."""
     counted = {"up": 0}
@@ -256,7 +257,6 @@ async def test_bytes_sent_per_frame_are_within_ten_percent_of_the_jpeg(service):
 
 
 @needs_pytriton
-@needs_shapes
 async def test_dynamic_batcher_merges_concurrent_requests(service, client):
     """Eight one-frame requests at once: the service executes them in fewer, larger batches (its statistics)."""
     frames = shapes_frames(8)
@@ -269,7 +269,6 @@ async def test_dynamic_batcher_merges_concurrent_requests(service, client):
 
 
 @needs_pytriton
-@needs_shapes
 async def test_service_killed_and_restarted(caplog):
     """Killed: degraded within 5 s, one log line; back: detecting within 5 s, one log line; tasks as before."""
     svc = InferProcess(*SERVICE_ARGS)
