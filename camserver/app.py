@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .config import Config, ConfigError
 from .detect import Detector
+from .detect.base import AsyncDetector
 from .detect.backends import detector_factory
 from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
@@ -35,10 +36,20 @@ class StartupError(Exception):
 
 
 def default_detector_factory(config: Config) -> Callable[[], Detector] | None:
-    """The ultralytics detector the config asks for, or None for pass-through."""
-    if config.passthrough:
+    """The ultralytics detector the config asks for, or None for pass-through (and for a remote backend)."""
+    if config.passthrough or config.detect.backend == "triton":
         return None
     return detector_factory(config.detect)
+
+
+def remote_detector(config: Config) -> AsyncDetector | None:
+    """The remote detector `detect.backend = "triton"` asks for, or None."""
+    d = config.detect
+    if config.passthrough or d.backend != "triton":
+        return None
+    from .detect.backends.triton import TritonDetector
+
+    return TritonDetector(d.url, d.triton_model, d.timeout_s, d.triton_inflight, d.max_batch)
 
 
 class CamServer:
@@ -52,11 +63,12 @@ class CamServer:
     ) -> None:
         self.config = config
         self.factory = default_detector_factory(config) if detector_factory == "config" else detector_factory
+        self.remote = remote_detector(config) if detector_factory == "config" else None
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
         self.events = EventEngine(config, clock)
         d = config.detect
         self.pool = DetectorPool(self.factory, d.workers)  # type: ignore[arg-type]
-        self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
+        self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality, self.remote)
         self.scheduler.on_detections = self._detections
         self.hub.on_offline = self._camera_offline
         self.webhooks = WebhookSender(config.webhooks)
@@ -85,6 +97,7 @@ class CamServer:
         return {
             "status": ("ok" if detector == "ok" else "degraded") if self.ready else "starting",
             "detector": detector,
+            "detector_reason": self.scheduler.reason,
             "detector_stalls": self.pool.stalls,
             "model": self.config.detect.model,
             "events": self.events.health(),
@@ -100,7 +113,8 @@ class CamServer:
 
     def _metric_extras(self) -> dict[str, Any]:
         return {"events": self.events.started, "webhook_failures": self.webhooks.failures,
-                "mqtt_dropped": self.mqtt.dropped}
+                "mqtt_dropped": self.mqtt.dropped,
+                "inference_service": self.remote.figures() if self.remote is not None else None}
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
@@ -124,9 +138,12 @@ class CamServer:
             except StorageError as exc:
                 raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
             self._events_started = True
-        log.info("loading model %s", self.config.detect.model)
         try:
-            await self.pool.start()
+            if self.remote is not None:  # never fails for a service that is away: camserver streams without boxes
+                await self.remote.start()
+            else:
+                log.info("loading model %s", self.config.detect.model)
+                await self.pool.start()
         except BaseException:
             await self.pool.stop()
             await self._stop_events()
@@ -174,6 +191,8 @@ class CamServer:
             with suppress(asyncio.CancelledError):
                 await self._scheduler_task
         await self.pool.stop()
+        if self.remote is not None:
+            await self.remote.stop()
         await self._stop_events()
         await self.webhooks.stop()
         await self.mqtt.stop()

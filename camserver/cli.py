@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
     p.add_argument("--workers", type=int, help="detector threads, one model each (default 1)")
-    p.add_argument("--backend", help="auto (default), torch, openvino, onnx")
+    p.add_argument("--backend", help="auto (default), torch, openvino, onnx, triton (a shared inference service at detect.url)")
     p.add_argument("--max-batch", type=int, help="frames (of different cameras) per inference; 0 = per backend")
     p.add_argument("--camera-token", help="token cameras must send (ingest.token)")
     p.add_argument("--viewer-token", help="token viewers must send (http.token)")

@@ -335,3 +335,94 @@ def test_service_start_failures_are_one_line_and_exit_3(tmp_path):
     if pytriton_env.numpy_major() >= 2:
         no_env = run("--model", str(tmp_path / "x.pt"), "--stub-env", str(tmp_path / "stub"))
         assert no_env.returncode == 3 and "--prepare" in no_env.stderr and "Traceback" not in no_env.stderr
+
+
+# -- camserver with detect.backend = "triton" (the scheduler's remote path) ---------------------
+
+
+@needs_pytriton
+async def test_camserver_streams_through_a_service_restart(tmp_path):
+    """camserver on the service: boxes, /healthz and /metrics figures; service killed 10 s: frames keep flowing
+    without boxes, /healthz 503 degraded within 5 s, detection again within 5 s of its return, tasks as before."""
+    import aiohttp
+
+    from camserver.app import CamServer
+    from conftest import connect_camera, make_config, mjpeg
+
+    svc = InferProcess(*SERVICE_ARGS)
+    await asyncio.to_thread(svc.start)
+    config = make_config(detect={"backend": "triton", "url": svc.grpc, "timeout_s": 3.0},
+                         storage={"dir": str(tmp_path)})
+    frames = shapes_frames(4)
+    stop = asyncio.Event()
+    try:
+        async with CamServer(config) as server, aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{server.http_port}"
+            cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+
+            async def feed() -> None:  # a camera at 10 fps
+                i = 0
+                while not stop.is_set():
+                    await cam.send(frames[i % len(frames)])
+                    i += 1
+                    await asyncio.sleep(0.1)
+
+            async def health() -> tuple[int, dict]:
+                async with http.get(f"{base}/healthz") as resp:
+                    return resp.status, await resp.json()
+
+            feeder = asyncio.create_task(feed())
+            scheduler = server.scheduler
+            door = server.hub.cameras["door"]
+            async with mjpeg(http, f"{base}/cameras/door/stream.mjpg") as viewer:
+                await viewer.next_live()
+                deadline = time.monotonic() + 10
+                while len(scheduler.batch_sizes) < 5 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                status, body = await health()
+                assert status == 200 and body["detection"]["backend"] == "triton"
+                remote = body["detection"]["remote"]
+                assert remote["url"] == svc.grpc and remote["state"] == "ok" and remote["rtt_ms"] > 0
+                if SHAPES.exists():
+                    assert {d.class_name for d in door.detections} == {"person", "car"}
+                async with http.get(f"{base}/metrics") as resp:
+                    assert f'camserver_inference_service_up{{url="{svc.grpc}"}} 1.0' in await resp.text()
+                tasks = 0  # batches in flight come and go: the baseline is the most seen over a second
+                for _ in range(20):
+                    tasks = max(tasks, (await health())[1]["tasks"])
+                    await asyncio.sleep(0.05)
+
+                killed = time.monotonic()
+                await asyncio.to_thread(svc.kill)
+                while (await health())[0] == 200 and time.monotonic() - killed < 10:
+                    await asyncio.sleep(0.05)
+                to_degraded = time.monotonic() - killed
+                status, body = await health()
+                assert status == 503 and body["status"] == "degraded" and body["detector_reason"]
+                seq = (await viewer.next_live()).seq
+                undetected = scheduler.undetected
+                await asyncio.sleep(max(0.0, 10 - (time.monotonic() - killed)))
+                assert (await viewer.next_live()).seq > seq  # frames kept flowing, without boxes
+                assert scheduler.undetected > undetected + 30
+
+                await asyncio.to_thread(svc.start)
+                back, batches = time.monotonic(), len(scheduler.batch_sizes)
+                while (len(scheduler.batch_sizes) == batches or (await health())[0] != 200) \
+                        and time.monotonic() - back < 15:
+                    await asyncio.sleep(0.05)
+                to_detecting = time.monotonic() - back
+                status, body = await health()
+                settled = time.monotonic() + 5
+                while body["tasks"] > tasks and time.monotonic() < settled:
+                    await asyncio.sleep(0.05)
+                    body = (await health())[1]
+                print(f"camserver: degraded {to_degraded:.2f} s after the kill, detecting {to_detecting:.2f} s after the "
+                      f"service's return; tasks at most {tasks} before, {body['tasks']} after")
+                assert to_degraded <= 5.0 and to_detecting <= 5.0 and status == 200
+                assert body["tasks"] <= tasks
+            stop.set()
+            await feeder
+            await cam.close()
+    finally:
+        stop.set()
+        await asyncio.to_thread(svc.stop)

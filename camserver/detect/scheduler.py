@@ -5,6 +5,12 @@ first, never two frames of one camera. It never waits on a timer to fill up: a l
 alone. The stages overlap: while batch k infers on the detector thread, batch k+1 decodes and
 batch k-1 draws and encodes in the frame pool. Boxes are drawn only for a camera whose annotated
 stream has a viewer; a snapshot draws on demand.
+
+With a remote detector (the triton backend) there is no detector thread and no decode before
+inference: a batch's JPEGs go to the service as they are, up to the detector's batches in flight,
+one frame per camera at a time (so a camera's results come back in order); a frame is decoded
+only to draw it for a watched stream. While the service is away, frames are published at once
+without boxes and nothing waits for it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 
 from ..hub import Camera, CameraHub, Frame
 from ..ratelog import ThrottledLog
-from .base import Detection, first_line
+from .base import AsyncDetector, Detection, Detector, DetectorUnavailable, first_line
 from .frames import FrameResult, decode_frame, mark_frame, render_frame, render_jpeg
 from .pool import DetectorPool, DetectorWorker, InferenceCall
 
@@ -39,9 +45,14 @@ class DetectionScheduler:
     banner instead of waiting.
     """
 
-    def __init__(self, hub: CameraHub, pool: DetectorPool, stall_timeout_s: float, jpeg_quality: int = 80) -> None:
+    def __init__(
+        self, hub: CameraHub, pool: DetectorPool, stall_timeout_s: float, jpeg_quality: int = 80,
+        remote: AsyncDetector | None = None,
+    ) -> None:
         self.hub = hub
         self.pool = pool
+        self.remote = remote
+        self.undetected = 0  # frames published without boxes because the remote detector was away
         self.stall_timeout_s = stall_timeout_s
         self.jpeg_quality = jpeg_quality
         self.batch_sizes: deque[int] = deque(maxlen=200)
@@ -58,21 +69,37 @@ class DetectionScheduler:
 
     @property
     def state(self) -> str:
-        """ok or stalled, as /healthz and /api/cameras show it."""
+        """ok, stalled (a local detector hung) or degraded (the remote one is away), as /healthz shows it."""
+        if self.remote is not None:
+            return self.remote.state
         return "stalled" if self.pool.stalled else "ok"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the state is not ok (the remote detector's reason), if known."""
+        return self.remote.reason if self.remote is not None and self.remote.state != "ok" else None
+
+    @property
+    def drawer(self) -> Detector | AsyncDetector | None:
+        """What draws boxes: the remote detector's draw (local), or a loaded local detector."""
+        return self.remote if self.remote is not None else self.pool.drawer
 
     def figures(self) -> dict[str, Any]:
         """Backend, device, precision, batch size in use, and recent batch figures."""
-        info = self.pool.info
+        info = self.remote.info if self.remote is not None else self.pool.info
         sizes, ms = self.batch_sizes, self.batch_ms
-        return {
+        out = {
             "backend": info.backend if info else "none",
             "device": info.device if info else None,
             "precision": info.precision if info else None,
-            "max_batch": self.pool.max_batch,
+            "max_batch": info.max_batch if self.remote is not None and info else self.pool.max_batch,
             "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None,
             "batch_ms": round(sum(ms) / len(ms), 1) if ms else None,
         }
+        if self.remote is not None:
+            out["remote"] = self.remote.figures()
+            out["frames_undetected"] = self.undetected
+        return out
 
     async def run(self) -> None:
         """Dispatch frames until cancelled; an idle camera costs nothing."""
@@ -97,6 +124,9 @@ class DetectionScheduler:
         ready = sorted((c for c in self.hub if c.slot.full and not c.awaiting_inference), key=lambda c: c.last_dispatch)
         if not ready:
             return
+        if self.remote is not None:
+            self._dispatch_remote(self.remote, ready)
+            return
         if self.pool.free_worker() is None and not self.pool.passthrough:
             if self.pool.stalled:
                 for cam in ready:  # no model can take frames now: pass them on, marked
@@ -105,6 +135,47 @@ class DetectionScheduler:
         batch = [self._take(cam) for cam in ready[: self.pool.max_batch]]
         self._preparing += 1
         self._spawn(self._run_batch(batch))
+
+    def _dispatch_remote(self, remote: AsyncDetector, ready: list[Camera]) -> None:
+        if remote.state != "ok":  # away: publish at once, without boxes; nothing waits for the service
+            for cam in ready:
+                self._spawn(self._pass_undetected(*self._take(cam)))
+            return
+        if remote.free():  # else the frames wait in their slots, where newer ones replace them
+            self._spawn(self._run_remote(remote, [self._take(cam) for cam in ready[: remote.info.max_batch]]))
+
+    async def _pass_undetected(self, cam: Camera, frame: Frame) -> None:
+        cam.awaiting_inference = False
+        self.undetected += 1
+        self._done(cam)
+        self._publish(cam, frame, FrameResult(frame.jpeg))
+
+    async def _run_remote(self, remote: AsyncDetector, batch: list[tuple[Camera, Frame]]) -> None:
+        """One request to the remote detector; the camera stays out of dispatch until its answer."""
+        started = time.monotonic()
+        try:
+            results = await remote.detect_jpegs([frame.jpeg for _, frame in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} frames")
+        except DetectorUnavailable:
+            await asyncio.gather(*(self._pass_undetected(cam, frame) for cam, frame in batch))
+            return
+        except Exception as exc:  # the service failed this batch: publish the frames as they came
+            log.debug("remote detector failed on a batch", exc_info=True)
+            for cam, frame in batch:
+                cam.awaiting_inference = False
+                self._done(cam)
+                self._publish(cam, frame, FrameResult(frame.jpeg, error=f"detector failed: {first_line(exc)}"))
+            return
+        ms = (time.monotonic() - started) * 1000
+        self.batch_sizes.append(len(batch))
+        self.batch_ms.append(ms)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), ms / 1000)
+        for cam, _ in batch:
+            cam.awaiting_inference = False
+        self.hub.frame_waiting.set()  # these cameras and a slot in flight are free again
+        await asyncio.gather(*(self._finish(cam, frame, None, dets, ms) for (cam, frame), dets in zip(batch, results)))
 
     def _take(self, cam: Camera) -> tuple[Camera, Frame]:
         frame = cam.slot.take()
@@ -206,8 +277,14 @@ class DetectionScheduler:
             *(self._finish(cam, frame, image, dets, ms) for (cam, frame, image), dets in zip(decoded, results))
         )
 
-    async def _finish(self, cam: Camera, frame: Frame, image: np.ndarray, detections: list[Detection], ms: float) -> None:
-        """Record one inferred frame; draw and encode it only if someone watches its annotated stream."""
+    async def _finish(
+        self, cam: Camera, frame: Frame, image: np.ndarray | None, detections: list[Detection], ms: float
+    ) -> None:
+        """Record one inferred frame; draw and encode it only if someone watches its annotated stream.
+
+        `image` is the decoded frame, or None when inference ran elsewhere on the JPEG (decoded here
+        only to draw).
+        """
         try:
             cam.inference_ms.append(ms)
             cam.detections = detections
@@ -215,11 +292,15 @@ class DetectionScheduler:
             cam.frames_processed += 1
             cam.fps_out.mark(time.monotonic())
             if self.on_detections is not None:
-                self.on_detections(cam, frame, (image.shape[1], image.shape[0]), detections)
+                size = (image.shape[1], image.shape[0]) if image is not None else (cam.size or (0, 0))
+                self.on_detections(cam, frame, size, detections)
             if cam.annotated_viewers > 0:
-                drawer = self.pool.drawer
+                drawer = self.drawer
                 assert drawer is not None
-                jpeg = await self._in_pool(render_frame, drawer, image, detections, self.jpeg_quality)
+                if image is not None:
+                    jpeg = await self._in_pool(render_frame, drawer, image, detections, self.jpeg_quality)
+                else:
+                    jpeg = await self._in_pool(render_jpeg, drawer, frame.jpeg, detections, self.jpeg_quality)
                 if jpeg is not None:
                     self._publish_annotated(cam, Frame(frame.seq, jpeg, frame.received_at, frame.wall_time))
         finally:
@@ -228,10 +309,11 @@ class DetectionScheduler:
     async def annotated_latest(self, cam: Camera) -> Frame | None:
         """The annotated frame for the camera's latest processed frame, drawn now if nobody watched it."""
         current, source = cam.annotated.frame, cam.detections_frame
-        if source is None or (current is not None and current.seq >= source.seq) or self.pool.drawer is None:
+        drawer = self.drawer
+        if source is None or (current is not None and current.seq >= source.seq) or drawer is None:
             return current
         detections = cam.detections
-        jpeg = await self._in_pool(render_jpeg, self.pool.drawer, source.jpeg, detections, self.jpeg_quality)
+        jpeg = await self._in_pool(render_jpeg, drawer, source.jpeg, detections, self.jpeg_quality)
         if jpeg is not None:
             self._publish_annotated(cam, Frame(source.seq, jpeg, source.received_at, source.wall_time))
         return cam.annotated.frame

@@ -52,6 +52,25 @@ class CamserverCollector:
                                   value=extra.get("mqtt_dropped", 0))
         yield CounterMetricFamily("camserver_webhook_failures", "Webhook deliveries that failed after retries",
                                   value=extra.get("webhook_failures", 0))
+        service = extra.get("inference_service")
+        if service:  # detect.backend = "triton": the remote inference service in use
+            url = [service["url"]]
+            up = GaugeMetricFamily("camserver_inference_service_up", "1 while the inference service answers",
+                                   labels=["url"])
+            up.add_metric(url, 1 if service["state"] == "ok" else 0)
+            yield up
+            for key, name, doc, scale in (
+                ("rtt_ms", "rtt_seconds", "Mean round-trip time of the last 200 requests", 0.001),
+                ("service_mean_batch", "batch_size", "Mean batch the service formed in its last second (all clients)", 1),
+            ):
+                if service.get(key) is not None:
+                    gauge = GaugeMetricFamily(f"camserver_inference_service_{name}", doc, labels=["url"])
+                    gauge.add_metric(url, service[key] * scale)
+                    yield gauge
+            failures = CounterMetricFamily("camserver_inference_service_failures", "Requests that failed",
+                                           labels=["url"])
+            failures.add_metric(url, service["failures"])
+            yield failures
 
 
 class Metrics:
