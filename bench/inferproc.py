@@ -7,10 +7,12 @@ take the whole service down at once, as a crash or an OOM kill would.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +34,22 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _shared_memory() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("psm_*")}
+
+
+def _mapped_shared_memory() -> set[str]:
+    """Names under /dev/shm that some live process maps."""
+    names = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:
+            continue
+        names.update(line.rsplit("/dev/shm/", 1)[1].split()[0] for line in text.splitlines() if "/dev/shm/" in line)
+    return names
+
+
 class InferProcess:
     """One inference service on 127.0.0.1; `start()` returns once it serves; its log is kept.
 
@@ -46,6 +64,8 @@ class InferProcess:
         self.lines: list[str] = []
         self._ready = threading.Event()
         self._drain: threading.Thread | None = None
+        self._shm_before: set[str] = set()
+        self._workspace: Path | None = None
 
     @property
     def grpc(self) -> str:
@@ -61,9 +81,13 @@ class InferProcess:
         """Start the service (again, on the same ports) and wait until it serves."""
         self.lines = []
         self._ready.clear()
+        self._shm_before = _shared_memory()
+        # PyTriton copies Triton (22 MB) into its workspace; a killed service cannot remove it
+        self._workspace = Path(tempfile.mkdtemp(prefix="camserver-infer-"))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "camserver.infer", "--host", "127.0.0.1", "--grpc-port", str(self.grpc_port),
-             "--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port), *self.args],
+             "--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port),
+             "--workspace", str(self._workspace / "pytriton"), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
             env=dict(os.environ, YOLO_OFFLINE=os.environ.get("YOLO_OFFLINE", "1")),
         )
@@ -118,10 +142,19 @@ class InferProcess:
             self._drain = None
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
-        # PyTriton names its shared memory after the serving process; a killed service leaves it behind
+        # a killed service leaves its shared memory behind: PyTriton's segment, named after the
+        # serving process, and its tensor store's blocks (psm_*), which no live process maps any more
         if self.proc is not None:
             for path in Path("/dev/shm").glob(f"pytrtion{self.proc.pid}-*"):
                 path.unlink(missing_ok=True)
+        leftovers = _shared_memory() - self._shm_before
+        if leftovers:
+            mapped = _mapped_shared_memory()
+            for name in leftovers - mapped:
+                (Path("/dev/shm") / name).unlink(missing_ok=True)
+        if self._workspace is not None:
+            shutil.rmtree(self._workspace, ignore_errors=True)
+            self._workspace = None
 
     def kill(self) -> None:
         """SIGKILL the whole service group at once (a crash) and wait until every process is gone."""

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", choices=("auto", "cpu", "gpu"), default="auto",
                    help="where JPEGs are decoded: auto = on the GPU (torchvision/nvJPEG) for torch on CUDA, else OpenCV")
     p.add_argument("--stub-env", type=Path, default=None, help="numpy<2 environment for Triton's Python stub")
+    p.add_argument("--workspace", type=Path, default=None,
+                   help="PyTriton's working folder, created (must not exist); default a fresh one in ~/.cache/pytriton")
     p.add_argument("--prepare", action="store_true", help="create the stub environment (pip installs numpy<2) and exit")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
@@ -182,7 +184,7 @@ def serve(args: argparse.Namespace) -> int:
     # PyTriton guards every admin endpoint with a random token; statistics (counts and times per
     # model, read-only) stay open so that camserver can show the batch size the service forms
     security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"])
-    triton = Triton(config=config, security_config=security)
+    triton = Triton(config=config, workspace=args.workspace, security_config=security)
     try:
         bind(triton, args.model_name, models, max_batch, args)
         triton.run()
