@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
-import os
-import signal
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -20,6 +16,7 @@ from .board import PUBLIC_PREFIX as OTA_PREFIX, BoardApi, BoardService
 from .board.settings import configured_settings
 from .config import Config, ConfigError
 from .detect import Detector
+from .detect.base import AsyncDetector
 from .detect.backends import detector_factory
 from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
@@ -32,9 +29,9 @@ from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
 from .storage import Database, StorageError
-from .supervise import StageFailed, Supervisor, cancel_and_wait
+from .supervise import Supervisor
 from .web import ViewerApp
-from .web.connections import ConnectionLimit, connection_cap, raise_descriptor_limit
+from .web.connections import ConnectionLimit, connection_cap
 from .web.notify import NotifyApi
 from .web.recordings import RecordingsApi
 from .web.session import ViewerAuth
@@ -51,10 +48,20 @@ class StartupError(Exception):
 
 
 def default_detector_factory(config: Config) -> Callable[[], Detector] | None:
-    """The ultralytics detector the config asks for, or None for pass-through."""
-    if config.passthrough:
+    """The ultralytics detector the config asks for, or None for pass-through (and for a remote backend)."""
+    if config.passthrough or config.detect.backend == "triton":
         return None
     return detector_factory(config.detect)
+
+
+def remote_detector(config: Config) -> AsyncDetector | None:
+    """The remote detector `detect.backend = "triton"` asks for, or None."""
+    d = config.detect
+    if config.passthrough or d.backend != "triton":
+        return None
+    from .detect.backends.triton import TritonDetector
+
+    return TritonDetector(d.url, d.triton_model, d.timeout_s, d.triton_inflight, d.max_batch)
 
 
 class CamServer:
@@ -68,20 +75,24 @@ class CamServer:
     """
 
     def __init__(self, config: Config, detector_factory: Callable[[], Detector] | None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, remote: AsyncDetector | None = None) -> None:
         self.config = config
+        self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
         self.database = Database(Path(config.storage.dir))
         self.events = EventEngine(config.events, config.storage, self.database, clock)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
-        self.scheduler = DetectionScheduler(self.hub, self.pool, d.stall_timeout_s, d.jpeg_quality)
+        self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote)
         self.scheduler.on_detections = self._detections
+        self.scheduler.objects_moving = self.events.objects_moving
+        self.scheduler.on_held = lambda cam, when: self._events_started and self.events.on_held(cam.id, when)
+        self.scheduler.on_motion = self._motion
         self.hub.on_offline.append(self._camera_offline)
         self.webhooks = WebhookSender(config.webhooks)
         self.events.listeners.append(self.webhooks.on_change)
-        self.mqtt = MqttPublisher(config.mqtt, config.events.labels)
+        self.mqtt = MqttPublisher(config.mqtt, config.events.labels, motion=config.motion.enabled and not config.passthrough)
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
@@ -99,8 +110,10 @@ class CamServer:
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
                              self._camera_base_url, self._camera_status)
         self.metrics = Metrics(MetricSources(self.hub, lambda camera_id: self.viewer_app.viewers_of(camera_id),
+                                             lambda camera_id: self.scheduler.camera_figures(camera_id)["frames_detected"],
                                              lambda: self.events.started, lambda: self.mqtt.dropped,
-                                             lambda: self.webhooks.failures))
+                                             lambda: self.webhooks.failures,
+                                             lambda: self.remote.figures() if self.remote is not None else None))
         self.scheduler.on_batch = self.metrics.observe_batch
         self.started_at = time.time()
         auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir),
@@ -154,7 +167,7 @@ class CamServer:
     @classmethod
     def from_config(cls, config: Config, clock: Callable[[], float] = time.time) -> CamServer:
         """The server with the detector the config asks for (`detect.model`, `none` passes through)."""
-        return cls(config, default_detector_factory(config), clock)
+        return cls(config, default_detector_factory(config), clock, remote_detector(config))
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
@@ -174,6 +187,7 @@ class CamServer:
             health["lagging_cameras"] = lagging  # camera -> why its detection has not advanced
         health.update({
             "detector": detector,
+            "detector_reason": self.scheduler.reason,
             "detector_stalls": self.pool.stalls,
             "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
             **about(self.config.detect.model, self.started_at),
@@ -230,6 +244,11 @@ class CamServer:
         if self._events_started:
             self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
 
+    def _motion(self, cam: Camera, on: bool, when: float) -> None:
+        """A camera's motion turned on or (after motion.mqtt_off_delay_s) off: MQTT, and motion recording."""
+        self.mqtt.camera_motion(cam.id, on)
+        self.recorder.motion(cam.id, on, when)
+
     def _camera_offline(self, cam: Any) -> None:
         self.mqtt.camera_online(cam.id, False)
         if self._events_started and self.ready:  # at shutdown, events end as "server stop" instead
@@ -254,9 +273,12 @@ class CamServer:
         except (StorageError, OSError, sqlite3.Error) as exc:
             await self.stop()
             raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
-        log.info("loading model %s", self.config.detect.model)
         try:
-            await self.pool.start()
+            if self.remote is not None:  # never fails for a service that is away: camserver streams without boxes
+                await self.remote.start(spawn)
+            else:
+                log.info("loading model %s", self.config.detect.model)
+                await self.pool.start()
         except BaseException:
             await self.stop()
             raise
@@ -310,6 +332,7 @@ class CamServer:
             ("viewers", self._stop_viewers),
             ("detect", lambda: self.supervisor.stop("detect")),
             ("detector workers", self.pool.stop),
+            ("inference service", self._stop_remote),
             ("recording", self.recorder.stop),  # before the database: it writes its last rows
             ("board", self.board.stop),  # before the events database closes
             ("events", self._stop_events),
@@ -327,6 +350,10 @@ class CamServer:
         self.hung_threads = self.pool.hung_threads_alive()
         if self.hung_threads:
             log.warning("a stalled detector thread is still running; it cannot be stopped from Python")
+
+    async def _stop_remote(self) -> None:
+        if self.remote is not None:
+            await self.remote.stop()
 
     async def _stop_viewers(self) -> None:
         self.hub.close()
@@ -366,55 +393,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: assume it is reachable
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How a run ended, for the exit code."""
-
-    hung_threads: bool  # a stalled detector thread still runs: the process must not wait for it
-
-
-Companion = Callable[[CamServer], Awaitable[None]]
-
-
-def write_ports(path: Path, ws_port: int, http_port: int) -> None:
-    """{"ws": ..., "http": ...} written atomically: a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"ws": ws_port, "http": http_port}))
-    os.replace(tmp, path)
-
-
-async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None) -> RunResult:
-    """Serve until SIGINT or SIGTERM (or a stage dies), then shut down gracefully.
-
-    Args:
-        config: the validated configuration.
-        ports_file: where to write the bound ports once both listeners are up.
-        companion: runs beside the server once it is up, and is cancelled first at shutdown
-            (the demo's simulated camera).
-
-    Raises:
-        StageFailed: a stage's long-lived task died; the server stopped.
-    """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: a clean stop too, nothing reloads
-        loop.add_signal_handler(sig, stop.set)
-    raise_descriptor_limit()
-    server = CamServer.from_config(config)
-    async with server:
-        if ports_file is not None:
-            write_ports(ports_file, server.ws_port, server.http_port)
-        extra = asyncio.create_task(companion(server), name="companion") if companion else None
-        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(server.supervisor.failure.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            await cancel_and_wait(extra, *waiters)
-        log.info("shutting down")
-    failed = server.supervisor.failed
-    if failed is not None:
-        raise StageFailed(failed)
-    log.info("stopped")
-    return RunResult(server.hung_threads)

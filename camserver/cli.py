@@ -20,7 +20,7 @@ from .board.settings import check_board_settings
 from .logsafe import RedactCredentials
 
 if TYPE_CHECKING:
-    from .app import RunResult
+    from .run import RunResult
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
     p.add_argument("--workers", type=int, help="detector threads, one model each (default 1)")
-    p.add_argument("--backend", help="auto (default), torch, openvino, onnx")
+    p.add_argument("--backend", help="auto (default), torch, openvino, onnx, triton (a shared inference service at detect.url)")
     p.add_argument("--max-batch", type=int, help="frames (of different cameras) per inference; 0 = per backend")
     p.add_argument("--camera-token", help="token cameras must send (ingest.token)")
     p.add_argument("--viewer-token", help="token viewers must send (http.token)")
@@ -156,6 +156,6 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `camserver` and `python -m camserver`; returns the exit code."""
-    from .app import run
+    from .run import run
 
     return run_command(argv, run, "camserver")

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from serverproc import ServerProcess
-from conftest import WAIT_S, connect_camera, make_jpeg, mjpeg
+from conftest import WAIT_S, connect_camera, decode, make_jpeg, mjpeg
 
 
 def cli(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -81,7 +81,7 @@ async def test_sigterm_closes_cameras_ends_streams_exits_0(tmp_path, http):
 
 
 async def test_real_ultralytics_model_offline(tmp_path, http):
-    """YOLO_OFFLINE=1 python -m camserver --model yolo11n.yaml serves annotated frames (random weights)."""
+    """YOLO_OFFLINE=1 python -m camserver --model yolo11n.yaml detects and streams frames (random weights)."""
     server = await ServerProcess.start("--model", "yolo11n.yaml", "--imgsz", "320", cwd=tmp_path, timeout=120)
     base = f"http://127.0.0.1:{server.http_port}"
     try:
@@ -93,10 +93,11 @@ async def test_real_ultralytics_model_offline(tmp_path, http):
             frame = make_jpeg(1, 640, 480)
             await cam.send(frame)
             part = await viewer.next_live(timeout=60)
-            assert part.seq == 1 and part.jpeg != frame  # re-encoded after plot()
+            # boxes are drawn when there are some; random weights at conf 0.25 rarely give any
+            assert part.seq == 1 and decode(part.jpeg).shape == (480, 640, 3)
         async with http.get(f"{base}/api/cameras") as resp:
             real = (await resp.json())[0]
-        assert real["frames_processed"] == 1 and real["inference_ms"] > 0
+        assert real["frames_processed"] == 1 and real["frames_detected"] == 1 and real["inference_ms"] > 0
         async with http.get(f"{base}/api/cameras/real/detections") as resp:
             assert isinstance((await resp.json())["detections"], list)
         await cam.close()

@@ -292,7 +292,8 @@ def test_any_bytes_are_rejected_or_decode_to_their_declared_size(data):
 
 
 async def test_camera_faster_than_the_detector_drops_old_frames_with_latency_under_1s(http):
-    """100 fps into a 10 fps detector for 20 s: one-frame slot, drops counted, memory flat, latency < 1 s."""
+    """100 fps into a 10 fps detector for 20 s: detection samples the newest frames, the stream keeps up within
+    1 s, every frame is streamed or counted as dropped, memory flat."""
     async with running_server(FakeDetector(delay_s=0.1)) as srv:
         cam = await connect_camera(srv.ws("fast"))
         await wait_for(lambda: srv.server.hub.get("fast") is not None)
@@ -305,7 +306,8 @@ async def test_camera_faster_than_the_detector_drops_old_frames_with_latency_und
                 latencies.append(time.monotonic() - feed.sent_at[part.seq])
                 rss.append(rss_mb())
         await wait_for(lambda: not srv.server.scheduler.busy("fast"))
-        assert camera.frames_dropped > 0.7 * camera.frames_received
+        detected = srv.server.scheduler.camera_figures("fast")["frames_detected"]
+        assert detected < 0.3 * camera.frames_received, (detected, camera.frames_received)
         assert camera.frames_processed + camera.frames_dropped + camera.slot.full == camera.frames_received
         assert max(latencies[5:]) < 1.0, max(latencies)
         assert rss[-1] - rss[len(rss) // 4] < 30, (rss[len(rss) // 4], rss[-1])

@@ -10,7 +10,7 @@ MAX_LINES = 420  # "modules under ~400 lines" (STYLE.md)
 
 # The data flows camera -> ingest -> detect -> events -> integrations / web; app wires them, cli starts
 # them, sim drives them from outside. Modules at the top level below the stages are shared by all.
-STAGES = ["ingest", "motion", "detect", "events", "record", "integrations", "board", "web", "app", "cli", "sim",
+STAGES = ["ingest", "motion", "detect", "events", "record", "integrations", "board", "web", "app", "run", "cli", "sim",
           "infer"]
 SHARED = {"config", "hub", "logsafe", "auth", "supervise", "storage", "__init__", "__main__"}
 

@@ -33,7 +33,16 @@ from .checks import (
 )
 from .shapes import FilterConfig, MaskConfig, ZoneConfig, _filters, _masks, _zones
 
-BACKENDS = ("auto", "torch", "openvino", "onnx")
+BACKENDS = ("auto", "torch", "openvino", "onnx", "triton")
+TRITON_URL_RE = re.compile(r"^(grpcs?|https?)://[^\s/,]+/?$")
+TRITON_MODEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _triton_urls(v: Any) -> str | None:
+    urls = [u.strip() for u in v.split(",") if u.strip()] if isinstance(v, str) else v
+    if not isinstance(urls, (list, tuple)) or not all(isinstance(u, str) and TRITON_URL_RE.match(u) for u in urls):
+        return "must be grpc://HOST:PORT or http://HOST:PORT (grpcs://, https:// for TLS), or a list of them"
+    return None
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,17 @@ class DetectConfig:
     cache_dir: str = _opt("", _path)  # "": ~/.cache/camserver
     jpeg_quality: int = _opt(80, _number(int, 10, 100))
     stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
+    # backend "triton": the shared inference service (python -m camserver.infer)
+    url: tuple[str, ...] = _opt((), _triton_urls)  # grpc://HOST:8001 or http://HOST:8000; several: tried in order
+    triton_model: str = _opt("detector", _text(TRITON_MODEL_RE, "must be letters, digits, '.', '_' or '-'"))
+    timeout_s: float = _opt(3.0, _number(float, 0.1, 120))  # one request's limit; past it the service counts as lost
+    triton_inflight: int = _opt(4, _number(int, 1, 64))  # batches sent and not yet answered, at most
+
+    def __post_init__(self) -> None:
+        if isinstance(self.url, str):  # "grpc://a:8001, grpc://b:8001" as well as a list
+            object.__setattr__(self, "url", tuple(u.strip() for u in self.url.split(",") if u.strip()))
+        if self.backend == "triton" and not self.url:
+            raise ConfigError("detect.url", "", "must be set (e.g. grpc://HOST:8001) when detect.backend is triton")
 
 
 @dataclass(frozen=True)

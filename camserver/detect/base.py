@@ -49,6 +49,46 @@ class Detector(Protocol):
         ...
 
 
+class DetectorUnavailable(Exception):
+    """A remote detector cannot take frames now (the service is unreachable or busy); the text says why."""
+
+
+class AsyncDetector(Protocol):
+    """A detector that runs elsewhere (the triton backend): camserver sends JPEGs, gets boxes back.
+
+    No detector thread and no decode before inference: the scheduler awaits `detect_jpegs` on the
+    event loop, decodes only to draw for a watched stream, and sends a batch only while `free()`.
+    """
+
+    info: BackendInfo
+    state: str  # "ok" or "degraded"
+    reason: str | None  # why degraded
+
+    def free(self) -> bool:
+        """Whether a batch may be sent now (connected, and a slot for one more batch in flight)."""
+        ...
+
+    async def start(self) -> None:
+        """Connect if it can; never raises because the service is away."""
+        ...
+
+    async def stop(self) -> None:
+        """Close connections and helper tasks."""
+        ...
+
+    async def detect_jpegs(self, jpegs: Sequence[bytes]) -> list[list[Detection]]:
+        """The detections of each JPEG; raises DetectorUnavailable when it cannot, another error for a failed batch."""
+        ...
+
+    def draw(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        """`image` with the detections drawn on it (may draw in place)."""
+        ...
+
+    def figures(self) -> dict[str, Any]:
+        """What /healthz and /metrics show: URL without credentials, state, round-trip time, batch sizes."""
+        ...
+
+
 class ModelLoadError(Exception):
     """The model could not be loaded; the text tells the user what to do."""
 

@@ -145,6 +145,22 @@ class DetectorPool:
         call.future = asyncio.get_running_loop().run_in_executor(worker.executor, run)
         return call
 
+    async def result(self, call: InferenceCall, stall_timeout_s: float) -> list[list[Detection]] | None:
+        """The call's result; None when it ran past the stall timeout or was dropped with a hung worker."""
+        while True:
+            started = call.started
+            # a call queued behind another one is timed from when it starts, not from when it was queued
+            timeout = stall_timeout_s - (time.monotonic() - started if started is not None else 0)
+            try:
+                return await asyncio.wait_for(asyncio.shield(call.future), max(timeout, 0))
+            except TimeoutError:
+                if call.started is not None and time.monotonic() - call.started >= stall_timeout_s:
+                    return None
+            except asyncio.CancelledError:
+                if call.future.cancelled():  # never ran: its worker was abandoned while it waited
+                    return None
+                raise
+
     def replace(self, worker: DetectorWorker) -> None:
         """Abandon a hung worker and start loading a replacement in the background."""
         self.stalls += 1

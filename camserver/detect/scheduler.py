@@ -1,10 +1,18 @@
-"""The batching scheduler: the newest frame of every waiting camera, one inference per batch.
+"""The detection scheduler: every frame streamed at the camera's rate, the detector run where it matters.
 
-A batch takes the newest waiting frame of up to `max_batch` cameras, least recently served
-first, never two frames of one camera. It never waits on a timer to fill up: a lone camera goes
-alone. The stages overlap: while batch k infers on the detector thread, batch k+1 decodes and
-batch k-1 draws and encodes in the frame pool. Boxes are drawn only for a camera whose annotated
-stream has a viewer; a snapshot draws on demand.
+Each camera's newest frame is prepared on its own in the frame pool (motion on a reduced decode,
+the gate, a full decode only when needed; see pipeline.py), one frame per camera at a time, so a
+camera whose frames are slow to decode never holds back another camera. Then:
+
+- a frame the gate keeps from the detector (nothing moves) is published at once, with the boxes
+  of the objects still there (the latest detection) drawn for viewers of the annotated stream;
+- a frame that goes to the detector waits for it when the detector has room, and is published
+  with its own boxes; when the detector is busy, the frame is published at once with the latest
+  boxes and waits, newest wins, for its turn: detection may fall behind, the streams never do.
+
+Batches take the waiting frames of up to `max_batch` cameras, least recently served first, never
+two of one camera, and never wait on a timer. With the remote inference service (the triton
+backend) a batch's JPEGs go as they are and nothing is decoded before inference.
 """
 
 from __future__ import annotations
@@ -13,173 +21,202 @@ import asyncio
 import logging
 import time
 import weakref
-from collections import deque
 from concurrent.futures import Future
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-import numpy as np
-
+from ..config import Config, MotionConfig
 from ..hub import Camera, CameraHub, Frame
 from ..logsafe import ThrottledLog
+from ..motion import masks_for
 from ..supervise import cancel_and_wait
-from .base import Detection, first_line
-from .frames import FrameResult, decode_frame, mark_frame, render_frame, render_jpeg
-from .pool import DetectorPool, DetectorWorker, InferenceCall
+from .base import AsyncDetector, Detection, Detector, DetectorUnavailable, first_line
+from .pipeline import CameraPipeline, Prepared, lag, prepare
+from .publish import STALLED_TEXT, AnnotatedPublisher
+from .pool import DetectorPool, DetectorWorker
 
 log = logging.getLogger(__name__)
 
-STALLED_TEXT = "detector stalled"
-LAG_S = 5.0  # a camera whose frames keep arriving with none processed this long is lagging
-POST_BATCHES = 4  # batches between inference and published at once; more make inference wait
+HELD_EVERY_S = 1.0  # how often the events stage hears that a camera's held frames still show the scene
+TICK_S = 1.0  # motion switches turn off and throttled cameras resume even when no frame comes
 T = TypeVar("T")
-
-
-class DispatchState:
-    """The scheduler's own state of one camera: what is in flight, and its latest detections."""
-
-    __slots__ = ("in_pipeline", "awaiting_inference", "last_dispatch", "inference_ms", "detections",
-                 "detections_frame", "detect_errors")
-
-    def __init__(self) -> None:
-        self.in_pipeline = 0  # frames taken from the slot and not yet published
-        self.awaiting_inference = False  # one of them is in a batch that has not reached the model yet
-        self.last_dispatch = 0  # scheduler tick of the last frame sent to the detector
-        self.inference_ms: deque[float] = deque(maxlen=30)
-        self.detections: list[Detection] = []  # of the latest inferred frame
-        self.detections_frame: Frame | None = None  # that frame, as the camera sent it
-        self.detect_errors = 0  # frames published unannotated because the detector failed or stalled
+Batch = list[tuple[Camera, "CameraPipeline", "Prepared"]]
 
 
 class DetectionScheduler:
-    """Feeds batches of frames to the detector pool and publishes the results.
+    """Prepares, batches and publishes every camera's frames.
 
-    While the detector is stalled, frames go to viewers unannotated with a "detector stalled"
-    banner instead of waiting.
+    Args:
+        hub: the cameras.
+        pool: the local detector workers and the frame pool (no workers with a remote detector).
+        stall_timeout_s: a local inference call running longer is given up and its worker replaced.
+        jpeg_quality: of the annotated frames.
+        remote: the shared inference service's client, instead of local workers.
+        motion: the motion config of a camera (None: no gate, every frame goes to the detector).
     """
 
-    def __init__(self, hub: CameraHub, pool: DetectorPool, stall_timeout_s: float, jpeg_quality: int = 80) -> None:
+    def __init__(self, hub: CameraHub, pool: DetectorPool, stall_timeout_s: float, jpeg_quality: int = 80,
+                 remote: AsyncDetector | None = None,
+                 motion: Callable[[str], MotionConfig] | None = None) -> None:
         self.hub = hub
         self.pool = pool
-        # per Camera object, so a forgotten camera's state goes with it
-        self.cameras: weakref.WeakKeyDictionary[Camera, DispatchState] = weakref.WeakKeyDictionary()
-        # whether someone watches the camera's annotated stream (boxes are drawn only then)
-        self.watched: Callable[[str], bool] = lambda camera_id: False
+        self.remote = remote
         self.stall_timeout_s = stall_timeout_s
         self.jpeg_quality = jpeg_quality
-        self.batch_sizes: deque[int] = deque(maxlen=200)
-        self.batch_ms: deque[float] = deque(maxlen=200)
+        self.motion_for = motion
+        # what draws the boxes and puts frames on the annotated channels
+        self.publisher = AnnotatedPublisher(pool.frames, lambda: self.drawer, lambda camera_id: self.watched(camera_id),
+                                            jpeg_quality)
+        self.motion_masks: Callable[[str], list[Any]] = lambda camera_id: []
+        self.batch_sizes: list[int] = []
+        self.batch_ms: list[float] = []
+        self.undetected = 0  # frames published without detection because the remote detector was away
         self._tick = 0
-        self._preparing = 0  # batches taken but not yet inferring
-        self._post = asyncio.Semaphore(POST_BATCHES)
         self._jobs: set[asyncio.Task[None]] = set()
         self._bad_frames = ThrottledLog(log)
         self._failures = ThrottledLog(log)
-        # every inferred frame's detections, watched or not (the events stage)
+        self._costly = ThrottledLog(log, interval_s=30.0)
+        # per Camera object, so a forgotten camera's state goes with it
+        self.cameras: weakref.WeakKeyDictionary[Camera, CameraPipeline] = weakref.WeakKeyDictionary()
+        # hooks the app sets
+        self.watched: Callable[[str], bool] = lambda camera_id: False  # someone watches the annotated stream
+        self.objects_moving: Callable[[str], bool] = lambda camera_id: False  # a tracked object still moves
         self.on_detections: Callable[[Camera, Frame, tuple[int, int], list[Detection]], None] | None = None
+        self.on_held: Callable[[Camera, float], None] | None = None  # a held frame: what was seen is still there
+        self.on_motion: Callable[[Camera, bool, float], None] | None = None  # the debounced motion state changed
         self.on_batch: Callable[[int, float], None] | None = None  # frames, seconds: per inference call
 
-    def of(self, cam: Camera) -> DispatchState:
+    @classmethod
+    def from_config(cls, hub: CameraHub, pool: DetectorPool, config: Config,
+                    remote: AsyncDetector | None = None) -> DetectionScheduler:
+        """The scheduler with the detect section's limits and each camera's motion settings."""
+        d = config.detect
+        scheduler = cls(hub, pool, d.stall_timeout_s, d.jpeg_quality, remote, config.motion_for)
+        scheduler.motion_masks = lambda camera_id: masks_for(config.motion, camera_id)
+        return scheduler
+
+    # --- state and figures ---------------------------------------------------------------------------
+
+    @property
+    def detector(self) -> bool:
+        """Whether there is a detector at all (not `--model none`)."""
+        return self.remote is not None or not self.pool.passthrough
+
+    def of(self, cam: Camera) -> CameraPipeline:
         """The scheduler's state of `cam`."""
         state = self.cameras.get(cam)
         if state is None:
-            state = self.cameras[cam] = DispatchState()
+            motion = None
+            if self.detector:  # without a model there is nothing to gate; without a config, every frame goes
+                motion = self.motion_for(cam.id) if self.motion_for is not None else MotionConfig(enabled=False)
+            state = self.cameras[cam] = CameraPipeline(motion, self.motion_masks(cam.id))
         return state
 
-    def _state(self, camera_id: str) -> DispatchState | None:
+    def _state(self, camera_id: str) -> CameraPipeline | None:
         cam = self.hub.get(camera_id)
         return None if cam is None else self.cameras.get(cam)
 
     def busy(self, camera_id: str) -> bool:
-        """Whether a frame of this camera is being decoded, inferred or drawn."""
+        """Whether a frame of this camera is being prepared, waits for the detector or is detected."""
         state = self._state(camera_id)
-        return state is not None and state.in_pipeline > 0
+        return state is not None and state.busy
 
     def latest(self, camera_id: str) -> tuple[Frame | None, list[Detection]]:
-        """The camera's latest inferred frame and its detections."""
+        """The camera's latest detected frame and its detections."""
         state = self._state(camera_id)
         return (state.detections_frame, state.detections) if state else (None, [])
 
     def camera_figures(self, camera_id: str) -> dict[str, Any]:
         """The scheduler's part of what /api/cameras shows for a camera."""
         state = self._state(camera_id)
-        ms = state.inference_ms if state else ()
-        return {"detect_errors": state.detect_errors if state else 0,
-                "inference_ms": round(sum(ms) / len(ms), 1) if ms else None}
+        if state is None:
+            return {"frames_detected": 0, "detect_errors": 0, "inference_ms": None, "boxes_age_s": None,
+                    "motion": None}
+        return state.figures(time.monotonic())
 
     def lagging(self, now: float) -> dict[str, str]:
-        """Connected cameras whose frames arrive but none was processed for LAG_S, each with the cause."""
+        """Connected cameras whose frames arrive but are not published, or not detected, for LAG_S, with the cause."""
         out = {}
         for cam in self.hub:
-            since = cam.waiting_since
-            if not cam.connected or since is None or now - since < LAG_S:
-                continue
-            if self.pool.stalled:
-                cause = "the detector is stalled"
-            elif self.busy(cam.id):
-                cause = "its frame is still in decode or inference"
-            else:
-                cause = "its frames wait for the detector (saturated)"
-            out[cam.id] = f"no frame processed for {now - since:.0f} s: {cause}"
+            if cam.connected and (why := lag(cam, self.cameras.get(cam), self.pool.stalled, now)) is not None:
+                out[cam.id] = why
         return out
 
     @property
     def state(self) -> str:
-        """ok or stalled, as /healthz and /api/cameras show it."""
+        """ok, stalled (a local detector hung) or degraded (the remote one is away), as /healthz shows it."""
+        if self.remote is not None:
+            return self.remote.state
         return "stalled" if self.pool.stalled else "ok"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the state is not ok (the remote detector's reason), if known."""
+        return self.remote.reason if self.remote is not None and self.remote.state != "ok" else None
+
+    @property
+    def drawer(self) -> Detector | AsyncDetector | None:
+        """What draws boxes: the remote detector's draw (local), or a loaded local detector."""
+        return self.remote if self.remote is not None else self.pool.drawer
 
     def figures(self) -> dict[str, Any]:
         """Backend, device, precision, batch size in use, and recent batch figures."""
-        info = self.pool.info
-        sizes, ms = self.batch_sizes, self.batch_ms
-        return {
+        info = self.remote.info if self.remote is not None else self.pool.info
+        sizes, ms = self.batch_sizes[-200:], self.batch_ms[-200:]
+        out = {
             "backend": info.backend if info else "none",
             "device": info.device if info else None,
             "precision": info.precision if info else None,
-            "max_batch": self.pool.max_batch,
+            "max_batch": self.max_batch,
             "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None,
             "batch_ms": round(sum(ms) / len(ms), 1) if ms else None,
         }
+        if self.remote is not None:
+            out["remote"] = self.remote.figures()
+            out["frames_undetected"] = self.undetected
+        return out
+
+    @property
+    def max_batch(self) -> int:
+        """Frames per inference call."""
+        if self.remote is not None:
+            return max(1, self.remote.info.max_batch)
+        return self.pool.max_batch
+
+    # --- the loop -----------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Dispatch frames until cancelled; an idle camera costs nothing."""
+        """Prepare, dispatch and publish frames until cancelled; an idle camera costs nothing."""
+        waiting = self.hub.frame_waiting
         try:
             while True:
-                await self.hub.frame_waiting.wait()
-                self.hub.frame_waiting.clear()
+                try:
+                    async with asyncio.timeout(TICK_S):
+                        await waiting.wait()
+                except TimeoutError:
+                    self._tick_motion()
+                waiting.clear()
                 self._dispatch()
         finally:
             await cancel_and_wait(*self._jobs)
 
     def _dispatch(self) -> None:
-        # One batch prepares (decodes) at a time, and only while a worker has room for it (one
-        # inferring, one queued behind it): frames taken any earlier would only be older by the
-        # time they are inferred; until then they wait in their slots, where newer ones replace them.
-        if self._preparing:
-            return
-        ready = sorted((c for c in self.hub if c.slot.full and not self.of(c).awaiting_inference),
-                       key=lambda c: self.of(c).last_dispatch)
-        if not ready:
-            return
-        if self.pool.free_worker() is None and not self.pool.passthrough:
-            if self.pool.stalled:
-                for cam in ready:  # no model can take frames now: pass them on, marked
-                    self._spawn(self._pass_marked(*self._take(cam)))
-            return
-        batch = [self._take(cam) for cam in ready[: self.pool.max_batch]]
-        self._preparing += 1
-        self._spawn(self._run_batch(batch))
+        now = time.monotonic()
+        for cam in self.hub:
+            if not cam.slot.full:
+                continue
+            state = self.of(cam)
+            if state.preparing:
+                continue
+            if now < state.not_before:
+                state.throttled += 1
+                continue
+            frame = cam.slot.take()
+            assert frame is not None
+            state.preparing = True
+            self._spawn(self._prepare(cam, state, frame))
+        self._dispatch_batches()
 
-    def _take(self, cam: Camera) -> tuple[Camera, Frame]:
-        frame = cam.slot.take()
-        assert frame is not None
-        self._tick += 1
-        state = self.of(cam)
-        state.last_dispatch = self._tick
-        state.in_pipeline += 1
-        state.awaiting_inference = True
-        return cam, frame
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Any) -> None:
         job = asyncio.ensure_future(coro)
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
@@ -187,147 +224,180 @@ class DetectionScheduler:
     async def _in_pool(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool.frames, fn, *args)
 
-    async def _run_batch(self, batch: list[tuple[Camera, Frame]]) -> None:
+    # --- preparation -----------------------------------------------------------------------------------
+
+    async def _prepare(self, cam: Camera, state: CameraPipeline, frame: Frame) -> None:
+        local = self.remote is None and not self.pool.passthrough
+        # the picture is needed to draw boxes for a viewer, or (no model) to refuse a frame that does not decode
+        decode = not self.detector or (self.watched(cam.id) and bool(state.detections))
         try:
-            images = await asyncio.gather(*(self._in_pool(decode_frame, frame.jpeg) for _, frame in batch))
-            decoded: list[tuple[Camera, Frame, np.ndarray]] = []
-            for (cam, frame), image in zip(batch, images):
-                if image is None:
-                    self._done(cam)
-                    self._publish(cam, frame, FrameResult(None, error="JPEG did not decode"))
-                else:
-                    decoded.append((cam, frame, image))
-            worker = None
-            if decoded and not self.pool.passthrough:
-                await self._post.acquire()
-                worker = await self.pool.acquire()
-                if worker is None:
-                    self._post.release()
+            prepared = await self._in_pool(prepare, state, frame, cam.size, self.objects_moving(cam.id), decode, local)
+        except BaseException:
+            state.preparing = False
+            raise
         finally:
-            self._preparing -= 1
-            for cam, _ in batch:
-                self.of(cam).awaiting_inference = False
             self.hub.frame_waiting.set()
-        if not decoded:
+        now = time.monotonic()
+        if state.finished(prepared.cost_s, now):
+            self._costly.warning(cam.id, "camera %s: a frame took %.0f ms of CPU to prepare; taking at most one "
+                                 "every %.1f s from it", cam.id, prepared.cost_s * 1000, state.not_before - now)
+            asyncio.get_running_loop().call_at(asyncio.get_running_loop().time() + state.not_before - now,
+                                               self.hub.frame_waiting.set)
+        if prepared.error is not None:
+            cam.reject("undecodable")
+            self._bad_frames.warning(cam.id, "camera %s: frame rejected: %s", cam.id, prepared.error)
             return
-        if self.pool.passthrough:
-            for cam, frame, _ in decoded:
-                self._done(cam)
-                self._publish(cam, frame, FrameResult(frame.jpeg))
+        if prepared.motion is not None and state.switch is not None:
+            self._motion_state(cam, state, state.switch.update(frame.wall_time, prepared.motion.motion), frame.wall_time)
+        if prepared.detect is None or not self.detector:
+            await self.publisher.publish(cam, frame, prepared.image, state.detections)
+            if self.detector and self.on_held is not None and frame.wall_time - state.held_at >= HELD_EVERY_S:
+                state.held_at = frame.wall_time
+                self.on_held(cam, frame.wall_time)
             return
-        if worker is None:  # stalled meanwhile: no model can take them
-            await asyncio.gather(*(self._pass_marked(cam, frame) for cam, frame, _ in decoded))
-            return
-        try:
-            await self._infer(worker, decoded)
-        finally:
-            self._post.release()
+        await self._to_detector(cam, state, prepared)
 
-    async def _await_call(self, call: InferenceCall) -> list[list[Detection]] | None:
-        """The call's result; None when it ran past the stall timeout or was dropped with a hung worker."""
+    def _motion_state(self, cam: Camera, state: CameraPipeline, changed: bool | None, when: float) -> None:
+        if changed is not None and self.on_motion is not None:
+            self.on_motion(cam, changed, when)
+
+    def _tick_motion(self) -> None:
+        """Motion switches turn off after their delay even when a camera sends nothing."""
+        now = self.hub.clock()
+        for cam, state in list(self.cameras.items()):
+            if state.switch is not None:
+                self._motion_state(cam, state, state.switch.update(now, False), now)
+
+    async def _to_detector(self, cam: Camera, state: CameraPipeline, prepared: Prepared) -> None:
+        """A frame the gate sends to the detector: now if it has room (published after), else published and queued."""
+        if self.remote is not None and self.remote.state != "ok":  # away: nothing waits for it
+            self.undetected += 1
+            await self.publisher.publish(cam, prepared.frame, prepared.image, state.detections)
+            return
+        if self.remote is None and self.pool.stalled:
+            await self._publish_marked(cam, state, prepared.frame)
+            return
+        if state.wanting_since is None:
+            state.wanting_since = time.monotonic()
+        room = not state.detecting and (self.remote.free() if self.remote is not None
+                                        else self.pool.free_worker() is not None)
+        state.pending = prepared
+        if not room:  # detection falls behind; the stream does not
+            prepared.published = True
+            await self.publisher.publish(cam, prepared.frame, prepared.image, state.detections)
+        self._dispatch_batches()
+
+    # --- batches -----------------------------------------------------------------------------------------
+
+    def _dispatch_batches(self) -> None:
         while True:
-            started = call.started
-            # a call queued behind another one is timed from when it starts, not from when it was queued
-            timeout = self.stall_timeout_s - (time.monotonic() - started if started is not None else 0)
-            try:
-                return await asyncio.wait_for(asyncio.shield(call.future), max(timeout, 0))
-            except TimeoutError:
-                if call.started is not None and time.monotonic() - call.started >= self.stall_timeout_s:
-                    return None
-            except asyncio.CancelledError:
-                if call.future.cancelled():  # never ran: its worker was abandoned while it waited
-                    return None
-                raise
+            # a frame held back from the stream for its own boxes goes first, then the least recently served
+            waiting = sorted(((c, s) for c, s in self.cameras.items() if s.pending is not None and not s.detecting),
+                             key=lambda cs: (cs[1].pending.published, cs[1].last_dispatch))  # type: ignore[union-attr]
+            if not waiting:
+                return
+            if self.remote is not None:
+                if not self.remote.free():
+                    return
+                worker = None
+            else:
+                worker = self.pool.free_worker()
+                if worker is None:
+                    return
+                worker.inflight += 1
+            batch = []
+            for cam, state in waiting[: self.max_batch]:
+                self._tick += 1
+                state.last_dispatch, state.detecting = self._tick, True
+                item, state.pending = state.pending, None
+                assert item is not None
+                batch.append((cam, state, item))
+            self._spawn(self._run_remote(batch) if worker is None else self._infer(worker, batch))
 
-    async def _infer(self, worker: DetectorWorker, decoded: list[tuple[Camera, Frame, np.ndarray]]) -> None:
-        call = self.pool.submit(worker, [image for _, _, image in decoded])
+    async def _infer(self, worker: DetectorWorker, batch: Batch) -> None:
+        images = [item.image for _, _, item in batch]
+        call = self.pool.submit(worker, images)  # type: ignore[arg-type]
         try:
-            results = await self._await_call(call)
-            if results is not None and len(results) != len(decoded):
-                raise RuntimeError(f"detector returned {len(results)} results for {len(decoded)} frames")
+            results = await self.pool.result(call, self.stall_timeout_s)
+            if results is not None and len(results) != len(batch):
+                raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} frames")
         except Exception as exc:  # the detector raised: publish the frames as they came
             self.pool.release(worker)
             log.debug("detector failed on a batch", exc_info=True)
-            for cam, frame, _ in decoded:
-                self._done(cam)
-                self._publish(cam, frame, FrameResult(frame.jpeg, error=f"detector failed: {first_line(exc)}"))
+            await self._failed(batch, f"detector failed: {first_line(exc)}")
             return
         if results is None:
             if worker in self.pool.workers:  # the first of its calls to notice: replace the worker
                 log.error("detector %s has not returned for %.1f s: replacing it", worker.name, self.stall_timeout_s)
                 self.pool.replace(worker)
             call.future.add_done_callback(_ignore_result)
-            await asyncio.gather(*(self._pass_marked(cam, frame) for cam, frame, _ in decoded))
+            for cam, state, item in batch:
+                state.detecting = False
+                if not item.published:
+                    await self._publish_marked(cam, state, item.frame)
             return
         self.pool.release(worker)
-        self.hub.frame_waiting.set()  # room for the next batch
         ms = (time.monotonic() - (call.started or time.monotonic())) * 1000
-        self.batch_sizes.append(len(decoded))
-        self.batch_ms.append(ms)
-        if self.on_batch is not None:
-            self.on_batch(len(decoded), ms / 1000)
-        await asyncio.gather(
-            *(self._finish(cam, frame, image, dets, ms) for (cam, frame, image), dets in zip(decoded, results))
-        )
+        await self._detected(batch, results, ms)
 
-    async def _finish(self, cam: Camera, frame: Frame, image: np.ndarray, detections: list[Detection], ms: float) -> None:
-        """Record one inferred frame; draw and encode it only if someone watches its annotated stream."""
+    async def _run_remote(self, batch: Batch) -> None:
+        """One request to the remote detector; the cameras stay out of batches until its answer."""
+        assert self.remote is not None
+        started = time.monotonic()
         try:
-            state = self.of(cam)
-            state.inference_ms.append(ms)
-            state.detections = detections
-            state.detections_frame = frame
-            cam.processed(time.monotonic())
-            if self.on_detections is not None:
-                self.on_detections(cam, frame, (image.shape[1], image.shape[0]), detections)
-            if self.watched(cam.id):
-                drawer = self.pool.drawer
-                assert drawer is not None
-                jpeg = await self._in_pool(render_frame, drawer, image, detections, self.jpeg_quality)
-                if jpeg is not None:
-                    self._publish_annotated(cam, Frame(frame.seq, jpeg, frame.received_at, frame.wall_time))
-        finally:
-            self._done(cam)
+            results = await self.remote.detect_jpegs([item.frame.jpeg for _, _, item in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} frames")
+        except DetectorUnavailable:
+            self.undetected += len(batch)
+            for cam, state, item in batch:
+                state.detecting, state.wanting_since = False, None
+                if not item.published:
+                    await self.publisher.publish(cam, item.frame, item.image, state.detections)
+            return
+        except Exception as exc:  # the service failed this batch: publish the frames as they came
+            log.debug("remote detector failed on a batch", exc_info=True)
+            await self._failed(batch, f"detector failed: {first_line(exc)}")
+            return
+        await self._detected(batch, results, (time.monotonic() - started) * 1000)
 
-    async def annotated_latest(self, cam: Camera) -> Frame | None:
-        """The annotated frame for the camera's latest processed frame, drawn now if nobody watched it."""
-        current, (source, detections) = cam.annotated.frame, self.latest(cam.id)
-        if source is None or (current is not None and current.seq >= source.seq) or self.pool.drawer is None:
-            return current
-        jpeg = await self._in_pool(render_jpeg, self.pool.drawer, source.jpeg, detections, self.jpeg_quality)
-        if jpeg is not None:
-            self._publish_annotated(cam, Frame(source.seq, jpeg, source.received_at, source.wall_time))
-        return cam.annotated.frame
+    async def _publish_marked(self, cam: Camera, state: CameraPipeline, frame: Frame) -> None:
+        state.detect_errors += 1
+        self._failures.warning(cam.id, "camera %s: frame published unannotated: %s", cam.id, STALLED_TEXT)
+        await self.publisher.publish_marked(cam, frame)
 
-    def _done(self, cam: Camera) -> None:
-        self.of(cam).in_pipeline -= 1
+    async def _failed(self, batch: Batch, error: str) -> None:
+        for cam, state, item in batch:
+            state.detecting = False
+            state.detect_errors += 1
+            self._failures.warning(cam.id, "camera %s: frame published unannotated: %s", cam.id, error)
+            if not item.published:
+                await self.publisher.publish(cam, item.frame, None, [])
         self.hub.frame_waiting.set()
 
-    async def _pass_marked(self, cam: Camera, frame: Frame) -> None:
-        self.of(cam).awaiting_inference = False
-        try:
-            jpeg = await self._in_pool(mark_frame, frame.jpeg, STALLED_TEXT, self.jpeg_quality)
-        finally:
-            self._done(cam)
-        self._publish(cam, frame, FrameResult(jpeg, error=STALLED_TEXT))
+    async def _detected(self, batch: Batch, results: list[list[Detection]], ms: float) -> None:
+        self.batch_sizes = self.batch_sizes[-199:] + [len(batch)]
+        self.batch_ms = self.batch_ms[-199:] + [ms]
+        if self.on_batch is not None:
+            self.on_batch(len(batch), ms / 1000)
+        now = time.monotonic()
+        for (cam, state, item), detections in zip(batch, results):
+            state.detecting, state.wanting_since = False, None
+            state.frames_detected += 1
+            state.inference_ms.append(ms)
+            state.detections, state.detections_frame, state.detections_at = detections, item.frame, now
+            if self.on_detections is not None:
+                image = item.image
+                size = (image.shape[1], image.shape[0]) if image is not None else (cam.size or (0, 0))
+                self.on_detections(cam, item.frame, size, detections)
+        self.hub.frame_waiting.set()  # these cameras, and the detector's room, are free again
+        await asyncio.gather(*(self.publisher.publish(cam, item.frame, item.image, dets)
+                               for (cam, _, item), dets in zip(batch, results) if not item.published))
 
-    def _publish(self, cam: Camera, frame: Frame, result: FrameResult) -> None:
-        """Publish a frame that needs no drawing: passed through, marked, or unannotated after an error."""
-        if result.jpeg is None:
-            cam.reject("undecodable")
-            self._bad_frames.warning(cam.id, "camera %s: frame rejected: %s", cam.id, result.error)
-            return
-        if result.error:
-            self.of(cam).detect_errors += 1
-            self._failures.warning(cam.id, "camera %s: frame published unannotated: %s", cam.id, result.error)
-        cam.processed(time.monotonic())
-        self._publish_annotated(cam, Frame(frame.seq, result.jpeg, frame.received_at, frame.wall_time))
-
-    @staticmethod
-    def _publish_annotated(cam: Camera, out: Frame) -> None:
-        current = cam.annotated.frame
-        if current is None or out.seq > current.seq:  # batches may finish out of order
-            cam.annotated.publish(out)
+    async def annotated_latest(self, cam: Camera) -> Frame | None:
+        """The camera's latest annotated frame, with the latest boxes drawn now if nobody watched it."""
+        state = self.cameras.get(cam)
+        return await self.publisher.latest(cam, state.detections if state else [])
 
 
 def _ignore_result(future: Future[Any] | asyncio.Future[Any]) -> None:

@@ -45,7 +45,8 @@ class EventEngine:
         self.rules: dict[str, CameraRules] = {}
         self.executor = database.executor  # the events thread: tracking, rules and storage, in frame order
         self.pending = 0
-        self._inbox: deque[tuple[str, float, bytes, tuple[int, int], list[Detection]]] = deque()
+        # processed frames, and held ones (jpeg None: the gate kept them from the detector)
+        self._inbox: deque[tuple[str, float, bytes | None, tuple[int, int], list[Detection]]] = deque()
         self._draining = False  # a drain job is queued or running
         self.skipped = 0
         self.write_errors = 0
@@ -141,10 +142,29 @@ class EventEngine:
         Frames wait in an inbox that one job on the events thread drains, so a burst of frames
         costs one hand-over between threads, not one each.
         """
+        self._queue((camera, when, jpeg, size, detections))
+
+    def on_held(self, camera: str, when: float) -> None:
+        """A frame the motion gate kept from the detector: what the camera last showed is still there.
+
+        Goes through the same inbox as the frames, so the events thread sees them in order.
+        """
+        if camera in self.rules:
+            self._queue((camera, when, None, (0, 0), []))
+
+    def objects_moving(self, camera: str) -> bool:
+        """Whether a tracked object of the camera still moves (the motion gate's "objects" reason).
+
+        A plain bool the events thread writes: reading it from the loop is safe.
+        """
+        rules = self.rules.get(camera)
+        return rules is not None and rules.moving
+
+    def _queue(self, item: tuple[str, float, bytes | None, tuple[int, int], list[Detection]]) -> None:
         if len(self._inbox) >= MAX_PENDING:
             self.skipped += 1
             return
-        self._inbox.append((camera, when, jpeg, size, detections))
+        self._inbox.append(item)
         if not self._draining:
             self._draining = True
             self._submit(self._drain).add_done_callback(self._drained)
@@ -169,8 +189,11 @@ class EventEngine:
                 return changes
             changes += self._process(*frame)
 
-    def _process(self, camera: str, when: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection]) -> list[Change]:
+    def _process(self, camera: str, when: float, jpeg: bytes | None, size: tuple[int, int],
+                 detections: list[Detection]) -> list[Change]:
         rules = self.rules.get(camera)
+        if jpeg is None:  # a held frame
+            return self._store(rules.on_held(when), when) if rules is not None else []
         if rules is None:
             if not detections:
                 return []  # no tracker for a camera that never showed anything

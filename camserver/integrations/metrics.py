@@ -7,7 +7,7 @@ cost nothing per frame; the two histograms are observed once per inference batch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,9 +28,12 @@ class MetricSources:
 
     hub: CameraHub
     viewers: Callable[[str], int]  # open streams of a camera
+    detected: Callable[[str], int]  # frames of a camera sent to the detector
     events_started: Callable[[], Mapping[tuple[str, str], int]]  # events per (camera, label)
     mqtt_dropped: Callable[[], int]
     webhook_failures: Callable[[], int]
+    # the remote inference service's figures (detect.backend = "triton"), or None
+    inference_service: Callable[[], Mapping[str, Any] | None] = lambda: None
 
 
 class CamserverCollector:
@@ -48,6 +51,11 @@ class CamserverCollector:
             for cam in cams:
                 family.add_metric([cam.id], getattr(cam, name))
             yield family
+        detected = CounterMetricFamily("camserver_frames_detected", "Camera frames sent to the detector (the motion "
+                                       "gate keeps the others from it)", labels=["camera"])
+        for cam in cams:
+            detected.add_metric([cam.id], self.sources.detected(cam.id))
+        yield detected
         connected = GaugeMetricFamily("camserver_camera_connected", "1 while the camera is connected", labels=["camera"])
         viewers = GaugeMetricFamily("camserver_viewers", "Open MJPEG streams of the camera", labels=["camera"])
         for cam in cams:
@@ -64,6 +72,25 @@ class CamserverCollector:
                                   value=src.mqtt_dropped())
         yield CounterMetricFamily("camserver_webhook_failures", "Webhook deliveries that failed after retries",
                                   value=src.webhook_failures())
+        service = src.inference_service()
+        if service:  # detect.backend = "triton": the remote inference service in use
+            url = [service["url"]]
+            up = GaugeMetricFamily("camserver_inference_service_up", "1 while the inference service answers",
+                                   labels=["url"])
+            up.add_metric(url, 1 if service["state"] == "ok" else 0)
+            yield up
+            for key, name, doc, scale in (
+                ("rtt_ms", "rtt_seconds", "Mean round-trip time of the last 200 requests", 0.001),
+                ("service_mean_batch", "batch_size", "Mean batch the service formed in its last second (all clients)", 1),
+            ):
+                if service.get(key) is not None:
+                    gauge = GaugeMetricFamily(f"camserver_inference_service_{name}", doc, labels=["url"])
+                    gauge.add_metric(url, service[key] * scale)
+                    yield gauge
+            failures = CounterMetricFamily("camserver_inference_service_failures", "Requests that failed",
+                                           labels=["url"])
+            failures.add_metric(url, service["failures"])
+            yield failures
 
 
 class Metrics:

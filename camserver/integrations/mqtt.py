@@ -4,6 +4,7 @@ Topics under `mqtt.topic_prefix`:
 
     available                    online / offline (the last will)      retained
     <camera>/status              online / offline                      retained
+    <camera>/motion              ON / OFF (motion detection on)         retained
     <camera>/<label>             count of current objects, on change
     events                       {"type", "before", "after"}
     <camera>/<label>/snapshot    JPEG of the latest event's best frame  retained
@@ -43,8 +44,10 @@ Message = tuple[str, bytes | str, bool]  # topic, payload, retain
 class MqttPublisher:
     """Keeps a broker up to date with cameras, objects and events."""
 
-    def __init__(self, config: MqttConfig, labels: tuple[str, ...]) -> None:
+    def __init__(self, config: MqttConfig, labels: tuple[str, ...], motion: bool = False) -> None:
         self.config = config
+        self.motion_sensor = motion  # motion detection is on: a motion binary_sensor per camera
+        self.motion: dict[str, bool] = {}  # camera id -> motion ON
         self.prefix = config.topic_prefix.rstrip("/")
         self.discovery = config.discovery_prefix.rstrip("/")
         self.fixed_labels = None if "*" in labels else list(labels)  # events.labels
@@ -75,6 +78,13 @@ class MqttPublisher:
             for message in self._discovery(camera):
                 self._put(message)
         self._put((f"{self.prefix}/{camera}/status", "online" if online else "offline", True))
+
+    def camera_motion(self, camera: str, on: bool) -> None:
+        """The camera's motion turned on, or off after motion.mqtt_off_delay_s without (retained ON/OFF)."""
+        if not self.enabled:
+            return
+        self.motion[camera] = on
+        self._put((f"{self.prefix}/{camera}/motion", "ON" if on else "OFF", True))
 
     def camera_forgotten(self, camera: str) -> None:
         """The server forgot a camera id: its Home Assistant entities go too (empty retained configs)."""
@@ -143,6 +153,10 @@ class MqttPublisher:
         messages = [self._entity(camera, "binary_sensor", "connectivity", "connected", device_class="connectivity",
                                  state_topic=f"{self.prefix}/{camera}/status", payload_on="online",
                                  payload_off="offline")]
+        if self.motion_sensor:
+            messages.append(self._entity(camera, "binary_sensor", "motion", "motion", device_class="motion",
+                                         state_topic=f"{self.prefix}/{camera}/motion", payload_on="ON",
+                                         payload_off="OFF"))
         for label in sorted(self.labels.get(camera, ())):
             messages += self._label_discovery(camera, label)
         return messages
@@ -153,6 +167,8 @@ class MqttPublisher:
         for camera, online in self.cameras.items():
             messages += self._discovery(camera)
             messages.append((f"{self.prefix}/{camera}/status", "online" if online else "offline", True))
+            if camera in self.motion:
+                messages.append((f"{self.prefix}/{camera}/motion", "ON" if self.motion[camera] else "OFF", True))
             for label in sorted(self.labels.get(camera, ())):
                 messages.append((f"{self.prefix}/{camera}/{label}", str(max(0, self.counts[(camera, label)])), False))
         return messages

@@ -10,7 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ..app import CamServer, RunResult, run
+from ..app import CamServer
+from ..run import RunResult, run
 from ..cli import run_command
 from ..config import Config
 from ..detect import ModelLoadError

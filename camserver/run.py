@@ -1,0 +1,71 @@
+"""The process: serve until a signal (or a stage's death), the bound ports for scripts, the demo's companion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from .app import CamServer
+from .config import Config
+from .supervise import StageFailed, cancel_and_wait
+from .web.connections import raise_descriptor_limit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended, for the exit code."""
+
+    hung_threads: bool  # a stalled detector thread still runs: the process must not wait for it
+
+
+Companion = Callable[[CamServer], Awaitable[None]]
+
+
+def write_ports(path: Path, ws_port: int, http_port: int) -> None:
+    """{"ws": ..., "http": ...} written atomically: a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"ws": ws_port, "http": http_port}))
+    os.replace(tmp, path)
+
+
+async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None) -> RunResult:
+    """Serve until SIGINT or SIGTERM (or a stage dies), then shut down gracefully.
+
+    Args:
+        config: the validated configuration.
+        ports_file: where to write the bound ports once both listeners are up.
+        companion: runs beside the server once it is up, and is cancelled first at shutdown
+            (the demo's simulated camera).
+
+    Raises:
+        StageFailed: a stage's long-lived task died; the server stopped.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: a clean stop too, nothing reloads
+        loop.add_signal_handler(sig, stop.set)
+    raise_descriptor_limit()
+    server = CamServer.from_config(config)
+    async with server:
+        if ports_file is not None:
+            write_ports(ports_file, server.ws_port, server.http_port)
+        extra = asyncio.create_task(companion(server), name="companion") if companion else None
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(server.supervisor.failure.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(extra, *waiters)
+        log.info("shutting down")
+    failed = server.supervisor.failed
+    if failed is not None:
+        raise StageFailed(failed)
+    log.info("stopped")
+    return RunResult(server.hung_threads)
