@@ -1,0 +1,5 @@
+"""storage.dir: the SQLite database every stage keeps its rows in, and its size budget."""
+
+from .database import FILE, LEGACY_FILE, Database, StorageError
+
+__all__ = ["FILE", "LEGACY_FILE", "Database", "StorageError"]
