@@ -30,6 +30,7 @@ from .integrations.mqtt import MqttPublisher
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .storage import Database, StorageError
+from .storage.budget import StorageBudget
 from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
 from .web.notify import NotifyApi
@@ -66,7 +67,8 @@ class CamServer:
         self.config = config
         self.supervisor = Supervisor()
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
-        self.database = Database(Path(config.storage.dir))
+        self.database = Database(Path(config.storage.dir), clock)
+        self.budget = StorageBudget(self.database, config.storage.max_mb, clock)
         self.events = EventEngine(config.events, config.storage, self.database, clock)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
@@ -129,6 +131,7 @@ class CamServer:
             "detector_stalls": self.pool.stalls,
             "model": self.config.detect.model,
             "events": self.events.health(),
+            "storage": self.storage_health(),  # never makes the server unhealthy
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
             "detection": self.scheduler.figures(),
@@ -140,6 +143,11 @@ class CamServer:
             "cameras_connected": sum(1 for c in self.hub if c.connected),
         })
         return health
+
+    def storage_health(self) -> dict[str, Any]:
+        """What /healthz shows of storage.dir: bytes by kind, the budget, what retention removed, errors."""
+        return {**self.budget.health(), **self.database.health(),
+                "write_errors": self.events.write_errors + self.board.write_errors + self.budget.errors}
 
     def camera_figures(self, cam: Camera) -> dict[str, Any]:
         """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""
@@ -193,7 +201,9 @@ class CamServer:
             if self.config.events.enabled:
                 await self.events.start(spawn)
                 self._events_started = True
+                self.budget.add(self.events.store)
             await self.board.start(self.database)
+            await self.budget.round()  # the files a crash left, retention: a bounded first round, the rest later
         except (StorageError, OSError, sqlite3.Error) as exc:
             await self.stop()
             raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
@@ -203,6 +213,7 @@ class CamServer:
         except BaseException:
             await self.stop()
             raise
+        spawn("storage", self.budget.keep(), "storage-housekeeping")
         spawn("detect", self.scheduler.run(), "detection-scheduler")
         await self.webhooks.start(spawn)
         await self.notifier.start(spawn)
@@ -250,6 +261,7 @@ class CamServer:
             ("viewers", self._stop_viewers),
             ("detect", lambda: self.supervisor.stop("detect")),
             ("detector workers", self.pool.stop),
+            ("storage housekeeping", lambda: self.supervisor.stop("storage")),
             ("board", self.board.stop),  # before the events database closes
             ("events", self._stop_events),
             ("storage", self.database.close),

@@ -1,14 +1,17 @@
 """Wires the events stage: every processed frame's detections -> tracker -> rules -> store and feed.
 
-Tracking, rules, database and file work run on one "events" thread, in the order frames were
+Tracking, rules, database and file work run on the database's thread, in the order frames were
 processed, never on the event loop. The thread's backlog is bounded: if it falls behind (a slow
-disk), frames are skipped for events and counted, and detection and streams go on.
+disk), frames are skipped for events and counted, and detection and streams go on. A storage
+failure is counted and logged, never raised into the stream: live events go on without history.
+Retention is the storage budget's (storage/budget.py); the store is its "events" kind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -27,7 +30,6 @@ from .zones import by_camera
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 256  # frames waiting for the events thread before new ones are skipped
-RETENTION_EVERY_S = 60.0
 SWEEP_EVERY_S = 1.0  # ends events of cameras that stopped sending frames but stay connected
 
 
@@ -39,7 +41,7 @@ class EventEngine:
         self.config = config
         self.database = database
         self.clock = clock
-        self.store = EventStore(Path(storage.dir), storage.retain_days, storage.max_mb)
+        self.store = EventStore(Path(storage.dir), storage.retain_days)
         self.feed = EventFeed()
         self.zones = by_camera(self.config.zones)
         self.rules: dict[str, CameraRules] = {}
@@ -55,19 +57,19 @@ class EventEngine:
         self.listeners: list[Callable[[Change], None]] = []
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._retention: asyncio.Task[None] | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
 
     async def start(self, spawn: Spawn) -> None:
-        """Open the store (closing events a crash left open) and start retention. Raises StorageError."""
+        """Open the store (closing events a crash left open) and start the sweep of quiet cameras. Raises StorageError."""
         closed = await self._run(self.store.open, self.database.conn, self.clock())
         if closed:
             log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", closed)
-        await self._run(self._retain)
-        self._retention = spawn("events", self._housekeeping(), "event-housekeeping")
+        self.database.attach(self._reattach)
+        self._housekeeping_task = spawn("events", self._housekeeping(), "event-housekeeping")
 
     async def stop(self) -> None:
         """End every open event as "server stop", store them, close the store."""
-        await cancel_and_wait(self._retention)
+        await cancel_and_wait(self._housekeeping_task)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         now = self.clock()
@@ -158,20 +160,22 @@ class EventEngine:
         for change in changes:
             try:
                 self.store.save(change.after, change.snapshot, when)
-            except Exception as exc:  # disk full, folder removed: live events go on
-                self.write_errors += 1
-                self._write_log.warning("storage", "event store write failed (%d so far): %s", self.write_errors, exc)
+            except Exception as exc:  # disk full, folder or database removed: live events go on
+                self._write_failed(exc)
         return changes
 
-    def _retain(self) -> None:
-        try:
-            removed = self.store.enforce_retention(self.clock())
-        except Exception as exc:
-            self.write_errors += 1
-            self._write_log.warning("storage", "event retention failed: %s", exc)
-            return
-        if removed:
-            log.info("retention removed %d old event(s)", removed)
+    def _write_failed(self, exc: Exception) -> None:
+        self.write_errors += 1
+        self.database.suspect(exc)  # the file may be gone or corrupt: checked at the next housekeeping tick
+        self._write_log.warning("storage", "event store write failed (%d so far): %s", self.write_errors, exc)
+
+    def _reattach(self, conn: sqlite3.Connection) -> None:
+        """The database was recreated: the table again, and the open events written into it."""
+        self.store.attach(conn)
+        now = self.clock()
+        for rules in self.rules.values():
+            for record in rules.open_events():
+                self._store([Change("update", record, record)], now)
 
     # --- on the loop ----------------------------------------------------------------------
 
@@ -217,11 +221,7 @@ class EventEngine:
                     log.error("an event listener failed", exc_info=True)
 
     async def _housekeeping(self) -> None:
-        last_retention = time.monotonic()
         while True:
             await asyncio.sleep(SWEEP_EVERY_S)
             self._submit(self._sweep, self.clock())
-            if time.monotonic() - last_retention >= RETENTION_EVERY_S:
-                last_retention = time.monotonic()
-                await self._run(self._retain)
 

@@ -159,6 +159,10 @@ class CameraRules:
         self.objects.clear()
         return changes
 
+    def open_events(self) -> list[dict[str, Any]]:
+        """The records of the events still open."""
+        return [obj.event.to_json() for obj in self.objects.values() if obj.event is not None]
+
     def _new(self, obj: _Object, track: Track, now: float, jpeg: bytes, size: tuple[int, int]) -> Change | None:
         history = [0.0] * (MIN_HISTORY - len(obj.scores)) + list(obj.scores)
         if statistics.median(history) < self.config.threshold:
