@@ -88,8 +88,18 @@ class EventEngine:
         return await self._run(self.store.get, event_id)
 
     async def delete(self, event_id: str) -> bool:
-        """Remove an event and its snapshot; False if there was none."""
-        return await self._run(self.store.delete, event_id)
+        """Remove an event, its snapshot and, if it is still open, the event itself; False if there was none.
+
+        An open event ends for the listeners (MQTT counts, webhooks: `end`, end_reason "deleted"),
+        so none is left thinking its object is still there; that end is not stored. The live feed
+        gets a `delete` with the id, for ended events too, so open pages drop it.
+        """
+        camera, ended = await self._run(self._delete, event_id, self.clock())
+        if camera is None:
+            return False
+        self.feed.publish("delete", {"type": "delete", "id": event_id, "camera": camera})
+        self._announce(ended, feed=False)
+        return True
 
     async def snapshot(self, event_id: str) -> bytes | None:
         """The JPEG of an event's best frame, or None."""
@@ -169,6 +179,20 @@ class EventEngine:
         self.database.suspect(exc)  # the file may be gone or corrupt: checked at the next housekeeping tick
         self._write_log.warning("storage", "event store write failed (%d so far): %s", self.write_errors, exc)
 
+    def _delete(self, event_id: str, now: float) -> tuple[str | None, list[Change]]:
+        """(the event's camera or None if there was no such event, the end of it if it was open)."""
+        ended = [change for rules in self.rules.values() if (change := rules.forget(event_id, now)) is not None]
+        camera = ended[0].after["camera"] if ended else None
+        try:
+            record = self.store.get(event_id)
+            if self.store.delete(event_id) and record is not None:
+                camera = record["camera"]
+        except (OSError, sqlite3.Error) as exc:
+            self._write_failed(exc)
+            if camera is None:
+                raise
+        return camera, ended
+
     def _reattach(self, conn: sqlite3.Connection) -> None:
         """The database was recreated: the table again, and the open events written into it."""
         self.store.attach(conn)
@@ -206,12 +230,12 @@ class EventEngine:
             return
         self._announce(future.result())
 
-    def _announce(self, changes: list[Change]) -> None:
+    def _announce(self, changes: list[Change], feed: bool = True) -> None:
         for change in changes:
             if change.type == "new":
                 self.events_total += 1
                 self.started[(change.after["camera"], change.after["label"])] += 1
-            if change.after.get("announced", True):
+            if feed and change.after.get("announced", True):
                 self.feed.publish(change.type, {"type": change.type, "before": change.before, "after": change.after,
                                                 "reasons": change.reasons})
             for listener in self.listeners:

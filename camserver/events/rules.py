@@ -79,6 +79,7 @@ class _Object:
     anchor_time: float = 0.0
     last_update: float = 0.0
     event: Event | None = None
+    deleted: bool = False  # its event was deleted while open: no new event while this track lives
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -135,7 +136,10 @@ class CameraRules:
                 obj.anchor_box, obj.anchor_time = track.box, now
             obj.scores.append(track.score)
             obj.box, obj.last_seen = track.box, now
-            change = self._new(obj, track, now, jpeg, size) if obj.event is None else self._update(obj, track, now, jpeg, size)
+            if obj.event is not None:
+                change = self._update(obj, track, now, jpeg, size)
+            else:
+                change = None if obj.deleted else self._new(obj, track, now, jpeg, size)
             if change is not None:
                 changes.append(change)
         for track_id, obj in self.objects.items():
@@ -158,6 +162,19 @@ class CameraRules:
         changes = [self._end(obj.event, now, reason) for obj in self.objects.values() if obj.event is not None]
         self.objects.clear()
         return changes
+
+    def forget(self, event_id: str, now: float) -> Change | None:
+        """Drop an open event that was deleted; its end (end_reason "deleted") for the listeners, None if not open here.
+
+        The object stays tracked, so it neither brings the event back when it leaves nor starts a
+        new one while it stays in view.
+        """
+        for obj in self.objects.values():
+            if obj.event is not None and obj.event.id == event_id:
+                change = self._end(obj.event, now, "deleted")
+                obj.event, obj.deleted = None, True
+                return change
+        return None
 
     def open_events(self) -> list[dict[str, Any]]:
         """The records of the events still open."""

@@ -1,0 +1,100 @@
+"""Deleting events through the API: one still open ends for good, the live feed tells pages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from camserver.events.rules import Change
+from conftest import connect_camera, wait_for
+from test_events import events_server, send_frames, sse
+
+
+def lingering(cam: int, seq: int):
+    """A person walks in over frames 1-40 (two seconds at 20 fps), then is gone."""
+    if 1 <= seq <= 40:
+        x = 10 + 5 * seq
+        return [("person", 0.9, (x, 60.0, x + 40, 200.0))]
+    return []
+
+
+async def test_deleting_an_open_event_sticks(http):
+    """DELETE of an event in progress: its snapshot and row go, the feed says `delete`, listeners get an `end`
+    (end_reason "deleted", not stored); the object staying in view starts no new event, and leaving brings none back."""
+    async with events_server(lingering) as (server, base), sse(http, f"{base}/api/events/stream") as feed:
+        heard: list[Change] = []
+        server.events.listeners.append(heard.append)
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        await send_frames(cam, range(1, 9))
+        _, kind, data = await feed.next()
+        assert kind == "new"
+        event_id = data["after"]["id"]
+        snapshot = server.events.store.snapshot_path(event_id)
+        await wait_for(snapshot.exists, what="snapshot stored")
+        async with http.delete(f"{base}/api/events/{event_id}") as resp:
+            assert resp.status == 200 and (await resp.json()) == {"deleted": event_id}
+        await send_frames(cam, range(9, 61))  # still in view for 1.6 s, then gone for 1 s
+        rules = server.events.rules["door"]
+        await wait_for(lambda: not rules.objects and server.events.idle, what="the object forgotten")
+        async with http.get(f"{base}/api/events/{event_id}") as resp:
+            assert resp.status == 404  # it did not come back when the object left
+        async with http.get(f"{base}/api/events") as resp:
+            assert (await resp.json())["events"] == []
+        assert not snapshot.exists()
+        assert server.events.events_total == 1  # no new event for the same object
+        while kind != "delete":
+            _, kind, data = await feed.next()
+        assert data == {"type": "delete", "id": event_id, "camera": "door"}
+        ends = [c for c in heard if c.type == "end"]
+        assert len(ends) == 1 and ends[0].after["id"] == event_id and ends[0].after["end_reason"] == "deleted"
+        assert [i.type for i in server.events.feed.items if i.data.get("after", i.data).get("id") == event_id][-1] == "delete"
+        assert "end" not in [i.type for i in server.events.feed.items]
+        async with http.delete(f"{base}/api/events/{event_id}") as resp:
+            assert resp.status == 404
+        await cam.close()
+
+
+async def test_deleting_an_ended_event_tells_the_feed(http):
+    """An ended event deleted: the feed sends `delete` with its id, listeners hear nothing more."""
+    async with events_server(lingering) as (server, base), sse(http, f"{base}/api/events/stream") as feed:
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        await send_frames(cam, range(1, 61))
+        messages = await feed.until_end()
+        event_id = messages[-1][2]["after"]["id"]
+        heard: list[Change] = []
+        server.events.listeners.append(heard.append)
+        async with http.delete(f"{base}/api/events/{event_id}") as resp:
+            assert resp.status == 200
+        _, kind, data = await feed.next()
+        assert (kind, data) == ("delete", {"type": "delete", "id": event_id, "camera": "door"})
+        await asyncio.sleep(0)
+        assert heard == []
+        await cam.close()
+
+
+async def test_an_open_page_drops_a_deleted_event(tmp_path, http):
+    """Headless Chromium: an event in the camera's live list and in the history table disappears from both on DELETE."""
+    test_browser = pytest.importorskip("test_browser")
+    if test_browser.CHROMIUM is None:
+        pytest.skip("chromium not installed (.ci/run installs it)")
+    async with events_server(lingering) as (server, base):
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        await send_frames(cam, range(1, 61))
+        await wait_for(lambda: server.events.feed.items and server.events.feed.items[-1].type == "end", what="an event")
+        event_id = server.events.feed.items[-1].data["after"]["id"]
+        proc, devtools = await test_browser.open_chromium(f"{base}/#history", tmp_path / "profile")
+        count = f"document.querySelectorAll('[data-event=\"{event_id}\"]').length"
+        try:
+            async with asyncio.timeout(30):
+                while await devtools.evaluate(count) != 2:  # its live-list item and its history row
+                    await asyncio.sleep(0.1)
+                async with http.delete(f"{base}/api/events/{event_id}") as resp:
+                    assert resp.status == 200
+                while await devtools.evaluate(count) != 0:
+                    await asyncio.sleep(0.1)
+        finally:
+            await devtools.ws.close()
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
+        await cam.close()
