@@ -299,3 +299,41 @@ def walking(cam: int, seq: int):
         x = 10 + 12 * seq
         return [("person", 0.9, (x, 60.0, x + 40, 200.0))]
     return []
+
+
+async def test_storage_lost_for_good_never_stops_frames_or_viewers(tmp_path, monkeypatch):
+    """storage.dir replaced by a plain file while running (the database cannot even be recreated): events go on live,
+    frames are processed, the MJPEG viewer keeps getting frames, /healthz stays ok and counts the errors."""
+    import shutil
+
+    from conftest import MjpegReader
+
+    monkeypatch.setattr(budget_module, "FILE_CHECK_EVERY_S", 0.2)
+    monkeypatch.setattr(budget_module, "ROUND_EVERY_S", 0.5)
+    data = tmp_path / "data"
+    config = make_config(storage={"dir": str(data)}, events={"max_disappeared_s": 0.5})
+    server = CamServer(config, detector_factory=lambda: ScriptedDetector(walking))
+    async with server, aiohttp.ClientSession() as http:
+        shutil.rmtree(data)
+        data.write_bytes(b"not a folder")
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        async with http.get(f"http://127.0.0.1:{server.http_port}/stream.mjpg?camera=door") as resp:
+            viewer = MjpegReader(resp)
+            for seq in range(1, 41):
+                await cam.send(tagged_jpeg(0, seq, 320, 240))
+                await asyncio.sleep(0.05)
+            await wait_for(lambda: server.events.events_total == 1 and server.events.idle, what="a live event")
+            await wait_for(lambda: server.budget.errors >= 2, what="failed checks counted")
+            camera = server.hub.get("door")
+            before = camera.frames_processed
+            for seq in range(41, 61):  # every frame sent now reaches the viewer
+                await cam.send(tagged_jpeg(0, seq, 320, 240))
+                await asyncio.sleep(0.05)
+                assert (await viewer.next()).jpeg.startswith(b"\xff\xd8")
+            await wait_for(lambda: camera.frames_processed + camera.frames_dropped == 60, what="every frame handled")
+            assert camera.frames_processed >= before + 10
+        report = await health(server)
+        assert report["status"] == "ok" and report["storage"]["write_errors"] >= 3
+        assert server.supervisor.failed is None
+        await cam.close()
+    data.unlink()
