@@ -4,9 +4,9 @@ What counts (`StorageBudget.measure`, cheap: a few PRAGMAs and stats, no scan):
 - the database's pages in use, (page_count - freelist_count) x page_size. Free pages are not
   counted: the steps give them back to the file system (`PRAGMA incremental_vacuum`), so the file
   follows. The WAL is folded into the database after every step (checkpoint TRUNCATE); what is left
-  of it (a checkpoint a reader held up) is counted as the database's own.
+  of it (a checkpoint a reader held up) and the SHM index (32 KB) are counted as the database's own.
 - the overhead, what no deletion can free: the schema, one empty root page per table and index of
-  the kinds, every table that is not a kind's (camera settings), the WAL.
+  the kinds, every table that is not a kind's (camera settings), the WAL and SHM files.
 - each kind's files (event snapshots; files left without a row count until they are swept).
 
 What goes, oldest first, in bounded steps on the database's thread (frames' events run between
@@ -70,13 +70,13 @@ class Usage:
     page_size: int
     pages: int
     free_pages: int
-    wal: int
-    overhead: int  # the database's own: schema, empty roots, other tables, WAL
+    wal: int  # the WAL and SHM files
+    overhead: int  # the database's own: schema, empty roots, other tables, WAL and SHM
     files: dict[str, int] = field(default_factory=dict)  # by kind
 
     @property
     def database(self) -> int:
-        """Pages in use plus the WAL."""
+        """Pages in use plus the WAL and SHM files."""
         return (self.pages - self.free_pages) * self.page_size + self.wal
 
     @property
@@ -131,7 +131,7 @@ class StorageBudget:
         assert conn is not None
         page_size, pages, free = (conn.execute(f"PRAGMA {p}").fetchone()[0]
                                   for p in ("page_size", "page_count", "freelist_count"))
-        wal = self.database.wal_bytes()
+        wal = self.database.side_bytes()
         owned = {table for kind in self.kinds for table in kind.tables}
         trees = conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE rootpage > 0").fetchall()
         overhead_pages = self._pages_of("sqlite_schema") or 1
@@ -189,8 +189,8 @@ class StorageBudget:
                     self.removed[kind.name] += n
                     return True
             return False
-        self._log.warning("overhead", "storage.max_mb (%.1f MB) holds the newest day but not the database's own "
-                          "%.1f MB besides it; the newest day is kept (storage.dir holds %.1f MB)",
+        self._log.warning("overhead", "storage.max_mb (%.2f MB) holds the events of the newest day but not the "
+                          "database's own %.2f MB besides them; those events are kept (storage.dir holds %.2f MB)",
                           self.max_bytes / 2**20, usage.overhead / 2**20, usage.total / 2**20)
         return False
 

@@ -230,8 +230,12 @@ class Database:
                 self.path.with_name(FILE + suffix).unlink(missing_ok=True)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.conn = self._connect()
-        for setup in self._setups:
-            setup(self.conn)
+        try:
+            for setup in self._setups:
+                setup(self.conn)
+        except BaseException:
+            self._identity = None  # the next check starts again rather than keep a half-attached file
+            raise
         self.recreated += 1
         if not same:
             log.error("storage: %s was %s; it was opened again (a new, empty one if it was gone): the history "
@@ -248,12 +252,15 @@ class Database:
             return True  # busy or locked: not a reason to move it aside
         return True
 
-    def wal_bytes(self) -> int:
-        """Size of the WAL file (0 when there is none)."""
-        try:
-            return os.stat(self.path.with_name(FILE + "-wal")).st_size
-        except OSError:
-            return 0
+    def side_bytes(self) -> int:
+        """Size of the WAL and SHM files beside the database (0 when there are none)."""
+        total = 0
+        for suffix in SIDE_FILES:
+            try:
+                total += os.stat(self.path.with_name(FILE + suffix)).st_size
+            except OSError:
+                pass
+        return total
 
     def health(self) -> dict[str, Any]:
         """What /healthz shows of the database file."""
