@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from .board import BoardApi, BoardService
+from .board import PUBLIC_PREFIX as OTA_PREFIX, BoardApi, BoardService
 from .config import Config, ConfigError
 from .detect import Detector
 from .detect.backends import detector_factory
@@ -33,7 +33,10 @@ from .storage import Database, StorageError
 from .storage.budget import StorageBudget
 from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
+from .web.connections import ConnectionLimit, connection_cap, raise_descriptor_limit
 from .web.notify import NotifyApi
+from .web.session import ViewerAuth
+from .web.system import SystemApi, about, configured_shapes, system_facts
 from .web.viewer import live_frame
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ class CamServer:
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
+        self.hub.on_forget.append(self.events.forget_camera)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
@@ -95,14 +99,21 @@ class CamServer:
                                              lambda: self.events.started, lambda: self.mqtt.dropped,
                                              lambda: self.webhooks.failures))
         self.scheduler.on_batch = self.metrics.observe_batch
+        self.started_at = time.time()
+        auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir),
+                          public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
+        system = SystemApi(self.health, system_facts(config), configured_shapes(config),
+                           self._storage_used)
         self.viewer_app = ViewerApp(
             config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            board_api,
+            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system),
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
         self.runner: web.AppRunner | None = None
+        self.http_server: asyncio.Server | None = None
+        self.http_limit: ConnectionLimit | None = None
         self.ws_port = 0
         self.http_port = 0
         self.ready = False
@@ -116,33 +127,45 @@ class CamServer:
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
         detector = self.scheduler.state
+        lagging = self.scheduler.lagging(time.monotonic())
         failed = self.supervisor.failed
         if failed is not None:
             status = "failed"
         elif not self.ready:
             status = "starting"
         else:
-            status = "ok" if detector == "ok" else "degraded"
+            status = "ok" if detector == "ok" and not lagging else "degraded"
         health: dict[str, Any] = {"status": status}
         if failed is not None:
             health["failed_stage"] = failed
+        if lagging:
+            health["lagging_cameras"] = lagging  # camera -> why its detection has not advanced
         health.update({
             "detector": detector,
             "detector_stalls": self.pool.stalls,
-            "model": self.config.detect.model,
+            "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
+            **about(self.config.detect.model, self.started_at),
             "events": self.events.health(),
             "storage": self.storage_health(),  # never makes the server unhealthy
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
+            "mqtt_error": self.mqtt.problem or None,
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
+            "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
             "viewers_refused": self.viewer_app.viewers_refused,
+            "http_connections": self.http_limit.open if self.http_limit else 0,
+            "http_connections_refused": self.http_limit.refused if self.http_limit else 0,
             "camera_auth_failures": self.ingest.auth_failures,
             "cameras": len(self.hub.cameras),
             "cameras_connected": sum(1 for c in self.hub if c.connected),
         })
         return health
+
+    def _storage_used(self) -> int | None:
+        """Bytes under storage.dir as the budget last measured them (no walk of the folder)."""
+        return self.budget.last.total if self.budget.last is not None else None
 
     def storage_health(self) -> dict[str, Any]:
         """What /healthz shows of storage.dir: bytes by kind, the budget, what retention removed, errors."""
@@ -223,15 +246,18 @@ class CamServer:
         try:
             self.ws_port = await self.ingest.start()
             app = self.viewer_app.build()
-            NotifyApi(self.notifier, self._latest_snapshot).add_routes(app)
-            self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            http = self.config.http
+            # keepalive_timeout also bounds the wait for a request's headers, the first one included
+            self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                                        keepalive_timeout=http.request_timeout_s)
             await self.runner.setup()
-            site = web.TCPSite(self.runner, self.config.http.host, self.config.http.port)
-            await site.start()
+            self.http_limit = ConnectionLimit(connection_cap(http.max_connections, self.config.ingest.max_cameras))
+            self.http_server = await asyncio.get_running_loop().create_server(
+                self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
         except OSError as exc:
             await self.stop()
             raise StartupError(f"cannot listen: {exc.strerror or exc}") from None
-        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.http_port = self.http_server.sockets[0].getsockname()[1]
         self.ready = True
         self._warn_if_open()
         host = self.config.http.host
@@ -281,6 +307,8 @@ class CamServer:
 
     async def _stop_viewers(self) -> None:
         self.hub.close()
+        if self.http_server is not None:
+            self.http_server.close()  # no new connections; runner.cleanup() ends the open ones
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -337,8 +365,9 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: a clean stop too, nothing reloads
         loop.add_signal_handler(sig, stop.set)
+    raise_descriptor_limit()
     server = CamServer.from_config(config)
     async with server:
         if ports_file is not None:

@@ -1,18 +1,36 @@
-"""Shared-secret checks for cameras and viewers: bearer header or ?token=, compared in constant time."""
+"""Shared-secret checks for cameras and viewers: bearer header or ?token=, compared in constant time.
+
+Headers come from clients: they may be repeated, or carry bytes that are not UTF-8 (aiohttp and
+websockets keep them as surrogate escapes). Neither may raise: an ambiguous or undecodable
+credential is simply no credential.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 
-def presented_token(headers: Mapping[str, str], path_or_query: str) -> str | None:
+def authorization(headers: Any) -> str | None:
+    """The one Authorization header, or None when there is none or more than one."""
+    getall = getattr(headers, "get_all", None) or getattr(headers, "getall", None)
+    if getall is not None:
+        try:
+            values = list(getall("Authorization"))
+        except KeyError:  # multidict's getall without a default
+            values = []
+    else:
+        value = headers.get("Authorization")
+        values = [] if value is None else [value]
+    return values[0] if len(values) == 1 else None
+
+
+def presented_token(headers: Any, path_or_query: str) -> str | None:
     """The token a client presents: `Authorization: Bearer <t>` first, else `?token=<t>`."""
-    auth = headers.get("Authorization", "")
-    scheme, _, value = auth.partition(" ")
+    scheme, _, value = (authorization(headers) or "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     query = urlsplit(path_or_query).query if "?" in path_or_query else path_or_query
@@ -20,23 +38,32 @@ def presented_token(headers: Mapping[str, str], path_or_query: str) -> str | Non
     return values[0] if values else None
 
 
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # a header's raw bytes, whatever they were
+
+
 def same_secret(given: str | None, expected: str) -> bool:
     """Constant-time comparison; an absent token never matches."""
     if given is None:
         return False
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return hmac.compare_digest(_bytes(given), _bytes(expected))
 
 
-def basic_user(headers: Mapping[str, str], users: Mapping[str, str]) -> str | None:
+def basic_user(headers: Any, users: Mapping[str, str]) -> str | None:
     """The user name if `Authorization: Basic` holds a known user and the right password."""
-    scheme, _, value = headers.get("Authorization", "").partition(" ")
+    scheme, _, value = (authorization(headers) or "").partition(" ")
     if scheme.lower() != "basic" or not users:
         return None
     try:
-        name, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+        name, _, password = base64.b64decode(_bytes(value.strip()), validate=True).decode().partition(":")
+    except (binascii.Error, ValueError):  # not base64, or not UTF-8 inside
         return None
+    return name if password_ok(users, name, password) else None
+
+
+def password_ok(users: Mapping[str, str], name: str, password: str) -> bool:
+    """Whether `name` is a known user with this password (constant time in the password)."""
     expected = users.get(name)
     # compare against something even for an unknown user, so timing does not reveal names
     ok = same_secret(password, expected if expected is not None else "\0" * len(password))
-    return name if ok and expected is not None else None
+    return ok and expected is not None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from . import __version__
 from .config import LOG_LEVELS, Config, ConfigError, load
+from .logsafe import RedactCredentials
 
 if TYPE_CHECKING:
     from .app import RunResult
@@ -95,6 +96,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def setup_logging(level: str) -> None:
     """Log lines to stderr with time, level and module."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:  # every line, the libraries' request lines included
+        handler.addFilter(RedactCredentials())
     if level != "debug":
         # camserver logs connections itself; the libraries' own lines would double them, and the
         # access log would print a line for every poll of the page

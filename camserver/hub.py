@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Callable, Iterator
 
 class Frame:
@@ -125,12 +125,14 @@ class Camera:
         self.frames_processed = 0  # detected, or passed on without detection
         self.frames_dropped = 0  # replaced in the slot by a newer frame before detection took them
         self.frames_rejected = 0  # not a JPEG, too large, or did not decode
+        self.rejected: Counter[str] = Counter()  # the same, by reason
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
         self.hello: str | dict[str, Any] | None = None
         self.status: dict[str, Any] | None = None
         self.size: tuple[int, int] | None = None
         self.last_frame_at: float | None = None
+        self.waiting_since: float | None = None  # arrival of the oldest frame since the last one processed
         self._next_seq = 0
 
     @property
@@ -143,10 +145,17 @@ class Camera:
         self._next_seq += 1
         return self._next_seq
 
+    def reject(self, reason: str) -> None:
+        """Count one frame rejected, under its reason."""
+        self.frames_rejected += 1
+        if len(self.rejected) < 32 or reason in self.rejected:  # reasons are a fixed set; stay bounded anyway
+            self.rejected[reason] += 1
+
     def processed(self, now: float) -> None:
         """Count one frame through the pipeline (detected or passed on)."""
         self.frames_processed += 1
         self.fps_out.mark(now)
+        self.waiting_since = None
 
     def summary(self) -> dict[str, Any]:
         """The hub's part of what /api/cameras shows for this camera."""
@@ -158,6 +167,7 @@ class Camera:
             "frames_processed": self.frames_processed,
             "frames_dropped": self.frames_dropped,
             "frames_rejected": self.frames_rejected,
+            "rejected": dict(self.rejected),
             "fps_in": round(self.fps_in.rate(now), 2),
             "fps_out": round(self.fps_out.rate(now), 2),
             "last_frame_age_s": None if self.last_frame_at is None else round(now - self.last_frame_at, 3),
@@ -237,6 +247,7 @@ class CameraHub:
             self.registry.touch()
         replaced, cam.connection = cam.connection, connection
         cam.connected_at = time.monotonic()
+        cam.waiting_since = None
         cam.raw.touch()
         cam.annotated.touch()
         for online in self.on_online:
@@ -259,6 +270,8 @@ class CameraHub:
         frame = Frame(cam.next_seq(), jpeg, now, self.clock())
         cam.size = size
         cam.last_frame_at = now
+        if cam.waiting_since is None:
+            cam.waiting_since = now
         cam.fps_in.mark(now)
         cam.raw.publish(frame)
         if cam.slot.put(frame):

@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 class ServerProcess:
@@ -22,8 +23,11 @@ class ServerProcess:
 
     @classmethod
     async def start(cls, *args: str, cwd: str | Path | None = None, timeout: float = 120,
-                    module: str = "camserver") -> ServerProcess:
-        """Start `python -m module` with extra CLI `args`; returns once both listeners are up."""
+                    module: str = "camserver", preexec_fn: Callable[[], None] | None = None) -> ServerProcess:
+        """Start `python -m module` with extra CLI `args`; returns once both listeners are up.
+
+        `preexec_fn` runs in the child before it starts (e.g. to lower its resource limits).
+        """
         ports = Path(tempfile.mkdtemp(prefix="camserver-ports-")) / "ports.json"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module, "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0",
@@ -32,6 +36,7 @@ class ServerProcess:
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
             env=dict(os.environ, YOLO_OFFLINE=os.environ.get("YOLO_OFFLINE", "1")),
+            preexec_fn=preexec_fn,
         )
         self = cls(proc)
         self._drain = asyncio.create_task(self._read_rest())

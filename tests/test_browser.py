@@ -1,149 +1,454 @@
-"""Headless Chromium opens the page and shows the live MJPEG stream (driven over the DevTools protocol)."""
+"""The page in headless Chromium through the real server: live grid, camera view, review with live
+updates and the lightbox, the zone editor, login, the unreachable banner, the feature-detected
+panels. Screenshots of every view at 1400x1000 and 390x844 go to test-artifacts/screenshots/
+(CAMSERVER_SCREENSHOTS overrides it)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
-import shutil
-from pathlib import Path
+import time
+import tomllib
+from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
-import websockets
 
-from conftest import FakeDetector, connect_camera, feeding, running_server
+from browser import CHROMIUM, chromium
+from camserver.app import CamServer
+from camserver.config import from_mapping
+from camserver.events.rules import Event
+from conftest import FakeDetector, ScriptedDetector, connect_camera, feeding, make_config, running_server, tagged_jpeg, wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
 
-CARD_STATE = """JSON.stringify([...document.querySelectorAll('.cam')].map(c => ({
-  id: c.dataset.camera, state: c.querySelector('.state').textContent,
-  w: c.querySelector('img').naturalWidth, h: c.querySelector('img').naturalHeight,
-  figs: c.querySelector('.figs').textContent})))"""
+STEPS = {"camera": "porch", "name": "steps", "points": [[0.1, 0.5], [0.5, 0.5], [0.5, 0.95], [0.1, 0.95]]}
+TILES = """JSON.stringify([...document.querySelectorAll('.tile')].map(t => ({
+  id: t.dataset.camera, state: t.querySelector('.badge').textContent, fps: t.querySelector('.tile-fps').textContent,
+  src: t.querySelector('img').getAttribute('src'), w: t.querySelector('img').naturalWidth,
+  event: t.querySelector('.tile-event').textContent})))"""
 
 
-class DevTools:
-    """A minimal Chrome DevTools Protocol client over the websockets library."""
-
-    def __init__(self, ws: websockets.ClientConnection) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
-
-    async def call(self, method: str, **params) -> dict:
-        msg_id = next(self.ids)
-        await self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-        while True:
-            reply = json.loads(await self.ws.recv())
-            if reply.get("id") == msg_id:
-                assert "error" not in reply, reply
-                return reply["result"]
-
-    async def evaluate(self, expression: str):
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result["result"].get("value")
+async def tiles(browser) -> list[dict]:
+    """The live grid's tiles as the page shows them."""
+    return json.loads(await browser.js(TILES))
 
 
-async def open_chromium(url: str, profile: Path) -> tuple[asyncio.subprocess.Process, DevTools]:
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-        f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1000,700", url,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    port_file = profile / "DevToolsActivePort"
-    async with asyncio.timeout(30):
-        while not (port_file.exists() and port_file.read_text().strip()):
-            await asyncio.sleep(0.1)  # chromium writes the file when its DevTools server listens
-        port = int(port_file.read_text().split()[0])
-        async with aiohttp.ClientSession() as session:
-            while True:
-                async with session.get(f"http://127.0.0.1:{port}/json/list") as resp:
-                    pages = [t for t in await resp.json() if t["type"] == "page"]
-                if pages:
-                    break
-                await asyncio.sleep(0.1)
-    ws = await websockets.connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
-    return proc, DevTools(ws)
+def clean(browser) -> None:
+    """No console errors, exceptions or failed loads; every input labelled, every image with alt text."""
+    assert browser.errors == [], browser.errors
+    assert browser.network_errors == [], browser.network_errors
 
 
-async def test_page_shows_live_stream_and_figures(tmp_path):
-    """The page lists the camera, marks it online, and its <img> shows live frames (camera size, not placeholder)."""
-    async with running_server(FakeDetector()) as srv:
-        cam = await connect_camera(srv.ws("porch"))
-        async with feeding(cam, fps=10):
-            proc, devtools = await open_chromium(f"{srv.http}/", tmp_path / "profile")
-            try:
-                cards = []
-                async with asyncio.timeout(30):
-                    # the figures refresh every 2 s: wait until they count this page's own viewer
-                    while not (cards and cards[0]["w"] == 320 and "viewers 1" in cards[0]["figs"]):
-                        cards = json.loads(await devtools.evaluate(CARD_STATE) or "[]")
-                        await asyncio.sleep(0.2)
-                assert [c["id"] for c in cards] == ["porch"]
-                assert (cards[0]["w"], cards[0]["h"]) == (320, 240)
-                assert cards[0]["state"] == "online"
-                shot = await devtools.call("Page.captureScreenshot", format="png")
-                (tmp_path / "page.png").write_bytes(base64.b64decode(shot["data"]))
-                assert srv.server.viewer_app.viewers_of("porch") == 1
-            finally:
-                await devtools.ws.close()
-                proc.terminate()
-                await asyncio.wait_for(proc.wait(), 10)
-        await cam.close()
+async def accessible(browser) -> None:
+    """The Lighthouse-style basics on the current view."""
+    audit = await browser.audit()
+    assert audit["inputs"] == [], f"inputs without a label: {audit['inputs']}"
+    assert audit["images"] == [], f"images without alt: {audit['images']}"
+    assert audit["buttons"] == [], f"buttons or links without a name: {audit['buttons']}"
+    assert audit["current"] == 1, "the navigation marks the current view with aria-current"
+    assert audit["tables"] == 0, "every table has headers"
 
 
-EVENT_STATE = """JSON.stringify([...document.querySelectorAll('.events li')].map(li => ({
-  text: li.querySelector('.what').textContent, cls: li.querySelector('.what').className,
-  thumb: li.querySelector('img').naturalWidth})))"""
+async def test_live_grid_and_camera_view(tmp_path):
+    """Three cameras play live in the grid; a tile opens the camera view (stream, boxes on/off, zones,
+    figures), and leaving a view closes its streams."""
+    async with running_server(FakeDetector(), events={"zones": [STEPS]}) as srv, AsyncExitStack() as stack:
+        hub = srv.server.hub
+        names = ("porch", "garage", "yard")
+        for name in names:
+            cam = await connect_camera(srv.ws(name))
+            stack.push_async_callback(cam.close)
+            await stack.enter_async_context(feeding(cam, fps=8))
+        browser = await stack.enter_async_context(chromium(f"{srv.http}/"))
+        await browser.wait(f"""(() => {{ const t = {TILES.replace('JSON.stringify(', '(')};
+            return t.length === 3 && t.every(x => x.w === 320 && x.state === 'live' && x.fps.endsWith('fps')); }})()""",
+                           what="three live tiles")
+        shown = await tiles(browser)
+        assert [t["id"] for t in shown] == list(names)
+        assert all("stream.mjpg" in t["src"] for t in shown), "up to 3 cameras the tiles play MJPEG"
+        await wait_for(lambda: all(srv.server.viewer_app.viewers_of(n) == 1 for n in names), what="one stream per tile")
+        assert await browser.layout_shift() < 0.1, "pictures load into boxes of their size"
+        await accessible(browser)
+        await browser.screenshot("live", ready="document.querySelectorAll('.tile img').length === 3")
+
+        await browser.click(".tile[data-camera=porch] .tile-name a")
+        await browser.wait("location.hash === '#/camera/porch' && document.querySelector('.frame-large img').naturalWidth === 320",
+                           what="the camera view's stream")
+        await browser.wait("document.querySelector('.detections').textContent.includes('fake 90%')", what="what is detected now")
+        figures = await browser.js("document.querySelector('.figures').innerText")
+        for label in ("Frames in", "Frames out", "Inference", "Dropped", "Viewers", "Signal", "Free heap"):
+            assert label in figures
+        # the grid's streams closed with the grid: only the camera view watches porch now
+        await wait_for(lambda: [srv.server.viewer_app.viewers_of(n) for n in ("porch", "garage", "yard")] == [1, 0, 0],
+                       what="the grid's streams to close")
+        assert srv.server.viewer_app.watched("porch")
+        await browser.click("label[for=opt-boxes]")
+        await browser.wait("document.querySelector('.frame-large img').getAttribute('src').includes('raw=1')")
+        await wait_for(lambda: not srv.server.viewer_app.watched("porch") and srv.server.viewer_app.viewers_of("porch") == 1,
+                       what="the raw stream to replace the annotated one")
+        await browser.click("label[for=opt-zones]")
+        zone = await browser.wait("""(() => { const o = document.querySelector('.zone-overlay');
+            return !o.hidden && o.querySelectorAll('polygon').length === 1 && o.querySelector('.zone-name').textContent; })()""")
+        assert zone == "steps"
+        await accessible(browser)
+        await browser.screenshot("camera", ready="document.querySelector('.frame-large img').naturalWidth > 0")
+        await browser.screenshot("camera-dark", ready="document.querySelector('.frame-large img').naturalWidth > 0", dark=True)
+        await browser.click("nav a[data-nav=live]")
+        await browser.wait("document.querySelectorAll('.tile').length === 3")
+        await wait_for(lambda: all(srv.server.viewer_app.viewers_of(n) == 1 for n in names), what="the grid's streams again")
+        await browser.js("location.hash = '#/camera/nope'")
+        await browser.wait("document.querySelector('.state-error').innerText.includes('No camera “nope”')", what="the error state")
+        clean(browser)
 
 
-async def test_page_shows_an_event_live_without_reload(tmp_path):
-    """An event created while the page is open appears in its camera's list, with a thumbnail, then as ended."""
-    from conftest import ScriptedDetector, make_config, tagged_jpeg
+async def test_empty_states_and_many_cameras_use_snapshots():
+    """With no camera the grid says how to connect one and review says "no events yet"; with more than
+    3 cameras the tiles show refreshed snapshots instead of holding one connection each."""
+    async with running_server(FakeDetector()) as srv, chromium(f"{srv.http}/") as browser:
+        text = await browser.wait("document.querySelector('.state-empty') && document.querySelector('.state-empty').innerText")
+        assert "No camera yet" in text and "/ws/<camera_id>" in text
+        await browser.screenshot("live-empty")
+        await browser.js("location.hash = '#/review'")
+        text = await browser.wait("document.querySelector('.state-empty') && document.querySelector('.state-empty').innerText")
+        assert "No events yet" in text
+        await browser.screenshot("review-empty")
+        clean(browser)
+    ids = [f"cam-{i}" for i in range(1, 7)]
+    async with running_server(FakeDetector(), cameras={"ids": ids}) as srv, chromium(f"{srv.http}/") as browser:
+        await browser.wait(f"""(() => {{ const t = {TILES.replace('JSON.stringify(', '(')};
+            return t.length === 6 && t.every(x => x.w === 640 && x.state === 'waiting'); }})()""", what="six waiting tiles")
+        shown = await tiles(browser)
+        assert all("snapshot.jpg" in t["src"] for t in shown)
+        first = shown[0]["src"]
+        await browser.wait(f"document.querySelector('.tile img').getAttribute('src') !== {json.dumps(first)}",
+                           what="the snapshot to refresh")
+        assert srv.server.viewer_app.viewers_total == 1, "no MJPEG stream: only the page's event stream"
+        await browser.screenshot("live-six", ready="[...document.querySelectorAll('.tile img')].every(i => i.naturalWidth)")
+        clean(browser)
 
-    def walker(cam, seq):
-        return [("person", 0.9, (20.0 + 8 * seq, 40.0, 70.0 + 8 * seq, 200.0))] if seq <= 15 else []
 
-    from camserver.app import CamServer
+def walker(cam: int, seq: int):
+    """A person crossing camera 0's frame for frames 1-15, then nobody."""
+    return [("person", 0.9, (20.0 + 8 * seq, 40.0, 70.0 + 8 * seq, 200.0))] if 1 <= seq <= 15 else []
 
+
+def stored_event(i: int, start: float) -> dict:
+    """A finished event for the history (alternating cameras, labels and zones)."""
+    event = Event(id=f"{int(start * 1000)}-old{i:03d}", camera=("door", "yard")[i % 2], label=("person", "car")[i % 3 == 0],
+                  score=0.8, top_score=0.85 + i / 1000, box=[40.0, 30.0, 200.0, 220.0], start_time=start,
+                  end_time=start + 12 + i, end_reason="disappeared", entered_zones=["porch"] if i % 4 == 0 else [],
+                  has_snapshot=True, snapshot_box=[40.0, 30.0, 200.0, 220.0], snapshot_score=0.85)
+    return event.to_json()
+
+
+async def test_review_patches_live_and_lightbox_deletes(tmp_path):
+    """Review shows a page, then the next; a new event appears at the top without a reload and the
+    second page stays; keyboard opens the lightbox, which steps, toggles the box and deletes."""
     server = CamServer(make_config(events={"max_disappeared_s": 0.5}), detector_factory=lambda: ScriptedDetector(walker))
-    async with server:
+    async with server, AsyncExitStack() as stack:
+        base = f"http://127.0.0.1:{server.http_port}"
+        store = server.events.store
+        loop = asyncio.get_running_loop()
+        now = time.time()
+        jpeg = tagged_jpeg(1, 1)
+        for i in range(45):  # older than anything the camera makes: two pages of history
+            await loop.run_in_executor(server.events.executor, store.save, stored_event(i, now - 3600 - 60 * i), jpeg, now)
         cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
-        await cam.send(tagged_jpeg(0, 100))  # the camera appears on the page before anything happens
-        proc, devtools = await open_chromium(f"http://127.0.0.1:{server.http_port}/", tmp_path / "profile")
-        try:
-            async with asyncio.timeout(30):
-                while not await devtools.evaluate("document.querySelectorAll('.cam').length"):
-                    await asyncio.sleep(0.1)
-                for seq in range(1, 16):
-                    await cam.send(tagged_jpeg(0, seq))
-                    await asyncio.sleep(0.05)
-                events = []
-                while not (events and events[0]["thumb"] > 0):
-                    events = json.loads(await devtools.evaluate(EVENT_STATE) or "[]")
-                    await asyncio.sleep(0.1)
-                assert len(events) == 1 and events[0]["text"].startswith("person") and "live" in events[0]["cls"]
-                for seq in range(16, 40):  # the person has gone: the event ends
-                    await cam.send(tagged_jpeg(0, seq))
-                    await asyncio.sleep(0.05)
-                while "ended" not in events[0]["cls"]:
-                    events = json.loads(await devtools.evaluate(EVENT_STATE) or "[]")
-                    await asyncio.sleep(0.1)
-            assert "disappeared" in events[0]["text"]
-            shot = await devtools.call("Page.captureScreenshot", format="png")
-            (tmp_path / "events.png").write_bytes(base64.b64decode(shot["data"]))
-            await devtools.evaluate("location.hash = '#history'")
-            async with asyncio.timeout(10):
-                while not await devtools.evaluate("document.querySelectorAll('#rows tr').length"):
-                    await asyncio.sleep(0.1)
-            rows = await devtools.evaluate("[...document.querySelectorAll('#rows tr')].map(r => r.textContent).join('|')")
-            assert "door" in rows and "person" in rows and "disappeared" in rows
-            shot = await devtools.call("Page.captureScreenshot", format="png")
-            (tmp_path / "history.png").write_bytes(base64.b64decode(shot["data"]))
-        finally:
-            await devtools.ws.close()
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 10)
-        await cam.close()
+        stack.push_async_callback(cam.close)
+        await cam.send(tagged_jpeg(0, 100))
+        browser = await stack.enter_async_context(chromium(f"{base}/#/review"))
+        cards = "document.querySelectorAll('.event-card').length"
+        await browser.wait(f"{cards} === 30", what="the first page")
+        await browser.wait("[...document.querySelectorAll('.event-card img')].slice(0, 10).every(i => i.naturalWidth > 0)")
+        assert await browser.layout_shift() < 0.1, "thumbnails load into boxes of their size"
+        await browser.click("button.more")
+        await browser.wait(f"{cards} === 45 && document.querySelector('button.more').hidden", what="the second page")
+        oldest = stored_event(44, now - 3600 - 60 * 44)["id"]
+
+        for seq in range(1, 16):  # a person walks in: an event starts
+            await cam.send(tagged_jpeg(0, seq))
+            await asyncio.sleep(0.05)
+        first = "document.querySelector('.event-card')"
+        await browser.wait(f"{first}.dataset.state === 'active' && {first}.querySelector('img').naturalWidth > 0",
+                           what="the new event at the top, with its thumbnail")
+        assert await browser.js(cards) == 46
+        assert await browser.js(f"!!document.querySelector('.event-card[data-id=\"{oldest}\"]')"), "the second page stayed"
+        for seq in range(16, 40):  # and leaves: the event ends
+            await cam.send(tagged_jpeg(0, seq))
+            await asyncio.sleep(0.05)
+        await browser.wait(f"{first}.dataset.state === 'ended'", what="the event to end")
+        text = await browser.js(f"{first}.innerText")
+        assert "Person" in text and "door" in text and "disappeared" in text
+        assert await browser.js(cards) == 46
+        await accessible(browser)
+        await browser.screenshot("review", ready="[...document.querySelectorAll('.event-card img')].slice(0, 8).every(i => i.naturalWidth > 0)")
+        await browser.screenshot("review-dark", dark=True,
+                                 ready="[...document.querySelectorAll('.event-card img')].slice(0, 8).every(i => i.naturalWidth > 0)")
+
+        # keyboard: focus the first card, arrow to the second, Enter opens it
+        focused = "[...document.querySelectorAll('.card-link')].indexOf(document.activeElement)"
+        # focus again on each try: a live update may re-render the card under the focus
+        first_index = await browser.wait(f"(({focused} >= 0) || document.querySelector('.card-link').focus(), "
+                                         f"{focused} >= 0 && {focused} + 1)", what="a card focused") - 1
+        await browser.key("ArrowRight")
+        await browser.wait(f"{focused} === {first_index + 1}", what="the next card focused")
+        second = await browser.js("document.activeElement.closest('.event-card').dataset.id")
+        await browser.key("Enter")
+        await browser.wait(f"document.querySelector('dialog.lightbox').open && location.hash === '#/events/{second}'")
+        await browser.wait("document.querySelector('.lb-media img').naturalWidth > 0", what="the full snapshot")
+        await browser.key("ArrowLeft")
+        newest = await browser.js(f"document.querySelectorAll('.event-card')[{first_index}].dataset.id")
+        await browser.wait(f"location.hash === '#/events/{newest}'", what="the previous event")
+        await browser.key("ArrowRight")
+        await browser.wait(f"location.hash === '#/events/{second}'", what="the next event")
+        await browser.click("label[for=lb-box]")
+        await browser.wait("document.querySelector('.lb-media img').getAttribute('src').includes('bbox=0')")
+        await browser.click("label[for=lb-box]")
+        await accessible(browser)
+        await browser.screenshot("lightbox", ready="document.querySelector('.lb-media img').naturalWidth > 0")
+
+        await browser.click(".lb-side button.danger")  # Delete…: asks first
+        await browser.wait("!document.querySelector('.lb-confirm').hidden")
+        await browser.screenshot("lightbox-confirm", sizes=((1400, 1000),))
+        third = await browser.js(f"document.querySelectorAll('.event-card')[{first_index + 2}].dataset.id")
+        await browser.click(".lb-confirm button.danger")
+        await browser.wait(f"!document.querySelector('.event-card[data-id=\"{second}\"]') && location.hash === '#/events/{third}'",
+                           what="the card to go and the lightbox to show the next event")
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/api/events/{second}") as resp:
+            assert resp.status == 404, "deleted on the server"
+        assert await browser.js(cards) == 45
+        await browser.key("Escape")
+        await browser.wait("!document.querySelector('dialog.lightbox').open && location.hash.startsWith('#/review')")
+
+        # filters: a camera, then a date range where nothing is
+        await browser.js("(() => { const s = document.getElementById('f-camera'); s.value = 'yard'; s.dispatchEvent(new Event('change', {bubbles: true})); })()")
+        await browser.wait("[...document.querySelectorAll('.event-card .card-camera')].every(c => c.textContent === 'yard')"
+                           f" && {cards} === 22", what="only yard's events")
+        assert "camera=yard" in await browser.js("location.hash")
+        await browser.js("""(() => { const f = document.getElementById('f-from'); f.value = '2099-01-01T00:00';
+            f.dispatchEvent(new Event('change', {bubbles: true})); })()""")
+        await browser.wait("document.querySelector('.state-empty') && document.querySelector('.state-empty').innerText.includes('Nothing matches these filters')")
+        await browser.screenshot("review-no-match", sizes=((390, 844),))
+        await browser.click("nav a[data-nav=live]")  # the tile of door shows its latest event
+        await browser.wait("document.querySelector('.tile[data-camera=door] .tile-event').textContent.startsWith('Person')")
+        clean(browser)
+
+
+async def test_zone_editor_draws_a_polygon_and_writes_its_toml():
+    """Pointer clicks draw a zone on the camera's picture, a drag moves a point, a double-click removes
+    one, and the TOML the page shows is a valid config with those points."""
+    async with running_server(FakeDetector(), events={"zones": [STEPS]}) as srv, AsyncExitStack() as stack:
+        cam = await connect_camera(srv.ws("porch"))
+        stack.push_async_callback(cam.close)
+        await stack.enter_async_context(feeding(cam, fps=5))
+        browser = await stack.enter_async_context(chromium(f"{srv.http}/#/zones/porch"))
+        await browser.wait("document.querySelector('.frame-editor img').naturalWidth === 320", what="the camera's picture")
+        await browser.wait("document.querySelectorAll('.handle').length === 4", what="the configured zone's points")
+        await browser.click(".zones-side button.primary")  # New zone
+        box = await browser.js("(() => { const r = document.querySelector('.frame-editor').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()")
+        at = lambda x, y: (box[0] + x * box[2], box[1] + y * box[3])  # noqa: E731 - relative -> viewport
+        for x, y in ((0.6, 0.1), (0.9, 0.1), (0.9, 0.4), (0.6, 0.4)):
+            await browser.click_at(*at(x, y))
+        await browser.wait("document.querySelectorAll('.handle').length === 8")
+        await browser.drag(at(0.9, 0.4), at(0.8, 0.45))  # the third point moves
+        await browser.click_at(*at(0.6, 0.4), clicks=2)  # the fourth is removed
+        await browser.wait("document.querySelectorAll('.handle').length === 7", what="the double-clicked point to go")
+        await browser.type("#shape-name", "driveway")
+        toml_text = await browser.wait("document.getElementById('zones-toml').value.includes('driveway') && document.getElementById('zones-toml').value")
+        await accessible(browser)
+        await browser.screenshot("zones", ready="document.querySelector('.frame-editor img').naturalWidth > 0")
+        clean(browser)
+    config = from_mapping(tomllib.loads(toml_text))  # what the page wrote is a valid config
+    zones = {z.name: z for z in config.events.zones}
+    assert [list(p) for p in zones["steps"].points] == STEPS["points"]
+    points = zones["driveway"].points
+    assert len(points) == 3 and zones["driveway"].camera == "porch"
+    for got, want in zip(points, ([0.6, 0.1], [0.9, 0.1], [0.8, 0.45])):
+        assert abs(got[0] - want[0]) < 0.01 and abs(got[1] - want[1]) < 0.01, (points, "pointer positions")
+
+
+async def test_login_with_token_then_logout():
+    """With http.token the API answers 401 JSON, the page shows a login form; the token logs in (an
+    HttpOnly cookie: streams play, a reload stays logged in) and logout shows the form again."""
+    token = "viewer-secret-42"
+    async with running_server(FakeDetector(), http={"token": token}) as srv, AsyncExitStack() as stack:
+        async with aiohttp.ClientSession() as http, http.get(f"{srv.http}/api/cameras") as resp:
+            assert resp.status == 401 and (await resp.json())["error"] == "authentication required"
+        cam = await connect_camera(srv.ws("porch"))
+        stack.push_async_callback(cam.close)
+        await stack.enter_async_context(feeding(cam, fps=5))
+        browser = await stack.enter_async_context(chromium(f"{srv.http}/"))
+        await browser.wait("!!document.getElementById('login-token')", what="the login form")
+        assert not await browser.js("document.body.innerText.includes('authentication required')")
+        await browser.screenshot("login")
+        await browser.type("#login-token", "wrong-token-1")
+        await browser.click(".login button[type=submit]")
+        await browser.wait("document.querySelector('.login .form-error').textContent.includes('did not work')")
+        await browser.type("#login-token", token)
+        await browser.key("Enter")
+        await browser.wait("document.querySelector('.tile img') && document.querySelector('.tile img').naturalWidth === 320",
+                           what="the stream, authorised by the session cookie")
+        assert await browser.js("document.cookie") == "", "the session cookie is HttpOnly"
+        assert token not in await browser.js("document.querySelector('.tile img').src")
+        assert not await browser.js("document.getElementById('logout').hidden")
+        await browser.goto(f"{srv.http}/#/system")
+        await browser.wait("document.querySelector('.view-system') && document.body.innerText.includes('Logged in with the viewer token')")
+        await browser.click("#logout")
+        await browser.wait("!!document.getElementById('login-token')", what="the form again")
+        await browser.goto(f"{srv.http}/")
+        await browser.wait("!!document.getElementById('login-token')", what="no session after logout")
+        # the 401s of the failed and logged-out requests are expected; nothing else went wrong
+        assert browser.errors == []
+
+
+async def test_unreachable_banner_within_5_s_and_recovery():
+    """Stopping the server shows the unreachable banner within 5 s and greys the figures; a server
+    on the same port brings the page back by itself, streams included."""
+    config = make_config()
+    first = CamServer(config, detector_factory=lambda: FakeDetector())
+    await first.start()
+    port = first.http_port
+    try:
+        cam = await connect_camera(f"ws://127.0.0.1:{first.ws_port}/ws/porch")
+        async with chromium(f"http://127.0.0.1:{port}/") as browser:
+            async with feeding(cam, fps=5):
+                await browser.wait("document.querySelector('.tile img') && document.querySelector('.tile img').naturalWidth === 320")
+            await first.stop()
+            stopped = time.monotonic()
+            await browser.wait("!document.getElementById('banner-offline').hidden", timeout=10, what="the banner")
+            took = time.monotonic() - stopped
+            assert took < 5, f"the banner took {took:.1f} s"
+            assert await browser.js("document.body.classList.contains('offline')")
+            assert "unreachable" in await browser.js("document.getElementById('banner-offline').innerText")
+            await browser.screenshot("offline")
+            second = CamServer(make_config(http={"port": port}, storage={"dir": config.storage.dir}),
+                               detector_factory=lambda: FakeDetector())
+            await second.start()
+            try:
+                cam2 = await connect_camera(f"ws://127.0.0.1:{second.ws_port}/ws/porch")
+                async with feeding(cam2, fps=5):
+                    await browser.wait("document.getElementById('banner-offline').hidden && !document.body.classList.contains('offline')",
+                                       timeout=10, what="the page to recover")
+                    await browser.wait("document.querySelector('.tile .badge').textContent === 'live'", timeout=10)
+                    await wait_for(lambda: second.viewer_app.viewers_of("porch") == 1, what="the tile's stream to reopen")
+                await cam2.close()
+            finally:
+                await second.stop()
+            assert browser.errors == []
+    finally:
+        await first.stop()
+
+
+async def test_system_view_and_random_weights_banner():
+    """The System view shows detector, storage, MQTT, webhooks, version and uptime; a .yaml model
+    gets a banner naming the file, never its folders."""
+    async with running_server(FakeDetector(), detect={"model": "models/private/yolo11n.yaml"}) as srv, \
+            chromium(f"{srv.http}/#/system") as browser:
+        banner = await browser.wait("!document.getElementById('banner-model').hidden && document.getElementById('banner-model').innerText")
+        assert "yolo11n.yaml" in banner and "random weights" in banner and "private" not in banner
+        text = await browser.wait("document.querySelector('#storage-meter') && document.querySelector('.view-system').innerText")
+        for part in ("Detector", "fake", "Version", "0.1.0", "Up for", "MQTT", "off", "Webhooks", "of 1.0 GB"):
+            assert part in text, part
+        assert "models/private" not in await browser.js("document.body.innerText")
+        await accessible(browser)
+        await browser.screenshot("system", ready="!!document.querySelector('#storage-meter')")
+        clean(browser)
+
+
+async def test_feature_detected_panels_light_up_when_the_apis_answer():
+    """Settings, recordings, motion, clips and test notifications appear only where the server has
+    them (stood in for here by intercepted requests), and a write the server refuses asks for the
+    admin token, then goes through with it."""
+    admin = "admin-secret-7"
+    async with running_server(FakeDetector(), events={"labels": ["fake"]}) as srv, AsyncExitStack() as stack:
+        cam = await connect_camera(srv.ws("porch"))
+        stack.push_async_callback(cam.close)
+        await stack.enter_async_context(feeding(cam, fps=5))
+        await wait_for(lambda: srv.server.events.events_total >= 1, what="an event (every frame has a 'fake' object)")
+        browser = await stack.enter_async_context(chromium())
+        now = time.time()
+        fakes = {
+            "/api/cameras/porch/settings": {"desired": {"framesize": "VGA", "quality": 12, "fps": 8, "vflip": False},
+                                            "reported": {"framesize": "VGA", "quality": 12, "fps": 8, "vflip": False}},
+            "/api/cameras/porch/recordings": {"recordings": [{"start": now - 600, "end": now - 300}]},
+        }
+        posted: list[dict] = []
+
+        async def paused(params: dict) -> None:
+            request, rid = params["request"], params["requestId"]
+            path = request["url"].split("//", 1)[1].split("/", 1)[1]
+            path = "/" + path
+            if "responseStatusCode" in params:  # response stage: add the fields other issues add
+                headers = {h["name"].lower(): h["value"] for h in params.get("responseHeaders", [])}
+                if not headers.get("content-type", "").startswith("application/json"):
+                    await browser.call("Fetch.continueResponse", requestId=rid)  # pictures pass untouched
+                    return
+                body = await browser.call("Fetch.getResponseBody", requestId=rid)
+                data = json.loads(body["body"] if not body["base64Encoded"] else base64.b64decode(body["body"]))
+                if path.startswith("/api/cameras?") or path == "/api/cameras":
+                    for c in data:
+                        c.update(motion={"active": True, "share": 0.12}, frames_detected=c["frames_received"])
+                elif path.startswith("/api/system"):
+                    data["api"] += ["/api/cameras/{}/settings", "/api/cameras/{}/recordings", "/api/notify/test", "/api/events/{}/clip.mp4"]
+                    data["notify"] = {"targets": 1, "sent": 0, "failed": 0}
+                elif path.startswith("/api/events"):
+                    for e in data.get("events", [data]):
+                        e["has_clip"] = True
+                await browser.call("Fetch.fulfillRequest", requestId=rid, responseCode=params["responseStatusCode"],
+                                   responseHeaders=[{"name": "Content-Type", "value": "application/json"}],
+                                   body=base64.b64encode(json.dumps(data).encode()).decode())
+                return
+            bare = path.split("?")[0]
+            if bare in fakes:
+                body = json.dumps(fakes[bare]).encode()
+            elif bare == "/api/cameras/porch/control" and request.get("headers", {}).get("Authorization") != f"Bearer {admin}":
+                body = json.dumps({"error": "admin permission required"}).encode()
+                await browser.call("Fetch.fulfillRequest", requestId=rid, responseCode=403, body=base64.b64encode(body).decode(),
+                                   responseHeaders=[{"name": "Content-Type", "value": "application/json"}])
+                return
+            else:
+                if bare == "/api/cameras/porch/control":
+                    posted.append(json.loads(request["postData"]))
+                await browser.call("Fetch.continueRequest", requestId=rid)
+                return
+            await browser.call("Fetch.fulfillRequest", requestId=rid, responseCode=200, body=base64.b64encode(body).decode(),
+                               responseHeaders=[{"name": "Content-Type", "value": "application/json"}])
+
+        browser.on("Fetch.requestPaused", paused)
+        await browser.call("Fetch.enable", patterns=[
+            {"urlPattern": "*/api/cameras/porch/*", "requestStage": "Request"},
+            {"urlPattern": "*/api/cameras", "requestStage": "Response"},
+            {"urlPattern": "*/api/system", "requestStage": "Response"},
+            {"urlPattern": "*/api/events\\?*", "requestStage": "Response"},  # "?" alone matches any character
+            {"urlPattern": "*/api/events/*", "requestStage": "Response"},
+        ])
+        await browser.goto(f"{srv.http}/#/camera/porch")
+        await browser.wait("!!document.getElementById('set-quality') && document.getElementById('set-quality').value === '12'",
+                           what="the settings panel")
+        await browser.wait("document.querySelector('.motion').textContent === 'Motion: 12% of the frame moves'", what="motion")
+        await browser.wait("document.querySelectorAll('.timeline-rec').length === 1 && !document.querySelector('[aria-labelledby=rec-title]').hidden",
+                           what="the recordings")
+        assert "Detected" in await browser.js("document.querySelector('.figures').innerText")
+        await browser.js("(() => { const q = document.getElementById('set-quality'); q.value = '20'; q.dispatchEvent(new Event('input')); })()")
+        await browser.click(".settings-form button[type=submit]")
+        await browser.wait("!!document.getElementById('secret-input')", what="the admin token prompt")
+        await browser.type("#secret-input", admin)
+        await browser.key("Enter")
+        await browser.wait("document.querySelector('.settings-form .form-message').textContent.startsWith('Sent')")
+        assert posted == [{"quality": 20}], "only what changed is sent, with the admin token"
+        await accessible(browser)
+        await browser.screenshot("camera-full", ready="!!document.getElementById('set-quality')")
+
+        event_id = await browser.js("document.querySelector('.mini-events a').getAttribute('href').split('/').pop()")
+        await browser.click(".mini-events a")
+        await browser.wait(f"location.hash === '#/events/{event_id}' && document.querySelector('dialog.lightbox').open")
+        await browser.wait("!document.querySelector('.lb-tabs').hidden")
+        await browser.click(".lb-tabs button:nth-child(2)")
+        await browser.wait("document.querySelector('.lb-media video').getAttribute('src').endsWith('/clip.mp4')")
+        await browser.key("Escape")  # back where the event was opened from
+        await browser.wait("!document.querySelector('dialog.lightbox') && location.hash === '#/camera/porch'")
+        await browser.goto(f"{srv.http}/#/system")
+        await browser.wait("[...document.querySelectorAll('.view-system button')].some(b => b.textContent.includes('test notification'))")
+        assert browser.errors == []

@@ -128,11 +128,13 @@ async def test_viewers_need_the_token_or_a_user_and_healthz_stays_open(http):
         async with mjpeg(http, f"{srv.http}/stream.mjpg?token={VIEWER_TOKEN}") as viewer:
             assert (await viewer.next()).placeholder
         basic = base64.b64encode(b"alice:wonderland-42").decode()
-        async with http.get(f"{srv.http}/", headers={"Authorization": f"Basic {basic}"}) as resp:
+        async with http.get(f"{srv.http}/api/cameras", headers={"Authorization": f"Basic {basic}"}) as resp:
             assert resp.status == 200
         wrong = base64.b64encode(b"alice:guess").decode()
-        async with http.get(f"{srv.http}/", headers={"Authorization": f"Basic {wrong}"}) as resp:
+        async with http.get(f"{srv.http}/api/cameras", headers={"Authorization": f"Basic {wrong}"}) as resp:
             assert resp.status == 401
+        async with http.get(f"{srv.http}/") as resp:  # the page itself opens, to show its login form
+            assert resp.status == 200 and resp.content_type == "text/html"
 
 
 async def test_slowloris_handshakes_are_closed_and_real_cameras_still_connect():

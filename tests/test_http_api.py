@@ -60,12 +60,12 @@ async def test_wrong_method_is_405(srv, http):
         assert (await resp.json())["error"] == "Method Not Allowed"
 
 
-async def test_index_page_lists_streams(srv, http):
-    """/ is an HTML page that loads /api/cameras and shows each camera's MJPEG stream."""
+async def test_index_page_loads_the_app(srv, http):
+    """/ is the app's HTML page, which loads its ES modules (the app itself: test_browser.py)."""
     async with http.get(f"{srv.http}/") as resp:
         assert resp.status == 200 and resp.content_type == "text/html"
         html = await resp.text()
-    assert "/api/cameras" in html and "stream.mjpg" in html
+    assert '<script type="module" src="/static/app.js">' in html
 
 
 async def test_mjpeg_headers(srv, http):

@@ -216,3 +216,29 @@ async def test_wrong_password_one_log_line_keeps_retrying(tmp_path, caplog):
         assert "not connected" in lines[0] and ("authori" in lines[0].lower() or "password" in lines[0].lower()), lines
     finally:
         strict.kill()
+
+
+async def test_a_refusal_after_a_lost_connection_is_logged_with_its_reason(tmp_path, caplog, http):
+    """Connected, then the broker comes back demanding a password: the refusal is logged and shown in /healthz."""
+    port = free_port()
+    (tmp_path / "open").mkdir()
+    (tmp_path / "strict").mkdir()
+    open_broker = Broker(tmp_path / "open", port)
+    await open_broker.start()
+    strict = Broker(tmp_path / "strict", port, password=("cam", "right-password"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="camserver.integrations.mqtt"):
+            async with server_for(port, username="cam", password="wrong-password") as server:
+                await wait_for(lambda: server.mqtt.state == "connected", what="connected")
+                open_broker.kill()
+                await wait_for(lambda: server.mqtt.state == "disconnected", what="connection lost")
+                await strict.start()
+                await wait_for(lambda: "authori" in server.mqtt.problem.lower(), timeout=40, what="the refusal")
+                async with http.get(f"http://127.0.0.1:{server.http_port}/healthz") as resp:
+                    health = await resp.json()
+                assert health["mqtt"] == "disconnected" and "authori" in health["mqtt_error"].lower()
+        lines = [r.getMessage() for r in caplog.records if "MQTT" in r.getMessage()]
+        assert len(lines) == 2 and "authori" in lines[1].lower(), lines
+    finally:
+        open_broker.kill()
+        strict.kill()

@@ -97,3 +97,83 @@ async def test_hanging_receiver_slows_nothing():
             await wait_for(lambda: server.events.events_total == 1 and server.events.idle, what="event recorded")
             await wait_for(lambda: server.webhooks.failures >= 1, timeout=15, what="delivery given up")
             release.set()
+
+
+def test_credentials_in_the_url_and_an_authorization_header_are_refused_at_load():
+    """user:password in the URL plus an Authorization header cannot both go out: one ConfigError at load."""
+    import pytest
+
+    from camserver.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        make_config(webhooks=[{"url": "http://user:pw@127.0.0.1:9/hook", "headers": {"Authorization": "Bearer x"}}])
+    assert info.value.key == "webhooks[0].headers" and "pw" not in str(info.value)
+
+
+async def test_any_delivery_error_is_counted_and_logged_without_the_secret(caplog):
+    """An unexpected error inside a delivery (not a network error) is caught per delivery, counted, logged redacted."""
+    import logging
+
+    async def hook(request):
+        return web.json_response({"ok": True})
+
+    async with receiver(hook) as url:
+        url = url.replace("http://", "http://user:hook-password@")
+        config = make_config(events={"max_disappeared_s": 0.3}, webhooks=[{"url": url}])
+        async with CamServer(config, detector_factory=lambda: ScriptedDetector(walking)) as server:
+            sender = server.webhooks
+            sender.hooks[0].retry_delays_s = ()
+            real_post = sender._session.post
+            calls = []
+
+            def broken_post(*args, **kwargs):
+                calls.append(1)
+                if len(calls) == 1:
+                    raise ValueError("a bug somewhere in the request")
+                return real_post(*args, **kwargs)
+
+            sender._session.post = broken_post
+            with caplog.at_level(logging.WARNING, logger="camserver.integrations.webhooks"):
+                await walk(server)
+                await wait_for(lambda: len(calls) == 2 and sender.hooks[0].delivered == 1, what="the second one delivered")
+    assert sender.failures == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("a bug somewhere" in line for line in lines) and not any("hook-password" in line for line in lines)
+
+
+async def test_redirects_are_not_followed_to_another_host():
+    """A 307 to another origin is not followed (the event and its headers never reach it); same origin only when asked."""
+    elsewhere = []
+
+    async def other(request):
+        elsewhere.append(request.headers.get("X-Token"))
+        return web.Response()
+
+    async with receiver(other) as other_url:
+        async def redirect(request):
+            raise web.HTTPTemporaryRedirect(other_url)
+
+        async with receiver(redirect) as url:
+            config = make_config(events={"max_disappeared_s": 0.3},
+                                 webhooks=[{"url": url, "types": ["new"], "headers": {"X-Token": "t0ken"},
+                                            "follow_redirects": True}])
+            async with CamServer(config, detector_factory=lambda: ScriptedDetector(walking)) as server:
+                await walk(server, 10)
+                await wait_for(lambda: server.webhooks.failures == 1, what="the redirect refused")
+    assert elsewhere == []
+
+
+async def test_a_failing_stop_step_does_not_skip_the_others(monkeypatch):
+    """If stopping the webhooks raises, MQTT and the rest still stop (the broker would keep the server 'online')."""
+    stopped = []
+    server = CamServer(make_config(), detector_factory=None)
+    async with server:
+        async def broken() -> None:
+            raise RuntimeError("webhook stop failed")
+
+        async def mqtt_stop() -> None:
+            stopped.append("mqtt")
+
+        monkeypatch.setattr(server.webhooks, "stop", broken)
+        monkeypatch.setattr(server.mqtt, "stop", mqtt_stop)
+    assert stopped == ["mqtt"] and server.database.conn is None

@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from ..storage import Database
 from .firmware import FirmwareStore, ImageInfo, OtaLink, OtaLinks
 from .settings import Settings, SettingsStore, merge_settings, reported_from_status

@@ -6,6 +6,7 @@ import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from .checks import ConfigError, _section
 from .tables import Config, NotifyConfig, WebhookConfig
@@ -18,7 +19,11 @@ def _webhooks(entries: Any) -> tuple[WebhookConfig, ...]:
         key = f"webhooks[{i}]"
         if isinstance(entry, Mapping) and "url" not in entry:
             raise ConfigError(f"{key}.url", None, "is required")
-        hooks.append(_section(WebhookConfig, entry, key))
+        hook = _section(WebhookConfig, entry, key)
+        if urlsplit(hook.url).username is not None and any(k.lower() == "authorization" for k, _ in hook.headers):
+            raise ConfigError(f"{key}.headers", "Authorization",
+                              "conflicts with the user:password in url; keep one of them")
+        hooks.append(hook)
     return tuple(hooks)
 
 

@@ -67,6 +67,9 @@ class HttpConfig:
     placeholder_interval_s: float = _opt(1.0, _number(float, 0.1, 60))
     max_viewers: int = _opt(200, _number(int, 1, 100000))
     max_viewers_per_camera: int = _opt(50, _number(int, 1, 100000))
+    max_connections: int = _opt(512, _number(int, 16, 1_000_000))  # open HTTP connections; more get 503
+    request_timeout_s: float = _opt(10.0, _number(float, 1.0, 300))  # to send a request's headers, or idle
+    event_stream_max_s: float = _opt(600.0, _number(float, 1.0, 86400))  # an SSE stream ends; clients resume
     token: str = _opt("", _token)
     users: tuple[tuple[str, str], ...] = _opt((), _users)  # (name, password) pairs
     public_url: str = _opt("", lambda v: None if v == "" else _url(v))  # for links in notifications
@@ -154,6 +157,7 @@ class WebhookConfig:
     cameras: tuple[str, ...] = _opt((), _ids)  # empty: every camera
     labels: tuple[str, ...] = _opt((), _optional_labels)  # empty: every label
     headers: tuple[tuple[str, str], ...] = _opt((), _headers)  # e.g. a token
+    follow_redirects: bool = _opt(False, _bool)  # true: follow a redirect to the same origin only
 
 
 NOTIFY_ATTACH = ("snapshot", "crop", "none")

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import numpy as np
 
 from ..hub import Camera, CameraHub, Frame
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from ..supervise import cancel_and_wait
 from .base import Detection, first_line
 from .frames import FrameResult, decode_frame, mark_frame, render_frame, render_jpeg
@@ -29,6 +29,7 @@ from .pool import DetectorPool, DetectorWorker, InferenceCall
 log = logging.getLogger(__name__)
 
 STALLED_TEXT = "detector stalled"
+LAG_S = 5.0  # a camera whose frames keep arriving with none processed this long is lagging
 POST_BATCHES = 4  # batches between inference and published at once; more make inference wait
 T = TypeVar("T")
 
@@ -104,6 +105,22 @@ class DetectionScheduler:
         ms = state.inference_ms if state else ()
         return {"detect_errors": state.detect_errors if state else 0,
                 "inference_ms": round(sum(ms) / len(ms), 1) if ms else None}
+
+    def lagging(self, now: float) -> dict[str, str]:
+        """Connected cameras whose frames arrive but none was processed for LAG_S, each with the cause."""
+        out = {}
+        for cam in self.hub:
+            since = cam.waiting_since
+            if not cam.connected or since is None or now - since < LAG_S:
+                continue
+            if self.pool.stalled:
+                cause = "the detector is stalled"
+            elif self.busy(cam.id):
+                cause = "its frame is still in decode or inference"
+            else:
+                cause = "its frames wait for the detector (saturated)"
+            out[cam.id] = f"no frame processed for {now - since:.0f} s: {cause}"
+        return out
 
     @property
     def state(self) -> str:
@@ -297,7 +314,7 @@ class DetectionScheduler:
     def _publish(self, cam: Camera, frame: Frame, result: FrameResult) -> None:
         """Publish a frame that needs no drawing: passed through, marked, or unannotated after an error."""
         if result.jpeg is None:
-            cam.frames_rejected += 1
+            cam.reject("undecodable")
             self._bad_frames.warning(cam.id, "camera %s: frame rejected: %s", cam.id, result.error)
             return
         if result.error:

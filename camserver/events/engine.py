@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..config import EventsConfig, StorageConfig
 from ..detect.base import Detection
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from ..storage import Database
 from ..supervise import Spawn, cancel_and_wait
 from .feed import EventFeed
@@ -83,6 +83,10 @@ class EventEngine:
         """Stored events newest first matching `filters`; see EventStore.query."""
         return await self._run(self.store.query, filters, limit, before_key)
 
+    async def facets(self) -> dict[str, list[str]]:
+        """The distinct cameras, labels and zones in the history; see EventStore.facets."""
+        return await self._run(self.store.facets)
+
     async def get(self, event_id: str) -> dict[str, Any] | None:
         """One stored event, or None."""
         return await self._run(self.store.get, event_id)
@@ -132,6 +136,11 @@ class EventEngine:
         if not self._draining:
             self._draining = True
             self._submit(self._drain).add_done_callback(self._drained)
+
+    def forget_camera(self, camera: str) -> None:
+        """The server forgot a camera id: its per-label counts go (no metric series for a camera long gone)."""
+        for key in [k for k in self.started if k[0] == camera]:
+            del self.started[key]
 
     def camera_offline(self, camera: str) -> None:
         """The camera went away: its events end."""

@@ -11,8 +11,17 @@ from ..detect.base import Detection
 from ..detect.frames import decode_frame, draw_detections, encode_frame
 
 
+# A scaled snapshot never has more pixels than this (about 4K UHD): `h` sets the height, and a very
+# wide frame (2592x200 is a valid camera frame) would otherwise become 28,000 pixels wide.
+MAX_OUTPUT_PIXELS = 3840 * 2160
+
+
 def render_snapshot(jpeg: bytes, record: dict[str, Any], bbox: bool, crop: bool, height: int | None) -> bytes | None:
-    """The event's best frame, with its box drawn (bbox), cropped around the object (crop), scaled to `height`."""
+    """The event's best frame, with its box drawn (bbox), cropped around the object (crop), scaled to `height`.
+
+    The scaled picture keeps the frame's aspect ratio within MAX_OUTPUT_PIXELS: for a very wide
+    frame it is lower than `height`.
+    """
     image = decode_frame(jpeg)
     if image is None:
         return None
@@ -25,6 +34,8 @@ def render_snapshot(jpeg: bytes, record: dict[str, Any], bbox: bool, crop: bool,
         mx, my = (x2 - x1) * 0.25, (y2 - y1) * 0.25
         image = image[max(0, int(y1 - my)) : min(h, int(y2 + my)), max(0, int(x1 - mx)) : min(w, int(x2 + mx))]
     if height and image.shape[0] != height:
-        scale = height / image.shape[0]
-        image = cv2.resize(image, (max(1, int(image.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+        scale = min(height / h, (MAX_OUTPUT_PIXELS / (w * h)) ** 0.5)
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     return encode_frame(np.ascontiguousarray(image), 85)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,8 @@ class EventStore:
                 where.append(f"{column} = ?")
                 args.append(filters[column])
         if filters.get("zone"):
-            where.append("zones LIKE ?")
-            args.append(f"%,{filters['zone']},%")
+            where.append("zones LIKE ? ESCAPE '\\'")  # a zone name is matched as it is, % and _ too
+            args.append("%," + re.sub(r"([\\%_])", r"\\\1", filters["zone"]) + ",%")
         if filters.get("after") is not None:
             where.append("start_time >= ?")
             args.append(filters["after"])
@@ -155,6 +156,15 @@ class EventStore:
         sql = "SELECT data FROM events" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY start_time DESC, id DESC LIMIT ?"
         return [json.loads(r[0]) for r in self.db.execute(sql, [*args, limit])]
+
+    def facets(self) -> dict[str, list[str]]:
+        """The distinct cameras, labels and zones in the history: the choices of the page's filters."""
+        assert self.db is not None
+        cameras = [r[0] for r in self.db.execute("SELECT DISTINCT camera FROM events ORDER BY camera")]
+        labels = [r[0] for r in self.db.execute("SELECT DISTINCT label FROM events ORDER BY label")]
+        rows = self.db.execute("SELECT DISTINCT zones FROM events")
+        zones = sorted({zone for (joined,) in rows for zone in joined.split(",") if zone})
+        return {"cameras": cameras, "labels": labels, "zones": zones}
 
     def delete(self, event_id: str) -> bool:
         """Remove an event and its snapshot; False if there was none."""

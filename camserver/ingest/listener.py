@@ -23,7 +23,7 @@ from ..config import IngestConfig
 from ..hub import Camera, CameraHub, HubFull
 from .jpeg import BadFrame, inspect_jpeg
 from .keepalive import keep_alive
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog, printable
 from ..supervise import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # /ws is the path of the original ESP32 sketch; /ws/<camera_id> names the camera.
 PATH_RE = re.compile(r"^/ws(?:/(?P<id>[A-Za-z0-9_-]{1,32}))?/?$")
 MAX_STATUS_CHARS = 4096  # a longer text message is logged, not kept
+# A status nests at most 2 deep (settings inside it); anything much deeper is not from a camera,
+# and would only cost recursion in every JSON encoder that shows it (/api/cameras, the page).
+MAX_JSON_DEPTH = 8
 
 
 class CameraIngest:
@@ -120,7 +123,7 @@ class CameraIngest:
             response.headers["WWW-Authenticate"] = 'Bearer realm="camserver cameras"'
             return response
         if not self.hub.has_room_for(camera_id):
-            log.warning("camera %s refused: %d cameras already known", camera_id, self.hub.max_cameras)
+            self._refusals.warning("full", "camera %s refused: %d cameras already known", camera_id, self.hub.max_cameras)
             response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many cameras on this server.\n")
             response.headers["Retry-After"] = "30"
             return response
@@ -155,7 +158,7 @@ class CameraIngest:
                     texts += 1
         except ConnectionClosedError as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
-                cam.frames_rejected += 1
+                cam.reject("too_big")
                 log.warning(
                     "camera %s: frame over ingest.max_frame_bytes (%d bytes); closing with 1009",
                     camera_id,
@@ -199,24 +202,19 @@ class CameraIngest:
         try:
             info = inspect_jpeg(data, self.config.max_width, self.config.max_height)
         except BadFrame as exc:
-            cam.frames_rejected += 1
+            cam.reject(exc.reason)
             self._bad_frames.warning(cam.id, "camera %s: frame rejected (%d bytes): %s", cam.id, len(data), exc)
             return False
         self.hub.receive(cam, data, (info.width, info.height))
         return True
 
     def _on_text(self, cam: Camera, text: str, first: bool) -> None:
-        parsed = None
-        if len(text) <= MAX_STATUS_CHARS:
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                pass
+        parsed = camera_json(text)
         if first:
-            cam.hello = parsed if isinstance(parsed, dict) else text[:MAX_STATUS_CHARS]
-            log.info("camera %s says hello: %s", cam.id, text[:200])
+            cam.hello = parsed if isinstance(parsed, dict) else printable(text, MAX_STATUS_CHARS)
+            log.info("camera %s says hello: %s", cam.id, printable(text))
         else:
-            log.debug("camera %s: %s", cam.id, text[:200])
+            log.debug("camera %s: %s", cam.id, printable(text))
         if isinstance(parsed, dict):
             cam.status = parsed
         if first and self.on_hello is not None:
@@ -246,6 +244,32 @@ def close_reason(protocol: Protocol) -> str:
     if sent.code in _SENT_REASONS:
         return _SENT_REASONS[sent.code]
     return "server_error" if sent.code == CloseCode.INTERNAL_ERROR else "server_close"
+
+
+def camera_json(text: str) -> Any:
+    """A camera's text message as JSON, or None: too long, not JSON, or nested over MAX_JSON_DEPTH."""
+    if len(text) > MAX_STATUS_CHARS:
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if json_depth(parsed) <= MAX_JSON_DEPTH else None
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _describe(close: Close | None) -> str:

@@ -30,6 +30,7 @@ import aiomqtt
 from ..config import MqttConfig
 from ..events.rules import Change
 from ..supervise import Spawn, cancel_and_wait
+from ..logsafe import printable
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class MqttPublisher:
         self.discovery = config.discovery_prefix.rstrip("/")
         self.fixed_labels = None if "*" in labels else list(labels)  # events.labels
         self.state = "disabled" if not config.host else "connecting"
+        self.problem = ""  # why it is not connected, as the broker or the network said
         self.outbox: Outbox[Message] = Outbox(QUEUE)
         self.cameras: dict[str, bool] = {}  # camera id -> online
         self.labels: dict[str, set[str]] = {}  # camera id -> labels announced to Home Assistant
@@ -186,14 +188,15 @@ class MqttPublisher:
         )
 
     def _set_state(self, state: str, problem: str = "") -> None:
-        if state == self.state:
-            return  # one line per change of state, not one per retry
+        problem = printable(problem or "connection lost") if state != "connected" else ""
+        if (state, problem) == (self.state, self.problem):
+            return  # one line per change of state or of the broker's reason, not one per retry
         if state == "connected":
             log.info("MQTT connected to %s:%d", self.config.host, self.config.port)
         else:
             log.warning("MQTT %s:%d not connected (%s); retrying with backoff", self.config.host, self.config.port,
-                        problem or "connection lost")
-        self.state = state
+                        problem)
+        self.state, self.problem = state, problem
 
     async def _run(self) -> None:
         delay = BACKOFF_S[0]

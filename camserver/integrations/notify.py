@@ -36,7 +36,7 @@ from typing import Any, Callable
 from ..config import NotifyConfig
 from ..events.rules import Change
 from ..events.snapshots import render_snapshot
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from ..supervise import Spawn, cancel_and_wait
 from ..config.apprise_urls import apprise_warnings, instantiate, redact, scrub
 from .outbox import Outbox, drained

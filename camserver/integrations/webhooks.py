@@ -12,12 +12,13 @@ import asyncio
 import logging
 from functools import partial
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from ..config import WebhookConfig
 from ..events.rules import Change
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog, printable, url_for_log
 from ..supervise import Spawn, cancel_and_wait
 from .outbox import Outbox, drained
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 QUEUE = 100  # messages waiting per webhook
 TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (1.0, 2.0, 4.0)
+MAX_REDIRECTS = 3
 
 
 class Webhook:
@@ -83,23 +85,52 @@ class WebhookSender:
             await self._session.close()
 
     async def _deliver(self, hook: Webhook, message: dict[str, Any]) -> None:
-        assert self._session is not None
-        url, headers = hook.config.url, dict(hook.config.headers)
+        """POST one message, retrying network errors and 5xx; any error is counted and logged, never raised."""
+        shown = url_for_log(hook.config.url)
         problem = ""
         for delay in (*hook.retry_delays_s, None):
             try:
-                async with self._session.post(url, json=message, headers=headers) as resp:
-                    if resp.status < 500:
-                        if resp.status >= 400:
-                            log.warning("webhook %s refused an event with HTTP %d; not retried", url, resp.status)
-                        else:
-                            hook.delivered += 1
+                status = await self._post(hook, message)
+                if status < 500:
+                    if status >= 400:
+                        self._failures.warning(shown, "webhook %s refused an event with HTTP %d; not retried", shown,
+                                               status)
+                    elif status >= 300:
+                        self._failures.warning(shown, "webhook %s answered a redirect (HTTP %d); not followed "
+                                               "(follow_redirects = true follows one to the same origin)", shown, status)
+                    else:
+                        hook.delivered += 1
                         return
-                    problem = f"HTTP {resp.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = str(exc) or type(exc).__name__
+                    break
+                problem = f"HTTP {status}"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # network errors, timeouts, and anything aiohttp raises on a bad request
+                problem = printable(str(exc) or type(exc).__name__)
             if delay is not None:
                 await asyncio.sleep(delay)
+        else:
+            self._failures.warning(shown, "webhook %s failed after %d retries (%s); %d failed so far",
+                                   shown, len(hook.retry_delays_s), problem, hook.failures + 1)
         hook.failures += 1
-        self._failures.warning(url, "webhook %s failed after %d retries (%s); %d failed so far",
-                               url, len(hook.retry_delays_s), problem, hook.failures)
+
+    async def _post(self, hook: Webhook, message: dict[str, Any]) -> int:
+        """The HTTP status of the POST, after following at most MAX_REDIRECTS to the same origin if allowed."""
+        assert self._session is not None
+        url = hook.config.url
+        for _ in range(MAX_REDIRECTS + 1):
+            async with self._session.post(url, json=message, headers=dict(hook.config.headers),
+                                          allow_redirects=False) as resp:
+                location = resp.headers.get("Location")
+                if not (300 <= resp.status < 400 and location and hook.config.follow_redirects):
+                    return resp.status
+                target = urljoin(url, location)
+                if _origin(target) != _origin(hook.config.url):
+                    return resp.status  # never re-post the event and its headers to another host
+                url = target
+        return resp.status
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from .database import Database
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
+import re
 import time
-from typing import Any, Callable
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager
 
 from aiohttp import web
 
@@ -16,6 +19,7 @@ from .stream import BoundedStream, ViewerGone
 KEEPALIVE_S = 15.0
 MAX_LIMIT = 500
 BOOT = str(int(time.time()))  # SSE ids are BOOT.N: a client from before a restart gets the whole history
+EVENT_ID_RE = re.compile(r"(?P<boot>[0-9]{1,12})\.(?P<n>[0-9]{1,15})")  # ASCII digits only
 
 
 def _bad(text: str) -> web.HTTPBadRequest:
@@ -26,9 +30,12 @@ def _number(query: Any, key: str) -> float | None:
     if key not in query:
         return None
     try:
-        return float(query[key])
+        value = float(query[key])
     except ValueError:
-        raise _bad(f"{key} must be a number (seconds since the epoch)") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise _bad(f"{key} must be a number (seconds since the epoch)")
+    return value
 
 
 def _flag(query: Any, key: str) -> bool | None:
@@ -57,21 +64,29 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 class EventsApi:
     """Routes under /api/events."""
 
-    def __init__(self, engine: EventEngine, write_timeout_s: float, closed: Callable[[], bool]) -> None:
+    def __init__(self, engine: EventEngine, write_timeout_s: float, closed: Callable[[], bool],
+                 slot: Callable[[web.Request], ContextManager[None]] = lambda request: nullcontext(),
+                 max_age_s: float = 600.0) -> None:
         self.engine = engine
         self.write_timeout_s = write_timeout_s
         self.closed = closed
+        self.slot = slot  # one of the viewer places, held while a stream is open
+        self.max_age_s = max_age_s
 
     def add_routes(self, app: web.Application) -> None:
-        """Register the routes (the stream before the {event_id} pattern)."""
+        """Register the routes (stream and facets before the {event_id} pattern)."""
         app.router.add_get("/api/events", self.list_events)
         app.router.add_get("/api/events/stream", self.stream)
+        app.router.add_get("/api/events/facets", self.facets)
         app.router.add_get("/api/events/{event_id}", self.get_event)
         app.router.add_delete("/api/events/{event_id}", self.delete_event)
         app.router.add_get("/api/events/{event_id}/snapshot.jpg", self.snapshot)
 
     async def list_events(self, request: web.Request) -> web.Response:
-        """Events newest first; filters camera, label, zone, after, before, has_snapshot; limit; cursor."""
+        """Events newest first; filters camera, label, zone, after, before, has_snapshot; limit; cursor.
+
+        `last_event_id` is where the live feed stood: open the stream with it to get every later change.
+        """
         q = request.query
         try:
             limit = int(q.get("limit", "50"))
@@ -82,10 +97,18 @@ class EventsApi:
         filters = {"camera": q.get("camera"), "label": q.get("label"), "zone": q.get("zone"),
                    "after": _number(q, "after"), "before": _number(q, "before"), "has_snapshot": _flag(q, "has_snapshot")}
         cursor = decode_cursor(q["cursor"]) if "cursor" in q else None
+        # the feed's position before the query: a client that opens the stream from here misses no
+        # change to what it got, and replays nothing older (an event deleted before never comes back)
+        position = f"{BOOT}.{self.engine.feed.last_id}"
         events = await self.engine.query(filters, limit + 1, cursor)
         more = len(events) > limit
         events = events[:limit]
-        return web.json_response({"events": events, "next_cursor": encode_cursor(events[-1]) if more else None})
+        return web.json_response({"events": events, "next_cursor": encode_cursor(events[-1]) if more else None,
+                                  "last_event_id": position})
+
+    async def facets(self, request: web.Request) -> web.Response:
+        """The distinct cameras, labels and zones in the history (the choices of the page's filters)."""
+        return web.json_response(await self.engine.facets())
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         record = await self.engine.get(request.match_info["event_id"])
@@ -128,19 +151,32 @@ class EventsApi:
         return web.Response(body=body, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        """Server-Sent Events: new/update/end/delete with ids; Last-Event-ID resumes; a comment every 15 s."""
-        feed = self.engine.feed
+        """Server-Sent Events: new/update/end/delete with ids; Last-Event-ID resumes; a comment every 15 s.
+
+        A stream counts as a viewer (http.max_viewers) and ends after http.event_stream_max_s: an
+        EventSource reconnects at once and resumes with Last-Event-ID, while a client that stopped
+        reading (which a quiet stream's small keepalives never reveal) lets its place go.
+        """
         last = 0
-        boot, _, n = (request.headers.get("Last-Event-ID") or request.query.get("last_event_id", "")).partition(".")
-        if boot == BOOT and n.isdigit():
-            last = int(n)
+        given = request.headers.get("Last-Event-ID") or request.query.get("last_event_id", "")
+        if given:
+            if not (m := EVENT_ID_RE.fullmatch(given)):
+                raise _bad("Last-Event-ID is not an id this server gives out (BOOT.N)")
+            if m["boot"] == BOOT:
+                last = int(m["n"])
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
+        with self.slot(request):
+            return await self._serve(request, resp, last)
+
+    async def _serve(self, request: web.Request, resp: web.StreamResponse, last: int) -> web.StreamResponse:
+        feed = self.engine.feed
         stream = BoundedStream(request, resp, self.write_timeout_s)
+        ends = time.monotonic() + self.max_age_s
         try:
             await stream.start()
             await stream.send(b"retry: 2000\n\n")
-            while not self.closed() and not stream.closing:
+            while not self.closed() and not stream.closing and time.monotonic() < ends:
                 items = feed.after(last)
                 if items:
                     await stream.send(b"".join(
@@ -149,7 +185,7 @@ class EventsApi:
                     last = items[-1].id
                     continue
                 version = feed.last_id
-                await feed.wait(version, KEEPALIVE_S)
+                await feed.wait(version, min(KEEPALIVE_S, max(0.0, ends - time.monotonic())))
                 if feed.last_id == version and not self.closed():
                     await stream.send(b": keepalive\n\n")
         except ViewerGone:

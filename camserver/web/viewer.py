@@ -7,24 +7,31 @@ import json
 import logging
 import time
 import weakref
-from importlib import resources
-from typing import Any, Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
 from aiohttp import web
 
-from ..auth import basic_user, presented_token, same_secret
-from ..board import PUBLIC_PREFIX, BoardApi
 from ..config import HttpConfig
 from ..ingest.control import validate_control
 from ..hub import Camera, CameraHub, Frame, FrameChannel
-from ..ratelog import ThrottledLog
+from ..logsafe import ThrottledLog
 from ..events.engine import EventEngine
+from .assets import StaticAssets
 from .events import EventsApi
+from .session import ViewerAuth
 from .stream import MJPEG_CONTENT_TYPE, MJPEG_START, BoundedStream, ViewerGone, mjpeg_part
 
 log = logging.getLogger(__name__)
+
+
+class RouteSource(Protocol):
+    """A stage's routes (board control, notifications, the system view): added to the app as they are."""
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the routes."""
 
 MAX_CONTROL_BYTES = 4096
 STALE_S = 3.0  # a connected camera silent this long gets the placeholder again
@@ -71,22 +78,20 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return web.json_response({"error": exc.reason, "detail": exc.text}, status=exc.status, headers=headers)
 
 
-def viewer_auth(token: str, users: dict[str, str]) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Middleware: every route but /healthz needs the viewer token or a basic-auth user, when set."""
+def viewer_auth(auth: ViewerAuth) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware: every route but the page's shell, the login and /healthz needs a viewer credential.
+
+    The viewer token, a basic-auth user, or the page's session cookie (see session.py).
+    """
 
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if request.path == "/healthz" or request.path.startswith(PUBLIC_PREFIX):  # /ota/<token>: its own secret
+        if auth.is_public(request.path) or auth.identify(request) is not None:
             return await handler(request)
-        if token and same_secret(presented_token(request.headers, request.query_string), token):
-            return await handler(request)
-        if basic_user(request.headers, users) is not None:
-            return await handler(request)
-        challenge = 'Basic realm="camserver"' if users else 'Bearer realm="camserver"'
         raise web.HTTPUnauthorized(
             reason="authentication required",
             text="send the viewer token (Authorization: Bearer, or ?token=) or a user name and password",
-            headers={"WWW-Authenticate": challenge},
+            headers={"WWW-Authenticate": auth.challenge(request)},
         )
 
     return check
@@ -106,10 +111,12 @@ class ViewerApp:
         annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
         events: EventEngine | None = None,
         exposition: Callable[[], tuple[bytes, str]] | None = None,
-        board: BoardApi | None = None,
+        auth: ViewerAuth | None = None,
+        routes: tuple[RouteSource, ...] = (),
     ) -> None:
         self.config = config
-        self.board = board
+        self.auth = auth or ViewerAuth(config.token, dict(config.users), None)
+        self.routes = routes
         self.hub = hub
         self.health = health
         self.send_control = send_control
@@ -145,17 +152,18 @@ class ViewerApp:
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
         middlewares = [json_errors]
-        http = self.config
-        if http.token or http.users:
-            middlewares.append(viewer_auth(http.token, dict(http.users)))
+        if self.auth.required:
+            middlewares.append(viewer_auth(self.auth))
         app = web.Application(middlewares=middlewares)
-        app.router.add_get("/", self.index)
+        StaticAssets().add_routes(app)
+        self.auth.add_routes(app)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/cameras", self.api_cameras)
         app.router.add_get("/api/cameras/{camera_id}/detections", self.api_detections)
-        if self.board is not None:
-            self.board.add_routes(app)  # its control route also keeps the settings
-        else:
+        for routes in self.routes:  # the other stages' routes: board control, notifications, system
+            routes.add_routes(app)
+        if not any(r.method == "POST" and r.resource is not None and r.resource.canonical == "/api/cameras/{camera_id}/control"
+                   for r in app.router.routes()):
             app.router.add_post("/api/cameras/{camera_id}/control", self.api_control)
         app.router.add_get("/cameras/{camera_id}/stream.mjpg", self.camera_stream)
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
@@ -164,7 +172,8 @@ class ViewerApp:
         if self.exposition is not None:
             app.router.add_get("/metrics", self.prometheus)
         if self.events is not None:
-            EventsApi(self.events, self.write_timeout, lambda: self.hub.closed).add_routes(app)
+            EventsApi(self.events, self.write_timeout, lambda: self.hub.closed, self.viewer_slot,
+                      self.config.event_stream_max_s).add_routes(app)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -178,11 +187,6 @@ class ViewerApp:
         if cam is None:
             raise web.HTTPNotFound(reason="unknown camera", text=f"no camera {request.match_info['camera_id']!r}")
         return cam
-
-    async def index(self, request: web.Request) -> web.Response:
-        """The page showing every camera's live stream and figures."""
-        html = resources.files("camserver.web").joinpath("index.html").read_text(encoding="utf-8")
-        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def healthz(self, request: web.Request) -> web.Response:
         """200 once the model is loaded and both listeners are up, else 503."""
@@ -279,7 +283,13 @@ class ViewerApp:
             headers["X-Frame-Seq"] = str(frame.seq)
         return web.Response(body=body, content_type="image/jpeg", headers=headers)
 
-    def _check_viewer_room(self, request: web.Request, cam: Camera | None) -> None:
+    @contextmanager
+    def viewer_slot(self, request: web.Request, cam: Camera | None = None) -> Iterator[None]:
+        """Hold one of the http.max_viewers places (and of the camera's) while a long-lived response runs.
+
+        Raises:
+            HTTPServiceUnavailable: no place left (503 with Retry-After).
+        """
         http = self.config
         if self.viewers_total >= http.max_viewers or (cam is not None and self.viewers_of(cam.id) >= http.max_viewers_per_camera):
             self.viewers_refused += 1
@@ -287,14 +297,15 @@ class ViewerApp:
             raise web.HTTPServiceUnavailable(
                 reason="too many viewers", text="viewer limit reached; try again later", headers={"Retry-After": "10"}
             )
-
-    async def _stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
-        self._check_viewer_room(request, resolve())
         self.viewers_total += 1
         try:
-            return await self._serve_stream(request, resolve)
+            yield
         finally:
             self.viewers_total -= 1
+
+    async def _stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
+        with self.viewer_slot(request, resolve()):
+            return await self._serve_stream(request, resolve)
 
     async def _serve_stream(self, request: web.Request, resolve: Callable[[], Camera | None]) -> web.StreamResponse:
         raw = self._raw(request)

@@ -1,0 +1,266 @@
+// The camera view: the large stream (boxes on/off, zones over it), what is detected now, the
+// camera's figures, its recent events and a 24-hour timeline; the board's settings and the
+// recordings appear when the server has those APIs.
+
+import { api, on, optional } from "./api.js";
+import { cameraState, pollCameras, stopImage, streamUrl } from "./cameras.js";
+import { subscribe } from "./feed.js";
+import { settingsPanel } from "./settings.js";
+import { bytes, clock, eventDuration, eventText, h, num, now, query, setText, snapshotUrl, stateBlock, title, when } from "./ui.js";
+import { zoneOverlay } from "./zones.js";
+
+const DAY_S = 86400;
+const RECENT = 8;
+
+/** Signal strength in words (ESP32 RSSI in dBm; 0 means the board did not say). */
+function rssiText(rssi) {
+  if (typeof rssi !== "number" || rssi === 0) return "–";
+  const word = rssi >= -60 ? "good" : rssi >= -75 ? "fair" : "weak";
+  return `${rssi} dBm (${word})`;
+}
+
+/** Motion as /api/cameras gives it: a boolean, or an object with `active` and the moving share. */
+function motionText(motion) {
+  if (motion === undefined || motion === null) return null;
+  if (typeof motion === "boolean") return motion ? "yes" : "none";
+  const active = motion.active ?? motion.motion ?? motion.detected;
+  const share = motion.share ?? motion.area ?? motion.ratio;
+  if (!active) return "none";
+  return typeof share === "number" ? `${Math.round(share * 100)}% of the frame moves` : "yes";
+}
+
+export function create(root, route, app) {
+  const id = route.arg;
+  const enc = encodeURIComponent(id);
+  let raw = false;
+  let reconnects = 0;
+  let known = false;
+  const events = new Map();
+
+  const badge = h("span", { class: "badge" });
+  const img = h("img", { alt: `Live picture of ${id}, with detection boxes` });
+  const overlay = zoneOverlay();
+  const frame = h("div", { class: "frame frame-large" }, img, overlay.el);
+  const boxes = h("input", { type: "checkbox", id: "opt-boxes", checked: true });
+  const zonesToggle = h("input", { type: "checkbox", id: "opt-zones" });
+  const zonesLabel = h("label", { class: "switch", for: "opt-zones", hidden: true }, zonesToggle, " Zones");
+  const nowList = h("p", { class: "detections live-figure" }, "–");
+  const motionRow = h("p", { class: "motion live-figure", hidden: true });
+  const figures = h("dl", { class: "figures live-figure" });
+  const recent = h("ul", { class: "mini-events" });
+  const recentStatus = h("div", {}, stateBlock("loading", "Loading events…"));
+  const timeline = h("div", { class: "timeline-track", role: "group", "aria-label": "Events of the last 24 hours" });
+  const timelineAxis = h("div", { class: "timeline-axis", "aria-hidden": "true" });
+  const recordings = h("section", { class: "panel", "aria-labelledby": "rec-title", hidden: true },
+    h("h2", { id: "rec-title", text: "Recordings" }));
+  const settings = h("section", { class: "panel", "aria-labelledby": "settings-title", hidden: true });
+  const notFound = h("div", {});
+
+  root.append(h("section", { class: "view view-camera", "aria-labelledby": "cam-title" },
+    h("div", { class: "view-head" },
+      h("a", { class: "back", href: "#/live", text: "← Live" }),
+      h("h1", { id: "cam-title", text: id }), badge),
+    notFound,
+    h("div", { class: "camera-layout" },
+      h("div", { class: "camera-main" },
+        frame,
+        h("div", { class: "toolbar" },
+          h("label", { class: "switch", for: "opt-boxes" }, boxes, " Boxes"),
+          zonesLabel,
+          h("a", { class: "button", href: `#/zones/${enc}`, text: "Zones and masks" }),
+          h("a", { class: "button", href: streamUrl(id, { snapshot: true }), download: `${id}.jpg`, text: "Snapshot" })),
+        h("section", { class: "panel", "aria-labelledby": "tl-title" },
+          h("h2", { id: "tl-title", text: "Last 24 hours" }), timeline, timelineAxis),
+        recordings),
+      h("div", { class: "camera-side" },
+        h("section", { class: "panel", "aria-labelledby": "now-title" },
+          h("h2", { id: "now-title", text: "Now" }), nowList, motionRow),
+        h("section", { class: "panel", "aria-labelledby": "fig-title" },
+          h("h2", { id: "fig-title", text: "Figures" }), figures),
+        h("section", { class: "panel", "aria-labelledby": "recent-title" },
+          h("h2", { id: "recent-title", text: "Recent events" }), recentStatus, recent,
+          h("a", { href: `#/review?camera=${enc}`, text: `All events of ${id} →` })),
+        settings))));
+
+  function play() {
+    img.src = streamUrl(id, { raw, n: reconnects });
+    img.alt = `Live picture of ${id}${raw ? "" : ", with detection boxes"}`;
+  }
+  boxes.addEventListener("change", () => { raw = !boxes.checked; if (known) play(); });
+  zonesToggle.addEventListener("change", () => overlay.show(zonesToggle.checked));
+
+  const figureRows = new Map();
+  function figure(label, value) {
+    let row = figureRows.get(label);
+    if (!row) {
+      const dd = h("dd");
+      figures.append(h("dt", { text: label }), dd);
+      row = dd;
+      figureRows.set(label, row);
+    }
+    setText(row, value);
+  }
+
+  function renderCamera(cams, error) {
+    if (error) return;
+    const cam = cams.find((c) => c.id === id);
+    if (!cam) {
+      if (!known) notFound.replaceChildren(stateBlock("error", `No camera “${id}”`, "It may have been forgotten, or the link is wrong."));
+      return;
+    }
+    if (!known) {  // not before: an unknown camera's stream and settings would only answer 404
+      play();
+      settingsPanel(settings, id);
+    }
+    known = true;
+    notFound.replaceChildren();
+    const state = cameraState(cam);
+    setText(badge, state.text);
+    badge.className = `badge badge-${state.key}`;
+    if (cam.width && cam.height) frame.style.setProperty("--ar", String(cam.width / cam.height));
+    const status = cam.status || {};
+    figure("Frames in", `${num(cam.fps_in, 1)} fps`);
+    figure("Frames out", `${num(cam.fps_out, 1)} fps`);
+    figure("Inference", num(cam.inference_ms, 1, "ms"));
+    figure("Received", num(cam.frames_received));
+    if (cam.frames_detected !== undefined) figure("Detected", num(cam.frames_detected));
+    figure("Processed", num(cam.frames_processed));
+    figure("Dropped", num(cam.frames_dropped));
+    figure("Rejected", num(cam.frames_rejected));
+    figure("Viewers", num(cam.viewers));
+    figure("Picture", cam.width ? `${cam.width} × ${cam.height}` : "–");
+    figure("Signal", rssiText(status.rssi));
+    figure("Free heap", status.free_heap ? bytes(status.free_heap) : "–");
+    figure("Board sends", status.fps_sent !== undefined ? `${num(status.fps_sent, 1)} fps` : "–");
+    if (status.reconnects !== undefined) figure("Reconnects", num(status.reconnects));
+    const motion = motionText(cam.motion);
+    motionRow.hidden = motion === null;
+    if (motion !== null) setText(motionRow, `Motion: ${motion}`);
+    refreshDetections(cam);
+  }
+
+  async function refreshDetections(cam) {
+    if (!cam.connected) { setText(nowList, "Camera not connected"); return; }
+    try {
+      const d = await api(`/api/cameras/${enc}/detections`);
+      const found = d.detections.map((x) => `${x.class_name} ${Math.round(x.confidence * 100)}%`);
+      setText(nowList, found.length ? `Detected: ${found.join(", ")}` : "Nothing detected");
+    } catch { /* the next poll tries again */ }
+  }
+
+  // recent events and the timeline
+  function renderEvents() {
+    const list = [...events.values()].sort((a, b) => b.start_time - a.start_time);
+    recent.replaceChildren(...list.slice(0, RECENT).map((e) => h("li", {},
+      h("a", { href: `#/events/${encodeURIComponent(e.id)}` },
+        h("span", { class: "thumb" }, e.has_snapshot
+          ? h("img", { src: snapshotUrl(e, { crop: true, height: 96 }), alt: eventText(e), loading: "lazy" })
+          : h("span", { class: "no-thumb", text: "no picture" })),
+        h("span", { class: "mini-text" },
+          h("strong", { text: title(e.label) }), ` ${when(e.start_time)}`,
+          h("span", { class: "muted", text: e.end_time ? ` · ${eventDuration(e)}` : " · in progress" }))))));
+    if (!list.length) recentStatus.replaceChildren(stateBlock("empty", "No events yet"));
+    else recentStatus.replaceChildren();
+    const start = now() - DAY_S;
+    timeline.replaceChildren(...recordingSpans(start), ...list.filter((e) => (e.end_time || now()) >= start).map((e) => {
+      const left = Math.max(0, (e.start_time - start) / DAY_S) * 100;
+      const width = Math.max(0.3, (((e.end_time || now()) - Math.max(e.start_time, start)) / DAY_S) * 100);
+      const mark = h("a", { class: `timeline-mark${e.end_time ? "" : " active"}`, href: `#/events/${encodeURIComponent(e.id)}`,
+        title: eventText(e), "aria-label": eventText(e) });
+      mark.style.left = `${left}%`;
+      mark.style.width = `${width}%`;
+      return mark;
+    }));
+    timelineAxis.replaceChildren(...[0, 6, 12, 18, 24].map((hr) => {
+      const tick = h("span", { text: hr === 24 ? "now" : clock(start + hr * 3600) });
+      tick.style.left = `${(hr / 24) * 100}%`;
+      return tick;
+    }));
+  }
+
+  async function loadEvents() {
+    if (!app.info.events_enabled) {
+      recentStatus.replaceChildren(stateBlock("empty", "Events are off (events.enabled = false)"));
+      return;
+    }
+    try {
+      const data = await api(`/api/events${query({ camera: id, after: Math.floor(now() - DAY_S), limit: 500 })}`);
+      for (const e of data.events) events.set(e.id, e);
+      if (!data.events.length) {
+        const older = await api(`/api/events${query({ camera: id, limit: RECENT })}`);
+        for (const e of older.events) events.set(e.id, e);
+      }
+      renderEvents();
+    } catch (err) {
+      recentStatus.replaceChildren(stateBlock("error", "Cannot load events", err.message));
+    }
+  }
+
+  // recordings (the recording API): segments as a list and as spans on the timeline
+  let segments = [];
+  function recordingSpans(start) {
+    return segments.map((s) => {
+      const from = s.start ?? s.start_time;
+      const to = s.end ?? s.end_time ?? now();
+      const span = h("span", { class: "timeline-rec", title: `recorded ${clock(from)}–${clock(to)}` });
+      span.style.left = `${Math.max(0, (from - start) / DAY_S) * 100}%`;
+      span.style.width = `${Math.max(0.2, ((to - Math.max(from, start)) / DAY_S) * 100)}%`;
+      return span;
+    });
+  }
+
+  async function loadRecordings() {
+    const after = Math.floor(now() - DAY_S);
+    let data;
+    try {
+      data = await optional(`/api/cameras/${enc}/recordings${query({ after, before: Math.ceil(now()) })}`,
+        "/api/cameras/{}/recordings");
+    } catch { return; }
+    if (data === null) return;
+    segments = Array.isArray(data) ? data : data.recordings || data.segments || [];
+    recordings.hidden = false;
+    const items = segments.slice(-10).reverse().map((s) => {
+      const from = s.start ?? s.start_time;
+      const to = s.end ?? s.end_time;
+      const href = s.url || `/api/cameras/${enc}/clip.mp4${query({ start: from, end: to })}`;
+      return h("li", {}, h("a", { href, target: "_blank", rel: "noopener", text: `${when(from)} – ${to ? clock(to) : "now"}` }));
+    });
+    recordings.replaceChildren(h("h2", { id: "rec-title", text: "Recordings" }),
+      items.length ? h("ul", { class: "plain-list" }, ...items) : stateBlock("empty", "Nothing recorded in the last 24 hours"));
+    renderEvents();
+  }
+
+  async function loadZones() {
+    try {
+      const shapes = await api(`/api/zones?camera=${enc}`);
+      overlay.setShapes(shapes);
+      zonesLabel.hidden = !(shapes.zones || []).length;
+    } catch { /* no overlay */ }
+  }
+
+  const stopPoll = pollCameras(renderCamera);
+  const stopFeed = subscribe((kind, e) => {
+    if (e.camera !== id) return;
+    if (kind === "deleted") events.delete(e.id); else events.set(e.id, e);
+    renderEvents();
+  });
+  const stopConn = on("connection", (online) => {
+    if (!online || !known) return;
+    reconnects += 1;
+    play();
+  });
+  const tick = setInterval(renderEvents, 30000); // the timeline's "now" moves
+  loadEvents();
+  loadZones();
+  loadRecordings();
+
+  return {
+    unmount() {
+      stopPoll();
+      stopFeed();
+      stopConn();
+      clearInterval(tick);
+      stopImage(img);
+    },
+  };
+}

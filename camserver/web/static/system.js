@@ -1,0 +1,132 @@
+// System: the detector, storage, MQTT, webhooks and notifications, version and uptime.
+
+import { api, hasRoute, on, write } from "./api.js";
+import { bytes, duration, h, num, setText, stateBlock } from "./ui.js";
+
+const POLL_MS = 5000;
+
+/** A nested value (counters per target, ...) as text. */
+function flat(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value !== "object") return String(value);
+  if (Array.isArray(value)) return value.map(flat).join("; ");
+  return Object.entries(value).map(([k, v]) => `${k} ${flat(v)}`).join(", ");
+}
+
+export function create(root, _route, app) {
+  const status = h("div", {}, stateBlock("loading", "Loading…"));
+  const grid = h("div", { class: "panels" });
+  root.append(h("section", { class: "view view-system", "aria-labelledby": "system-title" },
+    h("div", { class: "view-head" }, h("h1", { id: "system-title", text: "System" })), status, grid));
+
+  const panels = new Map();
+  function panel(key, heading) {
+    let p = panels.get(key);
+    if (!p) {
+      const dl = h("dl", { class: "figures live-figure" });
+      const extra = h("div", {});
+      const el = h("section", { class: "panel", "aria-labelledby": `sys-${key}` }, h("h2", { id: `sys-${key}`, text: heading }), dl, extra);
+      grid.append(el);
+      p = { el, dl, extra, rows: new Map() };
+      panels.set(key, p);
+    }
+    return p;
+  }
+  function row(p, label, value) {
+    let dd = p.rows.get(label);
+    if (!dd) {
+      dd = h("dd");
+      p.dl.append(h("dt", { text: label }), dd);
+      p.rows.set(label, dd);
+    }
+    if (value instanceof Node) dd.replaceChildren(value); else setText(dd, value);
+  }
+
+  const meter = h("meter", { id: "storage-meter", min: 0, max: 1, low: 0.7, high: 0.9, optimum: 0.2 });
+  const meterText = h("span", {});
+  const storageBox = h("div", { class: "meter-row" }, h("label", { for: "storage-meter", text: "Used" }), meter, meterText);
+  const testResult = h("p", { class: "form-message", role: "status" });
+
+  function render(s) {
+    const server = panel("server", "Server");
+    const badge = h("span", { class: `badge badge-${s.status === "ok" ? "live" : "offline"}`, text: s.status });
+    row(server, "Status", badge);
+    row(server, "Version", s.version || "–");
+    row(server, "Up for", s.uptime_s !== undefined ? duration(s.uptime_s) : "–");
+    row(server, "Model", s.model_name ? `${s.model_name}${s.model_random_weights ? " (random weights)" : ""}` : "–");
+    row(server, "Cameras", `${s.cameras_connected} connected of ${s.cameras}`);
+    row(server, "Open streams", `${s.viewers} (refused ${s.viewers_refused})`);
+    row(server, "Camera login failures", num(s.camera_auth_failures));
+
+    const d = s.detection || {};
+    const det = panel("detector", "Detector");
+    row(det, "State", h("span", { class: `badge badge-${s.detector === "ok" ? "live" : "offline"}`, text: s.detector }));
+    row(det, "Backend", d.backend || "–");
+    row(det, "Device", d.device || "–");
+    row(det, "Precision", d.precision || "–");
+    row(det, "Batch", `up to ${d.max_batch ?? "–"}, mean ${num(d.mean_batch, 2)}`);
+    row(det, "Time per batch", num(d.batch_ms, 1, "ms"));
+    row(det, "Stalls", num(s.detector_stalls));
+
+    const st = panel("storage", "Events and storage");
+    const used = s.storage && s.storage.used_bytes;
+    const max = s.storage && s.storage.max_bytes;
+    if (used !== null && used !== undefined && max) {
+      meter.value = Math.min(1, used / max);
+      setText(meterText, `${bytes(used)} of ${bytes(max)} (${Math.round((used / max) * 100)}%)`);
+      if (!storageBox.isConnected) st.extra.append(storageBox);
+    }
+    row(st, "Kept for", s.storage ? `${s.storage.retain_days} days, at most ${bytes(max)}` : "–");
+    const ev = s.events || {};
+    row(st, "Events", s.events_enabled === false ? "off" : num(ev.events_total));
+    row(st, "Frames skipped", num(ev.events_skipped_frames));
+    row(st, "Write errors", num(ev.storage_write_errors));
+
+    const integ = panel("integrations", "Integrations");
+    row(integ, "MQTT", s.mqtt === "disabled" ? "off" : `${s.mqtt}${s.mqtt_broker ? ` (${s.mqtt_broker})` : ""}`);
+    const hooks = s.webhooks || {};
+    row(integ, "Webhooks", hooks.endpoints ? `${hooks.endpoints} endpoint${hooks.endpoints === 1 ? "" : "s"}, ${hooks.failures} failed` : "none");
+    if (s.notify !== undefined) {
+      row(integ, "Notifications", flat(s.notify));
+      if (!integ.extra.childElementCount && hasRoute("/api/notify/test")) {
+        integ.extra.append(h("div", { class: "row-actions" },
+          h("button", { type: "button", text: "Send a test notification", onclick: sendTest })), testResult);
+      }
+    }
+  }
+
+  async function sendTest() {
+    setText(testResult, "Sending…");
+    try {
+      const result = await write("/api/notify/test", { body: {} });
+      setText(testResult, result === null ? "Not sent." : `Sent: ${flat(result)}`);
+    } catch (err) {
+      setText(testResult, `Not sent: ${err.message}`);
+    }
+  }
+
+  let timer = null;
+  let stopped = false;
+  async function tick() {
+    clearTimeout(timer);
+    try {
+      render(await api("/api/system"));
+      status.replaceChildren();
+    } catch (err) {
+      if (!panels.size) status.replaceChildren(stateBlock("error", "Cannot load the server's state", err.message));
+    }
+    if (!stopped) timer = setTimeout(tick, POLL_MS);
+  }
+  const stopConn = on("connection", (online) => { if (online) tick(); });
+  tick();
+
+  if (app.session && app.session.auth_required) {
+    const who = app.session.user ? `Logged in as ${app.session.user}.` : "Logged in with the viewer token.";
+    const session = h("section", { class: "panel", "aria-labelledby": "sys-session" },
+      h("h2", { id: "sys-session", text: "Session" }), h("p", { text: who }),
+      h("div", { class: "row-actions" }, h("button", { type: "button", text: "Log out", onclick: () => app.logout() })));
+    root.querySelector(".view").append(session);
+  }
+
+  return { unmount() { stopped = true; clearTimeout(timer); stopConn(); } };
+}
