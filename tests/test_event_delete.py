@@ -90,3 +90,32 @@ async def test_an_open_page_drops_an_event_deleted_elsewhere(http):
                 assert resp.status == 200
             await browser.wait(f"!{card}", what="the card gone")
         await cam.close()
+
+
+def test_a_deleted_objects_new_track_on_its_path_starts_no_event():
+    """Rules: after forget(), the object's track lost for 1 s and back as a new id where it was heading makes no new
+    event (the deletion passes on like an event would); a person elsewhere still gets one."""
+    from camserver.events.rules import CameraRules
+    from test_events_objects import FPS, T0, H, W, ScriptedTracker, events_config, person
+
+    rules = CameraRules("c", events_config(), tracker=ScriptedTracker)
+    frame = 0
+
+    def run(script):
+        nonlocal frame
+        changes = []
+        for detections in script:
+            rules.tracker.ids = [tid for tid, _ in detections]
+            changes += rules.on_frame(T0 + frame / FPS, b"", (W, H), [d for _, d in detections])
+            frame += 1
+        return changes
+
+    (new,) = [c for c in run([[(1, person(10 + 10 * i))] for i in range(20)]) if c.type == "new"]
+    end = rules.forget(new.after["id"], T0 + frame / FPS)
+    assert end is not None and end.type == "end" and end.after["end_reason"] == "deleted"
+    assert rules.forget(new.after["id"], T0 + frame / FPS) is None
+    script = [[] for _ in range(10)]  # hidden for 1 s
+    script += [[(7, person(10 + 10 * i))] for i in range(30, 45)]  # back as a new track, where it was heading
+    assert [c.type for c in run(script)] == []
+    assert rules.objects[7].deleted and rules.open_events() == []
+    assert [c.type for c in run([[(7, person(450.0)), (9, person(100.0, y=300.0))]] * 5)] == ["new"]

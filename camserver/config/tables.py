@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from .checks import (
     CAMERA_ID,
@@ -125,6 +126,81 @@ def _zones(entries: Any, prefix: str) -> tuple[ZoneConfig, ...]:
 
 
 @dataclass(frozen=True)
+class MaskConfig:
+    """One [[motion.masks]] or [[events.masks]] entry: a polygon of one camera's frame (relative, 0..1)."""
+
+    camera: str
+    points: Points
+    labels: frozenset[str] = frozenset()  # object masks only; empty: every label
+
+
+def _masks(with_labels: bool) -> Callable[[Any, str], tuple[MaskConfig, ...]]:
+    """A parser of [[<table>.masks]]: camera, points and (object masks) optional labels."""
+
+    def parse(entries: Any, prefix: str) -> tuple[MaskConfig, ...]:
+        if not isinstance(entries, list):
+            raise ConfigError(prefix, type(entries).__name__, f"must be a list of tables ([[{prefix}]])")
+        masks = []
+        for i, entry in enumerate(entries):
+            key = f"{prefix}[{i}]"
+            mask = _table(entry, key, ("camera", "points"), ("labels",) if with_labels else ())
+            if problem := CAMERA_ID(mask["camera"]):
+                raise ConfigError(f"{key}.camera", mask["camera"], problem)
+            labels = mask.get("labels", ["*"])
+            if problem := _labels(labels):
+                raise ConfigError(f"{key}.labels", labels, problem)
+            masks.append(MaskConfig(mask["camera"], _points(mask["points"], f"{key}.points"),
+                                    frozenset() if "*" in labels else frozenset(labels)))
+        return tuple(masks)
+
+    return parse
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """[events.filters.<label>]: limits for one label's detections; None means no limit."""
+
+    min_area: float | None = None  # pixels, or a fraction of the frame when <= 1
+    max_area: float | None = None
+    min_ratio: float | None = None  # width / height
+    max_ratio: float | None = None
+    min_score: float | None = None
+    threshold: float | None = None  # the median score an object of this label needs to become an event
+
+
+FILTER_KEYS = tuple(f.name for f in dataclasses.fields(FilterConfig))
+
+
+def _filters(tables: Any, prefix: str) -> tuple[tuple[str, FilterConfig], ...]:
+    """[events.filters.<label>] tables, each checked: numbers, scores from 0 to 1, min <= max."""
+    if not isinstance(tables, Mapping):
+        raise ConfigError(prefix, type(tables).__name__, "must be tables [events.filters.<label>]")
+    parsed = []
+    for label, table in tables.items():
+        key = f"{prefix}.{label}"
+        if not isinstance(table, Mapping):
+            raise ConfigError(key, type(table).__name__, f"must be a table of {', '.join(FILTER_KEYS)}")
+        _table(table, key, (), FILTER_KEYS)
+        for name, value in table.items():
+            if name in ("min_score", "threshold"):
+                check = _number(float, 0.0, 1.0)
+            elif name.endswith("_ratio"):
+                check = _number(float, 0.001)
+            else:
+                check = _number(float, 0.0)
+            if problem := check(value):
+                raise ConfigError(f"{key}.{name}", value, problem)
+        f = FilterConfig(**{name: float(value) for name, value in table.items()})
+        for lo, hi in (("min_area", "max_area"), ("min_ratio", "max_ratio")):
+            a, b = getattr(f, lo), getattr(f, hi)
+            # areas compare only when both are pixels or both are fractions of the frame (<= 1)
+            if a is not None and b is not None and a > b and (lo != "min_area" or (a <= 1) == (b <= 1)):
+                raise ConfigError(f"{key}.{lo}", a, f"is larger than {hi} ({b})")
+        parsed.append((label, f))
+    return tuple(parsed)
+
+
+@dataclass(frozen=True)
 class EventsConfig:
     """Turning detections into events: which labels, how sure, how long, and zones."""
 
@@ -137,6 +213,32 @@ class EventsConfig:
     update_interval_s: float = _opt(60.0, _number(float, 1.0, 86400))
     cooldown_s: float = _opt(0.0, _number(float, 0.0, 86400))
     zones: tuple[ZoneConfig, ...] = _parsed((), _zones)
+    filters: tuple[tuple[str, FilterConfig], ...] = _parsed((), _filters)  # (label, limits) pairs
+    masks: tuple[MaskConfig, ...] = _parsed((), _masks(with_labels=True))  # object masks: bottom centre inside
+
+    def __post_init__(self) -> None:
+        if "*" in self.labels:
+            return
+        for label, _ in self.filters:
+            if label not in self.labels:
+                raise ConfigError(f"events.filters.{label}", f"[events.filters.{label}]",
+                                  f"label not in events.labels ({', '.join(self.labels)})")
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Motion detection: the detector runs only on frames where something moves (Frigate's names)."""
+
+    enabled: bool = _opt(True, _bool)
+    threshold: int = _opt(30, _number(int, 1, 255))  # pixel difference from the background
+    contour_area: int = _opt(10, _number(int, 0, 100000))  # pixels, at the detector's ~100 px height
+    improve_contrast: bool = _opt(True, _bool)
+    lightning_threshold: float = _opt(0.8, _number(float, 0.3, 1.0))  # share of the frame: reset, not motion
+    # seconds between detections of a camera with no motion: stationary objects are re-checked,
+    # and a scene that changed slowly is caught
+    recheck_s: float = _opt(5.0, _number(float, 0.1, 86400))
+    mqtt_off_delay_s: float = _opt(30.0, _number(float, 0.0, 86400))
+    masks: tuple[MaskConfig, ...] = _parsed((), _masks(with_labels=False))  # motion inside is ignored
 
 
 @dataclass(frozen=True)
@@ -215,6 +317,7 @@ class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     cameras: CamerasConfig = field(default_factory=CamerasConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     notify: tuple[NotifyConfig, ...] = ()

@@ -5,6 +5,20 @@ An object becomes an event once the median of its last scores (misses count as 0
 something a user cares about changed: a clearly better snapshot, a zone entered or left, the
 object turning stationary or active, or the heartbeat while it stands still. Times are the
 frames' own times (seconds), so rules do not depend on the camera's frame rate.
+
+One event per object, also when objects overlap. The tracker gives a new track id whenever it
+loses an object for a moment (a person hidden by another, a parked car split in two boxes by a
+person walking in front of it); the rules do not let such a track start a second event:
+
+- a new track of the same label as an event whose object was not seen in this frame, lying where
+  that object was heading (its last whole box moved on at its recent speed) or where it stood
+  still, continues that event under its id (within max_disappeared_s, as long as the event is open);
+- a new track mostly inside the box of an event's object that is still seen is a piece of that
+  object and starts no event while it stays inside.
+
+An object has moved when both edges of its box moved the same way beyond a tolerance (or the box
+grew or shrank on both axes), not when its box merely changed: a box cut short on one side by
+something in front of it is still the same object standing still.
 """
 
 from __future__ import annotations
@@ -17,12 +31,22 @@ from typing import Any, Callable
 
 from ..config import EventsConfig, ZoneConfig
 from ..detect.base import Detection
+from .filters import ObjectFilter
 from .tracker import CameraTracker, Track
 from .zones import zones_of
 
+Box = tuple[float, float, float, float]
+
 SCORE_WINDOW = 5  # scores kept per object for the median
 MIN_HISTORY = 3  # fewer scores are padded with misses: one frame alone never makes an event
-MOVED_IOU = 0.8  # a box overlapping its anchor less than this has moved
+SHIFT_TOLERANCE = 0.1  # both edges of a box moving this share of its size the same way: it moved
+SHIFT_MIN_PX = 2.0  # ... and at least this many pixels (detector jitter)
+SCALE_TOLERANCE = 0.2  # a box this much larger or smaller on both axes: it came closer or went away
+SAME_OBJECT_OVERLAP = 0.5  # a share of the smaller box inside the other: where the object is or was
+SPEED_WINDOW_S = 1.0  # an object's speed is taken over its last second
+STILL_S = 1.0  # an object that has not moved for this long stands somewhere (its anchor box)
+WHOLE_SHARE = 0.85  # a box this large (width and height) against the trail's largest shows the whole object
+TRAIL_LEN = 50  # boxes kept per object to predict where it was heading
 SNAPSHOT_GAIN = 0.05  # a snapshot is replaced only by one this much more confident
 EDGE_PX = 2  # a box this close to the frame's edge is cut off by it
 
@@ -72,23 +96,69 @@ class Change:
 class _Object:
     track_id: int
     label: str
-    box: tuple[float, float, float, float]
+    box: Box
     last_seen: float
     scores: deque[float] = field(default_factory=lambda: deque(maxlen=SCORE_WINDOW))
-    anchor_box: tuple[float, float, float, float] | None = None
-    anchor_time: float = 0.0
+    anchor_box: Box = (0.0, 0.0, 0.0, 0.0)  # where it stands still (the box when it last moved)
+    anchor_time: float = 0.0  # when it last moved
     last_update: float = 0.0
     event: Event | None = None
     deleted: bool = False  # its event was deleted while open: no new event while this track lives
+    trail: deque[tuple[float, Box]] = field(default_factory=lambda: deque(maxlen=TRAIL_LEN))  # (time, box)
+
+    def predicted(self, now: float) -> Box:
+        """Where the object should be at `now`: its last whole box moved on at its recent speed.
+
+        Only boxes about as large as the largest of the trail count: while something passes in front
+        of the object its box shrinks on one side, and that box's centre and speed would lag behind.
+        """
+        if not self.trail:
+            return self.box
+        max_w = max(b[2] - b[0] for _, b in self.trail)
+        max_h = max(b[3] - b[1] for _, b in self.trail)
+        whole = [(t, b) for t, b in self.trail if b[2] - b[0] >= WHOLE_SHARE * max_w and b[3] - b[1] >= WHOLE_SHARE * max_h]
+        t1, b1 = whole[-1]
+        t0, b0 = next((t, b) for t, b in whole if t1 - t <= SPEED_WINDOW_S)
+        vx = vy = 0.0
+        if t1 > t0:
+            vx = ((b1[0] + b1[2]) - (b0[0] + b0[2])) / 2 / (t1 - t0)
+            vy = ((b1[1] + b1[3]) - (b0[1] + b0[3])) / 2 / (t1 - t0)
+        dx, dy = vx * (now - t1), vy * (now - t1)
+        return (b1[0] + dx, b1[1] + dy, b1[2] + dx, b1[3] + dy)
 
 
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two x1 y1 x2 y2 boxes."""
+def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """The share of the smaller of two boxes that lies inside the other."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / smaller if smaller > 0 else 0.0
+
+
+def inside(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """The share of box `a` that lies inside box `b`."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
+def moved(anchor: Box, box: Box) -> bool:
+    """Whether `box` shows the object moved away from `anchor`.
+
+    A move shifts both edges of an axis the same way (or scales the box on both axes); a box that
+    only lost or regained one side (something passing in front, the detector splitting the object)
+    has not moved.
+    """
+    aw, ah = anchor[2] - anchor[0], anchor[3] - anchor[1]
+    if aw <= 0 or ah <= 0:
+        return True
+    tx, ty = max(SHIFT_MIN_PX, SHIFT_TOLERANCE * aw), max(SHIFT_MIN_PX, SHIFT_TOLERANCE * ah)
+    for d1, d2, tol in ((box[0] - anchor[0], box[2] - anchor[2], tx), (box[1] - anchor[1], box[3] - anchor[3], ty)):
+        if (d1 > tol and d2 > tol) or (d1 < -tol and d2 < -tol):
+            return True
+    sw, sh = (box[2] - box[0]) / aw, (box[3] - box[1]) / ah
+    return (sw > 1 + SCALE_TOLERANCE and sh > 1 + SCALE_TOLERANCE) or (sw < 1 - SCALE_TOLERANCE and sh < 1 - SCALE_TOLERANCE)
 
 
 def touches_edge(box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
@@ -114,37 +184,76 @@ class CameraRules:
         self.camera = camera
         self.config = config
         self.zones = zones or []
-        self.labels = None if "*" in config.labels else set(config.labels)
+        self.filter = ObjectFilter(config, camera)
         self.tracker = tracker(config.max_disappeared_s)
         self.objects: dict[int, _Object] = {}
         self.last_end: dict[str, float] = {}  # label -> end time of its last event (for the cooldown)
+        self.visible: set[int] = set()  # track ids seen in the last processed frame
+        self.moving = False  # an object seen in the last processed frame is still moving (the motion gate reads it)
 
     def on_frame(self, now: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection]) -> list[Change]:
         """Feed one processed frame's detections; returns the event changes it causes."""
-        wanted = [d for d in detections if d.confidence >= self.config.min_score
-                  and (self.labels is None or d.class_name in self.labels)]
+        wanted = self.filter.apply(detections, size)
         if not wanted and not self.objects:
+            self.visible, self.moving = set(), False
             return []  # nothing to track, nothing tracked: the common empty frame costs nothing
-        tracks = self.tracker.update(wanted, size)
-        changes: list[Change] = []
-        seen = set()
+        tracks = self.tracker.update(wanted, size, now)
+        seen: dict[int, tuple[_Object, Track]] = {}
         for track in tracks:
-            seen.add(track.track_id)
             obj = self.objects.get(track.track_id)
             if obj is None:
                 obj = self.objects[track.track_id] = _Object(track.track_id, track.label, track.box, now)
                 obj.anchor_box, obj.anchor_time = track.box, now
+            elif moved(obj.anchor_box, track.box):
+                obj.anchor_box, obj.anchor_time = track.box, now
             obj.scores.append(track.score)
             obj.box, obj.last_seen = track.box, now
-            if obj.event is not None:
-                change = self._update(obj, track, now, jpeg, size)
-            else:
-                change = None if obj.deleted else self._new(obj, track, now, jpeg, size)
-            if change is not None:
-                changes.append(change)
+            obj.trail.append((now, track.box))
+            seen[track.track_id] = (obj, track)
         for track_id, obj in self.objects.items():
             if track_id not in seen:
                 obj.scores.append(0.0)
+        self._continue_events(now, seen)
+        changes: list[Change] = []
+        for obj, track in seen.values():
+            if obj.event is not None:
+                change = self._update(obj, track, now, jpeg, size)
+            else:  # an object whose event was deleted while open makes none again
+                change = None if obj.deleted else self._new(obj, track, now, jpeg, size, seen)
+            if change is not None:
+                changes.append(change)
+        self.visible = set(seen)
+        self.moving = any(now - obj.anchor_time < self.config.stationary_s for obj, _ in seen.values())
+        return changes + self.sweep(now)
+
+    def on_held(self, now: float) -> list[Change]:
+        """A frame the motion gate kept from the detector: nothing moved, so what was seen is still there.
+
+        The objects of the last processed frame count as seen now (a parked car stays while the
+        detector rests), their stationary timers run on, and events of objects already gone end.
+        """
+        changes: list[Change] = []
+        for track_id in self.visible:
+            obj = self.objects.get(track_id)
+            if obj is None:
+                continue
+            obj.last_seen = now
+            event = obj.event
+            if event is None:
+                continue
+            reasons = []
+            if not event.stationary and now - obj.anchor_time >= self.config.stationary_s:
+                before = event.to_json()
+                event.stationary = True
+                reasons.append("stationary")
+            elif event.stationary and now - obj.last_update >= self.config.update_interval_s:
+                before = event.to_json()
+                reasons.append("heartbeat")
+            if reasons:
+                obj.last_update = now
+                changes.append(Change("update", before, event.to_json(), reasons))
+        self.moving = any(now - self.objects[i].anchor_time < self.config.stationary_s
+                          for i in self.visible if i in self.objects)
         return changes + self.sweep(now)
 
     def sweep(self, now: float) -> list[Change]:
@@ -153,6 +262,7 @@ class CameraRules:
         for track_id, obj in list(self.objects.items()):
             if now - obj.last_seen > self.config.max_disappeared_s:
                 del self.objects[track_id]
+                self.visible.discard(track_id)
                 if obj.event is not None:
                     changes.append(self._end(obj.event, obj.last_seen, "disappeared"))
         return changes
@@ -161,6 +271,7 @@ class CameraRules:
         """End every open event (camera offline, server stopping)."""
         changes = [self._end(obj.event, now, reason) for obj in self.objects.values() if obj.event is not None]
         self.objects.clear()
+        self.visible, self.moving = set(), False
         return changes
 
     def forget(self, event_id: str, now: float) -> Change | None:
@@ -180,10 +291,53 @@ class CameraRules:
         """The records of the events still open."""
         return [obj.event.to_json() for obj in self.objects.values() if obj.event is not None]
 
-    def _new(self, obj: _Object, track: Track, now: float, jpeg: bytes, size: tuple[int, int]) -> Change | None:
+    def _continue_events(self, now: float, seen: dict[int, tuple[_Object, Track]]) -> None:
+        """Give the events of objects not seen in this frame to new tracks where those objects are or were heading.
+
+        An object whose event was deleted passes that on the same way, so it starts no new event.
+        """
+        lost = [obj for track_id, obj in self.objects.items()
+                if (obj.event is not None or obj.deleted) and track_id not in seen]
+        if not lost:
+            return
+        fresh = [obj for obj, _ in seen.values() if obj.event is None and not obj.deleted]
+        pairs = []
+        for old in lost:
+            heading = old.predicted(now)
+            # where it stood counts only for an object that stood still (a parked car hidden in part);
+            # a person who walked out of the frame is not back because someone else walks in there
+            stood = old.last_seen - old.anchor_time >= STILL_S
+            for obj in fresh:
+                if obj.label == old.label:
+                    fit = max(overlap(obj.box, heading), overlap(obj.box, old.anchor_box) if stood else 0.0)
+                    if fit >= SAME_OBJECT_OVERLAP:
+                        pairs.append((fit, old.track_id, obj.track_id))
+        taken: set[int] = set()
+        for _, old_id, new_id in sorted(pairs, reverse=True):
+            if old_id in taken or new_id in taken:
+                continue
+            taken |= {old_id, new_id}
+            old, obj = self.objects.pop(old_id), self.objects[new_id]
+            obj.event, obj.last_update, obj.deleted = old.event, old.last_update, old.deleted
+            if moved(old.anchor_box, obj.box):
+                obj.anchor_box, obj.anchor_time = obj.box, now
+            else:  # the same place: it has stood still since the old track's anchor
+                obj.anchor_box, obj.anchor_time = old.anchor_box, old.anchor_time
+            self.visible.discard(old_id)
+
+    def _part_of_event(self, obj: _Object, seen: dict[int, tuple[_Object, Track]]) -> bool:
+        """Whether `obj` lies mostly inside an object of its label that has an event (or had one deleted) and is seen now."""
+        return any((other.event is not None or other.deleted) and other.label == obj.label and other is not obj
+                   and max(inside(obj.box, other.box), inside(obj.box, other.anchor_box)) >= SAME_OBJECT_OVERLAP
+                   for other, _ in seen.values())
+
+    def _new(self, obj: _Object, track: Track, now: float, jpeg: bytes, size: tuple[int, int],
+             seen: dict[int, tuple[_Object, Track]]) -> Change | None:
         history = [0.0] * (MIN_HISTORY - len(obj.scores)) + list(obj.scores)
-        if statistics.median(history) < self.config.threshold:
+        if statistics.median(history) < self.filter.threshold_of(track.label):
             return None
+        if self._part_of_event(obj, seen):
+            return None  # a second box over an object that has its event: a piece of it, not a new object
         zones = zones_of(track.box, size, track.label, self.zones)
         event = obj.event = Event(
             id=new_event_id(now), camera=self.camera, label=track.label, score=track.score,
@@ -208,12 +362,9 @@ class CameraRules:
             event.current_zones = zones
             event.entered_zones += [z for z in zones if z not in event.entered_zones]
             reasons.append("zones")
-        assert obj.anchor_box is not None
-        if iou(track.box, obj.anchor_box) < MOVED_IOU:
-            obj.anchor_box, obj.anchor_time = track.box, now
-            if event.stationary:
-                event.stationary = False
-                reasons.append("active")
+        if event.stationary and obj.anchor_time == now:  # it moved in this frame
+            event.stationary = False
+            reasons.append("active")
         elif not event.stationary and now - obj.anchor_time >= self.config.stationary_s:
             event.stationary = True
             reasons.append("stationary")
