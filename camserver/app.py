@@ -29,12 +29,14 @@ from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
+from .record import Recorder, RecordingIndex
 from .storage import Database, StorageError
 from .storage.budget import StorageBudget
 from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap, raise_descriptor_limit
 from .web.notify import NotifyApi
+from .web.recordings import RecordingsApi
 from .web.session import ViewerAuth
 from .web.system import SystemApi, about, configured_shapes, system_facts
 from .web.viewer import live_frame
@@ -85,7 +87,9 @@ class CamServer:
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
         self.hub.on_forget.append(self.events.forget_camera)
-        self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file)
+        self.recorder = self._recorder(config, clock)
+        self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
+                                 clip_path=self._finished_clip if config.record.mode != "off" else None)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
@@ -103,11 +107,13 @@ class CamServer:
         auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir),
                           public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
         system = SystemApi(self.health, system_facts(config), configured_shapes(config),
-                           self._storage_used)
+                           self.budget.used_total)
+        recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
+                                   lambda camera_id: self.hub.get(camera_id) is not None)
         self.viewer_app = ViewerApp(
             config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system),
+            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings),
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
@@ -118,6 +124,33 @@ class CamServer:
         self.http_port = 0
         self.ready = False
         self.hung_threads = False  # set by stop(): a stalled detector thread is still running
+
+    def _recorder(self, config: Config, clock: Callable[[], float]) -> Recorder:
+        """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
+        root = Path(config.storage.dir)
+        recorder = Recorder(config.record, root, RecordingIndex(self.database, root), self.database.executor, clock)
+        self.hub.on_frame.append(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.wall_time))
+        self.hub.on_offline.append(lambda cam: recorder.camera_offline(cam.id))
+        # first: the end change carries the clip's URL for every later listener (webhooks, MQTT)
+        self.events.listeners.insert(0, lambda change: _record_event(recorder, change))
+        self.events.extra_fields.append(recorder.index.clip_fields)
+        self.events.on_delete.append(recorder.index.delete_clip)
+        return recorder
+
+    def _finished_clip(self, event_id: str) -> Path | None:
+        """The event's clip once it is finished (post-capture recorded), for a notification.
+
+        Called on a notification's sender thread, never on the loop: it waits up to the clip's
+        post-capture and a margin.
+        """
+        record = self.config.record
+        deadline = time.monotonic() + record.pre_capture_s + record.post_capture_s + 15
+        while time.monotonic() < deadline:
+            clip = asyncio.run_coroutine_threadsafe(self.recorder.clip_file(event_id), self._loop).result(10)
+            if clip is None or not clip.in_progress:
+                return None if clip is None else clip.path
+            time.sleep(0.5)
+        return None
 
     @classmethod
     def from_config(cls, config: Config, clock: Callable[[], float] = time.time) -> CamServer:
@@ -146,11 +179,12 @@ class CamServer:
             "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
             **about(self.config.detect.model, self.started_at),
             "events": self.events.health(),
-            "storage": self.storage_health(),  # never makes the server unhealthy
+            "storage": self.budget.health(self.events.write_errors + self.board.write_errors),  # never unhealthy
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "mqtt_error": self.mqtt.problem or None,
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
             "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
+            "recording": self.recorder.health(),
             "detection": self.scheduler.figures(),
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
@@ -163,18 +197,10 @@ class CamServer:
         })
         return health
 
-    def _storage_used(self) -> int | None:
-        """Bytes under storage.dir as the budget last measured them (no walk of the folder)."""
-        return self.budget.last.total if self.budget.last is not None else None
-
-    def storage_health(self) -> dict[str, Any]:
-        """What /healthz shows of storage.dir: bytes by kind, the budget, what retention removed, errors."""
-        return {**self.budget.health(), **self.database.health(),
-                "write_errors": self.events.write_errors + self.board.write_errors + self.budget.errors}
-
     def camera_figures(self, cam: Camera) -> dict[str, Any]:
         """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""
         return {**cam.summary(), **self.scheduler.camera_figures(cam.id), "closes": self.ingest.closes_of(cam.id),
+                "recording": self.recorder.camera_stats(cam.id),
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
@@ -219,6 +245,7 @@ class CamServer:
             ModelLoadError, StartupError: the model or a port.
         """
         spawn = self.supervisor.spawn
+        self._loop = asyncio.get_running_loop()
         try:
             await self.database.open()
             if self.config.events.enabled:
@@ -226,6 +253,7 @@ class CamServer:
                 self._events_started = True
                 self.budget.add(self.events.store)
             await self.board.start(self.database)
+            await self.recorder.start(spawn)
             await self.budget.round()  # the files a crash left, retention: a bounded first round, the rest later
         except (StorageError, OSError, sqlite3.Error) as exc:
             await self.stop()
@@ -288,6 +316,7 @@ class CamServer:
             ("detect", lambda: self.supervisor.stop("detect")),
             ("detector workers", self.pool.stop),
             ("storage housekeeping", lambda: self.supervisor.stop("storage")),
+            ("recording", self.recorder.stop),  # before the database: it writes its last rows
             ("board", self.board.stop),  # before the events database closes
             ("events", self._stop_events),
             ("storage", self.database.close),
@@ -323,6 +352,17 @@ class CamServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _record_event(recorder: Recorder, change: Any) -> None:
+    """An event starts or ends its clip; the end change tells webhooks and MQTT where the clip is."""
+    event = change.after
+    if change.type == "new":
+        recorder.event_started(event["camera"], event["id"], event["start_time"])
+    elif change.type == "end":
+        recorder.event_ended(event["camera"], event["id"], event["end_time"])  # deleted too: its span can close
+        if recorder.mode != "off" and event.get("end_reason") != "deleted":
+            event["clip"] = f"/api/events/{event['id']}/clip.mp4"
 
 
 def _is_loopback(host: str) -> bool:

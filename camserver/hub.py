@@ -201,6 +201,7 @@ class CameraHub:
         self.on_offline: list[Callable[[Camera], None]] = []  # called when a camera goes away
         self.on_online: list[Callable[[Camera], None]] = []  # called when a camera connects
         self.on_forget: list[Callable[[str], None]] = []  # called when a camera id is forgotten
+        self.on_frame: list[Callable[[Camera, Frame], None]] = []  # every accepted frame (recording)
         self.in_use: Callable[[str], bool] = lambda camera_id: False  # someone watches it: keep it
 
     def get(self, camera_id: str) -> Camera | None:
@@ -276,6 +277,8 @@ class CameraHub:
         cam.raw.publish(frame)
         if cam.slot.put(frame):
             cam.frames_dropped += 1
+        for listener in self.on_frame:
+            listener(cam, frame)
         self.frame_waiting.set()
         return frame
 

@@ -185,7 +185,7 @@ def _section(cls: type, table: Any, prefix: str) -> Any:
             raise ConfigError(f"{prefix}.{key}", value, problem)
         if fields[key].type == "float":
             value = float(value)
-        if key in ("level", "backend", "attach"):
+        if key in ("level", "backend", "attach", "mode", "preset"):
             value = value.lower()
         if isinstance(value, list):
             value = tuple(value)

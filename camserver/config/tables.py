@@ -241,6 +241,34 @@ class MotionConfig:
     masks: tuple[MaskConfig, ...] = _parsed((), _masks(with_labels=False))  # motion inside is ignored
 
 
+RECORD_MODES = ("off", "events", "motion", "continuous")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+# camserver's tuning on top of the preset (veryfast and slower; ultrafast and superfast are left as they are),
+# for fixed cameras on small CPUs: see camserver/record/encoder.py and bench/record.py
+DEFAULT_X264_PARAMS = "subme=1:me=dia:weightp=0:rc-lookahead=5:partitions=none"
+
+
+def _x264_params(v: Any) -> str | None:
+    if not isinstance(v, str) or not re.match(r"^[A-Za-z0-9_.,=:+-]*$", v):
+        return 'must be x264 options as "key=value:key=value" (letters, digits, _ . , = : + -)'
+    return None
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Recording: event clips with pre/post capture, or continuous/motion segments, as H.264 MP4."""
+
+    mode: str = _opt("events", _text(choices=RECORD_MODES))
+    pre_capture_s: float = _opt(5.0, _number(float, 0.0, 60))
+    post_capture_s: float = _opt(5.0, _number(float, 0.0, 600))
+    segment_s: float = _opt(10.0, _number(float, 2, 3600))
+    retain_days: float = _opt(3.0, _number(float, 0.0, 36500))
+    preset: str = _opt("veryfast", _text(choices=X264_PRESETS))
+    crf: int = _opt(28, _number(int, 0, 51))
+    x264_params: str = _opt(DEFAULT_X264_PARAMS, _x264_params)
+    buffer_mb: float = _opt(32.0, _number(float, 1.0, 4096))  # pre-capture ring per camera, at most
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     """Where event history and snapshots live, and for how long."""
@@ -319,6 +347,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     notify: tuple[NotifyConfig, ...] = ()
     mqtt: MqttConfig = field(default_factory=MqttConfig)

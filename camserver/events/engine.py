@@ -55,6 +55,10 @@ class EventEngine:
         self.started: Counter[tuple[str, str]] = Counter()  # events by (camera, label), for /metrics
         # called on the loop with every change, announced or not (integrations: MQTT, webhooks)
         self.listeners: list[Callable[[Change], None]] = []
+        # on the events thread: fields other stages add to the event JSON (event ids -> id -> fields),
+        # and what they forget when an event is deleted
+        self.extra_fields: list[Callable[[list[str]], dict[str, dict[str, Any]]]] = []
+        self.on_delete: list[Callable[[str], Any]] = []
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._housekeeping_task: asyncio.Task[None] | None = None
@@ -81,7 +85,15 @@ class EventEngine:
 
     async def query(self, filters: dict[str, Any], limit: int, before_key: tuple[float, str] | None) -> list[dict[str, Any]]:
         """Stored events newest first matching `filters`; see EventStore.query."""
-        return await self._run(self.store.query, filters, limit, before_key)
+        return await self._run(lambda: self._with_extra(self.store.query(filters, limit, before_key)))
+
+    def _with_extra(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records with the fields other stages keep for events (a clip), on the events thread."""
+        for fields in self.extra_fields:
+            extra = fields([r["id"] for r in records])
+            for record in records:
+                record.update(extra.get(record["id"], {}))
+        return records
 
     async def facets(self) -> dict[str, list[str]]:
         """The distinct cameras, labels and zones in the history; see EventStore.facets."""
@@ -89,10 +101,16 @@ class EventEngine:
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
         """One stored event, or None."""
-        return await self._run(self.store.get, event_id)
+
+        def get() -> dict[str, Any] | None:
+            record = self.store.get(event_id)
+            return None if record is None else self._with_extra([record])[0]
+
+        return await self._run(get)
 
     async def delete(self, event_id: str) -> bool:
-        """Remove an event, its snapshot and, if it is still open, the event itself; False if there was none.
+        """Remove an event, its snapshot, what other stages keep for it (a clip) and, if it is still open, the
+        event itself; False if there was none.
 
         An open event ends for the listeners (MQTT counts, webhooks: `end`, end_reason "deleted"),
         so none is left thinking its object is still there; that end is not stored. The live feed
@@ -196,6 +214,8 @@ class EventEngine:
             record = self.store.get(event_id)
             if self.store.delete(event_id) and record is not None:
                 camera = record["camera"]
+            for forget in self.on_delete:
+                forget(event_id)
         except (OSError, sqlite3.Error) as exc:
             self._write_failed(exc)
             if camera is None:

@@ -250,8 +250,13 @@ class StorageBudget:
                 last_round = now
                 backlog = await self.round()
 
-    def health(self) -> dict[str, Any]:
-        """What /healthz shows of the budget (as of the last round)."""
+    def used_total(self) -> int | None:
+        """Bytes under storage.dir as last measured (None before the first round): no walk of the folder."""
+        return self.last.total if self.last is not None else None
+
+    def health(self, write_errors: int = 0) -> dict[str, Any]:
+        """What /healthz shows of storage.dir (as of the last round): bytes by kind, the budget, what retention
+        removed, write errors (the stages' `write_errors` and the budget's own), the database file's figures."""
         usage = self.last
         used: dict[str, int] = {}
         if usage is not None:
@@ -261,4 +266,5 @@ class StorageBudget:
                 # keeps many rows (events; recordings, added before them, are mostly files)
                 used[kind.name] = usage.files.get(kind.name, 0) + (usage.rows if i == len(self.kinds) - 1 else 0)
         return {"used_bytes": used, "max_bytes": self.max_bytes, "removed_by_retention": dict(self.removed),
-                "last_round_ms": round(self.last_round_ms, 1), "errors": self.errors}
+                "write_errors": write_errors + self.errors, "last_round_ms": round(self.last_round_ms, 1),
+                **self.database.health()}

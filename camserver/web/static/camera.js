@@ -108,9 +108,10 @@ export function create(root, route, app) {
       if (!known) notFound.replaceChildren(stateBlock("error", `No camera “${id}”`, "It may have been forgotten, or the link is wrong."));
       return;
     }
-    if (!known) {  // not before: an unknown camera's stream and settings would only answer 404
+    if (!known) {  // not before: an unknown camera's stream, settings and recordings would only answer 404
       play();
       settingsPanel(settings, id);
+      loadRecordings();
     }
     known = true;
     notFound.replaceChildren();
@@ -252,7 +253,6 @@ export function create(root, route, app) {
   const tick = setInterval(renderEvents, 30000); // the timeline's "now" moves
   loadEvents();
   loadZones();
-  loadRecordings();
 
   return {
     unmount() {

@@ -1,0 +1,275 @@
+"""The recordings index: which files exist, what they cover, and which event's clip is where.
+
+It lives in the events database (SQLite, WAL): `RecordingIndex` creates its tables on the
+connection it is given and must be used only on the thread that owns that connection (the
+events thread). A file and its row are written in an order a crash cannot turn into a listed
+file that does not play: the row first, marked in progress, then the file; a finished file
+replaces the growing one in one rename, then the row says so. Deleting goes the other way:
+file first, then row. Start-up (`recovery.recover`) repairs or removes what a crash left.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from ..storage import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS recordings (
+    path TEXT PRIMARY KEY,          -- relative to storage.dir: recordings/<camera>/<YYYY-MM-DD>/<file>.mp4
+    camera TEXT NOT NULL,
+    kind TEXT NOT NULL,             -- 'span': one or more overlapping events; 'segment': continuous/motion
+    start_time REAL NOT NULL,       -- the first frame's arrival (the file's time 0)
+    end_time REAL,                  -- when the last frame stops showing; NULL while recording
+    frames INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    width INTEGER NOT NULL DEFAULT 0,
+    height INTEGER NOT NULL DEFAULT 0,
+    in_progress INTEGER NOT NULL    -- 1: still growing (fragmented MP4); after a crash: to repair
+);
+CREATE INDEX IF NOT EXISTS recordings_camera_start ON recordings (camera, start_time);
+CREATE TABLE IF NOT EXISTS event_clips (
+    event_id TEXT PRIMARY KEY,
+    camera TEXT NOT NULL,
+    recording TEXT,                 -- the span file holding the clip; NULL: cut from segments on request
+    clip_start REAL NOT NULL,
+    clip_end REAL                   -- NULL while the event is open
+);
+CREATE INDEX IF NOT EXISTS event_clips_recording ON event_clips (recording);
+"""
+
+COLUMNS = "path, camera, kind, start_time, end_time, frames, bytes, width, height, in_progress"
+KINDS = ("span", "segment")
+
+
+def _row(row: tuple[Any, ...]) -> dict[str, Any]:
+    record = dict(zip([c.strip() for c in COLUMNS.split(",")], row))
+    record["in_progress"] = bool(record["in_progress"])
+    return record
+
+
+class RecordingIndex:
+    """Recordings and event clips in SQLite; every method runs on the connection's own thread."""
+
+    def __init__(self, db: sqlite3.Connection | Database, root: Path) -> None:
+        self._db = db  # the server's Database (its connection opens at start-up), or a connection
+        self.root = root
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection (only on its own thread)."""
+        conn = self._db.conn if isinstance(self._db, Database) else self._db
+        assert conn is not None, "the database is not open"
+        return conn
+
+    def create(self) -> None:
+        """Create the tables (idempotent)."""
+        self.db.executescript(SCHEMA)
+
+    def file(self, path: str) -> Path:
+        """The absolute file of a recording's relative path."""
+        return self.root / path
+
+    # --- recordings --------------------------------------------------------------------------
+
+    def add(self, path: str, camera: str, kind: str, start: float) -> None:
+        """A recording about to be written: its row, in progress, before its file exists."""
+        assert kind in KINDS
+        self.db.execute("INSERT OR REPLACE INTO recordings (path, camera, kind, start_time, in_progress)"
+                        " VALUES (?, ?, ?, ?, 1)", (path, camera, kind, start))
+
+    def finish(self, path: str, start: float, end: float, frames: int, size: int, width: int, height: int) -> None:
+        """The recording's file is final (a regular MP4, index first)."""
+        self.db.execute("UPDATE recordings SET start_time = ?, end_time = ?, frames = ?, bytes = ?, width = ?,"
+                        " height = ?, in_progress = 0 WHERE path = ?", (start, end, frames, size, width, height, path))
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        """One recording, or None."""
+        row = self.db.execute(f"SELECT {COLUMNS} FROM recordings WHERE path = ?", (path,)).fetchone()
+        return _row(row) if row else None
+
+    def in_progress(self) -> list[dict[str, Any]]:
+        """Recordings not finished (after a crash: the ones to repair)."""
+        return [_row(r) for r in self.db.execute(f"SELECT {COLUMNS} FROM recordings WHERE in_progress = 1")]
+
+    def all_paths(self) -> set[str]:
+        """Every recording's relative path."""
+        return {r[0] for r in self.db.execute("SELECT path FROM recordings")}
+
+    def list(self, camera: str, after: float | None = None, before: float | None = None,
+             kind: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
+        """A camera's recordings that overlap [after, before], oldest first (an open one's end is None)."""
+        sql = f"SELECT {COLUMNS} FROM recordings WHERE camera = ?"
+        args: list[Any] = [camera]
+        if after is not None:
+            sql += " AND (end_time IS NULL OR end_time > ?)"
+            args.append(after)
+        if before is not None:
+            sql += " AND start_time < ?"
+            args.append(before)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        sql += " ORDER BY start_time, path LIMIT ?"
+        return [_row(r) for r in self.db.execute(sql, [*args, limit])]
+
+    def remove(self, path: str) -> int:
+        """Delete a recording: its file, then its row (events keep their clip rows, without a file). Returns bytes freed."""
+        target = self.file(path)
+        size = target.stat().st_size if target.exists() else 0
+        target.unlink(missing_ok=True)
+        self.db.execute("DELETE FROM recordings WHERE path = ?", (path,))
+        self.db.execute("UPDATE event_clips SET recording = NULL WHERE recording = ?", (path,))
+        return size
+
+    # --- event clips ---------------------------------------------------------------------------
+
+    def set_clip(self, event_id: str, camera: str, recording: str | None, clip_start: float,
+                 clip_end: float | None = None) -> None:
+        """Where an event's clip is: a span file (events mode), or None for segments (continuous/motion)."""
+        self.db.execute("INSERT OR REPLACE INTO event_clips (event_id, camera, recording, clip_start, clip_end)"
+                        " VALUES (?, ?, ?, ?, ?)", (event_id, camera, recording, clip_start, clip_end))
+
+    def end_clip(self, event_id: str, clip_end: float) -> None:
+        """The event ended: its clip ends at `clip_end` (the event's end plus post-capture)."""
+        self.db.execute("UPDATE event_clips SET clip_end = ? WHERE event_id = ?", (clip_end, event_id))
+
+    def clip(self, event_id: str) -> dict[str, Any] | None:
+        """An event's clip: has_clip, clip_start, clip_end, path (relative; None: cut from segments),
+        in_progress, offset_s (where the clip starts in its file); None if the event has no clip row."""
+        row = self.db.execute("SELECT camera, recording, clip_start, clip_end FROM event_clips WHERE event_id = ?",
+                              (event_id,)).fetchone()
+        if row is None:
+            return None
+        camera, recording, clip_start, clip_end = row
+        info: dict[str, Any] = {"event_id": event_id, "camera": camera, "clip_start": clip_start, "clip_end": clip_end,
+                                "path": recording, "in_progress": False, "offset_s": 0.0, "has_clip": False}
+        if recording is not None:
+            rec = self.get(recording)
+            if rec is not None:
+                info.update(has_clip=True, in_progress=rec["in_progress"],
+                            offset_s=max(0.0, clip_start - rec["start_time"]))
+                if clip_end is not None and rec["end_time"] is not None:
+                    info["clip_end"] = min(clip_end, rec["end_time"])
+        else:
+            info["has_clip"] = bool(self.list(camera, clip_start, clip_end, kind="segment", limit=1))
+        return info
+
+    def clip_fields(self, event_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """has_clip, clip_start, clip_end per event id (for the event JSON); events without a clip are left out."""
+        out = {}
+        for event_id in event_ids:
+            info = self.clip(event_id)
+            if info is not None:
+                out[event_id] = {k: info[k] for k in ("has_clip", "clip_start", "clip_end")}
+        return out
+
+    def delete_clip(self, event_id: str) -> int:
+        """The event was deleted: forget its clip, and delete its span file when no other event uses it. Returns bytes freed."""
+        row = self.db.execute("SELECT recording FROM event_clips WHERE event_id = ?", (event_id,)).fetchone()
+        self.db.execute("DELETE FROM event_clips WHERE event_id = ?", (event_id,))
+        if row is None or row[0] is None:
+            return 0
+        return self._drop_span_if_unused(row[0])
+
+    def _drop_span_if_unused(self, path: str) -> int:
+        used = self.db.execute("SELECT 1 FROM event_clips WHERE recording = ? LIMIT 1", (path,)).fetchone()
+        rec = self.get(path)
+        if used or rec is None or rec["kind"] != "span" or rec["in_progress"]:
+            return 0
+        return self.remove(path)
+
+    # --- retention -----------------------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        """Bytes of every recording: finished ones from the index, growing ones from their files."""
+        total = self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM recordings WHERE in_progress = 0").fetchone()[0]
+        for (path,) in self.db.execute("SELECT path FROM recordings WHERE in_progress = 1").fetchall():
+            try:
+                total += self.file(path).stat().st_size
+            except OSError:
+                pass
+        return int(total)
+
+    def oldest(self, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:
+        """Finished recordings, oldest first (a span still used by an event is included: see `reclaim`)."""
+        sql = f"SELECT {COLUMNS} FROM recordings WHERE in_progress = 0"
+        args: list[Any] = []
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        return [_row(r) for r in self.db.execute(sql + " ORDER BY start_time LIMIT ?", [*args, limit])]
+
+    def expire(self, now: float | None = None, retain_days: float = 3.0) -> tuple[int, int]:
+        """Delete segments older than `retain_days`, and spans no event uses any more (see prune_clips). Returns (files, bytes)."""
+        now = time.time() if now is None else now
+        self.prune_clips(now)
+        files = freed = 0
+        old = self.db.execute("SELECT path FROM recordings WHERE kind = 'segment' AND in_progress = 0 AND end_time < ?",
+                              (now - retain_days * 86400,)).fetchall()
+        for (path,) in old:
+            freed += self.remove(path)
+            files += 1
+        unused = self.db.execute("SELECT path FROM recordings WHERE kind = 'span' AND in_progress = 0 AND path NOT IN"
+                                 " (SELECT recording FROM event_clips WHERE recording IS NOT NULL)").fetchall()
+        for (path,) in unused:
+            freed += self.remove(path)
+            files += 1
+        return files, freed
+
+    def prune_clips(self, now: float | None = None, grace_s: float = 3600.0) -> int:
+        """Forget the clips of events no longer in the `events` table (same database), older than `grace_s`,
+        so their spans can expire even if a deletion missed `delete_clip`. Returns how many went."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
+            return 0
+        now = time.time() if now is None else now
+        return self.db.execute("DELETE FROM event_clips WHERE clip_start < ? AND event_id NOT IN (SELECT id FROM events)",
+                               (now - grace_s,)).rowcount
+
+    def reclaim(self, target_bytes: int) -> int:
+        """Delete the oldest segments until `target_bytes` are freed (event spans go with their events). Returns bytes freed."""
+        freed = 0
+        while freed < target_bytes:
+            batch = self.oldest(50, kind="segment")
+            if not batch:
+                break
+            for rec in batch:
+                freed += self.remove(rec["path"])
+                if freed >= target_bytes:
+                    break
+        return freed
+
+
+def recording_path(camera: str, kind: str, start: float) -> str:
+    """recordings/<camera>/<YYYY-MM-DD>/<HHMMSS>-<kind>-<epoch ms>.mp4 (local date and time; the epoch makes it unique)."""
+    local = time.localtime(start)
+    return (f"recordings/{camera}/{time.strftime('%Y-%m-%d', local)}/"
+            f"{time.strftime('%H%M%S', local)}-{kind}-{round(start * 1000)}.mp4")
+
+
+def parse_recording_path(path: str) -> tuple[str, str, float] | None:
+    """(camera, kind, start) from a path `recording_path` made, or None."""
+    parts = path.split("/")
+    if len(parts) != 4 or parts[0] != "recordings" or not parts[3].endswith(".mp4"):
+        return None
+    fields = parts[3][:-4].split("-")
+    if len(fields) != 3 or fields[1] not in KINDS or not fields[2].isdigit():
+        return None
+    return parts[1], fields[1], int(fields[2]) / 1000
+
+
+def walk_files(root: Path) -> list[str]:
+    """Every file under <root>/recordings, as relative paths with '/' (exports excluded)."""
+    base = root / "recordings"
+    out = []
+    if not base.is_dir():
+        return out
+    for folder, dirs, files in os.walk(base):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            out.append(Path(folder, name).relative_to(root).as_posix())
+    return out

@@ -1,0 +1,408 @@
+"""Recording orchestration: which frames go into which file, on the loop; encoding on worker threads.
+
+On the loop (cheap, per frame): a camera's frame goes into its pre-capture ring (events mode) and,
+when a file is being written, into the camera's command queue. Worker threads drain each camera's
+queue in order (one camera is never encoded on two threads at once): decode, encode, write,
+finish. The index (SQLite) is written on the thread that owns the events database.
+
+- events: an event's clip spans `pre_capture_s` before its start to `post_capture_s` after its
+  end. Events of one camera that overlap share ONE file (a "span"): a span stays open, not
+  encoding, for `pre_capture_s` after its last event's post-capture, so an event starting then
+  continues it from the ring instead of encoding the same frames into a second file.
+- continuous: every frame, in files cut at multiples of `segment_s` of wall-clock time.
+- motion: continuous segments, kept only where motion or an event happened (padded by pre and
+  post capture); until a camera reports motion at all, every segment is kept.
+
+A camera switching framesize mid-file is scaled to the file's size; the next file (span or
+segment) takes the new size. When a camera's encoder falls behind, frames are dropped from the
+recording only (counted, logged at most once a minute). A write error (disk full, folder not
+writable) pauses that camera's recording for `retry_s`, counted, logged at most once a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import RecordConfig
+from ..supervise import Spawn, cancel_and_wait
+from .buffer import PreCaptureBuffer
+from .encoder import EncodeSettings
+from .export import ExportCache
+from .index import RecordingIndex, recording_path
+from .recovery import RecoveryReport, recover
+from .worker import CameraState, EncodeWorkers, Span
+
+log = logging.getLogger(__name__)
+
+PRE_SLACK_S = 3.0  # the ring keeps this much more than pre_capture_s: an event is confirmed a few frames after it starts
+HOUSEKEEPING_S = 1.0
+RETENTION_EVERY_S = 60.0
+STALE_S = 5.0  # a camera that sent nothing this long has its file finished (the frames may never come)
+EXPORT_TTL_S = 600.0
+MAX_EXPORT_S = 3600.0
+
+
+@dataclass
+class ClipFile:
+    """A file to serve: an event's clip (its span, or an export of segments) or an export."""
+
+    path: Path
+    in_progress: bool = False  # still growing (fragmented MP4): what is recorded so far
+    offset_s: float = 0.0  # where the event's clip starts in the file
+
+
+class Recorder:
+    """Recording for every camera (see the module docstring).
+
+    Args:
+        config: the [record] table.
+        root: storage.dir; files go under <root>/recordings/<camera>/<YYYY-MM-DD>/.
+        index: the recordings index on the events database.
+        index_executor: runs every index call: one thread, in submission order (the events thread).
+        clock: wall-clock time, for pauses and for files of cameras that stopped sending.
+        workers: encoding threads (default: one per core, at most 4).
+        retry_s: how long recording pauses after a write error.
+        housekeeping_s: how often time-driven decisions run (files of silent cameras, motion verdicts).
+    """
+
+    def __init__(self, config: RecordConfig, root: Path, index: RecordingIndex, index_executor: Executor,
+                 clock: Callable[[], float] = time.time, workers: int | None = None, retry_s: float = 60.0,
+                 housekeeping_s: float = HOUSEKEEPING_S) -> None:
+        self.config = config
+        self.root = root
+        self.index = index
+        self.index_executor = index_executor
+        self.clock = clock
+        self.retry_s = retry_s
+        self.housekeeping_s = housekeeping_s
+        self.settings = EncodeSettings(config.preset, config.crf, config.x264_params)
+        self.encoders = EncodeWorkers(index, index_executor, self.settings, clock, retry_s, workers)
+        self.workers = self.encoders.pool  # exports run there too
+        self.cameras: dict[str, CameraState] = {}
+        self.exports = ExportCache(root / "recordings" / ".exports", EXPORT_TTL_S)
+        self.recovered = RecoveryReport()
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def mode(self) -> str:
+        """off | events | motion | continuous."""
+        return self.config.mode
+
+    # --- lifecycle (loop) ------------------------------------------------------------------------
+
+    async def start(self, spawn: Spawn | None = None) -> RecoveryReport:
+        """Create the index tables, repair what a crash left (see recovery.recover), start housekeeping.
+
+        Args:
+            spawn: the app's Supervisor.spawn (housekeeping is a long-lived task of the record stage).
+        """
+        self.recovered = await self._index(self._start_sweep)
+        if self.recovered:
+            log.warning("recordings after a crash: %s", self.recovered)
+        if spawn is not None:
+            self._housekeeping = spawn("record", self._housekeep(), "record-housekeeping")
+        else:
+            self._housekeeping = asyncio.create_task(self._housekeep(), name="record-housekeeping")
+        return self.recovered
+
+    def _start_sweep(self) -> RecoveryReport:
+        self.index.create()
+        report = recover(self.index)
+        self.exports.clean(0.0)
+        return report
+
+    async def stop(self) -> None:
+        """Finish every file (flush, make it a regular MP4, index it), then stop the workers."""
+        self._stopping = True
+        await cancel_and_wait(self._housekeeping)
+        for cam in self.cameras.values():
+            self._finish_current(cam, None)
+            cam.verdicts.clear()  # motion verdicts not reached: keep what was recorded
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.encoders.shutdown)
+        await self._index(lambda: None)  # the index thread runs in order: every finish before this is done
+
+    # --- per frame and per event (loop) ------------------------------------------------------------
+
+    def on_frame(self, camera: str, jpeg: bytes, when: float) -> None:
+        """A frame the camera sent, with its arrival time (call for every received frame, on the loop)."""
+        if self.config.mode == "off" or self._stopping:
+            return
+        cam = self._camera(camera)
+        if cam.ring is not None:
+            cam.ring.append(when, jpeg)
+        if when > cam.last_frame:
+            cam.gap_s = min(when - cam.last_frame, 1.0)
+        cam.last_frame = when
+        if cam.failed and not self._resume(cam):
+            if cam.span is not None or self.config.mode in ("continuous", "motion"):
+                cam.frames_paused += 1
+            return
+        if self.config.mode == "events":
+            self._span_frame(cam, jpeg, when)
+        else:
+            self._segment_frame(cam, jpeg, when)
+
+    def event_started(self, camera: str, event_id: str, start: float) -> None:
+        """An event began at `start` (its first sighting): its clip starts pre_capture_s before."""
+        if self.config.mode == "off":
+            return
+        cam = self._camera(camera)
+        pre = self.config.pre_capture_s
+        if self.config.mode != "events":
+            self._index_soon(self.index.set_clip, event_id, camera, None, start - pre)
+            if self.config.mode == "motion":
+                cam.activity[f"event:{event_id}"] = [start - pre, math.inf]
+            return
+        span = cam.span
+        if span is not None and event_id in span.events:
+            return
+        if span is None and not cam.failed:
+            frames = cam.ring.since(start - pre) if cam.ring is not None else []
+            first = frames[0][0] if frames else max(cam.last_frame, start - pre)
+            span = cam.span = Span(recording_path(camera, "span", first), first)
+            self._open(cam, span.path, "span", first)
+            self.encoders.push_batch(cam, frames)
+            span.last_fed = frames[-1][0] if frames else span.last_fed
+        elif span is not None and span.lingering:
+            # a new event inside the linger: the frames since the span stopped come from the ring
+            span.lingering = False
+            frames = cam.ring.since(span.last_fed + 1e-6) if cam.ring is not None else []
+            self.encoders.push_batch(cam, frames)
+            span.last_fed = frames[-1][0] if frames else span.last_fed
+        if span is None:
+            return  # paused by a write error: no clip
+        span.events.add(event_id)
+        self._index_soon(self.index.set_clip, event_id, camera, span.path, max(start - pre, span.start))
+
+    def event_ended(self, camera: str, event_id: str, end: float) -> None:
+        """The event ended at `end` (its last sighting): its clip ends post_capture_s after."""
+        if self.config.mode == "off":
+            return
+        cam = self._camera(camera)
+        clip_end = end + self.config.post_capture_s
+        self._index_soon(self.index.end_clip, event_id, clip_end)
+        if self.config.mode != "events":
+            if f"event:{event_id}" in cam.activity:
+                cam.activity[f"event:{event_id}"][1] = clip_end
+            return
+        span = cam.span
+        if span is not None and event_id in span.events:
+            span.events.discard(event_id)
+            span.deadline = max(span.deadline, clip_end)
+
+    def motion(self, camera: str, active: bool, when: float | None = None) -> None:
+        """Motion started or stopped on a camera (motion mode keeps only segments near motion or events)."""
+        if self.config.mode == "off":
+            return
+        cam = self._camera(camera)
+        when = self.clock() if when is None else when
+        cam.motion_reported = True
+        if active and cam.motion_since is None:
+            cam.motion_since = when
+            cam.motion_count += 1
+            cam.activity[f"motion:{cam.motion_count}"] = [when - self.config.pre_capture_s, math.inf]
+        elif not active and cam.motion_since is not None:
+            cam.motion_since = None
+            cam.activity[f"motion:{cam.motion_count}"][1] = when + self.config.post_capture_s
+
+    def camera_offline(self, camera: str) -> None:
+        """The camera went away: its file is finished now (no more frames will come for it)."""
+        cam = self.cameras.get(camera)
+        if cam is None:
+            return
+        self._finish_current(cam, cam.last_frame + cam.gap_s)
+        if cam.ring is not None:
+            cam.ring.clear()
+
+    # --- figures ----------------------------------------------------------------------------------
+
+    def camera_stats(self, camera: str) -> dict[str, Any]:
+        """What /api/cameras shows of a camera's recording."""
+        cam = self.cameras.get(camera)
+        if cam is None:
+            return {"mode": self.config.mode, "recording": False, "buffer_frames": 0, "buffer_bytes": 0}
+        return {
+            "mode": self.config.mode,
+            "recording": cam.writing is not None or cam.span is not None or cam.segment is not None,
+            "paused": cam.failed,
+            "buffer_frames": cam.ring.frames if cam.ring else 0,
+            "buffer_bytes": cam.ring.bytes if cam.ring else 0,
+            "buffer_s": round(cam.ring.seconds, 2) if cam.ring else 0.0,
+            "frames_recorded": cam.frames_recorded,
+            "frames_dropped": cam.frames_dropped,
+            "frames_paused": cam.frames_paused,
+            "write_errors": cam.write_errors,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz shows of recording."""
+        cams = self.cameras.values()
+        return {
+            "record_mode": self.config.mode,
+            "record_write_errors": self.encoders.write_errors,
+            "record_paused_cameras": sorted(c.id for c in cams if c.failed),
+            "record_frames_dropped": sum(c.frames_dropped for c in cams),
+        }
+
+    # --- for the HTTP routes ----------------------------------------------------------------------
+
+    async def clip_file(self, event_id: str) -> ClipFile | None:
+        """The file of an event's clip (while the event is open: what is recorded so far); None if none."""
+        info = await self._index(self.index.clip, event_id)
+        if info is None or not info["has_clip"]:
+            return None
+        if info["path"] is not None:
+            return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
+        end = info["clip_end"] if info["clip_end"] is not None else self.clock()
+        return await self.export_clip(info["camera"], info["clip_start"], end)
+
+    async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
+        """A camera's recordings overlapping [after, before], oldest first."""
+        return await self._index(self.index.list, camera, after, before)
+
+    async def export(self, camera: str, start: float, end: float) -> Path | None:
+        """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there."""
+        clip = await self.export_clip(camera, start, end)
+        return clip.path if clip is not None else None
+
+    async def export_clip(self, camera: str, start: float, end: float) -> ClipFile | None:
+        """Like `export`, with where `start` falls in the file (it begins at the keyframe before it)."""
+        rows = await self._index(self.index.list, camera, start, end)
+        sources = [(self.index.file(r["path"]), r["start_time"]) for r in rows]
+        if not sources:
+            return None
+        growing = any(r["in_progress"] for r in rows)
+        # a finished span gives the same file every time; one that is still growing, a new one
+        key = repr((camera, start, end, [(r["path"], r["bytes"]) for r in rows]))
+        loop = asyncio.get_running_loop()
+        made = await loop.run_in_executor(self.workers, self.exports.get, key, sources, start, end, growing)
+        if made is None:
+            return None
+        path, first = made
+        return ClipFile(path, growing, max(0.0, start - first))
+
+    # --- loop-side decisions ------------------------------------------------------------------------
+
+    def _camera(self, camera: str) -> CameraState:
+        cam = self.cameras.get(camera)
+        if cam is None:
+            ring = None
+            if self.config.mode == "events":
+                ring = PreCaptureBuffer(self.config.pre_capture_s + PRE_SLACK_S, int(self.config.buffer_mb * 1024 * 1024))
+            cam = self.cameras[camera] = CameraState(camera, ring)
+        return cam
+
+    def _span_frame(self, cam: CameraState, jpeg: bytes, when: float) -> None:
+        span = cam.span
+        if span is None:
+            return
+        if span.lingering:
+            if when > span.deadline + self.config.pre_capture_s:
+                self._finish_current(cam, None)
+            return
+        if not span.events and when > span.deadline:
+            span.lingering = True  # this frame waits in the ring in case another event starts
+            return
+        self.encoders.push_frame(cam, jpeg, when)
+        span.last_fed = when
+
+    def _segment_frame(self, cam: CameraState, jpeg: bytes, when: float) -> None:
+        # a new segment at each boundary, or when the clock stepped back more than a segment
+        if cam.segment is None or when >= cam.segment_end or when < cam.segment_end - 2 * self.config.segment_s:
+            if cam.segment is not None:
+                self._finish_current(cam, when)
+            seg = self.config.segment_s
+            cam.segment = recording_path(cam.id, "segment", when)
+            cam.segment_end = (math.floor(when / seg) + 1) * seg  # cut on wall-clock multiples of segment_s
+            self._open(cam, cam.segment, "segment", when)
+        self.encoders.push_frame(cam, jpeg, when)
+
+    def _finish_current(self, cam: CameraState, end: float | None) -> None:
+        """Close the camera's current file (span or segment); `end`: when its last frame stops showing."""
+        if cam.span is not None:
+            cam.span = None
+            self.encoders.enqueue(cam, ("close", end))
+        if cam.segment is not None:
+            if self.config.mode == "motion":
+                start = self._segment_start(cam.segment)
+                cam.verdicts.append((cam.segment, start, end if end is not None else cam.last_frame + cam.gap_s))
+            cam.segment = None
+            self.encoders.enqueue(cam, ("close", end))
+
+    @staticmethod
+    def _segment_start(path: str) -> float:
+        return int(path.rsplit("-", 1)[1][:-4]) / 1000
+
+    def _open(self, cam: CameraState, path: str, kind: str, start: float) -> None:
+        try:
+            row = self.index_executor.submit(self.index.add, path, cam.id, kind, start)  # the row before the file
+        except RuntimeError as exc:  # the events thread has stopped: the worker pauses this camera
+            row = Future()
+            row.set_exception(exc)
+        self.encoders.enqueue(cam, ("open", path, row))
+
+    def _resume(self, cam: CameraState) -> bool:
+        """After a write error: True once the pause is over (the next frame starts a new file)."""
+        if self.clock() < cam.paused_until:
+            return False
+        cam.failed = False
+        cam.span = None
+        cam.segment = None
+        return True
+
+    def _index_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.encoders.index_later(fn, *args)
+
+    async def _index(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
+
+    async def _housekeep(self) -> None:
+        last_retention = -math.inf
+        while True:
+            await asyncio.sleep(self.housekeeping_s)
+            now = self.clock()
+            try:
+                self.tick(now)
+                if time.monotonic() - last_retention >= RETENTION_EVERY_S:
+                    last_retention = time.monotonic()
+                    files, freed = await self._index(self.index.expire, now, self.config.retain_days)
+                    if files:
+                        log.info("recording retention removed %d file(s), %.1f MB", files, freed / 1e6)
+                    await asyncio.get_running_loop().run_in_executor(self.workers, self.exports.clean)
+            except Exception:
+                log.error("recording housekeeping failed", exc_info=True)
+
+    def tick(self, now: float) -> None:
+        """Time-driven decisions (called every second): files of cameras that stopped sending, motion verdicts."""
+        for cam in self.cameras.values():
+            stale = now - cam.last_frame > STALE_S
+            span = cam.span
+            if span is not None and not span.events and stale and now > span.deadline:
+                self._finish_current(cam, None)
+            if cam.segment is not None and stale and now > cam.segment_end:
+                self._finish_current(cam, cam.last_frame + cam.gap_s)
+            if cam.verdicts:
+                self._judge(cam, now)
+
+    def _judge(self, cam: CameraState, now: float) -> None:
+        """Motion mode: keep a closed segment if motion or an event touched it; decided once later activity cannot."""
+        waiting = []
+        for path, start, end in cam.verdicts:
+            if now < end + self.config.pre_capture_s + 1.0:
+                waiting.append((path, start, end))
+                continue
+            keep = not cam.motion_reported or any(a < end and b > start for a, b in cam.activity.values())
+            if not keep:
+                self.encoders.enqueue(cam, ("discard", path))
+        cam.verdicts = waiting
+        horizon = now - 2 * (self.config.segment_s + self.config.pre_capture_s + self.config.post_capture_s)
+        cam.activity = {k: a for k, a in cam.activity.items() if a[1] > horizon}

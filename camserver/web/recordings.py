@@ -1,0 +1,116 @@
+"""Viewer side of recordings: event clips, a camera's recordings, and exports of any span, as MP4.
+
+Files are served with aiohttp's FileResponse: Range requests (206) work, which a browser needs to
+seek in a video, and the bytes go out with sendfile. A file still growing (an open event) is
+served as it is at the request: a fragmented MP4 that plays up to its last complete fragment.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from ..record.recorder import MAX_EXPORT_S, ClipFile
+
+DAY_S = 86400.0
+
+EventClip = Callable[[str], Awaitable[ClipFile | None]]
+ListRecordings = Callable[[str, float | None, float | None], Awaitable[list[dict[str, Any]]]]
+Export = Callable[[str, float, float], Awaitable[Any]]  # -> Path | None
+
+
+def _bad(text: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(reason="invalid query", text=text)
+
+
+def _time(query: Any, key: str, default: float | None = None) -> float | None:
+    if key not in query:
+        return default
+    try:
+        value = float(query[key])
+    except ValueError:
+        raise _bad(f"{key} must be a number (seconds since the epoch)") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise _bad(f"{key} must be a finite number")
+    return value
+
+
+def _mp4(clip: ClipFile, filename: str) -> web.FileResponse:
+    headers = {
+        "Content-Type": "video/mp4",
+        "Content-Disposition": f'inline; filename="{filename}"',
+        # a growing file changes with every fragment; a finished one never does
+        "Cache-Control": "no-cache" if clip.in_progress else "max-age=3600",
+        "X-Clip-Offset": f"{clip.offset_s:.3f}",  # where the event's clip starts in the file (a shared span)
+    }
+    if clip.in_progress:
+        headers["X-Recording"] = "in-progress"
+    return web.FileResponse(clip.path, headers=headers)
+
+
+class RecordingsApi:
+    """Routes for clips and recordings, over narrow callables (the Recorder's, in the app).
+
+    Args:
+        event_clip: event id -> the clip's file (None: no such event or no clip).
+        list_recordings: (camera, after, before) -> the recordings overlapping the span.
+        export: (camera, start, end) -> an MP4 of the span (None: nothing recorded there).
+        camera_known: whether a camera id exists (unknown: 404).
+        clock: wall-clock time (the default span of a listing is the last 24 h).
+    """
+
+    def __init__(self, event_clip: EventClip, list_recordings: ListRecordings, export: Export,
+                 camera_known: Callable[[str], bool], clock: Callable[[], float] = time.time) -> None:
+        self.event_clip = event_clip
+        self.list_recordings = list_recordings
+        self.export = export
+        self.camera_known = camera_known
+        self.clock = clock
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the routes."""
+        app.router.add_get("/api/events/{event_id}/clip.mp4", self.event_clip_mp4)
+        app.router.add_get("/api/cameras/{camera_id}/recordings", self.recordings)
+        app.router.add_get("/api/cameras/{camera_id}/clip.mp4", self.camera_clip_mp4)
+
+    def _camera(self, request: web.Request) -> str:
+        camera = request.match_info["camera_id"]
+        if not self.camera_known(camera):
+            raise web.HTTPNotFound(reason="unknown camera", text=f"no camera {camera!r}")
+        return camera
+
+    async def event_clip_mp4(self, request: web.Request) -> web.StreamResponse:
+        """The event's clip; while the event is open, what is recorded so far."""
+        event_id = request.match_info["event_id"]
+        clip = await self.event_clip(event_id)
+        if clip is None or not clip.path.exists():
+            raise web.HTTPNotFound(reason="no clip", text=f"event {event_id!r} has no clip")
+        return _mp4(clip, f"event-{event_id}.mp4")
+
+    async def recordings(self, request: web.Request) -> web.Response:
+        """The camera's recordings overlapping [after, before] (default: the last 24 h), oldest first."""
+        camera = self._camera(request)
+        now = self.clock()
+        after = _time(request.query, "after", now - DAY_S)
+        before = _time(request.query, "before", None)
+        if before is not None and after is not None and before <= after:
+            raise _bad("before must be after after")
+        rows = await self.list_recordings(camera, after, before)
+        keys = ("path", "kind", "start_time", "end_time", "frames", "bytes", "width", "height", "in_progress")
+        return web.json_response({"camera": camera, "recordings": [{k: r[k] for k in keys} for r in rows]})
+
+    async def camera_clip_mp4(self, request: web.Request) -> web.StreamResponse:
+        """An MP4 of [start, end] of the camera's recordings, remuxed (no re-encoding), cut at keyframes."""
+        camera = self._camera(request)
+        start = _time(request.query, "start")
+        end = _time(request.query, "end")
+        if start is None or end is None:
+            raise _bad("start and end are required (seconds since the epoch)")
+        if not 0 < end - start <= MAX_EXPORT_S:
+            raise _bad(f"end must be after start, by at most {MAX_EXPORT_S:.0f} s")
+        path = await self.export(camera, start, end)
+        if path is None:
+            raise web.HTTPNotFound(reason="nothing recorded", text=f"camera {camera!r} has no recording in that span")
+        return _mp4(ClipFile(path), f"{camera}-{int(start)}-{int(end)}.mp4")
