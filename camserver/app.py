@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from .board import PUBLIC_PREFIX as OTA_PREFIX, BoardApi, BoardService
+from .board.settings import configured_settings
 from .config import Config, ConfigError
 from .detect import Detector
 from .detect.backends import detector_factory
@@ -94,7 +95,7 @@ class CamServer:
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
-        self.board = BoardService(Path(config.storage.dir), clock=clock)
+        self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=clock)
         self.ingest.on_hello = self.board.on_hello
         self.ingest.on_status = self.board.on_status
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,

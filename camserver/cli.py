@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from . import __version__
 from .config import LOG_LEVELS, Config, ConfigError, load
+from .board.settings import check_board_settings
 from .logsafe import RedactCredentials
 
 if TYPE_CHECKING:
@@ -90,7 +91,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if value is not None:
             for table, key in keys:
                 overrides.setdefault(table, {})[key] = value
-    return load(path, overrides)
+    config = load(path, overrides)
+    check_board_settings(config)
+    return config
 
 
 def setup_logging(level: str) -> None:

@@ -116,3 +116,24 @@ def test_a_misspelt_table_shows_its_name_not_its_content(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(path)
     assert info.value.key == "mqtt_broker" and "hunter2" not in str(info.value)
+
+
+def test_per_camera_motion_and_board_settings_tables(tmp_path):
+    """[cameras.<id>.motion] keys go over [motion] for that camera only; [cameras.<id>.settings] is checked against
+    the board's ranges; a bad key names the camera and the key."""
+    from camserver.cli import build_parser, config_from_args
+
+    path = tmp_path / "c.toml"
+    path.write_text('[motion]\nthreshold = 25\n[cameras]\nids = ["door"]\n[cameras.door.motion]\nrecheck_s = 2\n'
+                    '[cameras.door.settings]\nbrightness = 1\nvflip = true\n')
+    config = config_from_args(build_parser().parse_args(["--config", str(path)]))
+    door, yard = config.motion_for("door"), config.motion_for("yard")
+    assert (door.threshold, door.recheck_s) == (25, 2.0) and (yard.threshold, yard.recheck_s) == (25, 5.0)
+    assert dict(config.cameras.of("door").settings) == {"brightness": 1, "vflip": True}
+    for toml, key in (('[cameras.door.motion]\nthresold = 3\n', "cameras.door.motion.thresold"),
+                      ('[cameras.door.settings]\nbrightness = 7\n', "cameras.door.settings.brightness"),
+                      ('[cameras.door.lights]\non = true\n', "cameras.door.lights")):
+        path.write_text(toml)
+        with pytest.raises(ConfigError) as info:
+            config_from_args(build_parser().parse_args(["--config", str(path)]))
+        assert info.value.key == key

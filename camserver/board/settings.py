@@ -11,6 +11,7 @@ import logging
 import sqlite3
 from typing import Any, Mapping
 
+from ..config import Config, ConfigError
 from ..ingest.control import SENSOR_SETTINGS, SETTING_KEYS, ControlError, check_setting
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,26 @@ def check_configured(table: Mapping[str, Any]) -> Settings:
             `cameras.<id>.settings.<key>`.
     """
     return {key: check_setting(key, value) for key, value in table.items()}
+
+
+def check_board_settings(config: Config) -> None:
+    """Every [cameras.<id>.settings] table checked against the control table.
+
+    Raises:
+        ConfigError: naming `cameras.<id>.settings.<key>` and what it takes.
+    """
+    for camera, tables in config.cameras.tables:
+        try:
+            check_configured(dict(tables.settings))
+        except ControlError as exc:
+            raise ConfigError(f"cameras.{camera}.settings.{exc.key}", dict(tables.settings).get(exc.key),
+                              exc.allowed) from None
+
+
+def configured_settings(config: Config) -> dict[str, Settings]:
+    """camera id -> its checked [cameras.<id>.settings] (the config wins over stored values at start-up)."""
+    return {camera: check_configured(dict(tables.settings)) for camera, tables in config.cameras.tables
+            if tables.settings}
 
 
 def merge_settings(stored: Mapping[str, Mapping[str, Any]],

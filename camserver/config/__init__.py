@@ -7,6 +7,7 @@ from .loading import from_mapping, load
 from .tables import (
     BACKENDS,
     CamerasConfig,
+    CameraTables,
     Config,
     DetectConfig,
     EventsConfig,
@@ -29,6 +30,7 @@ __all__ = [
     "CAMERA_ID_RE",
     "LOG_LEVELS",
     "CamerasConfig",
+    "CameraTables",
     "Config",
     "ConfigError",
     "DetectConfig",

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from .checks import ConfigError, _section
-from .tables import Config, NotifyConfig, WebhookConfig
+from .checks import CAMERA_ID, _camera_ids, _table
+from .tables import CamerasConfig, CameraTables, Config, MotionConfig, NotifyConfig, WebhookConfig
 
 def _webhooks(entries: Any) -> tuple[WebhookConfig, ...]:
     if not isinstance(entries, list):
@@ -75,6 +76,9 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
         if name == "notify":
             built[name] = _notify(table)
             continue
+        if name == "cameras":
+            built[name] = parse_cameras(table)
+            continue
         built[name] = _section(sections[name].default_factory, table, name)  # type: ignore[misc]
     config = Config(**built)
     _check_notify_zones(config)
@@ -102,3 +106,32 @@ def load(path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None = 
         merged.update({k: v for k, v in values.items() if v is not None})
         data[table] = merged
     return from_mapping(data)
+
+
+def parse_cameras(table: Any, prefix: str = "cameras") -> CamerasConfig:
+    """[cameras]: `ids`, and a sub-table per camera id with `motion` and `settings` tables."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(prefix, type(table).__name__, "must be a table")
+    ids = table.get("ids", [])
+    if problem := _camera_ids(ids):
+        raise ConfigError(f"{prefix}.ids", ids, problem)
+    tables = []
+    for camera, sub in table.items():
+        if camera == "ids":
+            continue
+        key = f"{prefix}.{camera}"
+        if problem := CAMERA_ID(camera):
+            raise ConfigError(key, f"[{key}]", "unknown key; allowed: ids, or a camera id with motion and settings "
+                              "tables ([cameras.door.motion])")
+        sub = _table(sub, key, (), ("motion", "settings"))
+        motion = sub.get("motion", {})
+        if isinstance(motion, Mapping) and "masks" in motion:
+            raise ConfigError(f"{key}.motion.masks", "...", "motion masks go in [[motion.masks]] with camera = ...")
+        parsed = _section(MotionConfig, motion, f"{key}.motion")  # validates and converts each key like [motion]
+        settings = sub.get("settings", {})
+        if not isinstance(settings, Mapping) or not all(isinstance(v, (bool, int, float, str)) for v in settings.values()):
+            raise ConfigError(f"{key}.settings", f"[{key}.settings]", "must be a table of board settings, "
+                              'e.g. brightness = 1, vflip = true, framesize = "SVGA"')
+        motion_keys = tuple(sorted((name, getattr(parsed, name)) for name in motion))
+        tables.append((camera, CameraTables(motion_keys, tuple(sorted(settings.items())))))
+    return CamerasConfig(tuple(ids), tuple(tables))

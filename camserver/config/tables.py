@@ -5,17 +5,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .checks import (
     CAMERA_ID,
-    CAMERA_ID_RE,
     LOG_LEVELS,
     PORT,
     TOPIC_RE,
-    ZONE_NAME_RE,
     ConfigError,
-    Points,
     _any_text,
     _bool,
     _camera_ids,
@@ -28,14 +25,13 @@ from .checks import (
     _optional_labels,
     _parsed,
     _path,
-    _points,
-    _table,
     _text,
     _token,
     _url,
     _users,
     _zone_names,
 )
+from .shapes import FilterConfig, MaskConfig, ZoneConfig, _filters, _masks, _zones
 
 BACKENDS = ("auto", "torch", "openvino", "onnx")
 
@@ -91,113 +87,6 @@ class DetectConfig:
     cache_dir: str = _opt("", _path)  # "": ~/.cache/camserver
     jpeg_quality: int = _opt(80, _number(int, 10, 100))
     stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
-
-
-@dataclass(frozen=True)
-class ZoneConfig:
-    """One [[events.zones]] entry: a named polygon of one camera's frame, in relative coordinates (0..1)."""
-
-    camera: str
-    name: str
-    points: Points
-    labels: frozenset[str] = frozenset()  # empty: every label counts
-
-
-def _zones(entries: Any, prefix: str) -> tuple[ZoneConfig, ...]:
-    """[[events.zones]]: camera, name, points, optional labels; each (camera, name) once."""
-    if not isinstance(entries, list):
-        raise ConfigError(prefix, type(entries).__name__, "must be a list of tables ([[events.zones]])")
-    zones: list[ZoneConfig] = []
-    for i, entry in enumerate(entries):
-        key = f"{prefix}[{i}]"
-        zone = _table(entry, key, ("camera", "name", "points"), ("labels",))
-        if problem := CAMERA_ID(zone["camera"]):
-            raise ConfigError(f"{key}.camera", zone["camera"], problem)
-        if not isinstance(zone["name"], str) or not ZONE_NAME_RE.match(zone["name"]):
-            raise ConfigError(f"{key}.name", zone["name"], "must be letters, digits, '-' or '_', 1 to 32 characters")
-        labels = zone.get("labels", ["*"])
-        if problem := _labels(labels):
-            raise ConfigError(f"{key}.labels", labels, problem)
-        if any(z.camera == zone["camera"] and z.name == zone["name"] for z in zones):
-            raise ConfigError(f"{key}.name", zone["name"], f"zone of camera {zone['camera']!r} defined twice")
-        zones.append(ZoneConfig(zone["camera"], zone["name"], _points(zone["points"], f"{key}.points"),
-                                frozenset() if "*" in labels else frozenset(labels)))
-    return tuple(zones)
-
-
-@dataclass(frozen=True)
-class MaskConfig:
-    """One [[motion.masks]] or [[events.masks]] entry: a polygon of one camera's frame (relative, 0..1)."""
-
-    camera: str
-    points: Points
-    labels: frozenset[str] = frozenset()  # object masks only; empty: every label
-
-
-def _masks(with_labels: bool) -> Callable[[Any, str], tuple[MaskConfig, ...]]:
-    """A parser of [[<table>.masks]]: camera, points and (object masks) optional labels."""
-
-    def parse(entries: Any, prefix: str) -> tuple[MaskConfig, ...]:
-        if not isinstance(entries, list):
-            raise ConfigError(prefix, type(entries).__name__, f"must be a list of tables ([[{prefix}]])")
-        masks = []
-        for i, entry in enumerate(entries):
-            key = f"{prefix}[{i}]"
-            mask = _table(entry, key, ("camera", "points"), ("labels",) if with_labels else ())
-            if problem := CAMERA_ID(mask["camera"]):
-                raise ConfigError(f"{key}.camera", mask["camera"], problem)
-            labels = mask.get("labels", ["*"])
-            if problem := _labels(labels):
-                raise ConfigError(f"{key}.labels", labels, problem)
-            masks.append(MaskConfig(mask["camera"], _points(mask["points"], f"{key}.points"),
-                                    frozenset() if "*" in labels else frozenset(labels)))
-        return tuple(masks)
-
-    return parse
-
-
-@dataclass(frozen=True)
-class FilterConfig:
-    """[events.filters.<label>]: limits for one label's detections; None means no limit."""
-
-    min_area: float | None = None  # pixels, or a fraction of the frame when <= 1
-    max_area: float | None = None
-    min_ratio: float | None = None  # width / height
-    max_ratio: float | None = None
-    min_score: float | None = None
-    threshold: float | None = None  # the median score an object of this label needs to become an event
-
-
-FILTER_KEYS = tuple(f.name for f in dataclasses.fields(FilterConfig))
-
-
-def _filters(tables: Any, prefix: str) -> tuple[tuple[str, FilterConfig], ...]:
-    """[events.filters.<label>] tables, each checked: numbers, scores from 0 to 1, min <= max."""
-    if not isinstance(tables, Mapping):
-        raise ConfigError(prefix, type(tables).__name__, "must be tables [events.filters.<label>]")
-    parsed = []
-    for label, table in tables.items():
-        key = f"{prefix}.{label}"
-        if not isinstance(table, Mapping):
-            raise ConfigError(key, type(table).__name__, f"must be a table of {', '.join(FILTER_KEYS)}")
-        _table(table, key, (), FILTER_KEYS)
-        for name, value in table.items():
-            if name in ("min_score", "threshold"):
-                check = _number(float, 0.0, 1.0)
-            elif name.endswith("_ratio"):
-                check = _number(float, 0.001)
-            else:
-                check = _number(float, 0.0)
-            if problem := check(value):
-                raise ConfigError(f"{key}.{name}", value, problem)
-        f = FilterConfig(**{name: float(value) for name, value in table.items()})
-        for lo, hi in (("min_area", "max_area"), ("min_ratio", "max_ratio")):
-            a, b = getattr(f, lo), getattr(f, hi)
-            # areas compare only when both are pixels or both are fractions of the frame (<= 1)
-            if a is not None and b is not None and a > b and (lo != "min_area" or (a <= 1) == (b <= 1)):
-                raise ConfigError(f"{key}.{lo}", a, f"is larger than {hi} ({b})")
-        parsed.append((label, f))
-    return tuple(parsed)
 
 
 @dataclass(frozen=True)
@@ -291,6 +180,8 @@ class WebhookConfig:
 
 
 NOTIFY_ATTACH = ("snapshot", "crop", "none")
+
+
 @dataclass(frozen=True)
 class NotifyConfig:
     """One [[notify]] table: Apprise URLs and which events reach them. The URLs hold secrets."""
@@ -323,10 +214,27 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class CameraTables:
+    """[cameras.<id>.motion] and [cameras.<id>.settings]: what one camera does differently.
+
+    `motion` holds only the keys given (validated like [motion]); `settings` the board settings as
+    written (checked against the control table by the board stage, which owns it).
+    """
+
+    motion: tuple[tuple[str, Any], ...] = ()
+    settings: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class CamerasConfig:
-    """Cameras known before they connect (they show a placeholder until then)."""
+    """Cameras known before they connect (they show a placeholder until then), and per-camera tables."""
 
     ids: tuple[str, ...] = _opt((), _camera_ids)
+    tables: tuple[tuple[str, CameraTables], ...] = ()  # (camera id, its tables)
+
+    def of(self, camera: str) -> CameraTables:
+        """The tables of one camera (empty when it has none)."""
+        return dict(self.tables).get(camera, CameraTables())
 
 
 @dataclass(frozen=True)
@@ -352,6 +260,11 @@ class Config:
     notify: tuple[NotifyConfig, ...] = ()
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def motion_for(self, camera: str) -> MotionConfig:
+        """[motion] with the camera's [cameras.<id>.motion] keys over it."""
+        override = self.cameras.of(camera).motion
+        return dataclasses.replace(self.motion, **dict(override)) if override else self.motion
 
     @property
     def passthrough(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..config import EventsConfig, FilterConfig, MaskConfig
+from ..config import EventsConfig, FilterConfig
 from ..detect.base import Detection
 from .zones import contains
 
