@@ -23,7 +23,6 @@ from pathlib import Path
 
 from camserver.events.store import SCHEMA, EventStore
 from camserver.storage import Database
-from camserver.storage.budget import StorageBudget
 
 ZONES = [f"zone-{k}-along-the-garden-path" for k in range(6)]
 
@@ -63,13 +62,13 @@ async def one(n: int, max_mb: float, snapshot_kb: int) -> dict:
         folder = Path(tmp)
         fill(folder, n, now, snapshot_kb)
         before = on_disk(folder)
-        database = Database(folder)
+        database = Database(folder, max_mb)
         # the database's thread has done nothing before: its thread time after the open is the open's
         await database.run(database._open)  # quick_check and the one-time conversion VACUUM
         open_cpu = await database.run(time.thread_time)
         store = EventStore(folder, retain_days=100)
         await database.run(store.open, database.conn, now)
-        budget = StorageBudget(database, max_mb)
+        budget = database.budget
         budget.add(store)
         steps, walls = [], []
         while True:

@@ -32,7 +32,6 @@ from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
 from .storage import Database, StorageError
-from .storage.budget import StorageBudget
 from .supervise import StageFailed, Supervisor, cancel_and_wait
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap, raise_descriptor_limit
@@ -73,8 +72,7 @@ class CamServer:
         self.config = config
         self.supervisor = Supervisor()
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
-        self.database = Database(Path(config.storage.dir), clock)
-        self.budget = StorageBudget(self.database, config.storage.max_mb, clock)
+        self.database = Database(Path(config.storage.dir), config.storage.max_mb, clock)
         self.events = EventEngine(config.events, config.storage, self.database, clock)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
@@ -107,8 +105,7 @@ class CamServer:
         self.started_at = time.time()
         auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir),
                           public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
-        system = SystemApi(self.health, system_facts(config), configured_shapes(config),
-                           self.budget.used_total)
+        system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None)
         self.viewer_app = ViewerApp(
@@ -180,7 +177,7 @@ class CamServer:
             "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
             **about(self.config.detect.model, self.started_at),
             "events": self.events.health(),
-            "storage": self.budget.health(self.events.write_errors + self.board.write_errors),  # never unhealthy
+            "storage": self.database.budget.health(self.events.write_errors + self.board.write_errors),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "mqtt_error": self.mqtt.problem or None,
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
@@ -248,14 +245,12 @@ class CamServer:
         spawn = self.supervisor.spawn
         self._loop = asyncio.get_running_loop()
         try:
-            await self.database.open()
+            await self.database.open(spawn)  # and its housekeeping: the file checked, the size budget kept
             if self.config.events.enabled:
                 await self.events.start(spawn)
                 self._events_started = True
-                self.budget.add(self.events.store)
             await self.board.start(self.database)
             await self.recorder.start(spawn)
-            await self.budget.round()  # the files a crash left, retention: a bounded first round, the rest later
         except (StorageError, OSError, sqlite3.Error) as exc:
             await self.stop()
             raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
@@ -265,7 +260,6 @@ class CamServer:
         except BaseException:
             await self.stop()
             raise
-        spawn("storage", self.budget.keep(), "storage-housekeeping")
         spawn("detect", self.scheduler.run(), "detection-scheduler")
         await self.webhooks.start(spawn)
         await self.notifier.start(spawn)
@@ -316,7 +310,6 @@ class CamServer:
             ("viewers", self._stop_viewers),
             ("detect", lambda: self.supervisor.stop("detect")),
             ("detector workers", self.pool.stop),
-            ("storage housekeeping", lambda: self.supervisor.stop("storage")),
             ("recording", self.recorder.stop),  # before the database: it writes its last rows
             ("board", self.board.stop),  # before the events database closes
             ("events", self._stop_events),

@@ -17,7 +17,6 @@ from camserver.events.rules import CameraRules
 from camserver.events.store import EventStore
 from camserver.events.tracker import CameraTracker
 from camserver.storage import Database
-from camserver.storage.budget import StorageBudget
 from conftest import WAIT_S, Script, ScriptedDetector, connect_camera, decode, make_config, tagged_jpeg, wait_for
 
 W, H = 320, 240
@@ -270,10 +269,10 @@ async def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
     base = {"camera": "c", "label": "person", "entered_zones": [], "end_reason": "disappeared", "has_snapshot": True}
 
     async def filled(folder, retain_days, max_mb):
-        database = Database(tmp_path / folder, clock=lambda: now)
+        database = Database(tmp_path / folder, max_mb, clock=lambda: now)
         await database.open()
         store = EventStore(tmp_path / folder, retain_days)
-        budget = StorageBudget(database, max_mb, clock=lambda: now)
+        budget = database.budget
         await database.run(store.open, database.conn, now)
         budget.add(store)
         for i in range(6):

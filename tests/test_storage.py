@@ -16,7 +16,7 @@ import camserver.storage.budget as budget_module
 from camserver.app import CamServer
 from camserver.events.store import SCHEMA, EventStore
 from camserver.storage import Database
-from camserver.storage.budget import STEP_ITEMS, STEP_PAGES, StorageBudget
+from camserver.storage.budget import STEP_ITEMS, STEP_PAGES
 from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
 
 MiB = 1024 * 1024
@@ -108,7 +108,7 @@ async def test_the_newest_day_is_never_removed_for_the_databases_own_overhead(tm
     async with server:
         await wait_for(lambda: len(starts_of(data)) <= 800, what="the old events removed")
         assert starts_of(data) == newest_day
-        await server.budget.round()  # one more round: nothing more goes
+        await server.database.budget.round()  # one more round: nothing more goes
         used = (await health(server))["storage"]["used_bytes"]
     assert starts_of(data) == newest_day
     assert used["total"] > MiB >= used["events"]  # over max_mb only because of the overhead
@@ -126,7 +126,7 @@ async def test_a_newest_day_over_max_mb_by_itself_is_trimmed_oldest_first(tmp_pa
     async with server:
         await wait_for(lambda: len(starts_of(data)) < 1000, what="the newest day trimmed")
         assert len(starts_of(data)) > 700
-        await server.budget.round()
+        await server.database.budget.round()
         used = (await health(server))["storage"]["used_bytes"]
     kept = starts_of(data)
     assert 700 < len(kept) < 1000 and kept == starts[-len(kept):]
@@ -152,6 +152,7 @@ async def test_files_without_a_row_are_swept_at_start(tmp_path):
     event_id = orphans(data, time.time())
     server = CamServer(make_config(storage={"dir": str(data)}), detector_factory=None)
     async with server:
+        await wait_for(lambda: len(list((data / "snapshots").iterdir())) == 1, what="the sweep")
         assert sorted(p.name for p in (data / "snapshots").iterdir()) == [f"{event_id}.jpg"]
         assert (await health(server))["storage"]["used_bytes"]["events"] >= 10_000
 
@@ -161,11 +162,11 @@ async def test_files_without_a_row_count_toward_max_mb_until_swept(tmp_path):
     now = time.time()
     data = tmp_path / "data"
     orphans(data, now)
-    database = Database(data)
+    database = Database(data, max_mb=100)
     await database.open()
     store = EventStore(data, retain_days=10)
     await database.run(store.open, database.conn, now)
-    budget = StorageBudget(database, max_mb=100)
+    budget = database.budget
     budget.add(store)
     assert (await database.run(budget.measure)).files == {"events": 85_000}
     assert not await budget.round()
@@ -179,11 +180,11 @@ async def test_a_budget_step_is_bounded_and_the_file_shrinks_step_by_step(tmp_pa
     now = time.time()
     data = tmp_path / "data"
     fill(data, [now - 3 * DAY + 10 * i for i in range(20_000)])
-    database = Database(data)
+    database = Database(data, max_mb=1)
     await database.open()  # converts the file to incremental vacuum (one VACUUM)
     store = EventStore(data, retain_days=10)
     await database.run(store.open, database.conn, now)
-    budget = StorageBudget(database, max_mb=1)
+    budget = database.budget
     budget.add(store)
     pages = lambda: database.conn.execute("PRAGMA page_count").fetchone()[0]  # noqa: E731
     count = lambda: database.conn.execute("SELECT count(*) FROM events").fetchone()[0]  # noqa: E731
@@ -323,7 +324,7 @@ async def test_storage_lost_for_good_never_stops_frames_or_viewers(tmp_path, mon
                 await cam.send(tagged_jpeg(0, seq, 320, 240))
                 await asyncio.sleep(0.05)
             await wait_for(lambda: server.events.events_total == 1 and server.events.idle, what="a live event")
-            await wait_for(lambda: server.budget.errors >= 2, what="failed checks counted")
+            await wait_for(lambda: server.database.budget.errors >= 2, what="failed checks counted")
             camera = server.hub.get("door")
             before = camera.frames_processed
             for seq in range(41, 61):  # every frame sent now reaches the viewer

@@ -69,6 +69,7 @@ class EventEngine:
         if closed:
             log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", closed)
         self.database.attach(self._reattach)
+        self.database.budget.add(self.store)  # its oldest events go first past retain_days or max_mb
         self._housekeeping_task = spawn("events", self._housekeeping(), "event-housekeeping")
 
     async def stop(self) -> None:

@@ -22,10 +22,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..logsafe import ThrottledLog
-from .database import Database
+
+if TYPE_CHECKING:
+    from .database import Database
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ class Usage:
 class StorageBudget:
     """Keeps storage.dir under max_mb and its kinds under their ages; counts what it removed."""
 
-    def __init__(self, database: Database, max_mb: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, database: "Database", max_mb: float, clock: Callable[[], float] = time.time) -> None:
         self.database = database
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.clock = clock
@@ -108,6 +110,7 @@ class StorageBudget:
         self.last: Usage | None = None
         self.last_round_ms = 0.0  # thread time of the last round's steps, summed
         self._sweeping: set[str] = set()
+        self._due = True  # a round at the next tick: the first one, and one after a kind is added
         self._has_dbstat: bool | None = None
         self._log = ThrottledLog(log, interval_s=3600.0)
         self._errors_log = ThrottledLog(log, interval_s=60.0)
@@ -117,6 +120,7 @@ class StorageBudget:
         self.kinds.append(kind)
         self.removed.setdefault(kind.name, 0)
         self._sweeping.add(kind.name)
+        self._due = True
 
     def resweep(self) -> None:
         """Sweep every kind's files again (the database was recreated: its rows are gone)."""
@@ -231,10 +235,10 @@ class StorageBudget:
         return self.step(now), time.thread_time() - start
 
     async def keep(self) -> None:
-        """The housekeeping loop: the file checked every FILE_CHECK_EVERY_S, a round every ROUND_EVERY_S."""
+        """The housekeeping loop: the file checked every FILE_CHECK_EVERY_S, a round a tick after start-up or a kind
+        was added (files a crash left are swept), then every ROUND_EVERY_S, every tick while work is left over."""
         loop = asyncio.get_running_loop()
         last_check = last_round = loop.time()
-        backlog = False
         while True:
             await asyncio.sleep(TICK_S)
             now = loop.time()
@@ -246,9 +250,9 @@ class StorageBudget:
                 except Exception as exc:
                     self.errors += 1
                     self._errors_log.warning("check", "storage check failed (%d so far): %s", self.errors, exc)
-            if backlog or now - last_round >= ROUND_EVERY_S:
+            if self._due or now - last_round >= ROUND_EVERY_S:
                 last_round = now
-                backlog = await self.round()
+                self._due = await self.round()  # work left over: again at the next tick
 
     def used_total(self) -> int | None:
         """Bytes under storage.dir as last measured (None before the first round): no walk of the folder."""

@@ -21,6 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from ..supervise import Spawn, cancel_and_wait
+from .budget import StorageBudget
+
 log = logging.getLogger(__name__)
 
 FILE = "camserver.db"
@@ -49,9 +52,10 @@ def unusable(exc: BaseException) -> str | None:
 
 
 class Database:
-    """The SQLite file (WAL, incremental auto-vacuum) under `directory`, used from one thread."""
+    """The SQLite file (WAL, incremental auto-vacuum) under `directory`, used from one thread, and the size
+    budget of everything under `directory` (`budget`: the stages that keep things there add their kind)."""
 
-    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, directory: Path, max_mb: float = 1024.0, clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
         self.path = directory / FILE
         self.clock = clock
@@ -64,14 +68,19 @@ class Database:
         self._corrupt_seen = False  # ... and SQLite called it corrupt
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we opened
         self._setups: list[Callable[[sqlite3.Connection], None]] = []
+        self.budget = StorageBudget(self, max_mb, clock)
+        self._housekeeping: asyncio.Task[None] | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the database's thread."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def open(self) -> None:
-        """Create the folder and open the database (a corrupt one is moved aside). Raises StorageError."""
+    async def open(self, spawn: Spawn | None = None) -> None:
+        """Create the folder and open the database (a corrupt one is moved aside); with `spawn`, start the
+        housekeeping (the file checked, the budget kept) as a "storage" task. Raises StorageError."""
         await self.run(self._open)
+        if spawn is not None:
+            self._housekeeping = spawn("storage", self.budget.keep(), "storage-housekeeping")
 
     def _open(self) -> None:
         try:
@@ -268,7 +277,8 @@ class Database:
                 "incremental_vacuum": self.incremental}
 
     async def close(self) -> None:
-        """Close the database (a checkpoint folds the WAL into it) and end its thread."""
+        """Stop the housekeeping, close the database (a checkpoint folds the WAL into it) and end its thread."""
+        await cancel_and_wait(self._housekeeping)
         if self.conn is not None:
             await self.run(self.conn.close)
             self.conn = None
