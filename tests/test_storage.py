@@ -82,7 +82,8 @@ async def test_max_mb_removes_only_the_oldest_it_must_and_the_file_shrinks(tmp_p
     assert 4.0e6 < before < 4.6e6, before
     server = CamServer(make_config(storage={"dir": str(data), "max_mb": 2}), detector_factory=None)
     async with server:
-        await wait_for(lambda: db_files_bytes(data) <= 2 * MiB, what="the file under max_mb")
+        await wait_for(lambda: db_files_bytes(data) <= 2 * MiB and server.database.budget.last.total <= 2 * MiB,
+                       what="the file under max_mb")
         report = (await health(server))["storage"]
         stored = starts_of(data)
     kept = len(stored)

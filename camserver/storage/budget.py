@@ -162,6 +162,8 @@ class StorageBudget:
         """One bounded piece of work: a sweep, an expiry or a trim, then free pages given back. True while more to do."""
         worked = self._sweep() or self._expire(now) or self._trim()
         more_pages = self._vacuum()
+        if worked:
+            self.measure()  # /healthz shows what is left, not what the step started from
         return worked or more_pages
 
     def _sweep(self) -> bool:

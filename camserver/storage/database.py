@@ -90,6 +90,7 @@ class Database:
             probe.unlink()
             self._adopt_legacy_file()
             self.conn = self._connect()
+            self.budget.measure()  # a figure for /api/system at once; the kinds' files join with the first round
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"{self.directory}: {exc}") from None
 
