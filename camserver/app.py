@@ -80,7 +80,7 @@ class CamServer:
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
-        self.database = Database(Path(config.storage.dir))
+        self.database = Database(Path(config.storage.dir), config.storage.max_mb, clock)
         self.events = EventEngine(config.events, config.storage, self.database, clock)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
@@ -118,8 +118,7 @@ class CamServer:
         self.started_at = time.time()
         auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir),
                           public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
-        system = SystemApi(self.health, system_facts(config), configured_shapes(config),
-                           self.events.store.used_bytes if config.events.enabled else None)
+        system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None)
         self.viewer_app = ViewerApp(
@@ -192,6 +191,7 @@ class CamServer:
             "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
             **about(self.config.detect.model, self.started_at),
             "events": self.events.health(),
+            "storage": self.database.budget.health(self.events.write_errors + self.board.write_errors),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "mqtt_error": self.mqtt.problem or None,
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
@@ -264,7 +264,7 @@ class CamServer:
         spawn = self.supervisor.spawn
         self._loop = asyncio.get_running_loop()
         try:
-            await self.database.open()
+            await self.database.open(spawn)  # and its housekeeping: the file checked, the size budget kept
             if self.config.events.enabled:
                 await self.events.start(spawn)
                 self._events_started = True
@@ -380,9 +380,9 @@ def _record_event(recorder: Recorder, change: Any) -> None:
     event = change.after
     if change.type == "new":
         recorder.event_started(event["camera"], event["id"], event["start_time"])
-    elif change.type == "end" and event.get("end_reason") != "deleted":
-        recorder.event_ended(event["camera"], event["id"], event["end_time"])
-        if recorder.mode != "off":
+    elif change.type == "end":
+        recorder.event_ended(event["camera"], event["id"], event["end_time"])  # deleted too: its span can close
+        if recorder.mode != "off" and event.get("end_reason") != "deleted":
             event["clip"] = f"/api/events/{event['id']}/clip.mp4"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from typing import Callable
 
@@ -17,6 +16,7 @@ from camserver.detect import Detection
 from camserver.events.rules import CameraRules
 from camserver.events.store import EventStore
 from camserver.events.tracker import CameraTracker
+from camserver.storage import Database
 from conftest import WAIT_S, Script, ScriptedDetector, connect_camera, decode, make_config, tagged_jpeg, wait_for
 
 W, H = 320, 240
@@ -263,33 +263,37 @@ def test_tracker_ids_stable_along_a_path_and_per_camera():
     assert len(new) == 2 and new[0]["id"] != new[1]["id"] and {e["camera"] for e in new} == {"a", "b"}
 
 
-def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
-    """The store deletes events past retain_days, then the oldest until under max_mb; snapshots go with them."""
+async def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
+    """The budget deletes events past retain_days, then the oldest until under max_mb; snapshots go with them."""
     now = 1_800_000_000.0
     base = {"camera": "c", "label": "person", "entered_zones": [], "end_reason": "disappeared", "has_snapshot": True}
 
-    def filled(folder, retain_days, max_mb):
-        (tmp_path / folder).mkdir()
-        store = EventStore(tmp_path / folder, retain_days, max_mb)
-        store.open(sqlite3.connect(tmp_path / folder / "camserver.db", isolation_level=None), now)
+    async def filled(folder, retain_days, max_mb):
+        database = Database(tmp_path / folder, max_mb, clock=lambda: now)
+        await database.open()
+        store = EventStore(tmp_path / folder, retain_days)
+        budget = database.budget
+        await database.run(store.open, database.conn, now)
+        budget.add(store)
         for i in range(6):
             start = now - 3 * 86400 + i * 86400 / 2  # 3 days ago, 2.5, ... 0.5 days ago
             record = {**base, "id": f"e{i}", "start_time": start, "end_time": start + 10}
-            store.save(record, b"\xff\xd8" + bytes(300 * 1024) + b"\xff\xd9", start)
-        return store
+            await database.run(store.save, record, b"\xff\xd8" + bytes(300 * 1024) + b"\xff\xd9", start)
+        assert not await budget.round()
+        return database, store, budget
 
-    by_age = filled("age", retain_days=1, max_mb=100)
-    assert by_age.enforce_retention(now) == 4
+    database, by_age, budget = await filled("age", retain_days=1, max_mb=100)
+    assert budget.removed == {"events": 4}
     assert [e["id"] for e in by_age.query({}, 100, None)] == ["e5", "e4"]
     assert sorted(p.stem for p in by_age.snapshots.glob("*.jpg")) == ["e4", "e5"]
-    by_age.db.close()
+    await database.close()
 
-    by_size = filled("size", retain_days=100, max_mb=1)
-    assert by_size.enforce_retention(now) == 3
+    database, by_size, budget = await filled("size", retain_days=100, max_mb=1)
+    assert budget.removed == {"events": 3}
     assert [e["id"] for e in by_size.query({}, 100, None)] == ["e5", "e4", "e3"]
-    assert by_size.used_bytes() <= 1024 * 1024
+    assert budget.measure().total <= 1024 * 1024
     assert sorted(p.stem for p in by_size.snapshots.glob("*.jpg")) == ["e3", "e4", "e5"]
-    by_size.db.close()
+    await database.close()
 
 
 async def test_delete_and_viewer_auth_on_events(http):

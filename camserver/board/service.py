@@ -59,6 +59,7 @@ class BoardService:
         assert database.conn is not None, "Database.open() first"
         self._executor = database.executor
         loaded = await self._run(self._open, database.conn)
+        database.attach(self._reattach)
         stored = {camera: desired for camera, (desired, _) in loaded.items()}
         self.desired = merge_settings(stored, self.configured)
         for camera, (_, reported) in loaded.items():
@@ -74,6 +75,15 @@ class BoardService:
         self.firmware.open()
         self._store = SettingsStore(db)
         return self._store.load()
+
+    def _reattach(self, db: sqlite3.Connection) -> None:
+        """The database was recreated (its file lost): the table again, with the settings kept in memory."""
+        self._store = SettingsStore(db)
+        now = self.clock()
+        for camera, values in list(self.desired.items()):
+            self._store.save_desired(camera, values, now)
+        for camera, values in list(self.reported.items()):
+            self._store.save_reported(camera, values, now)
 
     def _save_desired(self, camera: str, values: Settings, now: float) -> None:
         assert self._store is not None

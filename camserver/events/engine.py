@@ -1,14 +1,17 @@
 """Wires the events stage: every processed frame's detections -> tracker -> rules -> store and feed.
 
-Tracking, rules, database and file work run on one "events" thread, in the order frames were
+Tracking, rules, database and file work run on the database's thread, in the order frames were
 processed, never on the event loop. The thread's backlog is bounded: if it falls behind (a slow
-disk), frames are skipped for events and counted, and detection and streams go on.
+disk), frames are skipped for events and counted, and detection and streams go on. A storage
+failure is counted and logged, never raised into the stream: live events go on without history.
+Retention is the storage budget's (storage/budget.py); the store is its "events" kind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -27,7 +30,6 @@ from .zones import by_camera
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 256  # frames waiting for the events thread before new ones are skipped
-RETENTION_EVERY_S = 60.0
 SWEEP_EVERY_S = 1.0  # ends events of cameras that stopped sending frames but stay connected
 
 
@@ -39,7 +41,7 @@ class EventEngine:
         self.config = config
         self.database = database
         self.clock = clock
-        self.store = EventStore(Path(storage.dir), storage.retain_days, storage.max_mb)
+        self.store = EventStore(Path(storage.dir), storage.retain_days)
         self.feed = EventFeed()
         self.zones = by_camera(self.config.zones)
         self.rules: dict[str, CameraRules] = {}
@@ -60,19 +62,20 @@ class EventEngine:
         self.on_delete: list[Callable[[str], Any]] = []
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._retention: asyncio.Task[None] | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
 
     async def start(self, spawn: Spawn) -> None:
-        """Open the store (closing events a crash left open) and start retention. Raises StorageError."""
+        """Open the store (closing events a crash left open) and start the sweep of quiet cameras. Raises StorageError."""
         closed = await self._run(self.store.open, self.database.conn, self.clock())
         if closed:
             log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", closed)
-        await self._run(self._retain)
-        self._retention = spawn("events", self._housekeeping(), "event-housekeeping")
+        self.database.attach(self._reattach)
+        self.database.budget.add(self.store)  # its oldest events go first past retain_days or max_mb
+        self._housekeeping_task = spawn("events", self._housekeeping(), "event-housekeeping")
 
     async def stop(self) -> None:
         """End every open event as "server stop", store them, close the store."""
-        await cancel_and_wait(self._retention)
+        await cancel_and_wait(self._housekeeping_task)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         now = self.clock()
@@ -108,15 +111,19 @@ class EventEngine:
         return await self._run(get)
 
     async def delete(self, event_id: str) -> bool:
-        """Remove an event, its snapshot and what other stages keep for it (a clip); False if there was none."""
+        """Remove an event, its snapshot, what other stages keep for it (a clip) and, if it is still open, the
+        event itself; False if there was none.
 
-        def delete() -> bool:
-            deleted = self.store.delete(event_id)
-            for forget in self.on_delete:
-                forget(event_id)
-            return deleted
-
-        return await self._run(delete)
+        An open event ends for the listeners (MQTT counts, webhooks: `end`, end_reason "deleted"),
+        so none is left thinking its object is still there; that end is not stored. The live feed
+        gets a `delete` with the id, for ended events too, so open pages drop it.
+        """
+        camera, ended = await self._run(self._delete, event_id, self.clock())
+        if camera is None:
+            return False
+        self.feed.publish("delete", {"type": "delete", "id": event_id, "camera": camera})
+        self._announce(ended, feed=False)
+        return True
 
     async def snapshot(self, event_id: str) -> bytes | None:
         """The JPEG of an event's best frame, or None."""
@@ -214,20 +221,38 @@ class EventEngine:
         for change in changes:
             try:
                 self.store.save(change.after, change.snapshot, when)
-            except Exception as exc:  # disk full, folder removed: live events go on
-                self.write_errors += 1
-                self._write_log.warning("storage", "event store write failed (%d so far): %s", self.write_errors, exc)
+            except Exception as exc:  # disk full, folder or database removed: live events go on
+                self._write_failed(exc)
         return changes
 
-    def _retain(self) -> None:
+    def _write_failed(self, exc: Exception) -> None:
+        self.write_errors += 1
+        self.database.suspect(exc)  # the file may be gone or corrupt: checked at the next housekeeping tick
+        self._write_log.warning("storage", "event store write failed (%d so far): %s", self.write_errors, exc)
+
+    def _delete(self, event_id: str, now: float) -> tuple[str | None, list[Change]]:
+        """(the event's camera or None if there was no such event, the end of it if it was open)."""
+        ended = [change for rules in self.rules.values() if (change := rules.forget(event_id, now)) is not None]
+        camera = ended[0].after["camera"] if ended else None
         try:
-            removed = self.store.enforce_retention(self.clock())
-        except Exception as exc:
-            self.write_errors += 1
-            self._write_log.warning("storage", "event retention failed: %s", exc)
-            return
-        if removed:
-            log.info("retention removed %d old event(s)", removed)
+            record = self.store.get(event_id)
+            if self.store.delete(event_id) and record is not None:
+                camera = record["camera"]
+            for forget in self.on_delete:
+                forget(event_id)
+        except (OSError, sqlite3.Error) as exc:
+            self._write_failed(exc)
+            if camera is None:
+                raise
+        return camera, ended
+
+    def _reattach(self, conn: sqlite3.Connection) -> None:
+        """The database was recreated: the table again, and the open events written into it."""
+        self.store.attach(conn)
+        now = self.clock()
+        for rules in self.rules.values():
+            for record in rules.open_events():
+                self._store([Change("update", record, record)], now)
 
     # --- on the loop ----------------------------------------------------------------------
 
@@ -258,12 +283,12 @@ class EventEngine:
             return
         self._announce(future.result())
 
-    def _announce(self, changes: list[Change]) -> None:
+    def _announce(self, changes: list[Change], feed: bool = True) -> None:
         for change in changes:
             if change.type == "new":
                 self.events_total += 1
                 self.started[(change.after["camera"], change.after["label"])] += 1
-            if change.after.get("announced", True):
+            if feed and change.after.get("announced", True):
                 self.feed.publish(change.type, {"type": change.type, "before": change.before, "after": change.after,
                                                 "reasons": change.reasons})
             for listener in self.listeners:
@@ -273,11 +298,7 @@ class EventEngine:
                     log.error("an event listener failed", exc_info=True)
 
     async def _housekeeping(self) -> None:
-        last_retention = time.monotonic()
         while True:
             await asyncio.sleep(SWEEP_EVERY_S)
             self._submit(self._sweep, self.clock())
-            if time.monotonic() - last_retention >= RETENTION_EVERY_S:
-                last_retention = time.monotonic()
-                await self._run(self._retain)
 

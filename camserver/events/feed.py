@@ -21,7 +21,7 @@ class FeedItem:
     """One change as sent on the stream; its JSON is encoded once for every client."""
 
     id: int
-    type: str  # new, update, end
+    type: str  # new, update, end; delete (an event removed through the API)
     data: dict[str, Any]
     sse_data: bytes  # the JSON of `data`, one line
 

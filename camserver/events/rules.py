@@ -103,6 +103,7 @@ class _Object:
     anchor_time: float = 0.0  # when it last moved
     last_update: float = 0.0
     event: Event | None = None
+    deleted: bool = False  # its event was deleted while open: no new event while this track lives
     trail: deque[tuple[float, Box]] = field(default_factory=lambda: deque(maxlen=TRAIL_LEN))  # (time, box)
 
     def predicted(self, now: float) -> Box:
@@ -215,7 +216,10 @@ class CameraRules:
         self._continue_events(now, seen)
         changes: list[Change] = []
         for obj, track in seen.values():
-            change = self._new(obj, track, now, jpeg, size, seen) if obj.event is None else self._update(obj, track, now, jpeg, size)
+            if obj.event is not None:
+                change = self._update(obj, track, now, jpeg, size)
+            else:  # an object whose event was deleted while open makes none again
+                change = None if obj.deleted else self._new(obj, track, now, jpeg, size, seen)
             if change is not None:
                 changes.append(change)
         self.visible = set(seen)
@@ -270,12 +274,33 @@ class CameraRules:
         self.visible, self.moving = set(), False
         return changes
 
+    def forget(self, event_id: str, now: float) -> Change | None:
+        """Drop an open event that was deleted; its end (end_reason "deleted") for the listeners, None if not open here.
+
+        The object stays tracked, so it neither brings the event back when it leaves nor starts a
+        new one while it stays in view.
+        """
+        for obj in self.objects.values():
+            if obj.event is not None and obj.event.id == event_id:
+                change = self._end(obj.event, now, "deleted")
+                obj.event, obj.deleted = None, True
+                return change
+        return None
+
+    def open_events(self) -> list[dict[str, Any]]:
+        """The records of the events still open."""
+        return [obj.event.to_json() for obj in self.objects.values() if obj.event is not None]
+
     def _continue_events(self, now: float, seen: dict[int, tuple[_Object, Track]]) -> None:
-        """Give the events of objects not seen in this frame to new tracks where those objects are or were heading."""
-        lost = [obj for track_id, obj in self.objects.items() if obj.event is not None and track_id not in seen]
+        """Give the events of objects not seen in this frame to new tracks where those objects are or were heading.
+
+        An object whose event was deleted passes that on the same way, so it starts no new event.
+        """
+        lost = [obj for track_id, obj in self.objects.items()
+                if (obj.event is not None or obj.deleted) and track_id not in seen]
         if not lost:
             return
-        fresh = [obj for obj, _ in seen.values() if obj.event is None]
+        fresh = [obj for obj, _ in seen.values() if obj.event is None and not obj.deleted]
         pairs = []
         for old in lost:
             heading = old.predicted(now)
@@ -293,7 +318,7 @@ class CameraRules:
                 continue
             taken |= {old_id, new_id}
             old, obj = self.objects.pop(old_id), self.objects[new_id]
-            obj.event, obj.last_update = old.event, old.last_update
+            obj.event, obj.last_update, obj.deleted = old.event, old.last_update, old.deleted
             if moved(old.anchor_box, obj.box):
                 obj.anchor_box, obj.anchor_time = obj.box, now
             else:  # the same place: it has stood still since the old track's anchor
@@ -301,8 +326,8 @@ class CameraRules:
             self.visible.discard(old_id)
 
     def _part_of_event(self, obj: _Object, seen: dict[int, tuple[_Object, Track]]) -> bool:
-        """Whether `obj` lies mostly inside an object of its label that has an event and is seen now."""
-        return any(other.event is not None and other.label == obj.label and other is not obj
+        """Whether `obj` lies mostly inside an object of its label that has an event (or had one deleted) and is seen now."""
+        return any((other.event is not None or other.deleted) and other.label == obj.label and other is not obj
                    and max(inside(obj.box, other.box), inside(obj.box, other.anchor_box)) >= SAME_OBJECT_OVERLAP
                    for other, _ in seen.values())
 

@@ -1,21 +1,27 @@
-"""Event history that survives: SQLite (WAL) under storage.dir, snapshots as JPEG files beside it.
+"""Event history that survives: the events table of storage.dir's database, snapshots as JPEG files beside it.
 
-Every method is synchronous and runs on the events thread, never on the event loop. Retention
-removes the oldest events first, by age (`retain_days`) and by size (`max_mb`), so the disk
-never fills because of camserver.
+Every method is synchronous and runs on the database's thread, never on the event loop. The store
+is the "events" kind of the storage budget (storage/budget.py): it removes its oldest ended events
+past `retain_days`, and as many as the budget asks for to stay under `max_mb`.
+
+A snapshot file is written before its row and removed after it, so a crash can leave a file without
+a row, never a row pointing at a file that is gone; those files (and half-written `.tmp` ones) are
+counted until `sweep` removes them, at start-up.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
 from ..storage import StorageError
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -32,35 +38,61 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_start ON events (start_time);
 """
 
+DAY_S = 86400.0
+# bytes a row takes besides its text columns: numbers, record header, cell pointer, two index entries
+ROW_EXTRA = 80
+
 
 class EventStore:
-    """The events database and the snapshot files."""
+    """The events table and the snapshot files."""
 
-    def __init__(self, directory: Path, retain_days: float, max_mb: float) -> None:
+    name = "events"  # as a kind of the storage budget
+    tables = ("events",)
+
+    def __init__(self, directory: Path, retain_days: float) -> None:
         self.directory = directory
         self.snapshots = directory / "snapshots"
-        self.retain_s = retain_days * 86400
-        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.retain_s = retain_days * DAY_S
         self.db: sqlite3.Connection | None = None
+        self.swept = 0  # files without a row removed, since start
+        self._swept_now = 0  # ... by the sweep under way
+        self._file_bytes = 0  # every file in snapshots/, kept up to date (a scan only when attached)
+        self._unswept: list[str] = []  # names in snapshots/ not yet checked for a row
 
     def open(self, db: sqlite3.Connection, now: float) -> int:
-        """Create the snapshot folder and the table in `db`; close the events a crash left open. Returns how many.
+        """Attach to `db` and close the events a crash left open. Returns how many.
 
         Raises:
             StorageError: the snapshot folder cannot be created.
         """
-        try:
-            self.snapshots.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"{self.snapshots}: {exc}") from None
-        self.db = db
-        self.db.executescript(SCHEMA)
+        self.attach(db)
+        assert self.db is not None
         left_open = self.db.execute("SELECT id, data, updated_at FROM events WHERE end_time IS NULL").fetchall()
         for event_id, data, updated_at in left_open:
             record = json.loads(data)
             record["end_time"], record["end_reason"] = updated_at, "server restart"
             self.save(record, None, updated_at)
         return len(left_open)
+
+    def attach(self, db: sqlite3.Connection) -> None:
+        """Use `db` (a new file too): the table, the snapshot folder, its size; every file is to be swept.
+
+        Raises:
+            StorageError: the snapshot folder cannot be created or read.
+        """
+        try:
+            self.snapshots.mkdir(parents=True, exist_ok=True)
+            names, total = [], 0
+            with os.scandir(self.snapshots) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        names.append(entry.name)
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError as exc:
+            raise StorageError(f"{self.snapshots}: {exc}") from None
+        self.db = db
+        self.db.executescript(SCHEMA)
+        self._file_bytes, self._unswept, self._swept_now = total, names, 0
 
     def snapshot_path(self, event_id: str) -> Path:
         """Where an event's best frame is kept."""
@@ -80,14 +112,15 @@ class EventStore:
             path = self.snapshot_path(record["id"])
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(snapshot)
+            replaced = _size(path)
             os.replace(tmp, path)  # a reader never sees half a file
+            self._file_bytes += len(snapshot) - replaced
         self.db.execute(
             "INSERT OR REPLACE INTO events (id, camera, label, start_time, end_time, zones, has_snapshot, updated_at, data)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record["id"], record["camera"], record["label"], record["start_time"], record["end_time"],
              "," + ",".join(record["entered_zones"]) + ",", int(record["has_snapshot"]), now, json.dumps(record)),
         )
-
     def get(self, event_id: str) -> dict[str, Any] | None:
         """One event, or None."""
         assert self.db is not None
@@ -135,41 +168,82 @@ class EventStore:
 
     def delete(self, event_id: str) -> bool:
         """Remove an event and its snapshot; False if there was none."""
-        assert self.db is not None
-        deleted = self.db.execute("DELETE FROM events WHERE id = ?", (event_id,)).rowcount > 0
-        self.snapshot_path(event_id).unlink(missing_ok=True)
-        return deleted
+        return self._delete([event_id]) > 0
 
-    def used_bytes(self) -> int:
-        """The database, its WAL and the snapshots, in bytes."""
-        total = 0
-        for folder in (self.directory, self.snapshots):
-            with os.scandir(folder) as entries:
-                total += sum(e.stat().st_size for e in entries if e.is_file())
-        return total
-
-    def enforce_retention(self, now: float | None = None) -> int:
-        """Delete the oldest events past retain_days, then until under max_mb. Returns how many went."""
+    def _delete(self, ids: list[str]) -> int:
+        """Remove events, the rows first (a crash in between leaves files the next sweep removes). Returns rows removed."""
         assert self.db is not None
-        now = time.time() if now is None else now
-        removed = 0
-        old = self.db.execute("SELECT id FROM events WHERE start_time < ? AND end_time IS NOT NULL",
-                              (now - self.retain_s,)).fetchall()
-        for (event_id,) in old:
-            removed += self.delete(event_id)
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # count the database, not a WAL about to be folded in
-        used = self.used_bytes()
-        while used > self.max_bytes:
-            oldest = self.db.execute("SELECT id FROM events WHERE end_time IS NOT NULL ORDER BY start_time, id LIMIT 50").fetchall()
-            if not oldest:
-                break
-            for (event_id,) in oldest:
-                path = self.snapshot_path(event_id)
-                size = path.stat().st_size if path.exists() else 0
-                removed += self.delete(event_id)
-                used -= size + 512  # a row is a few hundred bytes; the file size is exact
-                if used <= self.max_bytes:
-                    break
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            used = self.used_bytes()
+        if not ids:
+            return 0
+        removed = self.db.execute(f"DELETE FROM events WHERE id IN ({','.join('?' * len(ids))})", ids).rowcount
+        for event_id in ids:
+            self._unlink(self.snapshot_path(event_id))
         return removed
+
+    def _unlink(self, path: Path) -> None:
+        size = _size(path)
+        path.unlink(missing_ok=True)
+        self._file_bytes -= size
+
+    # --- the "events" kind of the storage budget -------------------------------------------
+
+    def file_bytes(self) -> int:
+        """Bytes in snapshots/: the snapshots, and files without a row until they are swept."""
+        return max(0, self._file_bytes)
+
+    def sweep(self, limit: int) -> bool:
+        """Remove up to `limit` snapshot and .tmp files that have no row; True while more remain to look at."""
+        assert self.db is not None
+        batch, self._unswept = self._unswept[:limit], self._unswept[limit:]
+        stems = [name[:-4] for name in batch if name.endswith(".jpg")]
+        known = {row[0] for row in self.db.execute(
+            f"SELECT id FROM events WHERE id IN ({','.join('?' * len(stems))})", stems)} if stems else set()
+        for name in batch:
+            stem, ext = name[:-4], name[-4:]
+            if ext == ".tmp" or (ext == ".jpg" and stem not in known):
+                self._unlink(self.snapshots / name)
+                self.swept += 1
+                self._swept_now += 1
+        if not self._unswept and self._swept_now:
+            log.info("removed %d snapshot file(s) without an event (left by a crash, a full disk or a lost database)",
+                     self._swept_now)
+            self._swept_now = 0
+        return bool(self._unswept)
+
+    def expire(self, now: float, limit: int) -> int:
+        """Remove up to `limit` ended events that started more than retain_days ago; returns how many."""
+        assert self.db is not None
+        rows = self.db.execute("SELECT id FROM events WHERE start_time < ? AND end_time IS NOT NULL"
+                               " ORDER BY start_time LIMIT ?", (now - self.retain_s, limit)).fetchall()
+        return self._delete([event_id for (event_id,) in rows])
+
+    def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
+        """Remove the oldest ended events, about `need` bytes of rows and snapshots, at most `limit`; returns how many.
+
+        With `keep_newest_day`, events that started less than a day before the newest one stay.
+        """
+        assert self.db is not None
+        before = float("inf")
+        if keep_newest_day:
+            newest = self.db.execute("SELECT max(start_time) FROM events").fetchone()[0]
+            if newest is None:
+                return 0
+            before = newest - DAY_S
+        rows = self.db.execute(
+            "SELECT id, length(data) + length(zones) + 2 * length(id) + length(camera) + length(label)"
+            " FROM events WHERE end_time IS NOT NULL AND start_time < ? ORDER BY start_time, id LIMIT ?",
+            (before, limit)).fetchall()
+        chosen, freed = [], 0
+        for event_id, row_bytes in rows:
+            chosen.append(event_id)
+            freed += row_bytes + ROW_EXTRA + _size(self.snapshot_path(event_id))
+            if freed >= need:
+                break
+        return self._delete(chosen)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -121,10 +121,11 @@ class EventsApi:
         return web.json_response(await self._record(request))
 
     async def delete_event(self, request: web.Request) -> web.Response:
-        """Remove an event and its snapshot."""
-        await self._record(request)
-        await self.engine.delete(request.match_info["event_id"])
-        return web.json_response({"deleted": request.match_info["event_id"]})
+        """Remove an event and its snapshot; one still open ends there too and never comes back."""
+        event_id = request.match_info["event_id"]
+        if not await self.engine.delete(event_id):
+            raise web.HTTPNotFound(reason="unknown event", text=f"no event {event_id!r}")
+        return web.json_response({"deleted": event_id})
 
     async def snapshot(self, request: web.Request) -> web.Response:
         """The event's best frame: ?bbox=0 without the box, ?crop=1 around the object, ?h= a height."""
@@ -150,7 +151,7 @@ class EventsApi:
         return web.Response(body=body, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        """Server-Sent Events: new/update/end with ids; Last-Event-ID resumes; a comment every 15 s.
+        """Server-Sent Events: new/update/end/delete with ids; Last-Event-ID resumes; a comment every 15 s.
 
         A stream counts as a viewer (http.max_viewers) and ends after http.event_stream_max_s: an
         EventSource reconnects at once and resumes with Last-Event-ID, while a client that stopped

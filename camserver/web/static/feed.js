@@ -11,13 +11,13 @@ let source = null;
 let retry = null;
 let enabled = true;
 
-/** Receive (kind, record) for "new", "update", "end", and "deleted" (this page deleted it). */
+/** Receive (kind, record) for "new", "update", "end", and "deleted" ({id, camera}: by this page or anyone). */
 export function subscribe(fn) {
   subscribers.add(fn);
   return () => subscribers.delete(fn);
 }
 
-/** Tell every subscriber about a change made by this page (the server's feed does not carry deletions). */
+/** Tell every subscriber about a change made by this page at once (the feed's `delete` follows; both are harmless). */
 export function publish(kind, record) {
   for (const fn of [...subscribers]) fn(kind, record);
 }
@@ -31,6 +31,11 @@ function open(position) {
       publish(kind, change.after);
     });
   }
+  // an event deleted by anyone (another page, the API): gone from every view
+  source.addEventListener("delete", (message) => {
+    const { id, camera } = JSON.parse(message.data);
+    publish("deleted", { id, camera });
+  });
   source.addEventListener("error", () => {
     probe(); // a dropped feed is often the first sign that the server went away
     if (source.readyState === EventSource.CLOSED) {

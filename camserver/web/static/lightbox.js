@@ -137,13 +137,14 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
   async function remove() {
     if (!current) return;
     const e = current;
+    // where to go next, before the request: the live feed's `delete` may drop it from the list first
+    const n = neighbours(e.id);
+    const target = n.next || n.prev;
     confirmYes.disabled = true;
     setText(message, "Deleting…");
     try {
       const done = await write(`/api/events/${encodeURIComponent(e.id)}`, { method: "DELETE" });
       if (done === null) { setText(message, "Not deleted."); return; }
-      const n = neighbours(e.id);
-      const target = n.next || n.prev;
       deleted(e);
       confirmBox.hidden = true;
       if (target) location.replace(`#/events/${encodeURIComponent(target.id)}`);

@@ -1,0 +1,276 @@
+"""storage.max_mb and storage.retain_days over everything kept under storage.dir, in one place.
+
+What counts (`StorageBudget.measure`, cheap: a few PRAGMAs and stats, no scan):
+- the database's pages in use, (page_count - freelist_count) x page_size. Free pages are not
+  counted: the steps give them back to the file system (`PRAGMA incremental_vacuum`), so the file
+  follows. The WAL is folded into the database after every step (checkpoint TRUNCATE); what is left
+  of it (a checkpoint a reader held up) and the SHM index (32 KB) are counted as the database's own.
+- the overhead, what no deletion can free: the schema, one empty root page per table and index of
+  the kinds, every table that is not a kind's (camera settings), the WAL and SHM files.
+- each kind's files (event snapshots; files left without a row count until they are swept).
+
+What goes, oldest first, in bounded steps on the database's thread (frames' events run between
+them): items past retain_days; then, while the total is over max_mb, the oldest items of each kind
+in the order the kinds were added (recordings will go before events), never a kind's newest day;
+the newest day is trimmed only when the kinds' own bytes, without the overhead, exceed max_mb, so
+the database's overhead alone never empties the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from ..logsafe import ThrottledLog
+
+if TYPE_CHECKING:
+    from .database import Database
+
+log = logging.getLogger(__name__)
+
+ROUND_EVERY_S = 60.0  # a budget round; sooner while a round left work over
+FILE_CHECK_EVERY_S = 10.0  # the database file deleted or replaced under us
+TICK_S = 1.0
+STEP_ITEMS = 256  # items removed per step
+STEP_PAGES = 1024  # pages given back per step (4 MB at 4 KiB pages)
+STEPS_PER_ROUND = 40  # then the round yields until the next tick
+SWEEP_FILES = 512  # files looked at per sweep step
+
+
+class StorageKind(Protocol):
+    """Something kept under storage.dir that the budget may remove, oldest first (events, recordings).
+
+    Every method runs on the database's thread.
+    """
+
+    name: str
+    tables: tuple[str, ...]  # its tables: their pages and their indexes' are its rows, not overhead
+
+    def file_bytes(self) -> int:
+        """Bytes of its files, kept as a running total (never a scan per round)."""
+
+    def sweep(self, limit: int) -> bool:
+        """Remove up to `limit` files left without a row (a crash, a full disk); True while more remain to look at."""
+
+    def expire(self, now: float, limit: int) -> int:
+        """Remove up to `limit` items past their age limit; returns how many."""
+
+    def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
+        """Remove its oldest items, about `need` bytes (rows and files), at most `limit`; returns how many.
+
+        With `keep_newest_day`, items less than a day older than its newest one stay.
+        """
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What storage.dir holds, in bytes, as the budget counts it."""
+
+    page_size: int
+    pages: int
+    free_pages: int
+    wal: int  # the WAL and SHM files
+    overhead: int  # the database's own: schema, empty roots, other tables, WAL and SHM
+    files: dict[str, int] = field(default_factory=dict)  # by kind
+
+    @property
+    def database(self) -> int:
+        """Pages in use plus the WAL and SHM files."""
+        return (self.pages - self.free_pages) * self.page_size + self.wal
+
+    @property
+    def rows(self) -> int:
+        """The kinds' rows: the database less its overhead."""
+        return max(0, self.database - self.overhead)
+
+    @property
+    def total(self) -> int:
+        """What max_mb is compared with."""
+        return self.database + sum(self.files.values())
+
+    @property
+    def kinds(self) -> int:
+        """The kinds' own bytes, rows and files, without the overhead."""
+        return self.rows + sum(self.files.values())
+
+
+class StorageBudget:
+    """Keeps storage.dir under max_mb and its kinds under their ages; counts what it removed."""
+
+    def __init__(self, database: "Database", max_mb: float, clock: Callable[[], float] = time.time) -> None:
+        self.database = database
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.clock = clock
+        self.kinds: list[StorageKind] = []
+        self.removed: dict[str, int] = {}  # by kind, since start
+        self.errors = 0
+        self.last: Usage | None = None
+        self.last_round_ms = 0.0  # thread time of the last round's steps, summed
+        self._sweeping: set[str] = set()
+        self._due = True  # a round at the next tick: the first one, and one after a kind is added
+        self._has_dbstat: bool | None = None
+        self._log = ThrottledLog(log, interval_s=3600.0)
+        self._errors_log = ThrottledLog(log, interval_s=60.0)
+
+    def add(self, kind: StorageKind) -> None:
+        """Put a kind under the budget; kinds added first lose their oldest items first. Its orphans are swept."""
+        self.kinds.append(kind)
+        self.removed.setdefault(kind.name, 0)
+        self._sweeping.add(kind.name)
+        self._due = True
+
+    def resweep(self) -> None:
+        """Sweep every kind's files again (the database was recreated: its rows are gone)."""
+        self._sweeping = {kind.name for kind in self.kinds}
+        self._has_dbstat = None
+
+    # --- on the database's thread -----------------------------------------------------------
+
+    def measure(self) -> Usage:
+        """What storage.dir holds now."""
+        conn = self.database.conn
+        assert conn is not None
+        page_size, pages, free = (conn.execute(f"PRAGMA {p}").fetchone()[0]
+                                  for p in ("page_size", "page_count", "freelist_count"))
+        wal = self.database.side_bytes()
+        owned = {table for kind in self.kinds for table in kind.tables}
+        trees = conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE rootpage > 0").fetchall()
+        overhead_pages = self._pages_of("sqlite_schema") or 1
+        for name, table in trees:
+            overhead_pages += 1 if table in owned else self._pages_of(name) or 1
+        files = {kind.name: kind.file_bytes() for kind in self.kinds}
+        self.last = Usage(page_size, pages, free, wal, overhead_pages * page_size + wal, files)
+        return self.last
+
+    def _pages_of(self, tree: str) -> int:
+        """Pages of one b-tree, where SQLite has the dbstat table (else 0: the caller counts its root)."""
+        if self._has_dbstat is False:
+            return 0
+        assert self.database.conn is not None
+        try:
+            row = self.database.conn.execute("SELECT count(*) FROM dbstat WHERE name = ?", (tree,)).fetchone()
+        except Exception:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+            self._has_dbstat = False
+            return 0
+        self._has_dbstat = True
+        return int(row[0])
+
+    def step(self, now: float) -> bool:
+        """One bounded piece of work: a sweep, an expiry or a trim, then free pages given back. True while more to do."""
+        worked = self._sweep() or self._expire(now) or self._trim()
+        more_pages = self._vacuum()
+        if worked:
+            self.measure()  # /healthz shows what is left, not what the step started from
+        return worked or more_pages
+
+    def _sweep(self) -> bool:
+        for kind in self.kinds:
+            if kind.name in self._sweeping:
+                if kind.sweep(SWEEP_FILES):
+                    return True
+                self._sweeping.discard(kind.name)  # its last files were looked at: go on in this step
+        return False
+
+    def _expire(self, now: float) -> bool:
+        for kind in self.kinds:
+            if n := kind.expire(now, STEP_ITEMS):
+                self.removed[kind.name] += n
+                return True
+        return False
+
+    def _trim(self) -> bool:
+        usage = self.measure()
+        if usage.total <= self.max_bytes:
+            return False
+        for kind in self.kinds:  # older days first, the overhead counted
+            if n := kind.trim(usage.total - self.max_bytes, True, STEP_ITEMS):
+                self.removed[kind.name] += n
+                return True
+        if usage.kinds > self.max_bytes:  # the newest day alone is over max_mb
+            for kind in self.kinds:
+                if n := kind.trim(usage.kinds - self.max_bytes, False, STEP_ITEMS):
+                    self.removed[kind.name] += n
+                    return True
+            return False
+        self._log.warning("overhead", "storage.max_mb (%.2f MB) holds the events of the newest day but not the "
+                          "database's own %.2f MB besides them; those events are kept (storage.dir holds %.2f MB)",
+                          self.max_bytes / 2**20, usage.overhead / 2**20, usage.total / 2**20)
+        return False
+
+    def _vacuum(self) -> bool:
+        """Give up to STEP_PAGES free pages back to the file system; fold the WAL in. True if free pages remain."""
+        conn = self.database.conn
+        assert conn is not None
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if free and self.database.incremental:
+            # executescript steps the PRAGMA to its end; execute() would free one page per call
+            conn.executescript(f"PRAGMA incremental_vacuum({STEP_PAGES});")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return bool(self.database.incremental and free > STEP_PAGES)
+
+    # --- on the loop ------------------------------------------------------------------------
+
+    async def round(self) -> bool:
+        """Steps until there is nothing to do or STEPS_PER_ROUND ran; True if work is left over."""
+        spent = 0.0
+        try:
+            for _ in range(STEPS_PER_ROUND):
+                more, cpu = await self.database.run(self._timed_step, self.clock())
+                spent += cpu
+                if not more:
+                    return False
+            return True
+        except Exception as exc:  # a full disk, a database gone: streaming never depends on storage
+            self.errors += 1
+            self._errors_log.warning("round", "storage budget round failed (%d so far): %s", self.errors, exc)
+            return False
+        finally:
+            self.last_round_ms = spent * 1000
+
+    def _timed_step(self, now: float) -> tuple[bool, float]:
+        start = time.thread_time()
+        if self.database.conn is None:
+            return False, 0.0
+        return self.step(now), time.thread_time() - start
+
+    async def keep(self) -> None:
+        """The housekeeping loop: the file checked every FILE_CHECK_EVERY_S, a round a tick after start-up or a kind
+        was added (files a crash left are swept), then every ROUND_EVERY_S, every tick while work is left over."""
+        loop = asyncio.get_running_loop()
+        last_check = last_round = loop.time()
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = loop.time()
+            if self.database.suspected or now - last_check >= FILE_CHECK_EVERY_S:
+                last_check = now
+                try:
+                    if await self.database.run(self.database.check_file):
+                        self.resweep()
+                except Exception as exc:
+                    self.errors += 1
+                    self._errors_log.warning("check", "storage check failed (%d so far): %s", self.errors, exc)
+            if self._due or now - last_round >= ROUND_EVERY_S:
+                last_round = now
+                self._due = await self.round()  # work left over: again at the next tick
+
+    def used_total(self) -> int | None:
+        """Bytes under storage.dir as last measured (None before the first round): no walk of the folder."""
+        return self.last.total if self.last is not None else None
+
+    def health(self, write_errors: int = 0) -> dict[str, Any]:
+        """What /healthz shows of storage.dir (as of the last round): bytes by kind, the budget, what retention
+        removed, write errors (the stages' `write_errors` and the budget's own), the database file's figures."""
+        usage = self.last
+        used: dict[str, int] = {}
+        if usage is not None:
+            used = {"total": usage.total, "database_overhead": usage.overhead}
+            for i, kind in enumerate(self.kinds):
+                # the kinds' rows share one database and are shown with the kind added last, the one that
+                # keeps many rows (events; recordings, added before them, are mostly files)
+                used[kind.name] = usage.files.get(kind.name, 0) + (usage.rows if i == len(self.kinds) - 1 else 0)
+        return {"used_bytes": used, "max_bytes": self.max_bytes, "removed_by_retention": dict(self.removed),
+                "write_errors": write_errors + self.errors, "last_round_ms": round(self.last_round_ms, 1),
+                **self.database.health()}
