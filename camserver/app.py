@@ -28,6 +28,7 @@ from .integrations.mqtt import MqttPublisher
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
+from .record.index import RecordingsKind
 from .storage import Database, StorageError
 from .supervise import Supervisor
 from .web import ViewerApp
@@ -139,7 +140,11 @@ class CamServer:
     def _recorder(self, config: Config, clock: Callable[[], float]) -> Recorder:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
         root = Path(config.storage.dir)
-        recorder = Recorder(config.record, root, RecordingIndex(self.database, root), self.database.executor, clock)
+        index = RecordingIndex(self.database, root)
+        recorder = Recorder(config.record, root, index, self.database.executor, clock)
+        self.database.budget.add(RecordingsKind(index, config.record.retain_days))  # before events: they go first
+        self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
+        index.grew = self.database.budget.soon
         self.hub.on_frame.append(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.wall_time))
         self.hub.on_offline.append(lambda cam: recorder.camera_offline(cam.id))
         # first: the end change carries the clip's URL for every later listener (webhooks, MQTT)

@@ -89,3 +89,34 @@ async def test_an_event_gets_a_clip_of_its_length_plus_pre_and_post(http, tmp_pa
                 assert resp.status == 404
             assert not clip.path.exists()
             await cam.close()
+
+
+@needs_ffmpeg
+async def test_recordings_count_toward_max_mb_and_go_before_events(tmp_path):
+    """Continuous segments fill storage past max_mb: the oldest segments go first, the event stays, and the
+    recordings' bytes are counted in /healthz."""
+    from conftest import FakeDetector, make_jpeg
+
+    config = make_config(record={"mode": "continuous", "segment_s": 2}, storage={"max_mb": 1.0},
+                         events={"labels": ["*"], "max_disappeared_s": 0.5})
+    async with CamServer(config, detector_factory=FakeDetector) as server:
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/yard")
+        started = time.monotonic()
+        for seq in range(1, 121):  # 12 s of noise, which H.264 cannot shrink: megabytes of segments
+            await cam.send(make_jpeg(seq, 320, 240, noise=True))
+            await asyncio.sleep(max(0.0, started + seq / FPS - time.monotonic()))
+        await cam.close()
+        await wait_for(lambda: server.events.events_total >= 1, what="the event")
+        index = server.recorder.index
+
+        def segments() -> int:
+            return server.database.executor.submit(
+                lambda: index.db.execute("SELECT count(*) FROM recordings WHERE kind = 'segment'").fetchone()[0]).result()
+
+        async with asyncio.timeout(40):  # a budget round: the oldest segments go
+            while server.database.budget.removed.get("recordings", 0) == 0:
+                await asyncio.sleep(0.5)
+        assert segments() >= 1 and server.database.budget.removed["recordings"] >= 1
+        assert len(await server.events.query({}, 10, None)) == 1  # events go only after recordings
+        storage = server.health()["storage"]
+        assert "recordings" in storage["used_bytes"] and storage["removed_by_retention"]["recordings"] >= 1

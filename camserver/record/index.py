@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..storage import Database
 
@@ -58,6 +58,7 @@ class RecordingIndex:
     def __init__(self, db: sqlite3.Connection | Database, root: Path) -> None:
         self._db = db  # the server's Database (its connection opens at start-up), or a connection
         self.root = root
+        self.grew: Callable[[], None] = lambda: None  # a recording finished: the storage budget looks soon
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -86,6 +87,7 @@ class RecordingIndex:
         """The recording's file is final (a regular MP4, index first)."""
         self.db.execute("UPDATE recordings SET start_time = ?, end_time = ?, frames = ?, bytes = ?, width = ?,"
                         " height = ?, in_progress = 0 WHERE path = ?", (start, end, frames, size, width, height, path))
+        self.grew()
 
     def get(self, path: str) -> dict[str, Any] | None:
         """One recording, or None."""
@@ -273,3 +275,53 @@ def walk_files(root: Path) -> list[str]:
         for name in files:
             out.append(Path(folder, name).relative_to(root).as_posix())
     return out
+
+
+class RecordingsKind:
+    """Recordings under the storage budget (storage.max_mb): they go before events, oldest segments first.
+
+    An event's clip (a span) goes with its event: when the budget or retention deletes events, their
+    spans are no longer used and expire. Every method runs on the database's thread.
+    """
+
+    name = "recordings"
+    tables = ("recordings", "event_clips")
+
+    def __init__(self, index: RecordingIndex, retain_days: float) -> None:
+        self.index = index
+        self.retain_days = retain_days
+
+    def file_bytes(self) -> int:
+        """Bytes of every recording (finished ones from the index, growing ones from their files)."""
+        try:
+            return self.index.used_bytes()
+        except sqlite3.OperationalError:  # measured at open, before the recorder made its tables
+            return 0
+
+    def sweep(self, limit: int) -> bool:
+        """Files without a row are handled at start-up by the recovery sweep (it repairs or removes them)."""
+        return False
+
+    def expire(self, now: float, limit: int) -> int:
+        """Segments past record.retain_days, and spans no event uses any more; returns how many files went."""
+        files, _ = self.index.expire(now, self.retain_days)
+        return files
+
+    def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
+        """The oldest finished segments, about `need` bytes, at most `limit`; returns how many went."""
+        sql = "SELECT path, bytes, end_time FROM recordings WHERE kind = 'segment' AND in_progress = 0"
+        args: list[Any] = []
+        if keep_newest_day:
+            newest = self.index.db.execute("SELECT max(end_time) FROM recordings WHERE kind = 'segment'").fetchone()[0]
+            if newest is None:
+                return 0
+            sql += " AND end_time < ?"
+            args.append(newest - 86400)
+        rows = self.index.db.execute(sql + " ORDER BY start_time LIMIT ?", [*args, limit]).fetchall()
+        removed = freed = 0
+        for path, size, _ in rows:
+            if freed >= need:
+                break
+            freed += self.index.remove(path) or (size or 0)
+            removed += 1
+        return removed

@@ -122,6 +122,10 @@ class StorageBudget:
         self._sweeping.add(kind.name)
         self._due = True
 
+    def soon(self) -> None:
+        """A round at the next tick rather than within ROUND_EVERY_S (a kind just grew: a recording finished)."""
+        self._due = True
+
     def resweep(self) -> None:
         """Sweep every kind's files again (the database was recreated: its rows are gone)."""
         self._sweeping = {kind.name for kind in self.kinds}
