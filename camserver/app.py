@@ -98,8 +98,8 @@ class CamServer:
                                              lambda: self.webhooks.failures))
         self.scheduler.on_batch = self.metrics.observe_batch
         self.started_at = time.time()
-        auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir),
-                          public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
+        auth = ViewerAuth.from_config(config.http, Path(config.storage.dir),
+                                      public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
         system = SystemApi(self.health, system_facts(config), configured_shapes(config),
                            self.events.store.used_bytes if config.events.enabled else None)
         self.viewer_app = ViewerApp(

@@ -16,6 +16,7 @@ from .tables import (
     MqttConfig,
     NotifyConfig,
     StorageConfig,
+    UserConfig,
     WebhookConfig,
     ZoneConfig,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "NotifyConfig",
     "Points",
     "StorageConfig",
+    "UserConfig",
     "WebhookConfig",
     "ZoneConfig",
     "from_mapping",
