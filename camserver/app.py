@@ -117,8 +117,8 @@ class CamServer:
                                              lambda: self.remote.figures() if self.remote is not None else None))
         self.scheduler.on_batch = self.metrics.observe_batch
         self.started_at = time.time()
-        auth = ViewerAuth(config.http.token, dict(config.http.users), Path(config.storage.dir),
-                          public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
+        auth = ViewerAuth.from_config(config.http, Path(config.storage.dir),
+                                      public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
         system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None)

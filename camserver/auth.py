@@ -28,14 +28,23 @@ def authorization(headers: Any) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
-def presented_token(headers: Any, path_or_query: str) -> str | None:
-    """The token a client presents: `Authorization: Bearer <t>` first, else `?token=<t>`."""
+def bearer_token(headers: Any) -> str | None:
+    """The token in `Authorization: Bearer <t>`, or None."""
     scheme, _, value = (authorization(headers) or "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def query_token(path_or_query: str) -> str | None:
+    """The token in `?token=<t>`, or None."""
     query = urlsplit(path_or_query).query if "?" in path_or_query else path_or_query
     values = parse_qs(query).get("token")
     return values[0] if values else None
+
+
+def presented_token(headers: Any, path_or_query: str) -> str | None:
+    """The token a client presents: `Authorization: Bearer <t>` first, else `?token=<t>`."""
+    token = bearer_token(headers)
+    return token if token is not None else query_token(path_or_query)
 
 
 def _bytes(text: str) -> bytes:

@@ -25,7 +25,9 @@ from camserver.ingest.control import SENSOR_SETTINGS, ControlError, validate_con
 from camserver.sim.board import apply_picture_settings
 from camserver.sim.simcam import SceneSource, SimCamera, make_scene
 from camserver.storage import Database
+from camserver.web.session import ViewerAuth
 from camserver.web.viewer import json_errors
+from camserver.web.writes import write_guard
 from conftest import connect_camera, decode, running_server, wait_for
 
 TOKEN = "viewer-token-1"
@@ -179,9 +181,10 @@ class FakeClock:
 
 
 @asynccontextmanager
-async def board_app(tmp_path: Path, clock: FakeClock | None = None, can_write: Any = lambda request: True,
+async def board_app(tmp_path: Path, clock: FakeClock | None = None, auth: ViewerAuth | None = None,
                     connected: bool = True) -> AsyncIterator[tuple[str, list[tuple[str, dict]], BoardService]]:
-    """BoardApi on a real port with a camera 'cam' whose control messages are recorded, not sent."""
+    """BoardApi on a real port with a camera 'cam' whose control messages are recorded, not sent
+    (behind the app's write guard when `auth` is given)."""
     database = await opened_database(tmp_path)
     service = BoardService(tmp_path, clock=clock or time.time)
     await service.start(database)
@@ -194,8 +197,8 @@ async def board_app(tmp_path: Path, clock: FakeClock | None = None, can_write: A
         return connected
 
     api = BoardApi(service, lambda camera_id: camera_id == "cam", send_control,
-                   lambda camera_id: base["url"] if connected else None, can_write=can_write)
-    app = web.Application(middlewares=[json_errors])
+                   lambda camera_id: base["url"] if connected else None)
+    app = web.Application(middlewares=[json_errors] + ([write_guard(auth)] if auth is not None else []))
     api.add_routes(app)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -296,21 +299,27 @@ async def test_one_time_link_works_once_and_expires_after_ten_minutes(tmp_path, 
 
 
 async def test_writes_need_the_write_permission(tmp_path, http):
-    """With can_write refusing, control, upload, update and delete get 401; reads still work."""
-    async with board_app(tmp_path, can_write=lambda request: request.headers.get("X-Admin") == "yes") as (url, sent, _):
-        async with http.post(f"{url}/api/cameras/cam/control", json={"lamp": 10}) as resp:
-            assert resp.status == 401 and "WWW-Authenticate" in resp.headers
-        assert (await upload(http, url, make_image())).status == 401
-        async with http.post(f"{url}/api/cameras/cam/firmware", json={"image": "x.bin"}) as resp:
-            assert resp.status == 401
-        async with http.delete(f"{url}/api/firmware/x.bin") as resp:
-            assert resp.status == 401
+    """Behind the app's write guard with an admin token: control, upload, update and delete get 401 without a
+    credential and 403 with the viewer token; reads still work; the admin token goes through."""
+    admin = "admin-token-1"
+    auth = ViewerAuth(TOKEN, {}, None, admin_token=admin)
+    async with board_app(tmp_path, auth=auth) as (url, sent, _):
+        for headers, status in (({}, 401), ({"Authorization": f"Bearer {TOKEN}"}, 403)):
+            async with http.post(f"{url}/api/cameras/cam/control", json={"lamp": 10}, headers=headers) as resp:
+                assert resp.status == status and (status == 403 or "WWW-Authenticate" in resp.headers)
+            assert (await upload(http, url, make_image(), headers=headers)).status == status
+            async with http.post(f"{url}/api/cameras/cam/firmware", json={"image": "x.bin"}, headers=headers) as resp:
+                assert resp.status == status
+            async with http.delete(f"{url}/api/firmware/x.bin", headers=headers) as resp:
+                assert resp.status == status
         async with http.get(f"{url}/api/cameras/cam/settings") as resp:
             assert resp.status == 200 and (await resp.json())["desired"] == {}
         assert sent == []
-        async with http.post(f"{url}/api/cameras/cam/control", json={"lamp": 10}, headers={"X-Admin": "yes"}) as resp:
+        admin_header = {"Authorization": f"Bearer {admin}"}
+        async with http.post(f"{url}/api/cameras/cam/control", json={"lamp": 10}, headers=admin_header) as resp:
             assert resp.status == 202
         assert sent == [("cam", {"lamp": 10})]
+        assert (await upload(http, url, make_image(), headers=admin_header)).status == 201, "multipart passes the guard"
 
 
 async def test_settings_for_an_offline_camera_are_kept_and_sent_on_hello(tmp_path, http):

@@ -337,7 +337,7 @@ def test_zone_filter_matches_the_name_as_it_is(tmp_path):
 
     from camserver.events.store import EventStore
 
-    store = EventStore(tmp_path, 10, 100)
+    store = EventStore(tmp_path, 10)
     store.open(sqlite3.connect(tmp_path / "camserver.db", isolation_level=None), 1000.0)
     for i, zones in enumerate((["porch"], ["drive_way"], [])):
         store.save({"id": f"e{i}", "camera": "c", "label": "person", "start_time": 1000.0 + i, "end_time": 1001.0 + i,

@@ -218,7 +218,8 @@ async def test_test_endpoint_sends_the_latest_picture_and_answers_per_target():
                     text = await resp.text()
                 async with http.post(f"{base}/api/notify/test", json={"camera": "nope"}) as resp:
                     assert resp.status == 404
-                async with http.post(f"{base}/api/notify/test", data=b"[1, 2") as resp:
+                async with http.post(f"{base}/api/notify/test", data=b"[1, 2",
+                                     headers={"Content-Type": "application/json"}) as resp:
                     assert resp.status == 400
                 async with http.get(f"{base}/healthz") as resp:
                     health_text = await resp.text()

@@ -53,8 +53,10 @@ async def test_control_endpoint_reaches_the_camera(http):
                 async with http.post(url, json=body) as resp:
                     assert resp.status == 400
                     assert words in (await resp.json())["detail"]
-            async with http.post(url, data=b"{not json") as resp:
+            async with http.post(url, data=b"{not json", headers={"Content-Type": "application/json"}) as resp:
                 assert resp.status == 400
+            async with http.post(url, data=b'{"fps": 5}') as resp:
+                assert resp.status == 415, "a write's body must say it is JSON"
             async with http.post(f"{srv.http}/api/cameras/ghost/control", json={"fps": 5}) as resp:
                 assert resp.status == 404
         finally:

@@ -92,7 +92,8 @@ async def test_login_sets_a_session_cookie_that_replaces_the_token(http):
                 assert resp.status in (401, 404), path
         async with http.get(f"{base}/api/session") as resp:
             assert await resp.json() == {"auth_required": True, "methods": ["token"], "authenticated": False,
-                                         "via": None, "user": None}
+                                         "via": None, "user": None, "role": None, "can_write": False,
+                                         "admin_methods": []}
         async with http.post(f"{base}/api/login", json={"token": "wrong-token-1"}) as resp:
             assert resp.status == 401 and "Set-Cookie" not in resp.headers
         async with http.post(f"{base}/api/login", data=f'{{"token": "{TOKEN}"}}', headers={"Content-Type": "text/plain"}) as resp:

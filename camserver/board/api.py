@@ -1,9 +1,11 @@
 """HTTP routes of board control: settings, control messages, firmware images, updates, downloads.
 
-Writes (control, upload, delete, update) ask `can_write(request)`; the default lets every request the
-app's own auth middleware let through. The download route, /ota/<token>, must be left open by that
-middleware (boards send no token): the random token in the path is its secret, good for one download
-within 10 minutes.
+Writes (control, upload, delete, update) are guarded by the viewer app's middleware
+(web/writes.py): the write permission, the cross-site checks, and JSON bodies (the upload, multipart,
+is registered there as the exception). There is no second check here, so that one rule covers
+every write the app has. The download route, /ota/<token>, must be left open by the auth middleware
+(boards send no token): the random token in the path is its secret, good for one download within
+10 minutes.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ class BoardApi:
         base_url: the http://host:port a camera reaches this server's HTTP port at (from the address
             its WebSocket connection came in on), or None when it is not connected.
         camera_status: the camera's latest status, if any (to tell a new update failure from an old one).
-        can_write: whether a request may change things (settings, images, updates).
     """
 
     def __init__(
@@ -52,14 +53,12 @@ class BoardApi:
         send_control: Callable[[str, dict[str, Any]], Awaitable[bool]],
         base_url: Callable[[str], str | None],
         camera_status: Callable[[str], dict[str, Any] | None] = lambda camera_id: None,
-        can_write: Callable[[web.Request], bool] = lambda request: True,
     ) -> None:
         self.service = service
         self.camera_known = camera_known
         self.send_control = send_control
         self.base_url = base_url
         self.camera_status = camera_status
-        self.can_write = can_write
 
     def add_routes(self, app: web.Application) -> None:
         """Register every route (POST /api/cameras/<id>/control included)."""
@@ -72,14 +71,6 @@ class BoardApi:
         app.router.add_delete("/api/firmware/{name}", self.delete_image)
         # no HEAD: it would spend the one download
         app.router.add_get(PUBLIC_PREFIX + "{token}", self.download, allow_head=False)
-
-    def _check_write(self, request: web.Request) -> None:
-        if not self.can_write(request):
-            raise web.HTTPUnauthorized(
-                reason="write permission required",
-                text="changing settings, uploading firmware and starting updates need the admin token",
-                headers={"WWW-Authenticate": 'Bearer realm="camserver admin"'},
-            )
 
     def _camera_id(self, request: web.Request) -> str:
         camera_id = request.match_info["camera_id"]
@@ -107,7 +98,6 @@ class BoardApi:
         values are kept and sent when it next says hello).
         """
         camera_id = self._camera_id(request)
-        self._check_write(request)
         body = await self._json_body(request)
         try:
             message = validate_control(body)
@@ -128,7 +118,6 @@ class BoardApi:
 
     async def upload_image(self, request: web.Request) -> web.StreamResponse:
         """Multipart upload of a .bin (field `file`; an optional field `name` renames it). 201 with its record."""
-        self._check_write(request)
         try:
             reader = await request.multipart()
         except (AssertionError, ValueError, KeyError):
@@ -171,7 +160,6 @@ class BoardApi:
 
     async def delete_image(self, request: web.Request) -> web.Response:
         """Remove a stored image."""
-        self._check_write(request)
         name = request.match_info["name"]
         if not await self.service.delete_image(name):
             raise web.HTTPNotFound(reason="unknown image", text=f"no image {name!r}")
@@ -184,7 +172,6 @@ class BoardApi:
     async def start_update(self, request: web.Request) -> web.Response:
         """{"image": name}: send the camera a one-time link to the image, with its MD5 and size."""
         camera_id = self._camera_id(request)
-        self._check_write(request)
         body = await self._json_body(request)
         image = body.get("image") if isinstance(body, dict) else None
         if not isinstance(image, str) or set(body) != {"image"}:

@@ -21,6 +21,7 @@ from .tables import (
     NotifyConfig,
     RecordConfig,
     StorageConfig,
+    UserConfig,
     WebhookConfig,
     ZoneConfig,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Points",
     "RecordConfig",
     "StorageConfig",
+    "UserConfig",
     "WebhookConfig",
     "ZoneConfig",
     "from_mapping",

@@ -64,14 +64,6 @@ def _token(v: Any) -> str | None:
     return None
 
 
-def _users(v: Any) -> str | None:
-    if not isinstance(v, Mapping) or not all(
-        isinstance(k, str) and k and ":" not in k and isinstance(p, str) and p for k, p in v.items()
-    ):
-        return "must be a table of user = \"password\" (user names without ':')"
-    return None
-
-
 def _path(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a folder path (a string)"
 

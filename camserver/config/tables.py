@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from .checks import (
     CAMERA_ID,
@@ -28,7 +28,6 @@ from .checks import (
     _text,
     _token,
     _url,
-    _users,
     _zone_names,
 )
 from .shapes import FilterConfig, MaskConfig, ZoneConfig, _filters, _masks, _zones
@@ -63,6 +62,45 @@ class IngestConfig:
     max_bad_frames: int = _opt(50, _number(int, 1, 100000))
 
 
+ROLES = ("viewer", "admin")
+USERS_HELP = 'must be a table of user = "password" or user = { password = "...", role = "admin" }'
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """One http.users account: basic auth and the page's login; a viewer may watch, an admin may also change things."""
+
+    name: str
+    password: str
+    role: str = "viewer"
+
+
+def _users(entries: Any, prefix: str) -> tuple[UserConfig, ...]:
+    """http.users: `alice = "password"` (a viewer) or `alice = { password = "...", role = "admin" }`."""
+    if not isinstance(entries, Mapping):
+        raise ConfigError(prefix, type(entries).__name__, USERS_HELP)
+    users = []
+    for name, entry in entries.items():
+        key = f"{prefix}.{name}"
+        if not name or ":" in name:  # basic auth splits user:password at the first colon
+            raise ConfigError(key, name, "user names must be non-empty and without ':'")
+        if isinstance(entry, str):
+            password, role = entry, "viewer"
+        elif isinstance(entry, Mapping):
+            for extra in set(entry) - {"password", "role"}:
+                raise ConfigError(f"{key}.{extra}", entry[extra], "unknown key; allowed: password, role")
+            password, role = entry.get("password"), entry.get("role", "viewer")
+            if role not in ROLES:
+                raise ConfigError(f"{key}.role", role, f"must be one of {', '.join(ROLES)}")
+        else:
+            raise ConfigError(key, type(entry).__name__, USERS_HELP)
+        if not isinstance(password, str) or not password:
+            raise ConfigError(f"{key}.password" if isinstance(entry, Mapping) else key, "...",
+                              "must be a non-empty string (the password)")
+        users.append(UserConfig(name, password, role))
+    return tuple(sorted(users, key=lambda u: u.name))
+
+
 @dataclass(frozen=True)
 class HttpConfig:
     """Viewer side: the aiohttp app serving MJPEG, snapshots and JSON."""
@@ -77,8 +115,24 @@ class HttpConfig:
     request_timeout_s: float = _opt(10.0, _number(float, 1.0, 300))  # to send a request's headers, or idle
     event_stream_max_s: float = _opt(600.0, _number(float, 1.0, 86400))  # an SSE stream ends; clients resume
     token: str = _opt("", _token)
-    users: tuple[tuple[str, str], ...] = _opt((), _users)  # (name, password) pairs
+    admin_token: str = _opt("", _token)  # the write permission; "" = only admin users have it (or, with none, everyone)
+    users: tuple[UserConfig, ...] = _parsed((), _users)
     public_url: str = _opt("", lambda v: None if v == "" else _url(v))  # for links in notifications
+
+    def __post_init__(self) -> None:
+        if self.admin_token and self.admin_token == self.token:
+            # the same secret for both would make every viewer an admin
+            raise ConfigError("http.admin_token", "(hidden)", "must differ from http.token")
+
+    @property
+    def passwords(self) -> dict[str, str]:
+        """Every user's password by name."""
+        return {u.name: u.password for u in self.users}
+
+    @property
+    def admins(self) -> frozenset[str]:
+        """The names of the users with the admin role."""
+        return frozenset(u.name for u in self.users if u.role == "admin")
 
 
 @dataclass(frozen=True)

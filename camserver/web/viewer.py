@@ -22,6 +22,7 @@ from ..events.engine import EventEngine
 from .assets import StaticAssets
 from .events import EventsApi
 from .session import ViewerAuth
+from .writes import write_guard
 from .stream import MJPEG_CONTENT_TYPE, MJPEG_START, BoundedStream, ViewerGone, mjpeg_part
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
 def viewer_auth(auth: ViewerAuth) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Middleware: every route but the page's shell, the login and /healthz needs a viewer credential.
 
-    The viewer token, a basic-auth user, or the page's session cookie (see session.py).
+    The viewer token, a basic-auth user, the page's session cookie, or an admin credential (see
+    session.py); writes need more, checked before this by writes.py's `write_guard`.
     """
 
     @web.middleware
@@ -115,7 +117,7 @@ class ViewerApp:
         routes: tuple[RouteSource, ...] = (),
     ) -> None:
         self.config = config
-        self.auth = auth or ViewerAuth(config.token, dict(config.users), None)
+        self.auth = auth or ViewerAuth.from_config(config, None)
         self.routes = routes
         self.hub = hub
         self.health = health
@@ -151,7 +153,8 @@ class ViewerApp:
 
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
-        middlewares = [json_errors]
+        # every write passes the cross-site checks and needs the write permission, open server or not
+        middlewares = [json_errors, write_guard(self.auth, (self.config.public_url,))]
         if self.auth.required:
             middlewares.append(viewer_auth(self.auth))
         app = web.Application(middlewares=middlewares)

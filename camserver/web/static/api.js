@@ -135,10 +135,20 @@ export async function optional(path, pattern) {
   }
 }
 
+/** Who this browser is, in words, from /api/session: "You are logged in as alice, a viewer". */
+function viewerWords(session) {
+  if (session && session.user) return `You are logged in as ${session.user}, a viewer`;
+  if (session && session.via) return "You are logged in with the viewer token";
+  return "Watching needs no login here";
+}
+
 /**
- * A write (POST, DELETE) with the admin credential when the server asks for one: on 401 or 403
- * the user is asked for it once per tab (kept in sessionStorage, sent as a bearer token on writes
- * only), and the write is tried again. Resolves to the JSON answer, or null when cancelled.
+ * A write (POST, DELETE) with the admin credential when the server asks for one. An admin (the admin
+ * token's or an admin user's session) is never asked. On 401 or 403 the user is asked once per tab
+ * for the admin token (kept in sessionStorage, sent as a bearer header on writes only: the server
+ * never takes it from a URL for a write), and the write is tried again. Where the server has no
+ * admin token, only admin users, a viewer gets an ApiError saying so instead of a prompt. Resolves
+ * to the JSON answer, or null when cancelled.
  */
 export async function write(path, { method = "POST", body } = {}) {
   let error = "";
@@ -148,20 +158,25 @@ export async function write(path, { method = "POST", body } = {}) {
       return await api(path, { method, body, headers: admin ? { Authorization: `Bearer ${admin}` } : {} });
     } catch (err) {
       if (!(err instanceof ApiError) || ![401, 403].includes(err.status)) throw err;
-      if (err.status === 401) {
-        const session = await api("/api/session").catch(() => null);
-        if (session && session.auth_required && !session.authenticated) {
-          authNeeded();
-          return null;
-        }
+      const session = await api("/api/session").catch(() => null);
+      if (err.status === 401 && session && session.auth_required && !session.authenticated) {
+        authNeeded();
+        return null;
+      }
+      if (err.status === 403 && err.body && err.body.error === "cross-site request") throw err;
+      const methods = (session && session.admin_methods) || [];
+      const viewer = viewerWords(session);
+      if (methods.includes("password") && !methods.includes("token")) { // no token to ask for
+        throw new ApiError(403, { detail: `${viewer}: changing things needs an admin. Log out and log in as an admin user.` });
       }
       if (admin) {
         sessionStorage.removeItem(ADMIN_KEY);
         error = "That admin token was not accepted.";
       }
+      const orUser = methods.includes("password") ? ", or log out and log in as an admin user" : "";
       const secret = await askSecret({
         heading: "Admin permission needed",
-        text: "Changing or deleting needs the admin token (http.admin_token in config.toml).",
+        text: `${viewer}: changing or deleting needs the admin token (http.admin_token in config.toml)${orUser}.`,
         error,
       });
       if (!secret) return null;

@@ -1,4 +1,5 @@
-// The login form: the viewer token, or a user name and password (http.token / http.users).
+// The login form: the viewer or admin token, or a user name and password (http.token,
+// http.admin_token, http.users); an admin's session may also change things.
 // The server answers with an HttpOnly session cookie; the page never keeps the secret itself.
 
 import { ApiError, api } from "./api.js";
@@ -20,7 +21,7 @@ export function showLogin(root, session) {
     if (methods.includes("token")) {
       if (fields.length) fields.push(h("p", { class: "muted or", text: "or" }));
       fields.push(
-        h("label", { for: "login-token", text: "Viewer token" }),
+        h("label", { for: "login-token", text: (session.admin_methods || []).includes("token") ? "Viewer or admin token" : "Viewer token" }),
         h("input", { id: "login-token", name: "token", type: "password", autocomplete: "current-password" }));
     }
     const button = h("button", { type: "submit", class: "primary", text: "Log in" });

@@ -121,7 +121,10 @@ export function create(root, _route, app) {
   tick();
 
   if (app.session && app.session.auth_required) {
-    const who = app.session.user ? `Logged in as ${app.session.user}.` : "Logged in with the viewer token.";
+    const s = app.session;
+    const role = s.role === "admin" ? "an admin: may change settings and delete" : "a viewer";
+    const who = s.user ? `Logged in as ${s.user}, ${role}.`
+      : s.role === "admin" ? "Logged in with the admin token: may change settings and delete." : "Logged in with the viewer token.";
     const session = h("section", { class: "panel", "aria-labelledby": "sys-session" },
       h("h2", { id: "sys-session", text: "Session" }), h("p", { text: who }),
       h("div", { class: "row-actions" }, h("button", { type: "button", text: "Log out", onclick: () => app.logout() })));
