@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import dataclasses
 import json
 import logging
 import os
@@ -18,13 +18,16 @@ from aiohttp import web
 
 from .board import PUBLIC_PREFIX as OTA_PREFIX, BoardApi, BoardService
 from .config import Config, ConfigError
-from .detect import Detector
+from .detect import Detector, ModelLoadError
 from .detect.backends import detector_factory
+from .detect.fallback import fallback_warning, offline_fallback
 from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine
 from .hub import Camera, CameraHub
 from .ingest import CameraIngest
+from .integrations.lan import is_loopback, reachable_host, startup_lines
+from .integrations.mdns import MdnsAdvertiser
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
 from .integrations.notify import Notifier
@@ -83,6 +86,7 @@ class CamServer:
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
         self.hub.on_forget.append(self.events.forget_camera)
+        self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
@@ -146,6 +150,7 @@ class CamServer:
             "events": self.events.health(),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "mqtt_error": self.mqtt.problem or None,
+            "mdns": self.mdns.health(),  # never makes the server unhealthy
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
             "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
             "detection": self.scheduler.figures(),
@@ -245,9 +250,14 @@ class CamServer:
         self.http_port = self.http_server.sockets[0].getsockname()[1]
         self.ready = True
         self._warn_if_open()
-        host = self.config.http.host
-        log.info("cameras connect to ws://%s:%d/ws/<camera_id>", self.config.ingest.host, self.ws_port)
-        log.info("viewers open http://%s:%d/ (MJPEG at /stream.mjpg)", host, self.http_port)
+        ingest, http = self.config.ingest, self.config.http
+        self.mdns.start(spawn, http.host, self.http_port, ingest.host, self.ws_port)
+        camera_host, page_host = await asyncio.to_thread(lambda: (reachable_host(ingest.host), reachable_host(http.host)))
+        for line in startup_lines(camera_host, self.ws_port, page_host, self.http_port, self.config.cameras.ids,
+                                  self.mdns.host if http.mdns else None):
+            log.info("%s", line)
+        if about(self.config.detect.model, self.started_at)["model_random_weights"]:
+            log.warning("the model %s has random weights: its boxes and events are meaningless", self.config.detect.model)
 
     def _warn_if_open(self) -> None:
         ingest, http = self.config.ingest, self.config.http
@@ -255,7 +265,7 @@ class CamServer:
             ("camera", ingest.host, bool(ingest.token), "ingest.token", "publish frames as any camera"),
             ("viewer", http.host, bool(http.token or http.users), "http.token or http.users", "watch every camera"),
         ):
-            if not protected and not _is_loopback(host):
+            if not protected and not is_loopback(host):
                 log.warning("the %s port listens on %s with no token: anyone who reaches it can %s; set %s",
                             side, host, risk, key)
 
@@ -268,6 +278,7 @@ class CamServer:
         self.ready = False
         self.supervisor.stopping = True
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("mdns", self.mdns.stop),  # first: the LAN hears the services go before the ports close
             ("cameras", self.ingest.stop),
             ("viewers", self._stop_viewers),
             ("detect", lambda: self.supervisor.stop("detect")),
@@ -309,15 +320,6 @@ class CamServer:
         await self.stop()
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: assume it is reachable
-
-
 @dataclass(frozen=True)
 class RunResult:
     """How a run ended, for the exit code."""
@@ -335,7 +337,27 @@ def write_ports(path: Path, ws_port: int, http_port: int) -> None:
     os.replace(tmp, path)
 
 
-async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None) -> RunResult:
+async def start_server(config: Config, model_fallback: bool = False) -> CamServer:
+    """A started server; with `model_fallback`, yolo11n.yaml when the default yolo11n.pt cannot download.
+
+    Raises:
+        ConfigError, ModelLoadError, StartupError: as CamServer.start.
+    """
+    server = CamServer.from_config(config)
+    try:
+        await server.start()
+    except ModelLoadError as exc:
+        fallback = offline_fallback(config.detect) if model_fallback else None
+        if fallback is None:
+            raise
+        log.warning("%s", fallback_warning(str(exc)))
+        server = CamServer.from_config(dataclasses.replace(config, detect=fallback))
+        await server.start()
+    return server
+
+
+async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None, *,
+              model_fallback: bool = False) -> RunResult:
     """Serve until SIGINT or SIGTERM (or a stage dies), then shut down gracefully.
 
     Args:
@@ -343,6 +365,8 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
         ports_file: where to write the bound ports once both listeners are up.
         companion: runs beside the server once it is up, and is cancelled first at shutdown
             (the demo's simulated camera).
+        model_fallback: the model is the default one, not named by the user: if yolo11n.pt cannot be
+            downloaded, run yolo11n.yaml (random weights) and say so instead of failing.
 
     Raises:
         StageFailed: a stage's long-lived task died; the server stopped.
@@ -352,8 +376,8 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: a clean stop too, nothing reloads
         loop.add_signal_handler(sig, stop.set)
     raise_descriptor_limit()
-    server = CamServer.from_config(config)
-    async with server:
+    server = await start_server(config, model_fallback)
+    try:
         if ports_file is not None:
             write_ports(ports_file, server.ws_port, server.http_port)
         extra = asyncio.create_task(companion(server), name="companion") if companion else None
@@ -363,6 +387,8 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
         finally:
             await cancel_and_wait(extra, *waiters)
         log.info("shutting down")
+    finally:
+        await server.stop()
     failed = server.supervisor.failed
     if failed is not None:
         raise StageFailed(failed)

@@ -37,6 +37,7 @@ from .checks import (
 )
 
 BACKENDS = ("auto", "torch", "openvino", "onnx")
+HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # one DNS label, as mDNS names it
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class HttpConfig:
     token: str = _opt("", _token)
     users: tuple[tuple[str, str], ...] = _opt((), _users)  # (name, password) pairs
     public_url: str = _opt("", lambda v: None if v == "" else _url(v))  # for links in notifications
+    mdns: bool = _opt(True, _bool)  # advertise <mdns_name>.local with _http._tcp and _camserver._tcp
+    mdns_name: str = _opt("camserver", _text(HOST_LABEL_RE, "must be a host name: letters, digits and '-', "
+                                                          "1 to 63 characters, not starting or ending with '-'"))
 
 
 @dataclass(frozen=True)
