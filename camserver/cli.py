@@ -108,6 +108,24 @@ def setup_logging(level: str) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+def check_config(config: Config, name: str) -> int:
+    """`--check-config`: the values are valid (they loaded); now the model file, storage.dir and labels.
+
+    Prints each warning and each error on a line of its own; exit 0, or 2 when there is an error.
+    """
+    from .config.preflight import preflight
+
+    errors, warnings = preflight(config)
+    for warning in warnings:
+        print(f"{name}: warning: {warning}")
+    for error in errors:
+        print(f"{name}: {error}", file=sys.stderr)
+    if errors:
+        return EXIT_CONFIG
+    print(f"{name}: configuration OK" + (f" ({len(warnings)} warning{'s' * (len(warnings) > 1)})" if warnings else ""))
+    return 0
+
+
 class Serve(Protocol):
     """What run_command runs: app.run, or the demo's run_demo."""
 
@@ -133,8 +151,7 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
-        print(f"{name}: configuration OK")
-        return 0
+        return check_config(config, name)
     setup_logging(config.log.level)
     from .app import StartupError
     from .detect import ModelLoadError

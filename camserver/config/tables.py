@@ -37,6 +37,7 @@ from .checks import (
 )
 
 BACKENDS = ("auto", "torch", "openvino", "onnx")
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|\d+)\Z")  # what torch and ultralytics take for one device
 HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # one DNS label, as mDNS names it
 
 
@@ -84,7 +85,7 @@ class DetectConfig:
     """The detector: which model, how it runs, how results are encoded."""
 
     model: str = _opt("yolo11n.pt", _text())
-    device: str = _opt("auto", _text())
+    device: str = _opt("auto", _text(DEVICE_RE, "must be auto, cpu, mps, cuda, cuda:N or N (a GPU's index)"))
     conf: float = _opt(0.25, _number(float, 0.0, 1.0))
     iou: float = _opt(0.45, _number(float, 0.0, 1.0))
     imgsz: int = _opt(640, _number(int, 32, 4096))
