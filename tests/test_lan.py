@@ -8,12 +8,12 @@ import re
 import secrets
 import socket
 
-import aiohttp
 import pytest
 from zeroconf import AddressResolverIPv4, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from camserver.app import CamServer
+from camserver.config import ConfigError, from_mapping
 from camserver.integrations import mdns as mdns_module
 from camserver.integrations.lan import interface_addresses, lan_address, startup_lines
 from camserver.integrations.mdns import CAMERA_SERVICE, PAGE_SERVICE
@@ -45,6 +45,14 @@ def test_startup_lines_for_declared_cameras_and_a_loopback_listener():
     assert not any("loopback" in line for line in lines)
     local = startup_lines("127.0.0.1", 3001, "127.0.0.1", 8080)
     assert "cameras connect to ws://127.0.0.1:3001/ws/<camera_id>" in local and "loopback" in local[-1]
+
+
+@pytest.mark.parametrize("name", ["cam server", "-cam", "cam-", "cam.local", "", "x" * 64])
+def test_a_bad_mdns_name_names_the_key(name):
+    """http.mdns_name must be one host label: the error names http.mdns_name."""
+    with pytest.raises(ConfigError) as info:
+        from_mapping({"http": {"mdns_name": name}})
+    assert info.value.key == "http.mdns_name"
 
 
 async def test_startup_urls_carry_the_lan_address_and_work(tmp_path, http):

@@ -38,7 +38,7 @@ from .checks import (
 
 BACKENDS = ("auto", "torch", "openvino", "onnx")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|\d+)\Z")  # what torch and ultralytics take for one device
-HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # one DNS label, as mDNS names it
+HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")  # one DNS label, as mDNS names it
 
 
 @dataclass(frozen=True)

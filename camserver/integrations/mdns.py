@@ -20,9 +20,8 @@ import socket
 from contextlib import suppress
 from typing import Any
 
-from zeroconf import IPVersion
+from zeroconf import AddressResolverIPv4, IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
-from zeroconf import AddressResolverIPv4
 
 from .. import __version__
 from ..supervise import Spawn, cancel_and_wait
