@@ -88,6 +88,7 @@ def startup_lines(camera_host: str, ws_port: int, page_host: str, http_port: int
     define = f'#define SERVER_HOST "{camera_host}" and #define SERVER_PORT {ws_port}'
     lines.append(f"in the firmware's config.h: {define}" + (f' (or SERVER_HOST "{mdns_host}")' if mdns_host else ""))
     if is_loopback(camera_host) or is_loopback(page_host):
-        lines.append("a listener is bound to loopback: only this machine can reach it "
-                     "(ingest.host / http.host = \"0.0.0.0\" to let boards and phones in)")
+        # bound to loopback, or bound to every interface on a machine with no network address (yet)
+        lines.append("only this machine can reach these addresses: to let boards and phones in, set "
+                     "ingest.host and http.host to \"0.0.0.0\" and connect this machine to the LAN")
     return lines
