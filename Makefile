@@ -1,5 +1,8 @@
 # Two commands on a fresh machine: `make run` and `make test` (both create .venv if needed).
+# `make run MODEL=path/to/model.pt` (or `make demo MODEL=...`) passes --model; without it the
+# default yolo11n.pt is used, or yolo11n.yaml (random weights) when it cannot be downloaded.
 PYTHON ?= python3
+MODEL ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -7,7 +10,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test bench demo clean triton
 
 run: $(STAMP)
-	$(PY) -m camserver --config config.toml
+	$(PY) -m camserver --config config.toml $(if $(MODEL),--model "$(MODEL)")
 
 test: $(STAMP)
 	YOLO_OFFLINE=1 $(PY) -m pytest
@@ -34,4 +37,4 @@ clean:
 	rm -rf $(VENV)
 
 demo: $(STAMP)
-	$(PY) -m camserver.sim.demo --config config.toml
+	$(PY) -m camserver.sim.demo --config config.toml $(if $(MODEL),--model "$(MODEL)")

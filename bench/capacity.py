@@ -37,19 +37,15 @@ import websockets
 
 from bench.fanout import Viewer, pct, stamp, view
 from tests.serverproc import ServerProcess
-from camserver.sim.simcam import make_scene
+from camserver.sim.scenes import draw_person, make_scene, person_box
 
 CYCLE = 256  # distinct stamped frames; a latency over CYCLE/fps seconds would be misread
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
 
 def person_scene(i: int) -> np.ndarray:
     """A simulator scene with a person walking across it (64 frames a crossing)."""
-    sys.path.insert(0, str(TESTDATA))
-    import draw_shapes as ds
-
     img = make_scene(i)
-    ds.draw_person(img, ds.person_box(cx=80 + 8 * (i % 64), bottom=400, height=220))
+    draw_person(img, person_box(cx=80 + 8 * (i % 64), bottom=400, height=220))
     return img
 
 

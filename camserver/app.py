@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import sqlite3
 import time
@@ -23,6 +22,8 @@ from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine
 from .hub import Camera, CameraHub
 from .ingest import CameraIngest
+from .integrations.lan import is_loopback, reachable_host, startup_lines
+from .integrations.mdns import MdnsAdvertiser
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
 from .integrations.notify import Notifier
@@ -101,6 +102,7 @@ class CamServer:
         self.recorder = self._recorder(config, clock)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
                                  clip_path=self._finished_clip if config.record.mode != "off" else None)
+        self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
@@ -199,6 +201,7 @@ class CamServer:
             "storage": self.database.budget.health(self.events.write_errors + self.board.write_errors),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "mqtt_error": self.mqtt.problem or None,
+            "mdns": self.mdns.health(),  # never makes the server unhealthy
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
             "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
             "recording": self.recorder.health(),
@@ -310,9 +313,14 @@ class CamServer:
         self.http_port = self.http_server.sockets[0].getsockname()[1]
         self.ready = True
         self._warn_if_open()
-        host = self.config.http.host
-        log.info("cameras connect to ws://%s:%d/ws/<camera_id>", self.config.ingest.host, self.ws_port)
-        log.info("viewers open http://%s:%d/ (MJPEG at /stream.mjpg)", host, self.http_port)
+        ingest, http = self.config.ingest, self.config.http
+        self.mdns.start(spawn, http.host, self.http_port, ingest.host, self.ws_port)
+        camera_host, page_host = await asyncio.to_thread(lambda: (reachable_host(ingest.host), reachable_host(http.host)))
+        for line in startup_lines(camera_host, self.ws_port, page_host, self.http_port, self.config.cameras.ids,
+                                  self.mdns.host if http.mdns else None):
+            log.info("%s", line)
+        if about(self.config.detect.model, self.started_at)["model_random_weights"]:
+            log.warning("the model %s has random weights: its boxes and events are meaningless", self.config.detect.model)
 
     def _warn_if_open(self) -> None:
         ingest, http = self.config.ingest, self.config.http
@@ -320,7 +328,7 @@ class CamServer:
             ("camera", ingest.host, bool(ingest.token), "ingest.token", "publish frames as any camera"),
             ("viewer", http.host, bool(http.token or http.users), "http.token or http.users", "watch every camera"),
         ):
-            if not protected and not _is_loopback(host):
+            if not protected and not is_loopback(host):
                 log.warning("the %s port listens on %s with no token: anyone who reaches it can %s; set %s",
                             side, host, risk, key)
 
@@ -333,6 +341,7 @@ class CamServer:
         self.ready = False
         self.supervisor.stopping = True
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("mdns", self.mdns.stop),  # first: the LAN hears the services go before the ports close
             ("cameras", self.ingest.stop),
             ("viewers", self._stop_viewers),
             ("detect", lambda: self.supervisor.stop("detect")),
@@ -390,11 +399,3 @@ def _record_event(recorder: Recorder, change: Any) -> None:
         if recorder.mode != "off" and event.get("end_reason") != "deleted":
             event["clip"] = f"/api/events/{event['id']}/clip.mp4"
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: assume it is reachable

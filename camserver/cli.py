@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Protocol, Sequence
 
 from . import __version__
 from .config import LOG_LEVELS, Config, ConfigError, load
@@ -43,6 +43,7 @@ FLAG_KEYS = {
     "max_batch": [("detect", "max_batch")],
     "camera_token": [("ingest", "token")],
     "viewer_token": [("http", "token")],
+    "mdns": [("http", "mdns")],
     "log_level": [("log", "level")],
 }
 
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, help="frames (of different cameras) per inference; 0 = per backend")
     p.add_argument("--camera-token", help="token cameras must send (ingest.token)")
     p.add_argument("--viewer-token", help="token viewers must send (http.token)")
+    p.add_argument("--mdns", action=argparse.BooleanOptionalAction,
+                   help="advertise the server as camserver.local on the LAN (http.mdns, default on)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     p.add_argument("--ports-file", type=Path,
@@ -108,7 +111,31 @@ def setup_logging(level: str) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-Serve = Callable[[Config, "Path | None"], Awaitable["RunResult"]]
+def check_config(config: Config, name: str) -> int:
+    """`--check-config`: the values are valid (they loaded); now the model file, storage.dir and labels.
+
+    Prints each warning and each error on a line of its own; exit 0, or 2 when there is an error.
+    """
+    from .config.preflight import preflight
+
+    errors, warnings = preflight(config)
+    for warning in warnings:
+        print(f"{name}: warning: {warning}")
+    for error in errors:
+        print(f"{name}: {error}", file=sys.stderr)
+    if errors:
+        return EXIT_CONFIG
+    print(f"{name}: configuration OK" + (f" ({len(warnings)} warning{'s' * (len(warnings) > 1)})" if warnings else ""))
+    return 0
+
+
+class Serve(Protocol):
+    """What run_command runs: app.run, or the demo's run_demo."""
+
+    def __call__(self, config: Config, ports_file: Path | None, *, model_fallback: bool) -> Awaitable[RunResult]:
+        """Serve until SIGINT/SIGTERM. `model_fallback`: no --model was given, so the default yolo11n.pt may
+        give way to yolo11n.yaml offline (detect/fallback.py)."""
+        ...
 
 
 def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
@@ -116,7 +143,8 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
 
     Args:
         argv: the command line (None: sys.argv).
-        serve: the coroutine function that runs until SIGINT/SIGTERM, given the config and --ports-file.
+        serve: the coroutine function that runs until SIGINT/SIGTERM, given the config, --ports-file and
+            whether the model may fall back (no --model given).
         name: prefix of the one-line error messages.
     """
     args = build_parser().parse_args(argv)
@@ -126,15 +154,14 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
-        print(f"{name}: configuration OK")
-        return 0
+        return check_config(config, name)
     setup_logging(config.log.level)
     from .app import StartupError
     from .detect import ModelLoadError
     from .supervise import StageFailed
 
     try:
-        result = asyncio.run(serve(config, args.ports_file))
+        result = asyncio.run(serve(config, args.ports_file, model_fallback=args.model is None))
     except ConfigError as exc:  # found only when starting: storage.dir cannot be written
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from .app import CamServer
+from .detect import ModelLoadError
+from .detect.fallback import fallback_warning, offline_fallback
 from .config import Config
 from .supervise import StageFailed, cancel_and_wait
 from .web.connections import raise_descriptor_limit
@@ -36,7 +39,27 @@ def write_ports(path: Path, ws_port: int, http_port: int) -> None:
     os.replace(tmp, path)
 
 
-async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None) -> RunResult:
+async def start_server(config: Config, model_fallback: bool = False) -> CamServer:
+    """A started server; with `model_fallback`, yolo11n.yaml when the default yolo11n.pt cannot download.
+
+    Raises:
+        ConfigError, ModelLoadError, StartupError: as CamServer.start.
+    """
+    server = CamServer.from_config(config)
+    try:
+        await server.start()
+    except ModelLoadError as exc:
+        fallback = offline_fallback(config.detect) if model_fallback else None
+        if fallback is None:
+            raise
+        log.warning("%s", fallback_warning(str(exc)))
+        server = CamServer.from_config(dataclasses.replace(config, detect=fallback))
+        await server.start()
+    return server
+
+
+async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None, *,
+              model_fallback: bool = False) -> RunResult:
     """Serve until SIGINT or SIGTERM (or a stage dies), then shut down gracefully.
 
     Args:
@@ -44,6 +67,8 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
         ports_file: where to write the bound ports once both listeners are up.
         companion: runs beside the server once it is up, and is cancelled first at shutdown
             (the demo's simulated camera).
+        model_fallback: the model is the default one, not named by the user: if yolo11n.pt cannot be
+            downloaded, run yolo11n.yaml (random weights) and say so instead of failing.
 
     Raises:
         StageFailed: a stage's long-lived task died; the server stopped.
@@ -53,8 +78,8 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: a clean stop too, nothing reloads
         loop.add_signal_handler(sig, stop.set)
     raise_descriptor_limit()
-    server = CamServer.from_config(config)
-    async with server:
+    server = await start_server(config, model_fallback)
+    try:
         if ports_file is not None:
             write_ports(ports_file, server.ws_port, server.http_port)
         extra = asyncio.create_task(companion(server), name="companion") if companion else None
@@ -64,6 +89,8 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
         finally:
             await cancel_and_wait(extra, *waiters)
         log.info("shutting down")
+    finally:
+        await server.stop()
     failed = server.supervisor.failed
     if failed is not None:
         raise StageFailed(failed)

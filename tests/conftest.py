@@ -170,7 +170,7 @@ def make_config(**tables: dict) -> Config:
     """A config on 127.0.0.1 with free ports and motion gating off, updated table by table."""
     data = {
         "ingest": {"host": "127.0.0.1", "port": 0},
-        "http": {"host": "127.0.0.1", "port": 0},
+        "http": {"host": "127.0.0.1", "port": 0, "mdns": False},  # tests that advertise turn it on
         "storage": {"dir": tempfile.mkdtemp(prefix="camserver-test-")},
         # every frame to the detector, as the tests of the pipeline expect; motion tests turn it on
         "motion": {"enabled": False},

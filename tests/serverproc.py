@@ -31,7 +31,7 @@ class ServerProcess:
         ports = Path(tempfile.mkdtemp(prefix="camserver-ports-")) / "ports.json"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module, "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0",
-            "--ports-file", str(ports), *args,
+            "--ports-file", str(ports), "--no-mdns", *args,  # a test that advertises passes --mdns
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,

@@ -100,6 +100,8 @@ def test_sketch_compiles_against_the_real_signatures(tmp_path):
     ("SENSOR_CALL(set_whitebal,", "SENSOR_CALL(set_white_balance,"),
     ("httpUpdate.update(client, request.url", "httpUpdate.update(request.url"),
     ("ledc_update_duty(LEDC_LOW_SPEED_MODE, LAMP_CHANNEL)", "ledc_update_duty(LAMP_CHANNEL)"),
+    ("MDNS.queryHost(server_host.query, MDNS_QUERY_MS)", "MDNS.queryHost(server_host.query, MDNS_QUERY_MS, 1)"),
+    ("ip[0], ip[1], ip[2], ip[3]", "ip.bytes[0], ip[1], ip[2], ip[3]"),
 ])
 def test_stand_ins_catch_a_wrong_call(tmp_path, right, wrong):
     """A misspelt library call in the sketch fails the check (the stand-ins are not permissive)."""

@@ -44,6 +44,10 @@ def _triton_urls(v: Any) -> str | None:
     return None
 
 
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|\d+)\Z")  # what torch and ultralytics take for one device
+HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")  # one DNS label, as mDNS names it
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     """Camera side: the WebSocket listener."""
@@ -118,6 +122,9 @@ class HttpConfig:
     admin_token: str = _opt("", _token)  # the write permission; "" = only admin users have it (or, with none, everyone)
     users: tuple[UserConfig, ...] = _parsed((), _users)
     public_url: str = _opt("", lambda v: None if v == "" else _url(v))  # for links in notifications
+    mdns: bool = _opt(True, _bool)  # advertise <mdns_name>.local with _http._tcp and _camserver._tcp
+    mdns_name: str = _opt("camserver", _text(HOST_LABEL_RE, "must be a host name: letters, digits and '-', "
+                                                          "1 to 63 characters, not starting or ending with '-'"))
 
     def __post_init__(self) -> None:
         if self.admin_token and self.admin_token == self.token:
@@ -140,7 +147,7 @@ class DetectConfig:
     """The detector: which model, how it runs, how results are encoded."""
 
     model: str = _opt("yolo11n.pt", _text())
-    device: str = _opt("auto", _text())
+    device: str = _opt("auto", _text(DEVICE_RE, "must be auto, cpu, mps, cuda, cuda:N or N (a GPU's index)"))
     conf: float = _opt(0.25, _number(float, 0.0, 1.0))
     iou: float = _opt(0.45, _number(float, 0.0, 1.0))
     imgsz: int = _opt(640, _number(int, 32, 4096))

@@ -13,6 +13,13 @@ MQTT never gets in the way: it runs in its own task, reconnects with backoff (1 
 30 s) and logs only when its state changes; its outgoing queue is bounded (the oldest message
 goes, counted). On every (re)connect, and whenever Home Assistant announces itself on
 `<discovery_prefix>/status`, the discovery configs and the current states are sent again.
+
+Entities this server made earlier that its configuration no longer makes are removed (an empty
+retained config): on connecting it reads back the retained discovery configs, keeps those of other
+integrations and other camserver instances (another availability topic) alone, and clears the
+label entities of labels no longer in `events.labels` at once, and the entities of cameras it does
+not know (not in `cameras.ids`, not connected) once they have had `forget_grace_s` after start-up to
+reconnect. Every entity this module publishes comes from `_discovery()`: anything else of ours is stale.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import json
 import logging
 import socket
 import ssl
+import time
 from collections import Counter
 from contextlib import suppress
 from typing import Any
@@ -37,6 +45,9 @@ from .outbox import Outbox
 log = logging.getLogger(__name__)
 
 QUEUE = 1000  # messages waiting for the broker
+FORGET_GRACE_S = 120.0  # after start-up, for a camera that is not declared to reconnect (its backoff caps at 30 s)
+RETAINED_SETTLE_S = 2.0  # after subscribing, for the broker to send the retained configs
+LABEL_KEYS = ("_occupancy", "_count", "_snapshot")  # the label entities' keys end so
 BACKOFF_S = (1.0, 30.0)
 Message = tuple[str, bytes | str, bool]  # topic, payload, retain
 
@@ -57,6 +68,10 @@ class MqttPublisher:
         self.cameras: dict[str, bool] = {}  # camera id -> online
         self.labels: dict[str, set[str]] = {}  # camera id -> labels announced to Home Assistant
         self.counts: Counter[tuple[str, str]] = Counter()  # (camera, label) -> current objects
+        self.forget_grace_s = FORGET_GRACE_S
+        self.removed = 0  # stale discovery configs cleared since start-up
+        self._started = time.monotonic()
+        self._unknown: dict[str, str] = {}  # retained discovery topic of ours -> its camera, not known yet
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -161,6 +176,63 @@ class MqttPublisher:
             messages += self._label_discovery(camera, label)
         return messages
 
+    # --- stale entities ------------------------------------------------------------------------
+
+    def _ours(self, topic: str, payload: Any) -> tuple[str, str] | None:
+        """(camera, key) of a retained discovery config this server's topic prefix made; None for others'."""
+        parts = topic[len(self.discovery) + 1:].split("/")
+        if len(parts) != 4 or not parts[1].startswith("camserver_") or not payload:
+            return None  # another integration's, or a config already cleared
+        try:
+            config = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(config, dict) or config.get("availability_topic") != f"{self.prefix}/available":
+            return None  # another camserver's (another topic prefix)
+        return parts[1][len("camserver_"):], parts[2]
+
+    def _made(self, camera: str, key: str, topic: str) -> bool:
+        """Whether this configuration makes the entity of a known camera (now, or once its label is seen)."""
+        if not self.config.homeassistant:
+            return False
+        if topic in {t for t, _, _ in self._discovery(camera)}:
+            return True
+        # labels = ["*"]: a label's entities appear with its first event, so any label is still made
+        return self.fixed_labels is None and key.endswith(LABEL_KEYS)
+
+    def _retained_config(self, topic: str, payload: Any) -> None:
+        """A retained discovery config read back on connecting: clear it if the configuration no longer makes it."""
+        owned = self._ours(topic, payload)
+        if owned is None:
+            return
+        camera, key = owned
+        label = next((key[: -len(end)] for end in LABEL_KEYS if key.endswith(end)), None)
+        if camera in self.cameras:
+            stale = not self._made(camera, key, topic)
+        elif not self.config.homeassistant or (label is not None and self.fixed_labels is not None
+                                               and label not in self.fixed_labels):
+            stale = True  # gone whichever camera it is: no need to wait for the camera
+        else:
+            self._unknown[topic] = camera  # the camera may still reconnect: decided after the grace
+            return
+        if stale:
+            self._clear(topic, f"{camera}/{key}")
+
+    def _clear(self, topic: str, what: str) -> None:
+        log.info("removing the Home Assistant entity %s: the configuration no longer makes it", printable(what))
+        self.removed += 1
+        self._put((topic, b"", True))
+
+    async def _forget_unknown_cameras(self, client: aiomqtt.Client, wildcard: str) -> None:
+        """After the grace, clear the entities of cameras that never came back; then stop reading configs."""
+        wait = max(self._started + self.forget_grace_s - time.monotonic(), RETAINED_SETTLE_S)
+        await asyncio.sleep(wait)
+        for topic, camera in sorted(self._unknown.items()):
+            if camera not in self.cameras:
+                self._clear(topic, f"{camera}/{topic.split('/')[-2]}")
+        self._unknown.clear()
+        await client.unsubscribe(wildcard)
+
     def _everything(self) -> list[Message]:
         """Discovery and every current state: what a broker or Home Assistant that restarted needs."""
         messages: list[Message] = [(f"{self.prefix}/available", "online", True)]
@@ -177,6 +249,7 @@ class MqttPublisher:
 
     def start(self, spawn: Spawn) -> None:
         """Connect in the background (nothing waits for the broker)."""
+        self._started = time.monotonic()
         if self.enabled:
             self._task = spawn("mqtt", self._run(), "mqtt")
 
@@ -223,12 +296,15 @@ class MqttPublisher:
                     delay = BACKOFF_S[0]
                     if self.config.homeassistant:
                         await client.subscribe(f"{self.discovery}/status")
+                    configs = f"{self.discovery}/+/+/+/config"  # read back what is retained, to clear the stale
+                    await client.subscribe(configs)
                     for message in self._everything():
                         await client.publish(message[0], message[1], qos=0, retain=message[2])
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._send(client))
                         group.create_task(self._listen(client))
                         group.create_task(self._watch(client))
+                        group.create_task(self._forget_unknown_cameras(client, configs))
             except* aiomqtt.MqttError as errors:
                 self._set_state("disconnected", str(errors.exceptions[0]))
             await asyncio.sleep(delay)
@@ -260,7 +336,9 @@ class MqttPublisher:
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            if message.topic.matches(f"{self.discovery}/status") and message.payload in (b"online", "online"):
+            if message.retain and message.topic.matches(f"{self.discovery}/+/+/+/config"):
+                self._retained_config(str(message.topic), message.payload)
+            elif message.topic.matches(f"{self.discovery}/status") and message.payload in (b"online", "online"):
                 log.info("Home Assistant came online: sending discovery and states again")
                 for item in self._everything():
                     self._put(item)

@@ -1,12 +1,14 @@
 """`make demo`: camserver and one simulated camera in one process; Ctrl-C stops both.
 
-Takes the same flags as `python -m camserver`. Without internet the default yolo11n.pt cannot
-download, so the demo falls back to yolo11n.yaml (the real network with random weights) and says so.
+Takes the same flags as `python -m camserver`. The camera shows the simulator's person scene: a
+figure walks across every 25 s, drawn as the figures ../shared/testdata/shapes-yolo11n.pt was
+trained on, so `make demo MODEL=../shared/testdata/shapes-yolo11n.pt` gives an event within
+seconds. Without internet and without --model, the default yolo11n.pt cannot download and the demo
+runs yolo11n.yaml (random weights) and says so, as `python -m camserver` does (detect/fallback.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -14,35 +16,20 @@ from ..app import CamServer
 from ..run import RunResult, run
 from ..cli import run_command
 from ..config import Config
-from ..detect import ModelLoadError
-from .simcam import SceneSource, SimCamera
-
-FALLBACK_MODEL = "yolo11n.yaml"
+from .scenes import PersonScene
+from .simcam import SimCamera
 
 
 async def simulated_camera(server: CamServer) -> None:
-    """One simulated camera streaming to `server` until cancelled."""
+    """One simulated camera streaming the person scene to `server` until cancelled."""
     base = f"http://localhost:{server.http_port}"
     print(f"demo: open {base}/  (the stream alone: {base}/cameras/demo/stream.mjpg); Ctrl-C stops", flush=True)
-    await SimCamera(f"ws://127.0.0.1:{server.ws_port}", "demo", SceneSource(), fps=10).run()
+    await SimCamera(f"ws://127.0.0.1:{server.ws_port}", "demo", PersonScene(), fps=10).run()
 
 
-async def run_demo(config: Config, ports_file: Path | None = None) -> RunResult:
-    """Serve with one simulated camera until SIGINT/SIGTERM; random weights if the model cannot load."""
-    try:
-        result = await run(config, ports_file, simulated_camera)
-    except ModelLoadError as exc:
-        if config.detect.model == FALLBACK_MODEL or config.passthrough:
-            raise
-        print(
-            f"demo: {exc}\n"
-            f"demo: using {FALLBACK_MODEL} instead: the real YOLO11n network with random weights, so the\n"
-            "demo: boxes (if any) are meaningless. With internet, yolo11n.pt downloads on first use and\n"
-            "demo: detects real objects.",
-            file=sys.stderr,
-        )
-        fallback = dataclasses.replace(config, detect=dataclasses.replace(config.detect, model=FALLBACK_MODEL))
-        result = await run(fallback, ports_file, simulated_camera)
+async def run_demo(config: Config, ports_file: Path | None = None, *, model_fallback: bool = False) -> RunResult:
+    """Serve with one simulated camera until SIGINT/SIGTERM."""
+    result = await run(config, ports_file, simulated_camera, model_fallback=model_fallback)
     print("demo: stopped", file=sys.stderr)
     return result
 

@@ -1,6 +1,7 @@
 """Camera simulator: talks to camserver exactly as the ESP32 firmware does, no hardware needed.
 
     python -m camserver.sim                         # one camera "sim", moving scene, 10 fps
+    python -m camserver.sim --scene person          # a person walks across every 25 s (the test model's figure)
     python -m camserver.sim --cameras 4 --fps 5     # sim-1 .. sim-4
     python -m camserver.sim --source clip.mp4       # a video file (loops), a folder of images,
     python -m camserver.sim --source webcam:0       # or a local webcam
@@ -31,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from ..board.firmware import OTA_SLOT_BYTES, BadImage, inspect_image
 from ..ingest.control import FRAME_SIZES, SENSOR_SETTINGS, is_ota, validate_control, validate_ota
 from .board import OV2640_UNSUPPORTED, SENSOR_DEFAULTS, UpdateFailed, apply_picture_settings, download_update
+from .scenes import SCENES, PersonScene, SceneSource, make_scene  # noqa: F401  (make_scene: bench/ and tests import it here)
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +60,6 @@ class FrameSource(Protocol):
     """Where pictures come from; read() returns a BGR image of any size, or None to stop."""
 
     def read(self) -> np.ndarray | None: ...
-
-
-def make_scene(i: int, width: int = 640, height: int = 480) -> np.ndarray:
-    """A smooth moving scene with two shapes; compresses like a real camera picture."""
-    x = np.linspace(0, 1, width, dtype=np.float32)
-    y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
-    base = (np.sin(6 * x + i * 0.2) * 60 + np.cos(4 * y + i * 0.1) * 60 + 128).clip(0, 255)
-    img = np.dstack([base, base * 0.8, base * 0.6]).astype(np.uint8)
-    r = max(4, height // 10)
-    cx = int((i * 13) % max(1, width - 4 * r)) + 2 * r
-    cv2.circle(img, (cx, height * 2 // 5), r, (30, 30, 200), -1)
-    cv2.rectangle(img, (width - cx - r, height // 2), (width - cx + r, height * 4 // 5), (200, 160, 40), -1)
-    return img
-
-
-class SceneSource:
-    """Generated moving scene (the default; needs no files)."""
-
-    def __init__(self) -> None:
-        self.i = 0
-
-    def read(self) -> np.ndarray:
-        self.i += 1
-        return make_scene(self.i)
 
 
 class FolderSource:
@@ -120,10 +98,14 @@ class CaptureSource:
         return img if ok else None
 
 
-def open_source(spec: str) -> FrameSource:
-    """`scene`, a folder, a video file, or `webcam:N`."""
+def open_source(spec: str, scene: str = "plain") -> FrameSource:
+    """`scene` (the generated `plain` or `person` scene), a folder, a video file, or `webcam:N`."""
+    if scene not in SCENES:
+        raise ValueError(f"--scene {scene!r}: one of {', '.join(SCENES)}")
     if spec == "scene":
-        return SceneSource()
+        return PersonScene() if scene == "person" else SceneSource()
+    if scene != "plain":
+        raise ValueError(f"--scene {scene} draws the generated scene; it cannot go with --source {spec}")
     if m := re.fullmatch(r"webcam:(\d+)", spec):
         return CaptureSource(int(m[1]))
     path = Path(spec)
@@ -360,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-id", default="sim", help="camera id (with --cameras N: ID-1 .. ID-N)")
     p.add_argument("--cameras", type=int, default=1, help="how many cameras to simulate")
     p.add_argument("--source", default="scene", help="scene (default), a folder of images, a video file, webcam:N")
+    p.add_argument("--scene", choices=SCENES, default="plain",
+                   help="the generated scene: plain (moving shapes) or person (a person walks across every 25 s)")
     p.add_argument("--fps", type=float, default=10.0)
     p.add_argument("--size", type=parse_size, default=(640, 480), help="WIDTHxHEIGHT or VGA, SVGA, ...")
     p.add_argument("--quality", type=int, default=12, help="4..63, lower is better (as on the ESP32)")
@@ -374,7 +358,7 @@ async def run_cameras(args: argparse.Namespace) -> list[SimCamera]:
     """Run every simulated camera until they finish."""
     ids = [args.camera_id] if args.cameras == 1 else [f"{args.camera_id}-{i}" for i in range(1, args.cameras + 1)]
     cams = [
-        SimCamera(args.url, cid, open_source(args.source), args.fps, args.size, args.quality, args.token,
+        SimCamera(args.url, cid, open_source(args.source, args.scene), args.fps, args.size, args.quality, args.token,
                   args.frames, args.seconds)
         for cid in ids
     ]

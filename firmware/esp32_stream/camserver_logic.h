@@ -49,6 +49,96 @@ inline bool build_auth_header(const char* token, char* out, size_t out_len) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The server by name: SERVER_HOST "camserver.local" is the name camserver advertises over mDNS.
+// The sketch asks the LAN for it with its mDNS client (ESPmDNS MDNS.queryHost(), which takes the
+// name without ".local") before connecting, and keeps the address it got until two connections to
+// it fail in a row (the server may have a new address after a reboot): then it asks again. While the
+// name is not found, SERVER_FALLBACK_HOST (an address) is tried if it is set; otherwise the next
+// attempt waits with the link's backoff, as a failed connection does. Any other SERVER_HOST (an
+// address, or a name the router's DNS knows) is used as it is.
+// ---------------------------------------------------------------------------------------------
+
+// Whether host is an mDNS name: at least one character, then ".local" (any case).
+inline bool is_mdns_name(const char* host) {
+  if (host == nullptr) return false;
+  size_t n = strlen(host);
+  static const char suffix[] = ".local";
+  const size_t k = sizeof suffix - 1;
+  if (n <= k) return false;
+  for (size_t i = 0; i < k; i++) {
+    char c = host[n - k + i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (c != suffix[i]) return false;
+  }
+  return true;
+}
+
+struct ServerHost {
+  static const uint8_t FORGET_AFTER_FAILURES = 2;  // failed connections in a row to a looked-up address
+  char host[64];      // SERVER_HOST as configured
+  char query[64];     // the name MDNS.queryHost() takes ("camserver"); "" when host is no mDNS name
+  char fallback[64];  // SERVER_FALLBACK_HOST; "" = none
+  char address[16];   // the address the last lookup found, dotted; "" = none yet
+  uint8_t failures;   // failed connections in a row to `address`
+  uint32_t lookups;         // lookups since boot
+  uint32_t lookups_failed;  // lookups in a row that found nothing
+
+  ServerHost() : host(), query(), fallback(), address(), failures(0), lookups(0), lookups_failed(0) {}
+
+  // False when host is empty or a name is too long for the buffers (the sketch stops and says so).
+  bool init(const char* server_host, const char* fallback_host) {
+    *this = ServerHost();
+    if (server_host == nullptr || server_host[0] == '\0') return false;
+    if (strlen(server_host) >= sizeof host) return false;
+    if (fallback_host != nullptr && strlen(fallback_host) >= sizeof fallback) return false;
+    snprintf(host, sizeof host, "%s", server_host);
+    snprintf(fallback, sizeof fallback, "%s", fallback_host ? fallback_host : "");
+    if (is_mdns_name(host)) snprintf(query, sizeof query, "%.*s", (int)(strlen(host) - 6), host);
+    return true;
+  }
+
+  bool uses_mdns() const { return query[0] != '\0'; }
+
+  // True when MDNS.queryHost(query) must run before the next connection attempt.
+  bool lookup_due() const { return uses_mdns() && address[0] == '\0'; }
+
+  // The lookup's answer as four bytes; 0.0.0.0 (what queryHost returns on a timeout) means not found.
+  // Returns true when an address was found.
+  bool looked_up(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+    lookups++;
+    failures = 0;
+    if ((a | b | c | d) == 0) {
+      address[0] = '\0';
+      lookups_failed++;
+      return false;
+    }
+    snprintf(address, sizeof address, "%u.%u.%u.%u", a, b, c, d);
+    lookups_failed = 0;
+    return true;
+  }
+
+  // Where to connect now: the configured host, the address looked up, or the fallback while the
+  // name is not found; nullptr when there is nowhere yet (wait, then look up again).
+  const char* connect_host() const {
+    if (!uses_mdns()) return host;
+    if (address[0] != '\0') return address;
+    return fallback[0] != '\0' ? fallback : nullptr;
+  }
+
+  // A connection attempt failed. After FORGET_AFTER_FAILURES in a row to a looked-up address, the
+  // address is forgotten and the next attempt looks the name up again. Returns true when it was.
+  bool connect_failed() {
+    if (!uses_mdns() || address[0] == '\0') return false;
+    if (++failures < FORGET_AFTER_FAILURES) return false;
+    address[0] = '\0';
+    failures = 0;
+    return true;
+  }
+
+  void connected() { failures = 0; }
+};
+
+// ---------------------------------------------------------------------------------------------
 // Reconnect backoff: exponential, capped, with jitter so a room of cameras does not
 // reconnect in lockstep after the server restarts.
 // ---------------------------------------------------------------------------------------------

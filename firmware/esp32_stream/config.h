@@ -5,9 +5,15 @@
 // CAMERA_MODEL_M5STACK_PSRAM, CAMERA_MODEL_XIAO_ESP32S3.
 #define CAMERA_MODEL_AI_THINKER
 
-// The machine running camserver, and its camera port (ingest.port, default 3001).
+// The machine running camserver, and its camera port (ingest.port, default 3001). camserver prints
+// both at start-up ("in the firmware's config.h: ..."). SERVER_HOST is an address, a name your
+// router's DNS knows, or "camserver.local": the name camserver advertises over mDNS (http.mdns),
+// which the board looks up on the LAN itself, so the server's address may change.
 #define SERVER_HOST "192.168.1.10"
 #define SERVER_PORT 3001
+// With SERVER_HOST "....local": an address to try while the name is not found (a network that
+// blocks multicast). "" = none: the board keeps asking, with the reconnect backoff.
+#define SERVER_FALLBACK_HOST ""
 
 // This camera's id: letters, digits, '-' and '_', up to 32 characters. The board connects to
 // ws://SERVER_HOST:SERVER_PORT/ws/CAMERA_ID and its stream is /cameras/CAMERA_ID/stream.mjpg.

@@ -9,6 +9,7 @@
 #include <HTTPUpdate.h>
 #include <Update.h>
 #include <ArduinoWebsockets.h>
+#include <ESPmDNS.h>
 #include "driver/ledc.h"
 #include "esp_camera.h"
 #include "esp_ota_ops.h"
@@ -23,6 +24,10 @@
 #endif
 #include "board_pins.h"
 #include "camserver_logic.h"
+
+#ifndef SERVER_FALLBACK_HOST
+#define SERVER_FALLBACK_HOST ""  // a config.h from before SERVER_FALLBACK_HOST existed
+#endif
 
 using namespace websockets;
 
@@ -51,6 +56,9 @@ static const int REINIT_RETRIES = 5;   // failed re-initialisations in a row bef
 static WebsocketsClient* ws = nullptr;
 static camlogic::WsLink ws_link(500, 30000);  // open or not, backoff, reconnect count
 static char ws_path[48];
+static camlogic::ServerHost server_host;  // SERVER_HOST, looked up over mDNS when it ends in .local
+static bool mdns_started = false;
+static const uint32_t MDNS_QUERY_MS = 2000;  // how long one lookup waits for an answer
 static char auth_header[160];
 
 static camlogic::WifiKeeper wifi_keeper(1000, 30000);
@@ -398,15 +406,40 @@ static void ws_drop() {
   }
 }
 
+// SERVER_HOST "camserver.local": asks the LAN for the address (blocks loop() up to MDNS_QUERY_MS, while
+// no connection is open). Returns where to connect, or nullptr when the name is not found and there
+// is no SERVER_FALLBACK_HOST.
+static const char* server_address() {
+  if (server_host.lookup_due()) {
+    if (!mdns_started) mdns_started = MDNS.begin(CAMERA_ID);  // the board answers as CAMERA_ID.local too
+    IPAddress ip = MDNS.queryHost(server_host.query, MDNS_QUERY_MS);
+    if (server_host.looked_up(ip[0], ip[1], ip[2], ip[3])) {
+      Serial.printf("[mdns] %s is %s\n", server_host.host, server_host.address);
+    } else if (server_host.fallback[0] != '\0') {
+      Serial.printf("[mdns] %s not found; trying SERVER_FALLBACK_HOST %s\n", server_host.host, server_host.fallback);
+    } else {
+      Serial.printf("[mdns] %s not found (%lu tries)\n", server_host.host, (unsigned long)server_host.lookups_failed);
+    }
+  }
+  return server_host.connect_host();
+}
+
 static void ws_connect() {
   ws_drop();
+  const char* host = server_address();
+  if (host == nullptr) {
+    uint32_t delay_ms = ws_link.connect_failed(millis(), esp_random());
+    Serial.printf("[ws] no address for %s yet; asking again in %lu ms\n", server_host.host, (unsigned long)delay_ms);
+    return;
+  }
   ws = new WebsocketsClient();
   ws->onMessage(on_message);
   ws->onEvent(on_event);
   if (auth_header[0] != '\0') ws->addHeader("Authorization", auth_header);
-  Serial.printf("[ws] connecting to ws://%s:%d%s\n", SERVER_HOST, SERVER_PORT, ws_path);
-  if (ws->connect(SERVER_HOST, SERVER_PORT, ws_path)) {
+  Serial.printf("[ws] connecting to ws://%s:%d%s\n", host, SERVER_PORT, ws_path);
+  if (ws->connect(host, SERVER_PORT, ws_path)) {
     ws_link.connected();
+    server_host.connected();
     last_status_ms = millis();
     frames_at_last_status = frames_sent;
     Serial.println("[ws] connected");
@@ -416,6 +449,7 @@ static void ws_connect() {
   }
   uint32_t delay_ms = ws_link.connect_failed(millis(), esp_random());
   Serial.printf("[ws] connect failed; retry in %lu ms\n", (unsigned long)delay_ms);
+  if (server_host.connect_failed()) Serial.printf("[mdns] %s will be looked up again\n", server_host.host);
   ws_drop();
 }
 
@@ -537,6 +571,10 @@ void setup() {
     while (true) delay(1000);
   }
   camlogic::build_auth_header(CAMERA_TOKEN, auth_header, sizeof auth_header);
+  if (!server_host.init(SERVER_HOST, SERVER_FALLBACK_HOST)) {
+    Serial.println("[boot] SERVER_HOST in config.h is empty or longer than 63 characters");
+    while (true) delay(1000);
+  }
   frame_size_index = camlogic::frame_size_index(FRAME_SIZE);
   if (frame_size_index < 0) frame_size_index = camlogic::frame_size_index("VGA");
   lamp_ready = lamp_setup();

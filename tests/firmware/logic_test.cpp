@@ -46,6 +46,61 @@ static void test_auth_header() {
   CHECK(small[0] == '\0');
 }
 
+static void test_server_host_by_address_or_name() {
+  camlogic::ServerHost h;
+  CHECK(h.init("192.168.1.10", ""));
+  CHECK(!h.uses_mdns() && !h.lookup_due());
+  CHECK(strcmp(h.connect_host(), "192.168.1.10") == 0);
+  CHECK(!h.connect_failed() && !h.connect_failed());  // an address is never forgotten
+  CHECK(strcmp(h.connect_host(), "192.168.1.10") == 0);
+  CHECK(h.init("nas.lan", nullptr));  // a DNS name the router knows: used as it is
+  CHECK(!h.uses_mdns() && strcmp(h.connect_host(), "nas.lan") == 0);
+  CHECK(!camlogic::is_mdns_name("printer.local.lan"));
+  CHECK(!camlogic::is_mdns_name(".local"));
+  CHECK(!camlogic::is_mdns_name("local"));
+  CHECK(camlogic::is_mdns_name("x.local"));
+  CHECK(camlogic::is_mdns_name("CamServer.LOCAL"));
+  CHECK(!h.init("", ""));
+  CHECK(!h.init(nullptr, ""));
+  char long_name[80];
+  memset(long_name, 'a', sizeof long_name - 1);
+  long_name[sizeof long_name - 1] = '\0';
+  CHECK(!h.init(long_name, ""));  // too long: refused, never cut
+}
+
+static void test_server_host_over_mdns() {
+  camlogic::ServerHost h;
+  CHECK(h.init("CamServer.local", ""));
+  CHECK(h.uses_mdns() && strcmp(h.query, "CamServer") == 0);  // what MDNS.queryHost takes
+  CHECK(h.lookup_due());
+  CHECK(h.connect_host() == nullptr);  // nothing to connect to before the name is found
+  CHECK(!h.looked_up(0, 0, 0, 0));     // queryHost's answer on a timeout
+  CHECK(h.lookup_due() && h.connect_host() == nullptr && h.lookups_failed == 1);
+  CHECK(h.looked_up(192, 168, 1, 20));
+  CHECK(!h.lookup_due() && strcmp(h.connect_host(), "192.168.1.20") == 0 && h.lookups_failed == 0);
+  CHECK(!h.connect_failed());  // one failure: the server may be restarting; same address
+  h.connected();
+  CHECK(!h.connect_failed());  // a success in between: the count starts again
+  CHECK(h.connect_failed());   // two in a row: the address is forgotten
+  CHECK(h.lookup_due() && h.connect_host() == nullptr);
+  CHECK(h.looked_up(10, 0, 0, 255));
+  CHECK(strcmp(h.connect_host(), "10.0.0.255") == 0 && h.lookups == 3);
+  CHECK(h.looked_up(255, 255, 255, 254));
+  CHECK(strcmp(h.connect_host(), "255.255.255.254") == 0);  // the longest address fits
+}
+
+static void test_server_host_fallback() {
+  camlogic::ServerHost h;
+  CHECK(h.init("camserver.local", "192.168.1.10"));
+  CHECK(h.lookup_due() && strcmp(h.connect_host(), "192.168.1.10") == 0);  // before any lookup
+  CHECK(!h.looked_up(0, 0, 0, 0));
+  CHECK(strcmp(h.connect_host(), "192.168.1.10") == 0);  // not found: the fallback meanwhile
+  CHECK(!h.connect_failed());  // a failure on the fallback forgets nothing
+  CHECK(h.lookup_due());       // and the next attempt asks for the name again first
+  CHECK(h.looked_up(192, 168, 1, 30));
+  CHECK(strcmp(h.connect_host(), "192.168.1.30") == 0);  // found: the name wins over the fallback
+}
+
 static void test_backoff() {
   camlogic::Backoff b(500, 30000);
   uint32_t ceilings[] = {500, 1000, 2000, 4000, 8000, 16000, 30000, 30000};
@@ -383,6 +438,9 @@ int main(int argc, char** argv) {
   }
   test_camera_id_and_path();
   test_auth_header();
+  test_server_host_by_address_or_name();
+  test_server_host_over_mdns();
+  test_server_host_fallback();
   test_backoff();
   test_refused_attempt_advances_backoff_once();
   test_wifi_retries_at_any_uptime();

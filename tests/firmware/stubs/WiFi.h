@@ -10,7 +10,9 @@ typedef enum { WIFI_MODE_NULL = 0, WIFI_MODE_STA, WIFI_MODE_AP, WIFI_MODE_APSTA 
 
 class IPAddress {
  public:
+  IPAddress();
   String toString() const;
+  uint8_t operator[](int index) const;  // the address's bytes, most significant first
 };
 
 class WiFiClass {
