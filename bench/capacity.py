@@ -17,6 +17,19 @@ something to track:
 
     python -m bench.capacity --model ../shared/testdata/shapes-yolo11n.pt --imgsz 320 \
         --scene person --events both --cameras 6
+
+`--scene mix --active 2` gives the first 2 cameras the walking person and the others a still
+picture with sensor noise (+-3 grey levels per pixel per frame) and a slow exposure drift (+-1%);
+`--motion both` measures the same load with motion gating on and off. Every camera is streamed at
+its rate either way; the figures say how many of its frames were detected:
+
+    python -m bench.capacity --model ../shared/testdata/shapes-yolo11n.pt --imgsz 320 \
+        --scene mix --active 2 --cameras 16 --motion both
+
+The frames carry a stamped sequence number along their bottom edge (for the latency): a motion
+mask covers it, as a timestamp overlay would be masked on a real camera.
+
+Frames "processed" are frames streamed; "detected" are those that went to the detector.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ import cv2
 import numpy as np
 import websockets
 
-from bench.fanout import Viewer, pct, stamp, view
+from bench.fanout import HEIGHT, STAMP_BLOCK, Viewer, pct, stamp, view
 from tests.serverproc import ServerProcess
 from camserver.sim.scenes import draw_person, make_scene, person_box
 
@@ -49,9 +62,20 @@ def person_scene(i: int) -> np.ndarray:
     return img
 
 
+def still_scene(i: int, rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A still picture as a camera sees it: sensor noise of +-3 grey levels, exposure drifting by +-1%."""
+    drift = 1.0 + 0.01 * np.sin(2 * np.pi * i / CYCLE)
+    noise = rng.integers(-3, 4, background.shape, dtype=np.int16)
+    return np.clip(background.astype(np.float32) * drift + noise, 0, 255).astype(np.uint8)
+
+
 def encode_cycle(quality: int = 80, scene: str = "plain") -> list[bytes]:
     """CYCLE stamped VGA JPEGs, made once so that the cameras cost the benchmark little CPU."""
-    scenes = [person_scene(i) if scene == "person" else make_scene(i) for i in range(64 if scene == "person" else 30)]
+    if scene == "still":
+        rng, background = np.random.default_rng(7), make_scene(5)
+        scenes = [still_scene(i, rng, background) for i in range(CYCLE)]
+    else:
+        scenes = [person_scene(i) if scene == "person" else make_scene(i) for i in range(64 if scene == "person" else 30)]
     return [
         cv2.imencode(".jpg", stamp(scenes[seq % len(scenes)], seq), [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
         for seq in range(CYCLE)
@@ -75,15 +99,26 @@ async def cameras_json(session: aiohttp.ClientSession, base: str) -> dict[str, d
         return {c["id"]: c for c in await resp.json()}
 
 
-async def run_phase(server: ServerProcess, frames: list[bytes], n: int, viewers: int, args: argparse.Namespace) -> dict:
-    """n cameras at args.fps, `viewers` annotated viewers on each of the first cameras, for args.seconds."""
+def camera_ids(n: int) -> list[str]:
+    """The ids of a phase's n cameras."""
+    return [f"cap{n}-{i}" for i in range(n)]
+
+
+async def run_phase(server: ServerProcess, frames: list[bytes] | dict[str, list[bytes]], n: int, viewers: int,
+                    args: argparse.Namespace) -> dict:
+    """n cameras at args.fps, `viewers` annotated viewers on each of the first cameras, for args.seconds.
+
+    `frames`: the same cycle for every camera, or one per camera id.
+    """
     stop = asyncio.Event()
-    ids = [f"cap{n}-{i}" for i in range(n)]
+    ids = camera_ids(n)
+    per_camera_frames = frames if isinstance(frames, dict) else {cid: frames for cid in ids}
     sent = {cid: {} for cid in ids}
     watched = ids[: max(0, min(n, args.watched if args.watched is not None else n))]
     tallies = {cid: [Viewer() for _ in range(viewers)] for cid in watched}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-        tasks = [asyncio.create_task(camera(server.ws(cid), frames, args.fps, sent[cid], stop)) for cid in ids]
+        tasks = [asyncio.create_task(camera(server.ws(cid), per_camera_frames[cid], args.fps, sent[cid], stop))
+                 for cid in ids]
         for cid, vs in tallies.items():
             url = f"{server.http}/cameras/{cid}/stream.mjpg"
             tasks += [asyncio.create_task(view(session, url, sent[cid], v, stop)) for v in vs]
@@ -102,6 +137,8 @@ async def run_phase(server: ServerProcess, frames: list[bytes], n: int, viewers:
         await asyncio.gather(*tasks, return_exceptions=True)
     span = t1 - t0
     per_camera = [(after[c]["frames_processed"] - before[c]["frames_processed"]) / span for c in ids]
+    detected = {c: (after[c]["frames_detected"] - before[c]["frames_detected"]) / span for c in ids}
+    active = ids[: args.active] if args.scene == "mix" else ids
     viewer_fps = [v.frames / span for vs in tallies.values() for v in vs]
     latencies = [ms for vs in tallies.values() for v in vs for ms in v.latencies_ms]
     return {
@@ -113,6 +150,10 @@ async def run_phase(server: ServerProcess, frames: list[bytes], n: int, viewers:
         "processed_fps_per_camera_min": round(min(per_camera), 2),
         "processed_fps_per_camera_median": round(statistics.median(per_camera), 2),
         "processed_share_of_offered": round(sum(per_camera) / (n * args.fps), 3),
+        "detected_fps_total": round(sum(detected.values()), 1),
+        "detected_fps_per_active_camera_min": round(min(detected[c] for c in active), 2) if active else None,
+        "detected_fps_per_still_camera_max": round(max((d for c, d in detected.items() if c not in active),
+                                                       default=0.0), 2),
         "viewer_fps_min": round(min(viewer_fps), 2) if viewer_fps else None,
         "latency_p50_ms": round(pct(latencies, 0.5), 1) if latencies else None,
         "latency_p95_ms": round(pct(latencies, 0.95), 1) if latencies else None,
@@ -146,7 +187,8 @@ def predict_alone(args: argparse.Namespace, frames: list[bytes]) -> dict:
             "batch": batch, "frames_per_s": round(reps * batch / elapsed, 1)}
 
 
-async def serve_and_measure(extra: list[str], frames: list[bytes], counts: list[int], viewers: int, args) -> list[dict]:
+async def serve_and_measure(extra: list[str], frames: list[bytes] | dict[str, list[bytes]], counts: list[int],
+                            viewers: int, args) -> list[dict]:
     workdir = Path(tempfile.mkdtemp(prefix="camserver-bench-"))  # the event store goes here
     server = await ServerProcess.start(*extra, cwd=workdir)
     try:
@@ -160,29 +202,51 @@ async def serve_and_measure(extra: list[str], frames: list[bytes], counts: list[
         await server.stop()
 
 
-def events_off_config() -> str:
-    """A config file that turns the events stage off."""
-    path = Path(tempfile.mkdtemp(prefix="camserver-bench-")) / "events-off.toml"
-    path.write_text("[events]\nenabled = false\n")
+def bench_config(events: bool, motion: bool, counts: list[int]) -> str:
+    """A config file: events on or off, motion gating on or off with the stamp masked on every camera."""
+    path = Path(tempfile.mkdtemp(prefix="camserver-bench-")) / "bench.toml"
+    text = f"[events]\nenabled = {str(events).lower()}\n[motion]\nenabled = {str(motion).lower()}\n"
+    band = 1 - (STAMP_BLOCK + 8) / HEIGHT  # the stamped bottom edge, and a little above it
+    for n in counts:
+        for cid in camera_ids(n):
+            text += (f'[[motion.masks]]\ncamera = "{cid}"\n'
+                     f"points = [[0.0, {band:.3f}], [1.0, {band:.3f}], [1.0, 1.0], [0.0, 1.0]]\n")
+    path.write_text(text)
     return str(path)
 
 
+def frames_for(args: argparse.Namespace) -> list[bytes] | dict[str, list[bytes]]:
+    """One cycle for every camera, or (--scene mix) the person for the first --active cameras, stillness for the rest."""
+    if args.scene != "mix":
+        return encode_cycle(scene=args.scene)
+    person, still = encode_cycle(scene="person"), encode_cycle(scene="still")
+    return {cid: person if i < args.active else still for n in args.cameras for i, cid in enumerate(camera_ids(n))}
+
+
 async def main_async(args: argparse.Namespace) -> dict:
-    frames = encode_cycle(scene=args.scene)
-    alone = predict_alone(args, frames)
+    frames = frames_for(args)
+    alone = predict_alone(args, frames if isinstance(frames, list) else next(iter(frames.values())))
     print(json.dumps({"predict_alone": alone}), flush=True)
     flags = ["--model", args.model, "--imgsz", str(args.imgsz), "--backend", args.backend,
              "--max-batch", str(args.max_batch)]
     results: dict = {"model": args.model, "imgsz": args.imgsz, "scene": args.scene, "predict_alone": alone}
     modes = ["on", "off"] if args.events == "both" else [args.events]
-    for mode in modes:
-        extra = [] if mode == "on" else ["--config", events_off_config()]
-        print(json.dumps({"events": mode}), flush=True)
-        phases = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args)
-        for p in phases:
-            p["events"] = mode
-            p["ratio_to_predict_alone"] = round(p["processed_fps_total"] / alone["frames_per_s"], 3)
-        results[f"phases_events_{mode}"] = phases
+    motions = ["on", "off"] if args.motion == "both" else [args.motion]
+    for motion in motions:
+        for mode in modes:
+            extra = ["--config", bench_config(mode == "on", motion == "on", args.cameras)]
+            print(json.dumps({"events": mode, "motion": motion}), flush=True)
+            phases = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args)
+            for p in phases:
+                p["events"], p["motion"] = mode, motion
+                p["ratio_to_predict_alone"] = round(p["detected_fps_total"] / alone["frames_per_s"], 3)
+            key = f"phases_events_{mode}" if len(motions) == 1 else f"phases_events_{mode}_motion_{motion}"
+            results[key] = phases
+    if len(motions) == 2:
+        on, off = results[f"phases_events_{modes[0]}_motion_on"], results[f"phases_events_{modes[0]}_motion_off"]
+        results["cpu_motion_on_over_off"] = [round(a["server_cpu_cores"] / b["server_cpu_cores"], 3)
+                                             for a, b in zip(on, off)]
+        return results
     passthrough = await serve_and_measure(["--model", "none"], frames, [max(args.cameras)], args.viewers, args)
     results["model_none"] = passthrough[0]
     for mode in modes:
@@ -190,7 +254,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             p["ratio_to_model_none"] = round(p["processed_fps_total"] / passthrough[0]["processed_fps_total"], 3)
     if len(modes) == 2:
         results["events_on_over_off"] = [
-            round(on["processed_fps_total"] / off["processed_fps_total"], 3)
+            round(on["detected_fps_total"] / off["detected_fps_total"], 3)
             for on, off in zip(results["phases_events_on"], results["phases_events_off"])
         ]
     return results
@@ -210,7 +274,10 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=4.0)
     p.add_argument("--predict-seconds", type=float, default=10.0)
     p.add_argument("--events", choices=["on", "off", "both"], default="on")
-    p.add_argument("--scene", choices=["plain", "person"], default="plain")
+    p.add_argument("--scene", choices=["plain", "person", "still", "mix"], default="plain")
+    p.add_argument("--active", type=int, default=2, help="--scene mix: cameras with the walking person")
+    p.add_argument("--motion", choices=["on", "off", "both"], default="off",
+                   help="motion gating (off: every frame to the detector, as before it existed)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
     if Path(args.model).exists():

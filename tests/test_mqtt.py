@@ -235,7 +235,7 @@ async def test_a_refusal_after_a_lost_connection_is_logged_with_its_reason(tmp_p
             async with server_for(port, username="cam", password="wrong-password") as server:
                 await wait_for(lambda: server.mqtt.state == "connected", what="connected")
                 open_broker.kill()
-                await wait_for(lambda: server.mqtt.state == "disconnected", what="connection lost")
+                await wait_for(lambda: server.mqtt.state == "disconnected", timeout=20, what="connection lost")
                 await strict.start()
                 await wait_for(lambda: "authori" in server.mqtt.problem.lower(), timeout=40, what="the refusal")
                 async with http.get(f"http://127.0.0.1:{server.http_port}/healthz") as resp:

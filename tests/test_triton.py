@@ -378,7 +378,7 @@ async def test_camserver_streams_through_a_service_restart(tmp_path):
             async with mjpeg(http, f"{base}/cameras/door/stream.mjpg") as viewer:
                 await viewer.next_live()
                 deadline = time.monotonic() + 10
-                while len(scheduler.batch_sizes) < 5 and time.monotonic() < deadline:
+                while scheduler.batches < 5 and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
                 status, body = await health()
                 assert status == 200 and body["detection"]["backend"] == "triton"
@@ -407,8 +407,8 @@ async def test_camserver_streams_through_a_service_restart(tmp_path):
                 assert scheduler.undetected > undetected + 30
 
                 await asyncio.to_thread(svc.start)
-                back, batches = time.monotonic(), len(scheduler.batch_sizes)
-                while (len(scheduler.batch_sizes) == batches or (await health())[0] != 200) \
+                back, batches = time.monotonic(), scheduler.batches
+                while (scheduler.batches == batches or (await health())[0] != 200) \
                         and time.monotonic() - back < 15:
                     await asyncio.sleep(0.05)
                 to_detecting = time.monotonic() - back

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable, TypeVar
 
@@ -67,8 +68,9 @@ class DetectionScheduler:
         self.publisher = AnnotatedPublisher(pool.frames, lambda: self.drawer, lambda camera_id: self.watched(camera_id),
                                             jpeg_quality)
         self.motion_masks: Callable[[str], list[Any]] = lambda camera_id: []
-        self.batch_sizes: list[int] = []
-        self.batch_ms: list[float] = []
+        self.batch_sizes: deque[int] = deque(maxlen=200)
+        self.batch_ms: deque[float] = deque(maxlen=200)
+        self.batches = 0  # inference calls answered
         self.undetected = 0  # frames published without detection because the remote detector was away
         self._tick = 0
         self._jobs: set[asyncio.Task[None]] = set()
@@ -161,7 +163,7 @@ class DetectionScheduler:
     def figures(self) -> dict[str, Any]:
         """Backend, device, precision, batch size in use, and recent batch figures."""
         info = self.remote.info if self.remote is not None else self.pool.info
-        sizes, ms = self.batch_sizes[-200:], self.batch_ms[-200:]
+        sizes, ms = self.batch_sizes, self.batch_ms
         out = {
             "backend": info.backend if info else "none",
             "device": info.device if info else None,
@@ -376,8 +378,9 @@ class DetectionScheduler:
         self.hub.frame_waiting.set()
 
     async def _detected(self, batch: Batch, results: list[list[Detection]], ms: float) -> None:
-        self.batch_sizes = self.batch_sizes[-199:] + [len(batch)]
-        self.batch_ms = self.batch_ms[-199:] + [ms]
+        self.batches += 1
+        self.batch_sizes.append(len(batch))
+        self.batch_ms.append(ms)
         if self.on_batch is not None:
             self.on_batch(len(batch), ms / 1000)
         now = time.monotonic()
