@@ -108,7 +108,10 @@ def main() -> None:
     p.add_argument("--viewers", type=int, default=2)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=3.0)
-    print(json.dumps(asyncio.run(main_async(p.parse_args())), indent=2))
+    args = p.parse_args()
+    if Path(args.model).exists():
+        args.model = str(Path(args.model).resolve())  # the server runs in a folder of its own
+    print(json.dumps(asyncio.run(main_async(args)), indent=2))
 
 
 if __name__ == "__main__":

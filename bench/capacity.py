@@ -202,10 +202,11 @@ async def serve_and_measure(extra: list[str], frames: list[bytes] | dict[str, li
         await server.stop()
 
 
-def bench_config(events: bool, motion: bool, counts: list[int]) -> str:
-    """A config file: events on or off, motion gating on or off with the stamp masked on every camera."""
+def bench_config(events: bool, motion: bool, counts: list[int], record: str = "events") -> str:
+    """A config file: events on or off, motion gating on or off with the stamp masked on every camera, recording."""
     path = Path(tempfile.mkdtemp(prefix="camserver-bench-")) / "bench.toml"
-    text = f"[events]\nenabled = {str(events).lower()}\n[motion]\nenabled = {str(motion).lower()}\n"
+    text = (f"[events]\nenabled = {str(events).lower()}\n[motion]\nenabled = {str(motion).lower()}\n"
+            f'[record]\nmode = "{record}"\n')
     band = 1 - (STAMP_BLOCK + 8) / HEIGHT  # the stamped bottom edge, and a little above it
     for n in counts:
         for cid in camera_ids(n):
@@ -234,7 +235,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     motions = ["on", "off"] if args.motion == "both" else [args.motion]
     for motion in motions:
         for mode in modes:
-            extra = ["--config", bench_config(mode == "on", motion == "on", args.cameras)]
+            extra = ["--config", bench_config(mode == "on", motion == "on", args.cameras, args.record)]
             print(json.dumps({"events": mode, "motion": motion}), flush=True)
             phases = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args)
             for p in phases:
@@ -278,6 +279,8 @@ def main() -> None:
     p.add_argument("--active", type=int, default=2, help="--scene mix: cameras with the walking person")
     p.add_argument("--motion", choices=["on", "off", "both"], default="off",
                    help="motion gating (off: every frame to the detector, as before it existed)")
+    p.add_argument("--record", choices=["off", "events", "motion", "continuous"], default="events",
+                   help="record.mode (events: the default)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
     if Path(args.model).exists():

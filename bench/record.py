@@ -31,7 +31,8 @@ import av
 import cv2
 import numpy as np
 
-from camserver.config import DEFAULT_X264_PARAMS, from_mapping
+from camserver.config import from_mapping
+from camserver.config.tables import DEFAULT_X264_PARAMS
 from camserver.record import ClipWriter, EncodeSettings, JpegDecoder, RecordingIndex, remux
 from camserver.record.recorder import Recorder
 from camserver.sim.simcam import cv_quality, make_scene

@@ -1,10 +1,18 @@
 """Soak run: N simulated cameras and M MJPEG viewers against camserver for minutes; flat is the goal.
 
 Prints the server's RSS, open file descriptors, asyncio tasks and viewers every interval, then a
-summary comparing the first and last quarter. Viewers come and go (each stays 10-60 s) so leaks
-on connect/disconnect show up too. Not part of the test suite.
+summary comparing the first, middle and last quarter. Viewers come and go (each stays 10-60 s) so
+leaks on connect/disconnect show up too. Not part of the test suite.
 
     python -m bench.soak --cameras 4 --viewers 20 --minutes 15
+
+`--abuse` adds, all the while: a camera sending the 84,000-scan decode bomb at 2 fps, 500 HTTP
+sockets that never send a request (reopened as the server closes them), 20 event-stream clients
+that never read, two webhook receivers that never answer, and an MQTT broker (mosquitto) that
+restarts every 2 minutes; the cameras show the person scene, so that events (and webhooks, MQTT
+messages) happen. It reports each normal camera's share of frames streamed and detected.
+
+    python -m bench.soak --abuse --model ../shared/testdata/shapes-yolo11n.pt --minutes 15
 """
 
 from __future__ import annotations
@@ -14,13 +22,19 @@ import asyncio
 import json
 import random
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
 from tests.serverproc import ServerProcess
+from camserver.sim.scenes import PersonScene
 from camserver.sim.simcam import SceneSource, SimCamera
+
+IDLE_SOCKETS = 500
+SSE_NON_READERS = 20
+BROKER_RESTART_S = 120.0
 
 
 def server_memory_and_fds(pid: int) -> tuple[float, int]:
@@ -48,20 +62,156 @@ async def churning_viewer(session: aiohttp.ClientSession, url: str, stop: asynci
         tally["sessions"] += 1
 
 
+async def idle_sockets(port: int, n: int, stop: asyncio.Event, tally: dict) -> None:
+    """n connections to the viewer port that never send a request; each is opened again once the server closes it."""
+
+    async def one() -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                tally["idle_refused"] += 1
+                await asyncio.sleep(1)
+                continue
+            try:
+                await reader.read()  # until the server closes it
+                tally["idle_closed"] += 1
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+    await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+
+
+async def sse_non_readers(port: int, n: int, stop: asyncio.Event, tally: dict) -> None:
+    """n clients that open the event stream and never read a byte; again once the server drops them."""
+
+    async def one() -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /api/events/stream HTTP/1.1\r\nHost: soak\r\n\r\n")
+                while not reader.at_eof() and not stop.is_set():
+                    await asyncio.sleep(1)  # never read: the server must drop us
+                tally["sse_dropped"] += 1
+                writer.close()
+            except OSError:
+                await asyncio.sleep(1)
+
+    await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+
+
+async def bomber(url: str, stop: asyncio.Event, tally: dict) -> None:
+    """The decode bomb at 2 fps, reconnecting as a camera would."""
+    import websockets
+
+    from tests.hostile import scan_bomb
+
+    bomb = scan_bomb()
+    while not stop.is_set():
+        try:
+            async with websockets.connect(url, compression=None, max_size=None) as ws:
+                while not stop.is_set():
+                    await ws.send(bomb)
+                    tally["bombs"] += 1
+                    await asyncio.sleep(0.5)
+        except (OSError, websockets.WebSocketException):
+            await asyncio.sleep(1)
+
+
+async def hanging_receiver() -> tuple[aiohttp.web.AppRunner, str]:
+    """A webhook receiver that takes the request and never answers."""
+    from aiohttp import web
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(3600)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+
+
+class RestartingBroker:
+    """mosquitto on a free port, killed and started again every BROKER_RESTART_S."""
+
+    def __init__(self, folder: Path) -> None:
+        import shutil
+        import socket
+
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n")
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(self.binary, "-c", str(self.conf),
+                                                         stdout=asyncio.subprocess.DEVNULL,
+                                                         stderr=asyncio.subprocess.DEVNULL)
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+    async def keep_restarting(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), BROKER_RESTART_S)
+            except TimeoutError:
+                await self.kill()
+                await asyncio.sleep(2)
+                await self.start()
+                self.restarts += 1
+
+
 async def soak(args: argparse.Namespace) -> dict:
-    server = await ServerProcess.start("--model", args.model, "--imgsz", str(args.imgsz))
+    folder = Path(tempfile.mkdtemp(prefix="camserver-soak-"))
+    config_lines = [f'[storage]\ndir = "{folder / "data"}"']
+    extras: list = []
+    broker = None
+    if args.abuse:
+        broker = RestartingBroker(folder)
+        await broker.start()
+        hooks = [await hanging_receiver() for _ in range(2)]
+        extras += [runner for runner, _ in hooks]
+        config_lines += ["[http]\nmax_connections = 2048", f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}']
+        config_lines += [f'[[webhooks]]\nurl = "{url}"' for _, url in hooks]
+    (folder / "soak.toml").write_text("\n".join(config_lines) + "\n")
+    server = await ServerProcess.start("--config", str(folder / "soak.toml"), "--model", args.model,
+                                       "--imgsz", str(args.imgsz), cwd=folder)
     stop = asyncio.Event()
-    cams = [SimCamera(f"ws://127.0.0.1:{server.ws_port}", f"soak-{i}", SceneSource(), fps=args.fps)
+    scene = PersonScene if args.abuse else SceneSource
+    cams = [SimCamera(f"ws://127.0.0.1:{server.ws_port}", f"soak-{i}", scene(), fps=args.fps)
             for i in range(args.cameras)]
-    tally = {"bytes": 0, "sessions": 0, "errors": 0}
+    tally = {"bytes": 0, "sessions": 0, "errors": 0, "idle_closed": 0, "idle_refused": 0, "sse_dropped": 0,
+             "bombs": 0}
     samples = []
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as session:
             cam_tasks = [asyncio.create_task(c.run()) for c in cams]
+            if args.abuse:
+                assert broker is not None
+                cam_tasks += [
+                    asyncio.create_task(bomber(f"ws://127.0.0.1:{server.ws_port}/ws/bomb", stop, tally)),
+                    asyncio.create_task(idle_sockets(server.http_port, IDLE_SOCKETS, stop, tally)),
+                    asyncio.create_task(sse_non_readers(server.http_port, SSE_NON_READERS, stop, tally)),
+                    asyncio.create_task(broker.keep_restarting(stop)),
+                ]
             urls = [f"{server.http}/cameras/soak-{i % args.cameras}/stream.mjpg" for i in range(args.viewers)]
             viewer_tasks = [asyncio.create_task(churning_viewer(session, u, stop, tally)) for u in urls]
             started = time.monotonic()
-            print("t_s  rss_mib  fds  tasks  viewers  processed  dropped  stalls", flush=True)
+            print("t_s  rss_mib  fds  tasks  viewers  processed  dropped  stalls  http_connections", flush=True)
+            last_cameras: list[dict] = []
             while time.monotonic() - started < args.minutes * 60:
                 await asyncio.sleep(args.interval)
                 async with session.get(f"{server.http}/healthz") as resp:
@@ -69,12 +219,15 @@ async def soak(args: argparse.Namespace) -> dict:
                 async with session.get(f"{server.http}/api/cameras") as resp:
                     cameras = await resp.json()
                 rss, fds = server_memory_and_fds(server.proc.pid)
+                normal = [c for c in cameras if c["id"].startswith("soak-")]
                 sample = {
                     "t_s": round(time.monotonic() - started), "rss_mib": round(rss, 1), "fds": fds,
                     "tasks": health["tasks"], "viewers": health["viewers"],
-                    "processed": sum(c["frames_processed"] for c in cameras),
-                    "dropped": sum(c["frames_dropped"] for c in cameras), "stalls": health["detector_stalls"],
+                    "processed": sum(c["frames_processed"] for c in normal),
+                    "dropped": sum(c["frames_dropped"] for c in normal), "stalls": health["detector_stalls"],
+                    "http_connections": health.get("http_connections"),
                 }
+                last_cameras = normal
                 samples.append(sample)
                 print("  ".join(str(v) for v in sample.values()), flush=True)
             stop.set()
@@ -82,19 +235,32 @@ async def soak(args: argparse.Namespace) -> dict:
                 t.cancel()
             await asyncio.gather(*viewer_tasks, *cam_tasks, return_exceptions=True)
     finally:
-        rc = await server.stop(timeout=10)
+        rc = await server.stop(timeout=20)
+        for runner in extras:
+            await runner.cleanup()
+        if broker is not None:
+            await broker.kill()
     quarter = max(1, len(samples) // 4)
     first, last = samples[:quarter], samples[-quarter:]
+    middle = samples[len(samples) // 2 - quarter // 2: len(samples) // 2 - quarter // 2 + quarter] or first
 
     def mean(rows: list[dict], key: str) -> float:
         return round(statistics.mean(r[key] for r in rows), 1)
 
     summary = {
         "minutes": args.minutes, "cameras": args.cameras, "viewers": args.viewers, "model": args.model,
-        "rss_mib_first_quarter": mean(first, "rss_mib"), "rss_mib_last_quarter": mean(last, "rss_mib"),
+        "abuse": args.abuse,
+        "rss_mib_first_middle_last": [mean(first, "rss_mib"), mean(middle, "rss_mib"), mean(last, "rss_mib")],
         "rss_mib_max": max(s["rss_mib"] for s in samples),
-        "fds_first_quarter": mean(first, "fds"), "fds_last_quarter": mean(last, "fds"),
-        "tasks_first_quarter": mean(first, "tasks"), "tasks_last_quarter": mean(last, "tasks"),
+        "fds_first_middle_last": [mean(first, "fds"), mean(middle, "fds"), mean(last, "fds")],
+        "tasks_first_middle_last": [mean(first, "tasks"), mean(middle, "tasks"), mean(last, "tasks")],
+        "normal_cameras_streamed_share": [round(c["frames_processed"] / max(1, c["frames_received"]), 3)
+                                          for c in last_cameras],
+        "normal_cameras_handled_share": [round((c["frames_processed"] + c["frames_dropped"]) /
+                                               max(1, c["frames_received"]), 3) for c in last_cameras],
+        "normal_cameras_detected": [c["frames_detected"] for c in last_cameras],
+        "abuse_tally": {k: v for k, v in tally.items() if k not in ("bytes", "sessions", "errors")},
+        "broker_restarts": broker.restarts if broker else 0,
         "frames_processed": samples[-1]["processed"], "viewer_sessions": tally["sessions"],
         "viewer_errors": tally["errors"], "viewer_mib": round(tally["bytes"] / 2**20),
         "server_exit_code": rc,
@@ -111,8 +277,11 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=5)
     p.add_argument("--model", default="yolo11n.yaml")
     p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--abuse", action="store_true", help="the mixed abuse of the hardening issue, all the while")
     p.add_argument("--json", help="also write samples and summary to this file")
     args = p.parse_args()
+    if Path(args.model).exists():
+        args.model = str(Path(args.model).resolve())  # the server runs in a folder of its own
     result = asyncio.run(soak(args))
     print(json.dumps(result["summary"], indent=2))
     if args.json:

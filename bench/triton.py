@@ -24,10 +24,12 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.capacity import TESTDATA, camera, cameras_json, encode_cycle
+from bench.capacity import camera, cameras_json, encode_cycle
 from bench.fanout import Viewer, view
 from bench.inferproc import InferProcess
 from bench.serverproc import ServerProcess
+
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
 
 def instance_config(url: str, timeout_s: float, events: bool) -> str:
@@ -75,7 +77,7 @@ def model_alone(args: argparse.Namespace, frames: list[bytes], batch: int = 3) -
 
 
 async def run(args: argparse.Namespace) -> dict:
-    frames = encode_cycle(scene="person" if (TESTDATA / "draw_shapes.py").exists() else "plain")
+    frames = encode_cycle(scene="person")  # the simulator draws the figure the shapes model was trained on
     alone = await asyncio.to_thread(model_alone, args, frames)
     print(json.dumps({"model_alone": alone}), flush=True)
     service = InferProcess("--model", args.model, "--imgsz", str(args.imgsz), "--instances", str(args.service_instances),
