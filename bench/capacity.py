@@ -49,6 +49,7 @@ import numpy as np
 import websockets
 
 from bench.fanout import HEIGHT, STAMP_BLOCK, Viewer, pct, stamp, view
+from camserver.config.tables import RECORD_MODES
 from tests.serverproc import ServerProcess
 from camserver.sim.scenes import draw_person, make_scene, person_box
 
@@ -279,7 +280,7 @@ def main() -> None:
     p.add_argument("--active", type=int, default=2, help="--scene mix: cameras with the walking person")
     p.add_argument("--motion", choices=["on", "off", "both"], default="off",
                    help="motion gating (off: every frame to the detector, as before it existed)")
-    p.add_argument("--record", choices=["off", "events", "motion", "continuous"], default="events",
+    p.add_argument("--record", choices=RECORD_MODES, default="events",
                    help="record.mode (events: the default)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()

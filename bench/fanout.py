@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 import websockets
 
-from tests.serverproc import ServerProcess
+from camserver.config.tables import RECORD_MODES
+from tests.serverproc import ServerProcess, config_file
 from camserver.sim.simcam import make_scene
 
 STAMP_BITS = 16
@@ -190,7 +191,7 @@ async def idle_phase(server: ServerProcess, session: aiohttp.ClientSession, n: i
 
 
 async def main_async(args: argparse.Namespace) -> dict:
-    server = await ServerProcess.start("--model", args.model, "--imgsz", str(args.imgsz))
+    server = await ServerProcess.start("--model", args.model, "--imgsz", str(args.imgsz), "--config", config_file(f'[record]\nmode = "{args.record}"\n'))
     sent: dict[int, float] = {}
     stop, pause = asyncio.Event(), asyncio.Event()
     results: dict = {"model": args.model, "imgsz": args.imgsz, "camera_fps": args.fps, "phases": []}
@@ -231,6 +232,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--idle-seconds", type=float, default=10.0)
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--record", choices=RECORD_MODES, default="events", help="record.mode (events: the default)")
     args = p.parse_args()
     results = asyncio.run(main_async(args))
     print(json.dumps(results.get("summary", {}), indent=2))

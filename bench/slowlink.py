@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from camserver.config.tables import RECORD_MODES
+
 SEQ_RE = re.compile(rb"X-Frame-Seq: (\d+)\r\n")
 RCVBUF = 8 * 1024  # a small receive window, as on a congested mobile link
 
@@ -87,13 +89,13 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
     import websockets
 
     from bench.capacity import encode_cycle
-    from tests.serverproc import ServerProcess
+    from tests.serverproc import ServerProcess, config_file
 
     frames = encode_cycle()
     frame_bytes = statistics.mean(len(f) for f in frames)
     stream_rate = frame_bytes * args.fps
     print(json.dumps({"frame_bytes": round(frame_bytes), "stream_kBps": round(stream_rate / 1000, 1)}), flush=True)
-    server = await ServerProcess.start("--model", "none")
+    server = await ServerProcess.start("--model", "none", "--config", config_file(f'[record]\nmode = "{args.record}"\n'))
     newest = 0
     stop = asyncio.Event()
 
@@ -131,6 +133,7 @@ def main() -> None:
     p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[0.5, 0.8, 1.5],
                    help="reader byte rates as shares of the stream's byte rate")
     p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--record", choices=RECORD_MODES, default="events", help="record.mode (events: the default)")
     asyncio.run(main_async(p.parse_args()))
 
 

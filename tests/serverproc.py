@@ -12,6 +12,15 @@ from pathlib import Path
 from typing import Callable
 
 
+def config_file(text: str) -> str:
+    """A TOML config in a fresh temporary folder, with its storage.dir beside it; returns its path."""
+    folder = Path(tempfile.mkdtemp(prefix="camserver-config-"))
+    path = folder / "camserver.toml"
+    path.write_text(f'[storage]\ndir = "{folder / "data"}"\n' + text)
+    return str(path)
+
+
+
 class ServerProcess:
     """`python -m camserver` on 127.0.0.1, ports read from its --ports-file, its log kept."""
 
