@@ -137,3 +137,44 @@ def test_per_camera_motion_and_board_settings_tables(tmp_path):
         with pytest.raises(ConfigError) as info:
             config_from_args(build_parser().parse_args(["--config", str(path)]))
         assert info.value.key == key
+
+
+def _table_lines(lines: list[str], header: str) -> list[str]:
+    """The lines under `header` ("[record]" or a commented "# [[webhooks]]") up to the next table or blank gap."""
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == header), None)
+    if start is None:
+        return []
+    if header.startswith("#"):  # a commented example ends at its comment block's end
+        end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("#")), len(lines))
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    return lines[start + 1 : end]
+
+
+def test_config_toml_lists_every_key_of_every_table():
+    """Every field of every table's dataclass is in config.toml under its table, set (`key =`) or commented
+    (`# key =`); a list-of-tables field (zones, masks, filters) may be its commented [[...]] example."""
+    import dataclasses
+    import re
+
+    from camserver.config import tables as t
+
+    lines = (ROOT / "config.toml").read_text().splitlines()
+    documented = {
+        "[ingest]": t.IngestConfig, "[http]": t.HttpConfig, "[detect]": t.DetectConfig,
+        "[events]": t.EventsConfig, "[motion]": t.MotionConfig, "[storage]": t.StorageConfig,
+        "[record]": t.RecordConfig, "[mqtt]": t.MqttConfig, "[log]": t.LogConfig,
+        "# [[webhooks]]": t.WebhookConfig, "# [[notify]]": t.NotifyConfig,
+    }
+    missing = []
+    for header, table in documented.items():
+        body = _table_lines(lines, header)
+        name = header.strip("#[] ")
+        for f in dataclasses.fields(table):
+            key = re.compile(rf"^(# ?)?{f.name} *=")
+            example = (f"[[{name}.{f.name}]]", f"[{name}.{f.name}.")
+            if not any(key.match(ln.strip()) or any(e in ln for e in example) for ln in body):
+                missing.append(f"{name}.{f.name}")
+    if not any(re.match(r"^ids *=", ln) for ln in _table_lines(lines, "[cameras]")):
+        missing.append("cameras.ids")
+    assert not missing, f"config.toml does not document: {', '.join(missing)}"
