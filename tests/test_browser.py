@@ -163,7 +163,9 @@ async def test_review_patches_live_and_lightbox_deletes(tmp_path):
         await browser.wait(f"{cards} === 30", what="the first page")
         await browser.wait("[...document.querySelectorAll('.event-card img')].slice(0, 10).every(i => i.naturalWidth > 0)")
         assert await browser.layout_shift() < 0.1, "thumbnails load into boxes of their size"
-        await browser.click("button.more")
+        # scrolling to the end loads the next page (a click on "more" could land on a card of the page
+        # the scroll itself loaded, and open it)
+        await browser.js("document.querySelector('button.more').scrollIntoView({block: 'end'})")
         await browser.wait(f"{cards} === 45 && document.querySelector('button.more').hidden", what="the second page")
         oldest = stored_event(44, now - 3600 - 60 * 44)["id"]
 
