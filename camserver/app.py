@@ -395,7 +395,7 @@ def _record_event(recorder: Recorder, change: Any) -> None:
     if change.type == "new":
         recorder.event_started(event["camera"], event["id"], event["start_time"])
     elif change.type == "end":
-        recorder.event_ended(event["camera"], event["id"], event["end_time"])  # deleted too: its span can close
-        if recorder.mode != "off" and event.get("end_reason") != "deleted":
+        has_clip = recorder.event_ended(event["camera"], event["id"], event["end_time"])  # deleted too: its span can close
+        if has_clip and event.get("end_reason") != "deleted":
             event["clip"] = f"/api/events/{event['id']}/clip.mp4"
 

@@ -183,21 +183,26 @@ class Recorder:
         span.events.add(event_id)
         self._index_soon(self.index.set_clip, event_id, camera, span.path, max(start - pre, span.start))
 
-    def event_ended(self, camera: str, event_id: str, end: float) -> None:
-        """The event ended at `end` (its last sighting): its clip ends post_capture_s after."""
+    def event_ended(self, camera: str, event_id: str, end: float) -> bool:
+        """The event ended at `end` (its last sighting): its clip ends post_capture_s after.
+
+        Returns whether the event has a clip: recording was on for it and is not paused by a write error.
+        """
         if self.config.mode == "off":
-            return
+            return False
         cam = self._camera(camera)
         clip_end = end + self.config.post_capture_s
         self._index_soon(self.index.end_clip, event_id, clip_end)
         if self.config.mode != "events":
             if f"event:{event_id}" in cam.activity:
                 cam.activity[f"event:{event_id}"][1] = clip_end
-            return
+            return not cam.failed
         span = cam.span
         if span is not None and event_id in span.events:
             span.events.discard(event_id)
             span.deadline = max(span.deadline, clip_end)
+            return not cam.failed
+        return False
 
     def motion(self, camera: str, active: bool, when: float | None = None) -> None:
         """Motion started or stopped on a camera (motion mode keeps only segments near motion or events)."""
