@@ -84,6 +84,11 @@ class FrameSlot:
         """Whether a frame is waiting."""
         return self._frame is not None
 
+    @property
+    def waiting(self) -> Frame | None:
+        """The waiting frame, left in the slot."""
+        return self._frame
+
 
 class RateMeter:
     """Events per second over the last few seconds, in bounded memory."""

@@ -77,6 +77,43 @@ async def test_a_camera_sending_decode_bombs_does_not_slow_another(http):
         await bad.close()
 
 
+async def test_a_camera_whose_frames_are_costly_is_throttled_and_counts_each_frame_once(http, monkeypatch):
+    """A camera whose frames cost 0.25 s of CPU to prepare is prepared at most once every 0.75 s; frames_throttled
+    counts frames held back by that (never more than it sent), while another camera keeps its rate."""
+    import dataclasses
+
+    from camserver.detect import scheduler as scheduler_module
+
+    real = scheduler_module.prepare
+    calls = []
+
+    def costly(state, frame, size, *args):
+        prepared = real(state, frame, size, *args)
+        if size == (160, 120):  # the costly camera's frames
+            calls.append(time.monotonic())
+            return dataclasses.replace(prepared, cost_s=0.25)
+        return prepared
+
+    monkeypatch.setattr(scheduler_module, "prepare", costly)
+    async with running_server(FakeDetector()) as srv:
+        good = await connect_camera(srv.ws("good"))
+        bad = await connect_camera(srv.ws("costly"))
+        await wait_for(lambda: srv.server.hub.get("good") is not None)
+        async with feeding(good, fps=10) as feed, feeding(bad, fps=10, width=160, height=120) as bad_feed:
+            await asyncio.sleep(4)
+            sent, bad_sent = feed.sent, bad_feed.sent
+        camera = srv.server.hub.get("good")
+        await wait_for(lambda: camera.frames_processed + camera.frames_dropped >= sent, what="good frames handled")
+        assert camera.frames_processed >= 0.9 * sent, (camera.frames_processed, sent)
+        gaps = [b - a for a, b in zip(calls, calls[1:])]
+        assert calls and min(gaps) >= 0.7, gaps  # 3 x 0.25 s between two preparations
+        async with http.get(f"{srv.http}/api/cameras") as resp:
+            figures = next(c for c in await resp.json() if c["id"] == "costly")
+        assert 0.5 * bad_sent <= figures["frames_throttled"] <= figures["frames_received"], figures
+        await good.close()
+        await bad.close()
+
+
 async def test_healthz_is_degraded_while_a_cameras_detection_does_not_advance(http):
     """A frame stuck in the detector for over 5 s (below the stall timeout): /healthz 503 names the camera and why."""
     release = threading.Event()

@@ -50,7 +50,8 @@ class CameraPipeline:
         self.preparing = False  # a frame of this camera is being prepared in the pool
         self.not_before = 0.0  # monotonic: a throttled camera's next preparation waits until then
         self.cost_s = 0.0  # the last preparation's CPU time
-        self.throttled = 0  # frames left to be replaced in the slot because the camera was throttled
+        self.throttled = 0  # frames held back in the slot (taken later, or replaced) because the camera was throttled
+        self.throttled_seq = -1  # the last frame counted in throttled
         self.pending: Prepared | None = None  # wants the detector and waits for it (newest wins)
         self.wanting_since: float | None = None  # monotonic: since when a frame waits for detection
         self.detecting = False  # a frame of this camera is in a batch

@@ -210,7 +210,10 @@ class DetectionScheduler:
             if state.preparing:
                 continue
             if now < state.not_before:
-                state.throttled += 1
+                held = cam.slot.waiting
+                if held is not None and held.seq != state.throttled_seq:  # each frame once, however often it is passed
+                    state.throttled += 1
+                    state.throttled_seq = held.seq
                 continue
             frame = cam.slot.take()
             assert frame is not None
