@@ -251,6 +251,17 @@ def test_export_spans_segments_cut_at_keyframes(tmp_path):
     assert export_span(sources, 200.0, 210.0, tmp_path / "none.mp4") is None
 
 
+def test_export_skips_a_listed_file_not_there_yet_or_half_written(tmp_path):
+    """A segment listed before its file exists (its row comes first), or one with no complete header yet, is left
+    out of an export of a span still recording, instead of failing it."""
+    a = tmp_path / "a.mp4"
+    write_clip(a, 0.0, 2.0)
+    (tmp_path / "header-only.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom")
+    sources = [(a, 0.0), (tmp_path / "header-only.mp4", 2.0), (tmp_path / "not-yet.mp4", 4.0)]
+    result = export_span(sources, 0.0, 6.0, tmp_path / "out.mp4")
+    assert result is not None and result.frames == 20
+
+
 def test_export_leaves_out_a_different_frame_size(tmp_path):
     """A segment of another frame size (the camera switched framesize) cannot be concatenated: it is left out and counted."""
     a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"

@@ -147,6 +147,23 @@ async def test_continuous_mode_event_clip_is_cut_from_segments(tmp_path):
         assert rig.index(rig.recorder.index.clip, "ev1")["clip_end"] == pytest.approx(T0 + 10.0)
 
 
+async def test_open_events_clip_from_segments_is_the_same_bytes_for_the_range_requests_of_one_playback(tmp_path):
+    """Continuous mode, event still open: requests within seconds of each other (a player's Range requests) get
+    the same file, so the ranges fit together, although the recording grows in between."""
+    async with recording(tmp_path, mode="continuous", segment_s=4, pre_capture_s=2, post_capture_s=2) as rig:
+        t = await rig.feed("door", T0, 5.0)
+        rig.recorder.event_started("door", "ev1", T0 + 5.0)
+        t = await rig.feed("door", t, 3.0, first=50)
+        async with serving(rig, ("door",)) as (base, _), aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/api/events/ev1/clip.mp4") as resp:
+                assert resp.status == 200
+                whole, etag = await resp.read(), resp.headers["ETag"]
+            await rig.feed("door", t, 2.0, first=80)  # the recording grows
+            async with http.get(f"{base}/api/events/ev1/clip.mp4", headers={"Range": "bytes=1000-"}) as resp:
+                assert resp.status == 206 and resp.headers["ETag"] == etag
+                assert await resp.read() == whole[1000:]
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
 async def test_chromium_plays_the_clip_and_seeks_to_its_middle(tmp_path):
     """Headless Chromium loads an event clip in <video>: duration is 8 + pre + post, it plays, and a seek to the middle

@@ -238,8 +238,15 @@ class Probe:
 
 
 def _packets(path: Path):
-    """The video packets of a file, in order, up to the last complete one (a truncated tail ends the list)."""
-    with av.open(str(path), "r") as container:
+    """The video packets of a file, in order, up to the last complete one (a truncated tail ends the list).
+
+    A file not there (yet: its index row comes first; or no longer), or without a complete header, has none.
+    """
+    try:
+        container = av.open(str(path), "r")
+    except (av.error.FFmpegError, OSError):
+        return
+    with container:
         if not container.streams.video:
             return
         stream = container.streams.video[0]

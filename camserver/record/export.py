@@ -110,6 +110,11 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
     return Export(frames, first_t, last_end, skipped)
 
 
+# An export of a span still recording is made again on a later request, to show what was recorded
+# since; for this long it is reused, so that the Range requests of one playback read one file.
+GROWING_REUSE_S = 15.0
+
+
 class ExportCache:
     """Exports written to a folder and reused while their sources are unchanged; old ones removed.
 
@@ -120,11 +125,20 @@ class ExportCache:
         self.folder = folder
         self.ttl_s = ttl_s
         self._starts: dict[Path, float] = {}  # export file -> wall-clock time of its first frame
+        self._growing: dict[str, tuple[Path, float]] = {}  # stable key -> (export, monotonic time made)
 
     def get(self, key: str, sources: list[tuple[Path, float]], start: float, end: float,
-            fresh: bool) -> tuple[Path, float] | None:
-        """(file, time of its first frame) of the export of [start, end]; `fresh`: never reuse (a source still grows)."""
+            fresh: bool, stable: str | None = None) -> tuple[Path, float] | None:
+        """(file, time of its first frame) of the export of [start, end].
+
+        `fresh`: a source still grows, so the export is made again, except within GROWING_REUSE_S of
+        the last one made under the same `stable` key (the same clip, whatever its end is by now).
+        """
         name = hashlib.sha1(key.encode()).hexdigest()[:20]
+        if fresh and stable is not None and (recent := self._growing.get(stable)) is not None:
+            path, made = recent
+            if time.monotonic() - made < GROWING_REUSE_S and path in self._starts and path.exists():
+                return path, self._starts[path]
         dst = self.folder / (f"{name}-{time.monotonic_ns()}.mp4" if fresh else f"{name}.mp4")
         if dst in self._starts and dst.exists():
             os.utime(dst)  # in use: keep it another ttl
@@ -135,6 +149,8 @@ class ExportCache:
         if result is None:
             return None
         self._starts[dst] = result.start
+        if fresh and stable is not None:
+            self._growing[stable] = (dst, time.monotonic())
         return dst, result.start
 
     def clean(self, ttl_s: float | None = None) -> None:
@@ -147,3 +163,7 @@ class ExportCache:
                 if entry.stat().st_mtime <= cutoff:
                     os.unlink(entry.path)
                     self._starts.pop(Path(entry.path), None)
+        now = time.monotonic()
+        for stable, (_, made) in list(self._growing.items()):
+            if now - made >= GROWING_REUSE_S:
+                self._growing.pop(stable, None)

@@ -267,8 +267,10 @@ class Recorder:
             return None
         if info["path"] is not None:
             return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
-        end = info["clip_end"] if info["clip_end"] is not None else self.clock()
-        return await self.export_clip(info["camera"], info["clip_start"], end)
+        if info["clip_end"] is not None:
+            return await self.export_clip(info["camera"], info["clip_start"], info["clip_end"])
+        # open: up to now, the same file for the requests of one playback (see GROWING_REUSE_S)
+        return await self.export_clip(info["camera"], info["clip_start"], self.clock(), stable=f"event {event_id}")
 
     async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
         """A camera's recordings overlapping [after, before], oldest first."""
@@ -279,8 +281,11 @@ class Recorder:
         clip = await self.export_clip(camera, start, end)
         return clip.path if clip is not None else None
 
-    async def export_clip(self, camera: str, start: float, end: float) -> ClipFile | None:
-        """Like `export`, with where `start` falls in the file (it begins at the keyframe before it)."""
+    async def export_clip(self, camera: str, start: float, end: float, stable: str | None = None) -> ClipFile | None:
+        """Like `export`, with where `start` falls in the file (it begins at the keyframe before it).
+
+        `stable` names a clip whose end moves (an open event's) for the export cache.
+        """
         rows = await self._index(self.index.list, camera, start, end)
         sources = [(self.index.file(r["path"]), r["start_time"]) for r in rows]
         if not sources:
@@ -289,7 +294,8 @@ class Recorder:
         # a finished span gives the same file every time; one that is still growing, a new one
         key = repr((camera, start, end, [(r["path"], r["bytes"]) for r in rows]))
         loop = asyncio.get_running_loop()
-        made = await loop.run_in_executor(self.workers, self.exports.get, key, sources, start, end, growing)
+        stable = stable or repr((camera, start, end))
+        made = await loop.run_in_executor(self.workers, self.exports.get, key, sources, start, end, growing, stable)
         if made is None:
             return None
         path, first = made
