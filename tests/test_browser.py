@@ -6,7 +6,6 @@ panels. Screenshots of every view at 1400x1000 and 390x844 go to test-artifacts/
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 import tomllib
@@ -55,7 +54,6 @@ async def test_live_grid_and_camera_view(tmp_path):
     """Three cameras play live in the grid; a tile opens the camera view (stream, boxes on/off, zones,
     figures), and leaving a view closes its streams."""
     async with running_server(FakeDetector(), events={"zones": [STEPS]}) as srv, AsyncExitStack() as stack:
-        hub = srv.server.hub
         names = ("porch", "garage", "yard")
         for name in names:
             cam = await connect_camera(srv.ws(name))
@@ -359,98 +357,103 @@ async def test_system_view_and_random_weights_banner():
         clean(browser)
 
 
-async def test_feature_detected_panels_light_up_when_the_apis_answer():
-    """Settings, recordings, motion, clips and test notifications appear only where the server has
-    them (stood in for here by intercepted requests), and a write the server refuses asks for the
-    admin token, then goes through with it."""
+async def test_camera_view_settings_recordings_motion_clip_and_test_notification_on_a_real_server():
+    """With recording, motion, board settings, an admin token and a notification target configured,
+    the page shows each from the server's own APIs: the settings panel sends only what changed (after
+    asking for the admin token) and the camera receives it; motion and recordings show; an event opens
+    on its clip, which plays; the System view offers a test notification."""
+    import cv2
+
+    from camserver.sim.scenes import make_scene
+
     admin = "admin-secret-7"
-    async with running_server(FakeDetector(), events={"labels": ["fake"]}) as srv, AsyncExitStack() as stack:
+    frames = [cv2.imencode(".jpg", make_scene(i))[1].tobytes() for i in range(40)]  # the simulator's moving scene
+    async with running_server(
+        FakeDetector(), events={"labels": ["fake"], "stationary_s": 0.5, "update_interval_s": 1}, motion={"enabled": True},
+        record={"mode": "continuous", "segment_s": 2, "pre_capture_s": 1, "post_capture_s": 1},
+        http={"admin_token": admin}, notify=[{"urls": ["ntfy://127.0.0.1:9/camserver-test"]}],
+        cameras={"ids": ["porch"], "porch": {"settings": {"quality": 12}}},
+    ) as srv, AsyncExitStack() as stack:
         cam = await connect_camera(srv.ws("porch"))
         stack.push_async_callback(cam.close)
-        await stack.enter_async_context(feeding(cam, fps=5))
+        received: list[dict] = []
+
+        async def camera() -> None:  # sends the scene at 10 fps and keeps what the server sends it
+            async def listen() -> None:
+                async for message in cam:
+                    if isinstance(message, str):
+                        received.append(json.loads(message))
+            listener = asyncio.ensure_future(listen())
+            try:
+                for i in range(10_000):
+                    await cam.send(frames[i % len(frames)])
+                    await asyncio.sleep(0.1)
+            finally:
+                listener.cancel()
+
+        sender = asyncio.ensure_future(camera())
+        stack.callback(sender.cancel)
         await wait_for(lambda: srv.server.events.events_total >= 1, what="an event (every frame has a 'fake' object)")
-        browser = await stack.enter_async_context(chromium())
-        now = time.time()
-        fakes = {
-            "/api/cameras/porch/settings": {"desired": {"framesize": "VGA", "quality": 12, "fps": 8, "vflip": False},
-                                            "reported": {"framesize": "VGA", "quality": 12, "fps": 8, "vflip": False}},
-            "/api/cameras/porch/recordings": {"recordings": [{"start": now - 600, "end": now - 300}]},
-        }
-        posted: list[dict] = []
-
-        async def paused(params: dict) -> None:
-            request, rid = params["request"], params["requestId"]
-            path = request["url"].split("//", 1)[1].split("/", 1)[1]
-            path = "/" + path
-            if "responseStatusCode" in params:  # response stage: add the fields other issues add
-                headers = {h["name"].lower(): h["value"] for h in params.get("responseHeaders", [])}
-                if not headers.get("content-type", "").startswith("application/json"):
-                    await browser.call("Fetch.continueResponse", requestId=rid)  # pictures pass untouched
-                    return
-                body = await browser.call("Fetch.getResponseBody", requestId=rid)
-                data = json.loads(body["body"] if not body["base64Encoded"] else base64.b64decode(body["body"]))
-                if path.startswith("/api/cameras?") or path == "/api/cameras":
-                    for c in data:
-                        c.update(motion={"active": True, "share": 0.12}, frames_detected=c["frames_received"])
-                elif path.startswith("/api/system"):
-                    data["api"] += ["/api/cameras/{}/settings", "/api/cameras/{}/recordings", "/api/notify/test", "/api/events/{}/clip.mp4"]
-                    data["notify"] = {"targets": 1, "sent": 0, "failed": 0}
-                elif path.startswith("/api/events"):
-                    for e in data.get("events", [data]):
-                        e["has_clip"] = True
-                await browser.call("Fetch.fulfillRequest", requestId=rid, responseCode=params["responseStatusCode"],
-                                   responseHeaders=[{"name": "Content-Type", "value": "application/json"}],
-                                   body=base64.b64encode(json.dumps(data).encode()).decode())
-                return
-            bare = path.split("?")[0]
-            if bare in fakes:
-                body = json.dumps(fakes[bare]).encode()
-            elif bare == "/api/cameras/porch/control" and request.get("headers", {}).get("Authorization") != f"Bearer {admin}":
-                body = json.dumps({"error": "admin permission required"}).encode()
-                await browser.call("Fetch.fulfillRequest", requestId=rid, responseCode=403, body=base64.b64encode(body).decode(),
-                                   responseHeaders=[{"name": "Content-Type", "value": "application/json"}])
-                return
-            else:
-                if bare == "/api/cameras/porch/control":
-                    posted.append(json.loads(request["postData"]))
-                await browser.call("Fetch.continueRequest", requestId=rid)
-                return
-            await browser.call("Fetch.fulfillRequest", requestId=rid, responseCode=200, body=base64.b64encode(body).decode(),
-                               responseHeaders=[{"name": "Content-Type", "value": "application/json"}])
-
-        browser.on("Fetch.requestPaused", paused)
-        await browser.call("Fetch.enable", patterns=[
-            {"urlPattern": "*/api/cameras/porch/*", "requestStage": "Request"},
-            {"urlPattern": "*/api/cameras", "requestStage": "Response"},
-            {"urlPattern": "*/api/system", "requestStage": "Response"},
-            {"urlPattern": "*/api/events\\?*", "requestStage": "Response"},  # "?" alone matches any character
-            {"urlPattern": "*/api/events/*", "requestStage": "Response"},
-        ])
-        await browser.goto(f"{srv.http}/#/camera/porch")
+        browser = await stack.enter_async_context(chromium(f"{srv.http}/#/camera/porch"))
         await browser.wait("!!document.getElementById('set-quality') && document.getElementById('set-quality').value === '12'",
-                           what="the settings panel")
-        await browser.wait("document.querySelector('.motion').textContent === 'Motion: 12% of the frame moves'", what="motion")
-        await browser.wait("document.querySelectorAll('.timeline-rec').length === 1 && !document.querySelector('[aria-labelledby=rec-title]').hidden",
-                           what="the recordings")
+                           what="the settings panel, with the configured quality")
+        await browser.wait("/^Motion: (none|\\d+% of the frame moves)$/.test(document.querySelector('.motion').textContent)",
+                           what="the motion line")
+        await browser.wait("document.querySelectorAll('.timeline-rec').length >= 1 && "
+                           "!document.querySelector('[aria-labelledby=rec-title]').hidden && "
+                           "document.querySelectorAll('[aria-labelledby=rec-title] li a').length >= 1", what="the recordings")
         assert "Detected" in await browser.js("document.querySelector('.figures').innerText")
+        # what neither the server nor the board said shows as not known, not as a value
+        assert await browser.js("document.getElementById('set-framesize').value") == ""
+        assert await browser.js("document.querySelector('#set-fps + output').value") == "not known"
         await browser.js("(() => { const q = document.getElementById('set-quality'); q.value = '20'; q.dispatchEvent(new Event('input')); })()")
         await browser.click(".settings-form button[type=submit]")
-        await browser.wait("!!document.getElementById('secret-input')", what="the admin token prompt")
+        await browser.wait("!!document.getElementById('secret-input')", what="the admin token prompt (the write was refused)")
         await browser.type("#secret-input", admin)
         await browser.key("Enter")
         await browser.wait("document.querySelector('.settings-form .form-message').textContent.startsWith('Sent')")
-        assert posted == [{"quality": 20}], "only what changed is sent, with the admin token"
+        await wait_for(lambda: received, what="the camera to receive the change")
+        assert received == [{"type": "control", "quality": 20}], "only what changed is sent"
         await accessible(browser)
-        await browser.screenshot("camera-full", ready="!!document.getElementById('set-quality')")
+        await browser.screenshot("camera-full", ready="!!document.getElementById('set-quality') && "
+                                 "document.querySelectorAll('.timeline-rec').length >= 1")
 
+        await browser.wait("!!document.querySelector('.mini-events a')", what="the camera's events")
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as http:
+            async with asyncio.timeout(20):  # the open event's clip holds finished segments: seconds of video
+                while True:
+                    async with http.get(f"{srv.http}/api/cameras/porch/recordings") as resp:
+                        rows = (await resp.json())["recordings"]
+                    if sum(not r["in_progress"] for r in rows) >= 2:
+                        break
+                    await asyncio.sleep(0.2)
         event_id = await browser.js("document.querySelector('.mini-events a').getAttribute('href').split('/').pop()")
         await browser.click(".mini-events a")
         await browser.wait(f"location.hash === '#/events/{event_id}' && document.querySelector('dialog.lightbox').open")
-        await browser.wait("!document.querySelector('.lb-tabs').hidden")
-        await browser.click(".lb-tabs button:nth-child(2)")
-        await browser.wait("document.querySelector('.lb-media video').getAttribute('src').endsWith('/clip.mp4')")
+        await browser.wait("!document.querySelector('.lb-tabs').hidden", what="the clip tab (the event has a clip)")
+        # an event with a clip opens on it, its snapshot as the poster; the clip plays
+        await browser.wait("document.querySelector('.lb-media video').getAttribute('src').endsWith('/clip.mp4')",
+                           what="the clip player")
+        assert await browser.js("!document.querySelector('.lb-media video').hidden && "
+                                "document.querySelector('.lb-media video').getAttribute('poster').includes('/snapshot.jpg')")
+        assert "its clip" in await browser.js("document.getElementById('lb-confirm-text').textContent")
+        await browser.wait("document.querySelector('.lb-media video').readyState >= 1 && "
+                           "document.querySelector('.lb-media video').duration > 1", what="the clip's metadata")
+        await browser.js("document.querySelector('.lb-media video').muted = true")
+        await browser.js("document.querySelector('.lb-media video').play()")
+        await browser.wait("document.querySelector('.lb-media video').currentTime > 0.3", what="the clip to play")
+        await browser.js("document.querySelector('.lb-media video').pause()")
+        # the live feed's updates of the event (a heartbeat every second here) keep the clip on screen
+        updates = await browser.js("performance.now()")
+        await browser.wait(f"performance.now() > {updates} + 2500", what="two heartbeats")
+        assert await browser.js("document.querySelector('.lb-media video').getAttribute('src') || ''"), "the clip stays"
+        await browser.screenshot("lightbox-clip", ready="document.querySelector('.lb-media video').readyState >= 2")
+        await browser.click(".lb-tabs button:nth-child(1)")
+        await browser.wait("document.querySelector('.lb-media video').hidden && !document.querySelector('.lb-media img').hidden")
         await browser.key("Escape")  # back where the event was opened from
         await browser.wait("!document.querySelector('dialog.lightbox') && location.hash === '#/camera/porch'")
         await browser.goto(f"{srv.http}/#/system")
-        await browser.wait("[...document.querySelectorAll('.view-system button')].some(b => b.textContent.includes('test notification'))")
+        await browser.wait("[...document.querySelectorAll('.view-system button')].some(b => b.textContent.includes('test notification'))",
+                           what="the test notification button")
+        await browser.screenshot("system-full", ready="!!document.querySelector('#storage-meter')")
         assert browser.errors == []

@@ -1,5 +1,5 @@
-// The event lightbox (#/events/<id>): the full snapshot with its box (toggle), the clip when the
-// event has one, details, previous/next, download and delete. A modal <dialog>: focus stays in
+// The event lightbox (#/events/<id>): the clip when the event has one (it opens on it, the
+// snapshot as its poster), the full snapshot with its box (toggle), details, previous/next, download and delete. A modal <dialog>: focus stays in
 // it, Escape closes it, the arrow keys go to the previous and next event, Delete asks to delete.
 
 import { ApiError, api, write } from "./api.js";
@@ -37,7 +37,7 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
   const confirmYes = h("button", { type: "button", class: "danger", text: "Delete" });
   const confirmNo = h("button", { type: "button", text: "Keep it" });
   const confirmBox = h("div", { class: "lb-confirm", role: "group", "aria-labelledby": "lb-confirm-text", hidden: true },
-    h("p", { id: "lb-confirm-text", text: "Delete this event and its snapshot? This cannot be undone." }),
+    h("p", { id: "lb-confirm-text" }),
     h("div", { class: "row-actions" }, confirmYes, confirmNo));
   const message = h("p", { class: "form-message", role: "status" });
   const closeButton = h("button", { type: "button", class: "icon-button", "aria-label": "Close", text: "×" });
@@ -78,6 +78,11 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
     if (playing && video.getAttribute("src") !== clipUrl) video.src = clipUrl;
     if (!playing && video.getAttribute("src")) { video.pause(); video.removeAttribute("src"); video.load(); }
     img.hidden = playing || !e.has_snapshot;
+    // the clip opens on the event's best frame until it plays
+    const poster = e.has_snapshot ? snapshotUrl(e, { bbox }) : "";
+    if (video.getAttribute("poster") !== poster) { if (poster) video.poster = poster; else video.removeAttribute("poster"); }
+    confirmBox.querySelector("p").textContent =
+      `Delete this event${clip ? ", its snapshot and its clip" : " and its snapshot"}? This cannot be undone.`;
     if (e.has_snapshot) {
       const src = snapshotUrl(e, { bbox });
       if (img.getAttribute("src") !== src) img.src = src;
@@ -97,24 +102,34 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
     next.disabled = !n.next && !n.more;
   }
 
+  let opening = 0; // the latest open(): an answer for an earlier one is dropped
+
   async function open(id) {
+    const ticket = ++opening;
     confirmBox.hidden = true;
     setText(message, "");
     const known = lookup(id);
     if (!dialog.open) dialog.showModal();
-    if (!current || current.id !== id) showClip = false;
+    const fresh = !current || current.id !== id;  // another event: it opens on its clip when it has one
     if (known) {
       current = known;
+      if (fresh) showClip = Boolean(current.has_clip);
       render();
-      return;
+    } else {
+      heading.textContent = "Event";
+      img.hidden = true;
+      loadingState.replaceChildren(stateBlock("loading", "Loading the event…"));
     }
-    heading.textContent = "Event";
-    img.hidden = true;
-    loadingState.replaceChildren(stateBlock("loading", "Loading the event…"));
+    // the stored record: what the live feed does not carry (the clip) and the latest state
     try {
-      current = await api(`/api/events/${encodeURIComponent(id)}`);
+      const stored = await api(`/api/events/${encodeURIComponent(id)}`);
+      if (ticket !== opening || !dialog.open) return;
+      const hadClip = Boolean(known && known.has_clip);
+      current = known ? Object.assign(known, stored) : stored;
+      if (fresh && !hadClip) showClip = Boolean(current.has_clip);
       render();
     } catch (err) {
+      if (ticket !== opening || known) return; // the known record stays on screen
       current = null;
       const gone = err instanceof ApiError && err.status === 404;
       loadingState.replaceChildren(stateBlock("error", gone ? "This event no longer exists" : "Cannot load the event", gone ? "" : err.message));
@@ -193,7 +208,7 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
     open,
     close,
     isOpen: () => dialog.open,
-    refresh(e) { if (current && current.id === e.id && dialog.open) { current = e; render(); } },
+    refresh(e) { if (current && current.id === e.id && dialog.open) { current = e; render(); } }, // e: merged by the list
     destroy() { destroyed = true; if (dialog.open) dialog.close(); dialog.remove(); },
   });
 }

@@ -233,6 +233,7 @@ export function create(root, route, app) {
     const li = cards.get(e.id);
     if (li) {
       const i = items.findIndex((x) => x.id === e.id);
+      e = { ...items[i], ...e }; // the feed's record lacks what only the API adds (the clip)
       items[i] = e;
       fillCard(li, e);
       lightbox.refresh(e);

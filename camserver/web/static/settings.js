@@ -64,7 +64,9 @@ export async function settingsPanel(section, id) {
     const inputId = `set-${f.key}`;
     let input;
     if (f.choices) {
-      input = h("select", { id: inputId }, ...f.choices.map((c) => h("option", { value: c, text: c })));
+      // the first choice, "not known", until the board or the server says: never sent unless changed
+      input = h("select", { id: inputId }, h("option", { value: "", text: "not known" }),
+        ...f.choices.map((c) => h("option", { value: c, text: c })));
     } else if (f.bool) {
       input = h("input", { type: "checkbox", id: inputId });
     } else {
@@ -90,6 +92,8 @@ export async function settingsPanel(section, id) {
       if (value !== undefined) {
         if (f.bool) input.checked = Boolean(value); else input.value = value;
         if (input.output) input.output.value = input.value;
+      } else if (input.output) {
+        input.output.value = "not known"; // the slider rests on the driver's neutral value meanwhile
       }
       input.dataset.initial = String(f.bool ? input.checked : f.choices ? input.value : Number(input.value));
       const r = reported[f.key];
@@ -108,7 +112,7 @@ export async function settingsPanel(section, id) {
     for (const f of FIELDS) {
       const input = inputs.get(f.key);
       const value = f.bool ? input.checked : f.choices ? input.value : Number(input.value);
-      if (String(value) !== input.dataset.initial) body[f.key] = value; // only what the user changed
+      if (String(value) !== input.dataset.initial && value !== "") body[f.key] = value; // only what the user changed
     }
     if (!Object.keys(body).length) { message.textContent = "Nothing changed."; return; }
     message.textContent = "Sending…";
