@@ -94,7 +94,8 @@ class CamServer:
         self.hub.on_offline.append(self._camera_offline)
         self.webhooks = WebhookSender(config.webhooks)
         self.events.listeners.append(self.webhooks.on_change)
-        self.mqtt = MqttPublisher(config.mqtt, config.events.labels, motion=config.motion.enabled and not config.passthrough)
+        self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
+                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled)
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)

@@ -246,3 +246,33 @@ async def test_a_refusal_after_a_lost_connection_is_logged_with_its_reason(tmp_p
     finally:
         open_broker.kill()
         strict.kill()
+
+
+async def test_motion_topic_and_home_assistant_motion_sensor_follow_each_cameras_motion_setting(broker):
+    """A camera with motion detection on gets a motion binary_sensor and ON (retained) while its picture moves;
+    a camera whose [cameras.<id>.motion] turns it off gets neither."""
+    import cv2
+
+    from camserver.sim.scenes import make_scene
+
+    frames = [cv2.imencode(".jpg", make_scene(i))[1].tobytes() for i in range(20)]  # the simulator's moving scene
+    config = make_config(mqtt={"host": "127.0.0.1", "port": broker.port}, motion={"enabled": True},
+                         cameras={"ids": ["yard", "still"], "still": {"motion": {"enabled": False}}})
+    async with Subscriber(broker.port, "camserver/#", "homeassistant/#") as sub, \
+            CamServer(config, detector_factory=lambda: ScriptedDetector(lambda cam, seq: [])) as server:
+        yard = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/yard")
+        still = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/still")
+        for i in range(30):
+            await yard.send(frames[i % len(frames)])
+            await still.send(frames[i % len(frames)])
+            await asyncio.sleep(0.1)
+        await sub.wait(lambda: sub.on("camserver/yard/motion")[-1:] == [b"ON"], "yard motion ON")
+        configs = {t for t, p, _ in sub.messages if t.startswith("homeassistant/") and p}
+        assert "homeassistant/binary_sensor/camserver_yard/motion/config" in configs
+        assert "homeassistant/binary_sensor/camserver_still/motion/config" not in configs
+        assert "homeassistant/binary_sensor/camserver_still/connectivity/config" in configs
+        assert sub.on("camserver/still/motion") == []
+        async with Subscriber(broker.port, "camserver/yard/motion") as late:  # retained: a new client gets it
+            await late.wait(lambda: late.messages[-1:] == [("camserver/yard/motion", b"ON", True)], "the retained ON")
+        await yard.close()
+        await still.close()

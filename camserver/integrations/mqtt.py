@@ -32,7 +32,7 @@ import ssl
 import time
 from collections import Counter
 from contextlib import suppress
-from typing import Any
+from typing import Any, Callable
 
 import aiomqtt
 
@@ -55,9 +55,10 @@ Message = tuple[str, bytes | str, bool]  # topic, payload, retain
 class MqttPublisher:
     """Keeps a broker up to date with cameras, objects and events."""
 
-    def __init__(self, config: MqttConfig, labels: tuple[str, ...], motion: bool = False) -> None:
+    def __init__(self, config: MqttConfig, labels: tuple[str, ...],
+                 motion: Callable[[str], bool] = lambda camera: False) -> None:
         self.config = config
-        self.motion_sensor = motion  # motion detection is on: a motion binary_sensor per camera
+        self.motion_sensor = motion  # whether a camera's motion detection is on: then it has a motion binary_sensor
         self.motion: dict[str, bool] = {}  # camera id -> motion ON
         self.prefix = config.topic_prefix.rstrip("/")
         self.discovery = config.discovery_prefix.rstrip("/")
@@ -168,7 +169,7 @@ class MqttPublisher:
         messages = [self._entity(camera, "binary_sensor", "connectivity", "connected", device_class="connectivity",
                                  state_topic=f"{self.prefix}/{camera}/status", payload_on="online",
                                  payload_off="offline")]
-        if self.motion_sensor:
+        if self.motion_sensor(camera):
             messages.append(self._entity(camera, "binary_sensor", "motion", "motion", device_class="motion",
                                          state_topic=f"{self.prefix}/{camera}/motion", payload_on="ON",
                                          payload_off="OFF"))
