@@ -92,8 +92,10 @@ async def sse_non_readers(port: int, n: int, stop: asyncio.Event, tally: dict) -
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(b"GET /api/events/stream HTTP/1.1\r\nHost: soak\r\n\r\n")
-                while not reader.at_eof() and not stop.is_set():
-                    await asyncio.sleep(1)  # never read: the server must drop us
+                # never read: the server must drop us. Its end is seen as the EOF having arrived
+                # (reader._eof), since at_eof() stays false while unread bytes wait in the buffer.
+                while not reader._eof and not writer.is_closing() and not stop.is_set():
+                    await asyncio.sleep(1)
                 tally["sse_dropped"] += 1
                 writer.close()
             except OSError:
