@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
@@ -109,8 +110,30 @@ def load_models(d: DetectConfig, instances: int, decode: str) -> tuple[list[Jpeg
             model = getattr(detector, "model")
             jpeg_gpu = gpu.DeviceJpegDetector(model, getattr(detector, "predict_args"), d.imgsz, device)
             where = f"{device} (torchvision decode_jpeg)"
-        models.append(JpegModel(detector, decoders, jpeg_gpu))
+        model = JpegModel(detector, decoders, jpeg_gpu)
+        warm_up(model)
+        models.append(model)
     return models, where, decoders
+
+
+def warm_up(model: JpegModel) -> None:
+    """One inference on a blank VGA JPEG before the service says it serves.
+
+    The first inference of a loaded model sets up ultralytics' predictor (and compiles an exported
+    model), which takes seconds: a client's first request after a (re)start would wait for it.
+    """
+    import cv2
+    import numpy as np
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((480, 640, 3), 114, np.uint8))
+    if not ok:
+        raise ModelLoadError("could not encode the warm-up frame")
+    started = time.monotonic()
+    try:
+        model.detect_jpegs([jpeg.tobytes()])
+    except Exception as exc:
+        raise ModelLoadError(f"the model failed its first inference: {exc}") from exc
+    log.info("model warmed up in %.1f s", time.monotonic() - started)
 
 
 def bind(triton: Any, name: str, models: list[JpegModel], max_batch: int, args: argparse.Namespace) -> None:
