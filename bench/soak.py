@@ -8,7 +8,8 @@ leaks on connect/disconnect show up too. Not part of the test suite.
 
 `--abuse` adds, all the while: a camera sending the 84,000-scan decode bomb at 2 fps, 500 HTTP
 sockets that never send a request (reopened as the server closes them), 20 event-stream clients
-that never read, two webhook receivers that never answer, and an MQTT broker (mosquitto) that
+that never read (the server ends a stream after 2 minutes here, `http.event_stream_max_s`, and
+they come back), two webhook receivers that never answer, and an MQTT broker (mosquitto) that
 restarts every 2 minutes; the cameras show the person scene, so that events (and webhooks, MQTT
 messages) happen. It reports each normal camera's share of frames streamed and detected.
 
@@ -21,6 +22,8 @@ import argparse
 import asyncio
 import json
 import random
+import select
+import socket
 import statistics
 import tempfile
 import time
@@ -85,21 +88,33 @@ async def idle_sockets(port: int, n: int, stop: asyncio.Event, tally: dict) -> N
 
 
 async def sse_non_readers(port: int, n: int, stop: asyncio.Event, tally: dict) -> None:
-    """n clients that open the event stream and never read a byte; again once the server drops them."""
+    """n clients that open the event stream and never read a byte; again once the server drops them.
+
+    A raw socket with a small receive buffer, so that what the server sends fills it and the
+    server sees a client that does not read. Its end is seen without reading: poll() reports the
+    peer's FIN (POLLRDHUP) or reset (POLLHUP, POLLERR) with the unread bytes still waiting.
+    """
+    loop = asyncio.get_running_loop()
+    hung_up = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 
     async def one() -> None:
         while not stop.is_set():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(b"GET /api/events/stream HTTP/1.1\r\nHost: soak\r\n\r\n")
-                # never read: the server must drop us. Its end is seen as the EOF having arrived
-                # (reader._eof), since at_eof() stays false while unread bytes wait in the buffer.
-                while not reader._eof and not writer.is_closing() and not stop.is_set():
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                await loop.sock_sendall(sock, b"GET /api/events/stream HTTP/1.1\r\nHost: soak\r\n\r\n")
+                poller = select.poll()
+                poller.register(sock, hung_up)
+                while not stop.is_set() and not poller.poll(0):
                     await asyncio.sleep(1)
-                tally["sse_dropped"] += 1
-                writer.close()
+                if not stop.is_set():
+                    tally["sse_dropped"] += 1
             except OSError:
                 await asyncio.sleep(1)
+            finally:
+                sock.close()
 
     await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
 
@@ -186,7 +201,7 @@ async def soak(args: argparse.Namespace) -> dict:
         await broker.start()
         hooks = [await hanging_receiver() for _ in range(2)]
         extras += [runner for runner, _ in hooks]
-        config_lines += ["[http]\nmax_connections = 2048", f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}']
+        config_lines += ["[http]\nmax_connections = 2048\nevent_stream_max_s = 120", f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}']
         config_lines += [f'[[webhooks]]\nurl = "{url}"' for _, url in hooks]
     (folder / "soak.toml").write_text("\n".join(config_lines) + "\n")
     server = await ServerProcess.start("--config", str(folder / "soak.toml"), "--model", args.model,
