@@ -177,6 +177,9 @@ async def test_broker_restart_reconnects_and_frames_never_stop(broker, caplog):
         async with Subscriber(broker.port, "camserver/#", "homeassistant/#") as sub:
             await sub.wait(lambda: sub.on("camserver/available") == [b"online"], "online again", timeout=35)
             await sub.wait(lambda: any(t.endswith("/connectivity/config") for t, _, _ in sub.messages), "discovery again")
+            # the camera's status follows its discovery configs in the same burst: wait for it, then
+            # check that it never said anything but online
+            await sub.wait(lambda: sub.on("camserver/door/status"), "the camera's status again")
             assert set(sub.on("camserver/door/status")) == {b"online"}
         await cam.close()
 
