@@ -37,6 +37,7 @@ from camserver.sim.simcam import SceneSource, SimCamera
 
 IDLE_SOCKETS = 500
 SSE_NON_READERS = 20
+STALL_S = 30  # an event-stream non-reader looks at its socket this often (the server drops it after 10 s)
 BROKER_RESTART_S = 120.0
 
 
@@ -88,14 +89,27 @@ async def idle_sockets(port: int, n: int, stop: asyncio.Event, tally: dict) -> N
 
 
 async def sse_non_readers(port: int, n: int, stop: asyncio.Event, tally: dict) -> None:
-    """n clients that open the event stream and never read a byte; again once the server drops them.
+    """n clients that open the event stream and do not read; again once the server drops them.
 
     A raw socket with a small receive buffer, so that what the server sends fills it and the
-    server sees a client that does not read. Its end is seen without reading: poll() reports the
-    peer's FIN (POLLRDHUP) or reset (POLLHUP, POLLERR) with the unread bytes still waiting.
+    server sees a client that does not read (for far longer than http.viewer_write_timeout_s). A
+    hang-up that reaches it is seen through poll() (POLLRDHUP, POLLHUP, POLLERR) without reading;
+    but the server's FIN waits behind the bytes a full window holds back, so every STALL_S the
+    client takes what is waiting once, and sees the end of the stream if it came.
     """
     loop = asyncio.get_running_loop()
     hung_up = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+    def ended(sock: socket.socket) -> bool:
+        """Take what waits, without blocking: whether the server closed the connection."""
+        try:
+            while sock.recv(65536):
+                pass
+            return True  # b"": the end of the stream
+        except BlockingIOError:
+            return False
+        except ConnectionError:
+            return True
 
     async def one() -> None:
         while not stop.is_set():
@@ -107,10 +121,13 @@ async def sse_non_readers(port: int, n: int, stop: asyncio.Event, tally: dict) -
                 await loop.sock_sendall(sock, b"GET /api/events/stream HTTP/1.1\r\nHost: soak\r\n\r\n")
                 poller = select.poll()
                 poller.register(sock, hung_up)
-                while not stop.is_set() and not poller.poll(0):
+                stalled = 0
+                while not stop.is_set():
                     await asyncio.sleep(1)
-                if not stop.is_set():
-                    tally["sse_dropped"] += 1
+                    stalled += 1
+                    if poller.poll(0) or (stalled % STALL_S == 0 and ended(sock)):
+                        tally["sse_dropped"] += 1
+                        break
             except OSError:
                 await asyncio.sleep(1)
             finally:
