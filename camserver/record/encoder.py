@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -316,12 +317,7 @@ def remux(src: Path, dst: Path) -> Probe | None:
         if out is not None:
             out.close()
     except BaseException:
-        if out is not None:
-            try:
-                out.close()
-            except Exception:
-                pass
-        tmp.unlink(missing_ok=True)
+        abandon(out, tmp)
         raise
     if out is None:
         return None
@@ -337,3 +333,11 @@ def is_fragmented(path: Path) -> bool:
     except OSError:
         return False
     return b"mvex" in head or b"moof" in head
+
+
+def abandon(out: av.container.OutputContainer | None, tmp: Path) -> None:
+    """A file being written failed: close its container if it was opened (errors ignored) and remove it."""
+    if out is not None:
+        with suppress(Exception):
+            out.close()
+    tmp.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import av
 
-from .encoder import FINISHED, TIME_BASE, _packets
+from .encoder import FINISHED, TIME_BASE, _packets, abandon
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,7 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
         if out is not None:
             out.close()
     except BaseException:
-        if out is not None:
-            try:
-                out.close()
-            except Exception:
-                pass
-        tmp.unlink(missing_ok=True)
+        abandon(out, tmp)
         raise
     if frames == 0:
         tmp.unlink(missing_ok=True)
