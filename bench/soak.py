@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import select
@@ -30,7 +31,9 @@ import time
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
+from tests.hooks import receiver
 from tests.serverproc import ServerProcess
 from camserver.sim.scenes import PersonScene
 from camserver.sim.simcam import SceneSource, SimCamera
@@ -154,21 +157,10 @@ async def bomber(url: str, stop: asyncio.Event, tally: dict) -> None:
             await asyncio.sleep(1)
 
 
-async def hanging_receiver() -> tuple[aiohttp.web.AppRunner, str]:
-    """A webhook receiver that takes the request and never answers."""
-    from aiohttp import web
-
-    async def hang(request: web.Request) -> web.Response:
-        await asyncio.sleep(3600)
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_post("/hook", hang)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+async def hang(request: web.Request) -> web.Response:
+    """A webhook receiver's handler that takes the request and never answers."""
+    await asyncio.sleep(3600)
+    return web.Response()
 
 
 class RestartingBroker:
@@ -211,15 +203,14 @@ class RestartingBroker:
 async def soak(args: argparse.Namespace) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="camserver-soak-"))
     config_lines = [f'[storage]\ndir = "{folder / "data"}"']
-    extras: list = []
+    receivers = contextlib.AsyncExitStack()  # the hanging webhook receivers
     broker = None
     if args.abuse:
         broker = RestartingBroker(folder)
         await broker.start()
-        hooks = [await hanging_receiver() for _ in range(2)]
-        extras += [runner for runner, _ in hooks]
+        hooks = [await receivers.enter_async_context(receiver(hang, shutdown_timeout=0.1)) for _ in range(2)]
         config_lines += ["[http]\nmax_connections = 2048\nevent_stream_max_s = 120", f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}']
-        config_lines += [f'[[webhooks]]\nurl = "{url}"' for _, url in hooks]
+        config_lines += [f'[[webhooks]]\nurl = "{url}"' for url in hooks]
     (folder / "soak.toml").write_text("\n".join(config_lines) + "\n")
     server = await ServerProcess.start("--config", str(folder / "soak.toml"), "--model", args.model,
                                        "--imgsz", str(args.imgsz), cwd=folder)
@@ -270,8 +261,7 @@ async def soak(args: argparse.Namespace) -> dict:
             await asyncio.gather(*viewer_tasks, *cam_tasks, return_exceptions=True)
     finally:
         rc = await server.stop(timeout=20)
-        for runner in extras:
-            await runner.cleanup()
+        await receivers.aclose()
         if broker is not None:
             await broker.kill()
     quarter = max(1, len(samples) // 4)

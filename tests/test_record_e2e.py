@@ -10,6 +10,7 @@ from aiohttp import web
 
 from camserver.app import CamServer
 from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
+from hooks import receiver
 from recordkit import ffprobe, needs_ffmpeg
 
 FPS = 10
@@ -35,16 +36,8 @@ async def hook_receiver():
         got.append(await request.json())
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook", got
-    finally:
-        await runner.cleanup()
+    async with receiver(hook) as url:
+        yield url, got
 
 
 @needs_ffmpeg

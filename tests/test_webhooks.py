@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from aiohttp import web
 
 from camserver.app import CamServer
 from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
+from hooks import receiver
 
 
 def walking(cam, seq):
     return [("person", 0.9, (10.0 + 10 * seq, 60.0, 50.0 + 10 * seq, 200.0))] if 1 <= seq <= 15 else []
-
-
-@contextlib.asynccontextmanager
-async def receiver(handler):
-    """An aiohttp app on a free port that takes POST /hook; yields its URL."""
-    app = web.Application()
-    app.router.add_post("/hook", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
-    finally:
-        await runner.cleanup()
 
 
 async def walk(server, frames: int = 30) -> None:
