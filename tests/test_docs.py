@@ -157,6 +157,13 @@ def test_docs_home_links_the_two_commands_the_firmware_and_home_assistant():
         assert part in firmware, part
 
 
+def test_every_code_block_of_every_page_is_closed():
+    """No page has an unclosed ``` fence (one would swallow the rest of the page without a build warning)."""
+    unclosed = [str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md")
+                if sum(1 for line in page.read_text().splitlines() if line.lstrip().startswith("```")) % 2]
+    assert not unclosed, f"unclosed code block in: {', '.join(unclosed)}"
+
+
 def test_screenshots_the_docs_show_exist_and_stay_small():
     """Every screenshot a page shows is committed, and none is over ~150 KB."""
     shown = set()

@@ -122,14 +122,14 @@ def _entry_keys(section: str, cls: type, skip: tuple[str, ...] = ()) -> Iterator
 def all_keys() -> list[Key]:
     """Every key of the configuration, table by table, in the tables' order."""
     keys: list[Key] = []
-    scalar = {"ingest": t.IngestConfig, "http": t.HttpConfig, "detect": t.DetectConfig}
-    for section, cls in scalar.items():
+    for section, cls in (("ingest", t.IngestConfig), ("http", t.HttpConfig)):
         keys += _table_keys(section, cls, lambda k, v, s=section: {s: {k: v}})
     for user_key in ("password", "role"):
         name = f"http.users.<name>.{user_key}"
         keys.append(Key(name, "string", "required" if user_key == "password" else '"viewer"',
                         _allowed(lambda v, k=user_key: {"http": {"users": {"alice": {"password": "secret-pw", k: v}}}}),
                         DESCRIPTIONS.get(name, "")))
+    keys += _table_keys("detect", t.DetectConfig, lambda k, v: {"detect": {k: v}})
     keys.append(Key("cameras.ids", "list of strings", "[]", _allowed(lambda v: {"cameras": {"ids": v}}),
                     DESCRIPTIONS.get("cameras.ids", "")))
     for sub in ("motion", "settings"):
