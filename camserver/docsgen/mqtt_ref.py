@@ -21,7 +21,7 @@ def _messages(motion: bool) -> list[tuple[str, Any, bool]]:
         mqtt.camera_motion(CAMERA, True)
     event = {"id": "<event id>", "camera": CAMERA, "label": LABEL, "announced": True}
     mqtt.on_change(Change("new", None, event, snapshot=b"\xff\xd8<JPEG>\xff\xd9"))
-    return list(mqtt.outbox.items) + mqtt._everything()
+    return mqtt._everything() + list(mqtt.outbox.items)  # what a (re)connect sends first, then the changes
 
 
 def _payload(topic: str, payload: Any) -> str:
