@@ -25,7 +25,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "metrics.md": metrics_page,
     "command-line.md": cli_page,
 }
-REFERENCE_DIR = Path("docs") / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "docs" / "reference"  # in the source checkout
 
 
 def render() -> dict[str, str]:
