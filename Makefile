@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench demo clean triton
+.PHONY: run test bench demo clean triton docs docs-build docs-screenshots
 
 run: $(STAMP)
 	$(PY) -m camserver --config config.toml $(if $(MODEL),--model "$(MODEL)")
@@ -20,7 +20,7 @@ bench: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test,triton,infer]'
+	$(PY) -m pip install -q -e '.[test,triton,infer,docs]'
 	$(MAKE) triton
 	touch $@
 
@@ -38,3 +38,18 @@ clean:
 
 demo: $(STAMP)
 	$(PY) -m camserver.sim.demo --config config.toml $(if $(MODEL),--model "$(MODEL)")
+
+# The docs site (docs/, mkdocs.yml): regenerate the reference pages from the code, then build and serve it at
+# http://127.0.0.1:8000/ (`make docs-build` builds into site/ with --strict, as tests/test_docs.py does).
+docs: $(STAMP)
+	$(PY) -m camserver.docsgen
+	$(VENV)/bin/mkdocs serve
+
+docs-build: $(STAMP)
+	$(PY) -m camserver.docsgen
+	$(VENV)/bin/mkdocs build --strict
+
+# Screenshots of every view of the page for the docs, from a running server with simulated cameras
+# (needs chromium and the shapes test model); commit the PNGs it writes into docs/assets/screenshots/.
+docs-screenshots: $(STAMP)
+	YOLO_OFFLINE=1 $(PY) tests/docs_screenshots.py

@@ -11,7 +11,7 @@ MAX_LINES = 420  # "modules under ~400 lines" (STYLE.md)
 # The data flows camera -> ingest -> detect -> events -> integrations / web; app wires them, cli starts
 # them, sim drives them from outside. Modules at the top level below the stages are shared by all.
 STAGES = ["ingest", "motion", "detect", "events", "record", "integrations", "board", "web", "app", "run", "cli", "sim",
-          "infer"]
+          "infer", "docsgen"]  # docsgen reads every stage to write the docs' reference pages
 SHARED = {"config", "hub", "logsafe", "auth", "supervise", "storage", "__init__", "__main__"}
 
 
@@ -101,12 +101,19 @@ def test_modules_stay_small():
     assert not big, big
 
 
+def _layout_block(text: str, start: str) -> str:
+    """The first code block after `start` in `text` ("" when `start` is not there)."""
+    if start not in text:
+        return ""
+    text = text[text.index(start):]
+    return text[: text.index("```", text.index("```") + 3)]
+
+
 def test_readme_layout_names_every_file_of_the_package():
-    """The README's layout section names every file `git ls-files camserver` would list (by file name, or a
-    data folder such as static/ as a whole)."""
-    readme = (PACKAGE.parent / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
-    layout = layout[: layout.index("```", layout.index("```") + 3)]
+    """The layout of the code (the README's section, and the docs' page it moves to) names every file
+    `git ls-files camserver` would list (by file name, or a data folder such as static/ as a whole)."""
+    layout = _layout_block((PACKAGE.parent / "README.md").read_text(), "## Layout") + _layout_block(
+        (PACKAGE.parent / "docs" / "explanation" / "code-layout.md").read_text(), "# The layout of the code")
     files = [p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.name != "__init__.py"]
     def named(p: Path) -> bool:
         return p.name in layout or (p.suffix != ".py" and f"{p.parent.name}/" in layout)

@@ -47,6 +47,9 @@ def _text(pattern: re.Pattern[str] | None = None, hint: str = "", choices: tuple
             return hint
         return None
 
+    # what the docs' configuration reference lists as allowed (the complaint says it only for a bad value)
+    check.allowed = (f"one of {', '.join(choices)}" if choices else hint.removeprefix("must be ")  # type: ignore[attr-defined]
+                     if hint else "a non-empty string")
     return check
 
 
