@@ -330,7 +330,7 @@ async def test_hostile_labels_give_valid_topics_and_discovery_and_the_server_liv
         assert server.supervisor.failed is None, f"the {server.supervisor.failed} stage died"
         assert sorted(e["label"] for e in events) == sorted(HOSTILE)
         configs = {}
-        await sub.wait(lambda: len([t for t, p, _ in sub.messages if t.endswith("_count/config") and p]) == 4,
+        await sub.wait(lambda: len({t for t, p, _ in sub.messages if t.endswith("_count/config") and p}) == 4,
                        "a count entity per label")
         for topic, payload, _ in sub.messages:
             assert valid_publish_topic(topic), topic

@@ -6,8 +6,6 @@ import asyncio
 import logging
 import time
 
-import pytest
-
 from camserver import supervise
 from camserver.supervise import Supervisor
 
@@ -31,8 +29,8 @@ async def test_a_restarted_stage_backs_off_doubling_logs_once_and_never_fails_th
             while len(starts) < 4:
                 await asyncio.sleep(0.01)
     gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert [round(g, 1) for g in gaps] == pytest.approx([0.1, 0.2, 0.4], abs=0.15), gaps
-    assert gaps[0] < gaps[1] < gaps[2]
+    for gap, backoff in zip(gaps, (0.1, 0.2, 0.4)):  # never sooner than the backoff; late only under load
+        assert backoff * 0.95 <= gap < backoff + 2.0, gaps
     assert supervisor.restarts["webhooks"] == {"restarts": 3, "last_error": "RuntimeError: bug number 3",
                                                "restarting": False}
     assert supervisor.failed is None and not supervisor.failure.is_set()
