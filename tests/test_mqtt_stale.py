@@ -1,18 +1,23 @@
-"""Home Assistant entities the configuration no longer makes are removed at start-up (a real mosquitto)."""
+"""Nothing stale stays on the broker (a real mosquitto): entities the configuration no longer makes are removed,
+and the states a clean stop or a crash would leave (online, motion ON, a count) are set right."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import secrets
+import signal
+import textwrap
 import time
+from pathlib import Path
 
 import aiomqtt
 import pytest
 
 from camserver.app import CamServer
 from conftest import WAIT_S, ScriptedDetector, connect_camera, make_config, wait_for
-from test_mqtt import MOSQUITTO, Broker, free_port
+from serverproc import ServerProcess
+from test_mqtt import MOSQUITTO, Broker, Subscriber, free_port
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (.ci/run installs it)")
 
@@ -135,13 +140,6 @@ async def test_home_assistant_off_removes_every_entity_of_ours(broker):
 
 
 # --- states a stop or a crash would leave behind -------------------------------------------------
-
-import signal  # noqa: E402
-import textwrap  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from serverproc import ServerProcess  # noqa: E402
-from test_mqtt import Subscriber  # noqa: E402
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 CAMERAS = ("door", "yard")  # door is declared in cameras.ids, yard is not
