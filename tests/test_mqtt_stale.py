@@ -224,6 +224,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(not (TESTDATA / "yolo11n.yaml").exists(), reason="../shared/testdata not beside the checkout")
 @pytest.mark.parametrize("homeassistant", ["true", "false"])
 async def test_killed_during_a_person_event_the_restart_sets_every_state_right_within_5_s(broker, tmp_path,
                                                                                           homeassistant):
