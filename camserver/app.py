@@ -95,7 +95,8 @@ class CamServer:
         self.webhooks = WebhookSender(config.webhooks)
         self.events.listeners.append(self.webhooks.on_change)
         self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
-                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled)
+                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
+                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera))
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
@@ -109,7 +110,7 @@ class CamServer:
         self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
         self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=clock)
-        self.ingest.on_hello = self.board.on_hello
+        self.ingest.on_hello = self._hello
         self.ingest.on_status = self.board.on_status
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
                              self._camera_base_url, self._camera_status)
@@ -202,6 +203,7 @@ class CamServer:
             "storage": self.database.budget.health(self.events.write_errors + self.board.write_errors),
             "mqtt": self.mqtt.state,  # never makes the server unhealthy
             "mqtt_error": self.mqtt.problem or None,
+            "stage_restarts": self.supervisor.restarts,  # integrations started again after their task died
             "mdns": self.mdns.health(),  # never makes the server unhealthy
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
             "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
@@ -253,6 +255,12 @@ class CamServer:
         if self._events_started:
             self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
 
+    def _hello(self, camera_id: str, hello: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A camera's hello: the board's settings to send back; MQTT's device shows the firmware it names."""
+        message = self.board.on_hello(camera_id, hello)
+        self.mqtt.camera_hello(camera_id)
+        return message
+
     def _motion(self, cam: Camera, on: bool, when: float) -> None:
         """A camera's motion turned on or (after motion.mqtt_off_delay_s) off: MQTT, and motion recording."""
         self.mqtt.camera_motion(cam.id, on)
@@ -277,6 +285,7 @@ class CamServer:
             if self.config.events.enabled:
                 await self.events.start(spawn)
                 self._events_started = True
+                self.mqtt.objects_gone(self.events.closed_at_start)  # a crash left them counted
             await self.board.start(self.database)
             await self.recorder.start(spawn)
         except (StorageError, OSError, sqlite3.Error) as exc:

@@ -63,12 +63,14 @@ class EventEngine:
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._housekeeping_task: asyncio.Task[None] | None = None
+        self.closed_at_start: list[tuple[str, str]] = []  # (camera, label) of the events start() closed
 
     async def start(self, spawn: Spawn) -> None:
         """Open the store (closing events a crash left open) and start the sweep of quiet cameras. Raises StorageError."""
         closed = await self._run(self.store.open, self.database.conn, self.clock())
+        self.closed_at_start = [(r["camera"], r["label"]) for r in closed]  # MQTT says their counts are 0
         if closed:
-            log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", closed)
+            log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", len(closed))
         self.database.attach(self._reattach)
         self.database.budget.add(self.store)  # its oldest events go first past retain_days or max_mb
         self._housekeeping_task = spawn("events", self._housekeeping(), "event-housekeeping")

@@ -59,8 +59,8 @@ class EventStore:
         self._file_bytes = 0  # every file in snapshots/, kept up to date (a scan only when attached)
         self._unswept: list[str] = []  # names in snapshots/ not yet checked for a row
 
-    def open(self, db: sqlite3.Connection, now: float) -> int:
-        """Attach to `db` and close the events a crash left open. Returns how many.
+    def open(self, db: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
+        """Attach to `db` and close the events a crash left open. Returns their records.
 
         Raises:
             StorageError: the snapshot folder cannot be created.
@@ -68,11 +68,13 @@ class EventStore:
         self.attach(db)
         assert self.db is not None
         left_open = self.db.execute("SELECT id, data, updated_at FROM events WHERE end_time IS NULL").fetchall()
+        closed = []
         for event_id, data, updated_at in left_open:
             record = json.loads(data)
             record["end_time"], record["end_reason"] = updated_at, "server restart"
             self.save(record, None, updated_at)
-        return len(left_open)
+            closed.append(record)
+        return closed
 
     def attach(self, db: sqlite3.Connection) -> None:
         """Use `db` (a new file too): the table, the snapshot folder, its size; every file is to be swept.

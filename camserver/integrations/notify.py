@@ -253,7 +253,8 @@ class Notifier:
 
     async def start(self, spawn: Spawn) -> None:
         """One delivery task per target."""
-        self._tasks = [spawn("notifications", t.outbox.serve(partial(self._deliver, t)), f"notify-{t.label}") for t in self.targets]
+        self._tasks = [spawn("notifications", partial(t.outbox.serve, partial(self._deliver, t)), f"notify-{t.label}",
+                             restart=True) for t in self.targets]
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued for up to `grace_s` (the events ended at shutdown), then stop."""
