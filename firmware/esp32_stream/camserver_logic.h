@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "camserver_link.h"  // timers, backoff, the WiFi and WebSocket links, the image's probation
+
 namespace camlogic {
 
 // ---------------------------------------------------------------------------------------------
@@ -139,161 +141,6 @@ struct ServerHost {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Reconnect backoff: exponential, capped, with jitter so a room of cameras does not
-// reconnect in lockstep after the server restarts.
-// ---------------------------------------------------------------------------------------------
-
-struct Backoff {
-  uint32_t base_ms;
-  uint32_t cap_ms;
-  uint32_t attempt;
-
-  Backoff(uint32_t base = 500, uint32_t cap = 30000) : base_ms(base), cap_ms(cap), attempt(0) {}
-
-  // Ceiling of the next delay: base * 2^attempt, at most cap.
-  uint32_t ceiling_ms() const {
-    uint32_t shift = attempt > 16 ? 16 : attempt;
-    uint64_t d = (uint64_t)base_ms << shift;
-    return d > cap_ms ? cap_ms : (uint32_t)d;
-  }
-
-  // Delay before the next try, in [ceiling/2, ceiling]; random32 is any random number.
-  uint32_t next_delay_ms(uint32_t random32) {
-    uint32_t ceil = ceiling_ms();
-    uint32_t half = ceil / 2;
-    uint32_t delay = half + (half ? random32 % (ceil - half + 1) : 0);
-    if (attempt < 32) attempt++;
-    return delay;
-  }
-
-  void reset() { attempt = 0; }
-};
-
-// ---------------------------------------------------------------------------------------------
-// The WebSocket link: when to (re)connect, and how many reconnects there were.
-//
-// ArduinoWebsockets fires ConnectionClosed inside a refused connect() (HTTP 401, 503, a slow
-// reply) as well as when an open connection closes. Only the second may schedule a retry: the
-// failed connect() schedules its own, so a refused attempt advances the backoff once, not twice.
-// ---------------------------------------------------------------------------------------------
-
-struct WsLink {
-  Backoff backoff;
-  bool open;
-  uint32_t connections;      // successful connections since boot
-  uint32_t next_connect_ms;  // do not try before this millis()
-
-  explicit WsLink(uint32_t base_ms = 500, uint32_t cap_ms = 30000)
-      : backoff(base_ms, cap_ms), open(false), connections(0), next_connect_ms(0) {}
-
-  // True when a connection attempt is due at now_ms (wrap-safe).
-  bool due(uint32_t now_ms) const { return (int32_t)(now_ms - next_connect_ms) >= 0; }
-
-  void connected() {
-    open = true;
-    connections++;
-    backoff.reset();
-  }
-
-  // connect() returned false. Returns the delay before the next attempt.
-  uint32_t connect_failed(uint32_t now_ms, uint32_t random32) {
-    open = false;
-    return schedule(now_ms, random32);
-  }
-
-  // The library reported ConnectionClosed. Returns the delay before the next attempt, or 0 when
-  // no connection was open (inside a refused connect()): nothing is scheduled then.
-  uint32_t closed(uint32_t now_ms, uint32_t random32) {
-    if (!open) return 0;
-    open = false;
-    return schedule(now_ms, random32);
-  }
-
-  // The first connection is not a reconnect.
-  uint32_t reconnects() const { return connections > 0 ? connections - 1 : 0; }
-
- private:
-  uint32_t schedule(uint32_t now_ms, uint32_t random32) {
-    uint32_t delay = backoff.next_delay_ms(random32);
-    next_connect_ms = now_ms + delay;
-    return delay;
-  }
-};
-
-// ---------------------------------------------------------------------------------------------
-// WiFi recovery: WiFi.begin() again with backoff while the link is down, and a give-up time.
-// Times are kept relative to the moment the loss was seen, so they work at any uptime, also
-// after millis() passes 2^31 (24.8 days) and wraps (49.7 days).
-// ---------------------------------------------------------------------------------------------
-
-struct WifiKeeper {
-  Backoff backoff;
-  bool lost;
-  uint32_t lost_since_ms;
-  uint32_t next_try_ms;
-
-  explicit WifiKeeper(uint32_t base_ms = 1000, uint32_t cap_ms = 30000)
-      : backoff(base_ms, cap_ms), lost(false), lost_since_ms(0), next_try_ms(0) {}
-
-  // Called every loop while WiFi is down. Returns true when WiFi.begin() is due now; *delay_ms
-  // (if given) gets the wait until the try after it. The first call after a loss tries at once.
-  bool down(uint32_t now_ms, uint32_t random32, uint32_t* delay_ms = nullptr) {
-    if (!lost) {
-      lost = true;
-      lost_since_ms = now_ms;
-      next_try_ms = now_ms;
-    }
-    if ((int32_t)(now_ms - next_try_ms) < 0) return false;
-    uint32_t delay = backoff.next_delay_ms(random32);
-    next_try_ms = now_ms + delay;
-    if (delay_ms) *delay_ms = delay;
-    return true;
-  }
-
-  // How long WiFi has been down (0 while up).
-  uint32_t down_for_ms(uint32_t now_ms) const { return lost ? now_ms - lost_since_ms : 0; }
-
-  // WiFi is back. Returns true when it had been lost (worth a log line).
-  bool up() {
-    bool was_lost = lost;
-    lost = false;
-    backoff.reset();
-    return was_lost;
-  }
-};
-
-// ---------------------------------------------------------------------------------------------
-// Frame pacing: at most `fps` frames a second, immune to millis() wrapping after 49 days.
-// ---------------------------------------------------------------------------------------------
-
-struct FramePacer {
-  uint32_t interval_ms;
-  uint32_t last_ms;
-  bool started;
-
-  explicit FramePacer(float fps = 10.0f) : interval_ms(100), last_ms(0), started(false) { set_fps(fps); }
-
-  void set_fps(float fps) {
-    if (!(fps >= 0.1f)) fps = 0.1f;  // also catches NaN
-    if (fps > 60.0f) fps = 60.0f;
-    interval_ms = (uint32_t)(1000.0f / fps + 0.5f);
-  }
-
-  // True when a frame is due at now_ms; marks it sent. Unsigned subtraction handles wrap-around.
-  bool due(uint32_t now_ms) {
-    if (started && (uint32_t)(now_ms - last_ms) < interval_ms) return false;
-    // Keep the cadence when on time; after a stall, restart from now instead of bursting.
-    if (started && (uint32_t)(now_ms - last_ms) < 2 * interval_ms) {
-      last_ms += interval_ms;
-    } else {
-      last_ms = now_ms;
-    }
-    started = true;
-    return true;
-  }
-};
-
-// ---------------------------------------------------------------------------------------------
 // Frame sizes the control message may name. The sketch maps the index to the camera
 // driver's framesize_t; the width and height are for the status message and the tests.
 // ---------------------------------------------------------------------------------------------
@@ -338,6 +185,44 @@ inline int largest_frame_size_index(bool psram, int no_psram_cap) {
   return no_psram_cap < FRAME_SIZE_COUNT ? no_psram_cap : FRAME_SIZE_COUNT - 1;
 }
 
+static const int QUALITY_MIN = 4, QUALITY_MAX = 63;  // esp_camera JPEG quality: lower is better
+
+// A quality the buffer cannot take. The driver's JPEG buffer holds width * height / 5 bytes of the size
+// it was initialised at (384,000 at UXGA); a frame that does not fit is dropped, and
+// esp_camera_fb_get() returns nothing after its 4 s timeout. High quality at large sizes does that
+// (quality 4 to 10 at UXGA and SXGA): every capture fails. So the first failed capture below
+// STEP_UNTIL raises the quality (SAFE_QUALITY first, then STEP more each time) and remembers it as the
+// floor for that frame size and every larger one, until the next boot: the same setting sent again
+// (the server re-sends its settings on every hello) then gets the floor at once, with no failed
+// capture. The status reports the quality asked for as quality_refused.
+struct QualityGuard {
+  static const int SAFE_QUALITY = 12;
+  static const int STEP = 4;
+  static const int STEP_UNTIL = 24;  // a failure at this quality or above is no overflow: re-initialise
+  int8_t floor[FRAME_SIZE_COUNT];    // the quality a failure stepped to at each size; 0 = none
+
+  QualityGuard() : floor() {}
+
+  // The quality to use for `wanted` at size `index`: wanted, or the floor where wanted failed before.
+  int allowed(int index, int wanted) const {
+    int q = wanted;
+    for (int i = 0; i <= index && i < FRAME_SIZE_COUNT; i++) {
+      if (floor[i] > q) q = floor[i];
+    }
+    return q;
+  }
+
+  // A capture failed at (index, quality). Returns the quality to try now, or -1 when a higher quality
+  // is not the answer (the sketch counts the failure towards re-initialising the camera).
+  int capture_failed(int index, int quality) {
+    if (index < 0 || index >= FRAME_SIZE_COUNT || quality >= STEP_UNTIL) return -1;
+    int next = quality < SAFE_QUALITY ? SAFE_QUALITY : quality + STEP;
+    if (next > QUALITY_MAX) next = QUALITY_MAX;
+    floor[index] = (int8_t)next;
+    return next;
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // Sensor settings and the flash LED: the same table as camserver/ingest/control.py (a test
 // compares them). The order is the order of application: automatic modes before the values they
@@ -370,7 +255,6 @@ static const SettingRange SETTINGS[SETTING_COUNT] = {
 };
 static_assert(SETTING_COUNT <= 32, "settings are kept in a 32-bit mask");
 
-static const int QUALITY_MIN = 4, QUALITY_MAX = 63;  // esp_camera JPEG quality: lower is better
 static const float FPS_MIN = 0.1f, FPS_MAX = 30.0f;
 
 // Index into SETTINGS of a name, or -1.
@@ -533,6 +417,11 @@ struct StatusFigures {
   const SettingValues* settings;  // values as applied; nullptr: no "settings" and "unsupported"
   uint32_t unsupported;           // settings this board cannot apply (sensor refused, no flash LED)
   const char* ota_error;          // why the last update failed; nullptr or "": not sent
+  // Sent only when set:
+  uint32_t frames_in_flight;  // sent since the last answered ping: the server may not have them yet
+  uint32_t frames_lost;       // sent into connections that ended before a pong covered them
+  int quality_refused;        // the quality asked for that the buffer cannot take (-1: none)
+  const char* ota;            // "rolled_back": the last update did not prove itself; nullptr: not sent
 };
 
 // {"type":"hello",...}. Returns the length written, or -1 if out is too small.
@@ -583,6 +472,13 @@ inline int format_status(char* out, size_t out_len, const StatusFigures& s) {
   if (s.ota_error != nullptr && s.ota_error[0] != '\0') {
     w.append(",\"ota_error\":");
     w.string(s.ota_error);
+  }
+  if (s.frames_in_flight > 0) w.append(",\"frames_in_flight\":%lu", (unsigned long)s.frames_in_flight);
+  if (s.frames_lost > 0) w.append(",\"frames_lost\":%lu", (unsigned long)s.frames_lost);
+  if (s.quality_refused > 0) w.append(",\"quality_refused\":%d", s.quality_refused);
+  if (s.ota != nullptr && s.ota[0] != '\0') {
+    w.append(",\"ota\":");
+    w.string(s.ota);
   }
   w.append("}");
   return w.ok ? (int)w.len : -1;

@@ -13,8 +13,6 @@
 #include "driver/ledc.h"
 #include "esp_camera.h"
 #include "esp_ota_ops.h"
-#include "soc/soc.h"
-#include "soc/rtc_cntl_reg.h"
 
 #include "config.h"
 #if __has_include("secrets.h")
@@ -37,6 +35,14 @@ using namespace websockets;
 #define FIRMWARE_VERSION_TEXT "1.1.0"
 static const char FIRMWARE_MARKER[] = "camserver-firmware-version:" FIRMWARE_VERSION_TEXT;
 static const char* const FIRMWARE_VERSION = FIRMWARE_MARKER + sizeof("camserver-firmware-version:") - 1;
+
+// The core marks a freshly updated image valid before setup() unless this says the sketch will decide
+// (arduino-esp32 2.x and 3.x, initArduino()). The image stays on probation instead: see `probation`.
+// extern "C": the core's weak default is a C function; a C++ name would not replace it, silently.
+extern "C" bool verifyRollbackLater() { return true; }
+
+// millis() is 32 bits on the board; every timer takes it as uint32_t (camserver_link.h).
+static uint32_t now_ms() { return (uint32_t)millis(); }
 
 // Camera driver sizes in the order of camlogic::FRAME_SIZES.
 static const framesize_t FRAMESIZE_BY_INDEX[] = {
@@ -61,17 +67,23 @@ static bool mdns_started = false;
 static const uint32_t MDNS_QUERY_MS = 2000;  // how long one lookup waits for an answer
 static char auth_header[160];
 
-static camlogic::WifiKeeper wifi_keeper(1000, 30000);
+static camlogic::WifiKeeper wifi_keeper;  // backstop retries 5-10 s apart at first, at most 30-60 s
+static camlogic::SendLedger ledger;       // pings, pongs, and the frames the server has for sure
+static camlogic::Probation probation;     // a new image proves itself or rolls back
+static const char* ota_state = nullptr;   // "rolled_back" once the bootloader went back to this image
 
 static camlogic::FramePacer pacer(MAX_FPS);
 static int frame_size_index = 0;
 static int largest_size_index = 0;  // the size the camera was initialised at: no frame may be larger
-static int jpeg_quality = JPEG_QUALITY;
+static int jpeg_quality = JPEG_QUALITY;   // in use
+static int wanted_quality = JPEG_QUALITY; // asked for (config.h, then the server)
+static camlogic::QualityGuard quality_guard;
 static float max_fps = MAX_FPS;
 static bool camera_ready = false;
 static int capture_failures_in_row = 0;
 static int reinit_failures_in_row = 0;
-static uint32_t next_reinit_ms = 0;
+static camlogic::Timer reinit_timer;
+static camlogic::Timer restart_guard;  // no restart within a minute of booting
 
 // Sensor settings and the flash LED. `wanted` is every setting the server asked for since boot, applied
 // again whenever the camera is re-initialised (the sensor forgets them); `applied` is what the sensor
@@ -92,13 +104,12 @@ static camlogic::OtaRequest ota_request;
 static bool ota_pending = false;
 static char ota_error[96] = "";  // why the last update failed, reported in every status until the next one
 
-static uint32_t frames_sent = 0;
 static uint32_t capture_failures = 0;
 static uint32_t frames_at_last_status = 0;
-static uint32_t last_status_ms = 0;
+static camlogic::Timer status_timer;
 
 static void restart_if_allowed(const char* why) {
-  if (millis() < MIN_UPTIME_BEFORE_RESTART_MS) {
+  if (!restart_guard.due(now_ms())) {
     Serial.printf("[boot] would restart (%s) but uptime is short; waiting\n", why);
     return;
   }
@@ -258,6 +269,7 @@ static bool camera_init() {
   config.pin_reset = RESET_GPIO_NUM;
   config.xclk_freq_hz = 20000000;
   config.pixel_format = PIXFORMAT_JPEG;
+  jpeg_quality = quality_guard.allowed(frame_size_index, wanted_quality);
   config.jpeg_quality = jpeg_quality;
   // The driver sizes its JPEG buffers from this frame size and never resizes them, so initialise
   // at the largest size a control message may ask for, then switch to the wanted one: a later
@@ -306,7 +318,7 @@ static void camera_reinit() {
     return;
   }
   reinit_failures_in_row++;
-  next_reinit_ms = millis() + 2000UL * reinit_failures_in_row;
+  reinit_timer.start(now_ms(), 2000UL * reinit_failures_in_row);
   if (reinit_failures_in_row >= REINIT_RETRIES) restart_if_allowed("camera does not come back");
 }
 
@@ -323,14 +335,15 @@ static void send_hello() {
 }
 
 static void send_status() {
-  uint32_t now = millis();
-  float seconds = (now - last_status_ms) / 1000.0f;
+  uint32_t now = now_ms();
+  float seconds = status_timer.elapsed_ms(now) / 1000.0f;
   camlogic::StatusFigures s;
-  s.fps_sent = seconds > 0 ? (frames_sent - frames_at_last_status) / seconds : 0;
+  // Frames a pong confirmed: what the server has for sure (camserver_link.h, SendLedger).
+  s.fps_sent = seconds > 0 ? (ledger.confirmed - frames_at_last_status) / seconds : 0;
   s.free_heap = ESP.getFreeHeap();
   s.rssi = WiFi.RSSI();
   s.reconnects = ws_link.reconnects();
-  s.frames_sent = frames_sent;
+  s.frames_sent = ledger.confirmed;
   s.capture_failures = capture_failures;
   s.frame_size = camlogic::FRAME_SIZES[frame_size_index].name;
   s.quality = jpeg_quality;
@@ -339,13 +352,17 @@ static void send_status() {
   s.settings = &applied;
   s.unsupported = unsupported;
   s.ota_error = ota_error;
+  s.frames_in_flight = ledger.in_flight();
+  s.frames_lost = ledger.lost;
+  s.quality_refused = jpeg_quality != wanted_quality ? wanted_quality : -1;
+  s.ota = ota_state;
   char text[1024];
   int n = camlogic::format_status(text, sizeof text, s);
   if (n > 0 && ws != nullptr && ws_link.open) ws->send(text, (size_t)n);
   Serial.printf("[status] %.1f fps, heap %lu, rssi %d, reconnects %lu\n", s.fps_sent, (unsigned long)s.free_heap,
                 s.rssi, (unsigned long)ws_link.reconnects());
-  frames_at_last_status = frames_sent;
-  last_status_ms = now;
+  frames_at_last_status = ledger.confirmed;
+  status_timer.start(now, STATUS_INTERVAL_MS);
 }
 
 static void apply_control(const camlogic::Control& c) {
@@ -357,8 +374,16 @@ static void apply_control(const camlogic::Control& c) {
       frame_size_index = c.frame_size;
     }
   }
-  if (c.quality >= 0 && sensor != nullptr && sensor->set_quality(sensor, c.quality) == 0) {
-    jpeg_quality = c.quality;
+  if (c.quality >= 0) wanted_quality = c.quality;
+  // A quality this frame size overflowed the buffer with before is not tried again (QualityGuard):
+  // the server sends the same settings on every hello.
+  int quality = quality_guard.allowed(frame_size_index, wanted_quality);
+  if (quality != wanted_quality && c.quality >= 0) {
+    Serial.printf("[ctl] quality %d overflows the JPEG buffer at %s; quality %d instead\n", wanted_quality,
+                  camlogic::FRAME_SIZES[frame_size_index].name, quality);
+  }
+  if (quality != jpeg_quality && sensor != nullptr && sensor->set_quality(sensor, quality) == 0) {
+    jpeg_quality = quality;
   }
   if (c.fps > 0) {
     max_fps = c.fps;
@@ -387,23 +412,44 @@ static void on_message(WebsocketsMessage message) {
 }
 
 static void on_event(WebsocketsEvent event, String data) {
+  if (event == WebsocketsEvent::GotPong) {
+    // The server has every frame sent before the ping this answers.
+    probation.confirmed(now_ms(), ledger.ponged(now_ms()));
+    return;
+  }
   if (event != WebsocketsEvent::ConnectionClosed) return;
   // Also fired inside a refused connect(); ws_link.closed() ignores that one (ws_connect schedules).
-  uint32_t delay_ms = ws_link.closed(millis(), esp_random());
-  if (delay_ms > 0) Serial.printf("[ws] closed; reconnecting in %lu ms\n", (unsigned long)delay_ms);
+  uint32_t delay_ms = ws_link.closed(now_ms(), esp_random());
+  if (delay_ms > 0) {
+    ledger.cut();
+    probation.link_lost();
+    Serial.printf("[ws] closed; reconnecting in %lu ms\n", (unsigned long)delay_ms);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Connections
 // ---------------------------------------------------------------------------------------------
 
-static void ws_drop() {
+// Closes and deletes the client; schedules nothing.
+static void ws_release() {
   ws_link.open = false;  // first: the close below fires ConnectionClosed, which must not schedule
   if (ws != nullptr) {
     ws->close();
     delete ws;
     ws = nullptr;
   }
+}
+
+// The sketch ends the link (WiFi lost, an update that failed): what no pong confirmed is lost, and the
+// next attempt is due as soon as WiFi is there, at any uptime.
+static void ws_drop() {
+  if (ws_link.open) {
+    ledger.cut();
+    probation.link_lost();
+  }
+  ws_release();
+  ws_link.dropped(now_ms());
 }
 
 // SERVER_HOST "camserver.local": asks the LAN for the address (blocks loop() up to MDNS_QUERY_MS, while
@@ -425,10 +471,10 @@ static const char* server_address() {
 }
 
 static void ws_connect() {
-  ws_drop();
+  ws_release();
   const char* host = server_address();
   if (host == nullptr) {
-    uint32_t delay_ms = ws_link.connect_failed(millis(), esp_random());
+    uint32_t delay_ms = ws_link.connect_failed(now_ms(), esp_random());
     Serial.printf("[ws] no address for %s yet; asking again in %lu ms\n", server_host.host, (unsigned long)delay_ms);
     return;
   }
@@ -440,17 +486,28 @@ static void ws_connect() {
   if (ws->connect(host, SERVER_PORT, ws_path)) {
     ws_link.connected();
     server_host.connected();
-    last_status_ms = millis();
-    frames_at_last_status = frames_sent;
+    ledger.opened(now_ms());
+    status_timer.start(now_ms(), STATUS_INTERVAL_MS);
+    frames_at_last_status = ledger.confirmed;
     Serial.println("[ws] connected");
     send_hello();
     send_status();  // the settings as applied, and the last update's error, without waiting 5 s
     return;
   }
-  uint32_t delay_ms = ws_link.connect_failed(millis(), esp_random());
+  uint32_t delay_ms = ws_link.connect_failed(now_ms(), esp_random());
   Serial.printf("[ws] connect failed; retry in %lu ms\n", (unsigned long)delay_ms);
   if (server_host.connect_failed()) Serial.printf("[mdns] %s will be looked up again\n", server_host.host);
-  ws_drop();
+  ws_release();
+}
+
+// No pong within SendLedger::PONG_WITHIN_MS: the link is dead even if the library still calls it open.
+static void ws_dead() {
+  uint32_t lost = ledger.cut();
+  probation.link_lost();
+  uint32_t delay_ms = ws_link.closed(now_ms(), esp_random());
+  ws_release();
+  Serial.printf("[ws] no pong for %lu ms (%lu frames unconfirmed); reconnecting in %lu ms\n",
+                (unsigned long)camlogic::SendLedger::PONG_WITHIN_MS, (unsigned long)lost, (unsigned long)delay_ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,6 +525,7 @@ static void run_update(const camlogic::OtaRequest& request) {
     return;
   }
   ota_error[0] = '\0';
+  ota_state = nullptr;  // a rollback before this update is old news
   Serial.printf("[ota] updating from %s (%lu bytes); firmware %s until then\n", request.url,
                 (unsigned long)request.size, FIRMWARE_VERSION);
   // Stop streaming. The download blocks loop() for seconds, so pings would go unanswered: close the
@@ -500,8 +558,9 @@ static void run_update(const camlogic::OtaRequest& request) {
   }
   Serial.printf("[ota] failed: %s; still running firmware %s\n", ota_error, FIRMWARE_VERSION);
   camera_ready = camera_init();
-  if (!camera_ready) next_reinit_ms = millis() + 2000;
-  // ws_link is closed and due: loop() reconnects at once, and the status after the hello reports the error
+  if (!camera_ready) reinit_timer.start(now_ms(), 2000);
+  // ws_drop() above made the next attempt due: loop() reconnects at once, and the status after the
+  // hello reports the error
 }
 
 static void wifi_start() {
@@ -510,8 +569,8 @@ static void wifi_start() {
   WiFi.setAutoReconnect(true);
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
   Serial.printf("[wifi] joining %s\n", WIFI_SSID);
-  uint32_t start = millis();
-  while (WiFi.status() != WL_CONNECTED && millis() - start < 20000) {
+  uint32_t start = now_ms();
+  while (WiFi.status() != WL_CONNECTED && now_ms() - start < 20000) {
     delay(250);
   }
   if (WiFi.status() == WL_CONNECTED) {
@@ -522,10 +581,10 @@ static void wifi_start() {
 }
 
 static void wifi_keep() {
-  uint32_t now = millis();
+  uint32_t now = now_ms();
   if (!wifi_keeper.lost) {
     Serial.println("[wifi] lost");
-    ws_drop();
+    ws_drop();  // the connection is gone with WiFi; the next attempt is due once WiFi is back
   }
   uint32_t delay_ms = 0;
   if (wifi_keeper.down(now, esp_random(), &delay_ms)) {
@@ -540,30 +599,87 @@ static void wifi_keep() {
 // Frames
 // ---------------------------------------------------------------------------------------------
 
+// A failed capture at a high quality is most likely a frame that overflowed the JPEG buffer (the
+// driver drops it and esp_camera_fb_get() gives up after 4 s): raise the quality at once rather than
+// re-initialise the camera with the same settings, and say so in the status (quality_refused).
+static bool step_quality_back() {
+  int quality = quality_guard.capture_failed(frame_size_index, jpeg_quality);
+  sensor_t* sensor = esp_camera_sensor_get();
+  if (quality < 0 || sensor == nullptr || sensor->set_quality(sensor, quality) != 0) return false;
+  Serial.printf("[cam] capture failed at %s, quality %d (the JPEG buffer holds %lu bytes); quality %d from now on\n",
+                camlogic::FRAME_SIZES[frame_size_index].name, jpeg_quality,
+                (unsigned long)camlogic::jpeg_buffer_bytes(largest_size_index), quality);
+  jpeg_quality = quality;
+  capture_failures_in_row = 0;
+  if (ws_link.open) send_status();
+  return true;
+}
+
 static void send_frame() {
   camera_fb_t* fb = esp_camera_fb_get();
   if (fb == nullptr) {
     capture_failures++;
+    if (step_quality_back()) return;
     capture_failures_in_row++;
     Serial.println("[cam] capture failed");
     if (capture_failures_in_row >= CAPTURE_RETRIES) camera_reinit();
     return;
   }
   capture_failures_in_row = 0;
+  // true whenever the connection looks open (0.5.4 does not check the write): the ledger counts the
+  // frame as in flight until a pong confirms it
   bool ok = ws->sendBinary((const char*)fb->buf, fb->len);
   esp_camera_fb_return(fb);  // give the buffer back at once so the driver can fill it again
   if (ok) {
-    frames_sent++;
+    ledger.sent();
   } else {
     Serial.println("[ws] send failed");
   }
 }
 
+// The running image's state: a freshly updated one is on probation; one the bootloader went back to
+// reports the rollback to the server.
+static void check_image() {
+  const esp_partition_t* running = esp_ota_get_running_partition();
+  esp_ota_img_states_t state = ESP_OTA_IMG_UNDEFINED;
+  bool pending = running != nullptr && esp_ota_get_state_partition(running, &state) == ESP_OK &&
+                 state == ESP_OTA_IMG_PENDING_VERIFY;
+  probation.boot(pending, now_ms());
+  const esp_partition_t* invalid = esp_ota_get_last_invalid_partition();
+  if (pending) {
+    Serial.printf("[ota] firmware %s is on probation: valid once it has streamed for %lu s, else rolled back after %lu s\n",
+                  FIRMWARE_VERSION, (unsigned long)(camlogic::Probation::STREAM_MS / 1000),
+                  (unsigned long)(camlogic::Probation::GIVE_UP_MS / 1000));
+  } else if (invalid != nullptr) {
+    ota_state = "rolled_back";
+    Serial.printf("[ota] the update in %s did not prove itself: rolled back to firmware %s\n", invalid->label,
+                  FIRMWARE_VERSION);
+  }
+}
+
+static void keep_probation(uint32_t now) {
+  switch (probation.poll(now)) {
+    case camlogic::Probation::MARK_VALID:
+      Serial.printf("[ota] firmware %s streamed for %lu s: marked valid\n", FIRMWARE_VERSION,
+                    (unsigned long)(camlogic::Probation::STREAM_MS / 1000));
+      esp_ota_mark_app_valid_cancel_rollback();
+      break;
+    case camlogic::Probation::ROLL_BACK:
+      Serial.printf("[ota] firmware %s did not stream within %lu s: rolling back\n", FIRMWARE_VERSION,
+                    (unsigned long)(camlogic::Probation::GIVE_UP_MS / 1000));
+      delay(100);
+      esp_ota_mark_app_invalid_rollback_and_reboot();  // does not return
+      break;
+    case camlogic::Probation::WAIT:
+      break;
+  }
+}
+
 void setup() {
-  // The brownout detector resets the board when the camera and WiFi draw current together on a
-  // weak supply. Disabling it, as the tutorial does, hides the symptom; the real fix is a solid
-  // 5 V / 2 A supply on the 5V pin and short, thick wires (see firmware/README.md).
-  WRITE_PERI_REG(RTC_CNTL_BROWN_OUT_REG, 0);
+  // The brownout detector stays on (the tutorial disables it): a sagging supply resets the board
+  // rather than let it run on corrupt, also while an update writes the flash. A board that resets
+  // when WiFi or the lamp starts needs a solid 5 V / 2 A supply (see firmware/README.md).
+  restart_guard.start(now_ms(), MIN_UPTIME_BEFORE_RESTART_MS);
   Serial.begin(SERIAL_BAUD);
   Serial.printf("[boot] camserver firmware %s, camera id %s\n", FIRMWARE_VERSION, CAMERA_ID);
   if (!camlogic::build_ws_path(CAMERA_ID, ws_path, sizeof ws_path)) {
@@ -583,20 +699,23 @@ void setup() {
   } else {
     unsupported |= camlogic::setting_bit(camlogic::SET_LAMP);  // said in every status
   }
+  check_image();
   wifi_start();  // WiFi first: starting it after the camera causes brownouts on many boards
   camera_ready = camera_init();
-  if (!camera_ready) next_reinit_ms = millis() + 2000;
+  if (!camera_ready) reinit_timer.start(now_ms(), 2000);
 }
 
 void loop() {
-  uint32_t now = millis();
+  uint32_t now = now_ms();
+  restart_guard.due(now);  // looked at every loop, so it is due from a minute after boot on, at any uptime
+  keep_probation(now);
   if (WiFi.status() != WL_CONNECTED) {
     wifi_keep();
     delay(50);
     return;
   }
   if (wifi_keeper.up()) Serial.printf("[wifi] back, ip %s\n", WiFi.localIP().toString().c_str());
-  if (!camera_ready && (int32_t)(now - next_reinit_ms) >= 0) camera_reinit();
+  if (!camera_ready && reinit_timer.due(now)) camera_reinit();
   if (!ws_link.open) {
     if (ws != nullptr) ws_drop();
     if (ws_link.due(now)) ws_connect();
@@ -610,7 +729,12 @@ void loop() {
     return;
   }
   if (!ws_link.open) return;
-  if (now - last_status_ms >= STATUS_INTERVAL_MS) send_status();
+  if (ledger.dead(now)) {
+    ws_dead();
+    return;
+  }
+  if (ledger.ping_due(now) && ws->ping()) ledger.pinged(now);
+  if (status_timer.due(now)) send_status();
   if (camera_ready && pacer.due(now)) send_frame();
   delay(1);
 }

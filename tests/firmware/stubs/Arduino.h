@@ -43,3 +43,6 @@ unsigned long millis();
 void delay(uint32_t ms);
 uint32_t esp_random(void);
 bool psramFound();
+// esp32-hal.h (C linkage): the core's weak default returns false, and initArduino() then marks a
+// freshly updated image valid before setup().
+extern "C" bool verifyRollbackLater();

@@ -1,4 +1,5 @@
-// Stand-in for gilmaimon/ArduinoWebsockets 0.5.x (declarations only, real signatures).
+// Stand-in for gilmaimon/ArduinoWebsockets 0.5.4 (declarations only, the signatures of
+// tiny_websockets/client.hpp).
 #pragma once
 #include "Arduino.h"
 
@@ -17,10 +18,12 @@ class WebsocketsMessage {
 };
 
 class WebsocketsClient;
-typedef std::function<void(WebsocketsMessage)> MessageCallback;
-typedef std::function<void(WebsocketsClient&, WebsocketsMessage)> PartialMessageCallback;
-typedef std::function<void(WebsocketsEvent, WSInterfaceString data)> EventCallback;
-typedef std::function<void(WebsocketsClient&, WebsocketsEvent, WSInterfaceString data)> PartialEventCallback;
+// The names as tiny_websockets/client.hpp (0.5.4) has them: the "Partial" callbacks are the ones
+// without the client.
+typedef std::function<void(WebsocketsClient&, WebsocketsMessage)> MessageCallback;
+typedef std::function<void(WebsocketsMessage)> PartialMessageCallback;
+typedef std::function<void(WebsocketsClient&, WebsocketsEvent, WSInterfaceString)> EventCallback;
+typedef std::function<void(WebsocketsEvent, WSInterfaceString)> PartialEventCallback;
 
 class WebsocketsClient {
  public:
