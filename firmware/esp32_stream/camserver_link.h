@@ -229,9 +229,9 @@ struct SendLedger {
   uint32_t after_ping;   // frames sent since the outstanding ping (or since the last pong)
   uint32_t before_ping;  // frames sent before the outstanding ping: the pong confirms them
   uint32_t confirmed;    // since boot
-  uint32_t lost;         // since boot: sent into a connection that ended before a pong covered them
+  uint32_t unconfirmed;  // since boot: in flight when their connection ended (the server may have some)
 
-  SendLedger() : ping_timer(), pong_deadline(), awaiting_pong(false), after_ping(0), before_ping(0), confirmed(0), lost(0) {}
+  SendLedger() : ping_timer(), pong_deadline(), awaiting_pong(false), after_ping(0), before_ping(0), confirmed(0), unconfirmed(0) {}
 
   void opened(uint32_t now_ms) {
     after_ping = before_ping = 0;
@@ -264,10 +264,10 @@ struct SendLedger {
   // True when the outstanding ping went unanswered for PONG_WITHIN_MS.
   bool dead(uint32_t now_ms) { return awaiting_pong && pong_deadline.due(now_ms); }
 
-  // The connection ended: what no pong confirmed is lost. Returns how many frames that was.
+  // The connection ended: what no pong confirmed stays unconfirmed. Returns how many frames that was.
   uint32_t cut() {
     uint32_t n = after_ping + before_ping;
-    lost += n;
+    unconfirmed += n;
     after_ping = before_ping = 0;
     awaiting_pong = false;
     return n;

@@ -419,7 +419,7 @@ struct StatusFigures {
   const char* ota_error;          // why the last update failed; nullptr or "": not sent
   // Sent only when set:
   uint32_t frames_in_flight;  // sent since the last answered ping: the server may not have them yet
-  uint32_t frames_lost;       // sent into connections that ended before a pong covered them
+  uint32_t frames_unconfirmed;  // in flight when their connection ended: the server may have some
   int quality_refused;        // the quality asked for that the buffer cannot take (-1: none)
   const char* ota;            // "rolled_back": the last update did not prove itself; nullptr: not sent
 };
@@ -474,7 +474,7 @@ inline int format_status(char* out, size_t out_len, const StatusFigures& s) {
     w.string(s.ota_error);
   }
   if (s.frames_in_flight > 0) w.append(",\"frames_in_flight\":%lu", (unsigned long)s.frames_in_flight);
-  if (s.frames_lost > 0) w.append(",\"frames_lost\":%lu", (unsigned long)s.frames_lost);
+  if (s.frames_unconfirmed > 0) w.append(",\"frames_unconfirmed\":%lu", (unsigned long)s.frames_unconfirmed);
   if (s.quality_refused > 0) w.append(",\"quality_refused\":%d", s.quality_refused);
   if (s.ota != nullptr && s.ota[0] != '\0') {
     w.append(",\"ota\":");

@@ -353,7 +353,7 @@ static void send_status() {
   s.unsupported = unsupported;
   s.ota_error = ota_error;
   s.frames_in_flight = ledger.in_flight();
-  s.frames_lost = ledger.lost;
+  s.frames_unconfirmed = ledger.unconfirmed;
   s.quality_refused = jpeg_quality != wanted_quality ? wanted_quality : -1;
   s.ota = ota_state;
   char text[1024];

@@ -145,13 +145,13 @@ static void test_send_ledger_counts_what_the_server_has() {
   l.pinged(4050);
   for (int i = 0; i < 7; i++) l.sent();
   CHECK(l.cut() == 12);  // the connection died: 5 + 7 never confirmed
-  CHECK(l.confirmed == 20 && l.lost == 12 && l.in_flight() == 0);
+  CHECK(l.confirmed == 20 && l.unconfirmed == 12 && l.in_flight() == 0);
   CHECK(!l.dead(100000));  // a cut link waits for no pong
   // a new connection starts clean, the totals go on
   l.opened(200000);
   l.sent();
   l.pinged(202000);
-  CHECK(l.ponged(202010) == 1 && l.confirmed == 21 && l.lost == 12);
+  CHECK(l.ponged(202010) == 1 && l.confirmed == 21 && l.unconfirmed == 12);
 }
 
 static void test_probation() {
@@ -215,6 +215,6 @@ static void test_status_extras() {
   char out[512];
   CHECK(camlogic::format_status(out, sizeof out, s) > 0);
   CHECK(strstr(out, ",\"frames_sent\":1200,") != nullptr);
-  CHECK(strstr(out, ",\"frames_in_flight\":5,\"frames_lost\":12,\"quality_refused\":4,\"ota\":\"rolled_back\"}") != nullptr);
+  CHECK(strstr(out, ",\"frames_in_flight\":5,\"frames_unconfirmed\":12,\"quality_refused\":4,\"ota\":\"rolled_back\"}") != nullptr);
   if (!strstr(out, "\"ota\":\"rolled_back\"}")) fprintf(stderr, "got %s\n", out);
 }

@@ -9,8 +9,13 @@ class String {
  public:
   String(const char* s = "");
   String(const String& other);
+  String& operator=(const String& other);
+  ~String();
   const char* c_str() const;
   unsigned int length() const;
+
+ private:
+  char* buffer_;  // storage for the board simulation (tests/firmware/fake_board.cpp); the sketch never sees it
 };
 
 class Print {

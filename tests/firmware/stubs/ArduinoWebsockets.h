@@ -3,6 +3,8 @@
 #pragma once
 #include "Arduino.h"
 
+struct FakeSocket;  // the board simulation (tests/firmware/fake_board.cpp)
+
 namespace websockets {
 typedef String WSInterfaceString;
 
@@ -15,6 +17,12 @@ class WebsocketsMessage {
   bool isText() const;
   bool isBinary() const;
   size_t length() const;
+
+ private:
+  friend struct ::FakeSocket;  // the board simulation makes messages
+  WebsocketsMessage();
+  String data_;
+  bool text_;
 };
 
 class WebsocketsClient;
@@ -45,5 +53,8 @@ class WebsocketsClient {
   bool ping(const WSInterfaceString data = "");
   void close(const CloseReason reason = CloseReason_NormalClosure);
   virtual ~WebsocketsClient();
+
+ private:
+  void* fake_;  // the board simulation's connection state
 };
 }  // namespace websockets
