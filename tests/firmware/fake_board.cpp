@@ -382,6 +382,10 @@ bool WebsocketsClient::poll() {
     s.event(*this, WebsocketsEvent::GotPong);
     got = true;
   }
+  if (!sim.server.push.empty()) {
+    s.inbox.push_back(sim.server.push);
+    sim.server.push.clear();
+  }
   while (!s.inbox.empty() && s.open) {
     std::string text = s.inbox.front();
     s.inbox.pop_front();

@@ -33,6 +33,7 @@ struct FakeServer {
   std::vector<std::string> texts;
   std::vector<uint64_t> frames_at_text;  // `frames` when each text arrived
   std::string desired;      // a control message sent after each hello ("" = none)
+  std::string push;         // a message for the current connection, delivered at the board's next poll()
 };
 
 struct FakeCamera {

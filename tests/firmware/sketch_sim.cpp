@@ -103,6 +103,23 @@ static void wifi_drop_at(uint64_t uptime) {
   if (back < 0 || back > 10000) fprintf(stderr, "  uptime %llu: streaming again after %ld ms\n", (unsigned long long)uptime, back);
 }
 
+// The failed-update path ends the link too: past 2^31 ms it must reconnect at once, not 24.8 days later.
+static void failed_update_after_2_31() {
+  boot_streaming();
+  sim.now = 0x80000000ull + 1000;
+  run_for(3000);
+  int connections = sim.server.connections;
+  sim.server.push = "{\"ota_url\":\"http://192.168.1.10:8080/ota/x\",\"ota_md5\":"
+                    "\"0123456789abcdef0123456789abcdef\",\"ota_size\":900000}";
+  while (sim.server.connections == connections && sim.now < 0x80000000ull + 60000) step();
+  CHECK(sim.server.connections == connections + 1);  // the download failed (the fake's HTTPUpdate fails)
+  long back = until_new_frame(10000);
+  CHECK(back >= 0);
+  bool reported = false;
+  for (const std::string& t : statuses()) reported = reported || t.find("\"ota_error\":\"simulated") != std::string::npos;
+  CHECK(reported);
+}
+
 // WiFi retries: the sketch's begin() never comes sooner than 5 s after the loss or its last one (it
 // would abort the core's attempt in progress), the gaps rise, and streaming resumes within 10 s.
 static void wifi_retries_spaced() {
@@ -290,6 +307,7 @@ static const Scenario SCENARIOS[] = {
     {"wifi-drop-after-2^31", drop_after_2_31},
     {"wifi-drop-before-wrap", drop_before_wrap},
     {"wifi-drop-after-wrap", drop_after_wrap},
+    {"failed-update-after-2^31", failed_update_after_2_31},
     {"wifi-retries-spaced", wifi_retries_spaced},
     {"counters-across-cuts", counters_across_cuts},
     {"never-dark-on-a-setting", never_dark_on_a_setting},
