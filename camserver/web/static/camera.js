@@ -140,6 +140,8 @@ export function create(root, route, app) {
     }
     if (status.quality_refused !== undefined) {
       figure("JPEG quality", `${status.quality} (${status.quality_refused} does not fit the board's frame buffer)`);
+    } else if (figureRows.has("JPEG quality")) {
+      figure("JPEG quality", status.quality !== undefined ? String(status.quality) : "–");  // no longer refused
     }
     const motion = motionText(cam.motion);
     motionRow.hidden = motion === null;
