@@ -668,7 +668,10 @@ static void keep_probation(uint32_t now) {
       Serial.printf("[ota] firmware %s did not stream within %lu s: rolling back\n", FIRMWARE_VERSION,
                     (unsigned long)(camlogic::Probation::GIVE_UP_MS / 1000));
       delay(100);
-      esp_ota_mark_app_invalid_rollback_and_reboot();  // does not return
+      {
+        esp_err_t err = esp_ota_mark_app_invalid_rollback_and_reboot();  // returns only when it could not
+        Serial.printf("[ota] could not roll back (0x%x): staying on firmware %s\n", err, FIRMWARE_VERSION);
+      }
       break;
     case camlogic::Probation::WAIT:
       break;
@@ -717,7 +720,7 @@ void loop() {
   if (wifi_keeper.up()) Serial.printf("[wifi] back, ip %s\n", WiFi.localIP().toString().c_str());
   if (!camera_ready && reinit_timer.due(now)) camera_reinit();
   if (!ws_link.open) {
-    if (ws != nullptr) ws_drop();
+    if (ws != nullptr) ws_release();  // closed by the server: closed() scheduled the retry with the backoff
     if (ws_link.due(now)) ws_connect();
     delay(10);
     return;

@@ -346,6 +346,7 @@ void WebsocketsClient::addHeader(const WSInterfaceString, const WSInterfaceStrin
 bool WebsocketsClient::connect(const WSInterfaceString) { return false; }
 bool WebsocketsClient::connect(const WSInterfaceString, const int, const WSInterfaceString) {
   FakeSocket& s = sock(fake_);
+  sim.server.attempt_at.push_back(sim.now);
   delay(20);
   if (!sim.wifi.connected || !sim.server.up) {
     delay(sim.server.up ? 0 : 1000);  // a refused or timed-out TCP connect

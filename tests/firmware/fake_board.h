@@ -28,6 +28,7 @@ struct FakeServer {
   bool blackhole = false;   // the current connection passes nothing either way (a NAT or AP that lost it)
   uint32_t connection = 0;  // the id of the connection the server holds
   int connections = 0;
+  std::vector<uint64_t> attempt_at;  // every connect() the board made, successful or not
   uint64_t frames = 0;      // frames the server received, all connections
   uint64_t last_frame_at = 0;
   std::vector<std::string> texts;

@@ -120,6 +120,23 @@ static void failed_update_after_2_31() {
   CHECK(reported);
 }
 
+// A server restart: the board waits with the backoff (0.25 s at least after the close, then doubling),
+// never in a tight loop, and is back within a second of the server.
+static void server_restart_backoff() {
+  boot_streaming();
+  size_t attempts = sim.server.attempt_at.size();
+  uint64_t down_at = sim.now;
+  sim.server.up = false;
+  run_for(20000);
+  std::vector<uint64_t> at(sim.server.attempt_at.begin() + attempts, sim.server.attempt_at.end());
+  CHECK(!at.empty() && at[0] - down_at >= 250);
+  CHECK(at.size() >= 4 && at.size() <= 8);  // 0.25-0.5, 0.5-1, 1-2, 2-4, 4-8, 8-16 s
+  if (!at.empty() && at[0] - down_at < 250) fprintf(stderr, "  first attempt %llu ms after the close\n", (unsigned long long)(at[0] - down_at));
+  sim.server.up = true;
+  long back = until_new_frame(20000);
+  CHECK(back >= 0 && back <= 16000);
+}
+
 // WiFi retries: the sketch's begin() never comes sooner than 5 s after the loss or its last one (it
 // would abort the core's attempt in progress), the gaps rise, and streaming resumes within 10 s.
 static void wifi_retries_spaced() {
@@ -308,6 +325,7 @@ static const Scenario SCENARIOS[] = {
     {"wifi-drop-before-wrap", drop_before_wrap},
     {"wifi-drop-after-wrap", drop_after_wrap},
     {"failed-update-after-2^31", failed_update_after_2_31},
+    {"server-restart-backoff", server_restart_backoff},
     {"wifi-retries-spaced", wifi_retries_spaced},
     {"counters-across-cuts", counters_across_cuts},
     {"never-dark-on-a-setting", never_dark_on_a_setting},
