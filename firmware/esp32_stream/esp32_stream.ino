@@ -22,6 +22,7 @@
 #endif
 #include "board_pins.h"
 #include "camserver_logic.h"
+#include "camserver_messages.h"
 
 #ifndef SERVER_FALLBACK_HOST
 #define SERVER_FALLBACK_HOST ""  // a config.h from before SERVER_FALLBACK_HOST existed

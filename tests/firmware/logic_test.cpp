@@ -8,6 +8,7 @@
 #include <initializer_list>
 
 #include "camserver_logic.h"
+#include "camserver_messages.h"
 
 static int passed = 0, failed = 0;
 #define CHECK(cond)                                                 \
