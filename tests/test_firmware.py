@@ -144,8 +144,9 @@ SIM_SCENARIOS = [
 
 def test_the_sketch_on_a_simulated_board(sketch_sim):
     """The unmodified sketch on a simulated board: streaming again within 10 s of WiFi returning at any uptime (also
-    just past 2^31 and 2^32 ms), and at once after a failed update past 2^31 ms; a server restart waited out with the backoff; WiFi retries at least 5 s apart, at most 60 s; frames_sent within the frames in
-    flight of what the server received across a silent cut and a server restart, the dead link left within 15 s;
+    just past 2^31 and 2^32 ms), and at once after a failed update past 2^31 ms; a server restart waited out with
+    the backoff; WiFi retries at least 5 s apart, at most 60 s; frames_sent within the frames in flight of what the
+    server received across a silent cut and a server restart, the dead link left within 15 s;
     quality 4 at UXGA never dark for 10 s and not tried again on the next hello; the brownout detector left on; an
     update that exits at start or never reaches the server rolled back, the previous image reporting rolled_back;
     a good one marked valid only after streaming."""
@@ -183,17 +184,16 @@ def test_sketch_compiles_against_the_real_signatures(tmp_path, std):
     ("MDNS.queryHost(server_host.query, MDNS_QUERY_MS)", "MDNS.queryHost(server_host.query, MDNS_QUERY_MS, 1)"),
     ("ip[0], ip[1], ip[2], ip[3]", "ip.bytes[0], ip[1], ip[2], ip[3]"),
     ("esp_ota_mark_app_valid_cancel_rollback()", "esp_ota_mark_app_valid()"),
-    ("esp_ota_get_last_invalid_partition()", "esp_ota_get_last_invalid_partition(running)"),
+    ("invalid = esp_ota_get_last_invalid_partition()", "invalid = esp_ota_get_last_invalid_partition(running)"),
 ])
 def test_stand_ins_catch_a_wrong_call(tmp_path, right, wrong):
     """A misspelt library call in the sketch fails the check (the stand-ins are not permissive)."""
     shutil.copy(SKETCH_DIR / "secrets.example.h", tmp_path / "secrets.h")
-    source = (SKETCH_DIR / "esp32_stream.ino").read_text()
-    assert right in source
-    broken = source.replace(right, wrong)
     sketch_copy = tmp_path / "sketch"
     shutil.copytree(SKETCH_DIR, sketch_copy)
-    (sketch_copy / "esp32_stream.ino").write_text(broken)
+    holding = [p for p in sorted(sketch_copy.iterdir()) if p.suffix in (".ino", ".h") and right in p.read_text()]
+    assert len(holding) == 1, right
+    holding[0].write_text(holding[0].read_text().replace(right, wrong))
     result = subprocess.run(
         [GXX, "-std=gnu++11", "-fsyntax-only", "-x", "c++", "-I", str(STUBS), "-I", str(tmp_path),
          "-include", "Arduino.h", str(sketch_copy / "esp32_stream.ino")],
