@@ -191,7 +191,7 @@ static const int QUALITY_MIN = 4, QUALITY_MAX = 63;  // esp_camera JPEG quality:
 // it was initialised at (384,000 at UXGA); a frame that does not fit is dropped, and
 // esp_camera_fb_get() returns nothing after its 4 s timeout. High quality at large sizes does that
 // (quality 4 to 10 at UXGA and SXGA): every capture fails. So the first failed capture below
-// STEP_UNTIL raises the quality (SAFE_QUALITY first, then STEP more each time) and remembers it as the
+// STEP_UNTIL, at a size large enough to overflow, raises the quality (SAFE_QUALITY first, then STEP more each time) and remembers it as the
 // floor for that frame size and every larger one, until the next boot: the same setting sent again
 // (the server re-sends its settings on every hello) then gets the floor at once, with no failed
 // capture. The status reports the quality asked for as quality_refused.
@@ -212,10 +212,14 @@ struct QualityGuard {
     return q;
   }
 
-  // A capture failed at (index, quality). Returns the quality to try now, or -1 when a higher quality
-  // is not the answer (the sketch counts the failure towards re-initialising the camera).
-  int capture_failed(int index, int quality) {
+  // A capture failed at (index, quality) with JPEG buffers of buffer_bytes. Returns the quality to try
+  // now, or -1 when a higher quality is not the answer (the sketch counts the failure towards
+  // re-initialising the camera): at 24 or above, or at a size whose frames fit at any quality. A frame
+  // of fewer than 2 x buffer_bytes pixels (VGA and smaller in UXGA's buffer) would need over half a
+  // byte per pixel to overflow, more than the sensor's JPEG makes at quality 4.
+  int capture_failed(int index, int quality, uint32_t buffer_bytes) {
     if (index < 0 || index >= FRAME_SIZE_COUNT || quality >= STEP_UNTIL) return -1;
+    if ((uint32_t)FRAME_SIZES[index].width * FRAME_SIZES[index].height < 2 * buffer_bytes) return -1;
     int next = quality < SAFE_QUALITY ? SAFE_QUALITY : quality + STEP;
     if (next > QUALITY_MAX) next = QUALITY_MAX;
     floor[index] = (int8_t)next;

@@ -541,7 +541,8 @@ static void wifi_keep() {
 // driver drops it and esp_camera_fb_get() gives up after 4 s): raise the quality at once rather than
 // re-initialise the camera with the same settings, and say so in the status (quality_refused).
 static bool step_quality_back() {
-  int quality = quality_guard.capture_failed(frame_size_index, jpeg_quality);
+  int quality = quality_guard.capture_failed(frame_size_index, jpeg_quality,
+                                             camlogic::jpeg_buffer_bytes(largest_size_index));
   sensor_t* sensor = esp_camera_sensor_get();
   if (quality < 0 || sensor == nullptr || sensor->set_quality(sensor, quality) != 0) return false;
   Serial.printf("[cam] capture failed at %s, quality %d (the JPEG buffer holds %lu bytes); quality %d from now on\n",

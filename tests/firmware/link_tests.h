@@ -195,18 +195,27 @@ static void test_probation() {
 static void test_quality_guard() {
   camlogic::QualityGuard g;
   int uxga = camlogic::frame_size_index("UXGA"), sxga = camlogic::frame_size_index("SXGA");
-  int vga = camlogic::frame_size_index("VGA");
+  int vga = camlogic::frame_size_index("VGA"), xga = camlogic::frame_size_index("XGA");
+  int qvga = camlogic::frame_size_index("QVGA");
+  const uint32_t buffer = camlogic::jpeg_buffer_bytes(uxga);  // 384,000: PSRAM, initialised at UXGA
   for (int q = 4; q <= 10; q++) CHECK(g.allowed(uxga, q) == q);  // nothing known yet: as asked
-  CHECK(g.capture_failed(uxga, 4) == 12);
+  CHECK(g.capture_failed(uxga, 4, buffer) == 12);
   CHECK(g.allowed(uxga, 4) == 12 && g.allowed(uxga, 10) == 12 && g.allowed(uxga, 15) == 15);
   CHECK(g.allowed(sxga, 4) == 4);  // a smaller size is not held back by a larger one's failure
-  CHECK(g.capture_failed(sxga, 6) == 12);
+  CHECK(g.capture_failed(sxga, 6, buffer) == 12);
   CHECK(g.allowed(uxga, 6) == 12);  // a larger size is held back by a smaller one's floor
-  CHECK(g.capture_failed(uxga, 12) == 16);  // 12 still too big (a busy scene): step on
+  CHECK(g.capture_failed(uxga, 12, buffer) == 16);  // 12 still too big (a busy scene): step on
   CHECK(g.allowed(uxga, 4) == 16 && g.allowed(sxga, 4) == 12 && g.allowed(vga, 4) == 4);
-  CHECK(g.capture_failed(uxga, 20) == 24);
-  CHECK(g.capture_failed(uxga, 24) == -1);  // no overflow at 24: the camera itself fails
-  CHECK(g.capture_failed(-1, 4) == -1);
+  CHECK(g.capture_failed(uxga, 20, buffer) == 24);
+  CHECK(g.capture_failed(uxga, 24, buffer) == -1);  // no overflow at 24: the camera itself fails
+  CHECK(g.capture_failed(-1, 4, buffer) == -1);
+  // VGA frames fit UXGA's buffer at any quality: a failed capture there is no reason to lower the picture
+  CHECK(g.capture_failed(vga, 4, buffer) == -1 && g.capture_failed(vga, 12, buffer) == -1);
+  CHECK(g.allowed(vga, 12) == 12);
+  CHECK(g.capture_failed(xga, 4, buffer) == 12);  // 786,432 pixels in 384,000 bytes: it may overflow
+  // without PSRAM the buffer is QVGA's own (15,360 bytes): QVGA at quality 4 may overflow it
+  camlogic::QualityGuard small;
+  CHECK(small.capture_failed(qvga, 4, camlogic::jpeg_buffer_bytes(qvga)) == 12);
 }
 
 static void test_status_extras() {
