@@ -137,12 +137,15 @@ struct WsLink {
 // WiFi recovery. The core's auto-reconnect (WiFi.setAutoReconnect(true)) starts a new attempt
 // after each failed one by itself; association plus DHCP take 2 to 6 s, and WiFi.disconnect() +
 // WiFi.begin() aborts an attempt in progress. So the sketch's own retries are a backstop: the first
-// 5 to 10 s after the loss, then doubling to 30 to 60 s. down_for_ms() feeds the give-up restart.
+// 5 to 10 s after the loss, then doubling to 15 to 30 s. The cap bounds how late the board notices a
+// returning access point when the core has stopped retrying (it does after a disconnect reason outside
+// its list, e.g. an access point refusing authentication while it boots). down_for_ms() feeds the
+// give-up restart.
 // ---------------------------------------------------------------------------------------------
 
 struct WifiKeeper {
   static const uint32_t BASE_MS = 10000;  // first retry in [5 s, 10 s]
-  static const uint32_t CAP_MS = 60000;   // then at most [30 s, 60 s] apart
+  static const uint32_t CAP_MS = 30000;   // then at most [15 s, 30 s] apart
   Backoff backoff;
   bool lost;
   Timer since;     // started when the loss was seen

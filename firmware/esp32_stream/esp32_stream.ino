@@ -69,7 +69,7 @@ static bool mdns_started = false;
 static const uint32_t MDNS_QUERY_MS = 2000;  // how long one lookup waits for an answer
 static char auth_header[160];
 
-static camlogic::WifiKeeper wifi_keeper;  // backstop retries 5-10 s apart at first, at most 30-60 s
+static camlogic::WifiKeeper wifi_keeper;  // backstop retries 5-10 s apart at first, at most 15-30 s
 static camlogic::SendLedger ledger;       // pings, pongs, and the frames the server has for sure
 static camlogic::Probation probation;     // a new image proves itself or rolls back
 static const char* ota_state = nullptr;   // "rolled_back" once the bootloader went back to this image

@@ -102,11 +102,11 @@ void fake_wifi_update() {
   }
   if (w.attempting && sim.now >= w.attempt_done) {
     w.attempting = false;
-    if (w.ap_up) {
+    if (w.ap_up && !w.ap_refuses) {
       w.connected = true;
-    } else if (w.auto_reconnect) {
-      start_attempt();
-    }
+    } else if (w.auto_reconnect && !w.ap_refuses) {
+      start_attempt();  // WIFI_REASON_NO_AP_FOUND is on the core's list: it tries again
+    }  // WIFI_REASON_AUTH_FAIL is not: the core leaves the station idle
   }
 }
 

@@ -13,6 +13,7 @@ static const int FAKE_ASSOC_MS = 3000;  // association plus DHCP
 
 struct FakeWifi {
   bool ap_up = true;
+  bool ap_refuses = false;  // there, but refusing authentication (booting): the core does not retry that
   bool connected = false;
   bool attempting = false;
   uint64_t attempt_done = 0;
