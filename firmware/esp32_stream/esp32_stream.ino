@@ -34,7 +34,7 @@ using namespace websockets;
 // Bump for every image you roll out: the board says it in its hello, and the server reads it from an
 // uploaded .bin through the marker (an Arduino build's app descriptor carries the core's version, not
 // the sketch's). The marker is kept in the image because FIRMWARE_VERSION points into it.
-#define FIRMWARE_VERSION_TEXT "1.1.0"
+#define FIRMWARE_VERSION_TEXT "1.2.0"
 static const char FIRMWARE_MARKER[] = "camserver-firmware-version:" FIRMWARE_VERSION_TEXT;
 static const char* const FIRMWARE_VERSION = FIRMWARE_MARKER + sizeof("camserver-firmware-version:") - 1;
 
