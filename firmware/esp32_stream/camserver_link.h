@@ -234,7 +234,9 @@ struct SendLedger {
   uint32_t confirmed;    // since boot
   uint32_t unconfirmed;  // since boot: in flight when their connection ended (the server may have some)
 
-  SendLedger() : ping_timer(), pong_deadline(), awaiting_pong(false), after_ping(0), before_ping(0), confirmed(0), unconfirmed(0) {}
+  SendLedger()
+      : ping_timer(), pong_deadline(), awaiting_pong(false), after_ping(0), before_ping(0), confirmed(0),
+        unconfirmed(0) {}
 
   void opened(uint32_t now_ms) {
     after_ping = before_ping = 0;

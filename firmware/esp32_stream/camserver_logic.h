@@ -191,10 +191,11 @@ static const int QUALITY_MIN = 4, QUALITY_MAX = 63;  // esp_camera JPEG quality:
 // it was initialised at (384,000 at UXGA); a frame that does not fit is dropped, and
 // esp_camera_fb_get() returns nothing after its 4 s timeout. High quality at large sizes does that
 // (quality 4 to 10 at UXGA and SXGA): every capture fails. So the first failed capture below
-// STEP_UNTIL, at a size large enough to overflow, raises the quality (SAFE_QUALITY first, then STEP more each time) and remembers it as the
-// floor for that frame size and every larger one, until the next boot: the same setting sent again
-// (the server re-sends its settings on every hello) then gets the floor at once, with no failed
-// capture. The status reports the quality asked for as quality_refused.
+// STEP_UNTIL, at a size large enough to overflow, raises the quality (SAFE_QUALITY first, then STEP
+// more each time) and remembers it as the floor for that frame size and every larger one, until the
+// next boot: the same setting sent again (the server re-sends its settings on every hello) then gets
+// the floor at once, with no failed capture. The status reports the quality asked for as
+// quality_refused.
 struct QualityGuard {
   static const int SAFE_QUALITY = 12;
   static const int STEP = 4;

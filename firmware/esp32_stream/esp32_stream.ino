@@ -292,7 +292,8 @@ static void send_status() {
   s.ota_error = ota_error;
   s.frames_in_flight = ledger.in_flight();
   s.frames_unconfirmed = ledger.unconfirmed;
-  s.quality_refused = jpeg_quality != wanted_quality ? wanted_quality : -1;
+  // the quality asked for, when the guard holds it back (not while the camera is down to take it)
+  s.quality_refused = quality_guard.allowed(frame_size_index, wanted_quality) != wanted_quality ? wanted_quality : -1;
   s.ota = ota_state;
   char text[1024];
   int n = camlogic::format_status(text, sizeof text, s);
@@ -379,8 +380,8 @@ static void ws_release() {
   }
 }
 
-// The sketch ends the link (WiFi lost, an update that failed): what no pong confirmed is lost, and the
-// next attempt is due as soon as WiFi is there, at any uptime.
+// The sketch ends the link (WiFi lost, an update that failed): what no pong confirmed stays unconfirmed,
+// and the next attempt is due as soon as WiFi is there, at any uptime.
 static void ws_drop() {
   if (ws_link.open) {
     ledger.cut();
@@ -440,12 +441,13 @@ static void ws_connect() {
 
 // No pong within SendLedger::PONG_WITHIN_MS: the link is dead even if the library still calls it open.
 static void ws_dead() {
-  uint32_t lost = ledger.cut();
+  uint32_t unconfirmed = ledger.cut();
   probation.link_lost();
   uint32_t delay_ms = ws_link.closed(now_ms(), esp_random());
   ws_release();
   Serial.printf("[ws] no pong for %lu ms (%lu frames unconfirmed); reconnecting in %lu ms\n",
-                (unsigned long)camlogic::SendLedger::PONG_WITHIN_MS, (unsigned long)lost, (unsigned long)delay_ms);
+                (unsigned long)camlogic::SendLedger::PONG_WITHIN_MS, (unsigned long)unconfirmed,
+                (unsigned long)delay_ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -586,7 +588,8 @@ static void check_image() {
   probation.boot(pending, now_ms());
   const esp_partition_t* invalid = esp_ota_get_last_invalid_partition();
   if (pending) {
-    Serial.printf("[ota] firmware %s is on probation: valid once it has streamed for %lu s, else rolled back after %lu s\n",
+    Serial.printf("[ota] firmware %s is on probation: valid once it has streamed for %lu s, "
+                  "else rolled back after %lu s\n",
                   FIRMWARE_VERSION, (unsigned long)(camlogic::Probation::STREAM_MS / 1000),
                   (unsigned long)(camlogic::Probation::GIVE_UP_MS / 1000));
   } else if (invalid != nullptr) {

@@ -406,7 +406,9 @@ static bool send_text(FakeSocket& s, const char* data, size_t len) {
   }
   return true;
 }
-bool WebsocketsClient::send(const WSInterfaceString& data) { return send_text(sock(fake_), data.c_str(), data.length()); }
+bool WebsocketsClient::send(const WSInterfaceString& data) {
+  return send_text(sock(fake_), data.c_str(), data.length());
+}
 bool WebsocketsClient::send(const char* data) { return send_text(sock(fake_), data, strlen(data)); }
 bool WebsocketsClient::send(const char* data, const size_t len) { return send_text(sock(fake_), data, len); }
 bool WebsocketsClient::sendBinary(const WSInterfaceString data) { return sendBinary(data.c_str(), data.length()); }

@@ -224,6 +224,7 @@ static void test_status_extras() {
   char out[512];
   CHECK(camlogic::format_status(out, sizeof out, s) > 0);
   CHECK(strstr(out, ",\"frames_sent\":1200,") != nullptr);
-  CHECK(strstr(out, ",\"frames_in_flight\":5,\"frames_unconfirmed\":12,\"quality_refused\":4,\"ota\":\"rolled_back\"}") != nullptr);
+  CHECK(strstr(out, ",\"frames_in_flight\":5,\"frames_unconfirmed\":12,\"quality_refused\":4,"
+                    "\"ota\":\"rolled_back\"}") != nullptr);
   if (!strstr(out, "\"ota\":\"rolled_back\"}")) fprintf(stderr, "got %s\n", out);
 }

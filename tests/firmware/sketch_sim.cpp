@@ -100,7 +100,9 @@ static void wifi_drop_at(uint64_t uptime) {
   sim.wifi.ap_up = true;
   long back = until_new_frame(60000);
   CHECK(back >= 0 && back <= 10000);
-  if (back < 0 || back > 10000) fprintf(stderr, "  uptime %llu: streaming again after %ld ms\n", (unsigned long long)uptime, back);
+  if (back < 0 || back > 10000) {
+    fprintf(stderr, "  uptime %llu: streaming again after %ld ms\n", (unsigned long long)uptime, back);
+  }
 }
 
 // The failed-update path ends the link too: past 2^31 ms it must reconnect at once, not 24.8 days later.
@@ -116,7 +118,9 @@ static void failed_update_after_2_31() {
   long back = until_new_frame(10000);
   CHECK(back >= 0);
   bool reported = false;
-  for (const std::string& t : statuses()) reported = reported || t.find("\"ota_error\":\"simulated") != std::string::npos;
+  for (const std::string& t : statuses()) {
+    reported = reported || t.find("\"ota_error\":\"simulated") != std::string::npos;
+  }
   CHECK(reported);
 }
 
@@ -131,7 +135,9 @@ static void server_restart_backoff() {
   std::vector<uint64_t> at(sim.server.attempt_at.begin() + attempts, sim.server.attempt_at.end());
   CHECK(!at.empty() && at[0] - down_at >= 250);
   CHECK(at.size() >= 4 && at.size() <= 8);  // 0.25-0.5, 0.5-1, 1-2, 2-4, 4-8, 8-16 s
-  if (!at.empty() && at[0] - down_at < 250) fprintf(stderr, "  first attempt %llu ms after the close\n", (unsigned long long)(at[0] - down_at));
+  if (!at.empty() && at[0] - down_at < 250) {
+    fprintf(stderr, "  first attempt %llu ms after the close\n", (unsigned long long)(at[0] - down_at));
+  }
   sim.server.up = true;
   long back = until_new_frame(20000);
   CHECK(back >= 0 && back <= 16000);
