@@ -1,4 +1,6 @@
-"""Firmware host tests: the pure logic header under g++, and the sketch compiled against stand-in headers."""
+"""Firmware host tests: the pure logic headers under g++, the sketch compiled against stand-in headers, and the
+sketch run on a simulated board (tests/firmware/fake_board.cpp), each in gnu++11 (arduino-esp32 2.0.x) and gnu++2b
+(3.x)."""
 
 from __future__ import annotations
 
