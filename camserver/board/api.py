@@ -166,7 +166,8 @@ class BoardApi:
         return web.json_response({"deleted": name})
 
     async def get_camera_firmware(self, request: web.Request) -> web.Response:
-        """The version the camera said hello with, and its last update (sent, downloading, done, failed, expired)."""
+        """The version the camera said hello with, and its last update (sent, downloading, done, failed, expired,
+        rolled_back)."""
         return web.json_response(self.service.firmware_state(self._camera_id(request)))
 
     async def start_update(self, request: web.Request) -> web.Response:

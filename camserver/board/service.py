@@ -145,9 +145,16 @@ class BoardService:
         return dict(desired) if desired else None
 
     def on_status(self, camera_id: str, status: Mapping[str, Any]) -> None:
-        """A camera's status: records the settings it applied and the error of a failed update."""
+        """A camera's status: records the settings it applied, the error of a failed update, and a rollback."""
         error = status.get("ota_error")
         update = self.updates.get(camera_id)
+        if (update is not None and status.get("ota") == "rolled_back" and update["state"] in ("downloading", "done")
+                and self.running.get(camera_id) != update["version"]):
+            # the new image crashed or never streamed for long enough: the bootloader went back to this one
+            update.update(state="rolled_back", finished_at=self.clock(),
+                          error=f"rolled back to firmware {self.running.get(camera_id)}")
+            log.warning("camera %s: firmware %s rolled back to %s", camera_id, update["version"],
+                        str(self.running.get(camera_id)).encode("unicode_escape").decode())
         if update is not None and isinstance(error, str) and update["state"] in ("sent", "downloading"):
             # a status sent before the update message arrived may carry an older failure: count only a
             # new one, or any once the image was downloaded

@@ -134,6 +134,15 @@ export function create(root, route, app) {
     figure("Free heap", status.free_heap ? bytes(status.free_heap) : "–");
     figure("Board sends", status.fps_sent !== undefined ? `${num(status.fps_sent, 1)} fps` : "–");
     if (status.reconnects !== undefined) figure("Reconnects", num(status.reconnects));
+    // the firmware's status: its version, a rolled-back update, a quality its frame buffer cannot take
+    if (typeof status.firmware === "string") {
+      figure("Firmware", status.ota === "rolled_back" ? `${status.firmware} (the last update was rolled back)` : status.firmware);
+    }
+    if (status.quality_refused !== undefined) {
+      figure("JPEG quality", `${status.quality} (${status.quality_refused} does not fit the board's frame buffer)`);
+    } else if (figureRows.has("JPEG quality")) {
+      figure("JPEG quality", status.quality !== undefined ? String(status.quality) : "–");  // no longer refused
+    }
     const motion = motionText(cam.motion);
     motionRow.hidden = motion === null;
     if (motion !== null) setText(motionRow, `Motion: ${motion}`);
