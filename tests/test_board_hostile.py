@@ -345,3 +345,24 @@ async def _stored_reported(srv, camera_id: str, done, timeout: float = 5.0):
         if done(row) or time.monotonic() > deadline:
             return row
         await asyncio.sleep(0.05)
+
+
+async def test_reported_settings_waiting_for_their_write_are_written_at_stop(tmp_path):
+    """Statuses within the second after a write wait for the next one, the latest winning; stopping writes
+    what waits, so a restart shows the last values reported."""
+    database = await opened_database(tmp_path)
+    service = BoardService(tmp_path)
+    await service.start(database)
+    for lamp in (10, 20, 30):
+        service.on_status("door", status(settings={"lamp": lamp}))
+    await service.stop()
+    await database.close()
+    assert service.reported_writes == 2, "the first at once, the last two as one"
+    database = await opened_database(tmp_path)
+    again = BoardService(tmp_path)
+    await again.start(database)
+    try:
+        assert again.settings("door")["reported"]["lamp"] == 30
+    finally:
+        await again.stop()
+        await database.close()
