@@ -35,14 +35,14 @@ def status(**fields) -> dict:
 
 
 class RefusingBoard:
-    """A board without an OTA slot, over a real websocket: it refuses every update with the same error and
-    repeats that error in every status, as the firmware does."""
+    """A board without an OTA slot, over a real websocket: it refuses every update with the same error at
+    once and repeats that error in every status (here every 0.3 s; the firmware's every 5 s)."""
 
     def __init__(self, ws) -> None:
         self.ws = ws
         self.error = ""
         self.refused = 0
-        self.task = asyncio.create_task(self._read())
+        self.tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._statuses())]
 
     async def _read(self) -> None:
         async for message in self.ws:
@@ -51,9 +51,15 @@ class RefusingBoard:
                 self.refused += 1
                 await self.ws.send(json.dumps(status(ota_error=self.error)))
 
+    async def _statuses(self) -> None:
+        while True:
+            await asyncio.sleep(0.3)
+            await self.ws.send(json.dumps(status(ota_error=self.error) if self.error else status()))
+
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.ws.close()
 
 
