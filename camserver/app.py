@@ -113,7 +113,7 @@ class CamServer:
         self.ingest.on_hello = self._hello
         self.ingest.on_status = self.board.on_status
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
-                             self._camera_base_url, self._camera_status)
+                             self._camera_base_url, self._camera_status, self._after_pending)
         self.metrics = Metrics(MetricSources(self.hub, lambda camera_id: self.viewer_app.viewers_of(camera_id),
                                              lambda camera_id: self.scheduler.camera_figures(camera_id)["frames_detected"],
                                              lambda: self.events.started, lambda: self.mqtt.dropped,
@@ -223,12 +223,17 @@ class CamServer:
     def camera_figures(self, cam: Camera) -> dict[str, Any]:
         """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""
         return {**cam.summary(), **self.scheduler.camera_figures(cam.id), "closes": self.ingest.closes_of(cam.id),
+                "settings_dropped": self.board.dropped_reported.get(cam.id, 0),
                 "recording": self.recorder.camera_stats(cam.id),
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
         cam = self.hub.get(camera_id)
         return cam is not None and await self.ingest.send_control(cam, message)
+
+    async def _after_pending(self, camera_id: str, callback: Callable[[], None]) -> bool:
+        cam = self.hub.get(camera_id)
+        return cam is not None and await self.ingest.after_pending(cam, callback)
 
     def _camera_status(self, camera_id: str) -> dict[str, Any] | None:
         cam = self.hub.get(camera_id)

@@ -8,7 +8,7 @@
 import { api, connection, on } from "./api.js";
 import { cameraState, pollCameras, stopImage, streamUrl } from "./cameras.js";
 import { subscribe } from "./feed.js";
-import { eventDuration, h, num, setText, stateBlock, title, when } from "./ui.js";
+import { eventDuration, h, labelEl, num, setText, stateBlock, when } from "./ui.js";
 
 const MAX_STREAMS = 3; // with the event feed, 4 of the 6 connections; 2 stay free for requests
 const SNAPSHOT_MS = 500;
@@ -72,7 +72,7 @@ export function create(root, _route, app) {
     if (!t) return;
     t.event.replaceChildren(
       h("a", { href: `#/events/${encodeURIComponent(e.id)}` },
-        h("strong", { text: title(e.label) }), ` ${when(e.start_time)}`),
+        h("strong", {}, labelEl(e.label)), ` ${when(e.start_time)}`),
       e.end_time ? h("span", { class: "muted", text: ` · ${eventDuration(e)}` })
         : h("span", { class: "badge badge-active", text: "in progress" }));
   }
@@ -125,7 +125,7 @@ export function create(root, _route, app) {
       const state = cameraState(cam);
       setText(t.badge, state.text);
       t.badge.className = `badge badge-${state.key}`;
-      setText(t.fps, cam.connected ? `${num(cam.fps_in, 1)} fps` : "");
+      setText(t.fps, cam.connected ? num(cam.fps_in, 1, "fps") : "");
       if (cam.width && cam.height) t.frame.style.aspectRatio = `${cam.width} / ${cam.height}`;
       const e = latest.get(cam.id);
       if (e) showLatest(e);
