@@ -46,7 +46,8 @@ class GuessLimiter:
         self.overflowed = 0  # failures counted in the overflow entry
 
     def __len__(self) -> int:
-        return len(self._recent) + len(self._locked)
+        """Addresses tracked, the overflow entry aside."""
+        return len(self._recent) + len(self._locked) - (OVERFLOW in self._recent) - (OVERFLOW in self._locked)
 
     def _expire(self, now: float) -> None:
         while self._locked:
@@ -83,17 +84,18 @@ class GuessLimiter:
         self.failures += 1
         if address in self._locked:
             return
-        times = self._recent.get(address)
-        if times is None:
+        if address not in self._recent:
             if len(self) >= self.max_tracked:
                 self._expire(now)
-            if len(self) >= self.max_tracked and self._recent:
-                self._recent.popitem(last=False)  # the unlocked address that failed longest ago
+            if len(self) >= self.max_tracked and len(self._recent) > (OVERFLOW in self._recent):
+                # the unlocked address that failed longest ago (never the overflow entry itself)
+                oldest = next(a for a in self._recent if a != OVERFLOW)
+                del self._recent[oldest]
             if len(self) >= self.max_tracked:
                 address, self.overflowed = OVERFLOW, self.overflowed + 1
                 if OVERFLOW in self._locked:
                     return
-            times = self._recent.setdefault(address, deque(maxlen=self.max_failures))
+        times = self._recent.setdefault(address, deque(maxlen=self.max_failures))
         times.append(now)
         self._recent.move_to_end(address)
         while times and now - times[0] > self.window_s:
