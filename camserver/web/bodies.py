@@ -65,8 +65,16 @@ def body_deadline(timeout_s: float, timeouts: list[int] | None = None) -> Callab
         timer = asyncio.get_running_loop().call_later(timeout_s, expire)
         try:
             return await handler(request)
-        except (ConnectionError, web.HTTPException):
-            if expired:  # the handler was reading the body when the connection went: nothing more to answer
+        except ConnectionError:
+            # the connection went while the handler read the body: closed here (the deadline), by the
+            # connection cap (an eviction) or by the client. Nobody is left to answer; aiohttp would
+            # log it as an error with a traceback, one per connection of a flood
+            transport = request.transport
+            if expired or transport is None or transport.is_closing():
+                return web.Response(status=408)
+            raise
+        except web.HTTPException:
+            if expired:
                 return web.Response(status=408)
             raise
         finally:
@@ -82,7 +90,9 @@ def body_deadline(timeout_s: float, timeouts: list[int] | None = None) -> Callab
 async def unsatisfiable_ranges(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Middleware: a file asked for with `Range: bytes=-0` gets 416 instead of the whole file."""
     resp = await handler(request)
-    if isinstance(resp, web.FileResponse) and ZERO_SUFFIX.fullmatch(request.headers.get("Range", "")):
+    # (with If-Range, aiohttp may rightly ignore the Range: left to it)
+    if (isinstance(resp, web.FileResponse) and ZERO_SUFFIX.fullmatch(request.headers.get("Range", ""))
+            and "If-Range" not in request.headers):
         headers = {}
         try:
             headers["Content-Range"] = f"bytes */{os.stat(resp._path).st_size}"  # aiohttp keeps the path only there
