@@ -117,7 +117,8 @@ def nested(depth: int) -> bytes:
 @pytest.mark.parametrize("method,path", [("POST", "/api/login"), ("POST", "/api/cameras/cam/control"),
                                          ("POST", "/api/cameras/cam/firmware")])
 async def test_json_nested_too_deep_is_a_400_not_a_500(http, caplog, method, path):
-    """JSON nested 2,000 deep (within the 4 KB cap) on the login, control and firmware routes: 400 JSON, no error logged."""
+    """JSON nested 2,000 deep (within the 4 KB cap) on the login, control and firmware update routes:
+    400 JSON, no error logged."""
     async with running_server(FakeDetector(), http={"token": TOKEN}, cameras={"ids": ["cam"]}) as srv:
         async with http.request(method, f"{srv.http}{path}", data=nested(2000),
                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}) as resp:
@@ -127,9 +128,11 @@ async def test_json_nested_too_deep_is_a_400_not_a_500(http, caplog, method, pat
 
 
 async def test_json_caps_limit_what_is_read_not_what_is_declared(http):
-    """A chunked login body (no Content-Length) of 64 KB, over the 4 KB cap and under aiohttp's 1 MB, gets 413
-    (it was read whole and checked as a login); one within the cap is read as usual."""
-    async with running_server(FakeDetector(), http={"token": TOKEN}) as srv:
+    """A chunked body (no Content-Length) of 64 KB, over the login's 4 KB and the test notification's 1 KB
+    caps and under aiohttp's 1 MB, gets 413 on both (it was read whole and checked); one within the
+    cap is read as usual."""
+    notify = [{"urls": ["json://127.0.0.1:9/"]}]  # never reached: the body is refused first
+    async with running_server(FakeDetector(), http={"token": TOKEN}, notify=notify) as srv:
         async def chunks(count: int, size: int):
             yield b'{"token": "'
             for _ in range(count):
@@ -138,6 +141,9 @@ async def test_json_caps_limit_what_is_read_not_what_is_declared(http):
 
         async with http.post(f"{srv.http}/api/login", data=chunks(16, 4096),
                              headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 413, resp.status
+        async with http.post(f"{srv.http}/api/notify/test", data=chunks(16, 4096),
+                             headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}) as resp:
             assert resp.status == 413, resp.status
         async with http.post(f"{srv.http}/api/login", data=chunks(1, 100),
                              headers={"Content-Type": "application/json"}) as resp:
