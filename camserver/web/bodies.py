@@ -21,7 +21,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from ..logsafe import ThrottledLog
+from ..logsafe import ThrottledLog, printable
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def body_deadline(timeout_s: float, timeouts: list[int] | None = None) -> Callab
             expired = True
             counter[0] += 1
             _log.warning("body", "%s %s from %s: the body did not come within %.0f s (http.body_timeout_s); "
-                         "closed (%d so far)", request.method, request.path[:100], request.remote, timeout_s, counter[0])
+                         "closed (%d so far)", printable(request.method, 20), printable(request.path, 100),
+                         request.remote, timeout_s, counter[0])
             if request.writer.output_size == 0:  # nothing of an answer sent yet: say why before closing
                 transport.write(TIMEOUT_ANSWER)
             transport.close()

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from ..auth import authorization, basic_user, bearer_token, password_ok, query_token, same_secret
 from ..config import HttpConfig
-from ..logsafe import ThrottledLog
+from ..logsafe import ThrottledLog, printable
 from ..jsonbody import read_json
 from .cookies import (ADMIN, LIFETIME_S, MAX_REVOKED, SECRET_FILE, VIEWER, Identity, RevocationFile, SessionSigner,
                       SteadyClock, load_secret)
@@ -161,7 +161,7 @@ class ViewerAuth:
             return request[IDENTITY]
         who, wrong = self._identify(request)
         if wrong:
-            self._failed(request.remote or "?", "wrong credential on " + request.path[:100])
+            self._failed(request.remote or "?", "wrong credential on " + printable(request.path, 100))
         request[IDENTITY] = who
         return who
 
