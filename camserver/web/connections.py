@@ -63,8 +63,9 @@ class ConnectionLimit:
     the cap: a new connection over that share (or over the cap) evicts the oldest unproven
     connection that is waiting for its headers or for a body (one whose complete request is being
     answered is left alone) of the address holding the most unproven connections; it is refused
-    when there is none, or when it comes from that very address (a refusal before aiohttp sees the
-    connection costs far less than an eviction). So a flood of connections that never send their
+    when there is none, or when its own address already holds at least half the average share per
+    address of the unproven room (a refusal before aiohttp sees the connection costs far less than
+    an eviction). So a flood of connections that never send their
     body, or never send anything, cannot keep viewers, Home Assistant or a board's OTA download
     out: it is refused or evicts itself, and what it holds is closed by the body deadline (or the
     header timeout). Clients behind the flood's own address (a NAT) share its fate.
@@ -133,8 +134,10 @@ class ConnectionLimit:
         """Whether a new connection may be served (making room by eviction where it can)."""
         if self.open >= self.cap or self._unproven_count >= self.unproven_cap:
             mine = len(self._unproven.get(conn.peer, ()))
-            if mine and mine >= max(len(c) for c in self._unproven.values()):
-                return False  # the flood's own address: refused at once, which costs far less than an eviction
+            if mine and 2 * mine * len(self._unproven) >= self._unproven_count:
+                # an address holding at least half the average share per address (a flood's): refused
+                # at once, which costs far less than an eviction
+                return False
             if not self._evict():
                 return False
             self._log.warning("evict", "HTTP connection evicted to make room: %d unproven of %d open "
