@@ -126,16 +126,18 @@ class CamServer:
         system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None)
+        # the HTTP port's cap: the viewer app tells it which connections proved themselves
+        self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
+                                          config.http.unauthenticated_share)
         self.viewer_app = ViewerApp(
             config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings),
+            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings), self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None
-        self.http_limit: ConnectionLimit | None = None
         self.ws_port = 0
         self.http_port = 0
         self.ready = False
@@ -212,8 +214,11 @@ class CamServer:
             "tasks": len(asyncio.all_tasks()),
             "viewers": self.viewer_app.viewers_total,
             "viewers_refused": self.viewer_app.viewers_refused,
-            "http_connections": self.http_limit.open if self.http_limit else 0,
-            "http_connections_refused": self.http_limit.refused if self.http_limit else 0,
+            "http_connections": self.http_limit.open,
+            "http_connections_refused": self.http_limit.refused,
+            "http_connections_evicted": self.http_limit.evicted,
+            "http_body_timeouts": self.viewer_app.body_timeouts[0],
+            "credential_guesses": self.viewer_app.auth.limiter.figures(),
             "camera_auth_failures": self.ingest.auth_failures,
             "cameras": len(self.hub.cameras),
             "cameras_connected": sum(1 for c in self.hub if c.connected),
@@ -319,7 +324,6 @@ class CamServer:
             self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                         keepalive_timeout=http.request_timeout_s)
             await self.runner.setup()
-            self.http_limit = ConnectionLimit(connection_cap(http.max_connections, self.config.ingest.max_cameras))
             self.http_server = await asyncio.get_running_loop().create_server(
                 self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
         except OSError as exc:

@@ -10,13 +10,13 @@ every write the app has. The download route, /ota/<token>, must be left open by 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
 
 from ..ingest.control import ControlError, validate_control
+from ..jsonbody import read_json
 from .firmware import OTA_SLOT_BYTES, BadImage
 from .service import BoardService, UnknownImage
 
@@ -88,12 +88,8 @@ class BoardApi:
 
     @staticmethod
     async def _json_body(request: web.Request) -> Any:
-        if (request.content_length or 0) > MAX_JSON_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length or 0)
-        try:
-            return json.loads(await request.read())
-        except ValueError:
-            raise web.HTTPBadRequest(reason="invalid JSON", text="the body must be a JSON object") from None
+        # read up to the cap whatever is declared; nesting too deep for the parser is bad JSON too (400)
+        return await read_json(request, MAX_JSON_BYTES, "the body must be a JSON object")
 
     async def get_settings(self, request: web.Request) -> web.Response:
         """{"desired": what the server sends on every hello, "reported": what the camera said it applied}."""

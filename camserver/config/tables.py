@@ -117,6 +117,8 @@ class HttpConfig:
     max_viewers_per_camera: int = _opt(50, _number(int, 1, 100000))
     max_connections: int = _opt(512, _number(int, 16, 1_000_000))  # open HTTP connections; more get 503
     request_timeout_s: float = _opt(10.0, _number(float, 1.0, 300))  # to send a request's headers, or idle
+    body_timeout_s: float = _opt(30.0, _number(float, 1.0, 3600))  # to send a request's body; then 408 and closed
+    unauthenticated_share: float = _opt(0.5, _number(float, 0.05, 1.0))  # of max_connections, for unproven ones
     event_stream_max_s: float = _opt(600.0, _number(float, 1.0, 86400))  # an SSE stream ends; clients resume
     token: str = _opt("", _token)
     admin_token: str = _opt("", _token)  # the write permission; "" = only admin users have it (or, with none, everyone)

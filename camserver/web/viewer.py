@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -20,6 +19,9 @@ from ..hub import Camera, CameraHub, Frame, FrameChannel
 from ..logsafe import ThrottledLog
 from ..events.engine import EventEngine
 from .assets import StaticAssets
+from ..jsonbody import read_json
+from .bodies import body_deadline, unsatisfiable_ranges
+from .connections import ConnectionLimit
 from .events import EventsApi
 from .session import ViewerAuth
 from .writes import write_guard
@@ -75,7 +77,8 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
+        headers = {k: v for k, v in exc.headers.items()
+                   if k.lower() in ("allow", "retry-after", "www-authenticate", "content-range")}
         return web.json_response({"error": exc.reason, "detail": exc.text}, status=exc.status, headers=headers)
 
 
@@ -115,8 +118,11 @@ class ViewerApp:
         exposition: Callable[[], tuple[bytes, str]] | None = None,
         auth: ViewerAuth | None = None,
         routes: tuple[RouteSource, ...] = (),
+        connections: ConnectionLimit | None = None,
     ) -> None:
         self.config = config
+        self.connections = connections  # the HTTP port's connection cap, told which connections proved themselves
+        self.body_timeouts = [0]  # connections closed because a body did not come within http.body_timeout_s
         self.auth = auth or ViewerAuth.from_config(config, None)
         self.routes = routes
         self.hub = hub
@@ -153,8 +159,14 @@ class ViewerApp:
 
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
-        # every write passes the cross-site checks and needs the write permission, open server or not
-        middlewares = [json_errors, write_guard(self.auth, (self.config.public_url,))]
+        # a body's deadline first (it closes the connection, whatever an inner check does); then the
+        # credential limiter, so that a locked address is refused before any check counts or proves
+        # anything; every write passes the cross-site checks and needs the write permission, open server or not
+        middlewares = [body_deadline(self.config.body_timeout_s, self.body_timeouts), json_errors, self.auth.gate()]
+        if self.connections is not None:
+            auth = self.auth
+            middlewares.append(self.connections.middleware(lambda r: auth.sessions and auth.identify(r) is not None))
+        middlewares += [unsatisfiable_ranges, write_guard(self.auth, (self.config.public_url,))]
         if self.auth.required:
             middlewares.append(viewer_auth(self.auth))
         app = web.Application(middlewares=middlewares)
@@ -223,11 +235,10 @@ class ViewerApp:
     async def api_control(self, request: web.Request) -> web.Response:
         """Forward a control message (framesize, quality, fps) to the connected camera."""
         cam = self._camera(request)
-        if (request.content_length or 0) > MAX_CONTROL_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CONTROL_BYTES, actual_size=request.content_length or 0)
+        body = await read_json(request, MAX_CONTROL_BYTES, "the body must be a JSON object")
         try:
-            message = validate_control(json.loads(await request.read()))
-        except ValueError as exc:  # bad JSON or a bad setting (ControlError)
+            message = validate_control(body)
+        except ValueError as exc:  # a bad setting (ControlError)
             raise web.HTTPBadRequest(reason="invalid control message", text=str(exc)) from None
         if not await self.send_control(cam, message):  # False when the camera is not connected
             raise web.HTTPConflict(reason="camera offline", text=f"camera {cam.id!r} is not connected")
