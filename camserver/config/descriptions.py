@@ -33,6 +33,11 @@ DESCRIPTIONS: dict[str, str] = {
     "http.max_connections": "Open HTTP connections of any kind; one more gets 503 and is closed (lowered to fit "
                             "the file descriptor limit, leaving room for the cameras).",
     "http.request_timeout_s": "Seconds to send a request's headers; also how long an idle keep-alive connection stays.",
+    "http.body_timeout_s": "Seconds a client may take to send a request's body, from the request's start; then HTTP 408 "
+                           "and the connection is closed.",
+    "http.unauthenticated_share": "Share of http.max_connections that connections with no valid credential and no "
+                                  "successful answer yet may hold; over it a new one evicts the oldest of them that "
+                                  "still waits for headers or a body.",
     "http.event_stream_max_s": "An event stream ends after this many seconds; browsers reconnect at once and resume "
                                "(Last-Event-ID).",
     "http.token": "Viewer token (8+ characters); `\"\"` = open.",
