@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import base
 from ..base import Detection
 
 INPUT = "jpeg"
@@ -36,7 +37,7 @@ SIZE = "size"
 ERROR = "error"
 OUTPUTS = (DETECTIONS, COUNT, SIZE, ERROR)
 CLASS_NAMES_PARAMETER = "class_names"
-MAX_DETECTIONS = 300  # ultralytics' own max_det
+MAX_DETECTIONS = base.MAX_DETECTIONS  # ultralytics' own max_det
 DEFAULT_MODEL_NAME = "detector"
 MAX_ERROR_CHARS = 200  # of one item's `error` text
 MAX_SIDE = 65535  # a JPEG's largest width or height
