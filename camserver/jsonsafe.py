@@ -40,10 +40,14 @@ def dumps(value: Any, where: str, **kwargs: Any) -> str:
     except ValueError as exc:
         if _NONFINITE not in str(exc):
             raise
+    _count(where)
+    return json.dumps(finite(value), allow_nan=False, **kwargs)
+
+
+def _count(where: str) -> None:
     global replaced
     replaced += 1
-    _throttled.warning(where, "a non-finite number in %s was written as null (%d documents so far)", where, replaced)
-    return json.dumps(finite(value), allow_nan=False, **kwargs)
+    _throttled.warning("nonfinite", "a non-finite number in %s was written as null (%d documents so far)", where, replaced)
 
 
 def strict_body(body: bytes, where: str) -> bytes | None:
@@ -62,4 +66,5 @@ def strict_body(body: bytes, where: str) -> bytes | None:
         return None
     if not found:  # the letters were inside strings
         return None
-    return dumps(value, where).encode()
+    _count(where)
+    return json.dumps(value, allow_nan=False).encode()

@@ -11,6 +11,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from ..jsonsafe import strict_body
+from ..logsafe import printable
 
 
 @web.middleware
@@ -19,7 +20,7 @@ async def strict_json(request: web.Request,
     """Re-encode a JSON response that holds NaN or Infinity (json.dumps' default) with them as null."""
     resp = await handler(request)
     if isinstance(resp, web.Response) and resp.content_type == "application/json" and isinstance(resp.body, bytes):
-        fixed = strict_body(resp.body, f"the answer to {request.method} {request.path}")
+        fixed = strict_body(resp.body, f"the answer to {request.method} {printable(request.path, 100)}")
         if fixed is not None:
             resp.body = fixed
     return resp

@@ -21,6 +21,7 @@ from ..base import DetectorUnavailable
 LOST_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "NOT_FOUND")
 LOST_MESSAGES = ("unknown model", "not ready", "failed to connect", "connection refused", "stub process")
 BUSY_MESSAGE = "exceeds maximum queue size"
+TOO_LARGE = ("Received message larger than max", "bytes the contract allows")  # an answer past max_answer
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class TritonClient:
     def __init__(self, ep: Endpoint, timeout_s: float, max_answer: int) -> None:
         self.ep = ep
         self.timeout_s = timeout_s
+        self.max_answer = max_answer
         self.outputs: tuple[str, ...] = (contract.DETECTIONS, contract.COUNT, contract.SIZE)
         if ep.grpc:
             import tritonclient.grpc as module
@@ -112,7 +114,12 @@ class TritonClient:
         tensor.set_data_from_numpy(contract.pack_jpegs(jpegs))
         outputs = [self.module.InferRequestedOutput(name) for name in self.outputs]
         extra = {"client_timeout": self.timeout_s} if self.ep.grpc else {}
-        result = await self.client.infer(model, [tensor], outputs=outputs, headers=self.ep.headers, **extra)
+        try:
+            result = await self.client.infer(model, [tensor], outputs=outputs, headers=self.ep.headers, **extra)
+        except Exception as exc:
+            if any(text in str(exc) for text in TOO_LARGE):  # gRPC's or our HTTP read's bound
+                raise contract.BadAnswer(f"an answer over the {self.max_answer} bytes the contract allows") from None
+            raise
         return {name: result.as_numpy(name) for name in self.outputs}
 
     async def close(self) -> None:
