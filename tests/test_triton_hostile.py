@@ -4,6 +4,7 @@ camserver trusts no answer of it (NaN, infinity, huge boxes, 300,000 rows, wrong
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -389,3 +390,77 @@ async def test_hostile_answers_keep_every_stream_and_json_sound(tmp_path):
         stop.set()
         await asyncio.to_thread(fake.stop)
     print("\n".join(figures))
+
+
+async def test_http_answers_are_bounded_before_they_are_read():
+    """Over HTTP, a 20 MB answer is refused as a bad answer, declared (Content-Length) or chunked, at 1 MB read."""
+    from tritonclient.utils import serialize_byte_tensor
+
+    mode = {"now": "ok"}
+    big = 20 * MB
+
+    def infer_body(frames: int) -> tuple[bytes, int]:
+        arrays = [("detections", "FP32", np.zeros((frames, 1, 6), np.float32)),
+                  ("count", "INT32", np.zeros((frames, 1), np.int32)),
+                  ("size", "INT32", np.full((frames, 2), 16, np.int32)),
+                  ("error", "BYTES", np.array([[b""]] * frames, dtype=np.object_))]
+        raws = [serialize_byte_tensor(a).item() if t == "BYTES" else a.tobytes() for _, t, a in arrays]
+        header = json.dumps({"model_name": "detector", "outputs": [
+            {"name": n, "datatype": t, "shape": list(a.shape), "parameters": {"binary_data_size": len(r)}}
+            for (n, t, a), r in zip(arrays, raws)]}).encode()
+        return header + b"".join(raws), len(header)
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.Response()
+
+    async def config(request: web.Request) -> web.Response:
+        return web.json_response({"name": "detector", "max_batch_size": 8, "output": [{"name": o} for o in contract.OUTPUTS],
+                                  "parameters": {"class_names": {"string_value": '["person", "car"]'}}})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"model_stats": [{"inference_count": 0, "execution_count": 0}]})
+
+    async def infer(request: web.Request) -> web.StreamResponse:
+        frames = json.loads((await request.read())[:int(request.headers["Inference-Header-Content-Length"])])
+        body, header_length = infer_body(frames["inputs"][0]["shape"][0])
+        headers = {"Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"}
+        if mode["now"] == "declared":
+            return web.Response(body=body + bytes(big), headers=headers)
+        if mode["now"] == "chunked":
+            resp = web.StreamResponse(headers=headers)
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            with contextlib.suppress(ConnectionError):
+                await resp.write(body)
+                for _ in range(big // 65536):
+                    await resp.write(bytes(65536))
+            return resp
+        return web.Response(body=body, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/v2/health/ready", ready)
+    app.router.add_get("/v2/models/detector/ready", ready)
+    app.router.add_get("/v2/models/detector/config", config)
+    app.router.add_get("/v2/models/detector/stats", stats)
+    app.router.add_post("/v2/models/detector/infer", infer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    det = TritonDetector([f"http://127.0.0.1:{port}"], timeout_s=10.0)
+    try:
+        await det.start()
+        assert det.state == "ok", det.reason
+        jpeg = make_jpeg(1, 16, 16)
+        assert await det.detect_jpegs([jpeg]) == [[]]
+        for kind in ("declared", "chunked"):
+            mode["now"] = kind
+            started = time.monotonic()
+            with pytest.raises(contract.BadAnswer, match="bytes the contract allows"):
+                await det.detect_jpegs([jpeg])
+            assert time.monotonic() - started < 5.0, kind
+        assert det.bad_answers == 2 and det.failures == 2
+    finally:
+        await det.stop()
+        await runner.cleanup()

@@ -133,25 +133,31 @@ def bounded_http_client(hostport: str, tls: bool, timeout_s: float, max_answer: 
     import tritonclient.http.aio as aio
     from tritonclient.utils import InferenceServerException
 
+    def bounded(response: Any) -> Any:
+        """The response, refused when it declares more than max_answer bytes, its read() stopping past it."""
+        if (response.content_length or 0) > max_answer:
+            response.close()
+            raise InferenceServerException(f"an answer of {response.content_length} bytes, over the "
+                                           f"{max_answer} bytes the contract allows")
+
+        async def read() -> bytes:
+            body = bytearray()
+            while chunk := await response.content.read(65536):
+                body += chunk
+                if len(body) > max_answer:
+                    response.close()
+                    raise InferenceServerException(f"an answer over the {max_answer} bytes the contract allows")
+            return bytes(body)
+
+        response.read = read
+        return response
+
     class BoundedClient(aio.InferenceServerClient):  # type: ignore[misc]
+        async def _get(self, *args: Any, **kwargs: Any) -> Any:
+            return bounded(await super()._get(*args, **kwargs))
+
         async def _post(self, *args: Any, **kwargs: Any) -> Any:
-            response = await super()._post(*args, **kwargs)
-            if (response.content_length or 0) > max_answer:
-                response.close()
-                raise InferenceServerException(f"an answer of {response.content_length} bytes, over the "
-                                               f"{max_answer} the contract allows")
-
-            async def read() -> bytes:
-                body = bytearray()
-                while chunk := await response.content.read(65536):
-                    body += chunk
-                    if len(body) > max_answer:
-                        response.close()
-                        raise InferenceServerException(f"an answer over the {max_answer} bytes the contract allows")
-                return bytes(body)
-
-            response.read = read
-            return response
+            return bounded(await super()._post(*args, **kwargs))
 
     return BoundedClient(hostport, ssl=tls, conn_timeout=timeout_s)
 
