@@ -26,6 +26,7 @@ from camserver.detect.frames import draw_detections
 from camserver.infer import pytriton_env
 from camserver.infer.model import FrameLimits, JpegModel
 from conftest import connect_camera, make_config, make_jpeg, mjpeg
+from test_triton import shapes_frames
 
 PLATFORM_PROBLEM = pytriton_env.platform_problem()
 needs_pytriton = pytest.mark.skipif(PLATFORM_PROBLEM is not None, reason=f"PyTriton cannot run here: {PLATFORM_PROBLEM}")
@@ -183,15 +184,20 @@ async def test_real_service_needs_its_token_and_refuses_bad_items_per_item():
         await det.start()
         try:
             assert det.state == "ok", det.reason
-            good = make_jpeg(1, 640, 480)
+            assert TOKEN not in repr(det.endpoints) + str(det.figures())
+            good = shapes_frames(1)[0]  # a person and a car, as the shapes model knows them (VGA)
             assert det._client is not None
             before = rss_mb(svc.pids())
             answer = await det._client.infer(det.model, [good, declared_jpeg(30000, 30000), png(), good])
             errors = contract.unpack_errors(answer[contract.ERROR], 4)
             assert errors[0] == errors[3] == "" and errors[1].startswith("too_large:") and errors[2].startswith("not_jpeg:")
             assert answer[contract.SIZE].tolist() == [[640, 480], [0, 0], [0, 0], [640, 480]]  # decoded and inferred
+            mixed = await det.detect_jpegs([good, declared_jpeg(30000, 30000), png(), good])
+            assert mixed[1] == mixed[2] == [] and det.refused == 2
+            if SHAPES.exists():
+                assert {d.class_name for d in mixed[0]} == {d.class_name for d in mixed[3]} == {"person", "car"}
             results = await det.detect_jpegs([declared_jpeg(30000, 30000)] * 8)
-            assert results == [[]] * 8 and det.refused == 8 and det.state == "ok"
+            assert results == [[]] * 8 and det.refused == 10 and det.state == "ok"
             rise = rss_mb(svc.pids()) - before
             print(f"service RSS {before:.0f} MB, rise {rise:.1f} MB over the refused items")
             assert rise < 100
@@ -242,6 +248,22 @@ def test_answers_breaking_the_contract_are_refused(mode):
     with pytest.raises(contract.BadAnswer):
         contract.unpack_detections(dets, count, ["person", "car"], 2, size)
     assert time.perf_counter() - started < 0.05
+
+
+def test_event_records_are_stored_without_nan(tmp_path):
+    """An event record holding NaN or -inf is stored as strict JSON (null), so GET /api/events stays JSON."""
+    import sqlite3
+
+    from camserver.events.store import EventStore
+
+    store = EventStore(tmp_path, retain_days=1)
+    db = sqlite3.connect(":memory:")
+    store.attach(db)
+    record = {"id": "e1", "camera": "door", "label": "person", "start_time": 1.0, "end_time": None,
+              "entered_zones": [], "has_snapshot": False, "score": float("nan"), "box": [float("-inf"), 0, 1, 1]}
+    store.save(record, None, 2.0)
+    (data,) = db.execute("SELECT data FROM events").fetchone()
+    assert strict_loads(data)["score"] is None and strict_loads(data)["box"][0] is None  # type: ignore[index]
 
 
 def test_boxes_are_clipped_to_the_frame_and_local_detections_bounded():
