@@ -139,7 +139,7 @@ class TritonDetector:
         self._probe = _probe_jpeg()
         await self._connect_any()
         if self.state != "ok":
-            log.warning("inference service %s: degraded: %s", self.url, self.reason)
+            log.warning("inference service %s: degraded: %s", self.url, printable(self.reason))
         if spawn is not None:
             self._task = spawn("detect", self._supervise(), "triton-connection")
         else:
@@ -217,7 +217,7 @@ class TritonDetector:
             log.info("inference service %s: ok (model %r, %d classes, its max batch %s)",
                      self.url, self.model, len(self.names), self.service_max_batch)
         else:
-            log.warning("inference service %s: degraded: %s", self.url, reason)
+            log.warning("inference service %s: degraded: %s", self.url, printable(reason))  # its text: escaped
 
     def _lose(self, client: TritonClient, exc: BaseException) -> None:
         """The service failed a call on `client`; only the client in use can turn the state degraded."""
