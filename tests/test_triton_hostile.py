@@ -404,6 +404,27 @@ async def test_hostile_answers_keep_every_stream_and_json_sound(tmp_path):
                             strict_loads(await resp.text())
                             crawled.append(path)
                 assert {"/api/events", "/api/cameras", "/healthz", "/api/cameras/{camera_id}/detections"} <= set(crawled)
+                # the writes' answers too (an open server: each gets an empty JSON object), and the live feed
+                for route in app.router.routes():
+                    path = route.resource.canonical if route.resource is not None else ""
+                    if route.method in ("GET", "HEAD", "*") or "{token" in path:
+                        continue
+                    url = base + path.replace("{camera_id}", "a").replace("{event_id}", event_id)
+                    async with http.request(route.method, url, json={}) as resp:
+                        if resp.content_type == "application/json":
+                            strict_loads(await resp.text())
+                            crawled.append(f"{route.method} {path}")
+                assert any(c.startswith("POST ") for c in crawled), crawled
+                history = len(server.events.feed.items)
+                data_lines = 0
+                async with http.get(f"{base}/api/events/stream") as resp:
+                    async with asyncio.timeout(10):
+                        while data_lines < history:
+                            line = (await resp.content.readline()).decode()
+                            if line.startswith("data: "):
+                                strict_loads(line[len("data: "):])
+                                data_lines += 1
+                figures.append(f"strict JSON: {len(crawled)} routes, {data_lines} live-feed changes")
                 stop.set()
                 await asyncio.gather(*feeders, *readers)
             for cam in cams:
