@@ -415,6 +415,10 @@ async def test_hostile_answers_keep_every_stream_and_json_sound(tmp_path):
                             strict_loads(await resp.text())
                             crawled.append(f"{route.method} {path}")
                 assert any(c.startswith("POST ") for c in crawled), crawled
+                async with http.get(f"{base}/metrics") as resp:
+                    text = await resp.text()
+                bad_line = f'camserver_inference_service_bad_answers_total{{url="grpc://127.0.0.1:{port}"}} '
+                assert float(text.split(bad_line, 1)[1].split()[0]) == remote.bad_answers >= 18
                 history = len(server.events.feed.items)
                 data_lines = 0
                 async with http.get(f"{base}/api/events/stream") as resp:
