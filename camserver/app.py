@@ -63,7 +63,7 @@ def remote_detector(config: Config) -> AsyncDetector | None:
         return None
     from .detect.backends.triton import TritonDetector
 
-    return TritonDetector(d.url, d.triton_model, d.timeout_s, d.triton_inflight, d.max_batch)
+    return TritonDetector(d.url, d.triton_model, d.timeout_s, d.triton_inflight, d.max_batch, d.triton_token)
 
 
 class CamServer:

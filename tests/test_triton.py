@@ -93,7 +93,8 @@ def test_contract_round_trip_pads_to_the_largest_count():
     assert packed[contract.DETECTIONS].shape == (3, 2, 6) and packed[contract.DETECTIONS].dtype == np.float32
     assert packed[contract.COUNT].reshape(-1).tolist() == [2, 0, 1]
     assert packed[contract.SIZE].tolist() == [[640, 480], [0, 0], [320, 240]]
-    back = contract.unpack_detections(packed[contract.DETECTIONS], packed[contract.COUNT], ["person", "car"])
+    back = contract.unpack_detections(packed[contract.DETECTIONS], packed[contract.COUNT], ["person", "car"], 3,
+                                      packed[contract.SIZE])
     assert back == [a, [], a[:1]]
     empty = contract.pack_detections([[], []], [(0, 0), (0, 0)])
     assert empty[contract.DETECTIONS].shape == (2, 1, 6)  # never a zero-sized dimension

@@ -164,6 +164,7 @@ class DetectConfig:
     triton_model: str = _opt("detector", _text(TRITON_MODEL_RE, "must be letters, digits, '.', '_' or '-'"))
     timeout_s: float = _opt(3.0, _number(float, 0.1, 120))  # one request's limit; past it the service counts as lost
     triton_inflight: int = _opt(4, _number(int, 1, 64))  # batches sent and not yet answered, at most
+    triton_token: str = _opt("", _token)  # the service's access token (camserver-infer --token-file); "" = none
 
     def __post_init__(self) -> None:
         if isinstance(self.url, str):  # "grpc://a:8001, grpc://b:8001" as well as a list

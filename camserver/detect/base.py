@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, Sequence
 
@@ -47,6 +48,25 @@ class Detector(Protocol):
     def draw(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
         """`image` with the detections drawn on it (may draw in place)."""
         ...
+
+
+MAX_DETECTIONS = 300  # per frame, as ultralytics' max_det
+
+
+def bounded(detections: list[Detection], width: int, height: int) -> list[Detection]:
+    """A local model's detections made safe to draw and store: finite only, boxes clipped to the frame, 300 at most.
+
+    A broken or fp16-overflowing model can give NaN or infinite values; they never reach drawing or events.
+    """
+    out = []
+    for d in detections[:MAX_DETECTIONS]:
+        x1, y1, x2, y2 = d.box
+        if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)
+                and math.isfinite(d.confidence)):
+            continue
+        box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+        out.append(d if box == d.box else Detection(d.class_id, d.class_name, d.confidence, box))
+    return out
 
 
 class DetectorUnavailable(Exception):

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..supervise import cancel_and_wait
-from .base import BackendInfo, Detection, Detector
+from .base import BackendInfo, Detection, Detector, bounded
 from .cores import usable_cores
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,10 @@ class DetectorPool:
 
         def run() -> list[list[Detection]]:
             call.started = time.monotonic()
-            return detector.detect(images)
+            results = detector.detect(images)
+            if len(results) != len(images):  # the scheduler refuses the batch
+                return results
+            return [bounded(list(d), im.shape[1], im.shape[0]) for d, im in zip(results, images)]
 
         call.future = asyncio.get_running_loop().run_in_executor(worker.executor, run)
         return call

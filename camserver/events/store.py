@@ -19,6 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from .. import jsonsafe
 from ..storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class EventStore:
             "INSERT OR REPLACE INTO events (id, camera, label, start_time, end_time, zones, has_snapshot, updated_at, data)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record["id"], record["camera"], record["label"], record["start_time"], record["end_time"],
-             "," + ",".join(record["entered_zones"]) + ",", int(record["has_snapshot"]), now, json.dumps(record)),
+             "," + ",".join(record["entered_zones"]) + ",", int(record["has_snapshot"]), now,
+             jsonsafe.dumps(record, "an event record")),
         )
     def get(self, event_id: str) -> dict[str, Any] | None:
         """One event, or None."""

@@ -24,6 +24,7 @@ from .bodies import body_deadline, unsatisfiable_ranges
 from .connections import ConnectionLimit
 from .events import EventsApi
 from .session import ViewerAuth
+from .strictjson import strict_json
 from .writes import write_guard
 from .stream import MJPEG_CONTENT_TYPE, MJPEG_START, BoundedStream, ViewerGone, mjpeg_part
 
@@ -170,6 +171,7 @@ class ViewerApp:
         if self.auth.required:
             middlewares.append(viewer_auth(self.auth))
         app = web.Application(middlewares=middlewares)
+        app.middlewares.insert(0, strict_json)  # outermost: it sees every JSON answer, errors included
         StaticAssets().add_routes(app)
         self.auth.add_routes(app)
         app.router.add_get("/healthz", self.healthz)
