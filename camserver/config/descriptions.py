@@ -69,6 +69,8 @@ DESCRIPTIONS: dict[str, str] = {
     "detect.triton_model": "Backend triton: the model name (`camserver-infer --model-name`).",
     "detect.timeout_s": "Backend triton: one request's limit; past it the service counts as lost.",
     "detect.triton_inflight": "Backend triton: batches sent and not yet answered, at most.",
+    "detect.triton_token": "Backend triton: the service's access token (camserver-infer --token-file or "
+                           "$CAMSERVER_INFER_TOKEN), sent with every call; \"\" = none. At least 8 characters.",
     # [cameras]
     "cameras.ids": "Cameras known before they connect: their URLs exist and show a placeholder until then.",
     "cameras.<id>.motion": "Any `[motion]` key but `masks`, for that camera only.",
