@@ -90,7 +90,7 @@ async def test_max_mb_removes_only_the_oldest_it_must_and_the_file_shrinks(tmp_p
     assert stored == starts[-kept:]  # oldest first, and only those
     assert 1700 < kept < 2100, kept
     assert stored[0] < now - DAY  # the newest day is far inside the budget
-    assert report["removed_by_retention"] == {"recordings": 0, "events": 4000 - kept}
+    assert report["removed_by_retention"] == {"exports": 0, "recordings": 0, "firmware": 0, "events": 4000 - kept}
     used = report["used_bytes"]
     assert 2 * MiB - 64 * 1024 <= used["total"] <= 2 * MiB  # only as many as needed: within 64 KiB of max_mb
     assert report["max_bytes"] == 2 * MiB and used["events"] + used["database_overhead"] == used["total"]

@@ -16,7 +16,10 @@ finish. The index (SQLite) is written on the thread that owns the events databas
 A camera switching framesize mid-file is scaled to the file's size; the next file (span or
 segment) takes the new size. When a camera's encoder falls behind, frames are dropped from the
 recording only (counted, logged at most once a minute). A write error (disk full, folder not
-writable) pauses that camera's recording for `retry_s`, counted, logged at most once a minute.
+writable) pauses that camera's recording for `retry_s` (a second), counted, logged at most once a
+minute; the storage budget is told at once and makes room (storage.min_free_mb), and while it
+finds nothing of camserver's own left to remove (`DiskSpace.space_ok` false) the pause lasts
+until it does. Exports run on their own threads, bounded (exporter.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ..config import RecordConfig
 from ..supervise import Spawn, cancel_and_wait
 from .buffer import PreCaptureBuffer
 from .encoder import EncodeSettings
-from .export import ExportCache
+from .exporter import MAX_EXPORT_S, DiskSpace, Exporter
 from .index import RecordingIndex, recording_path
 from .recovery import RecoveryReport, recover
 from .worker import CameraState, EncodeWorkers, Span
@@ -45,8 +48,7 @@ PRE_SLACK_S = 3.0  # the ring keeps this much more than pre_capture_s: an event 
 HOUSEKEEPING_S = 1.0
 RETENTION_EVERY_S = 60.0
 STALE_S = 5.0  # a camera that sent nothing this long has its file finished (the frames may never come)
-EXPORT_TTL_S = 600.0
-MAX_EXPORT_S = 3600.0
+RETRY_S = 1.0  # a camera's recording tries again this soon after a write error
 
 
 @dataclass
@@ -68,13 +70,16 @@ class Recorder:
         index_executor: runs every index call: one thread, in submission order (the events thread).
         clock: wall-clock time, for pauses and for files of cameras that stopped sending.
         workers: encoding threads (default: one per core, at most 4).
-        retry_s: how long recording pauses after a write error.
+        retry_s: how long recording pauses after a write error (at least: while `disk` says the disk is full, longer).
+        disk: the storage budget's free-space floor (default: none).
+        export_max_bytes: the exports' share of storage.max_mb.
         housekeeping_s: how often time-driven decisions run (files of silent cameras, motion verdicts).
     """
 
     def __init__(self, config: RecordConfig, root: Path, index: RecordingIndex, index_executor: Executor,
-                 clock: Callable[[], float] = time.time, workers: int | None = None, retry_s: float = 60.0,
-                 housekeeping_s: float = HOUSEKEEPING_S) -> None:
+                 clock: Callable[[], float] = time.time, workers: int | None = None, retry_s: float = RETRY_S,
+                 housekeeping_s: float = HOUSEKEEPING_S, disk: DiskSpace | None = None,
+                 export_max_bytes: int = 2**62) -> None:
         self.config = config
         self.root = root
         self.index = index
@@ -84,9 +89,12 @@ class Recorder:
         self.housekeeping_s = housekeeping_s
         self.settings = EncodeSettings(config.preset, config.crf, config.x264_params)
         self.encoders = EncodeWorkers(index, index_executor, self.settings, clock, retry_s, workers)
-        self.workers = self.encoders.pool  # exports run there too
+        self.workers = self.encoders.pool
+        self.disk = disk or DiskSpace()
+        self.encoders.on_write_error = self.disk.urgent
         self.cameras: dict[str, CameraState] = {}
-        self.exports = ExportCache(root / "recordings" / ".exports", EXPORT_TTL_S)
+        self.exporter = Exporter(index, self.disk, export_max_bytes)
+        self.exports = self.exporter.cache
         self.recovered = RecoveryReport()
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopping = False
@@ -128,6 +136,7 @@ class Recorder:
             cam.verdicts.clear()  # motion verdicts not reached: keep what was recorded
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.encoders.shutdown)
+        await loop.run_in_executor(None, self.exporter.pool.shutdown)
         await self._index(lambda: None)  # the index thread runs in order: every finish before this is done
 
     # --- per frame and per event (loop) ------------------------------------------------------------
@@ -256,6 +265,7 @@ class Recorder:
             "record_write_errors": self.encoders.write_errors,
             "record_paused_cameras": sorted(c.id for c in cams if c.failed),
             "record_frames_dropped": sum(c.frames_dropped for c in cams),
+            "exports": self.exporter.health(),
         }
 
     # --- for the HTTP routes ----------------------------------------------------------------------
@@ -267,17 +277,23 @@ class Recorder:
             return None
         if info["path"] is not None:
             return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
+        start = info["clip_start"]
         if info["clip_end"] is not None:
-            return await self.export_clip(info["camera"], info["clip_start"], info["clip_end"])
-        # open: up to now, the same file for the requests of one playback (see GROWING_REUSE_S)
-        return await self.export_clip(info["camera"], info["clip_start"], self.clock(), stable=f"event {event_id}")
+            return await self.export_clip(info["camera"], start, min(info["clip_end"], start + MAX_EXPORT_S))
+        # open: up to now (at most the hour), the same file for the requests of one playback (see GROWING_REUSE_S)
+        return await self.export_clip(info["camera"], start, min(self.clock(), start + MAX_EXPORT_S),
+                                      stable=f"event {event_id}")
 
     async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
         """A camera's recordings overlapping [after, before], oldest first."""
         return await self._index(self.index.list, camera, after, before)
 
     async def export(self, camera: str, start: float, end: float) -> Path | None:
-        """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there."""
+        """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there.
+
+        Raises:
+            ExportRefused: a bound was reached (429) or there is no room (507); see exporter.py.
+        """
         clip = await self.export_clip(camera, start, end)
         return clip.path if clip is not None else None
 
@@ -286,20 +302,14 @@ class Recorder:
 
         `stable` names a clip whose end moves (an open event's) for the export cache.
         """
+        end = min(end, start + MAX_EXPORT_S)
         rows = await self._index(self.index.list, camera, start, end)
-        sources = [(self.index.file(r["path"]), r["start_time"]) for r in rows]
-        if not sources:
-            return None
-        growing = any(r["in_progress"] for r in rows)
-        # a finished span gives the same file every time; one that is still growing, a new one
-        key = repr((camera, start, end, [(r["path"], r["bytes"]) for r in rows]))
-        loop = asyncio.get_running_loop()
-        stable = stable or repr((camera, start, end))
-        made = await loop.run_in_executor(self.workers, self.exports.get, key, sources, start, end, growing, stable)
+        made = await self.exporter.export(camera, start, end, rows, stable)
         if made is None:
             return None
-        path, first = made
+        path, first, growing = made
         return ClipFile(path, growing, max(0.0, start - first))
+
 
     # --- loop-side decisions ------------------------------------------------------------------------
 
@@ -362,8 +372,8 @@ class Recorder:
         self.encoders.enqueue(cam, ("open", path, row))
 
     def _resume(self, cam: CameraState) -> bool:
-        """After a write error: True once the pause is over (the next frame starts a new file)."""
-        if self.clock() < cam.paused_until:
+        """After a write error: True once the pause is over and the disk has room (the next frame starts a new file)."""
+        if self.clock() < cam.paused_until or not self.disk.space_ok():
             return False
         cam.failed = False
         cam.span = None
@@ -383,12 +393,11 @@ class Recorder:
             now = self.clock()
             try:
                 self.tick(now)
+                # retention by age is the storage budget's (RecordingsKind.expire, in keep-time); here only
+                # the exports unused for EXPORT_TTL_S, for a recorder without a budget
                 if time.monotonic() - last_retention >= RETENTION_EVERY_S:
                     last_retention = time.monotonic()
-                    files, freed = await self._index(self.index.expire, now, self.config.retain_days)
-                    if files:
-                        log.info("recording retention removed %d file(s), %.1f MB", files, freed / 1e6)
-                    await asyncio.get_running_loop().run_in_executor(self.workers, self.exports.clean)
+                    await asyncio.get_running_loop().run_in_executor(self.exporter.pool, self.exports.clean)
             except Exception:
                 log.error("recording housekeeping failed", exc_info=True)
 
@@ -417,3 +426,4 @@ class Recorder:
         cam.verdicts = waiting
         horizon = now - 2 * (self.config.segment_s + self.config.pre_capture_s + self.config.post_capture_s)
         cam.activity = {k: a for k, a in cam.activity.items() if a[1] > horizon}
+

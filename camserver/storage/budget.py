@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..logsafe import ThrottledLog
-from .floor import PAUSE_BELOW, Episode, FreeSpaceFloor, Space, statvfs_space
+from .floor import PAUSE_BELOW, QUIET_S, Episode, FreeSpaceFloor, Space, statvfs_space
 from .keepclock import KeepClock
 
 if TYPE_CHECKING:
@@ -196,15 +196,20 @@ class StorageBudget:
         if floor.measure() is None:
             return False
         need = floor.need()
-        if not need:
-            if floor.episode is not None:
-                self._end_episode(floor.episode)
-            return False
         episode = floor.episode
+        if not need:
+            if episode is not None:
+                now = self.keep_clock.monotonic()
+                if episode.above_since is None:
+                    episode.above_since = now
+                elif now - episode.above_since >= QUIET_S:
+                    self._end_episode(episode)
+            return False
         if episode is None:
             assert floor.last is not None
             episode = floor.episode = Episode(floor.last.free)
             floor.episodes += 1
+        episode.above_since = None
         for kind in self.kinds:  # the order they were added: exports, recordings, events
             if n := kind.trim(need, False, STEP_ITEMS):
                 episode.removed[kind.name] = episode.removed.get(kind.name, 0) + n
@@ -225,9 +230,10 @@ class StorageBudget:
         floor.episode = None
         free = floor.last.free if floor.last is not None else 0
         log.warning("storage: %s fell to %d KB free, under storage.min_free_mb (%.1f MB here); removed %s, oldest "
-                    "first; now %.1f MB free", self.database.directory, episode.free_at_start // 1024,
+                    "first, until it stayed above for %.0f s; now %.1f MB free", self.database.directory,
+                    episode.free_at_start // 1024,
                     floor.floor / 2**20, _removed_text(episode.removed) or "nothing of camserver's own",
-                    free / 2**20)
+                    QUIET_S, free / 2**20)
 
     def _sweep(self) -> bool:
         for kind in self.kinds:

@@ -3,7 +3,9 @@
 The budget (budget.py) looks every tick (1 s): one statvfs, a system call of a few microseconds
 that reads the file system's counters and touches no file, so a disk that fills at 100 MB/s is
 caught within about 100 MB. Below the floor it removes camserver's own oldest items until the
-free space is back above the floor plus HYSTERESIS (so one episode is not a removal a second).
+free space is back above the floor plus HYSTERESIS. An episode ends when the free space has stayed
+above the floor for QUIET_S: a disk that something keeps filling is one episode (one log line at
+its end, one warning if nothing of camserver's own is left), not a line a second.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 SHARE = 0.10  # the floor is at most this share of the disk: a small card is not emptied to keep 1 GB free
-HYSTERESIS = 0.10  # an episode ends this share above the floor
+HYSTERESIS = 0.10  # in an episode, room is made up to this share above the floor
+QUIET_S = 30.0  # an episode ends once the free space stayed above the floor this long
 # Below this much free space, with nothing of camserver's own left to remove, recording pauses
 # (a write would fail); it resumes at the next tick that finds more.
 PAUSE_BELOW = 256 * 1024
@@ -42,6 +45,7 @@ class Episode:
     removed: dict[str, int] = field(default_factory=dict)  # items by kind
     freed: int = 0  # bytes the kinds reported
     stuck: bool = False  # nothing of camserver's own was left to remove (logged once)
+    above_since: float | None = None  # monotonic time the free space was last found back above the floor
 
 
 class FreeSpaceFloor:
@@ -100,5 +104,5 @@ class FreeSpaceFloor:
     def health(self) -> dict[str, object]:
         """The floor's part of /healthz `storage`."""
         return {"free_bytes": self.last.free if self.last is not None else None, "min_free_bytes": self.floor,
-                "below_floor": self.episode is not None, "floor_episodes": self.episodes,
+                "below_floor": self.last is not None and self.last.free < self.floor, "floor_episodes": self.episodes,
                 "removed_for_free_space": dict(self.removed), "paused_reason": self.paused}
