@@ -14,7 +14,7 @@ import pytest
 
 import camserver.storage.budget as budget_module
 from camserver.app import CamServer
-from camserver.events.store import SCHEMA, EventStore
+from camserver.events.store import EventStore
 from camserver.storage import Database
 from camserver.storage.budget import STEP_ITEMS, STEP_PAGES
 from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
@@ -33,12 +33,21 @@ def record(event_id: str, start: float, end: float | None = None) -> dict:
             "announced": True}
 
 
+# the events table of an earlier version (no seq, no kept_at): start-up migrates it
+LEGACY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, camera TEXT NOT NULL, label TEXT NOT NULL, start_time REAL NOT NULL, end_time REAL,
+    zones TEXT NOT NULL, has_snapshot INTEGER NOT NULL, updated_at REAL NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_start ON events (start_time);
+"""
+
+
 def fill(folder: Path, starts: list[float], other_table_bytes: int = 0) -> None:
     """camserver.db as an earlier version left it (no auto-vacuum, WAL): ended events starting at `starts`."""
     folder.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(folder / "camserver.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(SCHEMA)
+    db.executescript(LEGACY_SCHEMA)
     db.execute("BEGIN")
     for i, start in enumerate(starts):
         r = record(f"{int(start * 1000)}-{i:06x}", start, start + 10)
