@@ -109,3 +109,37 @@ async def test_150_concurrent_distinct_exports_never_drop_a_recorded_frame_or_pa
         finally:
             stop.set()
             await asyncio.gather(*feeds)
+
+
+async def test_an_export_the_disk_fills_under_answers_507_json_not_500(tmp_path, monkeypatch):
+    """The disk fills while an export is written (ENOSPC): the viewer gets 507 with a JSON reason, never a 500,
+    and the refusal is counted; the next export, once there is room, is made."""
+    import errno
+
+    import camserver.record.export as export_module
+
+    config = make_config(record={"mode": "continuous", "segment_s": 2},
+                         storage={"dir": str(tmp_path / "data"), "min_free_mb": 0})
+    async with CamServer(config, detector_factory=None) as server, aiohttp.ClientSession() as http:
+        stop = asyncio.Event()
+        feed = asyncio.create_task(send(server, "yard", stop))
+        try:
+            await asyncio.sleep(5)
+            real = export_module.export_span
+
+            def full(*args, **kwargs):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(export_module, "export_span", full)
+            now = time.time()
+            url = f"http://127.0.0.1:{server.http_port}/api/cameras/yard/clip.mp4?start={now - 4}&end={now - 2}"
+            async with http.get(url) as resp:
+                assert resp.status == 507 and resp.content_type == "application/json"
+                assert (await resp.json())["error"] == "disk full"
+            assert server.health()["recording"]["exports"]["refused"]["507"] == 1
+            monkeypatch.setattr(export_module, "export_span", real)
+            async with http.get(url) as resp:
+                assert resp.status == 200 and resp.content_type == "video/mp4"
+        finally:
+            stop.set()
+            await feed
