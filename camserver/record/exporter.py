@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from .export import ExportCache, ExportRefused
 from .index import RecordingIndex
@@ -44,19 +45,74 @@ class DiskSpace:
         return 2**62
 
 
-class Exporter:
-    """The export threads, the cache of export files and the bounds; its methods run on the loop."""
+@dataclass
+class ClipFile:
+    """A file to serve: an event's clip (its span, or an export of segments) or an export."""
 
-    def __init__(self, index: RecordingIndex, disk: DiskSpace, max_bytes: int = 2**62) -> None:
+    path: Path
+    in_progress: bool = False  # still growing (fragmented MP4): what is recorded so far
+    offset_s: float = 0.0  # where the event's clip starts in the file
+
+
+class Exporter:
+    """Event clips and exports for the HTTP routes: the export threads, the cache and the bounds; on the loop.
+
+    Args:
+        index: the recordings index.
+        index_call: runs an index method on the index thread (the recorder's).
+        clock: wall-clock time (an open event's clip runs to now).
+        disk: the free-space floor.
+        max_bytes: the exports' share of storage.max_mb.
+    """
+
+    def __init__(self, index: RecordingIndex, index_call: Callable[..., Awaitable[Any]], clock: Callable[[], float],
+                 disk: DiskSpace, max_bytes: int = 2**62) -> None:
         self.index = index
+        self.index_call = index_call
+        self.clock = clock
         self.disk = disk
         self.pool = ThreadPoolExecutor(max_workers=EXPORT_THREADS, thread_name_prefix="export")
         self.cache = ExportCache(index.root / "recordings" / ".exports", EXPORT_TTL_S, max_bytes)
         self._making: dict[str, asyncio.Future[Any]] = {}  # key -> the export being made (one per span)
         self.refused: dict[int, int] = {429: 0, 507: 0}
 
-    async def export(self, camera: str, start: float, end: float, rows: list[dict[str, Any]],
-                     stable: str | None = None) -> tuple[Path, float, bool] | None:
+    async def clip_file(self, event_id: str) -> ClipFile | None:
+        """The file of an event's clip (while the event is open: what is recorded so far); None if none."""
+        info = await self.index_call(self.index.clip, event_id)
+        if info is None or not info["has_clip"]:
+            return None
+        if info["path"] is not None:
+            return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
+        start = info["clip_start"]
+        if info["clip_end"] is not None:
+            return await self.clip(info["camera"], start, min(info["clip_end"], start + MAX_EXPORT_S))
+        # open: up to now (at most the hour), the same file for the requests of one playback (see GROWING_REUSE_S)
+        return await self.clip(info["camera"], start, min(self.clock(), start + MAX_EXPORT_S), stable=f"event {event_id}")
+
+    async def export(self, camera: str, start: float, end: float) -> Path | None:
+        """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there.
+
+        Raises:
+            ExportRefused: a bound was reached (429) or there is no room (507).
+        """
+        clip = await self.clip(camera, start, end)
+        return clip.path if clip is not None else None
+
+    async def clip(self, camera: str, start: float, end: float, stable: str | None = None) -> ClipFile | None:
+        """Like `export`, with where `start` falls in the file (it begins at the keyframe before it).
+
+        `stable` names a clip whose end moves (an open event's) for the export cache.
+        """
+        end = min(end, start + MAX_EXPORT_S)
+        rows = await self.index_call(self.index.list, camera, start, end)
+        made = await self._made(camera, start, end, rows, stable)
+        if made is None:
+            return None
+        path, first, growing = made
+        return ClipFile(path, growing, max(0.0, start - first))
+
+    async def _made(self, camera: str, start: float, end: float, rows: list[dict[str, Any]],
+                    stable: str | None = None) -> tuple[Path, float, bool] | None:
         """(file, wall time of its first frame, a source still grows) of [start, end] of `rows`; None if nothing there.
 
         Raises:

@@ -29,7 +29,6 @@ import logging
 import math
 import time
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +36,7 @@ from ..config import RecordConfig
 from ..supervise import Spawn, cancel_and_wait
 from .buffer import PreCaptureBuffer
 from .encoder import EncodeSettings
-from .exporter import MAX_EXPORT_S, DiskSpace, Exporter
+from .exporter import DiskSpace, Exporter
 from .index import RecordingIndex, recording_path
 from .recovery import RecoveryReport, recover
 from .worker import CameraState, EncodeWorkers, Span
@@ -49,15 +48,6 @@ HOUSEKEEPING_S = 1.0
 RETENTION_EVERY_S = 60.0
 STALE_S = 5.0  # a camera that sent nothing this long has its file finished (the frames may never come)
 RETRY_S = 1.0  # a camera's recording tries again this soon after a write error
-
-
-@dataclass
-class ClipFile:
-    """A file to serve: an event's clip (its span, or an export of segments) or an export."""
-
-    path: Path
-    in_progress: bool = False  # still growing (fragmented MP4): what is recorded so far
-    offset_s: float = 0.0  # where the event's clip starts in the file
 
 
 class Recorder:
@@ -93,8 +83,10 @@ class Recorder:
         self.disk = disk or DiskSpace()
         self.encoders.on_write_error = self.disk.urgent
         self.cameras: dict[str, CameraState] = {}
-        self.exporter = Exporter(index, self.disk, export_max_bytes)
+        self.exporter = Exporter(index, self._index, clock, self.disk, export_max_bytes)
         self.exports = self.exporter.cache
+        # for the HTTP routes: an event's clip, any span's export (exporter.py)
+        self.clip_file, self.export, self.export_clip = self.exporter.clip_file, self.exporter.export, self.exporter.clip
         self.recovered = RecoveryReport()
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopping = False
@@ -270,46 +262,9 @@ class Recorder:
 
     # --- for the HTTP routes ----------------------------------------------------------------------
 
-    async def clip_file(self, event_id: str) -> ClipFile | None:
-        """The file of an event's clip (while the event is open: what is recorded so far); None if none."""
-        info = await self._index(self.index.clip, event_id)
-        if info is None or not info["has_clip"]:
-            return None
-        if info["path"] is not None:
-            return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
-        start = info["clip_start"]
-        if info["clip_end"] is not None:
-            return await self.export_clip(info["camera"], start, min(info["clip_end"], start + MAX_EXPORT_S))
-        # open: up to now (at most the hour), the same file for the requests of one playback (see GROWING_REUSE_S)
-        return await self.export_clip(info["camera"], start, min(self.clock(), start + MAX_EXPORT_S),
-                                      stable=f"event {event_id}")
-
     async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
         """A camera's recordings overlapping [after, before], oldest first."""
         return await self._index(self.index.list, camera, after, before)
-
-    async def export(self, camera: str, start: float, end: float) -> Path | None:
-        """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there.
-
-        Raises:
-            ExportRefused: a bound was reached (429) or there is no room (507); see exporter.py.
-        """
-        clip = await self.export_clip(camera, start, end)
-        return clip.path if clip is not None else None
-
-    async def export_clip(self, camera: str, start: float, end: float, stable: str | None = None) -> ClipFile | None:
-        """Like `export`, with where `start` falls in the file (it begins at the keyframe before it).
-
-        `stable` names a clip whose end moves (an open event's) for the export cache.
-        """
-        end = min(end, start + MAX_EXPORT_S)
-        rows = await self._index(self.index.list, camera, start, end)
-        made = await self.exporter.export(camera, start, end, rows, stable)
-        if made is None:
-            return None
-        path, first, growing = made
-        return ClipFile(path, growing, max(0.0, start - first))
-
 
     # --- loop-side decisions ------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from ..record.export import ExportRefused
-from ..record.recorder import MAX_EXPORT_S, ClipFile
+from ..record.exporter import MAX_EXPORT_S, ClipFile
 
 DAY_S = 86400.0
 EXPORTS_PER_CLIENT = 2  # exports or clips one client address waits for at once; more: 429
