@@ -348,3 +348,18 @@ async def test_storage_lost_for_good_never_stops_frames_or_viewers(tmp_path, mon
         assert server.supervisor.failed is None
         await cam.close()
     data.unlink()
+
+
+async def test_firmware_images_and_exports_count_toward_max_mb(tmp_path):
+    """A 1 MB firmware image under storage.dir/firmware is counted in /healthz storage (used_bytes.firmware and the
+    total), as are the exports, so max_mb makes room for them among the removable kinds."""
+    data = tmp_path / "data"
+    (data / "firmware").mkdir(parents=True)
+    (data / "firmware" / "camera-1.2.bin").write_bytes(b"\xe9" + bytes(MiB - 1))
+    server = CamServer(make_config(storage={"dir": str(data), "max_mb": 100}), detector_factory=None)
+    async with server:
+        await wait_for(lambda: server.database.budget.last is not None
+                       and server.database.budget.last.files.get("firmware"), what="a budget round")
+        used = (await health(server))["storage"]["used_bytes"]
+    assert used["firmware"] == MiB and used["exports"] == 0
+    assert used["total"] >= MiB + used["database_overhead"]

@@ -98,7 +98,7 @@ def kept(index: RecordingIndex) -> list[str]:
     return [r[0] for r in index.db.execute("SELECT path FROM recordings ORDER BY seq")]
 
 
-async def test_a_month_of_two_cameras_under_a_budget_with_clock_steps_and_a_full_disk(tmp_path):
+async def test_a_month_of_two_cameras_under_a_budget_with_clock_steps_and_a_full_disk(tmp_path, caplog):
     """30 simulated days, 2 cameras, a segment an hour each, max_mb about 4 days; the clock stepped back 1 h on day
     8 and forward 1 day on day 18, a restart after an hour down on day 24, another program leaving less than the
     floor free on days 12-14: every day the budget and the floor hold, the newest day is all there and what is
@@ -160,6 +160,8 @@ async def test_a_month_of_two_cameras_under_a_budget_with_clock_steps_and_a_full
         assert fds() == fds_at_start
         assert mem_growth < 32 * KB, mem_growth
         assert episodes >= 1 and floor_removed >= 1 and trimmed > 0  # the floor and the budget both acted
+        lines = [r for r in caplog.records if "under storage.min_free_mb" in r.getMessage()]
+        assert 1 <= len(lines) <= episodes, [r.getMessage() for r in lines]  # one line per episode, at most
         assert budget.removed["recordings"] > 0  # and the budget after the restart
     finally:
         await database.close()
