@@ -102,3 +102,31 @@ def test_a_recordings_table_of_an_earlier_version_is_migrated_in_the_order_it_wa
     new = segment(index, "a", 500.0)
     assert db.execute("SELECT seq, kept_at FROM recordings WHERE path = ?", (new,)).fetchone() == (3, 5000.0)
     assert [r["path"] for r in index.oldest()] == ["recordings/a/1/z.mp4", "recordings/a/1/a.mp4", new]
+
+
+def test_recordings_without_rows_are_adopted_in_the_order_they_were_written(tmp_path):
+    """A database lost with its rows: the files found are adopted oldest-written first (seq) and aged by when they
+    were written, so retention removes the oldest of them first whatever their names (labels of a stepped clock)."""
+    import os
+    import time as _time
+
+    from camserver.record import recover
+    from test_record import write_clip
+
+    db = sqlite3.connect(tmp_path / "camserver.db", isolation_level=None)
+    index = RecordingIndex(db, tmp_path, keep_clock=lambda: 1_000_000.0)
+    index.create()
+    now = _time.time()
+    labels = [5000.0, 3000.0, 4000.0]  # the names' times: not the order they were written in
+    paths = []
+    for k, label in enumerate(labels):
+        path = recording_path("yard", "segment", label)
+        file = tmp_path / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        write_clip(file, label, 1.0)
+        os.utime(file, (now - 3 * 86400 + k * 3600, now - 3 * 86400 + k * 3600))  # written 3 days ago, an hour apart
+        paths.append(path)
+    assert recover(index).adopted == 3
+    rows = db.execute("SELECT path, kept_at FROM recordings ORDER BY seq").fetchall()
+    assert [p for p, _ in rows] == paths
+    assert all(abs(kept - (1_000_000.0 - 3 * 86400 + k * 3600)) < 60 for k, (_, kept) in enumerate(rows))

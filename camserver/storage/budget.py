@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ STEP_ITEMS = 256  # items removed per step
 STEP_PAGES = 1024  # pages given back per step (4 MB at 4 KiB pages)
 STEPS_PER_ROUND = 40  # then the round yields until the next tick
 SWEEP_FILES = 512  # files looked at per sweep step
+KEEP_SAVE_S = 60.0  # keep-time (keepclock.py) is saved this often
 
 
 class StorageKind(Protocol):
@@ -113,6 +115,7 @@ class StorageBudget:
         self.clock = clock
         self.keep_clock = KeepClock(clock, monotonic)
         self.floor = FreeSpaceFloor(database.directory, min_free_mb, space)
+        self._keep_saved = -float("inf")
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.kinds: list[StorageKind] = []
@@ -278,8 +281,20 @@ class StorageBudget:
             # executescript steps the PRAGMA to its end; execute() would free one page per call
             conn.executescript(f"PRAGMA incremental_vacuum({STEP_PAGES});")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        self.keep_clock.save(conn)
+        self._save_keep_clock()
         return bool(self.database.incremental and free > STEP_PAGES)
+
+    def _save_keep_clock(self) -> None:
+        """Keep-time saved at most every KEEP_SAVE_S (a crash loses at most that much of it); a full disk skips it."""
+        now = self.keep_clock.monotonic()
+        if now - self._keep_saved < KEEP_SAVE_S:
+            return
+        assert self.database.conn is not None
+        try:
+            self.keep_clock.save(self.database.conn)
+            self._keep_saved = now
+        except sqlite3.OperationalError:  # the disk is full: the floor's work goes on, the next round saves it
+            pass
 
     # --- on the loop ------------------------------------------------------------------------
 
