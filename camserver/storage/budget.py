@@ -374,10 +374,11 @@ class StorageBudget:
         used: dict[str, int] = {}
         if usage is not None:
             used = {"total": usage.total, "database_overhead": usage.overhead}
-            for i, kind in enumerate(self.kinds):
-                # the kinds' rows share one database and are shown with the kind added last, the one that
-                # keeps many rows (events; recordings, added before them, are mostly files)
-                used[kind.name] = usage.files.get(kind.name, 0) + (usage.rows if i == len(self.kinds) - 1 else 0)
+            # the kinds' rows share one database and are shown with the last kind added that has tables, the
+            # one that keeps many rows (events; recordings, added before them, are mostly files)
+            with_rows = [kind for kind in self.kinds if kind.tables][-1:]
+            for kind in self.kinds:
+                used[kind.name] = usage.files.get(kind.name, 0) + (usage.rows if kind in with_rows else 0)
         return {"used_bytes": used, "max_bytes": self.max_bytes, "removed_by_retention": dict(self.removed),
                 "write_errors": write_errors + self.errors, "last_round_ms": round(self.last_round_ms, 1),
                 **self.floor.health(), **self.database.health()}
