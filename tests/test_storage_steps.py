@@ -130,3 +130,31 @@ def test_recordings_without_rows_are_adopted_in_the_order_they_were_written(tmp_
     rows = db.execute("SELECT path, kept_at FROM recordings ORDER BY seq").fetchall()
     assert [p for p, _ in rows] == paths
     assert all(abs(kept - (1_000_000.0 - 3 * 86400 + k * 3600)) < 60 for k, (_, kept) in enumerate(rows))
+
+
+async def test_firmware_over_max_mb_costs_older_days_never_the_newest(tmp_path):
+    """3 MB of firmware images under max_mb = 2 with segments of today and of three days ago: the old segments go
+    to make room, today's stay (firmware is counted, but never a reason to empty the newest day)."""
+    from camserver.storage.folder import CountedFolder
+
+    wall = [1_800_000_000.0]
+    database = Database(tmp_path, 2, clock=lambda: wall[0], monotonic=lambda: 0.0)
+    await database.open()
+    try:
+        (tmp_path / "firmware").mkdir()
+        (tmp_path / "firmware" / "cam.bin").write_bytes(bytes(3 * 1024 * 1024))
+        index = RecordingIndex(database, tmp_path, keep_clock=lambda: wall[0])
+        await database.run(index.create)
+        database.budget.add(RecordingsKind(index, retain_days=30))
+        database.budget.add(CountedFolder("firmware", tmp_path / "firmware"))
+        wall[0] -= 3 * DAY
+        old = [await database.run(segment, index, "yard", wall[0] + 10 * i, 50_000) for i in range(4)]
+        wall[0] += 3 * DAY
+        today = [await database.run(segment, index, "yard", wall[0] + 10 * i, 50_000) for i in range(4)]
+        while await database.budget.round():
+            pass
+        left = await database.run(lambda: {r[0] for r in index.db.execute("SELECT path FROM recordings")})
+        assert left == set(today) and not left & set(old)
+        assert database.budget.last.files["firmware"] == 3 * 1024 * 1024
+    finally:
+        await database.close()

@@ -261,15 +261,18 @@ class StorageBudget:
             if n := kind.trim(usage.total - self.max_bytes, True, STEP_ITEMS):
                 self.removed[kind.name] += n
                 return True
-        if usage.kinds > self.max_bytes:  # the newest day alone is over max_mb
+        # what stays whatever the budget does (firmware images) is overhead here: it never costs the newest day
+        removable = usage.kinds - sum(usage.files.get(k.name, 0) for k in self.kinds if not getattr(k, "removable", True))
+        if removable > self.max_bytes:  # the newest day alone is over max_mb
             for kind in self.kinds:
-                if n := kind.trim(usage.kinds - self.max_bytes, False, STEP_ITEMS):
+                if n := kind.trim(removable - self.max_bytes, False, STEP_ITEMS):
                     self.removed[kind.name] += n
                     return True
             return False
-        self._log.warning("overhead", "storage.max_mb (%.2f MB) holds the events of the newest day but not the "
-                          "database's own %.2f MB besides them; those events are kept (storage.dir holds %.2f MB)",
-                          self.max_bytes / 2**20, usage.overhead / 2**20, usage.total / 2**20)
+        self._log.warning("overhead", "storage.max_mb (%.2f MB) holds the newest day of events and recordings but "
+                          "not the database's own %.2f MB and the %.2f MB that stay (firmware images) besides them; "
+                          "those events are kept, and the newest day's recordings (storage.dir holds %.2f MB)", self.max_bytes / 2**20,
+                          usage.overhead / 2**20, (usage.kinds - removable) / 2**20, usage.total / 2**20)
         return False
 
     def _vacuum(self) -> bool:

@@ -17,6 +17,7 @@ class CountedFolder:
     """
 
     tables: tuple[str, ...] = ()
+    removable = False  # the budget removes older days of the other kinds for it, never their newest day
 
     def __init__(self, name: str, folder: Path, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.name = name
