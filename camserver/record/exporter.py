@@ -138,7 +138,7 @@ class Exporter:
             making = asyncio.get_running_loop().run_in_executor(
                 self.pool, self.cache.get, key, sources, start, end, growing, stable, estimate)
             self._making[key] = making
-            making.add_done_callback(lambda _: self._making.pop(key, None))
+            making.add_done_callback(lambda done: self._done(key, done))
         try:
             made = await asyncio.shield(making)
         except ExportRefused as exc:
@@ -149,6 +149,11 @@ class Exporter:
         if made is None:
             return None
         return made[0], made[1], growing
+
+    def _done(self, key: str, done: asyncio.Future[Any]) -> None:
+        self._making.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every viewer waiting for it may have gone (a closed connection)
 
     def _refuse(self, exc: ExportRefused) -> ExportRefused:
         self.refused[exc.status] = self.refused.get(exc.status, 0) + 1
