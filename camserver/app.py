@@ -29,8 +29,10 @@ from .integrations.mqtt import MqttPublisher
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
+from .record.exporter import EXPORT_SHARE
 from .record.index import RecordingsKind
 from .storage import Database, StorageError
+from .storage.folder import CountedFolder
 from .supervise import Supervisor
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
@@ -82,7 +84,7 @@ class CamServer:
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
-        self.database = Database(Path(config.storage.dir), config.storage.max_mb, clock)
+        self.database = Database(Path(config.storage.dir), config.storage.max_mb, clock, config.storage.min_free_mb)
         self.events = EventEngine(config.events, config.storage, self.database, clock)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
@@ -147,8 +149,14 @@ class CamServer:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
         root = Path(config.storage.dir)
         index = RecordingIndex(self.database, root)
-        recorder = Recorder(config.record, root, index, self.database.executor, clock)
-        self.database.budget.add(RecordingsKind(index, config.record.retain_days))  # before events: they go first
+        budget = self.database.budget
+        recorder = Recorder(config.record, root, index, self.database.executor, clock, disk=budget,
+                            export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
+        # the order the budget removes in: exports (made again on request), recordings, then events;
+        # firmware images count and stay
+        budget.add(recorder.exports)
+        budget.add(RecordingsKind(index, config.record.retain_days))
+        budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
         index.grew = self.database.budget.soon
         self.hub.on_frame.append(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.wall_time))

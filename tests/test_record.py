@@ -156,7 +156,7 @@ def test_config_record_table():
 
 def index_on(tmp_path) -> RecordingIndex:
     db = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
-    index = RecordingIndex(db, tmp_path)
+    index = RecordingIndex(db, tmp_path, keep_clock=lambda: 5010.0)  # keep-time: every row kept at 5010
     index.create()
     return index
 

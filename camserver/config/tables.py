@@ -249,6 +249,8 @@ class StorageConfig:
     dir: str = _opt("camserver-data", _text())
     retain_days: float = _opt(10.0, _number(float, 0.0, 36500))
     max_mb: float = _opt(1024.0, _number(float, 1.0, 10_000_000))
+    # free space kept on storage.dir's disk (at most 10% of it); 0: none
+    min_free_mb: float = _opt(1024.0, _number(float, 0.0, 10_000_000))
 
 
 @dataclass(frozen=True)

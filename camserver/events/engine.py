@@ -41,7 +41,7 @@ class EventEngine:
         self.config = config
         self.database = database
         self.clock = clock
-        self.store = EventStore(Path(storage.dir), storage.retain_days)
+        self.store = EventStore(Path(storage.dir), storage.retain_days, database.budget.keep_clock.now, clock)
         self.feed = EventFeed()
         self.zones = by_camera(self.config.zones)
         self.rules: dict[str, CameraRules] = {}

@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS recordings (
     bytes INTEGER NOT NULL DEFAULT 0,
     width INTEGER NOT NULL DEFAULT 0,
     height INTEGER NOT NULL DEFAULT 0,
-    in_progress INTEGER NOT NULL    -- 1: still growing (fragmented MP4); after a crash: to repair
+    in_progress INTEGER NOT NULL,   -- 1: still growing (fragmented MP4); after a crash: to repair
+    seq INTEGER,                    -- the order recordings were made in: retention's order, never a clock label
+    kept_at REAL                    -- keep-time (storage/keepclock.py) when it was made, then when finished
 );
 CREATE INDEX IF NOT EXISTS recordings_camera_start ON recordings (camera, start_time);
 CREATE TABLE IF NOT EXISTS event_clips (
@@ -42,6 +44,9 @@ CREATE TABLE IF NOT EXISTS event_clips (
 CREATE INDEX IF NOT EXISTS event_clips_recording ON event_clips (recording);
 """
 
+# columns a database of an earlier version lacks: added, and filled in the order the rows were made
+# (rowid: the rows were inserted as the recordings began) and with their labels as keep-time
+MIGRATIONS = (("seq", "INTEGER", "rowid"), ("kept_at", "REAL", "COALESCE(end_time, start_time)"))
 COLUMNS = "path, camera, kind, start_time, end_time, frames, bytes, width, height, in_progress"
 KINDS = ("span", "segment")
 
@@ -55,9 +60,13 @@ def _row(row: tuple[Any, ...]) -> dict[str, Any]:
 class RecordingIndex:
     """Recordings and event clips in SQLite; every method runs on the connection's own thread."""
 
-    def __init__(self, db: sqlite3.Connection | Database, root: Path) -> None:
+    def __init__(self, db: sqlite3.Connection | Database, root: Path,
+                 keep_clock: Callable[[], float] | None = None) -> None:
         self._db = db  # the server's Database (its connection opens at start-up), or a connection
         self.root = root
+        if keep_clock is None:
+            keep_clock = db.budget.keep_clock.now if isinstance(db, Database) else time.time
+        self.keep_clock = keep_clock  # how long a recording has been kept (retention by age)
         self.grew: Callable[[], None] = lambda: None  # a recording finished: the storage budget looks soon
 
     @property
@@ -68,8 +77,14 @@ class RecordingIndex:
         return conn
 
     def create(self) -> None:
-        """Create the tables (idempotent)."""
+        """Create the tables (idempotent); a table of an earlier version gets the columns it lacks."""
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(recordings)")}
+        for column, sql_type, fill in MIGRATIONS:
+            if column not in have:
+                self.db.execute(f"ALTER TABLE recordings ADD COLUMN {column} {sql_type}")
+                self.db.execute(f"UPDATE recordings SET {column} = {fill}")
+        self.db.execute("CREATE INDEX IF NOT EXISTS recordings_seq ON recordings (seq)")
 
     def file(self, path: str) -> Path:
         """The absolute file of a recording's relative path."""
@@ -80,13 +95,15 @@ class RecordingIndex:
     def add(self, path: str, camera: str, kind: str, start: float) -> None:
         """A recording about to be written: its row, in progress, before its file exists."""
         assert kind in KINDS
-        self.db.execute("INSERT OR REPLACE INTO recordings (path, camera, kind, start_time, in_progress)"
-                        " VALUES (?, ?, ?, ?, 1)", (path, camera, kind, start))
+        self.db.execute("INSERT OR REPLACE INTO recordings (path, camera, kind, start_time, in_progress, seq, kept_at)"
+                        " VALUES (?, ?, ?, ?, 1, (SELECT COALESCE(max(seq), 0) + 1 FROM recordings), ?)",
+                        (path, camera, kind, start, self.keep_clock()))
 
     def finish(self, path: str, start: float, end: float, frames: int, size: int, width: int, height: int) -> None:
         """The recording's file is final (a regular MP4, index first)."""
         self.db.execute("UPDATE recordings SET start_time = ?, end_time = ?, frames = ?, bytes = ?, width = ?,"
-                        " height = ?, in_progress = 0 WHERE path = ?", (start, end, frames, size, width, height, path))
+                        " height = ?, in_progress = 0, kept_at = ? WHERE path = ?",
+                        (start, end, frames, size, width, height, self.keep_clock(), path))
         self.grew()
 
     def get(self, path: str) -> dict[str, Any] | None:
@@ -116,7 +133,7 @@ class RecordingIndex:
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        sql += " ORDER BY start_time, path LIMIT ?"
+        sql += " ORDER BY start_time, seq LIMIT ?"
         return [_row(r) for r in self.db.execute(sql, [*args, limit])]
 
     def remove(self, path: str) -> int:
@@ -198,21 +215,29 @@ class RecordingIndex:
         return int(total)
 
     def oldest(self, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:
-        """Finished recordings, oldest first (a span still used by an event is included: see `reclaim`)."""
+        """Finished recordings, the first made first (a span still used by an event is included: see `reclaim`)."""
         sql = f"SELECT {COLUMNS} FROM recordings WHERE in_progress = 0"
         args: list[Any] = []
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        return [_row(r) for r in self.db.execute(sql + " ORDER BY start_time LIMIT ?", [*args, limit])]
+        return [_row(r) for r in self.db.execute(sql + " ORDER BY seq LIMIT ?", [*args, limit])]
 
-    def expire(self, now: float | None = None, retain_days: float = 3.0) -> tuple[int, int]:
-        """Delete segments older than `retain_days`, and spans no event uses any more (see prune_clips). Returns (files, bytes)."""
-        now = time.time() if now is None else now
-        self.prune_clips(now)
+    def expire(self, now: float | None = None, retain_days: float = 3.0,
+               wall: float | None = None) -> tuple[int, int]:
+        """Delete segments kept longer than `retain_days`, and spans no event uses any more (see prune_clips).
+
+        Args:
+            now: keep-time (the index's keep_clock by default): a segment's age is `now - kept_at`.
+            wall: wall-clock time, for prune_clips' grace (default: `now`).
+
+        Returns (files, bytes).
+        """
+        now = self.keep_clock() if now is None else now
+        self.prune_clips(now if wall is None else wall)
         files = freed = 0
-        old = self.db.execute("SELECT path FROM recordings WHERE kind = 'segment' AND in_progress = 0 AND end_time < ?",
-                              (now - retain_days * 86400,)).fetchall()
+        old = self.db.execute("SELECT path FROM recordings WHERE kind = 'segment' AND in_progress = 0 AND kept_at < ?"
+                              " ORDER BY seq", (now - retain_days * 86400,)).fetchall()
         for (path,) in old:
             freed += self.remove(path)
             files += 1
@@ -303,23 +328,30 @@ class RecordingsKind:
         return False
 
     def expire(self, now: float, limit: int) -> int:
-        """Segments past record.retain_days, and spans no event uses any more; returns how many files went."""
-        files, _ = self.index.expire(now, self.retain_days)
+        """Segments kept past record.retain_days (`now`: keep-time), and spans no event uses; returns how many files went."""
+        files, _ = self.index.expire(now, self.retain_days, time.time())
         return files
 
     def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
-        """The oldest finished segments, about `need` bytes, at most `limit`; returns how many went."""
-        sql = "SELECT path, bytes, end_time FROM recordings WHERE kind = 'segment' AND in_progress = 0"
+        """The first-made finished segments, about `need` bytes, at most `limit`; returns how many went.
+
+        Without `keep_newest_day` (the free-space floor, or a newest day over max_mb by itself), event clips
+        (spans) go too once no segment is left. The order is the order they were made in (seq) and the
+        newest day is measured in keep-time, so a clock step never makes the newest footage look oldest.
+        """
+        sql = "SELECT path, bytes FROM recordings WHERE in_progress = 0 AND kind = ?"
         args: list[Any] = []
         if keep_newest_day:
-            newest = self.index.db.execute("SELECT max(end_time) FROM recordings WHERE kind = 'segment'").fetchone()[0]
+            newest = self.index.db.execute("SELECT max(kept_at) FROM recordings WHERE kind = 'segment'").fetchone()[0]
             if newest is None:
                 return 0
-            sql += " AND end_time < ?"
+            sql += " AND kept_at < ?"
             args.append(newest - 86400)
-        rows = self.index.db.execute(sql + " ORDER BY start_time LIMIT ?", [*args, limit]).fetchall()
+        rows = self.index.db.execute(sql + " ORDER BY seq LIMIT ?", ["segment", *args, limit]).fetchall()
+        if not rows and not keep_newest_day:
+            rows = self.index.db.execute(sql + " ORDER BY seq LIMIT ?", ["span", *args, limit]).fetchall()
         removed = freed = 0
-        for path, size, _ in rows:
+        for path, size in rows:
             if freed >= need:
                 break
             freed += self.index.remove(path) or (size or 0)
