@@ -115,9 +115,11 @@ DESCRIPTIONS: dict[str, str] = {
     "motion.masks[].camera": "The camera the mask belongs to.",
     "motion.masks[].points": "3 or more `[x, y]` pairs, relative to the frame (0 to 1).",
     # [storage]
-    "storage.dir": "Everything camserver keeps: database, snapshots, recordings, firmware images.",
-    "storage.retain_days": "Ended events older than this are removed.",
-    "storage.max_mb": "The size of it all; past it the oldest recordings go first, then the oldest events.",
+    "storage.dir": "Everything camserver keeps: database, snapshots, recordings, exports, firmware images.",
+    "storage.retain_days": "Ended events older than this (in keep-time, which clock steps do not move) are removed.",
+    "storage.max_mb": "The size of it all; past it exports go first, then the oldest recordings, then the oldest events.",
+    "storage.min_free_mb": "Free space kept on storage.dir's disk whatever else fills it, at most 10% of the disk; "
+                           "below it camserver's own oldest items go, the newest day too. 0: none.",
     # [record]
     "record.mode": "off, events (a clip per event), motion (segments where motion was on), continuous.",
     "record.pre_capture_s": "An event's clip starts this long before the event.",
