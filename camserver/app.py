@@ -36,6 +36,7 @@ from .storage.folder import CountedFolder
 from .supervise import Supervisor
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
+from .web.health import server_health
 from .web.notify import NotifyApi
 from .web.recordings import RecordingsApi
 from .web.session import ViewerAuth
@@ -189,49 +190,7 @@ class CamServer:
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
-        detector = self.scheduler.state
-        lagging = self.scheduler.lagging(time.monotonic())
-        failed = self.supervisor.failed
-        if failed is not None:
-            status = "failed"
-        elif not self.ready:
-            status = "starting"
-        else:
-            status = "ok" if detector == "ok" and not lagging else "degraded"
-        health: dict[str, Any] = {"status": status}
-        if failed is not None:
-            health["failed_stage"] = failed
-        if lagging:
-            health["lagging_cameras"] = lagging  # camera -> why its detection has not advanced
-        health.update({
-            "detector": detector,
-            "detector_reason": self.scheduler.reason,
-            "detector_stalls": self.pool.stalls,
-            "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
-            **about(self.config.detect.model, self.started_at),
-            "events": self.events.health(),
-            "storage": self.database.budget.health(self.events.write_errors + self.board.write_errors),
-            "mqtt": self.mqtt.state,  # never makes the server unhealthy
-            "mqtt_error": self.mqtt.problem or None,
-            "stage_restarts": self.supervisor.restarts,  # integrations started again after their task died
-            "mdns": self.mdns.health(),  # never makes the server unhealthy
-            "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
-            "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
-            "recording": self.recorder.health(),
-            "detection": self.scheduler.figures(),
-            "tasks": len(asyncio.all_tasks()),
-            "viewers": self.viewer_app.viewers_total,
-            "viewers_refused": self.viewer_app.viewers_refused,
-            "http_connections": self.http_limit.open,
-            "http_connections_refused": self.http_limit.refused,
-            "http_connections_evicted": self.http_limit.evicted,
-            "http_body_timeouts": self.viewer_app.body_timeouts[0],
-            "credential_guesses": self.viewer_app.auth.limiter.figures(),
-            "camera_auth_failures": self.ingest.auth_failures,
-            "cameras": len(self.hub.cameras),
-            "cameras_connected": sum(1 for c in self.hub if c.connected),
-        })
-        return health
+        return server_health(self)
 
     def camera_figures(self, cam: Camera) -> dict[str, Any]:
         """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""

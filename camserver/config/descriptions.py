@@ -117,7 +117,10 @@ DESCRIPTIONS: dict[str, str] = {
     # [storage]
     "storage.dir": "Everything camserver keeps: database, snapshots, recordings, firmware images.",
     "storage.retain_days": "Ended events older than this are removed.",
-    "storage.max_mb": "The size of it all; past it the oldest recordings go first, then the oldest events.",
+    "storage.max_mb": "The size of it all (exports and firmware images included); past it the oldest exports go "
+                      "first, then the oldest recordings, then the oldest events.",
+    "storage.min_free_mb": "Free space kept on the disk of storage.dir whatever else fills it (checked every second): "
+                           "below it camserver's own oldest go, never the database. Capped at 10% of the disk; 0: no floor.",
     # [record]
     "record.mode": "off, events (a clip per event), motion (segments where motion was on), continuous.",
     "record.pre_capture_s": "An event's clip starts this long before the event.",
