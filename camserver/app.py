@@ -26,6 +26,7 @@ from .integrations.lan import is_loopback, reachable_host, startup_lines
 from .integrations.mdns import MdnsAdvertiser
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
+from .integrations.mute import ALL, MuteBoard, held
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
@@ -34,6 +35,7 @@ from .storage import Database, StorageError
 from .supervise import Supervisor
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
+from .web.mute import MuteApi
 from .web.notify import NotifyApi
 from .web.recordings import RecordingsApi
 from .web.session import ViewerAuth
@@ -93,17 +95,23 @@ class CamServer:
         self.scheduler.on_motion = self._motion
         self.hub.on_offline.append(self._camera_offline)
         self.webhooks = WebhookSender(config.webhooks)
-        self.events.listeners.append(self.webhooks.on_change)
+        self.mute = MuteBoard(self.database)  # what it holds: [mute] holds
+        holds = config.mute.holds
+        self.events.listeners.append(held(self.webhooks.on_change, self.mute.muted) if "webhooks" in holds
+                                     else self.webhooks.on_change)
         self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
                                   motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
-                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera))
+                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
+                                  muted=self.mute.muted, set_mute=self._switch_mute)
+        self.mute.listeners.append(lambda target: self.mqtt.camera_mute(None if target == ALL else target))
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
         self.hub.on_forget.append(self.events.forget_camera)
         self.recorder = self._recorder(config, clock)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
-                                 clip_path=self._finished_clip if config.record.mode != "off" else None)
+                                 clip_path=self._finished_clip if config.record.mode != "off" else None,
+                                 muted=self.mute.muted if "notify" in holds else lambda camera: False)
         self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
@@ -129,7 +137,8 @@ class CamServer:
         self.viewer_app = ViewerApp(
             config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings),
+            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
+                   MuteApi(self.mute, lambda camera_id: self.hub.get(camera_id) is not None)),
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
@@ -206,6 +215,7 @@ class CamServer:
             "stage_restarts": self.supervisor.restarts,  # integrations started again after their task died
             "mdns": self.mdns.health(),  # never makes the server unhealthy
             "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
+            "notify_held": self.notifier.held,  # notifications a mute held back
             "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
             "recording": self.recorder.health(),
             "detection": self.scheduler.figures(),
@@ -223,7 +233,7 @@ class CamServer:
     def camera_figures(self, cam: Camera) -> dict[str, Any]:
         """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""
         return {**cam.summary(), **self.scheduler.camera_figures(cam.id), "closes": self.ingest.closes_of(cam.id),
-                "recording": self.recorder.camera_stats(cam.id),
+                "recording": self.recorder.camera_stats(cam.id), **self.mute.state(cam.id),
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
@@ -254,6 +264,10 @@ class CamServer:
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
             self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
+
+    async def _switch_mute(self, camera_id: str, on: bool) -> None:
+        """Home Assistant's mute switch: ON mutes the camera until turned back off, OFF unmutes it."""
+        await (self.mute.set(camera_id, None) if on else self.mute.clear(camera_id))
 
     def _hello(self, camera_id: str, hello: dict[str, Any] | None) -> dict[str, Any] | None:
         """A camera's hello: the board's settings to send back; MQTT's device shows the firmware it names."""
@@ -287,6 +301,7 @@ class CamServer:
                 self._events_started = True
                 self.mqtt.objects_gone(self.events.closed_at_start)  # a crash left them counted
             await self.board.start(self.database)
+            await self.mute.start(spawn)  # the mutes kept before a restart
             await self.recorder.start(spawn)
         except (StorageError, OSError, sqlite3.Error) as exc:
             await self.stop()
@@ -359,6 +374,7 @@ class CamServer:
             ("inference service", self._stop_remote),
             ("recording", self.recorder.stop),  # before the database: it writes its last rows
             ("board", self.board.stop),  # before the events database closes
+            ("mute", self.mute.stop),
             ("events", self._stop_events),
             ("storage", self.database.close),
             ("webhooks", self.webhooks.stop),

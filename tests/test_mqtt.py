@@ -380,7 +380,7 @@ async def test_every_discovery_config_is_what_current_home_assistant_accepts(bro
     assert sorted(c["default_entity_id"] for c in configs.values()) == [
         "binary_sensor.camserver_door_connectivity", "binary_sensor.camserver_door_motion",
         "binary_sensor.camserver_door_person_occupancy", "image.camserver_door_person_snapshot",
-        "sensor.camserver_door_person_count"]
+        "sensor.camserver_door_person_count", "switch.camserver_door_mute"]
     for config in configs.values():
         assert config["device"]["sw_version"] == "1.4.2"
         assert config["device"]["configuration_url"] == "https://cams.example.net/#/camera/door"

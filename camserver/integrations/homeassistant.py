@@ -33,7 +33,7 @@ Message = tuple[str, bytes | str, bool]  # topic, payload, retain
 
 SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ESCAPED_KEY = re.compile(r".*_[0-9a-f]{8}")
-RESERVED_KEYS = frozenset({"status", "motion"})  # <prefix>/<camera>/status and /motion are the camera's own
+RESERVED_KEYS = frozenset({"status", "motion", "mute"})  # <prefix>/<camera>/status, /motion, /mute are the camera's own
 LABEL_KEYS = ("_occupancy", "_count", "_snapshot")  # the label entities' keys end so
 MAX_FIRMWARE_CHARS = 64  # a board's version string, as its hello says it
 MAX_LABEL_CHARS = 64  # of a label in an entity's name and id (a model may name a class with 10 KB)
@@ -123,6 +123,10 @@ class HomeAssistantDiscovery:
         messages = [self.entity(camera, "binary_sensor", "connectivity", "connectivity", "connected", firmware,
                                 device_class="connectivity", state_topic=f"{state}/status", payload_on="online",
                                 payload_off="offline")]
+        # the mute (integrations/mute.py): ON holds the camera's notifications until turned back off
+        messages.append(self.entity(camera, "switch", "mute", "mute", "mute notifications", firmware,
+                                    state_topic=f"{state}/mute", command_topic=f"{state}/mute/set", payload_on="ON",
+                                    payload_off="OFF", icon="mdi:bell-off"))
         if motion:
             messages.append(self.entity(camera, "binary_sensor", "motion", "motion", "motion", firmware,
                                         device_class="motion", state_topic=f"{state}/motion", payload_on="ON",
