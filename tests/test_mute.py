@@ -187,3 +187,45 @@ async def test_a_timed_mute_ends_by_itself_and_says_so(tmp_path):
     assert rows == 0
     await board.stop()
     await database.close()
+
+
+async def test_home_assistant_mute_switch_through_mosquitto(tmp_path, http):
+    """Each camera has a switch entity Home Assistant accepts; ON on its command topic mutes the camera until
+    turned back off (retained state ON), OFF unmutes it; a mute from the API shows on the switch; a command
+    retained at the broker, a bad payload and an unknown camera change nothing."""
+    from ha_discovery import check_config
+    from test_mqtt import MOSQUITTO, Broker, Subscriber, free_port
+
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto not installed")
+    import aiomqtt
+
+    broker = Broker(tmp_path, free_port())
+    await broker.start()
+    try:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as stale:  # kept at the broker from long ago
+            await stale.publish("camserver/yard/mute/set", "ON", qos=1, retain=True)
+        async with Subscriber(broker.port, "camserver/#", "homeassistant/switch/#") as sub, \
+                mute_server(tmp_path / "data", mqtt={"host": "127.0.0.1", "port": broker.port}) as (server, base):
+            config_topic = "homeassistant/switch/camserver_door/mute/config"
+            await sub.wait(lambda: bool(sub.on(config_topic)), "the door's switch config")
+            switch = check_config(config_topic, sub.on(config_topic)[-1])
+            assert switch["command_topic"] == "camserver/door/mute/set"
+            assert switch["state_topic"] == "camserver/door/mute"
+            await sub.wait(lambda: sub.on("camserver/door/mute")[-1:] == [b"OFF"], "the switch's state OFF")
+            async with aiomqtt.Client("127.0.0.1", broker.port) as ha:
+                await ha.publish("camserver/door/mute/set", "ON")
+                await wait_for(lambda: server.mute.muted("door"), what="muted by the switch")
+                await sub.wait(lambda: sub.on("camserver/door/mute")[-1:] == [b"ON"], "state ON")
+                assert server.mute.state("door")["muted_until"] is None  # until turned back off
+                await ha.publish("camserver/door/mute/set", "OFF")
+                await wait_for(lambda: not server.mute.muted("door"), what="unmuted by the switch")
+                await sub.wait(lambda: sub.on("camserver/door/mute")[-1:] == [b"OFF"], "state OFF")
+                await ha.publish("camserver/door/mute/set", "louder", qos=1)
+                await ha.publish("camserver/nobody/mute/set", "ON", qos=1)
+            async with http.post(f"{base}/api/mute", json={"for_s": 1800}) as resp:
+                assert resp.status == 200
+            await sub.wait(lambda: sub.on("camserver/yard/mute")[-1:] == [b"ON"], "the mute of all on yard's switch")
+            assert set(server.mute.mutes) == {ALL}, "the bad, retained and unknown commands changed nothing"
+    finally:
+        broker.kill()
