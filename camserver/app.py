@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -49,6 +50,13 @@ SHUTDOWN_TIMEOUT_S = 3.0  # open responses are ended by then; the rest is cut
 
 class StartupError(Exception):
     """The server could not start (port in use, ...); the text says why."""
+
+
+def listen_error(exc: OSError, side: str, host: str, port: int, flag: str, key: str) -> str:
+    """One line: which listener could not open, why, and the flag and config key that move it."""
+    why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own text repeats every address tried
+    return (f"cannot listen on {host}:{port} for the {side}s: {why}; choose another port with "
+            f"{flag} PORT (or {key} in config.toml; with make: make run ARGS=\"{flag} PORT\")")
 
 
 def default_detector_factory(config: Config) -> Callable[[], Detector] | None:
@@ -321,8 +329,10 @@ class CamServer:
         for camera_id in self.config.cameras.ids:
             self.mqtt.camera_online(camera_id, False)
         self.mqtt.start(spawn)
+        side = ("camera", self.config.ingest.host, self.config.ingest.port, "--ws-port", "ingest.port")
         try:
             self.ws_port = await self.ingest.start()
+            side = ("viewer", self.config.http.host, self.config.http.port, "--http-port", "http.port")
             app = self.viewer_app.build()
             http = self.config.http
             # keepalive_timeout also bounds the wait for a request's headers, the first one included
@@ -334,7 +344,7 @@ class CamServer:
                 self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
         except OSError as exc:
             await self.stop()
-            raise StartupError(f"cannot listen: {exc.strerror or exc}") from None
+            raise StartupError(listen_error(exc, *side)) from None
         self.http_port = self.http_server.sockets[0].getsockname()[1]
         self.ready = True
         self._warn_if_open()
