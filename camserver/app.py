@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -23,11 +22,11 @@ from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine
 from .hub import Camera, CameraHub
 from .ingest import CameraIngest
-from .integrations.lan import is_loopback, reachable_host, startup_lines
+from .integrations.lan import is_loopback, listen_error, reachable_host, startup_lines
 from .integrations.mdns import MdnsAdvertiser
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
-from .integrations.mute import ALL, MuteBoard, held
+from .integrations.mute import MuteBoard
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
@@ -50,13 +49,6 @@ SHUTDOWN_TIMEOUT_S = 3.0  # open responses are ended by then; the rest is cut
 
 class StartupError(Exception):
     """The server could not start (port in use, ...); the text says why."""
-
-
-def listen_error(exc: OSError, side: str, host: str, port: int, flag: str, key: str) -> str:
-    """One line: which listener could not open, why, and the flag and config key that move it."""
-    why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own text repeats every address tried
-    return (f"cannot listen on {host}:{port} for the {side}s: {why}; choose another port with "
-            f"{flag} PORT (or {key} in config.toml; with make: make run ARGS=\"{flag} PORT\")")
 
 
 def default_detector_factory(config: Config) -> Callable[[], Detector] | None:
@@ -103,15 +95,12 @@ class CamServer:
         self.scheduler.on_motion = self._motion
         self.hub.on_offline.append(self._camera_offline)
         self.webhooks = WebhookSender(config.webhooks)
-        self.mute = MuteBoard(self.database)  # what it holds: [mute] holds
-        holds = config.mute.holds
-        self.events.listeners.append(held(self.webhooks.on_change, self.mute.muted) if "webhooks" in holds
-                                     else self.webhooks.on_change)
+        self.mute = MuteBoard(self.database, config.mute.holds)
+        self.events.listeners.append(self.mute.hold("webhooks", self.webhooks.on_change))
         self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
                                   motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
                                   public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
-                                  muted=self.mute.muted, set_mute=self._switch_mute)
-        self.mute.listeners.append(lambda target: self.mqtt.camera_mute(None if target == ALL else target))
+                                  mute=self.mute)
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
@@ -119,7 +108,7 @@ class CamServer:
         self.recorder = self._recorder(config, clock)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
                                  clip_path=self._finished_clip if config.record.mode != "off" else None,
-                                 muted=self.mute.muted if "notify" in holds else lambda camera: False)
+                                 muted=self.mute.holding("notify"))
         self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
@@ -146,7 +135,7 @@ class CamServer:
             config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
             auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                   MuteApi(self.mute, lambda camera_id: self.hub.get(camera_id) is not None)),
+                   MuteApi(self.mute, self.hub.get)),
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
@@ -222,8 +211,7 @@ class CamServer:
             "mqtt_error": self.mqtt.problem or None,
             "stage_restarts": self.supervisor.restarts,  # integrations started again after their task died
             "mdns": self.mdns.health(),  # never makes the server unhealthy
-            "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
-            "notify_held": self.notifier.held,  # notifications a mute held back
+            "notify": self.notifier.health(), "notify_held": self.notifier.held,  # redacted URLs; held: by a mute
             "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
             "recording": self.recorder.health(),
             "detection": self.scheduler.figures(),
@@ -272,10 +260,6 @@ class CamServer:
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
             self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
-
-    async def _switch_mute(self, camera_id: str, on: bool) -> None:
-        """Home Assistant's mute switch: ON mutes the camera until turned back off, OFF unmutes it."""
-        await (self.mute.set(camera_id, None) if on else self.mute.clear(camera_id))
 
     def _hello(self, camera_id: str, hello: dict[str, Any] | None) -> dict[str, Any] | None:
         """A camera's hello: the board's settings to send back; MQTT's device shows the firmware it names."""
@@ -383,8 +367,7 @@ class CamServer:
             ("detector workers", self.pool.stop),
             ("inference service", self._stop_remote),
             ("recording", self.recorder.stop),  # before the database: it writes its last rows
-            ("board", self.board.stop),  # before the events database closes
-            ("mute", self.mute.stop),
+            ("board", self.board.stop), ("mute", self.mute.stop),  # before the events database closes
             ("events", self._stop_events),
             ("storage", self.database.close),
             ("webhooks", self.webhooks.stop),

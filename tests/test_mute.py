@@ -152,7 +152,7 @@ async def test_a_wall_clock_step_neither_lengthens_nor_shortens_a_mute(tmp_path)
     clocks = Clocks()
     database = Database(tmp_path)
     await database.open()
-    board = MuteBoard(database, lambda: clocks.wall, lambda: clocks.mono)
+    board = MuteBoard(database, wall=lambda: clocks.wall, monotonic=lambda: clocks.mono)
     await board.load()
     await board.set("door", 1800)
     clocks.wall += 3600  # NTP at boot fixes a clock an hour slow
@@ -165,7 +165,7 @@ async def test_a_wall_clock_step_neither_lengthens_nor_shortens_a_mute(tmp_path)
     assert not board.muted("door") and not board.state("door")["muted"]
 
     await board.set("yard", 600)
-    again = MuteBoard(database, lambda: clocks.wall + 100, lambda: 5.0)  # restarted 100 s later
+    again = MuteBoard(database, wall=lambda: clocks.wall + 100, monotonic=lambda: 5.0)  # restarted 100 s later
     await again.load()
     assert again.state("yard")["muted_for_s"] == 500
     await database.close()

@@ -41,7 +41,7 @@ import ssl
 import time
 from collections import Counter
 from contextlib import suppress
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import aiomqtt
 
@@ -49,7 +49,7 @@ from ..config import MqttConfig
 from ..events.rules import Change
 from ..logsafe import ThrottledLog, printable
 from ..supervise import Spawn, cancel_and_wait, describe
-from .homeassistant import LABEL_KEYS, HomeAssistantDiscovery, Message, label_of_key, topic_key
+from .homeassistant import LABEL_KEYS, HomeAssistantDiscovery, Message, MuteControl, MuteSwitch, label_of_key, topic_key
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ RETAINED_SETTLE_S = 2.0  # after subscribing, for the broker to send the retaine
 BACKOFF_S = (1.0, 30.0)
 
 
-class MqttPublisher:
+class MqttPublisher(MuteSwitch):
     """Keeps a broker up to date with cameras, objects and events.
 
     Args:
@@ -69,18 +69,16 @@ class MqttPublisher:
         motion: whether a camera's motion detection is on: then it has a motion binary_sensor.
         public_url: http.public_url, for each device's link to its camera's page.
         firmware: the firmware version a camera's board last said it runs, or None.
-        muted: whether a camera's notifications are held now (its mute switch's state).
-        set_mute: a mute switch's command: mute the camera until turned back off (True) or unmute it.
+        mute: the mutes (integrations/mute.py): each camera's mute switch shows and sets its mute.
     """
 
     def __init__(self, config: MqttConfig, labels: tuple[str, ...],
                  motion: Callable[[str], bool] = lambda camera: False, public_url: str = "",
-                 firmware: Callable[[str], str | None] = lambda camera: None,
-                 muted: Callable[[str], bool] = lambda camera: False,
-                 set_mute: Callable[[str, bool], Awaitable[None]] | None = None) -> None:
+                 firmware: Callable[[str], str | None] = lambda camera: None, mute: MuteControl | None = None) -> None:
         self.config = config
-        self.muted = muted
-        self.set_mute = set_mute
+        self.mute = mute
+        if mute is not None:
+            mute.listeners.append(self.camera_mute)
         self.motion_sensor = motion
         self.firmware = firmware
         self.motion: dict[str, bool] = {}  # camera id -> motion ON
@@ -130,13 +128,6 @@ class MqttPublisher:
             return
         self.motion[camera] = on
         self._put((f"{self.ha.state_topic(camera)}/motion", "ON" if on else "OFF", True))
-
-    def camera_mute(self, camera: str | None) -> None:
-        """A camera's mute changed (None: the mute of all, so every camera's): its switch's state (retained)."""
-        if not self.enabled:
-            return
-        for cam in list(self.cameras) if camera is None else [camera] if camera in self.cameras else []:
-            self._put((f"{self.ha.state_topic(cam)}/mute", "ON" if self.muted(cam) else "OFF", True))
 
     def camera_hello(self, camera: str) -> None:
         """A camera said hello: when it names another firmware version, its device's configs go again."""
@@ -284,7 +275,7 @@ class MqttPublisher:
             state = self.ha.state_topic(camera)
             messages += self._discovery(camera)
             messages.append((f"{state}/status", "online" if online else "offline", True))
-            messages.append((f"{state}/mute", "ON" if self.muted(camera) else "OFF", True))
+            messages.append(self._mute_state(camera))
             if camera in self.motion:
                 messages.append((f"{state}/motion", "ON" if self.motion[camera] else "OFF", True))
             for key in sorted(self.labels.get(camera, {})):
@@ -367,7 +358,7 @@ class MqttPublisher:
                     states = [f"{self.prefix}/+/status", f"{self.prefix}/+/motion"]  # and to set right
                     for wildcard in (configs, *states):
                         await client.subscribe(wildcard)
-                    if self.set_mute is not None:
+                    if self.mute is not None:
                         await client.subscribe(f"{self.prefix}/+/mute/set")
                     for message in self._everything():
                         await self._publish(client, message)
@@ -427,21 +418,3 @@ class MqttPublisher:
                 log.info("Home Assistant came online: sending discovery and states again")
                 for item in self._everything():
                     self._put(item)
-
-    async def _mute_command(self, topic: str, payload: Any, retained: bool) -> None:
-        """A mute switch's command: ON mutes the camera until turned back off, OFF unmutes it."""
-        camera_key = topic[len(self.prefix) + 1:].split("/")[0]
-        camera = self._camera_of_key(camera_key)
-        text = payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray)) else str(payload)
-        command = text.strip().upper()
-        if retained:  # a command kept at the broker would mute again at every reconnect: only live ones count
-            self._problems.warning("retained mute", "MQTT: a retained command on %s was ignored (publish it "
-                                   "without retain)", printable(topic))
-        elif camera is None or command not in ("ON", "OFF") or self.set_mute is None:
-            self._problems.warning("mute command", "MQTT: ignored %s on %s (a known camera's mute/set takes ON or "
-                                   "OFF)", printable(command[:32]), printable(topic))
-        else:
-            await self.set_mute(camera, command == "ON")
-            return
-        if camera is not None:  # say the state again: Home Assistant may show the switch flipped
-            self.camera_mute(camera)

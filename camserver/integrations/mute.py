@@ -34,16 +34,6 @@ HOLDS = ("notify", "webhooks")  # what a mute can hold ([mute] holds)
 Listener = Callable[[str], None]  # a target's mute changed (a camera id, or ALL)
 
 
-def held(listener: Callable[[Any], None], muted: Callable[[str], bool]) -> Callable[[Any], None]:
-    """An event listener that skips the changes of muted cameras (webhooks, with `holds = ["webhooks"]`)."""
-
-    def hold(change: Any) -> None:
-        if not muted(change.after["camera"]):
-            listener(change)
-
-    return hold
-
-
 @dataclass(frozen=True)
 class Mute:
     """One target's mute: when it ends on the monotonic clock (None: until turned back on)."""
@@ -57,13 +47,15 @@ class MuteBoard:
 
     Args:
         database: the storage's database (its thread runs the SQL).
+        holds: what a mute holds ([mute] holds: "notify", "webhooks").
         wall: wall-clock time (a label only).
         monotonic: the clock mutes end on.
     """
 
-    def __init__(self, database: Database | None, wall: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, database: Database | None, holds: tuple[str, ...] = ("notify",),
+                 wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.database = database
+        self.holds = holds
         self.wall = wall
         self.monotonic = monotonic
         self.mutes: dict[str, Mute] = {}
@@ -83,6 +75,16 @@ class MuteBoard:
     def muted(self, camera: str) -> bool:
         """Whether the camera's notifications are held now (its own mute, or the mute of all)."""
         return self._live(camera) is not None or self._live(ALL) is not None
+
+    def holding(self, what: str) -> Callable[[str], bool]:
+        """`muted` if a mute holds `what` ("notify", "webhooks"), else a function that never holds."""
+        return self.muted if what in self.holds else lambda camera: False
+
+    def hold(self, what: str, listener: Callable[[Any], None]) -> Callable[[Any], None]:
+        """An event listener that skips the changes of muted cameras when a mute holds `what`."""
+        if what not in self.holds:
+            return listener
+        return lambda change: None if self.muted(change.after["camera"]) else listener(change)
 
     def state(self, camera: str | None) -> dict[str, Any]:
         """`muted`, `muted_until` (wall clock, null while muted until turned back on or not muted), `muted_by`
@@ -133,6 +135,10 @@ class MuteBoard:
             log.info("unmuted %s", "every camera" if target == ALL else f"camera {target}")
             self._announce(target)
         return had
+
+    async def switch(self, camera: str, on: bool) -> None:
+        """Home Assistant's switch: ON mutes the camera until turned back off, OFF unmutes it."""
+        await (self.set(camera, None) if on else self.clear(camera))
 
     async def clear_everything(self) -> None:
         """Every mute off, the mute of all and each camera's."""

@@ -44,9 +44,9 @@ def duration(raw: bytes) -> float | None:
 
 
 class MuteApi:
-    """The mute routes over a MuteBoard; `known(camera_id)` says whether the server knows a camera."""
+    """The mute routes over a MuteBoard; `known(camera_id)` is the camera, or None for an unknown one."""
 
-    def __init__(self, board: MuteBoard, known: Callable[[str], bool]) -> None:
+    def __init__(self, board: MuteBoard, known: Callable[[str], object]) -> None:
         self.board = board
         self.known = known
 
@@ -65,7 +65,7 @@ class MuteApi:
 
     def _camera(self, request: web.Request) -> str:
         camera = request.match_info["camera_id"]
-        if not self.known(camera):
+        if self.known(camera) is None:
             raise web.HTTPNotFound(reason="unknown camera", text=f"no camera {camera!r}")
         return camera
 
