@@ -11,12 +11,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from camserver.app import CamServer
 from camserver.integrations.mute import ALL, MuteBoard
 from camserver.storage import Database
 from conftest import WAIT_S, ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
 from fake_ntfy import fake_ntfy
+from hooks import receiver
 
 
 def walking(cam: int, seq: int):
@@ -111,6 +113,32 @@ async def test_mute_all_holds_every_camera_until_turned_back_on_and_survives_a_r
         assert not listed["door"]["muted"] and not listed["yard"]["muted"]
     async with mute_server(data) as (server, base):
         assert not server.mute.mutes, "turned off is kept too"
+
+
+async def test_holds_webhooks_holds_a_muted_cameras_webhooks_and_not_by_default(tmp_path, http):
+    """mute.holds = ["notify", "webhooks"]: a muted camera's event reaches no webhook, another camera's does;
+    with the default (notify only) the muted camera's webhooks still go."""
+    got: list[dict] = []
+
+    async def hook(request):
+        got.append(await request.json())
+        return web.Response()
+
+    async with receiver(hook) as url:
+        for holds, door_hooks in ((["notify", "webhooks"], 0), (["notify"], 2)):
+            got.clear()
+            async with mute_server(tmp_path / f"data-{len(holds)}", mute={"holds": holds},
+                                   webhooks=[{"url": url, "types": ["new", "end"]}]) as (server, base):
+                async with http.post(f"{base}/api/cameras/door/mute", json={"for_s": 600}) as resp:
+                    assert resp.status == 200
+                for name in ("door", "yard"):
+                    cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/{name}")
+                    await crossing(server, cam, 0)
+                    await cam.close()
+                await wait_for(lambda: len(got) >= 2 + door_hooks, what="the webhooks")
+                await asyncio.sleep(0.5)  # a webhook wrongly sent for the muted camera would be here by now
+            cameras_hooked = sorted(m["after"]["camera"] for m in got)
+            assert cameras_hooked == ["door"] * door_hooks + ["yard", "yard"], holds
 
 
 @pytest.mark.parametrize("body, status", [
@@ -229,3 +257,34 @@ async def test_home_assistant_mute_switch_through_mosquitto(tmp_path, http):
             assert set(server.mute.mutes) == {ALL}, "the bad, retained and unknown commands changed nothing"
     finally:
         broker.kill()
+
+
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+@pytest.mark.skipif(not FAKETIME.exists(), reason="libfaketime not installed (apt-get install faketime)")
+async def test_a_wall_clock_step_in_a_running_server_changes_only_the_end_shown(tmp_path, http, monkeypatch):
+    """The server under libfaketime: its wall clock steps an hour ahead, then an hour back, while a camera is
+    muted for 30 min; the mute holds with its 30 min left each time, and only muted_until moves with the clock."""
+    from serverproc import ServerProcess, config_file
+
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    for name, value in (("LD_PRELOAD", str(FAKETIME)), ("FAKETIME_TIMESTAMP_FILE", str(offset)),
+                        ("FAKETIME_NO_CACHE", "1"), ("FAKETIME_DONT_FAKE_MONOTONIC", "1")):
+        monkeypatch.setenv(name, value)
+    server = await ServerProcess.start("--model", "none", "--config", config_file('[cameras]\nids = ["door"]\n'),
+                                       cwd=tmp_path)
+    monkeypatch.delenv("LD_PRELOAD")
+    try:
+        async with http.post(f"{server.http}/api/cameras/door/mute", json={"for_s": 1800}) as resp:
+            assert resp.status == 200
+            first = await resp.json()
+        for step, shift in (("+1h", 3600), ("-1h", -3600)):
+            offset.write_text(step + "\n")
+            door = (await cameras(http, server.http))["door"]
+            assert door["muted"], step
+            assert 1700 < door["muted_for_s"] <= 1800, (step, door)
+            assert abs(door["muted_until"] - (first["muted_until"] + shift)) < 60, (step, door)
+    finally:
+        assert await server.stop() == 0
