@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Protocol
 from urllib.parse import quote
 
 from .. import __version__
@@ -167,15 +167,16 @@ class MuteControl(Protocol):
 class MuteSwitch:
     """The MqttPublisher's part for each camera's mute switch: its retained state and its command topic."""
 
+    # the publisher's, which this part uses
     enabled: bool
     cameras: dict[str, bool]
     ha: HomeAssistantDiscovery
     prefix: str
     mute: MuteControl | None
     _problems: ThrottledLog
-
-    def _put(self, message: Message) -> None: ...
-    def _camera_of_key(self, camera_key: str) -> str | None: ...
+    if TYPE_CHECKING:
+        def _put(self, message: Message) -> None: ...
+        def _camera_of_key(self, camera_key: str) -> str | None: ...
 
     def _mute_state(self, camera: str) -> Message:
         muted = self.mute is not None and self.mute.muted(camera)
