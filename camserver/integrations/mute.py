@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 ALL = "*"  # the target that mutes every camera
 MAX_FOR_S = 30 * 86400.0  # a timed mute longer than a month is "until turned back on"
 MAX_ROWS = 4096  # mutes read back at start-up (one per camera id; the hub keeps at most 1024)
-HOLDS = ("notify", "webhooks")  # what a mute can hold ([mute] holds)
 
 Listener = Callable[[str], None]  # a target's mute changed (a camera id, or ALL)
 
