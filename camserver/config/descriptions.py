@@ -149,6 +149,9 @@ DESCRIPTIONS: dict[str, str] = {
     "notify[].cooldown_s": "Per camera and label: at most one notification in this window.",
     "notify[].attach": "snapshot (the best frame with its box), crop (around the object) or none.",
     "notify[].clip": "`true`: when the event ends, a second message with its clip.",
+    # [mute]
+    "mute.holds": "What a mute (page, `POST /api/mute`, Home Assistant's switch) holds back: `notify` "
+                  "(`[[notify]]` messages), `webhooks`; events are still recorded and MQTT still reports them.",
     # [mqtt]
     "mqtt.host": "The broker; `\"\"` = MQTT off.",
     "mqtt.port": "The broker's port.",

@@ -38,7 +38,7 @@ def server_health(server: Any) -> dict[str, Any]:
         "mqtt_error": server.mqtt.problem or None,
         "stage_restarts": server.supervisor.restarts,  # integrations started again after their task died
         "mdns": server.mdns.health(),  # never makes the server unhealthy
-        "notify": server.notifier.health(),  # redacted URLs; never makes the server unhealthy
+        "notify": server.notifier.health(), "notify_held": server.notifier.held,  # redacted URLs; held: by a mute
         "webhooks": {"endpoints": len(server.config.webhooks), "failures": server.webhooks.failures},
         "recording": server.recorder.health(),
         "detection": server.scheduler.figures(),
