@@ -22,10 +22,11 @@ from .detect.scheduler import DetectionScheduler
 from .events.engine import EventEngine
 from .hub import Camera, CameraHub
 from .ingest import CameraIngest
-from .integrations.lan import is_loopback, reachable_host, startup_lines
+from .integrations.lan import is_loopback, listen_error, reachable_host, startup_lines
 from .integrations.mdns import MdnsAdvertiser
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
+from .integrations.mute import MuteBoard
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
@@ -36,6 +37,8 @@ from .storage.folder import CountedFolder
 from .supervise import Supervisor
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
+from .web.health import server_health
+from .web.mute import MuteApi
 from .web.notify import NotifyApi
 from .web.recordings import RecordingsApi
 from .web.session import ViewerAuth
@@ -95,17 +98,20 @@ class CamServer:
         self.scheduler.on_motion = self._motion
         self.hub.on_offline.append(self._camera_offline)
         self.webhooks = WebhookSender(config.webhooks)
-        self.events.listeners.append(self.webhooks.on_change)
+        self.mute = MuteBoard(self.database, config.mute.holds)
+        self.events.listeners.append(self.mute.hold("webhooks", self.webhooks.on_change))
         self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
                                   motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
-                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera))
+                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
+                                  mute=self.mute)
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
         self.hub.on_forget.append(self.events.forget_camera)
         self.recorder = self._recorder(config, clock)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
-                                 clip_path=self._finished_clip if config.record.mode != "off" else None)
+                                 clip_path=self._finished_clip if config.record.mode != "off" else None,
+                                 muted=self.mute.holding("notify"))
         self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
@@ -134,7 +140,8 @@ class CamServer:
         self.viewer_app = ViewerApp(
             config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings), self.http_limit,
+            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
+                   MuteApi(self.mute, self.hub.get)), self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
@@ -189,55 +196,13 @@ class CamServer:
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
-        detector = self.scheduler.state
-        lagging = self.scheduler.lagging(time.monotonic())
-        failed = self.supervisor.failed
-        if failed is not None:
-            status = "failed"
-        elif not self.ready:
-            status = "starting"
-        else:
-            status = "ok" if detector == "ok" and not lagging else "degraded"
-        health: dict[str, Any] = {"status": status}
-        if failed is not None:
-            health["failed_stage"] = failed
-        if lagging:
-            health["lagging_cameras"] = lagging  # camera -> why its detection has not advanced
-        health.update({
-            "detector": detector,
-            "detector_reason": self.scheduler.reason,
-            "detector_stalls": self.pool.stalls,
-            "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
-            **about(self.config.detect.model, self.started_at),
-            "events": self.events.health(),
-            "storage": self.database.budget.health(self.events.write_errors + self.board.write_errors),
-            "mqtt": self.mqtt.state,  # never makes the server unhealthy
-            "mqtt_error": self.mqtt.problem or None,
-            "stage_restarts": self.supervisor.restarts,  # integrations started again after their task died
-            "mdns": self.mdns.health(),  # never makes the server unhealthy
-            "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
-            "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
-            "recording": self.recorder.health(),
-            "detection": self.scheduler.figures(),
-            "tasks": len(asyncio.all_tasks()),
-            "viewers": self.viewer_app.viewers_total,
-            "viewers_refused": self.viewer_app.viewers_refused,
-            "http_connections": self.http_limit.open,
-            "http_connections_refused": self.http_limit.refused,
-            "http_connections_evicted": self.http_limit.evicted,
-            "http_body_timeouts": self.viewer_app.body_timeouts[0],
-            "credential_guesses": self.viewer_app.auth.limiter.figures(),
-            "camera_auth_failures": self.ingest.auth_failures,
-            "cameras": len(self.hub.cameras),
-            "cameras_connected": sum(1 for c in self.hub if c.connected),
-        })
-        return health
+        return server_health(self)
 
     def camera_figures(self, cam: Camera) -> dict[str, Any]:
         """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""
         return {**cam.summary(), **self.scheduler.camera_figures(cam.id), "closes": self.ingest.closes_of(cam.id),
                 "settings_dropped": self.board.dropped_reported.get(cam.id, 0),
-                "recording": self.recorder.camera_stats(cam.id),
+                "recording": self.recorder.camera_stats(cam.id), **self.mute.state(cam.id),
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
@@ -305,6 +270,7 @@ class CamServer:
                 self._events_started = True
                 self.mqtt.objects_gone(self.events.closed_at_start)  # a crash left them counted
             await self.board.start(self.database)
+            await self.mute.start(spawn)  # the mutes kept before a restart
             await self.recorder.start(spawn)
         except (StorageError, OSError, sqlite3.Error) as exc:
             await self.stop()
@@ -324,8 +290,10 @@ class CamServer:
         for camera_id in self.config.cameras.ids:
             self.mqtt.camera_online(camera_id, False)
         self.mqtt.start(spawn)
+        side = ("camera", self.config.ingest.host, self.config.ingest.port, "--ws-port", "ingest.port")
         try:
             self.ws_port = await self.ingest.start()
+            side = ("viewer", self.config.http.host, self.config.http.port, "--http-port", "http.port")
             app = self.viewer_app.build()
             http = self.config.http
             # keepalive_timeout also bounds the wait for a request's headers, the first one included
@@ -336,7 +304,7 @@ class CamServer:
                 self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
         except OSError as exc:
             await self.stop()
-            raise StartupError(f"cannot listen: {exc.strerror or exc}") from None
+            raise StartupError(listen_error(exc, *side)) from None
         self.http_port = self.http_server.sockets[0].getsockname()[1]
         self.ready = True
         self._warn_if_open()
@@ -375,7 +343,7 @@ class CamServer:
             ("detector workers", self.pool.stop),
             ("inference service", self._stop_remote),
             ("recording", self.recorder.stop),  # before the database: it writes its last rows
-            ("board", self.board.stop),  # before the events database closes
+            ("board", self.board.stop), ("mute", self.mute.stop),  # before the events database closes
             ("events", self._stop_events),
             ("storage", self.database.close),
             ("webhooks", self.webhooks.stop),

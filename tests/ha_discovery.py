@@ -2,7 +2,7 @@
 
 Written from Home Assistant's MQTT documentation and its discovery schemas (homeassistant/components/mqtt:
 schemas.py MQTT_ENTITY_COMMON_SCHEMA, config.py MQTT_BASE_SCHEMA / MQTT_RO_SCHEMA, and binary_sensor.py,
-sensor.py, image.py, camera.py), as of 2025.10 to 2026.2: `default_entity_id` is new in 2025.10, `object_id`
+sensor.py, image.py, camera.py, switch.py), as of 2025.10 to 2026.2: `default_entity_id` is new in 2025.10, `object_id`
 is deprecated then and ignored from 2026.4. Home Assistant drops keys it does not know (REMOVE_EXTRA), so a
 misspelt key fails silently there: this check makes it fail here. Only full key names: camserver sends no
 abbreviations.
@@ -34,9 +34,11 @@ PLATFORMS = {
                         "unit_of_measurement"},
     "image": COMMON | {"content_type", "image_encoding", "image_topic", "url_template", "url_topic"},
     "camera": COMMON | {"topic", "image_encoding"},
+    "switch": COMMON | {"command_topic", "command_template", "state_topic", "value_template", "device_class",
+                        "optimistic", "payload_off", "payload_on", "retain", "state_off", "state_on"},
 }
 REQUIRED = {"binary_sensor": {"state_topic"}, "sensor": {"state_topic"}, "image": {"image_topic"},
-            "camera": {"topic"}}
+            "camera": {"topic"}, "switch": {"command_topic"}}
 DEVICE = {"configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model", "model_id",
           "name", "serial_number", "suggested_area", "sw_version", "via_device"}
 ORIGIN = {"name", "sw_version", "support_url"}
@@ -46,7 +48,7 @@ BINARY_SENSOR_CLASSES = {
     "running", "safety", "smoke", "sound", "tamper", "update", "vibration", "window",
 }
 STATE_CLASSES = {"measurement", "measurement_angle", "total", "total_increasing"}
-TOPIC_KEYS = ("state_topic", "image_topic", "topic", "availability_topic", "json_attributes_topic", "url_topic")
+TOPIC_KEYS = ("state_topic", "command_topic", "image_topic", "topic", "availability_topic", "json_attributes_topic", "url_topic")
 
 
 def valid_publish_topic(topic: str) -> bool:

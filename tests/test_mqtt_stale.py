@@ -70,7 +70,8 @@ async def broker_holds(port: int, want: set[str], timeout: float = WAIT_S) -> No
 
 
 def entities(camera: str, *labels: str) -> set[str]:
-    topics = {f"homeassistant/binary_sensor/camserver_{camera}/connectivity/config"}
+    topics = {f"homeassistant/binary_sensor/camserver_{camera}/connectivity/config",
+              f"homeassistant/switch/camserver_{camera}/mute/config"}
     for label in labels:
         topics |= {f"homeassistant/binary_sensor/camserver_{camera}/{label}_occupancy/config",
                    f"homeassistant/sensor/camserver_{camera}/{label}_count/config",
@@ -98,11 +99,11 @@ async def test_a_removed_label_goes_at_once_and_a_forgotten_camera_after_the_gra
     await earlier_run(broker.port, ["door", "gone"], ["persn"])
     started = time.monotonic()
     async with server(broker.port, grace_s=4.0, events={"labels": ["person"]}, cameras={"ids": ["door"]}) as srv:
-        want_now = entities("door", "person") | set(FOREIGN) | entities("gone")  # gone: its connectivity waits
+        want_now = entities("door", "person") | set(FOREIGN) | entities("gone")  # gone: its camera entities wait
         await broker_holds(broker.port, want_now, timeout=3.5)  # before the grace ends
         assert srv.mqtt.removed == 6 and time.monotonic() - started < 4.0, "the label entities waited for the grace"
         await broker_holds(broker.port, entities("door", "person") | set(FOREIGN), timeout=WAIT_S + 4)
-        assert srv.mqtt.removed == 7 and time.monotonic() - started >= 4.0
+        assert srv.mqtt.removed == 8 and time.monotonic() - started >= 4.0
 
 
 async def test_a_camera_back_within_the_grace_keeps_its_entities(broker):
@@ -135,7 +136,7 @@ async def test_home_assistant_off_removes_every_entity_of_ours(broker):
     await earlier_run(broker.port, ["door"], ["person"])
     async with server(broker.port, grace_s=0.5, mqtt={"homeassistant": False}, cameras={"ids": ["door"]}) as srv:
         await broker_holds(broker.port, set(FOREIGN))
-        assert srv.mqtt.removed == 4
+        assert srv.mqtt.removed == 5
 
 
 # --- states a stop or a crash would leave behind -------------------------------------------------

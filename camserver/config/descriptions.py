@@ -117,9 +117,10 @@ DESCRIPTIONS: dict[str, str] = {
     # [storage]
     "storage.dir": "Everything camserver keeps: database, snapshots, recordings, exports, firmware images.",
     "storage.retain_days": "Ended events older than this (in keep-time, which clock steps do not move) are removed.",
-    "storage.max_mb": "The size of it all; past it exports go first, then the oldest recordings, then the oldest events.",
-    "storage.min_free_mb": "Free space kept on storage.dir's disk whatever else fills it, at most 10% of the disk; "
-                           "below it camserver's own oldest items go, the newest day too. 0: none.",
+    "storage.max_mb": "The size of it all (exports and firmware images included); past it the oldest exports go "
+                      "first, then the oldest recordings, then the oldest events.",
+    "storage.min_free_mb": "Free space kept on the disk of storage.dir whatever else fills it (checked every second): "
+                           "below it camserver's own oldest go, never the database. Capped at 10% of the disk; 0: no floor.",
     # [record]
     "record.mode": "off, events (a clip per event), motion (segments where motion was on), continuous.",
     "record.pre_capture_s": "An event's clip starts this long before the event.",
@@ -148,6 +149,9 @@ DESCRIPTIONS: dict[str, str] = {
     "notify[].cooldown_s": "Per camera and label: at most one notification in this window.",
     "notify[].attach": "snapshot (the best frame with its box), crop (around the object) or none.",
     "notify[].clip": "`true`: when the event ends, a second message with its clip.",
+    # [mute]
+    "mute.holds": "What a mute (page, `POST /api/mute`, Home Assistant's switch) holds back: `notify` "
+                  "(`[[notify]]` messages), `webhooks`; events are still recorded and MQTT still reports them.",
     # [mqtt]
     "mqtt.host": "The broker; `\"\"` = MQTT off.",
     "mqtt.port": "The broker's port.",

@@ -283,6 +283,22 @@ class NotifyConfig:
     clip: bool = _opt(False, _bool)  # a second message with the clip when the event ends
 
 
+MUTE_HOLDS = ("notify", "webhooks")
+
+
+def _mute_holds(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(h in MUTE_HOLDS for h in v):
+        return f"must be a list of {', '.join(MUTE_HOLDS)} (what a mute holds back); [] = nothing"
+    return None
+
+
+@dataclass(frozen=True)
+class MuteConfig:
+    """What muting a camera (from the page, the API or Home Assistant) holds back; events are still recorded."""
+
+    holds: tuple[str, ...] = _opt(("notify",), _mute_holds)
+
+
 @dataclass(frozen=True)
 class MqttConfig:
     """MQTT: event states for Home Assistant, Node-RED and friends. Off while host is empty."""
@@ -344,6 +360,7 @@ class Config:
     record: RecordConfig = field(default_factory=RecordConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     notify: tuple[NotifyConfig, ...] = ()
+    mute: MuteConfig = field(default_factory=MuteConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     log: LogConfig = field(default_factory=LogConfig)
 

@@ -150,7 +150,7 @@ def all_keys() -> list[Key]:
     keys += _entry_keys("webhooks", t.WebhookConfig)
     keys.append(Key("notify", "array of tables", "none", "see below", DESCRIPTIONS.get("notify", "")))
     keys += _entry_keys("notify", t.NotifyConfig)
-    for section, cls in (("mqtt", t.MqttConfig), ("log", t.LogConfig)):
+    for section, cls in (("mute", t.MuteConfig), ("mqtt", t.MqttConfig), ("log", t.LogConfig)):
         keys += _table_keys(section, cls, lambda k, v, s=section: {s: {k: v}})
     return keys
 

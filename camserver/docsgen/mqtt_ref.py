@@ -21,7 +21,16 @@ def _messages(motion: bool) -> list[tuple[str, Any, bool]]:
         mqtt.camera_motion(CAMERA, True)
     event = {"id": "<event id>", "camera": CAMERA, "label": LABEL, "announced": True}
     mqtt.on_change(Change("new", None, event, snapshot=b"\xff\xd8<JPEG>\xff\xd9"))
-    return mqtt._everything() + list(mqtt.outbox.items)  # what a (re)connect sends first, then the changes
+    messages = mqtt._everything() + list(mqtt.outbox.items)  # what a (re)connect sends first, then the changes
+    return [(_named(topic), payload if isinstance(payload, bytes) else _named(payload), retain)
+            for topic, payload, retain in messages]
+
+
+def _named(text: str) -> str:
+    """The placeholders back in place of their topic keys (`<camera>` is no safe topic level, so it is escaped)."""
+    from ..integrations.homeassistant import topic_key
+
+    return text.replace(topic_key(CAMERA), CAMERA).replace(topic_key(LABEL), LABEL)
 
 
 def _payload(topic: str, payload: Any) -> str:
@@ -56,6 +65,8 @@ def mqtt_page() -> str:
             payload += " / `offline`"
         elif topic.endswith("/motion"):
             payload += " / `OFF`"
+        elif topic.endswith("/mute"):
+            payload += " / `ON` (notifications held; Home Assistant's switch sends `ON` / `OFF` to `.../mute/set`)"
         when = "while the camera's motion detection is on" if topic not in plain_topics and \
             topic.replace(prefix, "<prefix>") not in plain_topics else ""
         out.append(f"| `{topic}` | {payload} | {'yes' if retain else 'no'} | {when} |")

@@ -24,16 +24,17 @@ import hashlib
 import json
 import re
 import unicodedata
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Protocol
 from urllib.parse import quote
 
 from .. import __version__
+from ..logsafe import ThrottledLog, printable
 
 Message = tuple[str, bytes | str, bool]  # topic, payload, retain
 
 SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ESCAPED_KEY = re.compile(r".*_[0-9a-f]{8}")
-RESERVED_KEYS = frozenset({"status", "motion"})  # <prefix>/<camera>/status and /motion are the camera's own
+RESERVED_KEYS = frozenset({"status", "motion", "mute"})  # <prefix>/<camera>/status, /motion, /mute are the camera's own
 LABEL_KEYS = ("_occupancy", "_count", "_snapshot")  # the label entities' keys end so
 MAX_FIRMWARE_CHARS = 64  # a board's version string, as its hello says it
 MAX_LABEL_CHARS = 64  # of a label in an entity's name and id (a model may name a class with 10 KB)
@@ -123,6 +124,10 @@ class HomeAssistantDiscovery:
         messages = [self.entity(camera, "binary_sensor", "connectivity", "connectivity", "connected", firmware,
                                 device_class="connectivity", state_topic=f"{state}/status", payload_on="online",
                                 payload_off="offline")]
+        # the mute (integrations/mute.py): ON holds the camera's notifications until turned back off
+        messages.append(self.entity(camera, "switch", "mute", "mute", "mute notifications", firmware,
+                                    state_topic=f"{state}/mute", command_topic=f"{state}/mute/set", payload_on="ON",
+                                    payload_off="OFF", icon="mdi:bell-off"))
         if motion:
             messages.append(self.entity(camera, "binary_sensor", "motion", "motion", "motion", firmware,
                                         device_class="motion", state_topic=f"{state}/motion", payload_on="ON",
@@ -143,3 +148,58 @@ class HomeAssistantDiscovery:
         if not isinstance(config, dict) or config.get("availability_topic") != self.availability:
             return None  # another camserver's (another topic prefix)
         return parts[1][len("camserver_"):], parts[2]
+
+
+class MuteControl(Protocol):
+    """What the mute switch asks of the mutes (integrations/mute.py's MuteBoard)."""
+
+    listeners: list[Callable[[str], None]]  # told a camera id, or "*" for the mute of all
+
+    def muted(self, camera: str) -> bool:
+        """Whether the camera's notifications are held now."""
+        ...
+
+    def switch(self, camera: str, on: bool) -> Awaitable[None]:
+        """ON: mute the camera until turned back off; OFF: unmute it."""
+        ...
+
+
+class MuteSwitch:
+    """The MqttPublisher's part for each camera's mute switch: its retained state and its command topic."""
+
+    # the publisher's, which this part uses
+    enabled: bool
+    cameras: dict[str, bool]
+    ha: HomeAssistantDiscovery
+    prefix: str
+    mute: MuteControl | None
+    _problems: ThrottledLog
+    if TYPE_CHECKING:
+        def _put(self, message: Message) -> None: ...
+        def _camera_of_key(self, camera_key: str) -> str | None: ...
+
+    def _mute_state(self, camera: str) -> Message:
+        muted = self.mute is not None and self.mute.muted(camera)
+        return (f"{self.ha.state_topic(camera)}/mute", "ON" if muted else "OFF", True)
+
+    def camera_mute(self, target: str) -> None:
+        """A mute changed (a camera id, or "*": the mute of all, so every camera's): the switches' states."""
+        if self.enabled:
+            for camera in list(self.cameras) if target == "*" else [target] if target in self.cameras else []:
+                self._put(self._mute_state(camera))
+
+    async def _mute_command(self, topic: str, payload: Any, retained: bool) -> None:
+        """`<camera>/mute/set`: ON mutes the camera until turned back off, OFF unmutes it.
+
+        A retained command is ignored: kept at the broker, it would mute again at every reconnect.
+        """
+        camera = self._camera_of_key(topic[len(self.prefix) + 1:].split("/")[0])
+        text = payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray)) else str(payload)
+        command = text.strip().upper()
+        if camera is not None and command in ("ON", "OFF") and not retained and self.mute is not None:
+            await self.mute.switch(camera, command == "ON")
+            return
+        self._problems.warning("mute command", "MQTT: ignored %s%s on %s (a known camera's mute/set takes ON or "
+                               "OFF, not retained)", "retained " * retained, printable(command[:32]), printable(topic))
+        if camera is not None:  # its state again: Home Assistant may show the switch flipped
+            self.camera_mute(camera)

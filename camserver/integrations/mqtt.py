@@ -9,6 +9,8 @@ Topics under `mqtt.topic_prefix` (a camera id and a label appear as their topic 
     <camera>/<label>             count of current objects, on change
     events                       {"type", "before", "after"}
     <camera>/<label>/snapshot    JPEG of the latest event's best frame  retained
+    <camera>/mute                ON / OFF (notifications held)          retained
+    <camera>/mute/set            ON / OFF: a command (Home Assistant's switch); not retained
 
 MQTT never gets in the way: it runs in its own task, reconnects with backoff (1 s doubling to 30 s)
 and logs only when its state changes; its queue is bounded (the oldest message goes, counted); a
@@ -47,7 +49,7 @@ from ..config import MqttConfig
 from ..events.rules import Change
 from ..logsafe import ThrottledLog, printable
 from ..supervise import Spawn, cancel_and_wait, describe
-from .homeassistant import LABEL_KEYS, HomeAssistantDiscovery, Message, label_of_key, topic_key
+from .homeassistant import LABEL_KEYS, HomeAssistantDiscovery, Message, MuteControl, MuteSwitch, label_of_key, topic_key
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ RETAINED_SETTLE_S = 2.0  # after subscribing, for the broker to send the retaine
 BACKOFF_S = (1.0, 30.0)
 
 
-class MqttPublisher:
+class MqttPublisher(MuteSwitch):
     """Keeps a broker up to date with cameras, objects and events.
 
     Args:
@@ -67,12 +69,16 @@ class MqttPublisher:
         motion: whether a camera's motion detection is on: then it has a motion binary_sensor.
         public_url: http.public_url, for each device's link to its camera's page.
         firmware: the firmware version a camera's board last said it runs, or None.
+        mute: the mutes (integrations/mute.py): each camera's mute switch shows and sets its mute.
     """
 
     def __init__(self, config: MqttConfig, labels: tuple[str, ...],
                  motion: Callable[[str], bool] = lambda camera: False, public_url: str = "",
-                 firmware: Callable[[str], str | None] = lambda camera: None) -> None:
+                 firmware: Callable[[str], str | None] = lambda camera: None, mute: MuteControl | None = None) -> None:
         self.config = config
+        self.mute = mute
+        if mute is not None:
+            mute.listeners.append(self.camera_mute)
         self.motion_sensor = motion
         self.firmware = firmware
         self.motion: dict[str, bool] = {}  # camera id -> motion ON
@@ -269,6 +275,7 @@ class MqttPublisher:
             state = self.ha.state_topic(camera)
             messages += self._discovery(camera)
             messages.append((f"{state}/status", "online" if online else "offline", True))
+            messages.append(self._mute_state(camera))
             if camera in self.motion:
                 messages.append((f"{state}/motion", "ON" if self.motion[camera] else "OFF", True))
             for key in sorted(self.labels.get(camera, {})):
@@ -351,6 +358,8 @@ class MqttPublisher:
                     states = [f"{self.prefix}/+/status", f"{self.prefix}/+/motion"]  # and to set right
                     for wildcard in (configs, *states):
                         await client.subscribe(wildcard)
+                    if self.mute is not None:
+                        await client.subscribe(f"{self.prefix}/+/mute/set")
                     for message in self._everything():
                         await self._publish(client, message)
                     async with asyncio.TaskGroup() as group:
@@ -403,6 +412,8 @@ class MqttPublisher:
                 self._retained_config(str(topic), message.payload)
             elif message.retain and (topic.matches(f"{self.prefix}/+/status") or topic.matches(f"{self.prefix}/+/motion")):
                 self._retained_state(str(topic), message.payload)
+            elif topic.matches(f"{self.prefix}/+/mute/set"):
+                await self._mute_command(str(topic), message.payload, message.retain)
             elif topic.matches(f"{self.discovery}/status") and message.payload in (b"online", "online"):
                 log.info("Home Assistant came online: sending discovery and states again")
                 for item in self._everything():

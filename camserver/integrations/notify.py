@@ -179,6 +179,7 @@ class Notifier:
         clip_path: ClipPath | None = None,
         clock: Callable[[], float] = time.monotonic,
         retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+        muted: Callable[[str], bool] = lambda camera: False,
     ) -> None:
         self.groups = [Group(i, c) for i, c in enumerate(configs)]
         self.public_url = public_url.rstrip("/")
@@ -186,6 +187,8 @@ class Notifier:
         self.clip_path = clip_path
         self.clock = clock
         self.retry_delays_s = retry_delays_s
+        self.muted = muted  # camera id -> its notifications are held now (integrations/mute.py)
+        self.held = 0  # notifications a mute held back
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = ThrottledLog(log, interval_s=60.0)
         if clip_path is None and any(c.clip for c in configs):
@@ -218,6 +221,10 @@ class Notifier:
                 continue
             if change.type == "update" and not group.config.zones:
                 continue  # without zones only `new` notifies
+            if self.muted(after["camera"]):
+                group.decide(event_id, False)  # held, not postponed: unmuting never sends a late burst
+                self.held += 1
+                continue
             key, now = (after["camera"], after["label"]), self.clock()
             last = group.last_sent.get(key)
             if last is not None and now - last < group.config.cooldown_s:
