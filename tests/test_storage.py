@@ -55,7 +55,7 @@ def fill(folder: Path, starts: list[float], other_table_bytes: int = 0) -> None:
                    (r["id"], "door", "person", start, start + 10, "," + ",".join(ZONES) + ",", 0, start + 10, json.dumps(r)))
     if other_table_bytes:  # another stage's table: the database's own overhead for the events
         db.execute("CREATE TABLE notes (n INTEGER PRIMARY KEY, text TEXT)")
-        for n in range(other_table_bytes // 1000):
+        for _ in range(other_table_bytes // 1000):
             db.execute("INSERT INTO notes (text) VALUES (?)", ("n" * 1000,))
     db.execute("COMMIT")
     db.close()

@@ -107,7 +107,7 @@ class Usage:
 class StorageBudget:
     """Keeps storage.dir under max_mb and its kinds under their ages; counts what it removed."""
 
-    def __init__(self, database: "Database", max_mb: float, clock: Callable[[], float] = time.time,
+    def __init__(self, database: Database, max_mb: float, clock: Callable[[], float] = time.time,
                  min_free_mb: float = 0.0, space: Callable[..., Space] = statvfs_space,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.database = database
