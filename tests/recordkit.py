@@ -70,7 +70,7 @@ class Rig:
     def rows(self, camera: str | None = None) -> list[dict[str, Any]]:
         """Every recording row (oldest first)."""
         index = self.recorder.index
-        return [r for c in ([camera] if camera else self.cameras()) for r in index.list(c)]
+        return [r for c in ([camera] if camera else self.cameras()) for r in index.recordings(c)]
 
     def cameras(self) -> list[str]:
         """Cameras with recordings."""

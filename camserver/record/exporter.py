@@ -104,7 +104,7 @@ class Exporter:
         `stable` names a clip whose end moves (an open event's) for the export cache.
         """
         end = min(end, start + MAX_EXPORT_S)
-        rows = await self.index_call(self.index.list, camera, start, end)
+        rows = await self.index_call(self.index.recordings, camera, start, end)
         made = await self._made(camera, start, end, rows, stable)
         if made is None:
             return None

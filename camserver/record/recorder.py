@@ -264,7 +264,7 @@ class Recorder:
 
     async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
         """A camera's recordings overlapping [after, before], oldest first."""
-        return await self._index(self.index.list, camera, after, before)
+        return await self._index(self.index.recordings, camera, after, before)
 
     # --- loop-side decisions ------------------------------------------------------------------------
 
