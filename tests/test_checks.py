@@ -25,3 +25,9 @@ def test_ruff_check_passes():
     result = _run("ruff", "check", "--no-cache", "camserver", "tests", "bench", "tools", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+@pytest.mark.timeout(900)
+def test_mypy_passes():
+    """mypy reports no error in camserver/ (strict where pyproject.toml says so, default checks elsewhere)."""
+    result = _run("mypy", timeout=840)  # [tool.mypy] names the files; a cold cache takes about a minute
+    assert result.returncode == 0, result.stdout + result.stderr

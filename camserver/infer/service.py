@@ -110,7 +110,7 @@ def access_token(args: argparse.Namespace) -> str:
     """The access token from --token-file or the environment; "" for none. Raises ConfigError."""
     if args.token_file is not None:
         try:
-            token = args.token_file.read_text().strip()
+            token: str = args.token_file.read_text().strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError("--token-file", str(args.token_file), f"cannot be read ({exc})") from None
         if not token:

@@ -53,8 +53,13 @@ class StorageKind(Protocol):
     Every method runs on the database's thread.
     """
 
-    name: str
-    tables: tuple[str, ...]  # its tables: their pages and their indexes' are its rows, not overhead
+    @property
+    def name(self) -> str:
+        """Its name in /healthz, the counters and the logs."""
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Its tables: their pages and their indexes' are its rows, not overhead."""
 
     def file_bytes(self) -> int:
         """Bytes of its files, kept as a running total (never a scan per round)."""

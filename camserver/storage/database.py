@@ -189,7 +189,7 @@ class Database:
                             "reused but not given back", self.path, exc)
                 return False
             log.info("storage: %s converted to incremental vacuum in %.1f s (once)", self.path, time.monotonic() - start)
-        return conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL
+        return bool(conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL)
 
     def _move_aside(self) -> Path:
         """camserver.db (and its WAL and SHM) -> camserver.db.corrupt-<time>; returns the new path."""
