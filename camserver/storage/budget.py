@@ -25,14 +25,12 @@ import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from pathlib import Path
+from typing import Any, Callable, Protocol, TypeVar
 
 from ..logsafe import ThrottledLog
 from .floor import PAUSE_BELOW, QUIET_S, Episode, FreeSpaceFloor, Space, statvfs_space
 from .keepclock import KeepClock
-
-if TYPE_CHECKING:
-    from .database import Database
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +39,34 @@ STEP_PAGES = 1024  # pages given back per step (4 MB at 4 KiB pages)
 STEPS_PER_ROUND = 40  # then the round yields until the next tick
 SWEEP_FILES = 512  # files looked at per sweep step
 KEEP_SAVE_S = 60.0  # keep-time (keepclock.py) is saved this often
+
+
+T = TypeVar("T")
+
+
+class MeasuredDatabase(Protocol):
+    """What the budget asks of the database it measures and vacuums (database.py's Database, which owns the budget)."""
+
+    @property
+    def directory(self) -> Path:
+        """storage.dir."""
+
+    @property
+    def conn(self) -> sqlite3.Connection | None:
+        """The open connection (None while the file is being recreated); used on the database's thread only."""
+
+    @property
+    def incremental(self) -> bool:
+        """Whether free pages can be given back (auto_vacuum = INCREMENTAL)."""
+
+    def side_bytes(self) -> int:
+        """Bytes of the WAL and SHM files."""
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz shows of the database file."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the database's thread."""
 
 
 class StorageKind(Protocol):
@@ -108,7 +134,7 @@ class Usage:
 class StorageBudget:
     """Keeps storage.dir under max_mb and its kinds under their ages; counts what it removed."""
 
-    def __init__(self, database: Database, max_mb: float, clock: Callable[[], float] = time.time,
+    def __init__(self, database: MeasuredDatabase, max_mb: float, clock: Callable[[], float] = time.time,
                  min_free_mb: float = 0.0, space: Callable[..., Space] = statvfs_space,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.database = database
