@@ -141,7 +141,7 @@ class CamServer:
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
                                           config.http.unauthenticated_share)
         self.viewer_app = ViewerApp(
-            config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
+            config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
             auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
                    MuteApi(self.mute, self.hub.get)), self.http_limit,
