@@ -81,6 +81,9 @@ class CamServer:
         clock: wall-clock time of frames and events (tests inject one).
     """
 
+    board: BoardService  # built after the lambdas that read these two
+    viewer_app: ViewerApp
+
     def __init__(self, config: Config, detector_factory: Callable[[], Detector] | None,
                  clock: Callable[[], float] = time.time, remote: AsyncDetector | None = None) -> None:
         self.config = config
@@ -94,7 +97,7 @@ class CamServer:
         self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote)
         self.scheduler.on_detections = self._detections
         self.scheduler.objects_moving = self.events.objects_moving
-        self.scheduler.on_held = lambda cam, when: self._events_started and self.events.on_held(cam.id, when)
+        self.scheduler.on_held = self._held
         self.scheduler.on_motion = self._motion
         self.hub.on_offline.append(self._camera_offline)
         self.webhooks = WebhookSender(config.webhooks)
@@ -138,7 +141,7 @@ class CamServer:
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
                                           config.http.unauthenticated_share)
         self.viewer_app = ViewerApp(
-            config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
+            config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
             auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
                    MuteApi(self.mute, self.hub.get)), self.http_limit,
@@ -238,6 +241,10 @@ class CamServer:
         if self._events_started:
             self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
 
+    def _held(self, cam: Camera, when: float) -> None:
+        if self._events_started:
+            self.events.on_held(cam.id, when)
+
     def _hello(self, camera_id: str, hello: dict[str, Any] | None) -> dict[str, Any] | None:
         """A camera's hello: the board's settings to send back; MQTT's device shows the firmware it names."""
         message = self.board.on_hello(camera_id, hello)
@@ -300,6 +307,7 @@ class CamServer:
             self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                         keepalive_timeout=http.request_timeout_s)
             await self.runner.setup()
+            assert self.runner.server is not None  # made by setup()
             self.http_server = await asyncio.get_running_loop().create_server(
                 self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
         except OSError as exc:

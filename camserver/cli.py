@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Coroutine, Protocol, Sequence
 
 from . import __version__
 from .config import LOG_LEVELS, Config, ConfigError, load
@@ -132,7 +132,7 @@ def check_config(config: Config, name: str) -> int:
 class Serve(Protocol):
     """What run_command runs: app.run, or the demo's run_demo."""
 
-    def __call__(self, config: Config, ports_file: Path | None, *, model_fallback: bool) -> Awaitable[RunResult]:
+    def __call__(self, config: Config, ports_file: Path | None, *, model_fallback: bool) -> Coroutine[Any, Any, RunResult]:
         """Serve until SIGINT/SIGTERM. `model_fallback`: no --model was given, so the default yolo11n.pt may
         give way to yolo11n.yaml offline (detect/fallback.py)."""
         ...

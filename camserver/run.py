@@ -10,7 +10,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from .app import CamServer
 from .detect import ModelLoadError
@@ -29,7 +29,7 @@ class RunResult:
     hung_threads: bool  # a stalled detector thread still runs: the process must not wait for it
 
 
-Companion = Callable[[CamServer], Awaitable[None]]
+Companion = Callable[[CamServer], Coroutine[Any, Any, None]]
 
 
 def write_ports(path: Path, ws_port: int, http_port: int) -> None:

@@ -24,7 +24,7 @@ async def hold(port: int, source: str, until: float, held: list[float], refused:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)), 10)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             refused[0] += 1
             await asyncio.sleep(0.05)
             continue
@@ -32,7 +32,7 @@ async def hold(port: int, source: str, until: float, held: list[float], refused:
         try:
             writer.write(HEAD)
             await asyncio.wait_for(reader.read(), 120)  # until the server closes it
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
         finally:
             held.append(time.monotonic() - opened)

@@ -46,5 +46,5 @@ def test_make_run_passes_args_through():
                              'ARGS=--http-port 8081', "MODEL=x.pt"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
-    line = next(l for l in result.stdout.splitlines() if "-m camserver " in l)
+    line = next(s for s in result.stdout.splitlines() if "-m camserver " in s)
     assert line.endswith('--model "x.pt" --http-port 8081'), line

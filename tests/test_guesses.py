@@ -8,7 +8,6 @@ import asyncio
 import base64
 import time
 
-import aiohttp
 import pytest
 
 from camserver.web.cookies import LIFETIME_S, SessionSigner, SteadyClock

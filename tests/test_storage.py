@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import camserver.storage.budget as budget_module
+import camserver.storage.housekeeping as housekeeping_module
 from camserver.app import CamServer
 from camserver.events.store import EventStore
 from camserver.storage import Database
@@ -55,7 +55,7 @@ def fill(folder: Path, starts: list[float], other_table_bytes: int = 0) -> None:
                    (r["id"], "door", "person", start, start + 10, "," + ",".join(ZONES) + ",", 0, start + 10, json.dumps(r)))
     if other_table_bytes:  # another stage's table: the database's own overhead for the events
         db.execute("CREATE TABLE notes (n INTEGER PRIMARY KEY, text TEXT)")
-        for n in range(other_table_bytes // 1000):
+        for _ in range(other_table_bytes // 1000):
             db.execute("INSERT INTO notes (text) VALUES (?)", ("n" * 1000,))
     db.execute("COMMIT")
     db.close()
@@ -260,7 +260,7 @@ async def test_damaged_or_unopenable_database_is_moved_aside(tmp_path, damage):
 async def test_database_deleted_while_running_is_recreated(tmp_path, monkeypatch, caplog):
     """camserver.db (WAL and SHM too) deleted under the running server: noticed, recreated with its tables, logged,
     and the next event is stored in the new file."""
-    monkeypatch.setattr(budget_module, "FILE_CHECK_EVERY_S", 0.2)
+    monkeypatch.setattr(housekeeping_module, "FILE_CHECK_EVERY_S", 0.2)
     data = tmp_path / "data"
     caplog.set_level(logging.ERROR, "camserver.storage.database")
     config = make_config(storage={"dir": str(data)}, events={"max_disappeared_s": 0.5})
@@ -319,8 +319,8 @@ async def test_storage_lost_for_good_never_stops_frames_or_viewers(tmp_path, mon
 
     from conftest import MjpegReader
 
-    monkeypatch.setattr(budget_module, "FILE_CHECK_EVERY_S", 0.2)
-    monkeypatch.setattr(budget_module, "ROUND_EVERY_S", 0.5)
+    monkeypatch.setattr(housekeeping_module, "FILE_CHECK_EVERY_S", 0.2)
+    monkeypatch.setattr(housekeeping_module, "ROUND_EVERY_S", 0.5)
     data = tmp_path / "data"
     config = make_config(storage={"dir": str(data)}, events={"max_disappeared_s": 0.5})
     server = CamServer(config, detector_factory=lambda: ScriptedDetector(walking))

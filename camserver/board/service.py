@@ -13,7 +13,7 @@ import sqlite3
 import time
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from ..logsafe import ThrottledLog, printable, redact
 from ..storage import Database
@@ -21,6 +21,7 @@ from .firmware import FirmwareStore, ImageInfo, OtaLink, OtaLinks
 from .settings import Settings, SettingsStore, merge_settings, reported_from_status
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A camera's reported settings are written at most once per this many seconds (the latest wins): a
 # board flooding statuses must not queue a database write each ahead of everyone else's
@@ -130,7 +131,7 @@ class BoardService:
         return await self._on(self._executor, fn, *args)
 
     @staticmethod
-    async def _files(fn: Callable[..., Any], *args: Any) -> Any:
+    async def _files(fn: Callable[..., T], *args: Any) -> T:
         """Image file work, on the default executor: a 2 MB write must not hold up the events thread."""
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 

@@ -59,8 +59,9 @@ def check_board_settings(config: Config) -> None:
         try:
             check_configured(dict(tables.settings))
         except ControlError as exc:
-            raise ConfigError(f"cameras.{camera}.settings.{exc.key}", dict(tables.settings).get(exc.key),
-                              exc.allowed) from None
+            key = exc.key or ""  # check_setting names the key and what it allows
+            raise ConfigError(f"cameras.{camera}.settings.{key}", dict(tables.settings).get(key),
+                              exc.allowed or str(exc)) from None
 
 
 def configured_settings(config: Config) -> dict[str, Settings]:

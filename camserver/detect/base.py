@@ -8,6 +8,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from ..supervise import Spawn
+
 
 @dataclass(frozen=True, slots=True)
 class Detection:
@@ -88,8 +90,8 @@ class AsyncDetector(Protocol):
         """Whether a batch may be sent now (connected, and a slot for one more batch in flight)."""
         ...
 
-    async def start(self) -> None:
-        """Connect if it can; never raises because the service is away."""
+    async def start(self, spawn: Spawn | None = None) -> None:
+        """Connect if it can (with `spawn`, its helper tasks are supervised); never raises because the service is away."""
         ...
 
     async def stop(self) -> None:

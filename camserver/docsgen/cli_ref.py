@@ -34,7 +34,7 @@ def _value(action: argparse.Action) -> str:
         return ""
     if action.choices:
         return " | ".join(str(c) for c in action.choices)
-    return action.metavar or action.dest.upper()
+    return str(action.metavar or action.dest.upper())  # a tuple metavar is for nargs > 1, unused here
 
 
 def parser_table(name: str, parser: argparse.ArgumentParser, keys: dict[str, list[tuple[str, str]]]) -> list[str]:

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..config import EventsConfig, StorageConfig
 from ..detect.base import Detection
@@ -28,6 +28,7 @@ from .store import EventStore
 from .zones import by_camera
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_PENDING = 256  # frames waiting for the events thread before new ones are skipped
 SWEEP_EVERY_S = 1.0  # ends events of cameras that stopped sending frames but stay connected
@@ -258,7 +259,7 @@ class EventEngine:
 
     # --- on the loop ----------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def _submit(self, fn: Callable[..., list[Change]], *args: Any) -> asyncio.Future[list[Change]]:

@@ -80,7 +80,7 @@ class EventStore:
         assert self.db is not None
         left_open = self.db.execute("SELECT id, data, updated_at FROM events WHERE end_time IS NULL").fetchall()
         closed = []
-        for event_id, data, updated_at in left_open:
+        for _id, data, updated_at in left_open:
             record = json.loads(data)
             record["end_time"], record["end_reason"] = updated_at, "server restart"
             self.save(record, None, updated_at)

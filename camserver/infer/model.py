@@ -83,7 +83,7 @@ class JpegModel:
             return self.gpu.detect_jpegs(jpegs)
         images = list(self.decoders.map(decode_frame, jpegs))
         decoded = [i for i, image in enumerate(images) if image is not None]
-        results = self.detector.detect([images[i] for i in decoded]) if decoded else []
+        results = self.detector.detect([image for image in images if image is not None]) if decoded else []
         per_image: list[list[Detection]] = [[] for _ in jpegs]
         sizes = [(0, 0)] * len(jpegs)
         for i, detections in zip(decoded, results):

@@ -32,6 +32,7 @@ from ..config import BACKENDS, ConfigError, DetectConfig, IngestConfig, from_map
 from ..detect.base import Detector, ModelLoadError
 from ..detect.cores import usable_cores
 from ..detect.backends import triton_contract as contract
+from ..detect.backends.ultralytics import UltralyticsDetector
 from ..integrations.lan import is_loopback
 from . import gpu, pytriton_env
 from .model import FrameLimits, JpegModel, class_names
@@ -109,7 +110,7 @@ def access_token(args: argparse.Namespace) -> str:
     """The access token from --token-file or the environment; "" for none. Raises ConfigError."""
     if args.token_file is not None:
         try:
-            token = args.token_file.read_text().strip()
+            token: str = args.token_file.read_text().strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError("--token-file", str(args.token_file), f"cannot be read ({exc})") from None
         if not token:
@@ -169,8 +170,8 @@ def load_models(d: DetectConfig, instances: int, decode: str,
             raise ModelLoadError("--decode gpu needs the torch backend on CUDA and torchvision with decode_jpeg")
         jpeg_gpu = None
         if use_gpu:
-            model = getattr(detector, "model")
-            jpeg_gpu = gpu.DeviceJpegDetector(model, getattr(detector, "predict_args"), d.imgsz, device)
+            assert isinstance(detector, UltralyticsDetector)  # on_gpu: the torch backend
+            jpeg_gpu = gpu.DeviceJpegDetector(detector.model, detector.predict_args, d.imgsz, device)
             where = f"{device} (torchvision decode_jpeg)"
         model = JpegModel(detector, decoders, jpeg_gpu, limits)
         warm_up(model)

@@ -162,4 +162,4 @@ def validate_ota(body: Any) -> dict[str, Any]:
         raise ControlError("ota_md5 must be 32 lower-case hex digits", "ota_md5")
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ControlError("ota_size must be a positive integer", "ota_size")
-    return body
+    return dict(body)

@@ -9,7 +9,7 @@ import re
 import weakref
 from collections import Counter
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -76,7 +76,7 @@ class CameraIngest:
             max_queue=4,  # frames buffered per camera before TCP pushes back
             compression=None,  # JPEG does not compress; deflate only costs CPU
         )
-        return self.server.sockets[0].getsockname()[1]
+        return int(self.server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         """Stop accepting and close every camera with 1001 (going away)."""
@@ -266,14 +266,14 @@ class CameraIngest:
         elif not first and isinstance(parsed, dict) and self.on_status is not None:
             self.on_status(cam.id, parsed)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
 
 # Why a camera connection ended, by the close frames seen; our own closes name their reason.
-_SENT_REASONS = {CloseCode.GOING_AWAY: "shutdown", CloseCode.MESSAGE_TOO_BIG: "too_big"}
+_SENT_REASONS: dict[int, str] = {CloseCode.GOING_AWAY: "shutdown", CloseCode.MESSAGE_TOO_BIG: "too_big"}
 
 
 def close_reason(protocol: Protocol) -> str:

@@ -168,13 +168,14 @@ class MuteSwitch:
     """The MqttPublisher's part for each camera's mute switch: its retained state and its command topic."""
 
     # the publisher's, which this part uses
-    enabled: bool
     cameras: dict[str, bool]
     ha: HomeAssistantDiscovery
     prefix: str
     mute: MuteControl | None
     _problems: ThrottledLog
     if TYPE_CHECKING:
+        @property
+        def enabled(self) -> bool: ...
         def _put(self, message: Message) -> None: ...
         def _camera_of_key(self, camera_key: str) -> str | None: ...
 

@@ -46,7 +46,7 @@ def lan_address() -> str:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect(ROUTE_PROBE)
-            address = probe.getsockname()[0]
+            address = str(probe.getsockname()[0])
         if _usable(address):
             return address
     except OSError:

@@ -102,7 +102,7 @@ class Metrics:
 
     def __init__(self, sources: MetricSources) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(CamserverCollector(sources))  # type: ignore[arg-type]
+        self.registry.register(CamserverCollector(sources))
         self.inference_seconds = Histogram(
             "camserver_inference_seconds", "Time of one inference call (a batch)", registry=self.registry,
             buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56),

@@ -159,24 +159,24 @@ class MqttPublisher(MuteSwitch):
             return
         after = change.after
         camera, label = after["camera"], after["label"]
-        key: str | None = topic_key(label)
-        labels = self.labels.setdefault(camera, {})
-        if key not in labels:
-            labels[key] = label  # a new label with labels = ["*"]: announce its entities
+        found, labels = topic_key(label), self.labels.setdefault(camera, {})
+        key: str | None = found  # None: the label is left out of MQTT
+        if found not in labels:
+            labels[found] = label  # a new label with labels = ["*"]: announce its entities
             for message in self.ha.label_entities(camera, label, self.firmware(camera)):
                 self._put(message)
-        elif labels[key] != label:
+        elif labels[found] != label:
             self.collisions += 1
             self._problems.warning(f"collision {camera}", "camera %s: labels %s and %s share the MQTT topic key %s; "
-                                   "the second is left out of MQTT", printable(camera), printable(labels[key]),
+                                   "the second is left out of MQTT", printable(camera), printable(labels[found]),
                                    printable(label), key)
             key = None
         if key is not None and change.type in ("new", "end"):
             self.counts[(camera, key)] += 1 if change.type == "new" else -1
             self._put((self.ha.state_topic(camera, label), str(max(0, self.counts[(camera, key)])), False))
         if after.get("announced", True):
-            message = {"type": change.type, "before": change.before, "after": after}
-            self._put((f"{self.prefix}/events", json.dumps(message), False))
+            event = {"type": change.type, "before": change.before, "after": after}
+            self._put((f"{self.prefix}/events", json.dumps(event), False))
         if key is not None and change.snapshot is not None:
             self._put((f"{self.ha.state_topic(camera, label)}/snapshot", change.snapshot, True))
 

@@ -313,7 +313,8 @@ class Notifier:
         from apprise.attachment.file import AttachFile
         from apprise.attachment.memory import AttachMemory
 
-        body, attach = notice.body, None
+        body = notice.body
+        attach: AttachFile | AttachMemory | None = None
         try:
             if notice.kind == "clip":
                 path = self.clip_path(notice.record["id"]) if self.clip_path else None

@@ -15,7 +15,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import av
 
@@ -42,14 +42,15 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
     out = out_stream = None
     reference: tuple[int, int, bytes | None] | None = None
     started = done = False
-    gop: list[tuple[float, av.Packet]] = []
+    gop: list[tuple[float, av.Packet[Any]]] = []
     first_t = 0.0
     last_ms = -1
     frames = skipped = 0
     last_end = 0.0
 
-    def emit(t: float, packet: av.Packet) -> None:
+    def emit(t: float, packet: av.Packet[Any]) -> None:
         nonlocal last_ms, frames, last_end
+        assert out is not None  # opened with the first keyframe, before anything is emitted
         ms = max(round((t - first_t) * 1000), last_ms + 1)
         duration = max(round(float((packet.duration or 0) * packet.time_base) * 1000), 1)
         packet.pts = packet.dts = ms

@@ -18,7 +18,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from .export import ExportCache, ExportRefused
 from .index import RecordingIndex
@@ -30,18 +30,34 @@ EXPORTS_AT_ONCE = 6  # exports being made or waiting for an export thread; more 
 EXPORT_SHARE = 0.25  # of storage.max_mb, at most, for exports
 
 
-class DiskSpace:
-    """What recording asks of the storage budget (the app passes the budget's; alone: no floor, always room)."""
+class DiskSpace(Protocol):
+    """What recording asks of the storage budget (the app passes the budget)."""
 
     def space_ok(self) -> bool:
         """Whether a camera paused by a write error may try again (False: the disk is full of others' files)."""
-        return True
+        ...
 
     def urgent(self) -> None:
         """A write failed: make room now (any thread)."""
+        ...
 
     def room(self) -> int:
         """Bytes that may still be written before the free-space floor."""
+        ...
+
+
+class UnlimitedDisk:
+    """DiskSpace for a recorder without the storage budget: no floor, always room."""
+
+    def space_ok(self) -> bool:
+        """Always True: nothing here knows the disk is full."""
+        return True
+
+    def urgent(self) -> None:
+        """Nothing to make room with."""
+
+    def room(self) -> int:
+        """As good as unlimited."""
         return 2**62
 
 
@@ -104,7 +120,7 @@ class Exporter:
         `stable` names a clip whose end moves (an open event's) for the export cache.
         """
         end = min(end, start + MAX_EXPORT_S)
-        rows = await self.index_call(self.index.list, camera, start, end)
+        rows = await self.index_call(self.index.recordings, camera, start, end)
         made = await self._made(camera, start, end, rows, stable)
         if made is None:
             return None

@@ -119,8 +119,8 @@ class RecordingIndex:
         """Every recording's relative path."""
         return {r[0] for r in self.db.execute("SELECT path FROM recordings")}
 
-    def list(self, camera: str, after: float | None = None, before: float | None = None,
-             kind: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
+    def recordings(self, camera: str, after: float | None = None, before: float | None = None,
+                   kind: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
         """A camera's recordings that overlap [after, before], oldest first (an open one's end is None)."""
         sql = f"SELECT {COLUMNS} FROM recordings WHERE camera = ?"
         args: list[Any] = [camera]
@@ -175,7 +175,7 @@ class RecordingIndex:
                 if clip_end is not None and rec["end_time"] is not None:
                     info["clip_end"] = min(clip_end, rec["end_time"])
         else:
-            info["has_clip"] = bool(self.list(camera, clip_start, clip_end, kind="segment", limit=1))
+            info["has_clip"] = bool(self.recordings(camera, clip_start, clip_end, kind="segment", limit=1))
         return info
 
     def clip_fields(self, event_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -292,7 +292,7 @@ def parse_recording_path(path: str) -> tuple[str, str, float] | None:
 def walk_files(root: Path) -> list[str]:
     """Every file under <root>/recordings, as relative paths with '/' (exports excluded)."""
     base = root / "recordings"
-    out = []
+    out: list[str] = []
     if not base.is_dir():
         return out
     for folder, dirs, files in os.walk(base):

@@ -30,18 +30,19 @@ import math
 import time
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..config import RecordConfig
 from ..supervise import Spawn, cancel_and_wait
 from .buffer import PreCaptureBuffer
 from .encoder import EncodeSettings
-from .exporter import DiskSpace, Exporter
+from .exporter import DiskSpace, Exporter, UnlimitedDisk
 from .index import RecordingIndex, recording_path
 from .recovery import RecoveryReport, recover
 from .worker import CameraState, EncodeWorkers, Span
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PRE_SLACK_S = 3.0  # the ring keeps this much more than pre_capture_s: an event is confirmed a few frames after it starts
 HOUSEKEEPING_S = 1.0
@@ -80,7 +81,7 @@ class Recorder:
         self.settings = EncodeSettings(config.preset, config.crf, config.x264_params)
         self.encoders = EncodeWorkers(index, index_executor, self.settings, clock, retry_s, workers)
         self.workers = self.encoders.pool
-        self.disk = disk or DiskSpace()
+        self.disk = disk or UnlimitedDisk()
         self.encoders.on_write_error = self.disk.urgent
         self.cameras: dict[str, CameraState] = {}
         self.exporter = Exporter(index, self._index, clock, self.disk, export_max_bytes)
@@ -264,7 +265,7 @@ class Recorder:
 
     async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
         """A camera's recordings overlapping [after, before], oldest first."""
-        return await self._index(self.index.list, camera, after, before)
+        return await self._index(self.index.recordings, camera, after, before)
 
     # --- loop-side decisions ------------------------------------------------------------------------
 
@@ -338,7 +339,7 @@ class Recorder:
     def _index_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         self.encoders.index_later(fn, *args)
 
-    async def _index(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _index(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
 
     async def _housekeep(self) -> None:

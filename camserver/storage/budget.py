@@ -24,27 +24,49 @@ import asyncio
 import logging
 import sqlite3
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from pathlib import Path
+from typing import Any, Callable, Protocol, TypeVar
 
 from ..logsafe import ThrottledLog
 from .floor import PAUSE_BELOW, QUIET_S, Episode, FreeSpaceFloor, Space, statvfs_space
 from .keepclock import KeepClock
 
-if TYPE_CHECKING:
-    from .database import Database
-
 log = logging.getLogger(__name__)
 
-ROUND_EVERY_S = 60.0  # a budget round; sooner while a round left work over
-FILE_CHECK_EVERY_S = 10.0  # the database file deleted or replaced under us
-TICK_S = 1.0
 STEP_ITEMS = 256  # items removed per step
 STEP_PAGES = 1024  # pages given back per step (4 MB at 4 KiB pages)
 STEPS_PER_ROUND = 40  # then the round yields until the next tick
 SWEEP_FILES = 512  # files looked at per sweep step
 KEEP_SAVE_S = 60.0  # keep-time (keepclock.py) is saved this often
+
+
+T = TypeVar("T")
+
+
+class MeasuredDatabase(Protocol):
+    """What the budget asks of the database it measures and vacuums (database.py's Database, which owns the budget)."""
+
+    @property
+    def directory(self) -> Path:
+        """storage.dir."""
+
+    @property
+    def conn(self) -> sqlite3.Connection | None:
+        """The open connection (None while the file is being recreated); used on the database's thread only."""
+
+    @property
+    def incremental(self) -> bool:
+        """Whether free pages can be given back (auto_vacuum = INCREMENTAL)."""
+
+    def side_bytes(self) -> int:
+        """Bytes of the WAL and SHM files."""
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz shows of the database file."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the database's thread."""
 
 
 class StorageKind(Protocol):
@@ -53,8 +75,13 @@ class StorageKind(Protocol):
     Every method runs on the database's thread.
     """
 
-    name: str
-    tables: tuple[str, ...]  # its tables: their pages and their indexes' are its rows, not overhead
+    @property
+    def name(self) -> str:
+        """Its name in /healthz, the counters and the logs."""
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Its tables: their pages and their indexes' are its rows, not overhead."""
 
     def file_bytes(self) -> int:
         """Bytes of its files, kept as a running total (never a scan per round)."""
@@ -107,7 +134,7 @@ class Usage:
 class StorageBudget:
     """Keeps storage.dir under max_mb and its kinds under their ages; counts what it removed."""
 
-    def __init__(self, database: "Database", max_mb: float, clock: Callable[[], float] = time.time,
+    def __init__(self, database: MeasuredDatabase, max_mb: float, clock: Callable[[], float] = time.time,
                  min_free_mb: float = 0.0, space: Callable[..., Space] = statvfs_space,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.database = database
@@ -137,8 +164,23 @@ class StorageBudget:
         self._due = True
 
     def soon(self) -> None:
-        """A round at the next tick rather than within ROUND_EVERY_S (a kind just grew: a recording finished)."""
+        """A round at the next tick rather than at the next timed one (a kind just grew: a recording finished)."""
         self._due = True
+
+    @property
+    def due(self) -> bool:
+        """Whether a round should run at the next tick (a kind added or grown, or the last round left work over)."""
+        return self._due
+
+    def doorbell(self) -> asyncio.Event:
+        """The event `urgent` sets from any thread, made on the running loop (the housekeeping waits on it)."""
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        return self._wake
+
+    def failed(self, what: str, exc: Exception) -> None:
+        """Count a failed round or file check and log it (rate-limited)."""
+        self.errors += 1
+        self._errors_log.warning(what, "storage %s failed (%d so far): %s", what, self.errors, exc)
 
     def urgent(self) -> None:
         """A write failed for want of space: the free-space floor is looked at now, not at the next tick (any thread)."""
@@ -312,8 +354,7 @@ class StorageBudget:
                     return False
             return True
         except Exception as exc:  # a full disk, a database gone: streaming never depends on storage
-            self.errors += 1
-            self._errors_log.warning("round", "storage budget round failed (%d so far): %s", self.errors, exc)
+            self.failed("budget round", exc)
             return False
         finally:
             self.last_round_ms = spent * 1000
@@ -324,36 +365,13 @@ class StorageBudget:
             return False, 0.0
         return self.step(self.keep_clock.now()), time.thread_time() - start
 
-    def _below_floor(self) -> bool:
+    def below_floor(self) -> bool:
         """One statvfs: whether the floor needs a round now (on the database's thread)."""
         return self.floor.measure() is not None and (self.floor.need() > 0 or self.floor.episode is not None)
 
-    async def keep(self) -> None:
-        """The housekeeping loop: the file checked every FILE_CHECK_EVERY_S, a round a tick after start-up or a kind
-        was added (files a crash left are swept), then every ROUND_EVERY_S, every tick while work is left over."""
-        loop = self._loop = asyncio.get_running_loop()
-        wake = self._wake = asyncio.Event()
-        last_check = last_round = loop.time()
-        while True:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), TICK_S)
-            wake.clear()
-            now = loop.time()
-            if self.database.suspected or now - last_check >= FILE_CHECK_EVERY_S:
-                last_check = now
-                try:
-                    if await self.database.run(self.database.check_file):
-                        self.resweep()
-                except Exception as exc:
-                    self.errors += 1
-                    self._errors_log.warning("check", "storage check failed (%d so far): %s", self.errors, exc)
-            try:
-                below = await self.database.run(self._below_floor)
-            except Exception:
-                below = False
-            if self._due or below or now - last_round >= ROUND_EVERY_S:
-                last_round = now
-                self._due = await self.round()  # work left over: again at the next tick
+    async def run_round(self) -> None:
+        """A round now (housekeeping.py decides when); `due` says whether it left work over."""
+        self._due = await self.round()
 
     # --- what recording asks (exporter.DiskSpace), from any thread -----------------------
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, TypeVar
 from ..supervise import Spawn, cancel_and_wait
 from .budget import StorageBudget
 from .floor import Space, statvfs_space
+from .housekeeping import keep
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Database:
         housekeeping (the file checked, the budget kept) as a "storage" task. Raises StorageError."""
         await self.run(self._open)
         if spawn is not None:
-            self._housekeeping = spawn("storage", self.budget.keep(), "storage-housekeeping")
+            self._housekeeping = spawn("storage", keep(self, self.budget), "storage-housekeeping")
 
     def _open(self) -> None:
         try:
@@ -189,7 +190,7 @@ class Database:
                             "reused but not given back", self.path, exc)
                 return False
             log.info("storage: %s converted to incremental vacuum in %.1f s (once)", self.path, time.monotonic() - start)
-        return conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL
+        return bool(conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL)
 
     def _move_aside(self) -> Path:
         """camserver.db (and its WAL and SHM) -> camserver.db.corrupt-<time>; returns the new path."""

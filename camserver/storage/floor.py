@@ -1,6 +1,6 @@
 """storage.min_free_mb: the free space kept on storage.dir's disk, whatever else fills it.
 
-The budget (budget.py) looks every tick (1 s): one statvfs, a system call of a few microseconds
+The housekeeping (housekeeping.py) has the budget look every tick (1 s): one statvfs, a system call of a few microseconds
 that reads the file system's counters and touches no file, so a disk that fills at 100 MB/s is
 caught within about 100 MB. Below the floor it removes camserver's own oldest items until the
 free space is back above the floor plus HYSTERESIS. An episode ends when the free space has stayed

@@ -51,7 +51,7 @@ MAX_FAILURES = 5  # wrong credentials per client address within FAILURE_WINDOW_S
 FAILURE_WINDOW_S = 60.0
 MAX_TRACKED = 4096  # client addresses with recent failures (see limiter.py: a lock is never forgotten)
 # where a request keeps what identify() found, so that it is checked (and a wrong one counted) once
-IDENTITY: web.RequestKey[Identity | None] = web.RequestKey("camserver.identity", object)
+IDENTITY: web.RequestKey[Identity | None] = web.RequestKey("camserver.identity")
 
 # The app's shell and modules, and the login exchange: a browser needs them before it has a
 # credential, and they hold no secrets. /healthz stays open for monitors.
@@ -137,12 +137,13 @@ class ViewerAuth:
         if not self.sessions:
             return
         loop = asyncio.get_running_loop()
+        secret = secrets.token_bytes(32)  # without a folder to keep it in: a new one each start
         try:
-            secret = await loop.run_in_executor(None, load_secret, self.storage_dir)
+            if self.storage_dir is not None:
+                secret = await loop.run_in_executor(None, load_secret, self.storage_dir)
         except OSError as exc:
             log.warning("cannot keep the session secret in %s (%s): page logins end when the server restarts",
                         self.storage_dir, exc)
-            secret = secrets.token_bytes(32)
         try:
             revoked = await loop.run_in_executor(None, self.revocations.load, self.clock())
         except OSError as exc:

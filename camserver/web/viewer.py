@@ -14,12 +14,10 @@ import numpy as np
 from aiohttp import web
 
 from ..config import HttpConfig
-from ..ingest.control import validate_control
 from ..hub import Camera, CameraHub, Frame, FrameChannel
 from ..logsafe import ThrottledLog
 from ..events.engine import EventEngine
 from .assets import StaticAssets
-from ..jsonbody import read_json
 from .bodies import body_deadline, unsatisfiable_ranges
 from .connections import ConnectionLimit
 from .events import EventsApi
@@ -37,7 +35,7 @@ class RouteSource(Protocol):
     def add_routes(self, app: web.Application) -> None:
         """Register the routes."""
 
-MAX_CONTROL_BYTES = 4096
+
 STALE_S = 3.0  # a connected camera silent this long gets the placeholder again
 PLACEHOLDER_SIZE = (640, 480)
 
@@ -111,7 +109,6 @@ class ViewerApp:
         config: HttpConfig,
         hub: CameraHub,
         health: Callable[[], dict[str, Any]],
-        send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
         camera_figures: Callable[[Camera], dict[str, Any]],
         latest_detections: Callable[[str], tuple[Frame | None, list[Any]]],
         annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
@@ -128,7 +125,6 @@ class ViewerApp:
         self.routes = routes
         self.hub = hub
         self.health = health
-        self.send_control = send_control
         self.camera_figures = camera_figures  # the other stages' figures for /api/cameras
         self.latest_detections = latest_detections
         self.annotated_latest = annotated_latest  # draws the latest frame's boxes if nobody watched it
@@ -179,9 +175,6 @@ class ViewerApp:
         app.router.add_get("/api/cameras/{camera_id}/detections", self.api_detections)
         for routes in self.routes:  # the other stages' routes: board control, notifications, system
             routes.add_routes(app)
-        if not any(r.method == "POST" and r.resource is not None and r.resource.canonical == "/api/cameras/{camera_id}/control"
-                   for r in app.router.routes()):
-            app.router.add_post("/api/cameras/{camera_id}/control", self.api_control)
         app.router.add_get("/cameras/{camera_id}/stream.mjpg", self.camera_stream)
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
         app.router.add_get("/stream.mjpg", self.default_stream)
@@ -233,18 +226,6 @@ class ViewerApp:
                 "detections": [d.to_json() for d in detections],
             }
         )
-
-    async def api_control(self, request: web.Request) -> web.Response:
-        """Forward a control message (framesize, quality, fps) to the connected camera."""
-        cam = self._camera(request)
-        body = await read_json(request, MAX_CONTROL_BYTES, "the body must be a JSON object")
-        try:
-            message = validate_control(body)
-        except ValueError as exc:  # a bad setting (ControlError)
-            raise web.HTTPBadRequest(reason="invalid control message", text=str(exc)) from None
-        if not await self.send_control(cam, message):  # False when the camera is not connected
-            raise web.HTTPConflict(reason="camera offline", text=f"camera {cam.id!r} is not connected")
-        return web.json_response({"camera": cam.id, "sent": message}, status=202)
 
     async def camera_snapshot(self, request: web.Request) -> web.Response:
         """The latest annotated (or ?raw=1) JPEG of one camera, or its placeholder."""

@@ -12,6 +12,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def exported_model(model: str, fmt: str, shape: tuple[int, int], runtime_version
     quiet_ultralytics()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".export-") as tmp:
-        yolo = YOLO(model, task="detect")
+        yolo: Any = YOLO(model, task="detect")  # its .model is typed as the path it was given
         # export() writes beside the model file (or the working directory for a .yaml): point it here
         yolo.model.pt_path = str(Path(tmp) / "model.pt")
         with warnings.catch_warnings():  # torch.jit.trace deprecation and tracer notes: not for the user

@@ -19,4 +19,4 @@ def runtime_version() -> str:
     """The runtime's version: part of the export cache key."""
     import openvino
 
-    return openvino.get_version().split("-")[0]
+    return str(openvino.get_version().split("-")[0])

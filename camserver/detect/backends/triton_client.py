@@ -84,7 +84,7 @@ class TritonClient:
             self.client: Any = aio.InferenceServerClient(ep.hostport, ssl=ep.tls, channel_args=channel)
             self.as_json: dict[str, Any] = {"as_json": True}
         else:
-            import tritonclient.http as module  # type: ignore[no-redef]
+            import tritonclient.http as module
 
             self.client = bounded_http_client(ep.hostport, ep.tls, timeout_s, max_answer)
             self.as_json = {}
@@ -166,7 +166,8 @@ def is_lost(exc: BaseException) -> bool:
     """Whether a failure means the service is unreachable (rather than one batch failing)."""
     if isinstance(exc, (TimeoutError, OSError, DetectorUnavailable)):
         return True
-    status = str(exc.status() or "") if callable(getattr(exc, "status", None)) else ""  # InferenceServerException
+    status_of = getattr(exc, "status", None)  # InferenceServerException.status()
+    status = str(status_of() or "") if callable(status_of) else ""
     text = str(exc).lower()
     if BUSY_MESSAGE in text:
         return False
