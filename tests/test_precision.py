@@ -4,6 +4,7 @@ the real OpenVINO backend switching without dropping a frame and reporting what 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import shutil
 import time
@@ -172,3 +173,40 @@ async def test_auto_on_real_openvino_switches_without_dropping_frames_and_report
         assert max(b - a for a, b in zip(rises, rises[1:])) < 2.0
         assert counts[-1] >= 0.6 * sent, (counts[-1], sent)
         assert server.scheduler.camera_figures("ov")["detect_errors"] == 0
+
+
+@pytest.mark.skipif(not ov.available(), reason="openvino not installed (make test installs it)")
+@pytest.mark.skipif(not SHAPES.exists(), reason=f"{SHAPES} not found (../shared/testdata)")
+@pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="nncf not installed (pip install 'camserver[int8]')")
+async def test_calibrated_int8_is_measured_gated_and_reported_as_it_runs(tmp_path, monkeypatch, capsys):
+    """python -m camserver.detect.calibrate on the simulator's frames writes an INT8 model beside the export; auto then
+    measures it against f32 (agreement and speed), and whichever wins is what /healthz reports the compiled model runs."""
+    from camserver.app import CamServer
+    from camserver.detect.calibrate import main as calibrate_main
+
+    model = tmp_path / "shapes-yolo11n.pt"
+    shutil.copy(SHAPES, model)
+    (tmp_path / "config.toml").write_text(f'[detect]\ncache_dir = "{tmp_path / "cache"}"\n')
+    assert calibrate_main(["--config", str(tmp_path / "config.toml"), "--model", str(model), "--imgsz", "160",
+                           "--count", "24", "--frames", str(tmp_path / "none")]) == 0
+    folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert folder.name.endswith("-96x160-openvino-" + ov.runtime_version() + "-int8_openvino_model")
+    assert ov.executed(ov.compile_ir(folder, "int8", 1))["int8_layers"] > 0
+
+    monkeypatch.setattr(tuner_module, "START_DELAY_S", 0.5)
+    config = make_config(detect={"model": str(model), "backend": "openvino", "imgsz": 160, "precision": "auto",
+                                 "cache_dir": str(tmp_path / "cache")})
+    async with CamServer.from_config(config) as server:
+        await wait_for(lambda: server.tuner.state in ("done", "failed"), timeout=120, what="tuning finished")
+        figures = server.tuner.figures()
+        assert figures["state"] == "done", figures
+        int8 = next(c for c in figures["candidates"] if c["precision"] == "int8")
+        assert int8["executed"] == "int8" and int8["ms_per_frame"] > 0 and int8["agreement"] is not None, int8
+        winner = next(c for c in figures["candidates"] if c["precision"] == figures["winner"])
+        assert winner["passed"]
+        compiled = server.pool.workers[0].detector.model.predictor.model.backend.ov_compiled_model
+        assert server.health()["detection"]["precision"] == ov.executed(compiled)["precision"]
+        assert (ov.executed(compiled)["int8_layers"] > 0) == (figures["winner"] == "int8")
+    async with CamServer.from_config(config) as server:  # the next start: the cached result, no measuring
+        await wait_for(lambda: server.tuner.state in ("done", "failed"), timeout=60, what="cached tuning")
+        assert server.tuner.cached and server.tuner.winner == figures["winner"]
