@@ -3,7 +3,7 @@
     python -m camserver.detect.calibrate [--config config.toml] [--frames DIR] [--count 300]
 
 Frames come from DIR (JPEG or PNG files, spread evenly over the sorted names), else the event
-snapshots under storage.dir, else the simulator's scenes with a person walking. They are written
+snapshots under storage.dir, else synthetic scenes (the simulator's kind, with a figure). They are written
 one by one into a temporary folder (bounded memory) and handed to ultralytics' own INT8 export,
 which runs NNCF post-training quantization and keeps the detection head in higher precision. The
 result is cached beside the f32 export under the same key (model hash, input shape, runtime), so
@@ -21,13 +21,13 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 
 from ..config import Config, DetectConfig
 from .backends import default_cache_dir, export_shape, exportable, openvino
 from .backends.export import int8_path
+from .tuning import synthetic_frames
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +51,12 @@ def found_frames(folder: Path, count: int) -> list[Path]:
     return spread([p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()], count)
 
 
-def simulator_frames(count: int) -> Iterator:
-    """The simulator's scenes with a person walking through, as BGR images."""
-    from ..sim.scenes import draw_person, make_scene, person_box
-
-    for i in range(count):
-        scene = make_scene(i + 1)
-        draw_person(scene, person_box(40 + (i * 23) % 560, 300 + (i * 37) % 170, 90 + (i * 11) % 200))
-        yield scene
-
-
 def write_dataset(folder: Path, frames: list[Path], count: int, names: dict[int, str]) -> Path:
     """A YOLO dataset (images only: calibration needs no labels) of the frames; its data.yaml."""
     images = folder / "images" / "val"
     images.mkdir(parents=True)
     written = 0
-    sources = (cv2.imread(str(p)) for p in frames) if frames else simulator_frames(count)
+    sources = (cv2.imread(str(p)) for p in frames) if frames else synthetic_frames(count)
     for image in sources:
         if image is not None:
             cv2.imwrite(str(images / f"{written:05d}.jpg"), image)
@@ -81,7 +71,7 @@ def write_dataset(folder: Path, frames: list[Path], count: int, names: dict[int,
 
 
 def calibrate(d: DetectConfig, frames: list[Path], count: int = DEFAULT_COUNT, cache_dir: Path | None = None) -> Path:
-    """Quantize `d.model` at camserver's input shape on `frames` (the simulator's when empty); the INT8 model's folder."""
+    """Quantize `d.model` at camserver's input shape on `frames` (synthetic scenes when empty); the INT8 model's folder."""
     if not exportable(d.model):
         raise ValueError(f"only .pt and .yaml models can be calibrated, not {d.model!r}")
     if importlib.util.find_spec("nncf") is None:
@@ -125,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="config.toml", help="config file (default: config.toml)")
     parser.add_argument("--model", help="override detect.model")
     parser.add_argument("--imgsz", type=int, help="override detect.imgsz")
-    parser.add_argument("--frames", help="a folder of JPEG/PNG frames (default: the event snapshots, else the simulator)")
+    parser.add_argument("--frames", help="a folder of JPEG/PNG frames (default: the event snapshots, else synthetic scenes)")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"frames to use (default {DEFAULT_COUNT})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -136,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(args.frames) if args.frames else Path(config.storage.dir)
         frames = found_frames(folder, args.count)
         log.info("calibrating %s on %s", d.model, f"{len(frames)} frames from {folder}" if frames
-                 else f"{args.count} simulator frames")
+                 else f"{args.count} synthetic frames")
         print(calibrate(d, frames, args.count))
     except Exception as exc:  # one line, no traceback: this is a command for people
         print(f"calibration failed: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 After start-up, while the runtime's default serves, one thread compiles each candidate (f32, bf16,
 fp16 where the CPU has them, int8 where a calibrated model exists) with one inference thread, checks
-it against f32 on held-out frames (the cameras' latest frames and the simulator's person scenes) and
+it against f32 on held-out frames (the cameras' latest frames, filled up with synthetic scenes) and
 times it in short chunks, interleaved, pausing while any camera's detection lags; the whole pass
 stops at DEADLINE_S. The fastest candidate that passes the gate (tuning.py) is compiled for each
 worker and installed on the worker's own thread between two inferences, so no frame is dropped.
@@ -23,7 +23,7 @@ import numpy as np
 
 from .backends import openvino as ov
 from .tuning import (AGREEMENT_MIN, BASELINE, MATCH_IOU, SCORE_DIFF_MAX, Candidate, TuningCache, agreement,
-                     cache_key, candidates_of, choose, result_of)
+                     cache_key, candidates_of, choose, result_of, synthetic_frames)
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,10 @@ def letterboxed(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def held_out(jpegs: Sequence[bytes], count: int = HELD_OUT) -> list[np.ndarray]:
-    """The cameras' latest frames, decoded, filled up with the simulator's scenes with a person walking."""
-    from ..sim.scenes import draw_person, make_scene, person_box
-
+    """The cameras' latest frames, decoded, filled up with synthetic scenes (tuning.synthetic_frames)."""
     images = [img for j in jpegs[:count] if (img := cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR))
               is not None]
-    i = 0
-    while len(images) < count:
-        scene = make_scene(17 + 7 * i)
-        draw_person(scene, person_box(80 + 60 * i, 440, 160 + 12 * i))
-        images.append(scene)
-        i += 1
-    return images
+    return images + synthetic_frames(count - len(images))
 
 
 def detections(compiled: Any, tensors: Sequence[np.ndarray], conf: float, iou: float) -> list[np.ndarray]:

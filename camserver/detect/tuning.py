@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -165,3 +166,27 @@ def candidates_of(result: dict[str, Any]) -> list[Candidate]:
     fields = Candidate.__dataclass_fields__
     return [Candidate(**{k: v for k, v in c.items() if k in fields}) for c in result.get("candidates", [])
             if isinstance(c, dict) and isinstance(c.get("precision"), str)]
+
+
+def synthetic_frames(count: int, width: int = 640, height: int = 480) -> list[np.ndarray]:
+    """Frames for the gate and calibration where no camera has sent any: a smooth moving scene (as the
+    simulator's), a red disc, a blue block and a green standing figure at varying places and sizes."""
+    x = np.linspace(0, 1, width, dtype=np.float32)
+    y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    frames = []
+    for i in range(count):
+        base = (np.sin(6 * x + i * 0.7) * 60 + np.cos(4 * y + i * 0.3) * 60 + 128).clip(0, 255)
+        img = np.dstack([base, base * 0.8, base * 0.6]).astype(np.uint8)
+        cv2.circle(img, (60 + (i * 97) % 520, 150), 40, (30, 30, 200), -1)
+        cv2.rectangle(img, (400 - (i * 53) % 300, 250), (470 - (i * 53) % 300, 380), (200, 160, 40), -1)
+        h = 120 + (i * 29) % 200  # a figure: legs, torso, head, outlined
+        cx, bottom = 80 + (i * 61) % 480, 300 + (i * 37) % 170
+        w, top = h * 0.4, bottom - h
+        for left in (cx - 0.23 * w, cx + 0.23 * w):
+            cv2.line(img, (int(left), int(top + 0.6 * h)), (int(left), int(bottom - 0.08 * w)), (40, 150, 50),
+                     max(2, int(0.35 * w)), cv2.LINE_AA)
+        cv2.ellipse(img, (int(cx), int(top + 0.46 * h)), (int(w / 2), int(0.22 * h)), 0, 0, 360, (40, 170, 60), -1,
+                    cv2.LINE_AA)
+        cv2.circle(img, (int(cx), int(top + 0.11 * h)), int(min(0.11 * h, 0.32 * w)), (60, 200, 70), -1, cv2.LINE_AA)
+        frames.append(img)
+    return frames
