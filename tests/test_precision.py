@@ -55,7 +55,7 @@ def test_a_candidate_failing_the_gate_never_wins_however_fast():
     skipped = Candidate("bf16", skipped="no BF16", samples_ms=[1.0])
     winner, why = choose([disagrees, drifts, unmeasured, skipped, f32])
     assert winner is f32
-    assert "failed the gate: int8" in why and "fp16" in why
+    assert "failed the gate: int8" in why and "fp16" in why and "bf16" not in why  # skipped is not failed
     assert choose([])[0] is None
 
 

@@ -72,7 +72,8 @@ def choose(candidates: Sequence[Candidate]) -> tuple[Candidate | None, str]:
         return None, "no candidate was measured"
     winner = passing[0]
     baseline = next((c for c in timed if c.precision == BASELINE), None)
-    failed = [f"{c.precision} (agreement {c.agreement}, score diff {c.score_diff})" for c in timed if not c.passed]
+    failed = [f"{c.precision} (agreement {c.agreement}, score diff {c.score_diff})" for c in timed
+              if not c.passed and c.skipped is None]
     why = f"{winner.precision} is the fastest passing candidate at {winner.ms} ms a frame"
     if baseline is not None and baseline is not winner and baseline.ms and winner.ms:
         why += f", {baseline.ms / winner.ms:.2f}x f32's {baseline.ms} ms"
