@@ -208,5 +208,6 @@ async def test_calibrated_int8_is_measured_gated_and_reported_as_it_runs(tmp_pat
         assert server.health()["detection"]["precision"] == ov.executed(compiled)["precision"]
         assert (ov.executed(compiled)["int8_layers"] > 0) == (figures["winner"] == "int8")
     async with CamServer.from_config(config) as server:  # the next start: the cached result, no measuring
+        assert server.pool.workers[0].detector.executed["requested"] == figures["winner"]  # from the first frame
         await wait_for(lambda: server.tuner.state in ("done", "failed"), timeout=60, what="cached tuning")
         assert server.tuner.cached and server.tuner.winner == figures["winner"]

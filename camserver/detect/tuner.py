@@ -222,19 +222,41 @@ class PrecisionTuner:
                      ", ".join(f"{k} {v}" for k, v in detector.executed.items()), before)
 
 
-def precision_tuner(d: Any, workers: Callable[[], list[Any]], lagging: Callable[[], bool],
-                    jpegs: Callable[[], list[bytes]], **kwargs: Any) -> PrecisionTuner | None:
-    """The tuner `detect.precision = "auto"` asks for with the openvino backend on an exportable model, else None."""
-    from .backends import default_cache_dir, export_shape, exportable, resolve_backend
+def tuning_folders(d: Any) -> tuple[dict[str, Path], Path]:
+    """The IR folder of each candidate precision of `d.model` (int8 where calibrated), and the tuning cache file."""
+    from .backends import default_cache_dir, export_shape
     from .backends.export import export_path, int8_path
 
-    if d.precision != "auto" or not exportable(d.model) or not ov.available() or resolve_backend(d) != "openvino":
-        return None
     cache_dir = Path(d.cache_dir).expanduser() if d.cache_dir else default_cache_dir()
     shape, version = export_shape(d.imgsz), ov.runtime_version()
     folders = {p: export_path(d.model, "openvino", shape, version, cache_dir) for p in ("f32", "bf16", "fp16")}
     int8 = int8_path(d.model, shape, version, cache_dir)
     if int8.exists():
         folders["int8"] = int8
-    return PrecisionTuner(folders, d.conf, d.iou, d.threads, workers, lagging, jpegs,
-                          TuningCache(cache_dir / "precision-tuning.json"), **kwargs)
+    return folders, cache_dir / "precision-tuning.json"
+
+
+def cached_choice(d: Any) -> tuple[str, Path] | None:
+    """The precision an earlier tuning pass chose for this model, shape, CPU and runtime, and its folder; None if none.
+
+    A worker loaded later (the next start, or a replacement after a stall) starts with it at once.
+    """
+    folders, path = tuning_folders(d)
+    int8 = folders.get("int8")
+    key = cache_key(folders[BASELINE].name, int8.name if int8 else None, ov.cpu_model(), ov.cpu_capabilities(),
+                    ov.runtime_version(), d.threads)
+    result = TuningCache(path).load(key)
+    if result is None or result["winner"] not in folders:
+        return None
+    return result["winner"], folders[result["winner"]]
+
+
+def precision_tuner(d: Any, workers: Callable[[], list[Any]], lagging: Callable[[], bool],
+                    jpegs: Callable[[], list[bytes]], **kwargs: Any) -> PrecisionTuner | None:
+    """The tuner `detect.precision = "auto"` asks for with the openvino backend on an exportable model, else None."""
+    from .backends import exportable, resolve_backend
+
+    if d.precision != "auto" or not exportable(d.model) or not ov.available() or resolve_backend(d) != "openvino":
+        return None
+    folders, path = tuning_folders(d)
+    return PrecisionTuner(folders, d.conf, d.iou, d.threads, workers, lagging, jpegs, TuningCache(path), **kwargs)

@@ -89,6 +89,13 @@ def openvino_detector(d: DetectConfig, path: Path, shape: tuple[int, int], cache
     """The OpenVINO detector at `detect.precision` (auto: the runtime's default until tuning switches), saying
     in the log what the compiled model really runs."""
     precision, folder = d.precision, path
+    if precision == "auto":
+        from ..tuner import cached_choice
+
+        choice = cached_choice(d)
+        if choice is not None:
+            precision, folder = choice
+            log.info("detect.precision auto: %s, as measured before on this CPU (cached)", precision)
     if precision == "int8":
         folder = int8_path(d.model, shape, openvino.runtime_version(), cache_dir)
         if not folder.exists():
