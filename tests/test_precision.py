@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import json
 import shutil
 import time
@@ -12,13 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import connect_camera, make_config, make_jpeg, wait_for
 
 from camserver.config import ConfigError, from_mapping
 from camserver.detect import tuner as tuner_module
 from camserver.detect.backends import openvino as ov
-from camserver.detect.tuning import (AGREEMENT_MIN, CACHE_KEYS_KEPT, Candidate, TuningCache, agreement, cache_key,
-                                     candidates_of, choose, result_of)
-from conftest import connect_camera, make_config, make_jpeg, wait_for
+from camserver.detect.tuning import (
+    AGREEMENT_MIN,
+    CACHE_KEYS_KEPT,
+    Candidate,
+    TuningCache,
+    agreement,
+    cache_key,
+    candidates_of,
+    choose,
+    result_of,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = next((p for p in (ROOT.parent / "shared" / "testdata" / "shapes-yolo11n.pt",
@@ -77,8 +87,8 @@ def test_agreement_matches_boxes_of_one_class_at_iou_half():
 
 def test_cache_key_changes_with_model_cpu_runtime_threads_and_int8(tmp_path):
     """Any input of the measurement changes the key; the cache keeps a result per key, bounded, and survives junk."""
-    base = dict(f32_model="m-abc-224x320", int8_model=None, cpu="AMD EPYC", capabilities=["FP32", "INT8"],
-                runtime="2026.4.1", threads=0)
+    base = {"f32_model": "m-abc-224x320", "int8_model": None, "cpu": "AMD EPYC", "capabilities": ["FP32", "INT8"],
+            "runtime": "2026.4.1", "threads": 0}
     key = cache_key(**base)
     for change in ({"f32_model": "m-def-224x320"}, {"f32_model": "m-abc-480x640"}, {"int8_model": "m-abc-int8"},
                    {"cpu": "Intel Xeon"}, {"capabilities": ["FP32", "INT8", "BF16"]}, {"runtime": "2026.5.0"},
@@ -169,8 +179,8 @@ async def test_auto_on_real_openvino_switches_without_dropping_frames_and_report
         # the stream never stopped: processed frames rose steadily, with no gap over 2 s, at >= 60% of the rate
         counts = [n for _, n in processed]
         assert counts == sorted(counts)
-        rises = [t for (t, n), (_, m) in zip(processed, processed[1:]) if m > n]
-        assert max(b - a for a, b in zip(rises, rises[1:])) < 2.0
+        rises = [t for (t, n), (_, m) in itertools.pairwise(processed) if m > n]
+        assert max(b - a for a, b in itertools.pairwise(rises)) < 2.0
         assert counts[-1] >= 0.6 * sent, (counts[-1], sent)
         assert server.scheduler.camera_figures("ov")["detect_errors"] == 0
 

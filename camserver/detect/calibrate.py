@@ -21,6 +21,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -92,7 +93,8 @@ def calibrate(d: DetectConfig, frames: list[Path], count: int = DEFAULT_COUNT, c
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".calibrate-") as tmp:
         yolo = YOLO(d.model, task="detect")
         data = write_dataset(Path(tmp) / "frames", frames, count, dict(yolo.names))
-        yolo.model.pt_path = str(Path(tmp) / "model.pt")  # export() writes beside the model: point it here
+        network: Any = yolo.model
+        network.pt_path = str(Path(tmp) / "model.pt")  # export() writes beside the model: point it here
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             produced = Path(yolo.export(format="openvino", int8=True, data=str(data), fraction=1.0, imgsz=shape,

@@ -14,16 +14,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
 from .backends import openvino as ov
-from .tuning import (AGREEMENT_MIN, BASELINE, MATCH_IOU, SCORE_DIFF_MAX, Candidate, TuningCache, agreement,
-                     cache_key, candidates_of, choose, result_of, synthetic_frames)
+from .tuning import (
+    AGREEMENT_MIN,
+    BASELINE,
+    MATCH_IOU,
+    SCORE_DIFF_MAX,
+    Candidate,
+    TuningCache,
+    agreement,
+    cache_key,
+    candidates_of,
+    choose,
+    result_of,
+    synthetic_frames,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +133,7 @@ class PrecisionTuner:
             await self.tune()
         except Exception:
             self.state = "failed"
-            log.error("precision tuning failed; the runtime's default precision keeps serving", exc_info=True)
+            log.exception("precision tuning failed; the runtime's default precision keeps serving")
         finally:
             self.thread.shutdown(wait=False, cancel_futures=True)
         await asyncio.Event().wait()

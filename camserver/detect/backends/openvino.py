@@ -112,7 +112,8 @@ class OpenVINODetector(UltralyticsDetector):
 
     def install(self, compiled: Any, requested: str) -> BackendInfo:
         """Run `compiled` from the next inference on (call on this detector's worker thread); the new info."""
-        backend = self.model.predictor.model.backend  # ultralytics' OpenVINOBackend: forward() calls this model
+        predictor: Any = self.model.predictor  # set up by the first predict(), in __init__
+        backend = predictor.model.backend  # ultralytics' OpenVINOBackend: forward() calls this model
         backend.ov_compiled_model = compiled
         self.executed = {**executed(compiled), "requested": requested}
         self.info = BackendInfo("openvino", "cpu", self.executed["precision"], self.info.max_batch)
