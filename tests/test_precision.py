@@ -160,6 +160,7 @@ async def test_auto_on_real_openvino_switches_without_dropping_frames_and_report
 
         figures = server.tuner.figures()
         assert figures["state"] == "done", figures
+        assert figures["elapsed_s"] < 120  # the pass's own limit, on 2 cores
         by_name = {c["precision"]: c for c in figures["candidates"]}
         assert by_name["f32"]["ms_per_frame"] > 0 and by_name["f32"]["passed"]
         caps = ov.cpu_capabilities()
@@ -221,3 +222,21 @@ async def test_calibrated_int8_is_measured_gated_and_reported_as_it_runs(tmp_pat
         assert server.pool.workers[0].detector.executed["requested"] == figures["winner"]  # from the first frame
         await wait_for(lambda: server.tuner.state in ("done", "failed"), timeout=60, what="cached tuning")
         assert server.tuner.cached and server.tuner.winner == figures["winner"]
+
+
+@pytest.mark.skipif(not ov.available(), reason="openvino not installed (make test installs it)")
+async def test_tuning_waits_while_detection_lags_and_gives_up_at_its_deadline(tmp_path):
+    """While a camera's detection lags the pass times nothing; at its deadline it keeps the default, caches nothing."""
+    from camserver.detect.backends.export import exported_model
+
+    folder = exported_model("yolo11n.yaml", "openvino", (64, 96), ov.runtime_version(), tmp_path)
+    cache = TuningCache(tmp_path / "precision-tuning.json")
+    tuner = tuner_module.PrecisionTuner({"f32": folder}, 0.25, 0.45, 0, lambda: [], lambda: True, lambda: [], cache,
+                                        start_delay_s=0, deadline_s=1.5)
+    started = time.monotonic()
+    await asyncio.wait_for(tuner.tune(), 60)
+    figures = tuner.figures()
+    assert figures["state"] == "done" and figures["winner"] is None and "ran out of time" in figures["why"]
+    assert all(c["ms_per_frame"] is None for c in figures["candidates"])
+    assert figures["paused_s"] > 0 and time.monotonic() - started < 30
+    assert not (tmp_path / "precision-tuning.json").exists()

@@ -152,7 +152,11 @@ class PrecisionTuner:
             self.state = "measuring"
             await self._measure(started)
             winner, why = choose(self.candidates)
-            assert winner is not None  # f32 is always measured unless the deadline cut the first round
+            if winner is None:  # the deadline came before f32 was timed once: nothing to choose, nothing to keep
+                self.state, self.why = "done", "ran out of time while detection lagged; the default keeps serving"
+                self.elapsed_s = round(time.monotonic() - started, 1)
+                log.warning("precision tuning: %s (measured again next start)", self.why)
+                return
             self.winner, self.why = winner.precision, why
             self.cache.save(key, result_of(self.candidates, winner, why, time.monotonic() - started))
         self.state = "switching"
