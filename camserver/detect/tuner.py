@@ -180,9 +180,10 @@ class PrecisionTuner:
             candidate = Candidate(precision)
             self.candidates.append(candidate)
             if ov.CAPABILITY[precision] not in capabilities:
-                candidate.skipped = f"this CPU has no {ov.CAPABILITY[precision]} (it lists {', '.join(capabilities)})"
+                has = ", ".join(c for c in capabilities if c in ov.CAPABILITY.values())
+                candidate.skipped = f"no {ov.CAPABILITY[precision]} on this CPU (it has {has})"
             elif precision not in self.folders:
-                candidate.skipped = "no calibrated model: run python -m camserver.detect.calibrate"
+                candidate.skipped = "no calibrated model (python -m camserver.detect.calibrate)"
             else:
                 model = ov.compile_ir(self.folders[precision], precision, 1)
                 candidate.executed = ov.executed(model)["precision"]
