@@ -85,8 +85,9 @@ def test_agreement_matches_boxes_of_one_class_at_iou_half():
     assert agreement([rows()], [rows()]) == (1.0, 0.0)
 
 
-def test_cache_key_changes_with_model_cpu_runtime_threads_and_int8(tmp_path):
+def test_cache_key_changes_with_model_cpu_runtime_threads_and_int8(tmp_path, monkeypatch):
     """Any input of the measurement changes the key; the cache keeps a result per key, bounded, and survives junk."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     base = {"f32_model": "m-abc-224x320", "int8_model": None, "cpu": "AMD EPYC", "capabilities": ["FP32", "INT8"],
             "runtime": "2026.4.1", "threads": 0}
     key = cache_key(**base)
@@ -94,6 +95,9 @@ def test_cache_key_changes_with_model_cpu_runtime_threads_and_int8(tmp_path):
                    {"cpu": "Intel Xeon"}, {"capabilities": ["FP32", "INT8", "BF16"]}, {"runtime": "2026.5.0"},
                    {"threads": 1}):
         assert cache_key(**{**base, **change}) != key, change
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert cache_key(**base) != key
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     cache = TuningCache(tmp_path / "tuning.json")
     assert cache.load(key) is None
     f32 = Candidate("f32", "fp32", [12.0])

@@ -120,8 +120,9 @@ def cache_key(f32_model: str, int8_model: str | None, cpu: str, capabilities: Se
               threads: int) -> str:
     """What a tuning result depends on: the models (their cache names hold the model hash and input shape),
     the CPU, the runtime's version, the threads and the gate; any change measures again."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")  # a capped instruction set is another CPU as far as speed goes
     return "|".join([f32_model, int8_model or "no-int8", cpu, ",".join(sorted(capabilities)), runtime,
-                     f"threads={threads}", f"gate={AGREEMENT_MIN}/{SCORE_DIFF_MAX}/{MATCH_IOU}"])
+                     f"threads={threads}", f"isa={isa}", f"gate={AGREEMENT_MIN}/{SCORE_DIFF_MAX}/{MATCH_IOU}"])
 
 
 class TuningCache:
