@@ -272,3 +272,31 @@ async def test_system_view_shows_what_the_detector_runs_and_the_tuning(tmp_path,
             assert "int8: no calibrated model" in text
             await browser.screenshot("system-precision")
             assert browser.errors == []
+
+
+@pytest.mark.skipif(not ov.available(), reason="openvino not installed (make test installs it)")
+def test_an_asked_precision_the_cpu_lacks_runs_and_is_reported_as_what_it_is(tmp_path, caplog):
+    """detect.precision bf16 (or fp16) on a CPU without it: a warning, and the detector reports the compiled model's
+    precision; int8 without a calibrated model: a warning naming the command, and f32 runs."""
+    import logging
+
+    from camserver.detect.backends import detector_factory
+
+    caps = ov.cpu_capabilities()
+    for precision in ("bf16", "int8"):
+        d = from_mapping({"detect": {"model": "yolo11n.yaml", "backend": "openvino", "imgsz": 64, "precision": precision,
+                                     "cache_dir": str(tmp_path)}}).detect
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="camserver"):
+            detector = detector_factory(d)()
+        compiled = detector.model.predictor.model.backend.ov_compiled_model
+        assert detector.info.precision == ov.executed(compiled)["precision"] == detector.executed["precision"]
+        messages = [r.getMessage() for r in caplog.records]
+        assert any(m.startswith(f"openvino compiled for {'f32' if precision == 'int8' else precision}: runs ")
+                   for m in messages), messages
+        if precision == "int8":
+            assert any("no calibrated model" in m and "camserver.detect.calibrate" in m for m in messages), messages
+            assert detector.info.precision == "fp32"
+        elif "BF16" not in caps:
+            assert detector.info.precision == "fp32"
+            assert f"detect.precision bf16: this CPU runs fp32 (it lists {', '.join(caps)})" in messages
