@@ -235,7 +235,7 @@ async def test_tuning_waits_while_detection_lags_and_gives_up_at_its_deadline(tm
 
     folder = exported_model("yolo11n.yaml", "openvino", (64, 96), ov.runtime_version(), tmp_path)
     cache = TuningCache(tmp_path / "precision-tuning.json")
-    tuner = tuner_module.PrecisionTuner({"f32": folder}, 0.25, 0.45, 0, lambda: [], lambda: True, lambda: [], cache,
+    tuner = tuner_module.PrecisionTuner({"f32": folder}, 0.25, 0.45, 0, list, lambda: True, list, cache,
                                         start_delay_s=0, deadline_s=1.5)
     started = time.monotonic()
     await asyncio.wait_for(tuner.tune(), 60)
