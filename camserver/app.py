@@ -19,6 +19,7 @@ from .detect.base import AsyncDetector
 from .detect.backends import detector_factory
 from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
+from .detect.tuner import precision_tuner
 from .events.engine import EventEngine
 from .hub import Camera, CameraHub
 from .ingest import CameraIngest
@@ -96,6 +97,9 @@ class CamServer:
         self.pool = DetectorPool(detector_factory, d.workers)
         self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote)
         self.scheduler.on_detections = self._detections
+        self.tuner = None if detector_factory is None else precision_tuner(  # detect.precision auto (openvino)
+            d, lambda: self.pool.workers, lambda: bool(self.scheduler.lagging(time.monotonic())),
+            lambda: [c.raw.frame.jpeg for c in self.hub if c.raw.frame is not None])
         self.scheduler.objects_moving = self.events.objects_moving
         self.scheduler.on_held = self._held
         self.scheduler.on_motion = self._motion
@@ -292,6 +296,8 @@ class CamServer:
             await self.stop()
             raise
         spawn("detect", self.scheduler.run(), "detection-scheduler")
+        if self.tuner is not None:
+            spawn("detect", self.tuner.run(), "precision-tuning")
         await self.webhooks.start(spawn)
         await self.notifier.start(spawn)
         for camera_id in self.config.cameras.ids:

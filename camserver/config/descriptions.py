@@ -62,6 +62,9 @@ DESCRIPTIONS: dict[str, str] = {
     "detect.max_batch": "Frames of different cameras per inference; 0 = per backend: 32 on CUDA, 2 on CPU, "
                         "8 per request with triton.",
     "detect.cache_dir": "Where exported models are kept; `\"\"` = `~/.cache/camserver`.",
+    "detect.precision": "Backend openvino: auto (measure f32, bf16, fp16, int8 on this CPU once and keep the "
+                        "fastest that passes the accuracy gate), or one of f32, bf16, fp16, int8.",
+    "detect.threads": "Backend openvino: inference threads per worker; 0 = the runtime's choice (every core).",
     "detect.jpeg_quality": "JPEG quality of the annotated frames.",
     "detect.stall_timeout_s": "A detector call longer than this counts as hung and its worker is replaced.",
     "detect.url": "Backend triton: `grpc://HOST:8001` or `http://HOST:8000`, a list, or comma-separated; "

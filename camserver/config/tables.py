@@ -33,6 +33,7 @@ from .checks import (
 from .shapes import FilterConfig, MaskConfig, ZoneConfig, _filters, _masks, _zones
 
 BACKENDS = ("auto", "torch", "openvino", "onnx", "triton")
+PRECISIONS = ("auto", "f32", "bf16", "fp16", "int8")  # detect.precision, backend openvino
 TRITON_URL_RE = re.compile(r"^(grpcs?|https?)://[^\s/,]+/?$")
 TRITON_MODEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -157,6 +158,8 @@ class DetectConfig:
     backend: str = _opt("auto", _text(choices=BACKENDS))
     max_batch: int = _opt(0, _number(int, 0, 256))  # 0: per backend (32 on CUDA, 2 on CPU)
     cache_dir: str = _opt("", _path)  # "": ~/.cache/camserver
+    precision: str = _opt("auto", _text(choices=PRECISIONS))  # openvino: auto measures them all on this CPU
+    threads: int = _opt(0, _number(int, 0, 256))  # openvino: inference threads per worker; 0 = the runtime's
     jpeg_quality: int = _opt(80, _number(int, 10, 100))
     stall_timeout_s: float = _opt(10.0, _number(float, 0.1, 600))
     # backend "triton": the shared inference service (python -m camserver.infer)

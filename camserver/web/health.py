@@ -41,7 +41,7 @@ def server_health(server: Any) -> dict[str, Any]:
         "notify": server.notifier.health(), "notify_held": server.notifier.held,  # redacted URLs; held: by a mute
         "webhooks": {"endpoints": len(server.config.webhooks), "failures": server.webhooks.failures},
         "recording": server.recorder.health(),
-        "detection": server.scheduler.figures(),
+        "detection": detection_figures(server),
         "tasks": len(asyncio.all_tasks()),
         "viewers": server.viewer_app.viewers_total,
         "viewers_refused": server.viewer_app.viewers_refused,
@@ -56,3 +56,14 @@ def server_health(server: Any) -> dict[str, Any]:
     })
     return health
 
+
+
+def detection_figures(server: Any) -> dict[str, Any]:
+    """The scheduler's figures, what the compiled model runs (read back from it) and the precision tuning."""
+    figures: dict[str, Any] = server.scheduler.figures()
+    executed = getattr(server.pool.drawer, "executed", None) if server.remote is None else None
+    if executed:
+        figures["executed"] = dict(executed)
+    if server.tuner is not None:
+        figures["tuning"] = server.tuner.figures()
+    return figures
