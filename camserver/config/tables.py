@@ -20,7 +20,7 @@ from .shapes import FilterConfig, MaskConfig, MotionMaskConfig, ZoneConfig
 def _override(name: str) -> Any:
     """A [motion] key as [cameras.<id>.motion] takes it: the same type and bounds, None when not given."""
     f = MotionConfig.model_fields[name]
-    return (Annotated[(f.annotation, *f.metadata)] | None, Field(None, description=f.description))
+    return (Annotated[(f.annotation | None, *f.metadata)], Field(None, description=f.description))
 
 
 class _CameraMotionBase(Table):
