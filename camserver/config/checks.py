@@ -21,7 +21,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 TOPIC_RE = re.compile(r"^[A-Za-z0-9_/-]{1,64}$")
 Points = tuple[tuple[float, float], ...]
@@ -48,7 +49,7 @@ class ConfigError(Exception):
 class Table(BaseModel):
     """A TOML table: frozen, unknown keys refused; ints are ints and bools bools (no "1" for 1)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,11 @@ def problem(allowed: str, key: str = "", shown: Any = ...) -> PydanticCustomErro
 Check = Callable[[Any], str | None]
 
 
+@dataclass(frozen=True)
 class _Checked(BeforeValidator):
     """A before-validator running a `Check` on the raw TOML value (and converting it, if asked)."""
 
-    check: Check
+    check: Check = staticmethod(lambda v: None)  # type: ignore[assignment]
 
 
 def checked(check: Check, convert: Callable[[Any], Any] | None = None) -> Any:
@@ -89,18 +91,15 @@ def checked(check: Check, convert: Callable[[Any], Any] | None = None) -> Any:
             raise problem(complaint)
         return convert(v) if convert is not None else v
 
-    validator = _Checked(run)
-    object.__setattr__(validator, "check", check)
-    return validator
+    return _Checked(run, check=check)
 
 
 def _lower(v: Any) -> Any:
     return v.lower() if isinstance(v, str) else v
 
 
-def choice(*choices: str) -> Any:
-    """A `Literal` of the choices, matched without regard to case (stored lowercased)."""
-    return Annotated[Literal[choices], BeforeValidator(_lower)]  # type: ignore[valid-type]
+# Annotated metadata of a Literal of choices: matched without regard to case, stored lowercased
+LOWER = BeforeValidator(_lower)
 
 
 Int = Annotated[int, Strict()]
@@ -110,14 +109,14 @@ AnyText = Annotated[str, Strict()]
 Text = Annotated[str, Strict(), StringConstraints(min_length=1)]
 
 
-def pattern(regex: re.Pattern[str], hint: str) -> Any:
-    """A non-empty string matching `regex`; `hint` says what that means."""
-    return Annotated[str, Strict(), StringConstraints(min_length=1, pattern=regex.pattern), Allowed(hint)]
+def matching(regex: re.Pattern[str]) -> StringConstraints:
+    """Annotated metadata: a non-empty string matching `regex` (with an `Allowed` saying what that means)."""
+    return StringConstraints(min_length=1, pattern=regex.pattern)
 
 
-CameraId = pattern(CAMERA_ID_RE, "letters, digits, '-' or '_', 1 to 32 characters")
-ZoneName = pattern(ZONE_NAME_RE, "letters, digits, '-' or '_', 1 to 32 characters")
-Topic = pattern(TOPIC_RE, "letters, digits, '_', '-' or '/'")
+CameraId = Annotated[str, Strict(), matching(CAMERA_ID_RE), Allowed("letters, digits, '-' or '_', 1 to 32 characters")]
+ZoneName = Annotated[str, Strict(), matching(ZONE_NAME_RE), Allowed("letters, digits, '-' or '_', 1 to 32 characters")]
+Topic = Annotated[str, Strict(), matching(TOPIC_RE), Allowed("letters, digits, '_', '-' or '/'")]
 
 
 def _camera_ids(v: Any) -> str | None:

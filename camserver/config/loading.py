@@ -35,7 +35,8 @@ def _item(annotation: Any) -> Any:
 
 def _walk(loc: tuple[int | str, ...]) -> tuple[str, FieldInfo | None, type[BaseModel] | None]:
     """The dotted key of a pydantic location, the field it ends at, and the model that holds that field."""
-    key, annotation, info, owner = "", Config, None, None
+    key, info, owner = "", None, None
+    annotation: Any = Config
     for part in loc:
         bare = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
         model = bare if isinstance(bare, type) and issubclass(bare, BaseModel) else None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import typing
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .checks import (LOG_LEVELS, Allowed, AnyText, Bool, EventTypes, Float, Headers, Int, OptionalCameraIds, OptionalLabels,
-                     Table, Text, Topic, Url, ZoneNames, checked, choice, problem)
+from .checks import (LOWER, Allowed, AnyText, Bool, EventTypes, Float, Headers, Int, LogLevel, OptionalCameraIds,
+                     OptionalLabels, Table, Text, Topic, Url, ZoneNames, checked, problem)
 
 
 class StorageConfig(Table):
@@ -27,8 +28,10 @@ class StorageConfig(Table):
                                "never the database. Capped at 10% of the disk; 0: no floor.")
 
 
-RECORD_MODES = ("off", "events", "motion", "continuous")
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+RecordMode = Literal["off", "events", "motion", "continuous"]
+RECORD_MODES: tuple[str, ...] = typing.get_args(RecordMode)
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+X264_PRESETS: tuple[str, ...] = typing.get_args(X264Preset)
 # camserver's tuning on top of the preset (veryfast and slower; ultrafast and superfast are left as they are),
 # for fixed cameras on small CPUs: see camserver/record/encoder.py and bench/record.py
 DEFAULT_X264_PARAMS = "subme=1:me=dia:weightp=0:rc-lookahead=5:partitions=none"
@@ -43,14 +46,14 @@ def _x264_params(v: Any) -> str | None:
 class RecordConfig(Table):
     """Recording: event clips with pre/post capture, or continuous/motion segments, as H.264 MP4."""
 
-    mode: choice(*RECORD_MODES) = Field("events", description="off, events (a clip per event), motion (segments "  # type: ignore[valid-type]
-                                        "where motion was on), continuous.")
+    mode: Annotated[RecordMode, LOWER] = Field("events", description="off, events (a clip per event), motion "
+                                                                     "(segments where motion was on), continuous.")
     pre_capture_s: Float = Field(5.0, ge=0.0, le=60, description="An event's clip starts this long before the event.")
     post_capture_s: Float = Field(5.0, ge=0.0, le=600, description="An event's clip ends this long after the event.")
     segment_s: Float = Field(10.0, ge=2, le=3600, description="Continuous and motion recording: seconds per file.")
     retain_days: Float = Field(3.0, ge=0.0, le=36500, description="Continuous and motion recording: days a segment "
                                "is kept.")
-    preset: choice(*X264_PRESETS) = Field("veryfast", description="The x264 preset.")  # type: ignore[valid-type]
+    preset: Annotated[X264Preset, LOWER] = Field("veryfast", description="The x264 preset.")
     crf: Int = Field(28, ge=0, le=51, description="The x264 constant rate factor (lower: better and larger).")
     x264_params: Annotated[str, checked(_x264_params)] = Field(
         DEFAULT_X264_PARAMS, description="x264 options over the preset; the default is camserver's tuning for fixed "
@@ -92,7 +95,8 @@ def _apprise_urls(urls: Any) -> Any:
     return tuple(urls)
 
 
-NOTIFY_ATTACH = ("snapshot", "crop", "none")
+NotifyAttach = Literal["snapshot", "crop", "none"]
+NOTIFY_ATTACH: tuple[str, ...] = typing.get_args(NotifyAttach)
 
 
 class NotifyConfig(Table):
@@ -107,12 +111,13 @@ class NotifyConfig(Table):
     zones: ZoneNames = Field((), description="Non-empty: only objects that entered one of these `[[events.zones]]`.")
     cooldown_s: Float = Field(60.0, ge=0.0, le=86400, description="Per camera and label: at most one notification in "
                               "this window.")
-    attach: choice(*NOTIFY_ATTACH) = Field("snapshot", description="snapshot (the best frame with its box), crop "  # type: ignore[valid-type]
-                                           "(around the object) or none.")
+    attach: Annotated[NotifyAttach, LOWER] = Field("snapshot", description="snapshot (the best frame with its box), "
+                                                                           "crop (around the object) or none.")
     clip: Bool = Field(False, description="`true`: when the event ends, a second message with its clip.")
 
 
-MUTE_HOLDS = ("notify", "webhooks")
+MuteHold = Literal["notify", "webhooks"]
+MUTE_HOLDS: tuple[str, ...] = typing.get_args(MuteHold)
 
 
 def _mute_holds(v: Any) -> str | None:
@@ -124,7 +129,7 @@ def _mute_holds(v: Any) -> str | None:
 class MuteConfig(Table):
     """What muting a camera (from the page, the API or Home Assistant) holds back; events are still recorded."""
 
-    holds: Annotated[tuple[Literal["notify", "webhooks"], ...], checked(_mute_holds)] = Field(
+    holds: Annotated[tuple[MuteHold, ...], checked(_mute_holds)] = Field(
         ("notify",), description="What a mute (page, `POST /api/mute`, Home Assistant's switch) holds back: `notify` "
                                  "(`[[notify]]` messages), `webhooks`; events are still recorded and MQTT still "
                                  "reports them.")
@@ -149,4 +154,4 @@ class MqttConfig(Table):
 class LogConfig(Table):
     """Logging."""
 
-    level: choice(*LOG_LEVELS) = Field("info", description="debug, info, warning, error.")  # type: ignore[valid-type]
+    level: Annotated[LogLevel, LOWER] = Field("info", description="debug, info, warning, error.")

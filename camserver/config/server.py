@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import re
+import typing
 from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BeforeValidator, Field, Strict, WithJsonSchema, model_validator
 
-from . import checks as c
-from .checks import Allowed, AnyText, Bool, CameraId, Float, Int, Table, Text, Token, checked, choice, pattern, problem
+from .checks import LOWER, _url, Allowed, Bool, CameraId, Float, Int, Table, Text, Token, checked, matching, problem
 
-BACKENDS = ("auto", "torch", "openvino", "onnx", "triton")
+Backend = Literal["auto", "torch", "openvino", "onnx", "triton"]
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 TRITON_URL_RE = re.compile(r"^(grpcs?|https?)://[^\s/,]+/?$")
 TRITON_MODEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|\d+)$")  # what torch and ultralytics take for one device
 HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # one DNS label, as mDNS names it
-PORT = {"ge": 0, "le": 65535}
 
 
 class IngestConfig(Table):
     """Camera side: the WebSocket listener."""
 
     host: Text = Field("0.0.0.0", description="Address the camera WebSocket listener binds; `0.0.0.0` is every interface.")
-    port: Int = Field(3001, **PORT, description="Camera listener port; cameras connect to `ws://HOST:PORT/ws/<camera_id>`. "
+    port: Int = Field(3001, ge=0, le=65535, description="Camera listener port; cameras connect to `ws://HOST:PORT/ws/<camera_id>`. "
                       "0 = any free port.")
     max_frame_bytes: Int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest frame (one binary "
                                  "message) in bytes; a larger one closes the camera with 1009.")
@@ -43,7 +43,8 @@ class IngestConfig(Table):
                                 "with 1008.")
 
 
-ROLES = ("viewer", "admin")
+Role = Literal["viewer", "admin"]
+ROLES: tuple[str, ...] = typing.get_args(Role)
 USERS_HELP = 'must be a table of user = "password" or user = { password = "...", role = "admin" }'
 
 
@@ -52,7 +53,7 @@ class UserConfig(Table):
 
     name: str = Field(exclude=True)
     password: Text = Field(description="The user's password (non-empty).", repr=False)
-    role: Literal["viewer", "admin"] = Field("viewer", description="`viewer` may watch; `admin` may also change things.")
+    role: Role = Field("viewer", description="`viewer` may watch; `admin` may also change things.")
 
 
 def _users(entries: Any) -> tuple[UserConfig, ...]:
@@ -66,6 +67,7 @@ def _users(entries: Any) -> tuple[UserConfig, ...]:
         key = f".{name}"
         if not name or ":" in name:  # basic auth splits user:password at the first colon
             raise problem("user names must be non-empty and without ':'", key, name)
+        password: Any
         if isinstance(entry, str):
             password, role = entry, "viewer"
         elif isinstance(entry, Mapping):
@@ -93,7 +95,7 @@ class HttpConfig(Table):
     """Viewer side: the aiohttp app serving MJPEG, snapshots and JSON."""
 
     host: Text = Field("0.0.0.0", description="Address the viewer listener (page, MJPEG, snapshots, API) binds.")
-    port: Int = Field(8080, **PORT, description="Viewer port: `http://HOST:PORT/`. 0 = any free port.")
+    port: Int = Field(8080, ge=0, le=65535, description="Viewer port: `http://HOST:PORT/`. 0 = any free port.")
     viewer_write_timeout_s: Float = Field(10.0, ge=0.1, le=600, description="A viewer that has not taken a frame this "
                                           "long is dropped and its buffers freed.")
     placeholder_interval_s: Float = Field(1.0, ge=0.1, le=60, description="Seconds between repeats of the placeholder "
@@ -120,14 +122,16 @@ class HttpConfig(Table):
                                "permission, as `Authorization: Bearer` only. `\"\"` and no admin user = whoever may "
                                "watch may write.")
     users: Annotated[tuple[UserConfig, ...], BeforeValidator(_users), WithJsonSchema(USERS_SCHEMA)] = Field(
-        (), json_schema_extra={"default": {}}, description="Accounts for basic auth and the page's login: `alice = \"password\"` (a viewer) or "
+        (), json_schema_extra={"default": {}},
+        description="Accounts for basic auth and the page's login: `alice = \"password\"` (a viewer) or "
                         "`bob = { password = \"...\", role = \"admin\" }`.")
-    public_url: Annotated[str, checked(lambda v: None if v == "" else c._url(v))] = Field(
+    public_url: Annotated[str, checked(lambda v: None if v == "" else _url(v))] = Field(
         "", description="The server's address as phones reach it, for links in notifications; `\"\"` = no link.")
     mdns: Bool = Field(True, description="Advertise the server over mDNS as `<mdns_name>.local` (`_http._tcp` and "
                        "`_camserver._tcp`).")
-    mdns_name: pattern(HOST_LABEL_RE, "a host name: letters, digits and '-', 1 to 63 characters, not starting "  # type: ignore[valid-type]
-                       "or ending with '-'") = Field("camserver", description="The mDNS host name, without `.local`.")
+    mdns_name: Annotated[str, Strict(), matching(HOST_LABEL_RE), Allowed(
+        "a host name: letters, digits and '-', 1 to 63 characters, not starting or ending with '-'")] = Field(
+        "camserver", description="The mDNS host name, without `.local`.")
 
     @model_validator(mode="after")
     def _tokens_differ(self) -> HttpConfig:
@@ -167,17 +171,19 @@ class DetectConfig(Table):
 
     model: Text = Field("yolo11n.pt", description="`yolo11n.pt`, any path ultralytics accepts (`.pt`, `.yaml`, "
                         "`.onnx`, OpenVINO folder, TensorRT engine, Triton URL), or `none` to pass frames through.")
-    device: pattern(DEVICE_RE, "auto, cpu, mps, cuda, cuda:N or N (a GPU's index)") = Field(  # type: ignore[valid-type]
+    device: Annotated[str, Strict(), matching(DEVICE_RE),
+                      Allowed("auto, cpu, mps, cuda, cuda:N or N (a GPU's index)")] = Field(
         "auto", description="Where the model runs: auto, cpu, mps, cuda, cuda:N, or a GPU's index N.")
     conf: Float = Field(0.25, ge=0.0, le=1.0, description="Confidence threshold, as in ultralytics `predict()`.")
     iou: Float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold, as in ultralytics `predict()`.")
     imgsz: Int = Field(640, ge=32, le=4096, description="Inference size in pixels, as in ultralytics `predict()`.")
     workers: Int = Field(1, ge=1, le=16, description="Detector threads, one model instance each.")
-    backend: choice(*BACKENDS) = Field("auto", description="How the model runs: auto, torch, openvino, onnx, or "  # type: ignore[valid-type]
-                                       "triton (the shared inference service).")
+    backend: Annotated[Backend, LOWER] = Field("auto", description="How the model runs: auto, torch, openvino, onnx, "
+                                                                   "or triton (the shared inference service).")
     max_batch: Int = Field(0, ge=0, le=256, description="Frames of different cameras per inference; 0 = per backend: "
                            "32 on CUDA, 2 on CPU, 8 per request with triton.")
-    cache_dir: Annotated[str, Strict(), Allowed("a folder path (a string)")] = Field("", description="Where exported models are kept; `\"\"` = `~/.cache/camserver`.")
+    cache_dir: Annotated[str, Strict(), Allowed("a folder path (a string)")] = Field(
+        "", description="Where exported models are kept; `\"\"` = `~/.cache/camserver`.")
     jpeg_quality: Int = Field(80, ge=10, le=100, description="JPEG quality of the annotated frames.")
     stall_timeout_s: Float = Field(10.0, ge=0.1, le=600, description="A detector call longer than this counts as "
                                    "hung and its worker is replaced.")
@@ -185,7 +191,8 @@ class DetectConfig(Table):
     url: Annotated[tuple[str, ...], checked(_triton_urls, _url_list), WithJsonSchema(TRITON_URLS_SCHEMA)] = Field(
         (), description="Backend triton: `grpc://HOST:8001` or `http://HOST:8000`, a list, or comma-separated; "
                         "tried in order.")
-    triton_model: pattern(TRITON_MODEL_RE, "letters, digits, '.', '_' or '-'") = Field(  # type: ignore[valid-type]
+    triton_model: Annotated[str, Strict(), matching(TRITON_MODEL_RE),
+                            Allowed("letters, digits, '.', '_' or '-'")] = Field(
         "detector", description="Backend triton: the model name (`camserver-infer --model-name`).")
     timeout_s: Float = Field(3.0, ge=0.1, le=120, description="Backend triton: one request's limit; past it the "
                              "service counts as lost.")

@@ -5,7 +5,7 @@ is what `--config-schema` prints, and the docs' configuration reference is gener
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Mapping, Optional
 
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model, model_validator
 
@@ -20,7 +20,7 @@ from .shapes import FilterConfig, MaskConfig, MotionMaskConfig, ZoneConfig
 def _override(name: str) -> Any:
     """A [motion] key as [cameras.<id>.motion] takes it: the same type and bounds, None when not given."""
     f = MotionConfig.model_fields[name]
-    return (Annotated[(f.annotation | None, *f.metadata)], Field(None, description=f.description))
+    return (Annotated[(Optional[f.annotation], *f.metadata)], Field(None, description=f.description))
 
 
 class _CameraMotionBase(Table):
