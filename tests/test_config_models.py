@@ -56,6 +56,32 @@ def test_one_bad_value_is_one_line_even_where_a_key_takes_several_types(tmp_path
     assert "must be a number from 0.1 to 86400" in str(info.value) and "is required" in str(info.value)
 
 
+def test_a_table_where_a_list_of_tables_belongs_says_so():
+    """`webhooks = { ... }` instead of [[webhooks]], a zone list that is a string: what is allowed, in words."""
+    with pytest.raises(ConfigError) as info:
+        from_mapping({"webhooks": {"url": "http://hooks.lan/x"}, "events": {"zones": "porch", "filters": ["person"]}})
+    assert [(k, a) for k, _, a in info.value.problems] == [
+        ("events.zones", "must be a list of tables ([[...]] entries)"), ("events.filters", "must be a table of tables"),
+        ("webhooks", "must be a list of tables ([[...]] entries)")]
+
+
+def test_a_loaded_config_cannot_be_changed_and_stays_hashable():
+    """Every table is frozen, its tables of tables too ([events.filters.<label>], [cameras.<id>]), and a Config
+    hashes, copies and compares like a value."""
+    import copy
+
+    config = from_mapping({"events": {"filters": {"person": {"min_area": 500}}},
+                           "cameras": {"door": {"settings": {"vflip": True}, "motion": {"recheck_s": 2}}}})
+    with pytest.raises(TypeError):
+        config.events.filters["car"] = config.events.filters["person"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        config.cameras.of("door").settings["vflip"] = False  # type: ignore[index]
+    with pytest.raises(ValidationError):
+        config.motion.threshold = 3  # type: ignore[misc]
+    assert hash(config) == hash(copy.deepcopy(config)) and copy.deepcopy(config) == config
+    assert config.motion_for("door").recheck_s == 2.0 and config.motion_for("yard").recheck_s == 5.0
+
+
 def test_choices_are_refused_when_a_table_is_built_in_code():
     """RecordConfig(mode="bogus") is refused as the file's value would be; a choice is matched without regard to
     case and kept lowercased; a table cannot be changed once built."""

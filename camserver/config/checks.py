@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal, Mapping
 
 import annotated_types as at
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Strict, StringConstraints, WithJsonSchema
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
@@ -50,6 +50,25 @@ class Table(BaseModel):
     """A TOML table: frozen, unknown keys refused; ints are ints and bools bools (no "1" for 1)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FrozenDict(dict):  # type: ignore[type-arg]
+    """A table of tables as a model keeps it: read like a dict, never changed, hashable (so the models stay so)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and deepcopy build a new one rather than fill it in
+        return (FrozenDict, (dict(self),))
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a configuration table cannot be changed")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+
+# Annotated metadata of a dict field: kept as a FrozenDict
+FROZEN = AfterValidator(FrozenDict)
 
 
 @dataclass(frozen=True)
@@ -225,6 +244,11 @@ def allowed(info: FieldInfo) -> str:
         return "a non-empty string" if any(getattr(m, "min_length", 0) for m in info.metadata) else "a string"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "a table"
+    item = typing.get_args(annotation)[0] if typing.get_args(annotation) else None
+    if typing.get_origin(annotation) is tuple and isinstance(item, type) and issubclass(item, BaseModel):
+        return "a list of tables ([[...]] entries)"
+    if typing.get_origin(annotation) is dict:
+        return "a table of tables"
     return "any"
 
 

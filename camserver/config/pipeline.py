@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
-from .checks import Bool, Float, Int, Labels, Table, problem
+from .checks import FROZEN, Bool, FrozenDict, Float, Int, Labels, Table, problem
 from .shapes import FilterConfig, MaskConfig, MotionMaskConfig, ZoneConfig
 
 
@@ -26,7 +28,7 @@ class EventsConfig(Table):
     zones: tuple[ZoneConfig, ...] = Field((), description="`[[events.zones]]`: named polygons of a camera's frame; an "
                                           "object is in a zone when the bottom centre of its box is.")
     # label -> limits; read with dict(config.filters)
-    filters: dict[str, FilterConfig] = Field({}, description="`[events.filters.<label>]`: limits for one label's "
+    filters: Annotated[dict[str, FilterConfig], FROZEN] = Field(FrozenDict(), description="`[events.filters.<label>]`: limits for one label's "
                                              "detections, applied before tracking.")
     masks: tuple[MaskConfig, ...] = Field((), description="`[[events.masks]]`: object masks; a detection whose box's "
                                           "bottom centre lies inside is dropped.")

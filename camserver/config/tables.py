@@ -9,7 +9,7 @@ from typing import Annotated, Any, Mapping, Optional
 
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model, model_validator
 
-from .checks import CAMERA_ID_RE, Allowed, CameraIds, Inline, Table, problem
+from .checks import CAMERA_ID_RE, FROZEN, Allowed, FrozenDict, CameraIds, Inline, Table, problem
 from .outputs import (DEFAULT_X264_PARAMS, MUTE_HOLDS, NOTIFY_ATTACH, RECORD_MODES, X264_PRESETS, LogConfig,
                       MqttConfig, MuteConfig, NotifyConfig, RecordConfig, StorageConfig, WebhookConfig)
 from .pipeline import EventsConfig, MotionConfig
@@ -48,9 +48,9 @@ class CameraTables(Table):
 
     motion: CameraMotion = Field(default_factory=CameraMotion,  # type: ignore[valid-type]
                                  description="Any `[motion]` key but `masks`, for that camera only.")
-    settings: Annotated[dict[str, Setting], Allowed('a table of board settings, e.g. brightness = 1, vflip = true, '
+    settings: Annotated[dict[str, Setting], FROZEN, Allowed('a table of board settings, e.g. brightness = 1, vflip = true, '
                                                     'framesize = "SVGA"')] = Field(
-        {}, description="Board settings kept for that camera and sent on every hello; they win over what was set "
+        FrozenDict(), description="Board settings kept for that camera and sent on every hello; they win over what was set "
                         "from the page.")
 
 
@@ -68,7 +68,8 @@ class CamerasConfig(Table):
     ids: CameraIds = Field((), description="Cameras known before they connect: their URLs exist and show a "
                            "placeholder until then.")
     # [cameras.<id>]: read from the table's other keys (see _per_camera)
-    per_camera: Annotated[dict[str, CameraTables], Inline()] = Field({}, description="Per camera id: its tables.")
+    per_camera: Annotated[dict[str, CameraTables], FROZEN, Inline()] = Field(FrozenDict(),
+                                                                            description="Per camera id: its tables.")
 
     @model_validator(mode="before")
     @classmethod
