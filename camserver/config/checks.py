@@ -47,7 +47,8 @@ class ConfigError(Exception):
 
 
 class Table(BaseModel):
-    """A TOML table: frozen, unknown keys refused; ints are ints and bools bools (no "1" for 1)."""
+    """A TOML table: frozen, unknown keys refused. The keys' types are strict (Int, Bool ... below): a bool is
+    not an integer and "1" is not a number, as the TOML file would have it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -99,7 +100,7 @@ Check = Callable[[Any], str | None]
 class _Checked(BeforeValidator):
     """A before-validator running a `Check` on the raw TOML value (and converting it, if asked)."""
 
-    check: Check = staticmethod(lambda v: None)  # type: ignore[assignment]
+    check: Check | None = None
 
 
 def checked(check: Check, convert: Callable[[Any], Any] | None = None) -> Any:
@@ -229,7 +230,7 @@ def allowed(info: FieldInfo) -> str:
     for m in info.metadata:
         if isinstance(m, Allowed):
             return m.text
-        if isinstance(m, _Checked):
+        if isinstance(m, _Checked) and m.check is not None:
             return (m.check(_Probe()) or "any").removeprefix("must be ")
     annotation = _bare(info.annotation)
     if typing.get_origin(annotation) is Literal:

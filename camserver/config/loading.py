@@ -60,7 +60,7 @@ def _problem(error: Mapping[str, Any]) -> tuple[str, Any, str]:
     if kind == "camserver":
         return f"{key}{ctx['key']}".lstrip("."), ctx.get("shown", value), ctx["allowed"]
     if kind == "extra_forbidden":
-        if owner is None or owner is Config and "." not in key:
+        if owner is None or owner is Config:
             return key, f"[{key}]", f"unknown table; allowed: {', '.join(Config.model_fields)}"
         return key, value, f"unknown key; allowed: {', '.join(owner.model_fields)}"
     if kind == "missing":

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Mapping, Optional
 
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model, model_validator
 
-from .checks import CAMERA_ID_RE, FROZEN, Allowed, FrozenDict, CameraIds, Inline, Table, problem
+from .checks import CAMERA_ID_RE, FROZEN, Allowed, CameraIds, FrozenDict, Inline, Table, problem
 from .outputs import (DEFAULT_X264_PARAMS, MUTE_HOLDS, NOTIFY_ATTACH, RECORD_MODES, X264_PRESETS, LogConfig,
                       MqttConfig, MuteConfig, NotifyConfig, RecordConfig, StorageConfig, WebhookConfig)
 from .pipeline import EventsConfig, MotionConfig
@@ -24,6 +24,8 @@ def _override(name: str) -> Any:
 
 
 class _CameraMotionBase(Table):
+    """[cameras.<id>.motion]'s checks beyond its keys' own."""
+
     @model_validator(mode="before")
     @classmethod
     def _no_masks(cls, data: Any) -> Any:
@@ -48,10 +50,10 @@ class CameraTables(Table):
 
     motion: CameraMotion = Field(default_factory=CameraMotion,  # type: ignore[valid-type]
                                  description="Any `[motion]` key but `masks`, for that camera only.")
-    settings: Annotated[dict[str, Setting], FROZEN, Allowed('a table of board settings, e.g. brightness = 1, vflip = true, '
-                                                    'framesize = "SVGA"')] = Field(
-        FrozenDict(), description="Board settings kept for that camera and sent on every hello; they win over what was set "
-                        "from the page.")
+    settings: Annotated[dict[str, Setting], FROZEN, Allowed(
+        'a table of board settings, e.g. brightness = 1, vflip = true, framesize = "SVGA"')] = Field(
+        FrozenDict(), description="Board settings kept for that camera and sent on every hello; they win over what "
+                                  "was set from the page.")
 
 
 def _cameras_schema(schema: dict[str, Any]) -> None:
