@@ -81,7 +81,7 @@ def _users(entries: Any) -> tuple[UserConfig, ...]:
         if not isinstance(password, str) or not password:
             raise problem("must be a non-empty string (the password)",
                           f"{key}.password" if isinstance(entry, Mapping) else key, "...")
-        users.append(UserConfig(name=name, password=password, role=role))
+        users.append(UserConfig(name=name, password=password, role=typing.cast(Role, role)))
     return tuple(sorted(users, key=lambda u: u.name))
 
 

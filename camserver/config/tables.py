@@ -35,7 +35,7 @@ class _CameraMotionBase(Table):
 
 
 # [cameras.<id>.motion]: every [motion] key but masks, each optional
-CameraMotion = create_model("CameraMotion", __base__=_CameraMotionBase,  # type: ignore[call-overload]
+CameraMotion = create_model("CameraMotion", __base__=_CameraMotionBase,
                             **{n: _override(n) for n in MotionConfig.model_fields if n != "masks"})
 
 Setting = StrictBool | StrictInt | StrictFloat | StrictStr
@@ -48,7 +48,7 @@ class CameraTables(Table):
     written (checked against the control table by the board stage, which owns it).
     """
 
-    motion: CameraMotion = Field(default_factory=CameraMotion,  # type: ignore[valid-type]
+    motion: CameraMotion = Field(default_factory=CameraMotion,
                                  description="Any `[motion]` key but `masks`, for that camera only.")
     settings: Annotated[dict[str, Setting], FROZEN, Allowed(
         'a table of board settings, e.g. brightness = 1, vflip = true, framesize = "SVGA"')] = Field(
