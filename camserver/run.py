@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -53,7 +52,7 @@ async def start_server(config: Config, model_fallback: bool = False) -> CamServe
         if fallback is None:
             raise
         log.warning("%s", fallback_warning(str(exc)))
-        server = CamServer.from_config(dataclasses.replace(config, detect=fallback))
+        server = CamServer.from_config(config.model_copy(update={"detect": fallback}))
         await server.start()
     return server
 

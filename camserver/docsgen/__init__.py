@@ -2,7 +2,7 @@
 docs/reference/, and tests/test_docs.py fails when a committed page differs from what this makes.
 
 Each page is a function returning Markdown, built from what the server itself uses: the config tables
-and their descriptions, the aiohttp route table and the auth layer's classification, the MQTT
+(descriptions included), the aiohttp route table and the auth layer's classification, the MQTT
 publisher's own messages, the Prometheus registry, and the argparse parsers.
 """
 

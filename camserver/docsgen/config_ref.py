@@ -1,46 +1,21 @@
 """The configuration reference: every key of every table, its type, default, allowed values and what it does.
 
-Types and defaults come from the dataclasses in config/tables.py; the allowed values are what the loader
-itself says of a value no check accepts (a probe through `from_mapping`); the descriptions are
-config/descriptions.py's. Nothing here is typed by hand.
+All of it comes from the pydantic models in camserver/config/: the type from each field's annotation, the
+default from the field, what is allowed from `checks.allowed` (the words the loader's error messages use),
+the description from `Field(description=...)`. Nothing here is typed by hand.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+import typing
+from typing import Any, Iterator, Literal
 
-from ..config import ConfigError, from_mapping
-from ..config import tables as t
-from ..config.descriptions import DESCRIPTIONS
-from ..config.shapes import FilterConfig, MaskConfig, ZoneConfig
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
-
-class _Probe:
-    """A value no check accepts: the loader's complaint about it says what is allowed."""
-
-    def __repr__(self) -> str:
-        return "<probe>"
-
-
-PROBE = _Probe()
-# a string no pattern or list of choices takes (a space and a control character): it brings out the hint
-# of a text key whose complaint about a non-string only says "a non-empty string"
-TEXT_PROBE = "\x01 no such value"
-POINTS = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]
-# what a list-of-tables entry needs besides the probed key, so that only the probed key is wrong
-REQUIRED = {
-    "events.zones": {"camera": "door", "name": "porch", "points": POINTS},
-    "events.masks": {"camera": "door", "points": POINTS},
-    "motion.masks": {"camera": "door", "points": POINTS},
-    "webhooks": {"url": "http://hooks.lan/camserver"},
-    "notify": {"urls": ["json://localhost"]},
-}
-TYPES = {
-    "str": "string", "int": "integer", "float": "number", "bool": "boolean", "float | None": "number",
-    "tuple[str, ...]": "list of strings", "frozenset[str]": "list of strings", "Points": "list of [x, y]",
-    "tuple[tuple[str, str], ...]": "table of strings",
-}
+from ..config import Config, UserConfig
+from ..config.checks import Inline, _bare, allowed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,94 +40,90 @@ def toml_value(value: Any) -> str:
     return repr(value)
 
 
-def _complaint(data: dict[str, Any]) -> str | None:
-    try:
-        from_mapping(data)
-    except ConfigError as exc:
-        return exc.allowed.removeprefix("must be ")
+def _model(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _entries(annotation: Any) -> tuple[str, type[BaseModel]] | None:
+    """("[]", Model) for an array of tables, ("<label>", Model) for a table of tables, else None."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is tuple and args and _model(args[0]):
+        return "[]", args[0]
+    if origin is dict and args and _model(args[-1]):
+        return "<label>", args[-1]
     return None
 
 
-def _allowed(wrap: Any) -> str:
-    """What the loader says is allowed, for a value `wrap(value)` puts where it reads the probed key."""
-    for probe in (TEXT_PROBE, PROBE):
-        complaint = _complaint(wrap(probe))
-        if complaint is not None and complaint != "a non-empty string":
-            return complaint
-    return _complaint(wrap(PROBE)) or "any"
+def _type(annotation: Any) -> str:
+    """The TOML type of an annotation, in words."""
+    annotation = _bare(annotation)
+    simple = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    if annotation in simple:
+        return simple[annotation]
+    if typing.get_origin(annotation) is Literal:
+        return "string"
+    if _model(annotation) or typing.get_origin(annotation) is dict:
+        return "table"
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (tuple, frozenset) and args:
+        if typing.get_origin(args[0]) is tuple:
+            return "list of [x, y]" if typing.get_args(args[0])[0] is float else "table of strings"
+        return "list of strings"
+    return str(annotation)
 
 
-def _default(f: dataclasses.Field[Any]) -> str:
-    if f.default is dataclasses.MISSING:
+def _default(info: FieldInfo, kind: str) -> str:
+    if info.is_required():
         return "required"
-    if f.name in ("users", "headers"):
+    if info.default is None:
+        return "no limit"
+    if info.default_factory is not None or info.default in ({}, ()) and kind in ("table", "tables"):
+        return "none"
+    if info.default == () and kind == "table of strings":
         return "{}"
-    return toml_value(f.default)
+    if info.default == frozenset():
+        return "every label"
+    return toml_value(info.default)
 
 
-def _table_keys(section: str, cls: type, wrap: Any) -> Iterator[Key]:
-    """The keys of one table; `wrap(key, value)` puts a value where the loader reads that key."""
-    for f in dataclasses.fields(cls):
-        name = f"{section}.{f.name}"
-        if f.name in ("zones", "masks", "filters", "users"):
-            yield Key(name, "array of tables" if f.name != "filters" and f.name != "users" else "tables",
-                      "none", "see below", DESCRIPTIONS.get(name, ""))
+def _keys(model: type[BaseModel], prefix: str) -> Iterator[Key]:
+    """The keys of one table, in the model's order, then those of the tables inside it."""
+    nested: list[Iterator[Key]] = []
+    for name, info in model.model_fields.items():
+        if info.exclude:
+            continue  # filled in from the table's own key (a user's name)
+        full, annotation = f"{prefix}{name}", info.annotation
+        if any(isinstance(m, Inline) for m in info.metadata):  # [cameras.<id>]: its tables, one key each
+            entry = _entries(annotation)
+            assert entry is not None
+            for sub, sub_info in entry[1].model_fields.items():
+                yield Key(f"{prefix}<id>.{sub}", "table", "none", allowed(sub_info), sub_info.description or "")
             continue
-        yield Key(name, TYPES.get(str(f.type), str(f.type)), _default(f), _allowed(lambda v, n=f.name: wrap(n, v)),
-                  DESCRIPTIONS.get(name, ""))
-
-
-def _entry_keys(section: str, cls: type, skip: tuple[str, ...] = ()) -> Iterator[Key]:
-    """The keys of one entry of an array of tables ([[events.zones]], [[webhooks]] ...)."""
-    head, _, field_name = section.partition(".")
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if model is Config and _model(annotation):  # a section: its keys, under its name
+            yield from _keys(_model(annotation), f"{name}.")  # type: ignore[arg-type]
             continue
-        def data(value: Any, key: str = f.name) -> dict[str, Any]:
-            entry = {**REQUIRED[section], key: value}
-            return {head: {field_name: [entry]}} if field_name else {head: [entry]}
-
-        name = f"{section}[].{f.name}"
-        default = "required" if f.name in REQUIRED[section] else _default(f)
-        if default == "[]" and str(f.type) == "frozenset[str]":
-            default = "every label"
-        yield Key(name, TYPES.get(str(f.type), str(f.type)), default, _allowed(data), DESCRIPTIONS.get(name, ""))
+        if name == "users" and model.__name__ == "HttpConfig":
+            yield Key(full, "tables", "{}", "see below", info.description or "")
+            nested.append(_keys(UserConfig, f"{full}.<name>."))
+            continue
+        if entry := _entries(annotation):
+            marker, entry_model = entry
+            yield Key(full, "array of tables" if marker == "[]" else "tables", "none", "see below", info.description or "")
+            entry_keys = _keys(entry_model, f"{full}[]." if marker == "[]" else f"{full}.{marker}.")
+            if model is Config:  # [[webhooks]], [[notify]]: a table of their own, where they are
+                yield from entry_keys
+            else:
+                nested.append(entry_keys)
+            continue
+        kind = _type(annotation)
+        yield Key(full, kind, _default(info, kind), allowed(info), info.description or "")
+    for keys in nested:
+        yield from keys
 
 
 def all_keys() -> list[Key]:
-    """Every key of the configuration, table by table, in the tables' order."""
-    keys: list[Key] = []
-    for section, cls in (("ingest", t.IngestConfig), ("http", t.HttpConfig)):
-        keys += _table_keys(section, cls, lambda k, v, s=section: {s: {k: v}})
-    for user_key in ("password", "role"):
-        name = f"http.users.<name>.{user_key}"
-        keys.append(Key(name, "string", "required" if user_key == "password" else '"viewer"',
-                        _allowed(lambda v, k=user_key: {"http": {"users": {"alice": {"password": "secret-pw", k: v}}}}),
-                        DESCRIPTIONS.get(name, "")))
-    keys += _table_keys("detect", t.DetectConfig, lambda k, v: {"detect": {k: v}})
-    keys.append(Key("cameras.ids", "list of strings", "[]", _allowed(lambda v: {"cameras": {"ids": v}}),
-                    DESCRIPTIONS.get("cameras.ids", "")))
-    for sub in ("motion", "settings"):
-        name = f"cameras.<id>.{sub}"
-        keys.append(Key(name, "table", "none", _allowed(lambda v, s=sub: {"cameras": {"door": {s: v}}}), DESCRIPTIONS.get(name, "")))
-    keys += _table_keys("events", t.EventsConfig, lambda k, v: {"events": {k: v}})
-    keys += _entry_keys("events.zones", ZoneConfig)
-    for f in dataclasses.fields(FilterConfig):
-        name = f"events.filters.<label>.{f.name}"
-        keys.append(Key(name, "number", "no limit", _allowed(lambda v, n=f.name: {"events": {"filters": {"person": {n: v}}}}),
-                        DESCRIPTIONS.get(name, "")))
-    keys += _entry_keys("events.masks", MaskConfig)
-    keys += _table_keys("motion", t.MotionConfig, lambda k, v: {"motion": {k: v}})
-    keys += _entry_keys("motion.masks", MaskConfig, skip=("labels",))
-    for section, cls in (("storage", t.StorageConfig), ("record", t.RecordConfig)):
-        keys += _table_keys(section, cls, lambda k, v, s=section: {s: {k: v}})
-    keys.append(Key("webhooks", "array of tables", "none", "see below", DESCRIPTIONS.get("webhooks", "")))
-    keys += _entry_keys("webhooks", t.WebhookConfig)
-    keys.append(Key("notify", "array of tables", "none", "see below", DESCRIPTIONS.get("notify", "")))
-    keys += _entry_keys("notify", t.NotifyConfig)
-    for section, cls in (("mute", t.MuteConfig), ("mqtt", t.MqttConfig), ("log", t.LogConfig)):
-        keys += _table_keys(section, cls, lambda k, v, s=section: {s: {k: v}})
-    return keys
+    """Every key of the configuration, table by table, in the models' order."""
+    return list(_keys(Config, ""))
 
 
 def _table_of(name: str) -> str:
@@ -173,7 +144,8 @@ def config_page() -> str:
     out = ["# Configuration reference", "",
            "Every key of `config.toml`, table by table. Every key is optional unless it says *required*; "
            "command-line flags override the file (see [the command line](command-line.md)). "
-           "`python -m camserver --check-config` checks a file without starting anything.", ""]
+           "`python -m camserver --check-config` checks a file without starting anything, and "
+           "`python -m camserver --config-schema` prints the JSON schema this page is made from.", ""]
     heading = None
     for key in all_keys():
         table = _table_of(key.name)
@@ -181,6 +153,6 @@ def config_page() -> str:
             heading = table
             out += ["", f"## `{table}`", "", "| key | type | default | allowed | description |",
                     "| --- | --- | --- | --- | --- |"]
-        doc = key.doc or "**no description yet** (add one in camserver/config/descriptions.py)"
+        doc = key.doc or "**no description yet** (add `description=` to the key's `Field` in camserver/config/)"
         out.append(f"| `{key.name}` | {key.type} | `{cell(key.default)}` | {cell(key.allowed)} | {cell(doc)} |")
     return "\n".join(out) + "\n"

@@ -79,7 +79,8 @@ def detector_factory(d: DetectConfig, exporter: Exporter = exported_model) -> Ca
 def openvino_detector(d: DetectConfig, path: Path, shape: tuple[int, int], cache_dir: Path) -> Detector:
     """The OpenVINO detector at `detect.precision` (auto: the runtime's default until tuning switches), saying
     in the log what the compiled model really runs."""
-    precision, folder = d.precision, path
+    precision: str = d.precision
+    folder = path
     if precision == "auto":
         choice = cached_choice(d)
         if choice is not None:
