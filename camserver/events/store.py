@@ -70,7 +70,8 @@ class EventStore:
         left_open = self.db.execute("SELECT id, data, updated_at FROM events WHERE end_time IS NULL").fetchall()
         for event_id, data, updated_at in left_open:
             record = json.loads(data)
-            record["end_time"], record["end_reason"] = updated_at, "server restart"
+            # its last change's label; never before its start (a row from before labels were measured so)
+            record["end_time"], record["end_reason"] = max(updated_at, record["start_time"]), "server restart"
             self.save(record, None, updated_at)
         return len(left_open)
 

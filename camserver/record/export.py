@@ -1,8 +1,8 @@
 """Export: one MP4 of any span of a camera's recordings, remuxed (packets copied, nothing re-encoded).
 
 A remux can only start at a keyframe, so the export starts at the last keyframe at or before
-`start` and stops before the first keyframe at or after `end`: it covers [start, end] whenever
-the recordings do, plus at most one keyframe interval (2 s) on either side. Segments are
+`start` (at most one keyframe interval, 2 s, early); it stops before the first frame at or after
+`end` (no B-frames: any frame can end it), so it covers [start, end] whenever the recordings do. Segments are
 contiguous in time; gaps between them (the camera was offline) are kept as gaps in timestamps.
 """
 
@@ -89,7 +89,7 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
                         emit(held_t, held)
                     gop = []
                     continue
-                if packet.is_keyframe and t >= end:
+                if t >= end:
                     done = True
                     break
                 emit(t, packet)
@@ -121,6 +121,7 @@ class ExportCache:
         self.ttl_s = ttl_s
         self._starts: dict[Path, float] = {}  # export file -> wall-clock time of its first frame
         self._growing: dict[str, tuple[Path, float]] = {}  # stable key -> (export, monotonic time made)
+        self._used: dict[Path, float] = {}  # export file -> monotonic time of its last use (a clock step changes no ttl)
 
     def get(self, key: str, sources: list[tuple[Path, float]], start: float, end: float,
             fresh: bool, stable: str | None = None) -> tuple[Path, float] | None:
@@ -136,7 +137,7 @@ class ExportCache:
                 return path, self._starts[path]
         dst = self.folder / (f"{name}-{time.monotonic_ns()}.mp4" if fresh else f"{name}.mp4")
         if dst in self._starts and dst.exists():
-            os.utime(dst)  # in use: keep it another ttl
+            self._used[dst] = time.monotonic()  # in use: keep it another ttl
             return dst, self._starts[dst]
         self.clean()
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -144,21 +145,24 @@ class ExportCache:
         if result is None:
             return None
         self._starts[dst] = result.start
+        self._used[dst] = time.monotonic()
         if fresh and stable is not None:
             self._growing[stable] = (dst, time.monotonic())
         return dst, result.start
 
     def clean(self, ttl_s: float | None = None) -> None:
-        """Remove exports not used for `ttl_s` (default: the cache's)."""
+        """Remove exports not used for `ttl_s` (default: the cache's); 0 (start-up: none is being written): all."""
         if not self.folder.is_dir():
             return
-        cutoff = time.time() - (self.ttl_s if ttl_s is None else ttl_s)
+        ttl, now = self.ttl_s if ttl_s is None else ttl_s, time.monotonic()
         for entry in os.scandir(self.folder):
-            with suppress(OSError):
-                if entry.stat().st_mtime <= cutoff:
-                    os.unlink(entry.path)
-                    self._starts.pop(Path(entry.path), None)
-        now = time.monotonic()
+            path = Path(entry.path)
+            used = self._used.get(path)  # None: being written (.tmp), or left by an earlier run (gone at start-up)
+            if ttl <= 0 or (used is not None and now - used >= ttl):
+                with suppress(OSError):
+                    os.unlink(path)
+                self._used.pop(path, None)
+                self._starts.pop(path, None)
         for stable, (_, made) in list(self._growing.items()):
             if now - made >= GROWING_REUSE_S:
                 self._growing.pop(stable, None)
