@@ -2,7 +2,8 @@
 
 A remux can only start at a keyframe, so the export starts at the last keyframe at or before
 `start` (at most one keyframe interval, 2 s, early); it stops before the first frame at or after
-`end` (no B-frames: any frame can end it), so it covers [start, end] whenever the recordings do. Segments are
+`end` (no B-frames: any frame can end it), and its last frame shows until `end` at most, so it
+covers [start, end] whenever the recordings do, and no more after it. Segments are
 contiguous in time; gaps between them (the camera was offline) are kept as gaps in timestamps.
 """
 
@@ -50,6 +51,8 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
         nonlocal last_ms, frames, last_end
         ms = max(round((t - first_t) * 1000), last_ms + 1)
         duration = max(round(float((packet.duration or 0) * packet.time_base) * 1000), 1)
+        # the last frame shows until the next one came, which may be long after `end` (a camera that lagged)
+        duration = min(duration, max(round((end - t) * 1000), 1))
         packet.pts = packet.dts = ms
         packet.duration = duration
         packet.time_base = TIME_BASE
