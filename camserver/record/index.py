@@ -338,7 +338,10 @@ class RecordingsKind:
 
     def expire(self, now: float, limit: int) -> int:
         """Segments past record.retain_days, and spans no event uses any more; returns how many files went."""
-        files, _ = self.index.expire(now, self.retain_days)
+        try:
+            files, _ = self.index.expire(now, self.retain_days)
+        except sqlite3.OperationalError:  # a round at open, before the recorder made its tables
+            return 0
         return files
 
     def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
