@@ -20,21 +20,27 @@ from .detect.base import AsyncDetector
 from .detect.backends import detector_factory
 from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
+from .detect.tuner import precision_tuner
 from .events.engine import EventEngine
 from .hub import Camera, CameraHub
 from .ingest import CameraIngest
-from .integrations.lan import is_loopback, reachable_host, startup_lines
+from .integrations.lan import is_loopback, listen_error, reachable_host, startup_lines
 from .integrations.mdns import MdnsAdvertiser
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
+from .integrations.mute import MuteBoard
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
+from .record.exporter import EXPORT_SHARE
 from .record.index import RecordingsKind
 from .storage import Database, StorageError
+from .storage.folder import CountedFolder
 from .supervise import Supervisor
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
+from .web.health import server_health
+from .web.mute import MuteApi
 from .web.notify import NotifyApi
 from .web.recordings import RecordingsApi
 from .web.session import ViewerAuth
@@ -64,7 +70,7 @@ def remote_detector(config: Config) -> AsyncDetector | None:
         return None
     from .detect.backends.triton import TritonDetector
 
-    return TritonDetector(d.url, d.triton_model, d.timeout_s, d.triton_inflight, d.max_batch)
+    return TritonDetector(d.url, d.triton_model, d.timeout_s, d.triton_inflight, d.max_batch, d.triton_token)
 
 
 class CamServer:
@@ -78,6 +84,9 @@ class CamServer:
             injects a Timeline, or one fake clock that moves both. Default: the real clocks.
     """
 
+    board: BoardService  # built after the lambdas that read these two
+    viewer_app: ViewerApp
+
     def __init__(self, config: Config, detector_factory: Callable[[], Detector] | None,
                  clock: Timeline | Callable[[], float] | None = None, remote: AsyncDetector | None = None) -> None:
         self.config = config
@@ -85,37 +94,44 @@ class CamServer:
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
         self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, timeline)
-        self.database = Database(Path(config.storage.dir), config.storage.max_mb, timeline.wall)
-        self.events = EventEngine(config.events, config.storage, self.database, timeline.now)
+        self.database = Database(Path(config.storage.dir), config.storage.max_mb, timeline.wall, config.storage.min_free_mb)
+        self.events = EventEngine(config.events, config.storage, self.database, timeline.now, wall=timeline.wall)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
         self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote)
         self.scheduler.on_detections = self._detections
+        self.tuner = None if detector_factory is None else precision_tuner(  # detect.precision auto (openvino)
+            d, lambda: self.pool.workers, lambda: bool(self.scheduler.lagging(time.monotonic())),
+            lambda: [c.raw.frame.jpeg for c in self.hub if c.raw.frame is not None])
         self.scheduler.objects_moving = self.events.objects_moving
-        self.scheduler.on_held = lambda cam, when: self._events_started and self.events.on_held(cam.id, when)
+        self.scheduler.on_held = self._held
         self.scheduler.on_motion = self._motion
         self.hub.on_offline.append(self._camera_offline)
         self.webhooks = WebhookSender(config.webhooks)
-        self.events.listeners.append(self.webhooks.on_change)
+        self.mute = MuteBoard(self.database, config.mute.holds)
+        self.events.listeners.append(self.mute.hold("webhooks", self.webhooks.on_change))
         self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
-                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled)
+                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
+                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
+                                  mute=self.mute)
         self.events.listeners.append(self.mqtt.on_change)
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
         self.hub.on_forget.append(self.events.forget_camera)
         self.recorder = self._recorder(config, timeline)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
-                                 clip_path=self._finished_clip if config.record.mode != "off" else None)
+                                 clip_path=self._finished_clip if config.record.mode != "off" else None,
+                                 muted=self.mute.holding("notify"))
         self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
         self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
         self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=timeline.wall)
-        self.ingest.on_hello = self.board.on_hello
+        self.ingest.on_hello = self._hello
         self.ingest.on_status = self.board.on_status
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
-                             self._camera_base_url, self._camera_status)
+                             self._camera_base_url, self._camera_status, self._after_pending)
         self.metrics = Metrics(MetricSources(self.hub, lambda camera_id: self.viewer_app.viewers_of(camera_id),
                                              lambda camera_id: self.scheduler.camera_figures(camera_id)["frames_detected"],
                                              lambda: self.events.started, lambda: self.mqtt.dropped,
@@ -128,16 +144,19 @@ class CamServer:
         system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None)
+        # the HTTP port's cap: the viewer app tells it which connections proved themselves
+        self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
+                                          config.http.unauthenticated_share)
         self.viewer_app = ViewerApp(
-            config.http, self.hub, self.health, self.ingest.send_control, self.camera_figures, self.scheduler.latest,
+            config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings),
+            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
+                   MuteApi(self.mute, self.hub.get)), self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None
-        self.http_limit: ConnectionLimit | None = None
         self.ws_port = 0
         self.http_port = 0
         self.ready = False
@@ -147,8 +166,14 @@ class CamServer:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
         root = Path(config.storage.dir)
         index = RecordingIndex(self.database, root)
-        recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, wall=timeline.wall)
-        self.database.budget.add(RecordingsKind(index, config.record.retain_days))  # before events: they go first
+        budget = self.database.budget
+        recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, disk=budget,
+                            export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
+        # the order the budget removes in: exports (made again on request), recordings, then events;
+        # firmware images count and stay
+        budget.add(recorder.exports)
+        budget.add(RecordingsKind(index, config.record.retain_days))
+        budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
         index.grew = self.database.budget.soon
         self.hub.on_frame.append(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.steady, frame.wall_time))
@@ -181,56 +206,22 @@ class CamServer:
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
-        detector = self.scheduler.state
-        lagging = self.scheduler.lagging(time.monotonic())
-        failed = self.supervisor.failed
-        if failed is not None:
-            status = "failed"
-        elif not self.ready:
-            status = "starting"
-        else:
-            status = "ok" if detector == "ok" and not lagging else "degraded"
-        health: dict[str, Any] = {"status": status}
-        if failed is not None:
-            health["failed_stage"] = failed
-        if lagging:
-            health["lagging_cameras"] = lagging  # camera -> why its detection has not advanced
-        health.update({
-            "detector": detector,
-            "detector_reason": self.scheduler.reason,
-            "detector_stalls": self.pool.stalls,
-            "model": Path(self.config.detect.model).name,  # not the path: /healthz needs no token
-            **about(self.config.detect.model, self.started_at),
-            "events": self.events.health(),
-            "storage": self.database.budget.health(self.events.write_errors + self.board.write_errors),
-            "mqtt": self.mqtt.state,  # never makes the server unhealthy
-            "mqtt_error": self.mqtt.problem or None,
-            "mdns": self.mdns.health(),  # never makes the server unhealthy
-            "notify": self.notifier.health(),  # redacted URLs; never makes the server unhealthy
-            "webhooks": {"endpoints": len(self.config.webhooks), "failures": self.webhooks.failures},
-            "recording": self.recorder.health(),
-            "clock": self.timeline.health(),  # wall-clock steps seen (never makes the server unhealthy)
-            "detection": self.scheduler.figures(),
-            "tasks": len(asyncio.all_tasks()),
-            "viewers": self.viewer_app.viewers_total,
-            "viewers_refused": self.viewer_app.viewers_refused,
-            "http_connections": self.http_limit.open if self.http_limit else 0,
-            "http_connections_refused": self.http_limit.refused if self.http_limit else 0,
-            "camera_auth_failures": self.ingest.auth_failures,
-            "cameras": len(self.hub.cameras),
-            "cameras_connected": sum(1 for c in self.hub if c.connected),
-        })
-        return health
+        return server_health(self)
 
     def camera_figures(self, cam: Camera) -> dict[str, Any]:
         """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""
         return {**cam.summary(), **self.scheduler.camera_figures(cam.id), "closes": self.ingest.closes_of(cam.id),
-                "recording": self.recorder.camera_stats(cam.id),
+                "settings_dropped": self.board.dropped_reported.get(cam.id, 0),
+                "recording": self.recorder.camera_stats(cam.id), **self.mute.state(cam.id),
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
         cam = self.hub.get(camera_id)
         return cam is not None and await self.ingest.send_control(cam, message)
+
+    async def _after_pending(self, camera_id: str, callback: Callable[[], None]) -> bool:
+        cam = self.hub.get(camera_id)
+        return cam is not None and await self.ingest.after_pending(cam, callback)
 
     def _camera_status(self, camera_id: str) -> dict[str, Any] | None:
         cam = self.hub.get(camera_id)
@@ -257,6 +248,16 @@ class CamServer:
         if self._events_started:
             self.events.on_frame(cam.id, frame.steady, frame.jpeg, size, detections, frame.wall_time)
 
+    def _held(self, cam: Camera, when: float) -> None:
+        if self._events_started:
+            self.events.on_held(cam.id, when)
+
+    def _hello(self, camera_id: str, hello: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A camera's hello: the board's settings to send back; MQTT's device shows the firmware it names."""
+        message = self.board.on_hello(camera_id, hello)
+        self.mqtt.camera_hello(camera_id)
+        return message
+
     def _motion(self, cam: Camera, on: bool, when: float) -> None:
         """A camera's motion turned on or (after motion.mqtt_off_delay_s) off: MQTT, and motion recording."""
         self.mqtt.camera_motion(cam.id, on)
@@ -281,7 +282,9 @@ class CamServer:
             if self.config.events.enabled:
                 await self.events.start(spawn)
                 self._events_started = True
+                self.mqtt.objects_gone(self.events.closed_at_start)  # a crash left them counted
             await self.board.start(self.database)
+            await self.mute.start(spawn)  # the mutes kept before a restart
             await self.recorder.start(spawn)
             self.timeline.not_before(self.recorder.latest_steady)  # recorded order goes on across a restart
         except (StorageError, OSError, sqlite3.Error) as exc:
@@ -297,26 +300,30 @@ class CamServer:
             await self.stop()
             raise
         spawn("detect", self.scheduler.run(), "detection-scheduler")
-        spawn("clock", self._watch_clock(), "clock-watch")
+        spawn("clock", self.timeline.watch(), "clock-watch")
+        if self.tuner is not None:
+            spawn("detect", self.tuner.run(), "precision-tuning")
         await self.webhooks.start(spawn)
         await self.notifier.start(spawn)
         for camera_id in self.config.cameras.ids:
             self.mqtt.camera_online(camera_id, False)
         self.mqtt.start(spawn)
+        side = ("camera", self.config.ingest.host, self.config.ingest.port, "--ws-port", "ingest.port")
         try:
             self.ws_port = await self.ingest.start()
+            side = ("viewer", self.config.http.host, self.config.http.port, "--http-port", "http.port")
             app = self.viewer_app.build()
             http = self.config.http
             # keepalive_timeout also bounds the wait for a request's headers, the first one included
             self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                         keepalive_timeout=http.request_timeout_s)
             await self.runner.setup()
-            self.http_limit = ConnectionLimit(connection_cap(http.max_connections, self.config.ingest.max_cameras))
+            assert self.runner.server is not None  # made by setup()
             self.http_server = await asyncio.get_running_loop().create_server(
                 self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
         except OSError as exc:
             await self.stop()
-            raise StartupError(f"cannot listen: {exc.strerror or exc}") from None
+            raise StartupError(listen_error(exc, *side)) from None
         self.http_port = self.http_server.sockets[0].getsockname()[1]
         self.ready = True
         self._warn_if_open()
@@ -328,12 +335,6 @@ class CamServer:
             log.info("%s", line)
         if about(self.config.detect.model, self.started_at)["model_random_weights"]:
             log.warning("the model %s has random weights: its boxes and events are meaningless", self.config.detect.model)
-
-    async def _watch_clock(self) -> None:
-        """Look for a wall-clock step every second (frames look too), so it is logged when it happens."""
-        while True:
-            await asyncio.sleep(1.0)
-            self.timeline.check()
 
     def _warn_if_open(self) -> None:
         ingest, http = self.config.ingest, self.config.http
@@ -361,7 +362,7 @@ class CamServer:
             ("detector workers", self.pool.stop),
             ("inference service", self._stop_remote),
             ("recording", self.recorder.stop),  # before the database: it writes its last rows
-            ("board", self.board.stop),  # before the events database closes
+            ("board", self.board.stop), ("mute", self.mute.stop),  # before the events database closes
             ("events", self._stop_events),
             ("storage", self.database.close),
             ("webhooks", self.webhooks.stop),
@@ -413,7 +414,6 @@ def _record_event(recorder: Recorder, change: Any) -> None:
             event["clip"] = f"/api/events/{event['id']}/clip.mp4"
 
 
-
 def _steady(change: Any, key: str) -> float:
     when = getattr(change, "when", None)
-    return change.after[key] if when is None else when
+    return float(change.after[key] if when is None else when)

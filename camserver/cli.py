@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Coroutine, Protocol, Sequence
 
 from . import __version__
-from .config import LOG_LEVELS, Config, ConfigError, load
+from .config import LOG_LEVELS, Config, ConfigError, load, schema
 from .board.settings import check_board_settings
 from .logsafe import RedactCredentials
 
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="advertise the server as camserver.local on the LAN (http.mdns, default on)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--config-schema", action="store_true",
+                   help="print the JSON schema of config.toml (made from the config models) and exit")
     p.add_argument("--ports-file", type=Path,
                    help='once both listeners are up, write {"ws": PORT, "http": PORT} here (for scripts using port 0)')
     p.add_argument("--version", action="version", version=f"camserver {__version__}")
@@ -132,7 +135,7 @@ def check_config(config: Config, name: str) -> int:
 class Serve(Protocol):
     """What run_command runs: app.run, or the demo's run_demo."""
 
-    def __call__(self, config: Config, ports_file: Path | None, *, model_fallback: bool) -> Awaitable[RunResult]:
+    def __call__(self, config: Config, ports_file: Path | None, *, model_fallback: bool) -> Coroutine[Any, Any, RunResult]:
         """Serve until SIGINT/SIGTERM. `model_fallback`: no --model was given, so the default yolo11n.pt may
         give way to yolo11n.yaml offline (detect/fallback.py)."""
         ...
@@ -148,10 +151,14 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
         name: prefix of the one-line error messages.
     """
     args = build_parser().parse_args(argv)
+    if args.config_schema:
+        print(json.dumps(schema(), indent=2))
+        return 0
     try:
         config = config_from_args(args)
     except ConfigError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        for line in exc.lines:  # every mistake at once, one line each
+            print(f"{name}: {line}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
         return check_config(config, name)

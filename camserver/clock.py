@@ -16,6 +16,7 @@ suspend, which the monotonic clock does not count) change the offset.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Callable
@@ -82,6 +83,12 @@ class Timeline:
     def check(self) -> None:
         """Look for a step now (called every second, so one is logged even when no camera sends)."""
         self.stamp()
+
+    async def watch(self) -> None:
+        """Look for a step every second (frames look too), so one is logged when it happens; until cancelled."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.check()
 
     def label(self, steady: float) -> float:
         """The wall-clock label of a steady time near now (the offset in force now)."""

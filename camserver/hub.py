@@ -136,6 +136,7 @@ class Camera:
         self.frames_dropped = 0  # replaced in the slot by a newer frame before detection took them
         self.frames_rejected = 0  # not a JPEG, too large, or did not decode
         self.rejected: Counter[str] = Counter()  # the same, by reason
+        self.texts_paced = 0  # text messages held back: the camera sent them faster than the ingest reads them
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
         self.hello: str | dict[str, Any] | None = None
@@ -178,6 +179,7 @@ class Camera:
             "frames_dropped": self.frames_dropped,
             "frames_rejected": self.frames_rejected,
             "rejected": dict(self.rejected),
+            "texts_paced": self.texts_paced,
             "fps_in": round(self.fps_in.rate(now), 2),
             "fps_out": round(self.fps_out.rate(now), 2),
             "last_frame_age_s": None if self.last_frame_at is None else round(now - self.last_frame_at, 3),

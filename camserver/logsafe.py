@@ -14,6 +14,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e
 _TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']*", re.IGNORECASE)
 _AUTH_HEADER = re.compile(r"((?:proxy-)?authorization\s*[:=]\s*)([^\r\n,'\"]*)", re.IGNORECASE)
 _AUTH_TUPLE = re.compile(r"(\('(?:proxy-)?authorization',\s*')([^']*)", re.IGNORECASE)
+# a one-time firmware link: whoever reads it can fetch the image (Wi-Fi password, camera token) first
+_OTA_LINK = re.compile(r"(/ota/)[A-Za-z0-9_-]+")
 
 
 def printable(text: object, limit: int = 200) -> str:
@@ -35,8 +37,9 @@ def url_for_log(url: str) -> str:
 
 
 def redact(text: str) -> str:
-    """`text` with ?token= values and Authorization header values replaced by ***."""
+    """`text` with ?token= values, Authorization header values and OTA link tokens replaced by ***."""
     text = _TOKEN_IN_URL.sub(r"\1***", text)
+    text = _OTA_LINK.sub(r"\1***", text)
     text = _AUTH_TUPLE.sub(r"\1***", text)
     return _AUTH_HEADER.sub(r"\1***", text)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from .app import CamServer
 from .detect import ModelLoadError
@@ -29,7 +28,7 @@ class RunResult:
     hung_threads: bool  # a stalled detector thread still runs: the process must not wait for it
 
 
-Companion = Callable[[CamServer], Awaitable[None]]
+Companion = Callable[[CamServer], Coroutine[Any, Any, None]]
 
 
 def write_ports(path: Path, ws_port: int, http_port: int) -> None:
@@ -53,7 +52,7 @@ async def start_server(config: Config, model_fallback: bool = False) -> CamServe
         if fallback is None:
             raise
         log.warning("%s", fallback_warning(str(exc)))
-        server = CamServer.from_config(dataclasses.replace(config, detect=fallback))
+        server = CamServer.from_config(config.model_copy(update={"detect": fallback}))
         await server.start()
     return server
 

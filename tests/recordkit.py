@@ -26,7 +26,7 @@ needs_ffmpeg = pytest.mark.skipif(FFPROBE is None or FFMPEG is None,
                                   reason="ffmpeg/ffprobe not installed (apt-get install ffmpeg)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def scene_jpeg(i: int, width: int = 320, height: int = 240) -> bytes:
     """The simulator's moving scene as a JPEG (quality as the simulator's default)."""
     ok, buf = cv2.imencode(".jpg", make_scene(i, width, height), [cv2.IMWRITE_JPEG_QUALITY, 80])
@@ -70,7 +70,7 @@ class Rig:
     def rows(self, camera: str | None = None) -> list[dict[str, Any]]:
         """Every recording row (oldest first)."""
         index = self.recorder.index
-        return [r for c in ([camera] if camera else self.cameras()) for r in index.list(c)]
+        return [r for c in ([camera] if camera else self.cameras()) for r in index.recordings(c)]
 
     def cameras(self) -> list[str]:
         """Cameras with recordings."""

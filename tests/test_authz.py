@@ -335,3 +335,24 @@ async def test_cached_basic_credentials_do_not_make_a_form_post_count(http):
             async with http.post(f"{srv.http}{path}", json={"user": ALICE[0], "password": ALICE[1]},
                                  headers={"Sec-Fetch-Site": "cross-site"}) as resp:
                 assert resp.status == 403, path
+
+
+async def test_page_logins_work_without_a_storage_folder():
+    """ViewerAuth without a storage folder (documented: a new session secret each start) starts and logs a user in;
+    it used to fail at start-up, handing None to load_secret."""
+    from aiohttp import web
+
+    from camserver.web.session import ViewerAuth
+
+    auth = ViewerAuth("viewer-token-1", {"ann": "ann-password-1"}, None)
+    app = web.Application()
+    auth.add_routes(app)
+    runner = web.AppRunner(app)
+    await asyncio.wait_for(runner.setup(), 10)
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        assert await asyncio.wait_for(login(f"http://127.0.0.1:{port}", {"user": "ann", "password": "ann-password-1"}), 10)
+    finally:
+        await runner.cleanup()

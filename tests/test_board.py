@@ -495,3 +495,66 @@ async def test_wrong_md5_on_the_board_keeps_the_old_firmware_and_reports_why(htt
             await wait_for(lambda: camera.raw.frame.seq > seq, what="frames after the failed update")
         finally:
             await _stop(task)
+
+
+async def _board_says(url: str, version: str, status: dict[str, Any] | None = None) -> Any:
+    """A board's connection as the firmware opens it: hello with its version, then a status."""
+    cam = await connect_camera(url)
+    await cam.send(json.dumps({"type": "hello", "camera_id": "roof", "firmware": version, "frame_size": "VGA",
+                               "quality": 12, "free_heap": 150000, "rssi": -60}))
+    await cam.send(json.dumps({"type": "status", "fps_sent": 0, "frames_sent": 0, "firmware": version,
+                               **(status or {})}))
+    return cam
+
+
+@pytest.mark.parametrize("said_hello", [False, True], ids=["exits-at-start", "never-streams"])
+async def test_a_rolled_back_update_is_shown_as_rolled_back(http, said_hello):
+    """The new image crashes at start (no hello) or says hello but never proves itself: the previous image's status
+    says "ota": "rolled_back", and /api/cameras/<id>/firmware shows the update rolled_back, the old version running."""
+    async with running_server(None) as srv:
+        await _upload_to_server(http, srv, make_image("1.2.0", size=100_000), "roof-1.2.0.bin")
+        cam = await _board_says(srv.ws("roof"), "1.1.0")
+        try:
+            await wait_for(lambda: (c := srv.server.hub.get("roof")) is not None and c.connected, what="the board")
+            async with http.post(f"{srv.http}/api/cameras/roof/firmware", json={"image": "roof-1.2.0.bin"}) as resp:
+                assert resp.status == 202, await resp.text()
+            message = json.loads(await asyncio.wait_for(cam.recv(), 10))
+            async with http.get(message["ota_url"]) as resp:  # the board downloads the image, then reboots
+                assert resp.status == 200 and len(await resp.read()) == message["ota_size"]
+        finally:
+            await cam.close()
+        if said_hello:
+            new = await _board_says(srv.ws("roof"), "1.2.0")
+            await wait_for(lambda: srv.server.board.firmware_state("roof")["running"] == "1.2.0", what="1.2.0")
+            assert srv.server.board.firmware_state("roof")["update"]["state"] == "done"
+            await new.close()
+        old = await _board_says(srv.ws("roof"), "1.1.0", {"ota": "rolled_back"})
+        try:
+            async with http.get(f"{srv.http}/api/cameras/roof/firmware") as resp:
+                assert resp.status == 200
+            await wait_for(lambda: srv.server.board.firmware_state("roof")["update"]["state"] == "rolled_back",
+                           what="rolled_back")
+            async with http.get(f"{srv.http}/api/cameras/roof/firmware") as resp:
+                shown = await resp.json()
+            assert shown["running"] == "1.1.0"
+            assert shown["update"]["state"] == "rolled_back" and shown["update"]["version"] == "1.2.0"
+            assert "1.1.0" in shown["update"]["error"]
+        finally:
+            await old.close()
+
+
+async def test_an_old_rollback_report_does_not_touch_a_new_update(http):
+    """A board still reporting an earlier rollback while a new update is only sent: the update stays "sent"."""
+    async with running_server(None) as srv:
+        await _upload_to_server(http, srv, make_image("1.3.0", size=100_000), "roof-1.3.0.bin")
+        cam = await _board_says(srv.ws("roof"), "1.1.0", {"ota": "rolled_back"})
+        try:
+            await wait_for(lambda: (c := srv.server.hub.get("roof")) is not None and c.connected, what="the board")
+            async with http.post(f"{srv.http}/api/cameras/roof/firmware", json={"image": "roof-1.3.0.bin"}) as resp:
+                assert resp.status == 202
+            await asyncio.wait_for(cam.recv(), 10)
+            await cam.send(json.dumps({"type": "status", "firmware": "1.1.0", "ota": "rolled_back"}))
+            await wait_for(lambda: srv.server.hub.get("roof").status.get("ota") == "rolled_back", what="status")
+            assert srv.server.board.firmware_state("roof")["update"]["state"] == "sent"
+        finally:
+            await cam.close()

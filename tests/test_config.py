@@ -152,9 +152,8 @@ def _table_lines(lines: list[str], header: str) -> list[str]:
 
 
 def test_config_toml_lists_every_key_of_every_table():
-    """Every field of every table's dataclass is in config.toml under its table, set (`key =`) or commented
+    """Every field of every table's model is in config.toml under its table, set (`key =`) or commented
     (`# key =`); a list-of-tables field (zones, masks, filters) may be its commented [[...]] example."""
-    import dataclasses
     import re
 
     from camserver.config import tables as t
@@ -170,11 +169,11 @@ def test_config_toml_lists_every_key_of_every_table():
     for header, table in documented.items():
         body = _table_lines(lines, header)
         name = header.strip("#[] ")
-        for f in dataclasses.fields(table):
-            key = re.compile(rf"^(# ?)?{f.name} *=")
-            example = (f"[[{name}.{f.name}]]", f"[{name}.{f.name}.")
+        for field in table.model_fields:
+            key = re.compile(rf"^(# ?)?{field} *=")
+            example = (f"[[{name}.{field}]]", f"[{name}.{field}.")
             if not any(key.match(ln.strip()) or any(e in ln for e in example) for ln in body):
-                missing.append(f"{name}.{f.name}")
+                missing.append(f"{name}.{field}")
     if not any(re.match(r"^ids *=", ln) for ln in _table_lines(lines, "[cameras]")):
         missing.append("cameras.ids")
     assert not missing, f"config.toml does not document: {', '.join(missing)}"

@@ -269,7 +269,7 @@ async def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
     base = {"camera": "c", "label": "person", "entered_zones": [], "end_reason": "disappeared", "has_snapshot": True}
 
     async def filled(folder, retain_days, max_mb):
-        database = Database(tmp_path / folder, max_mb, clock=lambda: now)
+        database = Database(tmp_path / folder, max_mb, clock=lambda: now, monotonic=lambda: 0.0)  # time stands still
         await database.open()
         store = EventStore(tmp_path / folder, retain_days)
         budget = database.budget

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ def test_only_the_default_model_falls_back(tmp_path, monkeypatch):
     """yolo11n.pt (the default, not a local file) gives way to yolo11n.yaml; any other model, or a local file, does not."""
     monkeypatch.chdir(tmp_path)
     default = DetectConfig()
-    assert offline_fallback(default) == dataclasses.replace(default, model=FALLBACK_MODEL)
+    assert offline_fallback(default) == default.model_copy(update={"model": FALLBACK_MODEL})
     for model in ("yolo11s.pt", "models/yolo11n.pt", "yolo11n.yaml", "none"):
         assert offline_fallback(DetectConfig(model=model)) is None
     (tmp_path / "yolo11n.pt").write_bytes(b"not a checkpoint")  # a broken local file is the user's error to see

@@ -178,11 +178,21 @@ async def test_idle_and_dribbling_http_connections_are_closed_within_the_request
 
 
 async def test_connections_over_the_cap_get_503_and_cameras_still_connect(http):
-    """Over http.max_connections a new connection gets a 503 and is closed; a camera connects all the same."""
+    """Over http.max_connections a new connection gets a 503 and is closed; a camera connects all the same.
+
+    The held connections have each had an answer (a keep-alive GET /healthz): connections that never
+    sent a request are unproven, and a new one would evict them (test_bodies covers that)."""
     async with running_server(FakeDetector(), http={"max_connections": 20, "request_timeout_s": 60}) as srv:
         port = srv.server.http_port
-        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
-        await wait_for(lambda: srv.server.http_limit.open == 20)
+        held = []
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            held.append((reader, writer))
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+            await asyncio.wait_for(reader.readexactly(length), 5)
+        await wait_for(lambda: srv.server.http_limit.open == 20 and srv.server.http_limit.unproven == 0)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = await asyncio.wait_for(reader.read(), 5)

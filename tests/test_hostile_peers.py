@@ -319,7 +319,6 @@ async def test_stuck_viewer_dropped_ten_viewers_keep_their_fps(http):
     async with running_server(FakeDetector(), http={"viewer_write_timeout_s": 1.0}) as srv:
         cam = await connect_camera(srv.ws("cam"))
         await wait_for(lambda: srv.server.hub.get("cam") is not None)
-        camera = srv.server.hub.get("cam")
         stuck = socket.create_connection(("127.0.0.1", srv.server.http_port))
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.sendall(b"GET /cameras/cam/stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -349,7 +348,6 @@ async def test_500_viewers_reset_after_one_part_leave_nothing_behind(srv, caplog
     cam = await connect_camera(srv.ws("busy"))
     await cam.send(make_jpeg(1))
     await wait_for(lambda: (c := srv.server.hub.get("busy")) is not None and c.frames_processed == 1)
-    camera = srv.server.hub.get("busy")
     await asyncio.sleep(0)
     tasks_before, fds_before = len(asyncio.all_tasks()), open_fds()
     errors = []

@@ -73,3 +73,14 @@ async def test_mjpeg_headers(srv, http):
     async with http.get(f"{srv.http}/stream.mjpg") as resp:
         assert resp.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=camserverframe"
         assert "no-cache" in resp.headers["Cache-Control"]
+
+
+async def test_every_route_is_registered_once_and_control_is_the_boards(srv):
+    """The running app has one route per method and path (aiohttp answers with the first, so a second one is dead
+    code); POST /api/cameras/{id}/control is the board's, which keeps the settings and paces them."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for route in srv.server.runner.app.router.routes():
+        if route.resource is not None:
+            seen.setdefault((route.method, route.resource.canonical), []).append(route.handler.__qualname__)
+    assert {key: names for key, names in seen.items() if len(names) > 1} == {}
+    assert seen[("POST", "/api/cameras/{camera_id}/control")] == ["BoardApi.control"]

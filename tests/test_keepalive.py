@@ -131,7 +131,6 @@ async def test_close_reasons_are_counted_per_camera(http):
         second = await connect_camera(srv.ws("c"))
         await asyncio.wait_for(first.wait_closed(), WAIT_S)
         await second.close()
-        camera = srv.server.hub.get("c")
         await wait_for(lambda: sum(srv.server.ingest.closes_of("c").values()) == 4, what="four closes counted")
         async with http.get(f"{srv.http}/api/cameras") as resp:
             (summary,) = await resp.json()

@@ -16,6 +16,7 @@ import aiomqtt
 import pytest
 
 from camserver.app import CamServer
+from camserver.supervise import describe
 from conftest import WAIT_S, ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
 
 MOSQUITTO = shutil.which("mosquitto") or next(
@@ -133,13 +134,13 @@ async def test_topics_discovery_counts_events_snapshot(broker, http):
         configs = {t: json.loads(p) for t, p, _ in sub.messages if t.startswith("homeassistant/") and p}
         kinds = sorted(t.split("/")[1] + ":" + t.split("/")[3] for t in configs)
         assert kinds == ["binary_sensor:connectivity", "binary_sensor:person_occupancy", "image:person_snapshot",
-                         "sensor:person_count"]
+                         "sensor:person_count", "switch:mute"]
         for config in configs.values():
             assert config["unique_id"].startswith("camserver_door_")
             assert config["availability_topic"] == "camserver/available"
             assert config["device"]["identifiers"] == ["camserver_door"]
             assert config.get("state_topic") or config.get("image_topic")
-        assert len({c["unique_id"] for c in configs.values()}) == 4
+        assert len({c["unique_id"] for c in configs.values()}) == 5
         await send(cam, range(1, 30))
         await sub.wait(lambda: sub.on("camserver/door/person") == [b"1", b"0"], "count up then down")
         await sub.wait(lambda: len(sub.on("camserver/events")) >= 2 and json.loads(sub.on("camserver/events")[-1])["type"] == "end",
@@ -279,3 +280,164 @@ async def test_motion_topic_and_home_assistant_motion_sensor_follow_each_cameras
             await late.wait(lambda: late.messages[-1:] == [("camserver/yard/motion", b"ON", True)], "the retained ON")
         await yard.close()
         await still.close()
+
+
+HOSTILE = ("a#b", "c+d", "e/f", "ünï code")  # wildcards, a level separator, non-ASCII and a space
+
+
+class LabelDetector:
+    """Each label of `labels` as its own class, side by side, in frames 1 to 15 of the tagged sequence."""
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        from camserver.detect import BackendInfo
+
+        self.labels = labels
+        self.info = BackendInfo("labels", "cpu", "fp32", 4)
+
+    def detect(self, images):
+        from camserver.detect import Detection
+        from conftest import read_tag
+
+        out = []
+        for img in images:
+            _, seq = read_tag(img)
+            out.append([Detection(i, label, 0.9, (5.0 + 75 * i, 20.0, 70.0 + 75 * i, 180.0))
+                        for i, label in enumerate(self.labels)] if 1 <= seq <= 15 else [])
+        return out
+
+    def draw(self, image, detections):
+        return image
+
+
+async def test_hostile_labels_give_valid_topics_and_discovery_and_the_server_lives(broker, http):
+    """Labels with '#', '+', '/' and non-ASCII: events stored as named, every topic valid, Home Assistant's
+    discovery parses, each label's count goes 1 then 0 on its own topic, and the server stays up."""
+    from ha_discovery import check_config, valid_publish_topic
+
+    config = make_config(mqtt={"host": "127.0.0.1", "port": broker.port},
+                         events={"max_disappeared_s": 0.3, "labels": ["*"]})
+    async with Subscriber(broker.port, "camserver/#", "homeassistant/#") as sub, \
+            CamServer(config, detector_factory=lambda: LabelDetector(HOSTILE)) as server:
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        await send(cam, range(1, 30))
+
+        async def ended() -> list[dict]:
+            async with http.get(f"http://127.0.0.1:{server.http_port}/api/events") as resp:
+                return [e for e in (await resp.json())["events"] if e["end_time"] is not None]
+
+        async with asyncio.timeout(WAIT_S * 2):
+            while len(events := await ended()) < len(HOSTILE) and server.supervisor.failed is None:
+                await asyncio.sleep(0.1)
+        assert server.supervisor.failed is None, f"the {server.supervisor.failed} stage died"
+        assert sorted(e["label"] for e in events) == sorted(HOSTILE)
+        configs = {}
+        await sub.wait(lambda: len({t for t, p, _ in sub.messages if t.endswith("_count/config") and p}) == 4,
+                       "a count entity per label")
+        for topic, payload, _ in sub.messages:
+            assert valid_publish_topic(topic), topic
+            if topic.startswith("homeassistant/") and payload:
+                configs[topic] = check_config(topic, payload)
+        counts = {c["name"].removesuffix(" count"): c["state_topic"] for c in configs.values()
+                  if c["unique_id"].endswith("_count")}
+        assert sorted(counts) == sorted(HOSTILE)
+        assert len(set(counts.values())) == len(HOSTILE)  # one topic each: no two labels collide
+        for label, state in counts.items():
+            await sub.wait(lambda state=state: sub.on(state) == [b"1", b"0"], f"the count of {label!r} up and down")
+        announced = {json.loads(p)["after"]["label"] for p in sub.on("camserver/events")}
+        assert announced == set(HOSTILE)
+        async with http.get(f"http://127.0.0.1:{server.http_port}/healthz") as resp:
+            assert resp.status == 200 and (await resp.json())["mqtt"] == "connected"
+        assert server.mqtt.state == "connected" and server.supervisor.failed is None
+        await cam.close()
+
+
+async def test_every_discovery_config_is_what_current_home_assistant_accepts(broker):
+    """Each entity's config has only keys Home Assistant's MQTT discovery documents for its platform, a
+    default_entity_id (with the same object_id for older versions), and the device's firmware and page link."""
+    from ha_discovery import check_config
+
+    import cv2
+
+    from camserver.sim.scenes import make_scene
+
+    frames = [cv2.imencode(".jpg", make_scene(i))[1].tobytes() for i in range(20)]
+    config = make_config(mqtt={"host": "127.0.0.1", "port": broker.port}, motion={"enabled": True},
+                         http={"public_url": "https://cams.example.net"}, cameras={"ids": ["door"]})
+    person = lambda cam, seq: [("person", 0.9, (40.0, 40.0, 200.0, 400.0))]  # noqa: E731
+    async with Subscriber(broker.port, "homeassistant/#") as sub, \
+            CamServer(config, detector_factory=lambda: ScriptedDetector(person)) as server:
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        await cam.send(json.dumps({"type": "hello", "camera_id": "door", "firmware": "1.4.2"}))
+        await sub.wait(lambda: any(json.loads(p)["device"].get("sw_version") == "1.4.2"
+                                   for t, p, _ in sub.messages if p), "configs with the firmware")
+        for i in range(40):
+            await cam.send(frames[i % len(frames)])
+            await asyncio.sleep(0.05)
+        await sub.wait(lambda: any(t.endswith("person_snapshot/config") for t, p, _ in sub.messages if p),
+                       "the person entities")
+        latest = {t: p for t, p, _ in sub.messages}  # the last config of each entity
+        configs = {t: check_config(t, p) for t, p in latest.items() if p}
+        await cam.close()
+    assert sorted(c["default_entity_id"] for c in configs.values()) == [
+        "binary_sensor.camserver_door_connectivity", "binary_sensor.camserver_door_motion",
+        "binary_sensor.camserver_door_person_occupancy", "image.camserver_door_person_snapshot",
+        "sensor.camserver_door_person_count", "switch.camserver_door_mute"]
+    for config in configs.values():
+        assert config["device"]["sw_version"] == "1.4.2"
+        assert config["device"]["configuration_url"] == "https://cams.example.net/#/camera/door"
+        assert config["origin"]["name"] == "camserver"
+
+
+async def test_an_integration_that_dies_is_restarted_and_the_server_goes_on(broker, http, caplog):
+    """A bug kills the MQTT task: the server keeps serving, /healthz counts the restart and its error, the
+    task starts again after a backoff and publishes again; the log has one line with the traceback."""
+    async with Subscriber(broker.port, "camserver/available") as sub, server_for(broker.port) as server:
+        await wait_for(lambda: server.mqtt.state == "connected", what="connected")
+        real, failures = server.mqtt._everything, []
+
+        def broken():
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("a bug in the publisher")
+            return real()
+
+        server.mqtt._everything = broken
+        async with aiomqtt.Client("127.0.0.1", broker.port) as ha:  # Home Assistant's birth: everything again
+            await ha.publish("homeassistant/status", "online")
+        await wait_for(lambda: "mqtt" in server.supervisor.restarts, what="the restart")
+        async with http.get(f"http://127.0.0.1:{server.http_port}/healthz") as resp:
+            health = await resp.json()
+        assert resp.status == 200 and health["status"] != "failed" and "failed_stage" not in health
+        assert health["stage_restarts"]["mqtt"]["restarts"] == 1
+        assert "a bug in the publisher" in health["stage_restarts"]["mqtt"]["last_error"]
+        assert health["mqtt"] == "failed" and "a bug in the publisher" in health["mqtt_error"]
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")  # the cameras side is unaffected
+        await send(cam, range(1, 4))
+        await wait_for(lambda: server.hub.get("door").frames_processed >= 2, what="frames flow")
+        count = len(sub.on("camserver/available"))
+        await wait_for(lambda: server.mqtt.state == "connected", timeout=WAIT_S, what="connected again")
+        await sub.wait(lambda: len(sub.on("camserver/available")) > count, "online again after the restart")
+        assert server.supervisor.failed is None and not server.supervisor.failure.is_set()
+        await cam.close()
+    lines = [r for r in caplog.records if "stage mqtt" in r.getMessage()]
+    # the error may reach the supervisor inside aiomqtt's TaskGroup's ExceptionGroup: the line's traceback has it
+    assert len(lines) == 1 and lines[0].exc_info is not None and "a bug in the publisher" in describe(lines[0].exc_info[1])
+
+
+def test_topic_keys_are_safe_stable_and_distinct():
+    """Safe names are unchanged; others become [A-Za-z0-9_-] with a hash; names that look alike stay apart."""
+    from camserver.integrations.homeassistant import entity_slug, topic_key
+
+    for name in ("person", "traffic_light", "door-2", "A"):
+        assert topic_key(name) == name
+    hostile = ["a#b", "a+b", "a/b", "a b", "a_b_" + "0" * 8, "ünï code", "uni code", "status", "motion", "", "日本",
+               "x" * 10_000, "x" * 10_001, "\x00", "$SYS"]
+    keys = [topic_key(name) for name in hostile]
+    assert len(set(keys)) == len(hostile), keys  # no two collide
+    assert "a_b" not in keys  # an escaped name never equals a safe one
+    for name, key in zip(hostile, keys):
+        assert key == topic_key(name)  # a function of the name alone
+        assert 1 <= len(key) <= 49 and all(c.isascii() and (c.isalnum() or c in "_-") for c in key), key
+    assert topic_key("ünï code").startswith("uni_code_") and topic_key("a#b").startswith("a_b_")
+    assert entity_slug("camserver_door_cell phone_occupancy") == "camserver_door_cell_phone_occupancy"
+    assert entity_slug("camserver_Door_ünï  code__count") == "camserver_door_uni_code_count"

@@ -156,7 +156,7 @@ def test_config_record_table():
 
 def index_on(tmp_path) -> RecordingIndex:
     db = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
-    index = RecordingIndex(db, tmp_path)
+    index = RecordingIndex(db, tmp_path, keep_clock=lambda: 5010.0)  # keep-time: every row kept at 5010
     index.create()
     return index
 
@@ -221,7 +221,7 @@ def test_recover_repairs_growing_files_and_adopts_orphans(tmp_path):
     (tmp_path / (orphan + ".tmp")).write_bytes(b"half a remux")
     report = recover(index)
     assert (report.repaired, report.adopted, report.removed, report.rows_dropped, report.temp_removed) == (1, 1, 1, 1, 1)
-    rows = index.list("cam")
+    rows = index.recordings("cam")
     assert [r["path"] for r in rows] == [growing, orphan]
     assert not any(r["in_progress"] for r in rows)
     for row in rows:

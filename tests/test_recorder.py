@@ -206,7 +206,7 @@ async def test_disk_full_mid_file_pauses_and_keeps_what_was_written(tmp_path):
         first = tmp_path / recording_path("cam", "segment", T0)
         first.parent.mkdir(parents=True)
         first.symlink_to("/dev/full")
-        t = await rig.feed("cam", T0, 1.0)
+        await rig.feed("cam", T0, 1.0)
         await wait_for(lambda: rec.cameras["cam"].failed, what="ENOSPC")
         first.unlink()
         await rig.feed("cam", T0 + 6.0, 2.0)

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import camserver.storage.budget as budget_module
+import camserver.storage.housekeeping as housekeeping_module
 from camserver.app import CamServer
-from camserver.events.store import SCHEMA, EventStore
+from camserver.events.store import EventStore
 from camserver.storage import Database
 from camserver.storage.budget import STEP_ITEMS, STEP_PAGES
 from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
@@ -33,12 +33,21 @@ def record(event_id: str, start: float, end: float | None = None) -> dict:
             "announced": True}
 
 
+# the events table of an earlier version (no seq, no kept_at): start-up migrates it
+LEGACY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, camera TEXT NOT NULL, label TEXT NOT NULL, start_time REAL NOT NULL, end_time REAL,
+    zones TEXT NOT NULL, has_snapshot INTEGER NOT NULL, updated_at REAL NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_start ON events (start_time);
+"""
+
+
 def fill(folder: Path, starts: list[float], other_table_bytes: int = 0) -> None:
     """camserver.db as an earlier version left it (no auto-vacuum, WAL): ended events starting at `starts`."""
     folder.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(folder / "camserver.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(SCHEMA)
+    db.executescript(LEGACY_SCHEMA)
     db.execute("BEGIN")
     for i, start in enumerate(starts):
         r = record(f"{int(start * 1000)}-{i:06x}", start, start + 10)
@@ -46,7 +55,7 @@ def fill(folder: Path, starts: list[float], other_table_bytes: int = 0) -> None:
                    (r["id"], "door", "person", start, start + 10, "," + ",".join(ZONES) + ",", 0, start + 10, json.dumps(r)))
     if other_table_bytes:  # another stage's table: the database's own overhead for the events
         db.execute("CREATE TABLE notes (n INTEGER PRIMARY KEY, text TEXT)")
-        for n in range(other_table_bytes // 1000):
+        for _ in range(other_table_bytes // 1000):
             db.execute("INSERT INTO notes (text) VALUES (?)", ("n" * 1000,))
     db.execute("COMMIT")
     db.close()
@@ -90,7 +99,7 @@ async def test_max_mb_removes_only_the_oldest_it_must_and_the_file_shrinks(tmp_p
     assert stored == starts[-kept:]  # oldest first, and only those
     assert 1700 < kept < 2100, kept
     assert stored[0] < now - DAY  # the newest day is far inside the budget
-    assert report["removed_by_retention"] == {"recordings": 0, "events": 4000 - kept}
+    assert report["removed_by_retention"] == {"exports": 0, "recordings": 0, "firmware": 0, "events": 4000 - kept}
     used = report["used_bytes"]
     assert 2 * MiB - 64 * 1024 <= used["total"] <= 2 * MiB  # only as many as needed: within 64 KiB of max_mb
     assert report["max_bytes"] == 2 * MiB and used["events"] + used["database_overhead"] == used["total"]
@@ -251,7 +260,7 @@ async def test_damaged_or_unopenable_database_is_moved_aside(tmp_path, damage):
 async def test_database_deleted_while_running_is_recreated(tmp_path, monkeypatch, caplog):
     """camserver.db (WAL and SHM too) deleted under the running server: noticed, recreated with its tables, logged,
     and the next event is stored in the new file."""
-    monkeypatch.setattr(budget_module, "FILE_CHECK_EVERY_S", 0.2)
+    monkeypatch.setattr(housekeeping_module, "FILE_CHECK_EVERY_S", 0.2)
     data = tmp_path / "data"
     caplog.set_level(logging.ERROR, "camserver.storage.database")
     config = make_config(storage={"dir": str(data)}, events={"max_disappeared_s": 0.5})
@@ -310,8 +319,8 @@ async def test_storage_lost_for_good_never_stops_frames_or_viewers(tmp_path, mon
 
     from conftest import MjpegReader
 
-    monkeypatch.setattr(budget_module, "FILE_CHECK_EVERY_S", 0.2)
-    monkeypatch.setattr(budget_module, "ROUND_EVERY_S", 0.5)
+    monkeypatch.setattr(housekeeping_module, "FILE_CHECK_EVERY_S", 0.2)
+    monkeypatch.setattr(housekeeping_module, "ROUND_EVERY_S", 0.5)
     data = tmp_path / "data"
     config = make_config(storage={"dir": str(data)}, events={"max_disappeared_s": 0.5})
     server = CamServer(config, detector_factory=lambda: ScriptedDetector(walking))
@@ -339,3 +348,18 @@ async def test_storage_lost_for_good_never_stops_frames_or_viewers(tmp_path, mon
         assert server.supervisor.failed is None
         await cam.close()
     data.unlink()
+
+
+async def test_firmware_images_and_exports_count_toward_max_mb(tmp_path):
+    """A 1 MB firmware image under storage.dir/firmware is counted in /healthz storage (used_bytes.firmware and the
+    total), as are the exports, so max_mb makes room for them among the removable kinds."""
+    data = tmp_path / "data"
+    (data / "firmware").mkdir(parents=True)
+    (data / "firmware" / "camera-1.2.bin").write_bytes(b"\xe9" + bytes(MiB - 1))
+    server = CamServer(make_config(storage={"dir": str(data), "max_mb": 100}), detector_factory=None)
+    async with server:
+        await wait_for(lambda: server.database.budget.last is not None
+                       and server.database.budget.last.files.get("firmware"), what="a budget round")
+        used = (await health(server))["storage"]["used_bytes"]
+    assert used["firmware"] == MiB and used["exports"] == 0
+    assert used["total"] >= MiB + used["database_overhead"]

@@ -56,9 +56,9 @@ def ordered(dets: list[Detection]) -> list[Detection]:
 def assert_same(remote: list[Detection], local: list[Detection]) -> None:
     """Same classes, boxes within 1 px, scores within 0.01."""
     assert [d.class_name for d in ordered(remote)] == [d.class_name for d in ordered(local)]
-    for r, l in zip(ordered(remote), ordered(local)):
-        assert max(abs(a - b) for a, b in zip(r.box, l.box)) <= 1.0, (r, l)
-        assert abs(r.confidence - l.confidence) <= 0.01, (r, l)
+    for r, loc in zip(ordered(remote), ordered(local)):
+        assert max(abs(a - b) for a, b in zip(r.box, loc.box)) <= 1.0, (r, loc)
+        assert abs(r.confidence - loc.confidence) <= 0.01, (r, loc)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,8 @@ def test_contract_round_trip_pads_to_the_largest_count():
     assert packed[contract.DETECTIONS].shape == (3, 2, 6) and packed[contract.DETECTIONS].dtype == np.float32
     assert packed[contract.COUNT].reshape(-1).tolist() == [2, 0, 1]
     assert packed[contract.SIZE].tolist() == [[640, 480], [0, 0], [320, 240]]
-    back = contract.unpack_detections(packed[contract.DETECTIONS], packed[contract.COUNT], ["person", "car"])
+    back = contract.unpack_detections(packed[contract.DETECTIONS], packed[contract.COUNT], ["person", "car"], 3,
+                                      packed[contract.SIZE])
     assert back == [a, [], a[:1]]
     empty = contract.pack_detections([[], []], [(0, 0), (0, 0)])
     assert empty[contract.DETECTIONS].shape == (2, 1, 6)  # never a zero-sized dimension
@@ -150,9 +151,9 @@ def test_device_decode_path_matches_the_opencv_path_on_cpu():
     remote, sizes = device.detect_jpegs(frames + [b"\xff\xd8 broken"])
     local = torch_detector.detect([decode_frame(f) for f in frames])
     assert sizes == [(640, 480)] * 3 + [(0, 0)] and remote[3] == []
-    for r, l in zip(remote, local):
-        assert {d.class_name for d in l} == {"person", "car"}
-        assert_same(r, l)
+    for r, loc in zip(remote, local):
+        assert {d.class_name for d in loc} == {"person", "car"}
+        assert_same(r, loc)
 
 
 async def test_unreachable_service_at_start_is_degraded_and_refuses_at_once():
@@ -236,13 +237,13 @@ async def test_bytes_sent_per_frame_are_within_ten_percent_of_the_jpeg(service):
     await det.start()
     try:
         sent_jpeg = 0
-        for round_ in range(5):  # one frame per request: the worst case for overhead
+        for _ in range(5):  # one frame per request: the worst case for overhead
             for f in frames:
                 await det.detect_jpegs([f])
                 sent_jpeg += len(f)
         ratio_single = counted["up"] / sent_jpeg
         up0, sent0 = counted["up"], sent_jpeg
-        for round_ in range(5):  # three cameras' frames per request
+        for _ in range(5):  # three cameras' frames per request
             for i in range(0, len(frames), 3):
                 await det.detect_jpegs(frames[i:i + 3])
                 sent_jpeg += sum(len(f) for f in frames[i:i + 3])
@@ -374,7 +375,6 @@ async def test_camserver_streams_through_a_service_restart(tmp_path):
 
             feeder = asyncio.create_task(feed())
             scheduler = server.scheduler
-            door = server.hub.cameras["door"]
             async with mjpeg(http, f"{base}/cameras/door/stream.mjpg") as viewer:
                 await viewer.next_live()
                 deadline = time.monotonic() + 10

@@ -10,13 +10,13 @@ every write the app has. The download route, /ota/<token>, must be left open by 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
 
 from ..ingest.control import ControlError, validate_control
+from ..jsonbody import read_json
 from .firmware import OTA_SLOT_BYTES, BadImage
 from .service import BoardService, UnknownImage
 
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 PUBLIC_PREFIX = "/ota/"  # the viewer auth middleware lets these through
 MAX_JSON_BYTES = 4096
 CHUNK = 64 * 1024
+# An upload needs two parts, the file and an optional name: reading 100,000 empty parts held the
+# event loop for 2-3 s, so a third part ends the upload with 400
+MAX_PARTS = 2
+MAX_NAME_BYTES = 256
 
 
 def _json_error(status: int, error: str, detail: str, **extra: Any) -> web.Response:
@@ -44,6 +48,8 @@ class BoardApi:
         base_url: the http://host:port a camera reaches this server's HTTP port at (from the address
             its WebSocket connection came in on), or None when it is not connected.
         camera_status: the camera's latest status, if any (to tell a new update failure from an old one).
+        after_pending: pings the camera and calls the function given once every message it sent before
+            its pong was handled (CameraIngest.after_pending); False when it could not.
     """
 
     def __init__(
@@ -53,12 +59,14 @@ class BoardApi:
         send_control: Callable[[str, dict[str, Any]], Awaitable[bool]],
         base_url: Callable[[str], str | None],
         camera_status: Callable[[str], dict[str, Any] | None] = lambda camera_id: None,
+        after_pending: Callable[[str, Callable[[], None]], Awaitable[bool]] | None = None,
     ) -> None:
         self.service = service
         self.camera_known = camera_known
         self.send_control = send_control
         self.base_url = base_url
         self.camera_status = camera_status
+        self.after_pending = after_pending
 
     def add_routes(self, app: web.Application) -> None:
         """Register every route (POST /api/cameras/<id>/control included)."""
@@ -80,12 +88,8 @@ class BoardApi:
 
     @staticmethod
     async def _json_body(request: web.Request) -> Any:
-        if (request.content_length or 0) > MAX_JSON_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length or 0)
-        try:
-            return json.loads(await request.read())
-        except ValueError:
-            raise web.HTTPBadRequest(reason="invalid JSON", text="the body must be a JSON object") from None
+        # read up to the cap whatever is declared; nesting too deep for the parser is bad JSON too (400)
+        return await read_json(request, MAX_JSON_BYTES, "the body must be a JSON object")
 
     async def get_settings(self, request: web.Request) -> web.Response:
         """{"desired": what the server sends on every hello, "reported": what the camera said it applied}."""
@@ -125,14 +129,20 @@ class BoardApi:
                                      text="send the image as multipart/form-data: curl -F file=@firmware.bin") from None
         data: bytes | None = None
         name: str | None = None
+        parts = 0
         while (part := await reader.next()) is not None:
+            parts += 1
+            if parts > MAX_PARTS:
+                return _json_error(400, "too many parts", f"an upload has at most {MAX_PARTS} parts: the file and "
+                                   "an optional name (curl -F file=@firmware.bin -F name=cam.bin)", max_parts=MAX_PARTS)
             if not isinstance(part, BodyPartReader):
                 continue
             if part.filename is not None and data is None:
                 name = name or part.filename
-                data = await self._read_capped(part)
+                data = await self._read_capped(part, OTA_SLOT_BYTES)
             elif part.name == "name":
-                name = (await part.text()).strip()
+                raw = await self._read_capped(part, MAX_NAME_BYTES)
+                name = raw.decode("utf-8", "replace").strip()
         if data is None or not name:
             raise web.HTTPBadRequest(reason="no file", text="no file part in the upload (curl -F file=@firmware.bin)")
         try:
@@ -148,14 +158,15 @@ class BoardApi:
         return web.json_response(info.to_json(), status=201)
 
     @staticmethod
-    async def _read_capped(part: BodyPartReader) -> bytes:
-        """The part's bytes; 413 as soon as it passes an app slot (nothing more is buffered)."""
+    async def _read_capped(part: BodyPartReader, cap: int) -> bytes:
+        """The part's bytes; 413 as soon as they pass `cap` (nothing more is buffered)."""
         data = bytearray()
-        while chunk := await part.read_chunk(CHUNK):
+        while chunk := await part.read_chunk(min(CHUNK, cap + 1)):
             data += chunk
-            if len(data) > OTA_SLOT_BYTES:
-                raise web.HTTPRequestEntityTooLarge(max_size=OTA_SLOT_BYTES, actual_size=len(data),
-                                                    text=f"an OTA app slot holds {OTA_SLOT_BYTES} bytes (0x{OTA_SLOT_BYTES:X})")
+            if len(data) > cap:
+                what = (f"an OTA app slot holds {OTA_SLOT_BYTES} bytes (0x{OTA_SLOT_BYTES:X})" if cap == OTA_SLOT_BYTES
+                        else f"the part {part.name!r} holds at most {cap} bytes")
+                raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=len(data), text=what)
         return bytes(data)
 
     async def delete_image(self, request: web.Request) -> web.Response:
@@ -166,7 +177,8 @@ class BoardApi:
         return web.json_response({"deleted": name})
 
     async def get_camera_firmware(self, request: web.Request) -> web.Response:
-        """The version the camera said hello with, and its last update (sent, downloading, done, failed, expired)."""
+        """The version the camera said hello with, and its last update (sent, downloading, done, failed, expired,
+        rolled_back)."""
         return web.json_response(self.service.firmware_state(self._camera_id(request)))
 
     async def start_update(self, request: web.Request) -> web.Response:
@@ -187,8 +199,13 @@ class BoardApi:
         status = self.camera_status(camera_id)
         if not await self.send_control(camera_id, message):
             raise web.HTTPConflict(reason="camera offline", text=f"camera {camera_id!r} is not connected")
-        self.service.update_sent(camera_id, link, version, status)
-        log.info("camera %s: update to %s (version %s) sent", camera_id, link.image, version)
+        received = self.service.update_sent(camera_id, link, version, status)
+        # the image, its size and MD5, never the link: its token is all that guards the image
+        log.info("camera %s: update to %s (version %s, %d bytes, md5 %s) sent", camera_id, link.image, version,
+                 link.size, link.md5)
+        if self.after_pending is not None and not await self.after_pending(camera_id, received):
+            log.info("camera %s: no pong after the update message; only a new error will count as its failure",
+                     camera_id)
         return web.json_response({"camera": camera_id, "image": link.image, "version": version, "md5": link.md5,
                                   "size": link.size, "expires_at": link.expires_at}, status=202)
 

@@ -28,7 +28,8 @@ OTA_SLOT_BYTES = 0x1E0000  # app0/app1 of firmware/esp32_stream/partitions.csv (
 VERSION_MARKER = b"camserver-firmware-version:"
 LINK_LIFETIME_S = 600.0
 MAX_LINKS = 256
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.bin$")
+# matched with fullmatch: `$` would also match before a final newline ("a.bin\n")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.bin")
 # esp_image_header_t chip_id
 CHIPS = {0x0000: "esp32", 0x0002: "esp32s2", 0x0005: "esp32c3", 0x0009: "esp32s3", 0x000C: "esp32c2",
          0x000D: "esp32c6", 0x0010: "esp32h2", 0x0012: "esp32p4"}
@@ -110,7 +111,7 @@ class FirmwareStore:
 
     def path(self, name: str) -> Path:
         """Where an image of this name is kept (the name is checked first)."""
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise ValueError(f"image names are letters, digits, '.', '_', '-', up to 64, ending .bin; not {name!r}")
         return self.directory / name
 

@@ -13,14 +13,19 @@ import sqlite3
 import time
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
-from ..logsafe import ThrottledLog
+from ..logsafe import ThrottledLog, printable, redact
 from ..storage import Database
 from .firmware import FirmwareStore, ImageInfo, OtaLink, OtaLinks
 from .settings import Settings, SettingsStore, merge_settings, reported_from_status
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A camera's reported settings are written at most once per this many seconds (the latest wins): a
+# board flooding statuses must not queue a database write each ahead of everyone else's
+REPORTED_WRITE_INTERVAL_S = 1.0
 
 
 class UnknownImage(LookupError):
@@ -49,10 +54,19 @@ class BoardService:
         self.running: dict[str, str] = {}  # camera -> firmware version of its last hello
         self.updates: dict[str, dict[str, Any]] = {}  # camera -> the last update asked for
         self.write_errors = 0
+        self.reported_writes = 0  # reported settings written to the database
+        self.dropped_reported: dict[str, int] = {}  # camera -> reported values that failed the range check
         self._store: SettingsStore | None = None
         self._executor: Executor | None = None
         self._writes: set[asyncio.Future[Any]] = set()
         self._write_log = ThrottledLog(log, interval_s=60.0)
+        self._dropped_log = ThrottledLog(log, interval_s=60.0)
+        # reported settings waiting for their write: one slot per camera, the latest wins
+        self._pending_reported: dict[str, Settings] = {}
+        self._reported_timers: dict[str, asyncio.TimerHandle] = {}
+        self._reported_writing: set[str] = set()
+        self._reported_written_at: dict[str, float] = {}  # camera -> time.monotonic() of its last write
+        self._updates_sent = 0
 
     async def start(self, database: Database) -> None:
         """Create the table in the database, load what is stored, merge the config over it, store the result."""
@@ -94,9 +108,17 @@ class BoardService:
         self._store.save_reported(camera, values, now)
 
     async def stop(self) -> None:
-        """Finish pending writes."""
-        if self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        """Write what waits (reported settings included, at once) and finish pending writes."""
+        for timer in self._reported_timers.values():
+            timer.cancel()
+        self._reported_timers.clear()
+        while self._writes or self._pending_reported:
+            for camera in [c for c in self._pending_reported if c not in self._reported_writing]:
+                self._write_reported(camera)
+            if self._writes:
+                await asyncio.gather(*list(self._writes), return_exceptions=True)
+            elif self._pending_reported:  # no store or executor: nothing can write them
+                break
         self._store = None
 
     @staticmethod
@@ -109,17 +131,54 @@ class BoardService:
         return await self._on(self._executor, fn, *args)
 
     @staticmethod
-    async def _files(fn: Callable[..., Any], *args: Any) -> Any:
+    async def _files(fn: Callable[..., T], *args: Any) -> T:
         """Image file work, on the default executor: a 2 MB write must not hold up the events thread."""
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    def _write_later(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _write_later(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any] | None:
         """A database write from a sync hook: runs on the executor, failures counted and logged."""
         if self._executor is None or self._store is None:
-            return
+            return None
         future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         self._writes.add(future)
         future.add_done_callback(self._written)
+        return future
+
+    def _queue_reported(self, camera_id: str, values: Settings) -> None:
+        """Keep reported values for writing: at once if the camera's last write is a second old, else
+        when it is; meanwhile newer values replace these, so one camera has at most one write queued."""
+        self._pending_reported[camera_id] = values
+        if camera_id in self._reported_timers or camera_id in self._reported_writing:
+            return
+        last = self._reported_written_at.get(camera_id)
+        wait = 0.0 if last is None else last + REPORTED_WRITE_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            self._write_reported(camera_id)
+        else:
+            self._reported_timers[camera_id] = asyncio.get_running_loop().call_later(wait, self._write_reported,
+                                                                                   camera_id)
+
+    def _write_reported(self, camera_id: str) -> None:
+        timer = self._reported_timers.pop(camera_id, None)
+        if timer is not None:
+            timer.cancel()  # when called by stop(), not by the timer
+        values = self._pending_reported.pop(camera_id, None)
+        if values is None:
+            return
+        self._reported_written_at[camera_id] = time.monotonic()
+        future = self._write_later(self._save_reported, camera_id, values, self.clock())
+        if future is None:
+            return
+        self._reported_writing.add(camera_id)
+        future.add_done_callback(lambda f: self._reported_done(camera_id, f))
+
+    def _reported_done(self, camera_id: str, future: asyncio.Future[Any]) -> None:
+        self._reported_writing.discard(camera_id)
+        if not future.cancelled() and future.exception() is None:
+            self.reported_writes += 1
+        if camera_id in self._pending_reported and camera_id not in self._reported_timers:
+            values = self._pending_reported.pop(camera_id)
+            self._queue_reported(camera_id, values)
 
     def _written(self, future: asyncio.Future[Any]) -> None:
         self._writes.discard(future)
@@ -145,28 +204,42 @@ class BoardService:
         return dict(desired) if desired else None
 
     def on_status(self, camera_id: str, status: Mapping[str, Any]) -> None:
-        """A camera's status: records the settings it applied and the error of a failed update."""
+        """A camera's status: records the settings it applied, the error of a failed update, and a rollback."""
         error = status.get("ota_error")
         update = self.updates.get(camera_id)
+        if (update is not None and status.get("ota") == "rolled_back" and update["state"] in ("downloading", "done")
+                and self.running.get(camera_id) != update["version"]):
+            # the new image crashed or never streamed for long enough: the bootloader went back to this one
+            update.update(state="rolled_back", finished_at=self.clock(),
+                          error=f"rolled back to firmware {self.running.get(camera_id)}")
+            log.warning("camera %s: firmware %s rolled back to %s", camera_id, update["version"],
+                        str(self.running.get(camera_id)).encode("unicode_escape").decode())
         if update is not None and isinstance(error, str) and update["state"] in ("sent", "downloading"):
-            # a status sent before the update message arrived may carry an older failure: count only a
-            # new one, or any once the image was downloaded
-            if update["state"] == "downloading" or error != update["error_before"]:
-                update.update(state="failed", error=error, finished_at=self.clock())
-                log.warning("camera %s: firmware update failed: %s", camera_id, error.encode("unicode_escape").decode())
+            # A board repeats its last update's error in every status until the next update, and a status
+            # it sent before reading the update message may still be on its way: the error belongs to this
+            # update once the board has read it (update_received), or the image was downloaded, or it is
+            # not the error the board reported before
+            if update["state"] == "downloading" or update["received"] or error != update["error_before"]:
+                update.update(state="failed", error=error[:200], finished_at=self.clock())
+                log.warning("camera %s: firmware update failed: %s", camera_id, printable(redact(error)))
         parsed = reported_from_status(status)
         if parsed is None:
             return
-        reported, unsupported = parsed
+        reported, unsupported, dropped = parsed
+        if dropped:
+            self.dropped_reported[camera_id] = self.dropped_reported.get(camera_id, 0) + len(dropped)
+            self._dropped_log.warning(camera_id, "camera %s: reported settings out of range, not kept: %s",
+                                      printable(camera_id), printable(", ".join(dropped)))
         self.unsupported[camera_id] = unsupported
         if self.reported.get(camera_id) != reported:
             self.reported[camera_id] = reported
-            self._write_later(self._save_reported, camera_id, reported, self.clock())
+            self._queue_reported(camera_id, reported)
 
     def settings(self, camera_id: str) -> dict[str, Any]:
         """What GET /api/cameras/<id>/settings shows."""
         return {"camera": camera_id, "desired": self.desired.get(camera_id, {}),
-                "reported": self.reported.get(camera_id, {}), "unsupported": self.unsupported.get(camera_id, [])}
+                "reported": self.reported.get(camera_id, {}), "unsupported": self.unsupported.get(camera_id, []),
+                "reported_dropped": self.dropped_reported.get(camera_id, 0)}
 
     def knows(self, camera_id: str) -> bool:
         """Whether settings or an update were ever kept for this camera id."""
@@ -209,14 +282,28 @@ class BoardService:
         message = {"ota_url": f"{base_url.rstrip('/')}/ota/{link.token}", "ota_md5": info.md5, "ota_size": info.size}
         return message, link, info
 
-    def update_sent(self, camera_id: str, link: OtaLink, version: str | None, status: Mapping[str, Any] | None) -> None:
-        """The update message went out: track it until the camera says hello with the new version."""
+    def update_sent(self, camera_id: str, link: OtaLink, version: str | None,
+                    status: Mapping[str, Any] | None) -> Callable[[], None]:
+        """The update message went out: track it until the camera says hello with the new version.
+
+        Returns what to call once the camera has read the message (see update_received).
+        """
         before = status.get("ota_error") if isinstance(status, Mapping) else None
+        self._updates_sent += 1
+        number = self._updates_sent
         self.updates[camera_id] = {
             "image": link.image, "version": version, "md5": link.md5, "size": link.size, "state": "sent",
             "error": None, "requested_at": self.clock(), "expires_at": link.expires_at, "finished_at": None,
-            "error_before": before,
+            "error_before": before, "received": False, "number": number,
         }
+        return lambda: self.update_received(camera_id, number)
+
+    def update_received(self, camera_id: str, number: int) -> None:
+        """The camera has read update `number`: every ota_error it reports from now on is this update's,
+        even the same text as the one before (a second refusal for the same reason)."""
+        update = self.updates.get(camera_id)
+        if update is not None and update["number"] == number:
+            update["received"] = True
 
     async def download(self, token: str) -> tuple[OtaLink, bytes] | None:
         """The image behind a one-time token, spending the token; None if unknown, spent or expired."""
@@ -236,7 +323,7 @@ class BoardService:
         update = self.updates.get(camera_id)
         shown = None
         if update is not None:
-            shown = {k: v for k, v in update.items() if k != "error_before"}
+            shown = {k: v for k, v in update.items() if k not in ("error_before", "received", "number")}
             if shown["state"] == "sent" and self.clock() >= shown["expires_at"]:
                 shown["state"] = "expired"  # the board never fetched its link
         return {"camera": camera_id, "running": self.running.get(camera_id), "update": shown}

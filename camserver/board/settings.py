@@ -59,8 +59,9 @@ def check_board_settings(config: Config) -> None:
         try:
             check_configured(dict(tables.settings))
         except ControlError as exc:
-            raise ConfigError(f"cameras.{camera}.settings.{exc.key}", dict(tables.settings).get(exc.key),
-                              exc.allowed) from None
+            key = exc.key or ""  # check_setting names the key and what it allows
+            raise ConfigError(f"cameras.{camera}.settings.{key}", dict(tables.settings).get(key),
+                              exc.allowed or str(exc)) from None
 
 
 def configured_settings(config: Config) -> dict[str, Settings]:
@@ -83,21 +84,45 @@ def merge_settings(stored: Mapping[str, Mapping[str, Any]],
     return {camera: values for camera, values in merged.items() if values}
 
 
-def reported_from_status(status: Mapping[str, Any]) -> tuple[Settings, list[str]] | None:
-    """What a camera's status says it applied, under the control message's keys, and what it cannot do.
+def check_reported(values: Mapping[str, Any]) -> tuple[Settings, list[str]]:
+    """Reported values checked with the table settings are sent with: (the valid ones, the keys dropped).
+
+    A board says what it applied; a value no board can hold (an HTML string, 1e308, an object) is not
+    kept or shown. Keys this version does not know are left out without counting (newer firmware).
+    """
+    kept: Settings = {}
+    dropped: list[str] = []
+    for key, value in values.items():
+        if key not in SETTING_KEYS:
+            continue
+        try:
+            kept[key] = check_setting(key, value)
+        except ControlError:
+            dropped.append(key)
+    return kept, dropped
+
+
+def reported_from_status(status: Mapping[str, Any]) -> tuple[Settings, list[str], list[str]] | None:
+    """What a camera's status says it applied (checked, under the control message's keys), what it cannot
+    do, and the keys whose values failed the check.
 
     None for a status without a "settings" object (older firmware).
     """
     applied = status.get("settings")
     if not isinstance(applied, dict):
         return None
-    reported = {k: v for k, v in applied.items() if k in SENSOR_SETTINGS}
+    raw = {k: v for k, v in applied.items() if k in SENSOR_SETTINGS}
     for key, field in (("framesize", "frame_size"), ("quality", "quality"), ("fps", "max_fps")):
         if field in status:
-            reported[key] = status[field]
+            raw[key] = status[field]
+    reported, dropped = check_reported(raw)
     unsupported = status.get("unsupported")
     names = [n for n in unsupported if isinstance(n, str) and n in SETTING_KEYS] if isinstance(unsupported, list) else []
-    return reported, names
+    return reported, names[:len(SETTING_KEYS)], dropped
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 class SettingsStore:
@@ -110,7 +135,7 @@ class SettingsStore:
     def load(self) -> dict[str, tuple[Settings, Settings]]:
         """camera id -> (desired, reported), as stored."""
         rows = self.db.execute("SELECT camera, desired, reported FROM camera_settings").fetchall()
-        return {camera: (clean_settings(camera, json.loads(desired)), json.loads(reported))
+        return {camera: (clean_settings(camera, json.loads(desired)), check_reported(_object(json.loads(reported)))[0])
                 for camera, desired, reported in rows}
 
     def save_desired(self, camera: str, desired: Settings, now: float) -> None:

@@ -1,11 +1,12 @@
-"""Validated configuration: one frozen dataclass per TOML table (tables.py), loaded with tomllib
-(loading.py), checked by the building blocks in checks.py; Apprise URLs, which hold secrets, are
-validated and redacted by apprise_urls.py."""
+"""Validated configuration: one frozen pydantic model per TOML table (tables.py and the modules it gathers),
+loaded with tomllib (loading.py), every mistake reported at once; the words for what a key allows are in
+checks.py; Apprise URLs, which hold secrets, are validated and redacted by apprise_urls.py."""
 
 from .checks import CAMERA_ID_RE, LOG_LEVELS, ConfigError, Points
-from .loading import from_mapping, load
+from .loading import from_mapping, load, schema
 from .tables import (
     BACKENDS,
+    CameraMotion,
     CamerasConfig,
     CameraTables,
     Config,
@@ -18,6 +19,7 @@ from .tables import (
     MaskConfig,
     MotionConfig,
     MqttConfig,
+    MuteConfig,
     NotifyConfig,
     RecordConfig,
     StorageConfig,
@@ -30,6 +32,7 @@ __all__ = [
     "BACKENDS",
     "CAMERA_ID_RE",
     "LOG_LEVELS",
+    "CameraMotion",
     "CamerasConfig",
     "CameraTables",
     "Config",
@@ -43,6 +46,7 @@ __all__ = [
     "MaskConfig",
     "MotionConfig",
     "MqttConfig",
+    "MuteConfig",
     "NotifyConfig",
     "Points",
     "RecordConfig",
@@ -52,4 +56,5 @@ __all__ = [
     "ZoneConfig",
     "from_mapping",
     "load",
+    "schema",
 ]

@@ -79,7 +79,7 @@ def secrets_of(url: str, host_public: bool) -> set[str]:
     pieces.update(p for p in path.split("/") if p)
     pieces.update(v for _, v in parse_qsl(query, keep_blank_values=False))
     pieces.update(p for p in (fragment, frag2) if p)
-    forms = set()
+    forms: set[str] = set()
     for p in pieces:
         forms.update((p, unquote(p), quote(p, safe=""), quote_plus(p, safe="")))
     return {f for f in forms if len(f) >= MIN_SECRET}
@@ -142,7 +142,8 @@ def guard_logging() -> None:
 @contextmanager
 def apprise_warnings() -> Iterator[list[str]]:
     """Collect the (scrubbed) warnings Apprise logs on this thread inside the block."""
-    _local.lines = lines = []
+    lines: list[str] = []
+    _local.lines = lines
     try:
         yield lines
     finally:

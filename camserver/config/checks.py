@@ -1,57 +1,146 @@
-"""Validation building blocks: ConfigError, value checks, and the table parser every section uses."""
+"""Validation building blocks: ConfigError, the models' base, typed keys, and what each key allows.
+
+Every table is a frozen pydantic model (`Table`: unknown keys refused). A key's type, bounds and
+choices are its annotation and `Field(...)`; a check pydantic cannot express (a list of camera ids, a
+token) is a plain function returning its complaint, run before the value is converted (`checked`).
+`allowed()` says in words what a key takes, from its field alone: the loader's error messages and the
+docs' configuration reference both use it, so the two cannot drift.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import field
-from typing import Any, Callable, Mapping
+import types
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Literal, Mapping
+
+import annotated_types as at
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Strict, StringConstraints, WithJsonSchema
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
+ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+TOPIC_RE = re.compile(r"^[A-Za-z0-9_/-]{1,64}$")
+Points = tuple[tuple[float, float], ...]
+
 
 class ConfigError(Exception):
-    """A configuration value is missing, unknown or out of range."""
+    """One or more configuration values are missing, unknown or out of range: one line each.
 
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
+    `key`, `value` and `allowed` are the first problem's; `problems` holds every (key, value, allowed).
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str,
+                 more: tuple[tuple[str, Any, str], ...] = ()) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"config error: {key} = {value!r}: {allowed}")
+        self.problems = ((key, value, allowed), *more)
+        super().__init__("\n".join(f"config error: {k} = {v!r}: {a}" for k, v, a in self.problems))
+
+    @property
+    def lines(self) -> list[str]:
+        """One line per problem."""
+        return str(self).splitlines()
+
+
+class Table(BaseModel):
+    """A TOML table: frozen, unknown keys refused. The keys' types are strict (Int, Bool ... below): a bool is
+    not an integer and "1" is not a number, as the TOML file would have it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FrozenDict(dict):  # type: ignore[type-arg]
+    """A table of tables as a model keeps it: read like a dict, never changed, hashable (so the models stay so)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and deepcopy build a new one rather than fill it in
+        return (FrozenDict, (dict(self),))
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a configuration table cannot be changed")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+
+# Annotated metadata of a dict field: kept as a FrozenDict
+FROZEN = AfterValidator(FrozenDict)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """Field metadata: what the key takes, in words, where its type does not say it (a pattern's meaning)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Inline:
+    """Field metadata: the field holds its table's own sub-tables; its name is not part of their keys."""
+
+
+def problem(allowed: str, key: str = "", shown: Any = ...) -> PydanticCustomError:
+    """A validation error in camserver's words; `key` is appended to the field's dotted key, `shown` replaces
+    the value (a secret, a redacted URL)."""
+    ctx: dict[str, Any] = {"allowed": allowed, "key": key}
+    if shown is not ...:
+        ctx["shown"] = shown
+    return PydanticCustomError("camserver", "{allowed}", ctx)
 
 
 Check = Callable[[Any], str | None]
 
 
-def _number(kind: type, lo: float | None = None, hi: float | None = None) -> Check:
-    """A check for an int or float inside [lo, hi]; returns the complaint or None."""
-    what = "an integer" if kind is int else "a number"
-    span = f" from {lo} to {hi}" if hi is not None else (f" >= {lo}" if lo is not None else "")
+@dataclass(frozen=True)
+class _Checked(BeforeValidator):
+    """A before-validator running a `Check` on the raw TOML value (and converting it, if asked)."""
 
-    def check(v: Any) -> str | None:
-        ok_type = isinstance(v, int) if kind is int else isinstance(v, (int, float))
-        if isinstance(v, bool) or not ok_type:
-            return f"must be {what}{span}"
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            return f"must be {what}{span}"
-        return None
-
-    return check
+    check: Check | None = None
 
 
-def _text(pattern: re.Pattern[str] | None = None, hint: str = "", choices: tuple[str, ...] = ()) -> Check:
-    def check(v: Any) -> str | None:
-        if not isinstance(v, str) or not v:
-            return "must be a non-empty string"
-        if choices and v.lower() not in choices:
-            return f"must be one of {', '.join(choices)}"
-        if pattern is not None and not pattern.match(v):
-            return hint
-        return None
+def checked(check: Check, convert: Callable[[Any], Any] | None = None) -> Any:
+    """Annotated metadata: run `check` on the raw value; its complaint is the error, and what is allowed."""
 
-    return check
+    def run(v: Any) -> Any:
+        if complaint := check(v):
+            raise problem(complaint)
+        return convert(v) if convert is not None else v
+
+    return _Checked(run, check=check)
+
+
+def _lower(v: Any) -> Any:
+    return v.lower() if isinstance(v, str) else v
+
+
+# Annotated metadata of a Literal of choices: matched without regard to case, stored lowercased
+LOWER = BeforeValidator(_lower)
+
+
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]  # an int is taken and stored as a float
+Bool = Annotated[bool, Strict()]
+AnyText = Annotated[str, Strict()]
+Text = Annotated[str, Strict(), StringConstraints(min_length=1)]
+
+
+def matching(regex: re.Pattern[str]) -> StringConstraints:
+    """Annotated metadata: a non-empty string matching `regex` (with an `Allowed` saying what that means)."""
+    return StringConstraints(min_length=1, pattern=regex.pattern)
+
+
+CameraId = Annotated[str, Strict(), matching(CAMERA_ID_RE), Allowed("letters, digits, '-' or '_', 1 to 32 characters")]
+ZoneName = Annotated[str, Strict(), matching(ZONE_NAME_RE), Allowed("letters, digits, '-' or '_', 1 to 32 characters")]
+Topic = Annotated[str, Strict(), matching(TOPIC_RE), Allowed("letters, digits, '_', '-' or '/'")]
 
 
 def _camera_ids(v: Any) -> str | None:
-    if not isinstance(v, list) or not all(isinstance(i, str) and CAMERA_ID_RE.match(i) for i in v):
+    if not isinstance(v, (list, tuple)) or not all(isinstance(i, str) and CAMERA_ID_RE.match(i) for i in v):
         return "must be a list of camera ids (letters, digits, '-', '_', 1 to 32 characters)"
     if len(set(v)) != len(v):
         return "must not repeat an id"
@@ -64,66 +153,17 @@ def _token(v: Any) -> str | None:
     return None
 
 
-def _path(v: Any) -> str | None:
-    return None if isinstance(v, str) else "must be a folder path (a string)"
-
-
-def _opt(default: Any, check: Check) -> Any:
-    return field(default=default, metadata={"check": check})
-
-
-PORT = _number(int, 0, 65535)
-CAMERA_ID = _text(CAMERA_ID_RE, "must be letters, digits, '-' or '_', 1 to 32 characters")
-
-
-def _bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "must be true or false"
-
-
 def _labels(v: Any) -> str | None:
-    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+    if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) and x for x in v):
         return 'must be a non-empty list of labels, e.g. ["person", "car"], or ["*"] for every label'
     return None
-
-
-ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-Points = tuple[tuple[float, float], ...]
-
-
-def _points(v: Any, key: str) -> Points:
-    """3 or more [x, y] pairs, each from 0 to 1 (relative to the frame)."""
-    if not isinstance(v, list) or len(v) < 3 or not all(
-        isinstance(p, list) and len(p) == 2
-        and all(isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1 for c in p)
-        for p in v
-    ):
-        raise ConfigError(key, v, "must be 3 or more [x, y] pairs, each from 0 to 1 (relative to the frame)")
-    return tuple((float(x), float(y)) for x, y in v)
-
-
-def _table(v: Any, key: str, required: tuple[str, ...], optional: tuple[str, ...]) -> Mapping[str, Any]:
-    """An entry of an array of tables with the required keys and no unknown ones."""
-    if not isinstance(v, Mapping):
-        raise ConfigError(key, type(v).__name__, f"must be a table with {', '.join(required + optional)}")
-    for name in v:
-        if name not in required + optional:
-            raise ConfigError(f"{key}.{name}", v[name], f"unknown key; allowed: {', '.join(required + optional)}")
-    for name in required:
-        if name not in v:
-            raise ConfigError(f"{key}.{name}", None, "is required")
-    return v
-
-
-def _parsed(default: Any, parse: Callable[[Any, str], Any]) -> Any:
-    """A field whose value is parsed (and validated) by `parse(value, dotted_key)`."""
-    return field(default=default, metadata={"parse": parse})
 
 
 EVENT_TYPES = ("new", "update", "end")
 
 
 def _event_types(v: Any) -> str | None:
-    if not isinstance(v, list) or not v or not all(t in EVENT_TYPES for t in v):
+    if not isinstance(v, (list, tuple)) or not v or not all(t in EVENT_TYPES for t in v):
         return f"must be a non-empty list of {', '.join(EVENT_TYPES)}"
     return None
 
@@ -140,48 +180,81 @@ def _headers(v: Any) -> str | None:
     return None
 
 
-def _ids(v: Any) -> str | None:
-    return None if v == [] else _camera_ids(v)
-
-
-def _optional_labels(v: Any) -> str | None:
-    return None if v == [] else _labels(v)
-
-
 def _zone_names(v: Any) -> str | None:
-    if not isinstance(v, list) or not all(isinstance(z, str) and ZONE_NAME_RE.match(z) for z in v):
+    if not isinstance(v, (list, tuple)) or not all(isinstance(z, str) and ZONE_NAME_RE.match(z) for z in v):
         return 'must be a list of zone names from [[events.zones]], e.g. ["porch"]; [] = anywhere'
     return None
 
 
-def _any_text(v: Any) -> str | None:
-    return None if isinstance(v, str) else "must be a string"
+def _points(v: Any) -> str | None:
+    if not isinstance(v, (list, tuple)) or len(v) < 3 or not all(
+        isinstance(p, (list, tuple)) and len(p) == 2
+        and all(isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1 for c in p)
+        for p in v
+    ):
+        return "must be 3 or more [x, y] pairs, each from 0 to 1 (relative to the frame)"
+    return None
 
 
-TOPIC_RE = re.compile(r"^[A-Za-z0-9_/-]{1,64}$")
+Token = Annotated[str, checked(_token)]
+Url = Annotated[str, checked(_url)]
+CameraIds = Annotated[tuple[str, ...], checked(_camera_ids)]
+OptionalCameraIds = Annotated[tuple[str, ...], checked(lambda v: None if v == [] else _camera_ids(v))]
+Labels = Annotated[tuple[str, ...], checked(_labels)]
+OptionalLabels = Annotated[tuple[str, ...], checked(lambda v: None if v == [] else _labels(v))]
+EventTypes = Annotated[tuple[str, ...], checked(_event_types)]
+ZoneNames = Annotated[tuple[str, ...], checked(_zone_names)]
+Headers = Annotated[tuple[tuple[str, str], ...], checked(_headers, lambda v: tuple(sorted(v.items()))),
+                    WithJsonSchema({"type": "object", "additionalProperties": {"type": "string"}})]
+PolygonPoints = Annotated[Points, checked(_points, lambda v: tuple((float(x), float(y)) for x, y in v))]
+# a label set: ["*"] (or none given) is every label, stored as the empty set
+LabelSet = Annotated[frozenset[str], checked(_labels, lambda v: frozenset() if "*" in v else frozenset(v))]
 
 
-def _section(cls: type, table: Any, prefix: str) -> Any:
-    if not isinstance(table, Mapping):
-        raise ConfigError(prefix, table, "must be a table")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise ConfigError(f"{prefix}.{key}", value, f"unknown key; allowed: {', '.join(fields)}")
-        if "parse" in fields[key].metadata:
-            values[key] = fields[key].metadata["parse"](value, f"{prefix}.{key}")
-            continue
-        problem = fields[key].metadata["check"](value)
-        if problem:
-            raise ConfigError(f"{prefix}.{key}", value, problem)
-        if fields[key].type == "float":
-            value = float(value)
-        if key in ("level", "backend", "attach", "mode", "preset"):
-            value = value.lower()
-        if isinstance(value, list):
-            value = tuple(value)
-        if isinstance(value, Mapping):
-            value = tuple(sorted(value.items()))
-        values[key] = value
-    return cls(**values)
+def _span(info: FieldInfo) -> str:
+    lo = next((m.ge for m in info.metadata if isinstance(m, at.Ge)), None)
+    hi = next((m.le for m in info.metadata if isinstance(m, at.Le)), None)
+    return f" from {lo} to {hi}" if hi is not None and lo is not None else f" >= {lo}" if lo is not None else ""
+
+
+def _bare(annotation: Any) -> Any:
+    """The annotation without `| None` and `Annotated`."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+
+
+def allowed(info: FieldInfo) -> str:
+    """What a key takes, in words ("an integer from 0 to 65535", "one of off, events"), from its field."""
+    for m in info.metadata:
+        if isinstance(m, Allowed):
+            return m.text
+        if isinstance(m, _Checked) and m.check is not None:
+            return (m.check(_Probe()) or "any").removeprefix("must be ")
+    annotation = _bare(info.annotation)
+    if typing.get_origin(annotation) is Literal:
+        return "one of " + ", ".join(typing.get_args(annotation))
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "an integer" + _span(info)
+    if annotation is float:
+        return "a number" + _span(info)
+    if annotation is str:
+        return "a non-empty string" if any(getattr(m, "min_length", 0) for m in info.metadata) else "a string"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a table"
+    item = typing.get_args(annotation)[0] if typing.get_args(annotation) else None
+    if typing.get_origin(annotation) is tuple and isinstance(item, type) and issubclass(item, BaseModel):
+        return "a list of tables ([[...]] entries)"
+    if typing.get_origin(annotation) is dict:
+        return "a table of tables"
+    return "any"
+
+
+class _Probe:
+    """A value no check accepts: a check's complaint about it says what the key allows."""
+
+    def __repr__(self) -> str:
+        return "<probe>"

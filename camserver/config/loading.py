@@ -1,88 +1,86 @@
-"""Loading: a TOML file plus command-line overrides into one validated Config."""
+"""Loading: a TOML file plus command-line overrides into one validated Config, every mistake reported at once.
+
+pydantic finds every bad value in one pass; each of its errors becomes one line naming the dotted key
+(`events.zones[0].points`), the value, and what the key allows in camserver's words (checks.allowed),
+never pydantic's own ("Input should be ...").
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
-from .checks import ConfigError, _section
-from .checks import CAMERA_ID, _camera_ids, _table
-from .tables import CamerasConfig, CameraTables, Config, MotionConfig, NotifyConfig, WebhookConfig
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
-def _webhooks(entries: Any) -> tuple[WebhookConfig, ...]:
-    if not isinstance(entries, list):
-        raise ConfigError("webhooks", entries, "must be a list of tables ([[webhooks]])")
-    hooks = []
-    for i, entry in enumerate(entries):
-        key = f"webhooks[{i}]"
-        if isinstance(entry, Mapping) and "url" not in entry:
-            raise ConfigError(f"{key}.url", None, "is required")
-        hook = _section(WebhookConfig, entry, key)
-        if urlsplit(hook.url).username is not None and any(k.lower() == "authorization" for k, _ in hook.headers):
-            raise ConfigError(f"{key}.headers", "Authorization",
-                              "conflicts with the user:password in url; keep one of them")
-        hooks.append(hook)
-    return tuple(hooks)
+from .checks import ConfigError, Inline, allowed
+from .tables import Config
 
 
-def _notify(entries: Any) -> tuple[NotifyConfig, ...]:
-    """[[notify]] tables; a bad URL is named by its table and shown redacted (it holds secrets)."""
-    from .apprise_urls import redact, url_problem  # imports Apprise: only when used
-
-    if not isinstance(entries, list):
-        raise ConfigError("notify", "...", "must be a list of tables ([[notify]])")
-    groups = []
-    for i, entry in enumerate(entries):
-        key = f"notify[{i}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(key, type(entry).__name__, "must be a table")
-        urls = entry.get("urls")
-        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-            shown = ([redact(u) if isinstance(u, str) else type(u).__name__ for u in urls] if isinstance(urls, list)
-                     else redact(urls) if isinstance(urls, str) else type(urls).__name__)
-            raise ConfigError(f"{key}.urls", shown,
-                              'must be a non-empty list of Apprise URLs, e.g. ["ntfys://ntfy.sh/my-topic"]')
-        for n, url in enumerate(urls):
-            problem = url_problem(url)
-            if problem:
-                raise ConfigError(f"{key}.urls", redact(url), f"URL {n + 1}: {problem}")
-        group = _section(NotifyConfig, {k: v for k, v in entry.items() if k != "urls"}, key)
-        groups.append(dataclasses.replace(group, urls=tuple(urls)))
-    return tuple(groups)
+def _item(annotation: Any) -> Any:
+    """What a list, tuple, set or dict annotation holds (None when it is no container)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None) and a is not Ellipsis]
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list, frozenset, set) and args:
+        return args[0]
+    if origin is dict and args:
+        return args[-1]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:  # X | None
+        return _item(args[0])
+    return None
 
 
-def _check_notify_zones(config: Config) -> None:
-    known = {z.name for z in config.events.zones}
-    for i, group in enumerate(config.notify):
-        for zone in group.zones:
-            if zone not in known:
-                raise ConfigError(f"notify[{i}].zones", list(group.zones),
-                                  f"no [[events.zones]] is named {zone!r}; known: {', '.join(sorted(known)) or 'none'}")
+def _walk(loc: tuple[int | str, ...]) -> tuple[str, FieldInfo | None, type[BaseModel] | None]:
+    """The dotted key of a pydantic location, the field it ends at, and the model that holds that field."""
+    key, info, owner = "", None, None
+    annotation: Any = Config
+    for part in loc:
+        bare = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+        model = bare if isinstance(bare, type) and issubclass(bare, BaseModel) else None
+        if model is not None and isinstance(part, str):
+            owner, info = model, model.model_fields.get(part)
+            if info is None or not any(isinstance(m, Inline) for m in info.metadata):
+                key += f".{part}"
+            annotation = info.annotation if info is not None else None
+        elif typing.get_origin(bare) in (typing.Union, types.UnionType) and _item(bare) is None:
+            continue  # the member of a union pydantic tried (int, str, ...): not part of the key
+        else:  # an index into a list, or a key of a table of tables (a camera id, a label)
+            key += f"[{part}]" if isinstance(part, int) else f".{part}"
+            annotation = _item(bare)
+    return key.lstrip("."), info, owner
+
+
+def _problem(error: Mapping[str, Any]) -> tuple[str, Any, str]:
+    """One pydantic error as (dotted key, value, what is allowed)."""
+    key, info, owner = _walk(tuple(error["loc"]))
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "camserver":
+        return f"{key}{ctx['key']}".lstrip("."), ctx.get("shown", value), ctx["allowed"]
+    if kind == "extra_forbidden":
+        if owner is None or owner is Config:
+            return key, f"[{key}]", f"unknown table; allowed: {', '.join(Config.model_fields)}"
+        return key, value, f"unknown key; allowed: {', '.join(owner.model_fields)}"
+    if kind == "missing":
+        return key, None, "is required" + (f"; must be {allowed(info)}" if info is not None else "")
+    if kind in ("model_type", "model_attributes_type"):
+        return key, value, "must be a table"
+    return key, value, "must be " + allowed(info) if info is not None else error["msg"]
 
 
 def from_mapping(data: Mapping[str, Any]) -> Config:
-    """Build a Config from nested dicts (a parsed TOML file plus overrides)."""
-    sections = {f.name: f for f in dataclasses.fields(Config)}
-    built = {}
-    for name, table in data.items():
-        if name not in sections:
-            raise ConfigError(name, "[" + name + "]", f"unknown table; allowed: {', '.join(sections)}")
-        if name == "webhooks":
-            built[name] = _webhooks(table)
-            continue
-        if name == "notify":
-            built[name] = _notify(table)
-            continue
-        if name == "cameras":
-            built[name] = parse_cameras(table)
-            continue
-        built[name] = _section(sections[name].default_factory, table, name)  # type: ignore[misc]
-    config = Config(**built)
-    _check_notify_zones(config)
-    return config
+    """Build a Config from nested dicts (a parsed TOML file plus overrides). Raises ConfigError with every mistake."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems: dict[str, tuple[str, Any, str]] = {}
+        for error in exc.errors(include_url=False):
+            problem = _problem(error)
+            problems.setdefault(problem[0], problem)  # a union's members each complain: one line per key
+        first, *more = problems.values()
+        raise ConfigError(*first, more=tuple(more)) from None
 
 
 def load(path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
@@ -108,30 +106,6 @@ def load(path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None = 
     return from_mapping(data)
 
 
-def parse_cameras(table: Any, prefix: str = "cameras") -> CamerasConfig:
-    """[cameras]: `ids`, and a sub-table per camera id with `motion` and `settings` tables."""
-    if not isinstance(table, Mapping):
-        raise ConfigError(prefix, type(table).__name__, "must be a table")
-    ids = table.get("ids", [])
-    if problem := _camera_ids(ids):
-        raise ConfigError(f"{prefix}.ids", ids, problem)
-    tables = []
-    for camera, sub in table.items():
-        if camera == "ids":
-            continue
-        key = f"{prefix}.{camera}"
-        if problem := CAMERA_ID(camera):
-            raise ConfigError(key, f"[{key}]", "unknown key; allowed: ids, or a camera id with motion and settings "
-                              "tables ([cameras.door.motion])")
-        sub = _table(sub, key, (), ("motion", "settings"))
-        motion = sub.get("motion", {})
-        if isinstance(motion, Mapping) and "masks" in motion:
-            raise ConfigError(f"{key}.motion.masks", "...", "motion masks go in [[motion.masks]] with camera = ...")
-        parsed = _section(MotionConfig, motion, f"{key}.motion")  # validates and converts each key like [motion]
-        settings = sub.get("settings", {})
-        if not isinstance(settings, Mapping) or not all(isinstance(v, (bool, int, float, str)) for v in settings.values()):
-            raise ConfigError(f"{key}.settings", f"[{key}.settings]", "must be a table of board settings, "
-                              'e.g. brightness = 1, vflip = true, framesize = "SVGA"')
-        motion_keys = tuple(sorted((name, getattr(parsed, name)) for name in motion))
-        tables.append((camera, CameraTables(motion_keys, tuple(sorted(settings.items())))))
-    return CamerasConfig(tuple(ids), tuple(tables))
+def schema() -> dict[str, Any]:
+    """The JSON schema of config.toml, from the models (what `--config-schema` prints)."""
+    return Config.model_json_schema(mode="validation")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, Sequence
 
 import numpy as np
+
+from ..supervise import Spawn
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,25 @@ class Detector(Protocol):
         ...
 
 
+MAX_DETECTIONS = 300  # per frame, as ultralytics' max_det
+
+
+def bounded(detections: list[Detection], width: int, height: int) -> list[Detection]:
+    """A local model's detections made safe to draw and store: finite only, boxes clipped to the frame, 300 at most.
+
+    A broken or fp16-overflowing model can give NaN or infinite values; they never reach drawing or events.
+    """
+    out = []
+    for d in detections[:MAX_DETECTIONS]:
+        x1, y1, x2, y2 = d.box
+        if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)
+                and math.isfinite(d.confidence)):
+            continue
+        box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+        out.append(d if box == d.box else Detection(d.class_id, d.class_name, d.confidence, box))
+    return out
+
+
 class DetectorUnavailable(Exception):
     """A remote detector cannot take frames now (the service is unreachable or busy); the text says why."""
 
@@ -68,8 +90,8 @@ class AsyncDetector(Protocol):
         """Whether a batch may be sent now (connected, and a slot for one more batch in flight)."""
         ...
 
-    async def start(self) -> None:
-        """Connect if it can; never raises because the service is away."""
+    async def start(self, spawn: Spawn | None = None) -> None:
+        """Connect if it can (with `spawn`, its helper tasks are supervised); never raises because the service is away."""
         ...
 
     async def stop(self) -> None:

@@ -11,7 +11,6 @@ yolo11n.pt included, is what they asked for: it fails with one line and exit 3, 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from ..config import DetectConfig
@@ -27,7 +26,7 @@ def offline_fallback(d: DetectConfig) -> DetectConfig | None:
     """
     if d.model != DEFAULT_MODEL or Path(d.model).exists():
         return None  # another model, or a local yolo11n.pt that is broken: that error is the user's to see
-    return dataclasses.replace(d, model=FALLBACK_MODEL)
+    return d.model_copy(update={"model": FALLBACK_MODEL})
 
 
 def fallback_warning(reason: str) -> str:

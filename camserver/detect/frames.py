@@ -3,6 +3,7 @@ that run in a thread pool (OpenCV releases the GIL) and that tests call directly
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -34,8 +35,12 @@ def draw_detections(image: np.ndarray, detections: list[Detection]) -> np.ndarra
     thickness = max(round((h + w) / 2 * 0.003), 2)
     scale = thickness / 3
     for d in detections:
+        if not all(math.isfinite(v) for v in d.box):  # checked before (base.bounded); drawing must not raise
+            continue
         color = PALETTE[d.class_id % len(PALETTE)]
-        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+        # OpenCV takes int32 points: a box far outside the frame is drawn at its edge instead of overflowing
+        x1, x2 = (int(round(min(max(v, -1.0), w + 1.0))) for v in d.box[0::2])
+        y1, y2 = (int(round(min(max(v, -1.0), h + 1.0))) for v in d.box[1::2])
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
         label = f"{d.class_name} {d.confidence:.2f}"
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, max(thickness - 1, 1))

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..supervise import cancel_and_wait
-from .base import BackendInfo, Detection, Detector
+from .base import BackendInfo, Detection, Detector, bounded
 from .cores import usable_cores
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ class DetectorPool:
         self.stalls = 0
         self.frames = ThreadPoolExecutor(max_workers=max(2, usable_cores()), thread_name_prefix="frames")
         self._loading: set[asyncio.Task[None]] = set()
-        self._freed = asyncio.Event()
 
     @property
     def passthrough(self) -> bool:
@@ -86,7 +85,6 @@ class DetectorPool:
         assert self.factory is not None
         worker.detector = await asyncio.get_running_loop().run_in_executor(worker.executor, self.factory)
         worker.ready = True
-        self._freed.set()
 
     @property
     def info(self) -> BackendInfo | None:
@@ -115,22 +113,9 @@ class DetectorPool:
         ready = [w for w in self.workers if w.ready and w.inflight < WORKER_QUEUE]
         return min(ready, key=lambda w: w.inflight, default=None)
 
-    async def acquire(self) -> DetectorWorker | None:
-        """Wait for a worker with room in its queue and take a place; None while stalled with none free."""
-        while True:
-            worker = self.free_worker()
-            if worker is not None:
-                worker.inflight += 1
-                return worker
-            if self.stalled:
-                return None
-            self._freed.clear()
-            await self._freed.wait()
-
     def release(self, worker: DetectorWorker) -> None:
         """The worker finished a call."""
         worker.inflight -= 1
-        self._freed.set()
 
     def submit(self, worker: DetectorWorker, images: Sequence[np.ndarray]) -> InferenceCall:
         """Queue one batched inference on the worker's thread."""
@@ -140,7 +125,10 @@ class DetectorPool:
 
         def run() -> list[list[Detection]]:
             call.started = time.monotonic()
-            return detector.detect(images)
+            results = detector.detect(images)
+            if len(results) != len(images):  # the scheduler refuses the batch
+                return results
+            return [bounded(list(d), im.shape[1], im.shape[0]) for d, im in zip(results, images)]
 
         call.future = asyncio.get_running_loop().run_in_executor(worker.executor, run)
         return call
@@ -168,7 +156,6 @@ class DetectorPool:
         self.abandoned.append(worker.name)
         fresh = DetectorWorker()
         self.workers[self.workers.index(worker)] = fresh
-        self._freed.set()  # waiters see the stall and stop waiting
         task = asyncio.create_task(self._load_replacement(fresh))
         self._loading.add(task)
         task.add_done_callback(self._loading.discard)

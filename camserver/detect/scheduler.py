@@ -164,7 +164,7 @@ class DetectionScheduler:
         """Backend, device, precision, batch size in use, and recent batch figures."""
         info = self.remote.info if self.remote is not None else self.pool.info
         sizes, ms = self.batch_sizes, self.batch_ms
-        out = {
+        out: dict[str, Any] = {
             "backend": info.backend if info else "none",
             "device": info.device if info else None,
             "precision": info.precision if info else None,

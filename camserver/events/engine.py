@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..clock import steady
 from ..config import EventsConfig, StorageConfig
@@ -30,6 +30,7 @@ from .store import EventStore
 from .zones import by_camera
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_PENDING = 256  # frames waiting for the events thread before new ones are skipped
 SWEEP_EVERY_S = 1.0  # ends events of cameras that stopped sending frames but stay connected
@@ -39,11 +40,12 @@ class EventEngine:
     """Events for every camera: rules per camera, one store, one live feed."""
 
     def __init__(self, config: EventsConfig, storage: StorageConfig, database: Database,
-                 clock: Callable[[], float] = steady) -> None:
+                 clock: Callable[[], float] = steady, wall: Callable[[], float] | None = None) -> None:
         self.config = config
         self.database = database
         self.clock = clock  # steady time (sweeps, cameras going away, stop); labels come with the frames
-        self.store = EventStore(Path(storage.dir), storage.retain_days)
+        # an event's kept_at is keep-time less how long ago (by the wall clock; default: `clock`) it started
+        self.store = EventStore(Path(storage.dir), storage.retain_days, database.budget.keep_clock.now, wall or clock)
         self.feed = EventFeed()
         self.zones = by_camera(self.config.zones)
         self.rules: dict[str, CameraRules] = {}
@@ -65,12 +67,14 @@ class EventEngine:
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._housekeeping_task: asyncio.Task[None] | None = None
+        self.closed_at_start: list[tuple[str, str]] = []  # (camera, label) of the events start() closed
 
     async def start(self, spawn: Spawn) -> None:
         """Open the store (closing events a crash left open) and start the sweep of quiet cameras. Raises StorageError."""
         closed = await self._run(self.store.open, self.database.conn, self.clock())
+        self.closed_at_start = [(r["camera"], r["label"]) for r in closed]  # MQTT says their counts are 0
         if closed:
-            log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", closed)
+            log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", len(closed))
         self.database.attach(self._reattach)
         self.database.budget.add(self.store)  # its oldest events go first past retain_days or max_mb
         self._housekeeping_task = spawn("events", self._housekeeping(), "event-housekeeping")
@@ -261,7 +265,7 @@ class EventEngine:
 
     # --- on the loop ----------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def _submit(self, fn: Callable[..., list[Change]], *args: Any) -> asyncio.Future[list[Change]]:

@@ -6,11 +6,11 @@ missed, as long as it is still in the history; nothing queues per client.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from .. import jsonsafe
 from ..hub import Signal
 
 HISTORY = 1000  # changes kept for clients that reconnect
@@ -37,7 +37,7 @@ class EventFeed:
     def publish(self, kind: str, data: dict[str, Any]) -> FeedItem:
         """Add a change and wake every reader."""
         self.last_id += 1
-        item = FeedItem(self.last_id, kind, data, json.dumps(data).encode())
+        item = FeedItem(self.last_id, kind, data, jsonsafe.dumps(data, "an event change").encode())
         self.items.append(item)
         self._signal.touch()
         return item

@@ -29,7 +29,7 @@ import secrets
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..config import EventsConfig, ZoneConfig
 from ..detect.base import Detection
@@ -171,7 +171,7 @@ def moved(anchor: Box, box: Box) -> bool:
     return (sw > 1 + SCALE_TOLERANCE and sh > 1 + SCALE_TOLERANCE) or (sw < 1 - SCALE_TOLERANCE and sh < 1 - SCALE_TOLERANCE)
 
 
-def touches_edge(box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
+def touches_edge(box: Sequence[float], size: tuple[int, int]) -> bool:
     """Whether the frame's edge cuts the box."""
     return box[0] <= EDGE_PX or box[1] <= EDGE_PX or box[2] >= size[0] - EDGE_PX or box[3] >= size[1] - EDGE_PX
 
@@ -396,7 +396,7 @@ class CameraRules:
         """The frame, if it is a clearly better picture of the object than the one kept."""
         cut = touches_edge(track.box, size)
         if event.has_snapshot:
-            kept_cut = touches_edge(tuple(event.snapshot_box or ()), size) if event.snapshot_box else True
+            kept_cut = touches_edge(event.snapshot_box, size) if event.snapshot_box else True
             better = (kept_cut and not cut) or (cut == kept_cut and track.score >= event.snapshot_score + SNAPSHOT_GAIN)
             if not better:
                 return None

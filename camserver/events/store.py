@@ -16,9 +16,11 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from .. import jsonsafe
 from ..storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,16 @@ CREATE TABLE IF NOT EXISTS events (
     zones TEXT NOT NULL,          -- ",porch,drive," : every zone entered, for the zone filter
     has_snapshot INTEGER NOT NULL,
     updated_at REAL NOT NULL,
-    data TEXT NOT NULL            -- the whole record as JSON
+    data TEXT NOT NULL,           -- the whole record as JSON
+    kept_at REAL                  -- keep-time (storage/keepclock.py) of its start: retention by age
 );
 CREATE INDEX IF NOT EXISTS events_start ON events (start_time);
 """
+# Retention's order is the rowid: the order events were stored in (an update keeps it, a new row gets
+# one above every row there is; VACUUM renumbers in the same order), never a clock label. A table of
+# an earlier version gets kept_at by ALTER TABLE alone (no row rewritten); its rows' NULL reads as
+# their start label (a new database's keep-time starts at the wall-clock time).
+KEPT_AT = "COALESCE(kept_at, start_time)"
 
 DAY_S = 86400.0
 # bytes a row takes besides its text columns: numbers, record header, cell pointer, two index entries
@@ -49,8 +57,11 @@ class EventStore:
     name = "events"  # as a kind of the storage budget
     tables = ("events",)
 
-    def __init__(self, directory: Path, retain_days: float) -> None:
+    def __init__(self, directory: Path, retain_days: float, keep_clock: Callable[[], float] | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.directory = directory
+        self.keep_clock = keep_clock  # None: keep-time is the wall clock (a store of its own, in tests)
+        self.wall = wall
         self.snapshots = directory / "snapshots"
         self.retain_s = retain_days * DAY_S
         self.db: sqlite3.Connection | None = None
@@ -59,8 +70,8 @@ class EventStore:
         self._file_bytes = 0  # every file in snapshots/, kept up to date (a scan only when attached)
         self._unswept: list[str] = []  # names in snapshots/ not yet checked for a row
 
-    def open(self, db: sqlite3.Connection, now: float) -> int:
-        """Attach to `db` and close the events a crash left open. Returns how many.
+    def open(self, db: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
+        """Attach to `db` and close the events a crash left open. Returns their records.
 
         Raises:
             StorageError: the snapshot folder cannot be created.
@@ -68,12 +79,14 @@ class EventStore:
         self.attach(db)
         assert self.db is not None
         left_open = self.db.execute("SELECT id, data, updated_at FROM events WHERE end_time IS NULL").fetchall()
-        for event_id, data, updated_at in left_open:
+        closed = []
+        for _id, data, updated_at in left_open:
             record = json.loads(data)
             # its last change's label; never before its start (a row from before labels were measured so)
             record["end_time"], record["end_reason"] = max(updated_at, record["start_time"]), "server restart"
             self.save(record, None, updated_at)
-        return len(left_open)
+            closed.append(record)
+        return closed
 
     def attach(self, db: sqlite3.Connection) -> None:
         """Use `db` (a new file too): the table, the snapshot folder, its size; every file is to be swept.
@@ -93,6 +106,8 @@ class EventStore:
             raise StorageError(f"{self.snapshots}: {exc}") from None
         self.db = db
         self.db.executescript(SCHEMA)
+        if "kept_at" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
+            db.execute("ALTER TABLE events ADD COLUMN kept_at REAL")
         self._file_bytes, self._unswept, self._swept_now = total, names, 0
 
     def snapshot_path(self, event_id: str) -> Path:
@@ -116,11 +131,18 @@ class EventStore:
             replaced = _size(path)
             os.replace(tmp, path)  # a reader never sees half a file
             self._file_bytes += len(snapshot) - replaced
+        # its start in keep-time: now, less how long ago (by the wall clock) it started, for an event stored late
+        kept_at = (record["start_time"] if self.keep_clock is None
+                   else self.keep_clock() - max(0.0, self.wall() - record["start_time"]))
         self.db.execute(
-            "INSERT OR REPLACE INTO events (id, camera, label, start_time, end_time, zones, has_snapshot, updated_at, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (id, camera, label, start_time, end_time, zones, has_snapshot, updated_at, data,"
+            " kept_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET camera = excluded.camera, label = excluded.label,"
+            " start_time = excluded.start_time, end_time = excluded.end_time, zones = excluded.zones,"
+            " has_snapshot = excluded.has_snapshot, updated_at = excluded.updated_at, data = excluded.data",
             (record["id"], record["camera"], record["label"], record["start_time"], record["end_time"],
-             "," + ",".join(record["entered_zones"]) + ",", int(record["has_snapshot"]), now, json.dumps(record)),
+             "," + ",".join(record["entered_zones"]) + ",", int(record["has_snapshot"]), now,
+             jsonsafe.dumps(record, "an event record"), kept_at),
         )
     def get(self, event_id: str) -> dict[str, Any] | None:
         """One event, or None."""
@@ -212,27 +234,28 @@ class EventStore:
         return bool(self._unswept)
 
     def expire(self, now: float, limit: int) -> int:
-        """Remove up to `limit` ended events that started more than retain_days ago; returns how many."""
+        """Remove up to `limit` ended events that started more than retain_days ago (`now`, `kept_at`: keep-time)."""
         assert self.db is not None
-        rows = self.db.execute("SELECT id FROM events WHERE start_time < ? AND end_time IS NOT NULL"
-                               " ORDER BY start_time LIMIT ?", (now - self.retain_s, limit)).fetchall()
+        rows = self.db.execute(f"SELECT id FROM events WHERE {KEPT_AT} < ? AND end_time IS NOT NULL"
+                               " ORDER BY rowid LIMIT ?", (now - self.retain_s, limit)).fetchall()
         return self._delete([event_id for (event_id,) in rows])
 
     def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
         """Remove the oldest ended events, about `need` bytes of rows and snapshots, at most `limit`; returns how many.
 
-        With `keep_newest_day`, events that started less than a day before the newest one stay.
+        With `keep_newest_day`, events that started less than a day before the newest one stay. Both the
+        order (rowid, the order they were stored in) and the day (keep-time) are immune to clock steps.
         """
         assert self.db is not None
         before = float("inf")
         if keep_newest_day:
-            newest = self.db.execute("SELECT max(start_time) FROM events").fetchone()[0]
+            newest = self.db.execute(f"SELECT {KEPT_AT} FROM events ORDER BY rowid DESC LIMIT 1").fetchone()
             if newest is None:
                 return 0
-            before = newest - DAY_S
+            before = newest[0] - DAY_S
         rows = self.db.execute(
             "SELECT id, length(data) + length(zones) + 2 * length(id) + length(camera) + length(label)"
-            " FROM events WHERE end_time IS NOT NULL AND start_time < ? ORDER BY start_time, id LIMIT ?",
+            f" FROM events WHERE end_time IS NOT NULL AND {KEPT_AT} < ? ORDER BY rowid LIMIT ?",
             (before, limit)).fetchall()
         chosen, freed = [], 0
         for event_id, row_bytes in rows:

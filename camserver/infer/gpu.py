@@ -104,7 +104,7 @@ class DeviceJpegDetector:
             xyxy[:, [0, 2]] = ((xyxy[:, [0, 2]] - left) / (new_w / w)).clamp(0, w)
             xyxy[:, [1, 3]] = ((xyxy[:, [1, 3]] - top) / (new_h / h)).clamp(0, h)
             per_image[i] = [
-                Detection(int(c), str(names.get(int(c), c)), float(s), tuple(b))  # type: ignore[arg-type]
+                Detection(int(c), str(names.get(int(c), c)), float(s), tuple(b))
                 for b, c, s in zip(xyxy.cpu().tolist(), boxes.cls.cpu().tolist(), boxes.conf.cpu().tolist())
             ]
         return per_image, sizes

@@ -161,4 +161,4 @@ def forward_server_log() -> None:
     """Send Triton's output to logging instead of stdout plus an ever-growing string (see above)."""
     from pytriton.server import triton_server
 
-    triton_server.TritonServer._record_logs = _forward_server_line  # type: ignore[method-assign]
+    triton_server.TritonServer._record_logs = _forward_server_line

@@ -5,6 +5,13 @@ merges the requests of every camserver instance into batches of up to `--max-bat
 waiting at most `--max-queue-delay-ms` for more, and `--instances` model instances run batches
 side by side. The model and its backend are chosen exactly as camserver chooses its local one.
 
+Each JPEG is checked as camserver's ingest checks it (JPEG only, `--max-frame-bytes`,
+`--max-width`, `--max-height`) before anything decodes it; one that fails is refused on its own.
+It listens on 127.0.0.1 unless told otherwise; with a token (`--token-file`, or the environment
+variable CAMSERVER_INFER_TOKEN) every API but health needs it in Triton's `triton-access-token`
+header, which camserver sends from `detect.triton_token`. Listening beyond loopback with no token
+is allowed, with a warning at every start.
+
 Exit codes: 0 clean stop, 2 bad flags, 3 could not start (model, PyTriton, environment).
 """
 
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,12 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import BACKENDS, ConfigError, DetectConfig, from_mapping
+from ..config import BACKENDS, ConfigError, DetectConfig, IngestConfig, from_mapping
 from ..detect.base import Detector, ModelLoadError
 from ..detect.cores import usable_cores
 from ..detect.backends import triton_contract as contract
+from ..detect.backends.ultralytics import UltralyticsDetector
+from ..integrations.lan import is_loopback
 from . import gpu, pytriton_env
-from .model import JpegModel, class_names
+from .model import FrameLimits, JpegModel, class_names
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,11 @@ EXIT_STARTUP = 3
 CPU_MAX_BATCH = 8
 CUDA_MAX_BATCH = 32
 EXIT_TIMEOUT_S = 5  # Triton waits this long for in-flight requests when stopping (its default is 30)
+LIMITS = FrameLimits()  # camserver's ingest defaults
+TOKEN_ENV = "CAMSERVER_INFER_TOKEN"
+# with a token, every API needs it but health (liveness and readiness probes)
+TOKEN_ENDPOINTS = ["metadata", "inference", "shared-memory", "model-config", "model-repository", "statistics",
+                   "trace", "logging"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--cache-dir", default="", help="exported models (default ~/.cache/camserver)")
     p.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME, help="the Triton model name (default detector)")
-    p.add_argument("--host", default="0.0.0.0", help="address Triton's gRPC and HTTP listeners bind (default 0.0.0.0)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address Triton's gRPC and HTTP listeners bind (default 127.0.0.1; 0.0.0.0 for the LAN)")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help=f"file holding the access token clients must send (default: ${TOKEN_ENV}; none: no token)")
+    p.add_argument("--max-frame-bytes", type=int, default=LIMITS.max_bytes,
+                   help=f"JPEGs larger are refused, as camserver's ingest.max_frame_bytes (default {LIMITS.max_bytes})")
+    p.add_argument("--max-width", type=int, default=LIMITS.max_width,
+                   help=f"JPEGs wider are refused before decoding (default {LIMITS.max_width})")
+    p.add_argument("--max-height", type=int, default=LIMITS.max_height,
+                   help=f"JPEGs taller are refused before decoding (default {LIMITS.max_height})")
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--metrics-port", type=int, default=8002, help="Triton's Prometheus metrics")
@@ -75,6 +99,44 @@ def detect_config(args: argparse.Namespace) -> DetectConfig:
     return from_mapping({"detect": table}).detect
 
 
+def frame_limits(args: argparse.Namespace) -> FrameLimits:
+    """The JPEG limits, checked with the ranges of camserver's [ingest] table. Raises ConfigError."""
+    table = {"max_frame_bytes": args.max_frame_bytes, "max_width": args.max_width, "max_height": args.max_height}
+    ingest: IngestConfig = from_mapping({"ingest": table}).ingest
+    return FrameLimits(ingest.max_frame_bytes, ingest.max_width, ingest.max_height)
+
+
+def access_token(args: argparse.Namespace) -> str:
+    """The access token from --token-file or the environment; "" for none. Raises ConfigError."""
+    if args.token_file is not None:
+        try:
+            token: str = args.token_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("--token-file", str(args.token_file), f"cannot be read ({exc})") from None
+        if not token:
+            raise ConfigError("--token-file", str(args.token_file), "is empty")
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+    if token and (len(token) < 8 or any(c.isspace() or not c.isprintable() for c in token)):
+        raise ConfigError("--token-file" if args.token_file else TOKEN_ENV, "(hidden)",
+                          "must be at least 8 characters without spaces")
+    return token
+
+
+def security_config(token: str, host: str) -> Any:
+    """PyTriton's token restriction: with a token, every API but health; without, only the admin ones."""
+    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, TritonSecurityConfig
+
+    if token:
+        return TritonSecurityConfig(access_token=token, restricted_endpoints=TOKEN_ENDPOINTS)
+    if not is_loopback(host):
+        log.warning("the service listens on %s with no token: anyone who reaches it can run inference on any "
+                    "picture and read its model; set --token-file (and detect.triton_token in camserver)", host)
+    # PyTriton guards every admin endpoint with a random token; statistics (counts and times per
+    # model, read-only) stay open so that camserver can show the batch size the service forms
+    return TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"])
+
+
 def preferred_sizes(max_batch: int, given: Sequence[int] | None) -> list[int]:
     """The batcher's preferred batch sizes: as given (capped), or 4, 8, ... up to max_batch."""
     if given:
@@ -86,7 +148,8 @@ def preferred_sizes(max_batch: int, given: Sequence[int] | None) -> list[int]:
     return sizes + [max_batch]
 
 
-def load_models(d: DetectConfig, instances: int, decode: str) -> tuple[list[JpegModel], str, ThreadPoolExecutor]:
+def load_models(d: DetectConfig, instances: int, decode: str,
+                limits: FrameLimits = FrameLimits()) -> tuple[list[JpegModel], str, ThreadPoolExecutor]:
     """`instances` detectors loaded as camserver loads its own, wrapped to take JPEGs.
 
     Returns the models, where decoding runs ("cpu (OpenCV)" or the device), and the decode pool.
@@ -107,10 +170,10 @@ def load_models(d: DetectConfig, instances: int, decode: str) -> tuple[list[Jpeg
             raise ModelLoadError("--decode gpu needs the torch backend on CUDA and torchvision with decode_jpeg")
         jpeg_gpu = None
         if use_gpu:
-            model = getattr(detector, "model")
-            jpeg_gpu = gpu.DeviceJpegDetector(model, getattr(detector, "predict_args"), d.imgsz, device)
+            assert isinstance(detector, UltralyticsDetector)  # on_gpu: the torch backend
+            jpeg_gpu = gpu.DeviceJpegDetector(detector.model, detector.predict_args, d.imgsz, device)
             where = f"{device} (torchvision decode_jpeg)"
-        model = JpegModel(detector, decoders, jpeg_gpu)
+        model = JpegModel(detector, decoders, jpeg_gpu, limits)
         warm_up(model)
         models.append(model)
     return models, where, decoders
@@ -155,6 +218,7 @@ def bind(triton: Any, name: str, models: list[JpegModel], max_batch: int, args: 
             Tensor(name=contract.DETECTIONS, dtype=np.float32, shape=(-1, 6)),
             Tensor(name=contract.COUNT, dtype=np.int32, shape=(1,)),
             Tensor(name=contract.SIZE, dtype=np.int32, shape=(2,)),
+            Tensor(name=contract.ERROR, dtype=np.bytes_, shape=(1,)),
         ],
         config=ModelConfig(max_batch_size=max_batch, batcher=batcher),
         strict=False,
@@ -182,12 +246,14 @@ def serve(args: argparse.Namespace) -> int:
             return EXIT_STARTUP
     try:
         d = detect_config(args)
+        limits = frame_limits(args)
+        token = access_token(args)
     except ConfigError as exc:
         print(f"camserver-infer: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     log.info("loading model %s (%d instance%s)", d.model, args.instances, "s" if args.instances > 1 else "")
     try:
-        models, decode_where, decoders = load_models(d, args.instances, args.decode)
+        models, decode_where, decoders = load_models(d, args.instances, args.decode, limits)
     except ModelLoadError as exc:
         print(f"camserver-infer: {exc}", file=sys.stderr)
         return EXIT_STARTUP
@@ -195,7 +261,7 @@ def serve(args: argparse.Namespace) -> int:
     max_batch = args.max_batch or (CUDA_MAX_BATCH if info.device.startswith("cuda") else CPU_MAX_BATCH)
 
     pytriton_env.configure_triton_child(stub_env)
-    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
+    from pytriton.triton import Triton, TritonConfig
 
     config = TritonConfig(
         http_address=args.host, http_port=args.http_port, grpc_address=args.host, grpc_port=args.grpc_port,
@@ -205,10 +271,7 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    # PyTriton guards every admin endpoint with a random token; statistics (counts and times per
-    # model, read-only) stay open so that camserver can show the batch size the service forms
-    security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"])
-    triton = Triton(config=config, workspace=args.workspace, security_config=security)
+    triton = Triton(config=config, workspace=args.workspace, security_config=security_config(token, args.host))
     try:
         bind(triton, args.model_name, models, max_batch, args)
         triton.run()
@@ -218,9 +281,10 @@ def serve(args: argparse.Namespace) -> int:
         decoders.shutdown(wait=False)
         return EXIT_STARTUP
     log.info("serving model %s as %r: grpc://%s:%d http://%s:%d (%s on %s, %s; decode on %s; max batch %d, "
-             "%d instance%s, queue delay %.1f ms)", d.model, args.model_name, args.host, args.grpc_port, args.host,
+             "%d instance%s, queue delay %.1f ms; JPEGs up to %dx%d and %d bytes; %s)", d.model, args.model_name, args.host, args.grpc_port, args.host,
              args.http_port, info.backend, info.device, info.precision, decode_where, max_batch, args.instances,
-             "s" if args.instances > 1 else "", args.max_queue_delay_ms)
+             "s" if args.instances > 1 else "", args.max_queue_delay_ms, limits.max_width, limits.max_height,
+             limits.max_bytes, "token required" if token else "no token")
     code = 0
     while not stop.wait(1.0):
         if not triton.is_alive():

@@ -128,6 +128,17 @@ def validate_control(body: Any) -> dict[str, Any]:
     return {key: check_setting(key, value) for key, value in body.items()}
 
 
+def for_log(message: dict[str, Any]) -> dict[str, Any]:
+    """A control message as it may be logged: an update message without its one-time link.
+
+    The link's token is the only secret guarding the image (which holds the Wi-Fi password and the
+    camera token): it is never logged, at any level; the size and MD5 say which image went out.
+    """
+    if not is_ota(message):
+        return message
+    return {k: v for k, v in message.items() if k != "ota_url"}
+
+
 def is_ota(body: Any) -> bool:
     """Whether a message from the server is an update message (it names any ota_ key)."""
     return isinstance(body, dict) and any(k in body for k in OTA_KEYS)
@@ -151,4 +162,4 @@ def validate_ota(body: Any) -> dict[str, Any]:
         raise ControlError("ota_md5 must be 32 lower-case hex digits", "ota_md5")
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ControlError("ota_size must be a positive integer", "ota_size")
-    return body
+    return dict(body)

@@ -9,7 +9,7 @@ import re
 import weakref
 from collections import Counter
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -21,6 +21,8 @@ from websockets.protocol import Protocol
 from ..auth import presented_token, same_secret
 from ..config import IngestConfig
 from ..hub import Camera, CameraHub, HubFull
+from .connection import MAX_MARKS, TEXTS_PER_S, CameraConnection, TextPacer
+from .control import for_log
 from .jpeg import BadFrame, inspect_jpeg
 from .keepalive import keep_alive
 from ..logsafe import ThrottledLog, printable
@@ -54,6 +56,7 @@ class CameraIngest:
         # every later JSON status is passed on
         self.on_hello: Callable[[str, dict[str, Any] | None], dict[str, Any] | None] | None = None
         self.on_status: Callable[[str, dict[str, Any]], None] | None = None
+        self._marks = 0
 
     async def start(self) -> int:
         """Listen; returns the bound port (useful with port 0)."""
@@ -62,6 +65,7 @@ class CameraIngest:
             self.config.host,
             self.config.port,
             process_request=self._check_request,
+            create_connection=CameraConnection,
             max_size=self.config.max_frame_bytes,
             open_timeout=self.config.handshake_timeout_s,
             # the library's keepalive pings random bytes, which the ESP32 library cannot always
@@ -72,7 +76,7 @@ class CameraIngest:
             max_queue=4,  # frames buffered per camera before TCP pushes back
             compression=None,  # JPEG does not compress; deflate only costs CPU
         )
-        return self.server.sockets[0].getsockname()[1]
+        return int(self.server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         """Stop accepting and close every camera with 1001 (going away)."""
@@ -96,7 +100,37 @@ class CameraIngest:
                 await ws.send(json.dumps({"type": "control", **message}))
         except (ConnectionClosed, TimeoutError):
             return False
-        log.info("camera %s: sent control %s", cam.id, message)
+        log.info("camera %s: sent control %s", cam.id, for_log(message))
+        return True
+
+    async def after_pending(self, cam: Camera, callback: Callable[[], None], timeout_s: float = 5.0) -> bool:
+        """Ping the camera; once every message it sent before its pong is handled, call `callback`.
+
+        The camera answers a ping after reading everything sent before it, so a message handled after
+        `callback` ran was sent once the camera had read them (an update message, say). `callback` runs
+        on the loop before the next message is handled. False (and no call) when the camera is not
+        connected or sends no pong within `timeout_s`.
+        """
+        ws = cam.connection
+        if not isinstance(ws, CameraConnection) or len(ws.pong_marks) >= MAX_MARKS:
+            return False
+        self._marks += 1
+        payload = b"mk%d" % self._marks  # ASCII, no NUL: the ESP32 library echoes it intact (keepalive.py)
+        ws.pong_marks[payload] = -1
+        try:
+            pong = await ws.ping(payload)
+            async with asyncio.timeout(timeout_s):
+                await pong
+        except (ConnectionClosed, TimeoutError):
+            return False
+        finally:
+            mark = ws.pong_marks.pop(payload, -1)
+        if mark < 0:  # acknowledged by a later ping's pong: what has come in by now came before that
+            mark = ws.received
+        if ws.handled >= mark:
+            callback()
+        else:
+            ws.at_handled.setdefault(mark, []).append(callback)
         return True
 
     def camera_id_for(self, path: str) -> str | None:
@@ -144,6 +178,7 @@ class CameraIngest:
         log.info("camera %s connected from %s", camera_id, _peer(ws))
         keepalive = asyncio.create_task(self._keep_alive(cam, ws), name=f"keepalive-{camera_id}")
         texts = bad_in_row = 0  # rejected frames since the last good one, on this connection
+        pacer = TextPacer()
         try:
             async for message in ws:
                 if isinstance(message, bytes):
@@ -154,8 +189,15 @@ class CameraIngest:
                         await ws.close(CloseCode.POLICY_VIOLATION, "too many bad frames")
                         break
                 else:
+                    if (wait := pacer.delay()) > 0:
+                        cam.texts_paced += 1
+                        self._bad_frames.warning(f"texts-{cam.id}", "camera %s: over %g text messages a second; "
+                                                 "reading it more slowly", cam.id, TEXTS_PER_S)
+                        await asyncio.sleep(wait)
                     self._on_text(cam, message, first=texts == 0)
                     texts += 1
+                if isinstance(ws, CameraConnection):
+                    ws.message_handled()
         except ConnectionClosedError as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 cam.reject("too_big")
@@ -213,7 +255,7 @@ class CameraIngest:
         if first:
             cam.hello = parsed if isinstance(parsed, dict) else printable(text, MAX_STATUS_CHARS)
             log.info("camera %s says hello: %s", cam.id, printable(text))
-        else:
+        elif log.isEnabledFor(logging.DEBUG):
             log.debug("camera %s: %s", cam.id, printable(text))
         if isinstance(parsed, dict):
             cam.status = parsed
@@ -224,14 +266,14 @@ class CameraIngest:
         elif not first and isinstance(parsed, dict) and self.on_status is not None:
             self.on_status(cam.id, parsed)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
 
 # Why a camera connection ended, by the close frames seen; our own closes name their reason.
-_SENT_REASONS = {CloseCode.GOING_AWAY: "shutdown", CloseCode.MESSAGE_TOO_BIG: "too_big"}
+_SENT_REASONS: dict[int, str] = {CloseCode.GOING_AWAY: "shutdown", CloseCode.MESSAGE_TOO_BIG: "too_big"}
 
 
 def close_reason(protocol: Protocol) -> str:

@@ -8,6 +8,7 @@ has on its LAN, found without sending anything and without internet.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from typing import Callable, Sequence
 
@@ -45,7 +46,7 @@ def lan_address() -> str:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect(ROUTE_PROBE)
-            address = probe.getsockname()[0]
+            address = str(probe.getsockname()[0])
         if _usable(address):
             return address
     except OSError:
@@ -92,3 +93,10 @@ def startup_lines(camera_host: str, ws_port: int, page_host: str, http_port: int
         lines.append("only this machine can reach these addresses: to let boards and phones in, set "
                      "ingest.host and http.host to \"0.0.0.0\" and connect this machine to the LAN")
     return lines
+
+
+def listen_error(exc: OSError, side: str, host: str, port: int, flag: str, key: str) -> str:
+    """One line: which listener could not open, why, and the flag and config key that move it."""
+    why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own text repeats every address tried
+    return (f"cannot listen on {host}:{port} for the {side}s: {why}; choose another port with "
+            f"{flag} PORT (or {key} in config.toml; with make: make run ARGS=\"{flag} PORT\")")

@@ -87,10 +87,14 @@ class CamserverCollector:
                     gauge = GaugeMetricFamily(f"camserver_inference_service_{name}", doc, labels=["url"])
                     gauge.add_metric(url, service[key] * scale)
                     yield gauge
-            failures = CounterMetricFamily("camserver_inference_service_failures", "Requests that failed",
-                                           labels=["url"])
-            failures.add_metric(url, service["failures"])
-            yield failures
+            for key, name, doc in (
+                ("failures", "failures", "Requests that failed"),
+                ("bad_answers", "bad_answers", "Answers that broke the contract (also counted as failures)"),
+                ("frames_refused", "frames_refused", "JPEGs the service refused for its size limits"),
+            ):
+                counter = CounterMetricFamily(f"camserver_inference_service_{name}", doc, labels=["url"])
+                counter.add_metric(url, service.get(key, 0))
+                yield counter
 
 
 class Metrics:
@@ -98,7 +102,7 @@ class Metrics:
 
     def __init__(self, sources: MetricSources) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(CamserverCollector(sources))  # type: ignore[arg-type]
+        self.registry.register(CamserverCollector(sources))
         self.inference_seconds = Histogram(
             "camserver_inference_seconds", "Time of one inference call (a batch)", registry=self.registry,
             buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56),

@@ -179,6 +179,7 @@ class Notifier:
         clip_path: ClipPath | None = None,
         clock: Callable[[], float] = time.monotonic,
         retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+        muted: Callable[[str], bool] = lambda camera: False,
     ) -> None:
         self.groups = [Group(i, c) for i, c in enumerate(configs)]
         self.public_url = public_url.rstrip("/")
@@ -186,6 +187,8 @@ class Notifier:
         self.clip_path = clip_path
         self.clock = clock
         self.retry_delays_s = retry_delays_s
+        self.muted = muted  # camera id -> its notifications are held now (integrations/mute.py)
+        self.held = 0  # notifications a mute held back
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = ThrottledLog(log, interval_s=60.0)
         if clip_path is None and any(c.clip for c in configs):
@@ -218,6 +221,10 @@ class Notifier:
                 continue
             if change.type == "update" and not group.config.zones:
                 continue  # without zones only `new` notifies
+            if self.muted(after["camera"]):
+                group.decide(event_id, False)  # held, not postponed: unmuting never sends a late burst
+                self.held += 1
+                continue
             key, now = (after["camera"], after["label"]), self.clock()
             last = group.last_sent.get(key)
             if last is not None and now - last < group.config.cooldown_s:
@@ -253,7 +260,8 @@ class Notifier:
 
     async def start(self, spawn: Spawn) -> None:
         """One delivery task per target."""
-        self._tasks = [spawn("notifications", t.outbox.serve(partial(self._deliver, t)), f"notify-{t.label}") for t in self.targets]
+        self._tasks = [spawn("notifications", partial(t.outbox.serve, partial(self._deliver, t)), f"notify-{t.label}",
+                             restart=True) for t in self.targets]
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued for up to `grace_s` (the events ended at shutdown), then stop."""
@@ -305,7 +313,8 @@ class Notifier:
         from apprise.attachment.file import AttachFile
         from apprise.attachment.memory import AttachMemory
 
-        body, attach = notice.body, None
+        body = notice.body
+        attach: AttachFile | AttachMemory | None = None
         try:
             if notice.kind == "clip":
                 path = self.clip_path(notice.record["id"]) if self.clip_path else None

@@ -74,7 +74,7 @@ class WebhookSender:
         if not self.hooks:
             return
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
-        self._tasks = [spawn("webhooks", h.outbox.serve(partial(self._deliver, h)), f"webhook-{i}") for i, h in enumerate(self.hooks)]
+        self._tasks = [spawn("webhooks", partial(h.outbox.serve, partial(self._deliver, h)), f"webhook-{i}", restart=True) for i, h in enumerate(self.hooks)]
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued (the events ended at shutdown) for up to `grace_s`, then stop."""

@@ -3,8 +3,9 @@
 from .buffer import PreCaptureBuffer
 from .encoder import ClipWriter, EncodeSettings, JpegDecoder, Probe, probe, remux
 from .export import export_span
+from .exporter import ClipFile
 from .index import RecordingIndex, recording_path
-from .recorder import ClipFile, Recorder
+from .recorder import Recorder
 from .recovery import RecoveryReport, recover
 
 __all__ = ["ClipFile", "ClipWriter", "EncodeSettings", "JpegDecoder", "PreCaptureBuffer", "Probe", "Recorder",

@@ -18,6 +18,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Iterator
 
 import av
 from av.video.frame import PictureType
@@ -129,7 +130,7 @@ class ClipWriter:
         self.last_key: float | None = None
         self.frames = 0
         self.keyframes = 0
-        self._pending: av.Packet | None = None  # muxed when the next packet gives its duration
+        self._pending: av.Packet[Any] | None = None  # muxed when the next packet gives its duration
 
     def write(self, jpeg: bytes, when: float) -> bool:
         """Add a frame that arrived at `when` (wall-clock seconds). False: it does not decode (skipped).
@@ -149,7 +150,7 @@ class ClipWriter:
         if self.container is None:
             self._open(frame.width, frame.height, when)
         elif (frame.width, frame.height) != self.size:
-            raise SizeChanged(f"{frame.width}x{frame.height} in a {self.size[0]}x{self.size[1]} file")
+            raise SizeChanged(f"{frame.width}x{frame.height} in a {'x'.join(map(str, self.size or ()))} file")
         assert self.stream is not None and self.start is not None
         pts = max(round((when - self.start) * 1000), self.last_pts + MIN_FRAME_MS)
         if self.last_time is not None:
@@ -184,10 +185,10 @@ class ClipWriter:
         self.size = (width, height)
         self.start = when
 
-    def _mux(self, packet: av.Packet) -> None:
+    def _mux(self, packet: av.Packet[Any]) -> None:
         assert self.container is not None
         if self._pending is not None:
-            self._pending.duration = max(packet.pts - self._pending.pts, MIN_FRAME_MS)
+            self._pending.duration = max((packet.pts or 0) - (self._pending.pts or 0), MIN_FRAME_MS)  # pts: ours, set
             self.container.mux(self._pending)
         self._pending = packet
 
@@ -200,7 +201,7 @@ class ClipWriter:
         """
         if self.container is None:
             return None
-        assert self.stream is not None and self.start is not None and self.last_time is not None
+        assert self.stream is not None and self.start is not None and self.last_time is not None and self.size
         try:
             for packet in self.stream.encode(None):
                 self._mux(packet)
@@ -238,7 +239,7 @@ class Probe:
     height: int
 
 
-def _packets(path: Path):
+def _packets(path: Path) -> Iterator[tuple[Any, Any]]:  # av types pts as optional: ours always have one
     """The video packets of a file, in order, up to the last complete one (a truncated tail ends the list).
 
     A file not there (yet: its index row comes first; or no longer), or without a complete header, has none.

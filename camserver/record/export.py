@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import av
 
@@ -41,14 +43,15 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
     out = out_stream = None
     reference: tuple[int, int, bytes | None] | None = None
     started = done = False
-    gop: list[tuple[float, av.Packet]] = []
+    gop: list[tuple[float, av.Packet[Any]]] = []
     first_t = 0.0
     last_ms = -1
     frames = skipped = 0
     last_end = 0.0
 
-    def emit(t: float, packet: av.Packet) -> None:
+    def emit(t: float, packet: av.Packet[Any]) -> None:
         nonlocal last_ms, frames, last_end
+        assert out is not None  # opened with the first keyframe, before anything is emitted
         ms = max(round((t - first_t) * 1000), last_ms + 1)
         duration = max(round(float((packet.duration or 0) * packet.time_base) * 1000), 1)
         # the last frame shows until the next one came, which may be long after `end` (a camera that lagged)
@@ -111,61 +114,162 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
 # An export of a span still recording is made again on a later request, to show what was recorded
 # since; for this long it is reused, so that the Range requests of one playback read one file.
 GROWING_REUSE_S = 15.0
+# An export used this recently is being played (its Range requests come one after another): it is
+# not removed to make room for another one.
+IN_USE_S = 30.0
+
+
+class ExportRefused(Exception):
+    """An export was not made: a bound was reached (429) or there is no room for it (507)."""
+
+    def __init__(self, status: int, error: str, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.error = error
+        self.text = text
 
 
 class ExportCache:
-    """Exports written to a folder and reused while their sources are unchanged; old ones removed.
+    """Exports written to a folder, one file per span, reused while their sources are unchanged.
 
-    Its methods run on worker threads (several at once: dict operations only, under the GIL).
+    Bounded in bytes (`max_bytes`, counted in storage.max_mb as the budget's "exports" kind): an
+    export that does not fit once the least recently used ones not in use are gone is refused
+    (ExportRefused 507). An export unused for `ttl_s` (monotonic) goes. Its methods run on the export
+    threads and on the database's thread (the budget): the bookkeeping is under one lock, the
+    writing is not.
     """
 
-    def __init__(self, folder: Path, ttl_s: float) -> None:
+    name = "exports"  # as a kind of the storage budget
+    tables: tuple[str, ...] = ()
+
+    def __init__(self, folder: Path, ttl_s: float, max_bytes: int = 2**62,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.folder = folder
         self.ttl_s = ttl_s
-        self._starts: dict[Path, float] = {}  # export file -> wall-clock time of its first frame
+        self.max_bytes = max_bytes
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        self._files: dict[Path, tuple[float, int, float]] = {}  # export -> (first frame's wall time, bytes, last used)
+        self._bytes = 0
+        self._reserved = 0  # bytes of exports being written
         self._growing: dict[str, tuple[Path, float]] = {}  # stable key -> (export, monotonic time made)
-        self._used: dict[Path, float] = {}  # export file -> monotonic time of its last use (a clock step changes no ttl)
+        self.removed = 0
 
     def get(self, key: str, sources: list[tuple[Path, float]], start: float, end: float,
-            fresh: bool, stable: str | None = None) -> tuple[Path, float] | None:
+            fresh: bool, stable: str | None = None, estimate: int = 0) -> tuple[Path, float] | None:
         """(file, time of its first frame) of the export of [start, end].
 
         `fresh`: a source still grows, so the export is made again, except within GROWING_REUSE_S of
         the last one made under the same `stable` key (the same clip, whatever its end is by now).
+        `estimate`: about how many bytes it will take (the sources' bytes in the span).
+
+        Raises:
+            ExportRefused: 507, it does not fit in max_bytes.
+            OSError: it could not be written (a full disk).
         """
         name = hashlib.sha1(key.encode()).hexdigest()[:20]
-        if fresh and stable is not None and (recent := self._growing.get(stable)) is not None:
-            path, made = recent
-            if time.monotonic() - made < GROWING_REUSE_S and path in self._starts and path.exists():
-                return path, self._starts[path]
-        dst = self.folder / (f"{name}-{time.monotonic_ns()}.mp4" if fresh else f"{name}.mp4")
-        if dst in self._starts and dst.exists():
-            self._used[dst] = time.monotonic()  # in use: keep it another ttl
-            return dst, self._starts[dst]
-        self.clean()
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        result = export_span(sources, start, end, dst)
+        now = self.monotonic()
+        with self._lock:
+            if fresh and stable is not None and (recent := self._growing.get(stable)) is not None:
+                path, made = recent
+                if now - made < GROWING_REUSE_S and path in self._files:
+                    return path, self._use(path, now)
+            dst = self.folder / (f"{name}-{time.monotonic_ns()}.mp4" if fresh else f"{name}.mp4")
+            if dst in self._files:
+                return dst, self._use(dst, now)
+            self._make_room(estimate, now)
+            self._reserved += estimate
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            result = export_span(sources, start, end, dst)
+        finally:
+            with self._lock:
+                self._reserved -= estimate
         if result is None:
             return None
-        self._starts[dst] = result.start
-        self._used[dst] = time.monotonic()
-        if fresh and stable is not None:
-            self._growing[stable] = (dst, time.monotonic())
+        size = dst.stat().st_size
+        with self._lock:
+            self._files[dst] = (result.start, size, self.monotonic())
+            self._bytes += size
+            if fresh and stable is not None:
+                self._growing[stable] = (dst, self.monotonic())
         return dst, result.start
 
-    def clean(self, ttl_s: float | None = None) -> None:
-        """Remove exports not used for `ttl_s` (default: the cache's); 0 (start-up: none is being written): all."""
-        if not self.folder.is_dir():
+    def _use(self, path: Path, now: float) -> float:
+        first, size, _ = self._files[path]
+        self._files[path] = (first, size, now)
+        return first
+
+    def _make_room(self, need: int, now: float) -> None:
+        """Remove least recently used exports not in use until `need` more bytes fit (lock held)."""
+        over = self._bytes + self._reserved + need - self.max_bytes
+        if over <= 0:
             return
-        ttl, now = self.ttl_s if ttl_s is None else ttl_s, time.monotonic()
-        for entry in os.scandir(self.folder):
-            path = Path(entry.path)
-            used = self._used.get(path)  # None: being written (.tmp), or left by an earlier run (gone at start-up)
-            if ttl <= 0 or (used is not None and now - used >= ttl):
+        for path in sorted((p for p, v in self._files.items() if now - v[2] >= IN_USE_S), key=lambda p: self._files[p][2]):
+            over -= self._remove(path)
+            if over <= 0:
+                return
+        raise ExportRefused(507, "export space full",
+                            f"exports in use take their share of storage.max_mb ({self.max_bytes / 2**20:.1f} MB); "
+                            "try again when the ones being played are done, or ask for a shorter span")
+
+    def _remove(self, path: Path) -> int:
+        _, size, _ = self._files.pop(path)
+        self._bytes -= size
+        self.removed += 1
+        with suppress(OSError):
+            os.unlink(path)
+        return size
+
+    def clean(self, ttl_s: float | None = None) -> int:
+        """Remove exports unused for `ttl_s` (default: the cache's); with 0, every file in the folder. Returns how many."""
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        now = self.monotonic()
+        with self._lock:
+            old = [p for p, (_, _, used) in self._files.items() if now - used >= ttl]
+            for path in old:
+                self._remove(path)
+            for stable, (_, made) in list(self._growing.items()):
+                if now - made >= GROWING_REUSE_S:
+                    self._growing.pop(stable, None)
+        if ttl <= 0 and self.folder.is_dir():  # at start-up: what an earlier run left
+            for entry in os.scandir(self.folder):
                 with suppress(OSError):
-                    os.unlink(path)
-                self._used.pop(path, None)
-                self._starts.pop(path, None)
-        for stable, (_, made) in list(self._growing.items()):
-            if now - made >= GROWING_REUSE_S:
-                self._growing.pop(stable, None)
+                    os.unlink(entry.path)
+        return len(old)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of the exports kept."""
+        return self._bytes
+
+    def health(self) -> dict[str, int]:
+        """What /healthz shows of the exports."""
+        return {"files": len(self._files), "bytes": self._bytes, "max_bytes": self.max_bytes, "removed": self.removed}
+
+    # --- the "exports" kind of the storage budget (on the database's thread) ----------------
+
+    def file_bytes(self) -> int:
+        """Bytes of the exports kept and being written."""
+        return self._bytes + self._reserved
+
+    def sweep(self, limit: int) -> bool:
+        """The folder is emptied at start-up (clean(0)): nothing to sweep."""
+        return False
+
+    def expire(self, now: float, limit: int) -> int:
+        """Exports unused for ttl_s."""
+        return self.clean()
+
+    def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
+        """The least recently used exports not being played, about `need` bytes; returns how many."""
+        now = self.monotonic()
+        removed = freed = 0
+        with self._lock:
+            for path in sorted((p for p, v in self._files.items() if now - v[2] >= IN_USE_S),
+                               key=lambda p: self._files[p][2])[:limit]:
+                if freed >= need:
+                    break
+                freed += self._remove(path)
+                removed += 1
+        return removed

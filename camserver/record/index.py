@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS recordings (
     bytes INTEGER NOT NULL DEFAULT 0,
     width INTEGER NOT NULL DEFAULT 0,
     height INTEGER NOT NULL DEFAULT 0,
-    in_progress INTEGER NOT NULL    -- 1: still growing (fragmented MP4); after a crash: to repair
+    in_progress INTEGER NOT NULL,   -- 1: still growing (fragmented MP4); after a crash: to repair
+    seq INTEGER,                    -- the order recordings were made in: retention's order, never a clock label
+    kept_at REAL                    -- keep-time (storage/keepclock.py) when it was made, then when finished
 );
 CREATE INDEX IF NOT EXISTS recordings_camera_start ON recordings (camera, start_time);
 CREATE TABLE IF NOT EXISTS event_clips (
@@ -49,6 +51,9 @@ CREATE INDEX IF NOT EXISTS event_clips_recording ON event_clips (recording);
 # added to both tables (to older files too, at create): the steady span; NULL in a row from before them
 STEADY_COLUMNS = ("steady_start", "steady_end")
 
+# columns a database of an earlier version lacks: added, and filled in the order the rows were made
+# (rowid: the rows were inserted as the recordings began) and with their labels as keep-time
+MIGRATIONS = (("seq", "INTEGER", "rowid"), ("kept_at", "REAL", "COALESCE(end_time, start_time)"))
 COLUMNS = "path, camera, kind, start_time, end_time, frames, bytes, width, height, in_progress, steady_start, steady_end"
 KINDS = ("span", "segment")
 
@@ -62,9 +67,13 @@ def _row(row: tuple[Any, ...]) -> dict[str, Any]:
 class RecordingIndex:
     """Recordings and event clips in SQLite; every method runs on the connection's own thread."""
 
-    def __init__(self, db: sqlite3.Connection | Database, root: Path) -> None:
+    def __init__(self, db: sqlite3.Connection | Database, root: Path,
+                 keep_clock: Callable[[], float] | None = None) -> None:
         self._db = db  # the server's Database (its connection opens at start-up), or a connection
         self.root = root
+        if keep_clock is None:
+            keep_clock = db.budget.keep_clock.now if isinstance(db, Database) else time.time
+        self.keep_clock = keep_clock  # how long a recording has been kept (retention by age)
         self.grew: Callable[[], None] = lambda: None  # a recording finished: the storage budget looks soon
 
     @property
@@ -75,13 +84,20 @@ class RecordingIndex:
         return conn
 
     def create(self) -> None:
-        """Create the tables (idempotent), with the steady columns (added to a file from before them)."""
+        """Create the tables (idempotent); a table of an earlier version gets the columns it lacks (the steady
+        columns in both tables, seq and kept_at in recordings)."""
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(recordings)")}
+        for column, sql_type, fill in MIGRATIONS:
+            if column not in have:
+                self.db.execute(f"ALTER TABLE recordings ADD COLUMN {column} {sql_type}")
+                self.db.execute(f"UPDATE recordings SET {column} = {fill}")
         for table in ("recordings", "event_clips"):
             have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
             for column in STEADY_COLUMNS:
                 if column not in have:
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
+        self.db.execute("CREATE INDEX IF NOT EXISTS recordings_seq ON recordings (seq)")
         self.db.execute("CREATE INDEX IF NOT EXISTS recordings_camera_steady ON recordings (camera, steady_start)")
 
     def file(self, path: str) -> Path:
@@ -93,17 +109,19 @@ class RecordingIndex:
     def add(self, path: str, camera: str, kind: str, start: float, steady: float | None = None) -> None:
         """A recording about to be written: its row, in progress, before its file exists (`steady`: default `start`)."""
         assert kind in KINDS
-        self.db.execute("INSERT OR REPLACE INTO recordings (path, camera, kind, start_time, in_progress, steady_start)"
-                        " VALUES (?, ?, ?, ?, 1, ?)", (path, camera, kind, start, start if steady is None else steady))
+        self.db.execute("INSERT OR REPLACE INTO recordings (path, camera, kind, start_time, in_progress, seq, kept_at,"
+                        " steady_start) VALUES (?, ?, ?, ?, 1, (SELECT COALESCE(max(seq), 0) + 1 FROM recordings), ?, ?)",
+                        (path, camera, kind, start, self.keep_clock(), start if steady is None else steady))
 
     def finish(self, path: str, start: float, end: float, frames: int, size: int, width: int, height: int,
                steady: float | None = None) -> None:
         """The recording's file is final (a regular MP4, index first); `steady`: its start's steady time
         (default: the row's), its steady end that plus end - start."""
         self.db.execute("UPDATE recordings SET start_time = ?, end_time = ?, frames = ?, bytes = ?, width = ?,"
-                        " height = ?, in_progress = 0, steady_start = COALESCE(?, steady_start, ?),"
+                        " height = ?, in_progress = 0, kept_at = ?, steady_start = COALESCE(?, steady_start, ?),"
                         " steady_end = COALESCE(?, steady_start, ?) + ? WHERE path = ?",
-                        (start, end, frames, size, width, height, steady, start, steady, start, end - start, path))
+                        (start, end, frames, size, width, height, self.keep_clock(), steady, start, steady, start,
+                         end - start, path))
         self.grew()
 
     def get(self, path: str) -> dict[str, Any] | None:
@@ -119,8 +137,8 @@ class RecordingIndex:
         """Every recording's relative path."""
         return {r[0] for r in self.db.execute("SELECT path FROM recordings")}
 
-    def list(self, camera: str, after: float | None = None, before: float | None = None,
-             kind: str | None = None, limit: int = 10000, steady: bool = False) -> list[dict[str, Any]]:
+    def recordings(self, camera: str, after: float | None = None, before: float | None = None,
+                   kind: str | None = None, limit: int = 10000, steady: bool = False) -> list[dict[str, Any]]:
         """A camera's recordings that overlap [after, before], oldest first (an open one's end is None).
 
         `steady`: after and before are steady times, and the order is the order they were recorded in.
@@ -138,7 +156,7 @@ class RecordingIndex:
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        sql += f" ORDER BY {start}, path LIMIT ?"
+        sql += f" ORDER BY {start}, seq LIMIT ?"
         return [_row(r) for r in self.db.execute(sql, [*args, limit])]
 
     def latest_steady(self) -> float:
@@ -192,7 +210,7 @@ class RecordingIndex:
                 if t1 is not None and rec_t1 is not None and t1 > rec_t1:  # the span ended before the post-capture
                     info["clip_end"] -= t1 - rec_t1
         else:
-            info["has_clip"] = bool(self.list(camera, t0, t1, kind="segment", limit=1, steady=True))
+            info["has_clip"] = bool(self.recordings(camera, t0, t1, kind="segment", limit=1, steady=True))
         return info
 
     def clip_fields(self, event_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -232,21 +250,29 @@ class RecordingIndex:
         return int(total)
 
     def oldest(self, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:
-        """Finished recordings, oldest first (a span still used by an event is included: see `reclaim`)."""
+        """Finished recordings, the first made first (a span still used by an event is included: see `reclaim`)."""
         sql = f"SELECT {COLUMNS} FROM recordings WHERE in_progress = 0"
         args: list[Any] = []
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        return [_row(r) for r in self.db.execute(sql + " ORDER BY start_time LIMIT ?", [*args, limit])]
+        return [_row(r) for r in self.db.execute(sql + " ORDER BY seq LIMIT ?", [*args, limit])]
 
-    def expire(self, now: float | None = None, retain_days: float = 3.0) -> tuple[int, int]:
-        """Delete segments older than `retain_days`, and spans no event uses any more (see prune_clips). Returns (files, bytes)."""
-        now = time.time() if now is None else now
-        self.prune_clips(now)
+    def expire(self, now: float | None = None, retain_days: float = 3.0,
+               wall: float | None = None) -> tuple[int, int]:
+        """Delete segments kept longer than `retain_days`, and spans no event uses any more (see prune_clips).
+
+        Args:
+            now: keep-time (the index's keep_clock by default): a segment's age is `now - kept_at`.
+            wall: wall-clock time, for prune_clips' grace (default: `now`).
+
+        Returns (files, bytes).
+        """
+        now = self.keep_clock() if now is None else now
+        self.prune_clips(now if wall is None else wall)
         files = freed = 0
-        old = self.db.execute("SELECT path FROM recordings WHERE kind = 'segment' AND in_progress = 0 AND end_time < ?",
-                              (now - retain_days * 86400,)).fetchall()
+        old = self.db.execute("SELECT path FROM recordings WHERE kind = 'segment' AND in_progress = 0 AND kept_at < ?"
+                              " ORDER BY seq", (now - retain_days * 86400,)).fetchall()
         for (path,) in old:
             freed += self.remove(path)
             files += 1
@@ -301,7 +327,7 @@ def parse_recording_path(path: str) -> tuple[str, str, float] | None:
 def walk_files(root: Path) -> list[str]:
     """Every file under <root>/recordings, as relative paths with '/' (exports excluded)."""
     base = root / "recordings"
-    out = []
+    out: list[str] = []
     if not base.is_dir():
         return out
     for folder, dirs, files in os.walk(base):
@@ -337,26 +363,33 @@ class RecordingsKind:
         return False
 
     def expire(self, now: float, limit: int) -> int:
-        """Segments past record.retain_days, and spans no event uses any more; returns how many files went."""
+        """Segments kept past record.retain_days (`now`: keep-time), and spans no event uses; returns how many files went."""
         try:
-            files, _ = self.index.expire(now, self.retain_days)
+            files, _ = self.index.expire(now, self.retain_days, time.time())
         except sqlite3.OperationalError:  # a round at open, before the recorder made its tables
             return 0
         return files
 
     def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
-        """The oldest finished segments, about `need` bytes, at most `limit`; returns how many went."""
-        sql = "SELECT path, bytes, end_time FROM recordings WHERE kind = 'segment' AND in_progress = 0"
+        """The first-made finished segments, about `need` bytes, at most `limit`; returns how many went.
+
+        Without `keep_newest_day` (the free-space floor, or a newest day over max_mb by itself), event clips
+        (spans) go too once no segment is left. The order is the order they were made in (seq) and the
+        newest day is measured in keep-time, so a clock step never makes the newest footage look oldest.
+        """
+        sql = "SELECT path, bytes FROM recordings WHERE in_progress = 0 AND kind = ?"
         args: list[Any] = []
         if keep_newest_day:
-            newest = self.index.db.execute("SELECT max(end_time) FROM recordings WHERE kind = 'segment'").fetchone()[0]
+            newest = self.index.db.execute("SELECT max(kept_at) FROM recordings WHERE kind = 'segment'").fetchone()[0]
             if newest is None:
                 return 0
-            sql += " AND end_time < ?"
+            sql += " AND kept_at < ?"
             args.append(newest - 86400)
-        rows = self.index.db.execute(sql + " ORDER BY start_time LIMIT ?", [*args, limit]).fetchall()
+        rows = self.index.db.execute(sql + " ORDER BY seq LIMIT ?", ["segment", *args, limit]).fetchall()
+        if not rows and not keep_newest_day:
+            rows = self.index.db.execute(sql + " ORDER BY seq LIMIT ?", ["span", *args, limit]).fetchall()
         removed = freed = 0
-        for path, size, _ in rows:
+        for path, size in rows:
             if freed >= need:
                 break
             freed += self.index.remove(path) or (size or 0)

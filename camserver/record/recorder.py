@@ -18,7 +18,10 @@ and post capture, cuts and clip spans are steady times; a file's label is its fi
 A camera switching framesize mid-file is scaled to the file's size; the next file (span or
 segment) takes the new size. When a camera's encoder falls behind, frames are dropped from the
 recording only (counted, logged at most once a minute). A write error (disk full, folder not
-writable) pauses that camera's recording for `retry_s`, counted, logged at most once a minute.
+writable) pauses that camera's recording for `retry_s` (a second), counted, logged at most once a
+minute; the storage budget is told at once and makes room (storage.min_free_mb), and while it
+finds nothing of camserver's own left to remove (`DiskSpace.space_ok` false) the pause lasts
+until it does. Exports run on their own threads, bounded (exporter.py).
 """
 
 from __future__ import annotations
@@ -26,38 +29,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..clock import steady
 from ..config import RecordConfig
 from ..supervise import Spawn, cancel_and_wait
 from .buffer import PreCaptureBuffer
 from .encoder import EncodeSettings
-from .export import ExportCache
+from .exporter import DiskSpace, Exporter, UnlimitedDisk
 from .index import RecordingIndex, recording_path
 from .recovery import RecoveryReport, recover
 from .worker import CameraState, EncodeWorkers, Span
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PRE_SLACK_S = 3.0  # the ring keeps this much more than pre_capture_s: an event is confirmed a few frames after it starts
 HOUSEKEEPING_S = 1.0
 RETENTION_EVERY_S = 60.0
 STALE_S = 5.0  # a camera that sent nothing this long has its file finished (the frames may never come)
-EXPORT_TTL_S = 600.0
-MAX_EXPORT_S = 3600.0
-
-
-@dataclass
-class ClipFile:
-    """A file to serve: an event's clip (its span, or an export of segments) or an export."""
-
-    path: Path
-    in_progress: bool = False  # still growing (fragmented MP4): what is recorded so far
-    offset_s: float = 0.0  # where the event's clip starts in the file
+RETRY_S = 1.0  # a camera's recording tries again this soon after a write error
 
 
 class Recorder:
@@ -69,17 +63,18 @@ class Recorder:
         index: the recordings index on the events database.
         index_executor: runs every index call: one thread, in submission order (the events thread).
         clock: steady time (clock.Timeline.now), for pauses and for files of cameras that stopped sending.
-        wall: wall-clock time, for retention by age (default `clock`).
         workers: encoding threads (default: one per core, at most 4).
-        retry_s: how long recording pauses after a write error.
+        retry_s: how long recording pauses after a write error (at least: while `disk` says the disk is full, longer).
+        disk: the storage budget's free-space floor (default: none).
+        export_max_bytes: the exports' share of storage.max_mb.
         housekeeping_s: how often time-driven decisions run (files of silent cameras, motion verdicts).
     """
 
     def __init__(self, config: RecordConfig, root: Path, index: RecordingIndex, index_executor: Executor,
-                 clock: Callable[[], float] = steady, workers: int | None = None, retry_s: float = 60.0,
-                 housekeeping_s: float = HOUSEKEEPING_S, wall: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] = steady, workers: int | None = None, retry_s: float = RETRY_S,
+                 housekeeping_s: float = HOUSEKEEPING_S, disk: DiskSpace | None = None,
+                 export_max_bytes: int = 2**62) -> None:
         self.config = config
-        self.wall = wall or clock
         self.root = root
         self.index = index
         self.index_executor = index_executor
@@ -88,9 +83,14 @@ class Recorder:
         self.housekeeping_s = housekeeping_s
         self.settings = EncodeSettings(config.preset, config.crf, config.x264_params)
         self.encoders = EncodeWorkers(index, index_executor, self.settings, clock, retry_s, workers)
-        self.workers = self.encoders.pool  # exports run there too
+        self.workers = self.encoders.pool
+        self.disk = disk or UnlimitedDisk()
+        self.encoders.on_write_error = self.disk.urgent
         self.cameras: dict[str, CameraState] = {}
-        self.exports = ExportCache(root / "recordings" / ".exports", EXPORT_TTL_S)
+        self.exporter = Exporter(index, self._index, clock, self.disk, export_max_bytes)
+        self.exports = self.exporter.cache
+        # for the HTTP routes: an event's clip, any span's export (exporter.py)
+        self.clip_file, self.export, self.export_clip = self.exporter.clip_file, self.exporter.export, self.exporter.clip
         self.recovered = RecoveryReport()
         self.latest_steady = -math.inf  # the latest steady time the index holds (a run before this one)
         self._housekeeping: asyncio.Task[None] | None = None
@@ -129,6 +129,7 @@ class Recorder:
             cam.verdicts.clear()  # motion verdicts not reached: keep what was recorded
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.encoders.shutdown)
+        await loop.run_in_executor(None, self.exporter.pool.shutdown)
         await self._index(lambda: None)  # the index thread runs in order: every finish before this is done
 
     # --- per frame and per event (loop) ------------------------------------------------------------
@@ -258,52 +259,14 @@ class Recorder:
             "record_write_errors": self.encoders.write_errors,
             "record_paused_cameras": sorted(c.id for c in cams if c.failed),
             "record_frames_dropped": sum(c.frames_dropped for c in cams),
+            "exports": self.exporter.health(),
         }
 
     # --- for the HTTP routes ----------------------------------------------------------------------
 
-    async def clip_file(self, event_id: str) -> ClipFile | None:
-        """The file of an event's clip (while the event is open: what is recorded so far); None if none."""
-        info = await self._index(self.index.clip, event_id)
-        if info is None or not info["has_clip"]:
-            return None
-        if info["path"] is not None:
-            return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
-        # its steady span: what was recorded for it, whatever the labels say; while open, up to now, the
-        # same file for the requests of one playback (see GROWING_REUSE_S)
-        done = info["steady_end"] is not None
-        return await self.export_clip(info["camera"], info["steady_start"], info["steady_end"] if done else self.clock(),
-                                      None if done else f"event {event_id}", steady=True)
-
     async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
         """A camera's recordings overlapping [after, before], oldest first."""
-        return await self._index(self.index.list, camera, after, before)
-
-    async def export(self, camera: str, start: float, end: float) -> Path | None:
-        """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there."""
-        clip = await self.export_clip(camera, start, end)
-        return clip.path if clip is not None else None
-
-    async def export_clip(self, camera: str, start: float, end: float, stable: str | None = None,
-                          steady: bool = False) -> ClipFile | None:
-        """Like `export`, with where `start` falls in the file (it begins at the keyframe before it). `stable` names
-        a clip whose end moves (an open event's) for the export cache; `steady`: start and end are steady times
-        (an event's clip), else wall-clock labels (a span a viewer asks for)."""
-        rows = await self._index(self.index.list, camera, start, end, None, 10000, steady)
-        sources = [(self.index.file(r["path"]), r["steady_start"] if steady and r["steady_start"] is not None
-                    else r["start_time"]) for r in rows]
-        if not sources:
-            return None
-        growing = any(r["in_progress"] for r in rows)
-        # a finished span gives the same file every time; one that is still growing, a new one
-        key = repr((camera, start, end, [(r["path"], r["bytes"]) for r in rows]))
-        loop = asyncio.get_running_loop()
-        stable = stable or repr((camera, start, end))
-        made = await loop.run_in_executor(self.workers, self.exports.get, key, sources, start, end, growing, stable)
-        if made is None:
-            return None
-        path, first = made
-        return ClipFile(path, growing, max(0.0, start - first))
+        return await self._index(self.index.recordings, camera, after, before)
 
     # --- loop-side decisions ------------------------------------------------------------------------
 
@@ -364,8 +327,8 @@ class Recorder:
         self.encoders.enqueue(cam, ("open", path, row, cam.offset))
 
     def _resume(self, cam: CameraState) -> bool:
-        """After a write error: True once the pause is over (the next frame starts a new file)."""
-        if self.clock() < cam.paused_until:
+        """After a write error: True once the pause is over and the disk has room (the next frame starts a new file)."""
+        if self.clock() < cam.paused_until or not self.disk.space_ok():
             return False
         cam.failed = False
         cam.span = None
@@ -375,7 +338,7 @@ class Recorder:
     def _index_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         self.encoders.index_later(fn, *args)
 
-    async def _index(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _index(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
 
     async def _housekeep(self) -> None:
@@ -385,12 +348,11 @@ class Recorder:
             now = self.clock()
             try:
                 self.tick(now)
-                if now - last_retention >= RETENTION_EVERY_S:
-                    last_retention = now
-                    files, freed = await self._index(self.index.expire, self.wall(), self.config.retain_days)
-                    if files:
-                        log.info("recording retention removed %d file(s), %.1f MB", files, freed / 1e6)
-                    await asyncio.get_running_loop().run_in_executor(self.workers, self.exports.clean)
+                # retention by age is the storage budget's (RecordingsKind.expire, in keep-time); here only
+                # the exports unused for EXPORT_TTL_S, for a recorder without a budget
+                if time.monotonic() - last_retention >= RETENTION_EVERY_S:
+                    last_retention = time.monotonic()
+                    await asyncio.get_running_loop().run_in_executor(self.exporter.pool, self.exports.clean)
             except Exception:
                 log.error("recording housekeeping failed", exc_info=True)
 
@@ -418,3 +380,4 @@ class Recorder:
         cam.verdicts = waiting
         horizon = now - 2 * (self.config.segment_s + self.config.pre_capture_s + self.config.post_capture_s)
         cam.activity = {k: a for k, a in cam.activity.items() if a[1] > horizon}
+

@@ -9,6 +9,7 @@ of an interrupted remux are deleted. Runs on the index thread, before recording 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from .encoder import Probe, is_fragmented, probe, remux
@@ -63,9 +64,9 @@ def recover(index: RecordingIndex) -> RecoveryReport:
             index.remove(path)
             report.rows_dropped += 1
     known = index.all_paths()
-    for path in walk_files(index.root):
-        if path in known:
-            continue
+    # files without a row (a database lost or recreated) are adopted in the order they were written,
+    # aged by it: retention then removes the oldest of them first, not the ones the walk found last
+    for path in sorted((p for p in walk_files(index.root) if p not in known), key=lambda p: _mtime(index, p)):
         if path.endswith(".tmp"):
             index.file(path).unlink(missing_ok=True)
             report.temp_removed += 1
@@ -74,6 +75,7 @@ def recover(index: RecordingIndex) -> RecoveryReport:
         if parsed is None:
             continue  # not ours: leave it alone
         camera, kind, start = parsed
+        written = _mtime(index, path)  # before a repair rewrites it
         result = _finalize(index, path)
         if result is None:
             index.file(path).unlink(missing_ok=True)
@@ -82,9 +84,18 @@ def recover(index: RecordingIndex) -> RecoveryReport:
         index.add(path, camera, kind, start)
         index.finish(path, start, start + result.duration, result.frames, index.file(path).stat().st_size,
                      result.width, result.height)
+        index.db.execute("UPDATE recordings SET kept_at = ? WHERE path = ?",
+                         (index.keep_clock() - max(0.0, time.time() - written), path))
         report.adopted += 1
     _close_open_clips(index)
     return report
+
+
+def _mtime(index: RecordingIndex, path: str) -> float:
+    try:
+        return index.file(path).stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _close_open_clips(index: RecordingIndex) -> None:

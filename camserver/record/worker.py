@@ -102,6 +102,7 @@ class EncodeWorkers:
         self.retry_s = retry_s
         self.pool = ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1), thread_name_prefix="record")
         self.write_errors = 0
+        self.on_write_error: Callable[[], None] = lambda: None  # the storage budget looks at the free space now
         self._drop_log = ThrottledLog(log, interval_s=60.0)
         self._disk_log = ThrottledLog(log, interval_s=60.0)
 
@@ -238,9 +239,10 @@ class EncodeWorkers:
         cam.failed = True
         self.write_errors += 1
         if isinstance(exc, (OSError, av.error.FFmpegError)):
-            self._disk_log.warning("disk", "recording paused for %.0f s: cannot write under %s (%s); %d write"
-                                   " error(s) so far", self.retry_s, self.index.root / "recordings", exc,
-                                   self.write_errors)
+            self.on_write_error()
+            self._disk_log.warning("disk", "recording paused: cannot write under %s (%s); it tries again in %.0f s,"
+                                   " once the free-space floor has made room; %d write error(s) so far",
+                                   self.index.root / "recordings", exc, self.retry_s, self.write_errors)
         else:
             log.error("camera %s: recording failed; paused for %.0f s", cam.id, self.retry_s, exc_info=exc)
 

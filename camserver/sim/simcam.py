@@ -291,7 +291,8 @@ class SimCamera:
     async def _update(self, request: dict[str, Any]) -> None:
         """The board's side of an update: download, check as HTTPUpdate and the firmware do, "reboot"."""
         self.ota_error = ""
-        log.info("%s: updating from %s (%d bytes)", self.camera_id, request["ota_url"], request["ota_size"])
+        log.info("%s: updating to an image of %d bytes, md5 %s", self.camera_id, request["ota_size"],
+                 request["ota_md5"])  # not the one-time link: its token is the image's only secret
         try:
             data = await download_update(request, self.firmware)
             version = inspect_image("update.bin", data).version or "unknown"

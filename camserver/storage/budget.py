@@ -10,7 +10,9 @@ What counts (`StorageBudget.measure`, cheap: a few PRAGMAs and stats, no scan):
 - each kind's files (event snapshots; files left without a row count until they are swept).
 
 What goes, oldest first, in bounded steps on the database's thread (frames' events run between
-them): items past retain_days; then, while the total is over max_mb, the oldest items of each kind
+them): below the free-space floor (storage.min_free_mb, floor.py), the oldest items of each kind in
+the order the kinds were added, the newest day too, until the floor is back; items past
+retain_days (their age in keep-time, keepclock.py, so a clock step does not move it); then, while the total is over max_mb, the oldest items of each kind
 in the order the kinds were added (recordings will go before events), never a kind's newest day;
 the newest day is trimmed only when the kinds' own bytes, without the overhead, exceed max_mb, so
 the database's overhead alone never empties the history.
@@ -20,24 +22,51 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from pathlib import Path
+from typing import Any, Callable, Protocol, TypeVar
 
 from ..logsafe import ThrottledLog
-
-if TYPE_CHECKING:
-    from .database import Database
+from .floor import PAUSE_BELOW, QUIET_S, Episode, FreeSpaceFloor, Space, statvfs_space
+from .keepclock import KeepClock
 
 log = logging.getLogger(__name__)
 
-ROUND_EVERY_S = 60.0  # a budget round; sooner while a round left work over
-FILE_CHECK_EVERY_S = 10.0  # the database file deleted or replaced under us
-TICK_S = 1.0
 STEP_ITEMS = 256  # items removed per step
 STEP_PAGES = 1024  # pages given back per step (4 MB at 4 KiB pages)
 STEPS_PER_ROUND = 40  # then the round yields until the next tick
 SWEEP_FILES = 512  # files looked at per sweep step
+KEEP_SAVE_S = 60.0  # keep-time (keepclock.py) is saved this often
+
+
+T = TypeVar("T")
+
+
+class MeasuredDatabase(Protocol):
+    """What the budget asks of the database it measures and vacuums (database.py's Database, which owns the budget)."""
+
+    @property
+    def directory(self) -> Path:
+        """storage.dir."""
+
+    @property
+    def conn(self) -> sqlite3.Connection | None:
+        """The open connection (None while the file is being recreated); used on the database's thread only."""
+
+    @property
+    def incremental(self) -> bool:
+        """Whether free pages can be given back (auto_vacuum = INCREMENTAL)."""
+
+    def side_bytes(self) -> int:
+        """Bytes of the WAL and SHM files."""
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz shows of the database file."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the database's thread."""
 
 
 class StorageKind(Protocol):
@@ -46,8 +75,13 @@ class StorageKind(Protocol):
     Every method runs on the database's thread.
     """
 
-    name: str
-    tables: tuple[str, ...]  # its tables: their pages and their indexes' are its rows, not overhead
+    @property
+    def name(self) -> str:
+        """Its name in /healthz, the counters and the logs."""
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Its tables: their pages and their indexes' are its rows, not overhead."""
 
     def file_bytes(self) -> int:
         """Bytes of its files, kept as a running total (never a scan per round)."""
@@ -56,7 +90,7 @@ class StorageKind(Protocol):
         """Remove up to `limit` files left without a row (a crash, a full disk); True while more remain to look at."""
 
     def expire(self, now: float, limit: int) -> int:
-        """Remove up to `limit` items past their age limit; returns how many."""
+        """Remove up to `limit` items past their age limit (`now`: keep-time, see keepclock.py); returns how many."""
 
     def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:
         """Remove its oldest items, about `need` bytes (rows and files), at most `limit`; returns how many.
@@ -100,10 +134,17 @@ class Usage:
 class StorageBudget:
     """Keeps storage.dir under max_mb and its kinds under their ages; counts what it removed."""
 
-    def __init__(self, database: "Database", max_mb: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, database: MeasuredDatabase, max_mb: float, clock: Callable[[], float] = time.time,
+                 min_free_mb: float = 0.0, space: Callable[..., Space] = statvfs_space,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.database = database
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.clock = clock
+        self.keep_clock = KeepClock(clock, monotonic)
+        self.floor = FreeSpaceFloor(database.directory, min_free_mb, space)
+        self._keep_saved = -float("inf")
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.kinds: list[StorageKind] = []
         self.removed: dict[str, int] = {}  # by kind, since start
         self.errors = 0
@@ -123,8 +164,32 @@ class StorageBudget:
         self._due = True
 
     def soon(self) -> None:
-        """A round at the next tick rather than within ROUND_EVERY_S (a kind just grew: a recording finished)."""
+        """A round at the next tick rather than at the next timed one (a kind just grew: a recording finished)."""
         self._due = True
+
+    @property
+    def due(self) -> bool:
+        """Whether a round should run at the next tick (a kind added or grown, or the last round left work over)."""
+        return self._due
+
+    def doorbell(self) -> asyncio.Event:
+        """The event `urgent` sets from any thread, made on the running loop (the housekeeping waits on it)."""
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        return self._wake
+
+    def failed(self, what: str, exc: Exception) -> None:
+        """Count a failed round or file check and log it (rate-limited)."""
+        self.errors += 1
+        self._errors_log.warning(what, "storage %s failed (%d so far): %s", what, self.errors, exc)
+
+    def urgent(self) -> None:
+        """A write failed for want of space: the free-space floor is looked at now, not at the next tick (any thread)."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop has closed: shutting down
+                pass
 
     def resweep(self) -> None:
         """Sweep every kind's files again (the database was recreated: its rows are gone)."""
@@ -164,11 +229,56 @@ class StorageBudget:
 
     def step(self, now: float) -> bool:
         """One bounded piece of work: a sweep, an expiry or a trim, then free pages given back. True while more to do."""
-        worked = self._sweep() or self._expire(now) or self._trim()
+        worked = self._free_space() or self._sweep() or self._expire(now) or self._trim()
         more_pages = self._vacuum()
         if worked:
             self.measure()  # /healthz shows what is left, not what the step started from
         return worked or more_pages
+
+    def _free_space(self) -> bool:
+        """Below the floor: remove the oldest item(s) of the first kind that has any, the newest day too."""
+        floor = self.floor
+        if floor.measure() is None:
+            return False
+        need = floor.need()
+        episode = floor.episode
+        if not need:
+            if episode is not None:
+                now = self.keep_clock.monotonic()
+                if episode.above_since is None:
+                    episode.above_since = now
+                elif now - episode.above_since >= QUIET_S:
+                    self._end_episode(episode)
+            return False
+        if episode is None:
+            assert floor.last is not None
+            episode = floor.episode = Episode(floor.last.free)
+            floor.episodes += 1
+        episode.above_since = None
+        for kind in self.kinds:  # the order they were added: exports, recordings, events
+            if n := kind.trim(need, False, STEP_ITEMS):
+                episode.removed[kind.name] = episode.removed.get(kind.name, 0) + n
+                floor.removed[kind.name] = floor.removed.get(kind.name, 0) + n
+                episode.stuck = False
+                return True
+        if not episode.stuck:
+            episode.stuck = True
+            log.warning("storage: %s has %d KB free, under storage.min_free_mb (%.1f MB here), and nothing of "
+                        "camserver's own is left to remove (%s so far); what fills the disk is not camserver's, "
+                        "recording pauses below %d KB free and resumes within a second or two of space returning",
+                        self.database.directory, floor.last.free // 1024 if floor.last else 0,
+                        floor.floor / 2**20, _removed_text(episode.removed) or "nothing", PAUSE_BELOW // 1024)
+        return False
+
+    def _end_episode(self, episode: Episode) -> None:
+        floor = self.floor
+        floor.episode = None
+        free = floor.last.free if floor.last is not None else 0
+        log.warning("storage: %s fell to %d KB free, under storage.min_free_mb (%.1f MB here); removed %s, oldest "
+                    "first, until it stayed above for %.0f s; now %.1f MB free", self.database.directory,
+                    episode.free_at_start // 1024,
+                    floor.floor / 2**20, _removed_text(episode.removed) or "nothing of camserver's own",
+                    QUIET_S, free / 2**20)
 
     def _sweep(self) -> bool:
         for kind in self.kinds:
@@ -193,15 +303,18 @@ class StorageBudget:
             if n := kind.trim(usage.total - self.max_bytes, True, STEP_ITEMS):
                 self.removed[kind.name] += n
                 return True
-        if usage.kinds > self.max_bytes:  # the newest day alone is over max_mb
+        # what stays whatever the budget does (firmware images) is overhead here: it never costs the newest day
+        removable = usage.kinds - sum(usage.files.get(k.name, 0) for k in self.kinds if not getattr(k, "removable", True))
+        if removable > self.max_bytes:  # the newest day alone is over max_mb
             for kind in self.kinds:
-                if n := kind.trim(usage.kinds - self.max_bytes, False, STEP_ITEMS):
+                if n := kind.trim(removable - self.max_bytes, False, STEP_ITEMS):
                     self.removed[kind.name] += n
                     return True
             return False
-        self._log.warning("overhead", "storage.max_mb (%.2f MB) holds the events of the newest day but not the "
-                          "database's own %.2f MB besides them; those events are kept (storage.dir holds %.2f MB)",
-                          self.max_bytes / 2**20, usage.overhead / 2**20, usage.total / 2**20)
+        self._log.warning("overhead", "storage.max_mb (%.2f MB) holds the newest day of events and recordings but "
+                          "not the database's own %.2f MB and the %.2f MB that stay (firmware images) besides them; "
+                          "those events are kept, and the newest day's recordings (storage.dir holds %.2f MB)", self.max_bytes / 2**20,
+                          usage.overhead / 2**20, (usage.kinds - removable) / 2**20, usage.total / 2**20)
         return False
 
     def _vacuum(self) -> bool:
@@ -213,7 +326,20 @@ class StorageBudget:
             # executescript steps the PRAGMA to its end; execute() would free one page per call
             conn.executescript(f"PRAGMA incremental_vacuum({STEP_PAGES});")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self._save_keep_clock()
         return bool(self.database.incremental and free > STEP_PAGES)
+
+    def _save_keep_clock(self) -> None:
+        """Keep-time saved at most every KEEP_SAVE_S (a crash loses at most that much of it); a full disk skips it."""
+        now = self.keep_clock.monotonic()
+        if now - self._keep_saved < KEEP_SAVE_S:
+            return
+        assert self.database.conn is not None
+        try:
+            self.keep_clock.save(self.database.conn)
+            self._keep_saved = now
+        except sqlite3.OperationalError:  # the disk is full: the floor's work goes on, the next round saves it
+            pass
 
     # --- on the loop ------------------------------------------------------------------------
 
@@ -222,43 +348,41 @@ class StorageBudget:
         spent = 0.0
         try:
             for _ in range(STEPS_PER_ROUND):
-                more, cpu = await self.database.run(self._timed_step, self.clock())
+                more, cpu = await self.database.run(self._timed_step)
                 spent += cpu
                 if not more:
                     return False
             return True
         except Exception as exc:  # a full disk, a database gone: streaming never depends on storage
-            self.errors += 1
-            self._errors_log.warning("round", "storage budget round failed (%d so far): %s", self.errors, exc)
+            self.failed("budget round", exc)
             return False
         finally:
             self.last_round_ms = spent * 1000
 
-    def _timed_step(self, now: float) -> tuple[bool, float]:
+    def _timed_step(self) -> tuple[bool, float]:
         start = time.thread_time()
         if self.database.conn is None:
             return False, 0.0
-        return self.step(now), time.thread_time() - start
+        return self.step(self.keep_clock.now()), time.thread_time() - start
 
-    async def keep(self) -> None:
-        """The housekeeping loop: the file checked every FILE_CHECK_EVERY_S, a round a tick after start-up or a kind
-        was added (files a crash left are swept), then every ROUND_EVERY_S, every tick while work is left over."""
-        loop = asyncio.get_running_loop()
-        last_check = last_round = loop.time()
-        while True:
-            await asyncio.sleep(TICK_S)
-            now = loop.time()
-            if self.database.suspected or now - last_check >= FILE_CHECK_EVERY_S:
-                last_check = now
-                try:
-                    if await self.database.run(self.database.check_file):
-                        self.resweep()
-                except Exception as exc:
-                    self.errors += 1
-                    self._errors_log.warning("check", "storage check failed (%d so far): %s", self.errors, exc)
-            if self._due or now - last_round >= ROUND_EVERY_S:
-                last_round = now
-                self._due = await self.round()  # work left over: again at the next tick
+    def below_floor(self) -> bool:
+        """One statvfs: whether the floor needs a round now (on the database's thread)."""
+        return self.floor.measure() is not None and (self.floor.need() > 0 or self.floor.episode is not None)
+
+    async def run_round(self) -> None:
+        """A round now (housekeeping.py decides when); `due` says whether it left work over."""
+        self._due = await self.round()
+
+    # --- what recording asks (exporter.DiskSpace), from any thread -----------------------
+
+    def space_ok(self) -> bool:
+        """Whether a camera paused by a write error may try again: False while the disk is full and nothing is left to remove."""
+        return self.floor.space_ok()
+
+    def room(self) -> int:
+        """Bytes free above the floor as last measured (an export bigger than this is refused)."""
+        last = self.floor.last
+        return 2**62 if last is None else last.free - self.floor.floor
 
     def used_total(self) -> int | None:
         """Bytes under storage.dir as last measured (None before the first round): no walk of the folder."""
@@ -271,10 +395,15 @@ class StorageBudget:
         used: dict[str, int] = {}
         if usage is not None:
             used = {"total": usage.total, "database_overhead": usage.overhead}
-            for i, kind in enumerate(self.kinds):
-                # the kinds' rows share one database and are shown with the kind added last, the one that
-                # keeps many rows (events; recordings, added before them, are mostly files)
-                used[kind.name] = usage.files.get(kind.name, 0) + (usage.rows if i == len(self.kinds) - 1 else 0)
+            # the kinds' rows share one database and are shown with the last kind added that has tables, the
+            # one that keeps many rows (events; recordings, added before them, are mostly files)
+            with_rows = [kind for kind in self.kinds if kind.tables][-1:]
+            for kind in self.kinds:
+                used[kind.name] = usage.files.get(kind.name, 0) + (usage.rows if kind in with_rows else 0)
         return {"used_bytes": used, "max_bytes": self.max_bytes, "removed_by_retention": dict(self.removed),
                 "write_errors": write_errors + self.errors, "last_round_ms": round(self.last_round_ms, 1),
-                **self.database.health()}
+                **self.floor.health(), **self.database.health()}
+
+
+def _removed_text(removed: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in removed.items() if n)

@@ -23,6 +23,8 @@ from typing import Any, Callable, TypeVar
 
 from ..supervise import Spawn, cancel_and_wait
 from .budget import StorageBudget
+from .floor import Space, statvfs_space
+from .housekeeping import keep
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,9 @@ class Database:
     """The SQLite file (WAL, incremental auto-vacuum) under `directory`, used from one thread, and the size
     budget of everything under `directory` (`budget`: the stages that keep things there add their kind)."""
 
-    def __init__(self, directory: Path, max_mb: float = 1024.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, directory: Path, max_mb: float = 1024.0, clock: Callable[[], float] = time.time,
+                 min_free_mb: float = 0.0, space: Callable[[Path], Space] = statvfs_space,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.directory = directory
         self.path = directory / FILE
         self.clock = clock
@@ -68,7 +72,7 @@ class Database:
         self._corrupt_seen = False  # ... and SQLite called it corrupt
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we opened
         self._setups: list[Callable[[sqlite3.Connection], None]] = []
-        self.budget = StorageBudget(self, max_mb, clock)
+        self.budget = StorageBudget(self, max_mb, clock, min_free_mb, space, monotonic)
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -80,7 +84,7 @@ class Database:
         housekeeping (the file checked, the budget kept) as a "storage" task. Raises StorageError."""
         await self.run(self._open)
         if spawn is not None:
-            self._housekeeping = spawn("storage", self.budget.keep(), "storage-housekeeping")
+            self._housekeeping = spawn("storage", keep(self, self.budget), "storage-housekeeping")
 
     def _open(self) -> None:
         try:
@@ -90,6 +94,7 @@ class Database:
             probe.unlink()
             self._adopt_legacy_file()
             self.conn = self._connect()
+            self.budget.keep_clock.attach(self.conn)
             self.budget.measure()  # a figure for /api/system at once; the kinds' files join with the first round
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"{self.directory}: {exc}") from None
@@ -185,7 +190,7 @@ class Database:
                             "reused but not given back", self.path, exc)
                 return False
             log.info("storage: %s converted to incremental vacuum in %.1f s (once)", self.path, time.monotonic() - start)
-        return conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL
+        return bool(conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL)
 
     def _move_aside(self) -> Path:
         """camserver.db (and its WAL and SHM) -> camserver.db.corrupt-<time>; returns the new path."""
@@ -241,6 +246,7 @@ class Database:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.conn = self._connect()
         try:
+            self.budget.keep_clock.attach(self.conn)
             for setup in self._setups:
                 setup(self.conn)
         except BaseException:
@@ -262,6 +268,14 @@ class Database:
             return True  # busy or locked: not a reason to move it aside
         return True
 
+    def _close(self) -> None:
+        assert self.conn is not None
+        try:
+            self.budget.keep_clock.save(self.conn)  # the next start goes on from here
+        except sqlite3.Error:
+            pass
+        self.conn.close()
+
     def side_bytes(self) -> int:
         """Size of the WAL and SHM files beside the database (0 when there are none)."""
         total = 0
@@ -281,6 +295,6 @@ class Database:
         """Stop the housekeeping, close the database (a checkpoint folds the WAL into it) and end its thread."""
         await cancel_and_wait(self._housekeeping)
         if self.conn is not None:
-            await self.run(self.conn.close)
+            await self.run(self._close)
             self.conn = None
         self.executor.shutdown(wait=True)

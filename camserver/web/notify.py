@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from ..integrations.notify import Notifier
+from ..jsonbody import parse_json, read_body
 
 MAX_BODY = 1024
 # camera id or None (the default camera) -> (camera id, its latest JPEG or None), or None if unknown
@@ -29,13 +29,11 @@ class NotifyApi:
         """Send a test message; body (optional) {"camera": id}. Answers per target: url, ok, error."""
         if not self.notifier.targets:
             raise web.HTTPNotFound(reason="no notification targets", text="the configuration has no [[notify]] table")
-        if (request.content_length or 0) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length or 0)
-        raw = await request.read()
+        raw = await read_body(request, MAX_BODY)
         camera: Any = None
         if raw.strip():
             try:
-                camera = json.loads(raw).get("camera")
+                camera = parse_json(raw).get("camera")
             except (ValueError, AttributeError):
                 raise web.HTTPBadRequest(reason="invalid body", text='send {"camera": "<id>"} or nothing') from None
             if camera is not None and not isinstance(camera, str):

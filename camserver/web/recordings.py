@@ -3,18 +3,28 @@
 Files are served with aiohttp's FileResponse: Range requests (206) work, which a browser needs to
 seek in a video, and the bytes go out with sendfile. A file still growing (an open event) is
 served as it is at the request: a fragmented MP4 that plays up to its last complete fragment.
+
+An export or clip that cannot be made now answers JSON `{"error": ..., "detail": ...}`, never a 500:
+429 with Retry-After when a bound is reached (EXPORTS_PER_CLIENT of one client at once, or the
+recorder's own, see record/exporter.py), 507 when there is no room for it (a full disk, or the
+exports' share of storage.max_mb in use).
 """
 
 from __future__ import annotations
 
+import errno
 import time
-from typing import Any, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from ..record.recorder import MAX_EXPORT_S, ClipFile
+from ..record.export import ExportRefused
+from ..record.exporter import MAX_EXPORT_S, ClipFile
 
 DAY_S = 86400.0
+EXPORTS_PER_CLIENT = 2  # exports or clips one client address waits for at once; more: 429
+RETRY_AFTER_S = 2
 
 EventClip = Callable[[str], Awaitable[ClipFile | None]]
 ListRecordings = Callable[[str, float | None, float | None], Awaitable[list[dict[str, Any]]]]
@@ -50,6 +60,11 @@ def _mp4(clip: ClipFile, filename: str) -> web.FileResponse:
     return web.FileResponse(clip.path, headers=headers)
 
 
+def _refused(status: int, error: str, detail: str) -> web.Response:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else None
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
 class RecordingsApi:
     """Routes for clips and recordings, over narrow callables (the Recorder's, in the app).
 
@@ -68,12 +83,50 @@ class RecordingsApi:
         self.export = export
         self.camera_known = camera_known
         self.clock = clock
+        self._waiting: dict[str, int] = {}  # client address -> its exports in flight (entries at 0 are removed)
+        self.refused: dict[int, int] = {}
 
     def add_routes(self, app: web.Application) -> None:
         """Register the routes."""
         app.router.add_get("/api/events/{event_id}/clip.mp4", self.event_clip_mp4)
         app.router.add_get("/api/cameras/{camera_id}/recordings", self.recordings)
         app.router.add_get("/api/cameras/{camera_id}/clip.mp4", self.camera_clip_mp4)
+
+    @asynccontextmanager
+    async def _bounded(self, request: web.Request) -> AsyncIterator[None]:
+        """One export or clip of this client at a time (up to EXPORTS_PER_CLIENT); ExportRefused when over."""
+        client = request.remote or "?"
+        if self._waiting.get(client, 0) >= EXPORTS_PER_CLIENT:
+            raise ExportRefused(429, "too many exports", f"at most {EXPORTS_PER_CLIENT} exports of one client at once")
+        self._waiting[client] = self._waiting.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._waiting[client] - 1
+            if left:
+                self._waiting[client] = left
+            else:
+                del self._waiting[client]
+
+    async def _made(self, request: web.Request, make: Awaitable[Any]) -> Any:
+        """`make` awaited under the client's bound; a refusal or a full disk is a JSON answer (returned, not raised)."""
+        try:
+            async with self._bounded(request):
+                return await make
+        except ExportRefused as exc:
+            return self._count(_refused(exc.status, exc.error, exc.text))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return self._count(_refused(507, "disk full", f"no room to write the clip: {exc.strerror}"))
+            return self._count(_refused(503, "storage unavailable", f"the clip could not be made: {exc.strerror or exc}"))
+        finally:
+            close = getattr(make, "close", None)
+            if close is not None:
+                close()  # refused before it ran: no "never awaited" coroutine left behind
+
+    def _count(self, response: web.Response) -> web.Response:
+        self.refused[response.status] = self.refused.get(response.status, 0) + 1
+        return response
 
     def _camera(self, request: web.Request) -> str:
         camera = request.match_info["camera_id"]
@@ -84,7 +137,9 @@ class RecordingsApi:
     async def event_clip_mp4(self, request: web.Request) -> web.StreamResponse:
         """The event's clip; while the event is open, what is recorded so far."""
         event_id = request.match_info["event_id"]
-        clip = await self.event_clip(event_id)
+        clip = await self._made(request, self.event_clip(event_id))
+        if isinstance(clip, web.Response):
+            return clip
         if clip is None or not clip.path.exists():
             raise web.HTTPNotFound(reason="no clip", text=f"event {event_id!r} has no clip")
         return _mp4(clip, f"event-{event_id}.mp4")
@@ -110,7 +165,9 @@ class RecordingsApi:
             raise _bad("start and end are required (seconds since the epoch)")
         if not 0 < end - start <= MAX_EXPORT_S:
             raise _bad(f"end must be after start, by at most {MAX_EXPORT_S:.0f} s")
-        path = await self.export(camera, start, end)
+        path = await self._made(request, self.export(camera, start, end))
+        if isinstance(path, web.Response):
+            return path
         if path is None:
             raise web.HTTPNotFound(reason="nothing recorded", text=f"camera {camera!r} has no recording in that span")
         return _mp4(ClipFile(path), f"{camera}-{int(start)}-{int(end)}.mp4")

@@ -82,7 +82,7 @@ class SystemApi:
         health: Callable[[], dict[str, Any]],
         facts: dict[str, Any],
         shapes: dict[str, list[dict[str, Any]]],
-        storage_used: Callable[[], int] | None,
+        storage_used: Callable[[], int | None] | None,
     ) -> None:
         self.health = health
         self.facts = facts

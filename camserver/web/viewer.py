@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -15,13 +14,15 @@ import numpy as np
 from aiohttp import web
 
 from ..config import HttpConfig
-from ..ingest.control import validate_control
 from ..hub import Camera, CameraHub, Frame, FrameChannel
 from ..logsafe import ThrottledLog
 from ..events.engine import EventEngine
 from .assets import StaticAssets
+from .bodies import body_deadline, unsatisfiable_ranges
+from .connections import ConnectionLimit
 from .events import EventsApi
 from .session import ViewerAuth
+from .strictjson import strict_json
 from .writes import write_guard
 from .stream import MJPEG_CONTENT_TYPE, MJPEG_START, BoundedStream, ViewerGone, mjpeg_part
 
@@ -34,7 +35,7 @@ class RouteSource(Protocol):
     def add_routes(self, app: web.Application) -> None:
         """Register the routes."""
 
-MAX_CONTROL_BYTES = 4096
+
 STALE_S = 3.0  # a connected camera silent this long gets the placeholder again
 PLACEHOLDER_SIZE = (640, 480)
 
@@ -75,7 +76,8 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
+        headers = {k: v for k, v in exc.headers.items()
+                   if k.lower() in ("allow", "retry-after", "www-authenticate", "content-range")}
         return web.json_response({"error": exc.reason, "detail": exc.text}, status=exc.status, headers=headers)
 
 
@@ -107,7 +109,6 @@ class ViewerApp:
         config: HttpConfig,
         hub: CameraHub,
         health: Callable[[], dict[str, Any]],
-        send_control: Callable[[Camera, dict[str, Any]], Awaitable[bool]],
         camera_figures: Callable[[Camera], dict[str, Any]],
         latest_detections: Callable[[str], tuple[Frame | None, list[Any]]],
         annotated_latest: Callable[[Camera], Awaitable[Frame | None]] | None = None,
@@ -115,13 +116,15 @@ class ViewerApp:
         exposition: Callable[[], tuple[bytes, str]] | None = None,
         auth: ViewerAuth | None = None,
         routes: tuple[RouteSource, ...] = (),
+        connections: ConnectionLimit | None = None,
     ) -> None:
         self.config = config
+        self.connections = connections  # the HTTP port's connection cap, told which connections proved themselves
+        self.body_timeouts = [0]  # connections closed because a body did not come within http.body_timeout_s
         self.auth = auth or ViewerAuth.from_config(config, None)
         self.routes = routes
         self.hub = hub
         self.health = health
-        self.send_control = send_control
         self.camera_figures = camera_figures  # the other stages' figures for /api/cameras
         self.latest_detections = latest_detections
         self.annotated_latest = annotated_latest  # draws the latest frame's boxes if nobody watched it
@@ -153,11 +156,18 @@ class ViewerApp:
 
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
-        # every write passes the cross-site checks and needs the write permission, open server or not
-        middlewares = [json_errors, write_guard(self.auth, (self.config.public_url,))]
+        # a body's deadline first (it closes the connection, whatever an inner check does); then the
+        # credential limiter, so that a locked address is refused before any check counts or proves
+        # anything; every write passes the cross-site checks and needs the write permission, open server or not
+        middlewares = [body_deadline(self.config.body_timeout_s, self.body_timeouts), json_errors, self.auth.gate()]
+        if self.connections is not None:
+            auth = self.auth
+            middlewares.append(self.connections.middleware(lambda r: auth.sessions and auth.identify(r) is not None))
+        middlewares += [unsatisfiable_ranges, write_guard(self.auth, (self.config.public_url,))]
         if self.auth.required:
             middlewares.append(viewer_auth(self.auth))
         app = web.Application(middlewares=middlewares)
+        app.middlewares.insert(0, strict_json)  # outermost: it sees every JSON answer, errors included
         StaticAssets().add_routes(app)
         self.auth.add_routes(app)
         app.router.add_get("/healthz", self.healthz)
@@ -165,9 +175,6 @@ class ViewerApp:
         app.router.add_get("/api/cameras/{camera_id}/detections", self.api_detections)
         for routes in self.routes:  # the other stages' routes: board control, notifications, system
             routes.add_routes(app)
-        if not any(r.method == "POST" and r.resource is not None and r.resource.canonical == "/api/cameras/{camera_id}/control"
-                   for r in app.router.routes()):
-            app.router.add_post("/api/cameras/{camera_id}/control", self.api_control)
         app.router.add_get("/cameras/{camera_id}/stream.mjpg", self.camera_stream)
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
         app.router.add_get("/stream.mjpg", self.default_stream)
@@ -219,19 +226,6 @@ class ViewerApp:
                 "detections": [d.to_json() for d in detections],
             }
         )
-
-    async def api_control(self, request: web.Request) -> web.Response:
-        """Forward a control message (framesize, quality, fps) to the connected camera."""
-        cam = self._camera(request)
-        if (request.content_length or 0) > MAX_CONTROL_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CONTROL_BYTES, actual_size=request.content_length or 0)
-        try:
-            message = validate_control(json.loads(await request.read()))
-        except ValueError as exc:  # bad JSON or a bad setting (ControlError)
-            raise web.HTTPBadRequest(reason="invalid control message", text=str(exc)) from None
-        if not await self.send_control(cam, message):  # False when the camera is not connected
-            raise web.HTTPConflict(reason="camera offline", text=f"camera {cam.id!r} is not connected")
-        return web.json_response({"camera": cam.id, "sent": message}, status=202)
 
     async def camera_snapshot(self, request: web.Request) -> web.Response:
         """The latest annotated (or ?raw=1) JPEG of one camera, or its placeholder."""

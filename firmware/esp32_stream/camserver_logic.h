@@ -1,13 +1,15 @@
 // Pure logic of the camserver ESP32 firmware: no Arduino, no ESP-IDF, no allocation.
 // The sketch uses it on the board; tests/firmware builds it with g++ on the host and tests it.
+// camserver_link.h has the timers and links, camserver_messages.h the JSON texts.
 #pragma once
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "camserver_link.h"  // timers, backoff, the WiFi and WebSocket links, the image's probation
 
 namespace camlogic {
 
@@ -139,161 +141,6 @@ struct ServerHost {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Reconnect backoff: exponential, capped, with jitter so a room of cameras does not
-// reconnect in lockstep after the server restarts.
-// ---------------------------------------------------------------------------------------------
-
-struct Backoff {
-  uint32_t base_ms;
-  uint32_t cap_ms;
-  uint32_t attempt;
-
-  Backoff(uint32_t base = 500, uint32_t cap = 30000) : base_ms(base), cap_ms(cap), attempt(0) {}
-
-  // Ceiling of the next delay: base * 2^attempt, at most cap.
-  uint32_t ceiling_ms() const {
-    uint32_t shift = attempt > 16 ? 16 : attempt;
-    uint64_t d = (uint64_t)base_ms << shift;
-    return d > cap_ms ? cap_ms : (uint32_t)d;
-  }
-
-  // Delay before the next try, in [ceiling/2, ceiling]; random32 is any random number.
-  uint32_t next_delay_ms(uint32_t random32) {
-    uint32_t ceil = ceiling_ms();
-    uint32_t half = ceil / 2;
-    uint32_t delay = half + (half ? random32 % (ceil - half + 1) : 0);
-    if (attempt < 32) attempt++;
-    return delay;
-  }
-
-  void reset() { attempt = 0; }
-};
-
-// ---------------------------------------------------------------------------------------------
-// The WebSocket link: when to (re)connect, and how many reconnects there were.
-//
-// ArduinoWebsockets fires ConnectionClosed inside a refused connect() (HTTP 401, 503, a slow
-// reply) as well as when an open connection closes. Only the second may schedule a retry: the
-// failed connect() schedules its own, so a refused attempt advances the backoff once, not twice.
-// ---------------------------------------------------------------------------------------------
-
-struct WsLink {
-  Backoff backoff;
-  bool open;
-  uint32_t connections;      // successful connections since boot
-  uint32_t next_connect_ms;  // do not try before this millis()
-
-  explicit WsLink(uint32_t base_ms = 500, uint32_t cap_ms = 30000)
-      : backoff(base_ms, cap_ms), open(false), connections(0), next_connect_ms(0) {}
-
-  // True when a connection attempt is due at now_ms (wrap-safe).
-  bool due(uint32_t now_ms) const { return (int32_t)(now_ms - next_connect_ms) >= 0; }
-
-  void connected() {
-    open = true;
-    connections++;
-    backoff.reset();
-  }
-
-  // connect() returned false. Returns the delay before the next attempt.
-  uint32_t connect_failed(uint32_t now_ms, uint32_t random32) {
-    open = false;
-    return schedule(now_ms, random32);
-  }
-
-  // The library reported ConnectionClosed. Returns the delay before the next attempt, or 0 when
-  // no connection was open (inside a refused connect()): nothing is scheduled then.
-  uint32_t closed(uint32_t now_ms, uint32_t random32) {
-    if (!open) return 0;
-    open = false;
-    return schedule(now_ms, random32);
-  }
-
-  // The first connection is not a reconnect.
-  uint32_t reconnects() const { return connections > 0 ? connections - 1 : 0; }
-
- private:
-  uint32_t schedule(uint32_t now_ms, uint32_t random32) {
-    uint32_t delay = backoff.next_delay_ms(random32);
-    next_connect_ms = now_ms + delay;
-    return delay;
-  }
-};
-
-// ---------------------------------------------------------------------------------------------
-// WiFi recovery: WiFi.begin() again with backoff while the link is down, and a give-up time.
-// Times are kept relative to the moment the loss was seen, so they work at any uptime, also
-// after millis() passes 2^31 (24.8 days) and wraps (49.7 days).
-// ---------------------------------------------------------------------------------------------
-
-struct WifiKeeper {
-  Backoff backoff;
-  bool lost;
-  uint32_t lost_since_ms;
-  uint32_t next_try_ms;
-
-  explicit WifiKeeper(uint32_t base_ms = 1000, uint32_t cap_ms = 30000)
-      : backoff(base_ms, cap_ms), lost(false), lost_since_ms(0), next_try_ms(0) {}
-
-  // Called every loop while WiFi is down. Returns true when WiFi.begin() is due now; *delay_ms
-  // (if given) gets the wait until the try after it. The first call after a loss tries at once.
-  bool down(uint32_t now_ms, uint32_t random32, uint32_t* delay_ms = nullptr) {
-    if (!lost) {
-      lost = true;
-      lost_since_ms = now_ms;
-      next_try_ms = now_ms;
-    }
-    if ((int32_t)(now_ms - next_try_ms) < 0) return false;
-    uint32_t delay = backoff.next_delay_ms(random32);
-    next_try_ms = now_ms + delay;
-    if (delay_ms) *delay_ms = delay;
-    return true;
-  }
-
-  // How long WiFi has been down (0 while up).
-  uint32_t down_for_ms(uint32_t now_ms) const { return lost ? now_ms - lost_since_ms : 0; }
-
-  // WiFi is back. Returns true when it had been lost (worth a log line).
-  bool up() {
-    bool was_lost = lost;
-    lost = false;
-    backoff.reset();
-    return was_lost;
-  }
-};
-
-// ---------------------------------------------------------------------------------------------
-// Frame pacing: at most `fps` frames a second, immune to millis() wrapping after 49 days.
-// ---------------------------------------------------------------------------------------------
-
-struct FramePacer {
-  uint32_t interval_ms;
-  uint32_t last_ms;
-  bool started;
-
-  explicit FramePacer(float fps = 10.0f) : interval_ms(100), last_ms(0), started(false) { set_fps(fps); }
-
-  void set_fps(float fps) {
-    if (!(fps >= 0.1f)) fps = 0.1f;  // also catches NaN
-    if (fps > 60.0f) fps = 60.0f;
-    interval_ms = (uint32_t)(1000.0f / fps + 0.5f);
-  }
-
-  // True when a frame is due at now_ms; marks it sent. Unsigned subtraction handles wrap-around.
-  bool due(uint32_t now_ms) {
-    if (started && (uint32_t)(now_ms - last_ms) < interval_ms) return false;
-    // Keep the cadence when on time; after a stall, restart from now instead of bursting.
-    if (started && (uint32_t)(now_ms - last_ms) < 2 * interval_ms) {
-      last_ms += interval_ms;
-    } else {
-      last_ms = now_ms;
-    }
-    started = true;
-    return true;
-  }
-};
-
-// ---------------------------------------------------------------------------------------------
 // Frame sizes the control message may name. The sketch maps the index to the camera
 // driver's framesize_t; the width and height are for the status message and the tests.
 // ---------------------------------------------------------------------------------------------
@@ -338,6 +185,49 @@ inline int largest_frame_size_index(bool psram, int no_psram_cap) {
   return no_psram_cap < FRAME_SIZE_COUNT ? no_psram_cap : FRAME_SIZE_COUNT - 1;
 }
 
+static const int QUALITY_MIN = 4, QUALITY_MAX = 63;  // esp_camera JPEG quality: lower is better
+
+// A quality the buffer cannot take. The driver's JPEG buffer holds width * height / 5 bytes of the size
+// it was initialised at (384,000 at UXGA); a frame that does not fit is dropped, and
+// esp_camera_fb_get() returns nothing after its 4 s timeout. High quality at large sizes does that
+// (quality 4 to 10 at UXGA and SXGA): every capture fails. So the first failed capture below
+// STEP_UNTIL, at a size large enough to overflow, raises the quality (SAFE_QUALITY first, then STEP
+// more each time) and remembers it as the floor for that frame size and every larger one, until the
+// next boot: the same setting sent again (the server re-sends its settings on every hello) then gets
+// the floor at once, with no failed capture. The status reports the quality asked for as
+// quality_refused.
+struct QualityGuard {
+  static const int SAFE_QUALITY = 12;
+  static const int STEP = 4;
+  static const int STEP_UNTIL = 24;  // a failure at this quality or above is no overflow: re-initialise
+  int8_t floor[FRAME_SIZE_COUNT];    // the quality a failure stepped to at each size; 0 = none
+
+  QualityGuard() : floor() {}
+
+  // The quality to use for `wanted` at size `index`: wanted, or the floor where wanted failed before.
+  int allowed(int index, int wanted) const {
+    int q = wanted;
+    for (int i = 0; i <= index && i < FRAME_SIZE_COUNT; i++) {
+      if (floor[i] > q) q = floor[i];
+    }
+    return q;
+  }
+
+  // A capture failed at (index, quality) with JPEG buffers of buffer_bytes. Returns the quality to try
+  // now, or -1 when a higher quality is not the answer (the sketch counts the failure towards
+  // re-initialising the camera): at 24 or above, or at a size whose frames fit at any quality. A frame
+  // of fewer than 2 x buffer_bytes pixels (VGA and smaller in UXGA's buffer) would need over half a
+  // byte per pixel to overflow, more than the sensor's JPEG makes at quality 4.
+  int capture_failed(int index, int quality, uint32_t buffer_bytes) {
+    if (index < 0 || index >= FRAME_SIZE_COUNT || quality >= STEP_UNTIL) return -1;
+    if ((uint32_t)FRAME_SIZES[index].width * FRAME_SIZES[index].height < 2 * buffer_bytes) return -1;
+    int next = quality < SAFE_QUALITY ? SAFE_QUALITY : quality + STEP;
+    if (next > QUALITY_MAX) next = QUALITY_MAX;
+    floor[index] = (int8_t)next;
+    return next;
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // Sensor settings and the flash LED: the same table as camserver/ingest/control.py (a test
 // compares them). The order is the order of application: automatic modes before the values they
@@ -370,7 +260,6 @@ static const SettingRange SETTINGS[SETTING_COUNT] = {
 };
 static_assert(SETTING_COUNT <= 32, "settings are kept in a 32-bit mask");
 
-static const int QUALITY_MIN = 4, QUALITY_MAX = 63;  // esp_camera JPEG quality: lower is better
 static const float FPS_MIN = 0.1f, FPS_MAX = 30.0f;
 
 // Index into SETTINGS of a name, or -1.
@@ -469,326 +358,6 @@ inline bool ota_should_start(const OtaRequest& r, uint32_t slot_bytes, char* err
       snprintf(err, err_len, "image of %lu bytes does not fit the %lu-byte app slot", (unsigned long)r.size,
                (unsigned long)slot_bytes);
     }
-    return false;
-  }
-  return true;
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON texts sent to the server.
-// ---------------------------------------------------------------------------------------------
-
-// Appends to a fixed buffer; once something does not fit, ok stays false and the text is unusable.
-struct JsonWriter {
-  char* out;
-  size_t cap;
-  size_t len;
-  bool ok;
-
-  JsonWriter(char* buffer, size_t capacity) : out(buffer), cap(capacity), len(0), ok(buffer != nullptr && capacity > 0) {
-    if (ok) out[0] = '\0';
-  }
-
-  void append(const char* format, ...) __attribute__((format(printf, 2, 3))) {
-    if (!ok) return;
-    va_list args;
-    va_start(args, format);
-    int n = vsnprintf(out + len, cap - len, format, args);
-    va_end(args);
-    if (n < 0 || (size_t)n >= cap - len) {
-      ok = false;
-      return;
-    }
-    len += (size_t)n;
-  }
-
-  // A JSON string: quotes, backslashes and control characters escaped.
-  void string(const char* s) {
-    append("\"");
-    for (const char* p = s; p && *p && ok; p++) {
-      unsigned char c = (unsigned char)*p;
-      if (c == '"' || c == '\\') {
-        append("\\%c", c);
-      } else if (c < 0x20) {
-        append("\\u%04x", c);
-      } else {
-        append("%c", c);
-      }
-    }
-    append("\"");
-  }
-};
-
-struct StatusFigures {
-  float fps_sent;
-  uint32_t free_heap;
-  int rssi;
-  uint32_t reconnects;
-  uint32_t frames_sent;
-  uint32_t capture_failures;
-  const char* frame_size;
-  int quality;
-  float max_fps;
-  const char* firmware;           // nullptr: not sent
-  const SettingValues* settings;  // values as applied; nullptr: no "settings" and "unsupported"
-  uint32_t unsupported;           // settings this board cannot apply (sensor refused, no flash LED)
-  const char* ota_error;          // why the last update failed; nullptr or "": not sent
-};
-
-// {"type":"hello",...}. Returns the length written, or -1 if out is too small.
-inline int format_hello(char* out, size_t out_len, const char* camera_id, const char* fw_version,
-                        const char* frame_size, int quality, uint32_t free_heap, int rssi) {
-  int n = snprintf(out, out_len,
-                   "{\"type\":\"hello\",\"camera_id\":\"%s\",\"firmware\":\"%s\",\"frame_size\":\"%s\","
-                   "\"quality\":%d,\"free_heap\":%lu,\"rssi\":%d}",
-                   camera_id, fw_version, frame_size, quality, (unsigned long)free_heap, rssi);
-  return (n > 0 && (size_t)n < out_len) ? n : -1;
-}
-
-// {"type":"status",...,"settings":{"brightness":0,...},"unsupported":["sharpness"],"ota_error":"..."}.
-// Returns the length written, or -1 if out is too small.
-inline int format_status(char* out, size_t out_len, const StatusFigures& s) {
-  JsonWriter w(out, out_len);
-  w.append("{\"type\":\"status\",\"fps_sent\":%.1f,\"free_heap\":%lu,\"rssi\":%d,\"reconnects\":%lu,"
-           "\"frames_sent\":%lu,\"capture_failures\":%lu,\"frame_size\":\"%s\",\"quality\":%d,\"max_fps\":%.1f",
-           (double)s.fps_sent, (unsigned long)s.free_heap, s.rssi, (unsigned long)s.reconnects,
-           (unsigned long)s.frames_sent, (unsigned long)s.capture_failures, s.frame_size, s.quality,
-           (double)s.max_fps);
-  if (s.firmware != nullptr) {
-    w.append(",\"firmware\":");
-    w.string(s.firmware);
-  }
-  if (s.settings != nullptr) {
-    w.append(",\"settings\":{");
-    bool first = true;
-    for (int i = 0; i < SETTING_COUNT; i++) {
-      if (!s.settings->has(i) || (s.unsupported & setting_bit(i))) continue;
-      const char* sep = first ? "" : ",";
-      if (SETTINGS[i].is_switch) {
-        w.append("%s\"%s\":%s", sep, SETTINGS[i].name, s.settings->value[i] ? "true" : "false");
-      } else {
-        w.append("%s\"%s\":%d", sep, SETTINGS[i].name, s.settings->value[i]);
-      }
-      first = false;
-    }
-    w.append("},\"unsupported\":[");
-    first = true;
-    for (int i = 0; i < SETTING_COUNT; i++) {
-      if (!(s.unsupported & setting_bit(i))) continue;
-      w.append("%s\"%s\"", first ? "" : ",", SETTINGS[i].name);
-      first = false;
-    }
-    w.append("]");
-  }
-  if (s.ota_error != nullptr && s.ota_error[0] != '\0') {
-    w.append(",\"ota_error\":");
-    w.string(s.ota_error);
-  }
-  w.append("}");
-  return w.ok ? (int)w.len : -1;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Control message from the server, a flat JSON object with "type":"control", either settings:
-//   {"framesize": "SVGA", "quality": 12, "fps": 8, "brightness": 1, "hmirror": true, "lamp": 40}
-// or an update: {"ota_url": "http://...", "ota_md5": "<32 hex>", "ota_size": 912345}.
-// Every setting is optional; unknown keys are an error so typos are noticed.
-// ---------------------------------------------------------------------------------------------
-
-struct Control {
-  int frame_size;  // index into FRAME_SIZES, or -1 when absent
-  int quality;     // 4..63 (lower is better, as in esp_camera), or -1 when absent
-  float fps;       // 0.1..30, or -1 when absent
-  SettingValues settings;
-  bool ota;  // an update message: ota_request is filled, nothing else is set
-  OtaRequest ota_request;
-};
-
-namespace detail {
-inline const char* skip_ws(const char* p) {
-  while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-  return p;
-}
-// Reads a JSON string without escapes into out; returns the char after the closing quote.
-inline const char* read_string(const char* p, char* out, size_t out_len) {
-  if (*p != '"') return nullptr;
-  p++;
-  size_t n = 0;
-  while (*p && *p != '"') {
-    if (*p == '\\' || (unsigned char)*p < 0x20 || n + 1 >= out_len) return nullptr;
-    out[n++] = *p++;
-  }
-  if (*p != '"') return nullptr;
-  out[n] = '\0';
-  return p + 1;
-}
-inline const char* read_number(const char* p, double* value) {
-  if (!((*p >= '0' && *p <= '9') || *p == '-')) return nullptr;  // strtod would also take "inf", "0x1p3"
-  char* end = nullptr;
-  *value = strtod(p, &end);
-  if (end == p) return nullptr;
-  return end;
-}
-// true/false, or a number (0/1 for a switch).
-inline const char* read_setting_value(const char* p, double* value) {
-  if (strncmp(p, "true", 4) == 0) {
-    *value = 1;
-    return p + 4;
-  }
-  if (strncmp(p, "false", 5) == 0) {
-    *value = 0;
-    return p + 5;
-  }
-  return read_number(p, value);
-}
-inline void set_error(char* err, size_t err_len, const char* msg) {
-  if (err && err_len) snprintf(err, err_len, "%s", msg);
-}
-}  // namespace detail
-
-// Parses a control message. On failure returns false and writes the reason into err.
-inline bool parse_control(const char* json, Control* out, char* err, size_t err_len) {
-  using namespace detail;
-  out->frame_size = -1;
-  out->quality = -1;
-  out->fps = -1.0f;
-  out->settings = SettingValues();
-  out->ota = false;
-  memset(&out->ota_request, 0, sizeof out->ota_request);
-  if (json == nullptr) {
-    set_error(err, err_len, "empty message");
-    return false;
-  }
-  const char* p = skip_ws(json);
-  if (*p != '{') {
-    set_error(err, err_len, "not a JSON object");
-    return false;
-  }
-  p = skip_ws(p + 1);
-  bool any_setting = false;
-  int ota_keys = 0;  // bits: 1 url, 2 md5, 4 size
-  if (*p == '}') {
-    p++;
-  } else {
-    while (true) {
-      char key[24];
-      p = read_string(p, key, sizeof key);
-      if (!p) {
-        set_error(err, err_len, "bad key");
-        return false;
-      }
-      p = skip_ws(p);
-      if (*p != ':') {
-        set_error(err, err_len, "expected ':'");
-        return false;
-      }
-      p = skip_ws(p + 1);
-      int id = setting_index(key);
-      if (strcmp(key, "framesize") == 0) {
-        char name[16];
-        p = read_string(p, name, sizeof name);
-        if (!p) {
-          set_error(err, err_len, "framesize must be a string");
-          return false;
-        }
-        out->frame_size = frame_size_index(name);
-        if (out->frame_size < 0) {
-          set_error(err, err_len, "unknown framesize");
-          return false;
-        }
-        any_setting = true;
-      } else if (strcmp(key, "quality") == 0 || strcmp(key, "fps") == 0) {
-        double v = 0;
-        p = read_number(p, &v);
-        if (!p) {
-          set_error(err, err_len, "expected a number");
-          return false;
-        }
-        if (key[0] == 'q') {
-          if (!(v >= QUALITY_MIN && v <= QUALITY_MAX) || v != (int)v) {
-            set_error(err, err_len, "quality must be an integer from 4 to 63");
-            return false;
-          }
-          out->quality = (int)v;
-        } else {
-          if (!(v >= FPS_MIN && v <= FPS_MAX)) {
-            set_error(err, err_len, "fps must be from 0.1 to 30");
-            return false;
-          }
-          out->fps = (float)v;
-        }
-        any_setting = true;
-      } else if (id >= 0) {
-        double v = 0;
-        p = read_setting_value(p, &v);
-        const SettingRange& r = SETTINGS[id];
-        if (!p || !(v >= r.min && v <= r.max) || v != (int)v) {
-          describe_range(id, err, err_len);
-          return false;
-        }
-        out->settings.set(id, (int)v);
-        any_setting = true;
-      } else if (strcmp(key, "ota_url") == 0) {
-        p = read_string(p, out->ota_request.url, sizeof out->ota_request.url);
-        if (!p) {
-          set_error(err, err_len, "ota_url must be a string of at most 159 characters");
-          return false;
-        }
-        ota_keys |= 1;
-      } else if (strcmp(key, "ota_md5") == 0) {
-        p = read_string(p, out->ota_request.md5, sizeof out->ota_request.md5);
-        if (!p || !is_hex_md5(out->ota_request.md5)) {
-          set_error(err, err_len, "ota_md5 must be 32 hex digits");
-          return false;
-        }
-        ota_keys |= 2;
-      } else if (strcmp(key, "ota_size") == 0) {
-        double v = 0;
-        p = read_number(p, &v);
-        if (!p || !(v >= 1 && v <= 4294967295.0) || v != (double)(uint32_t)v) {
-          set_error(err, err_len, "ota_size must be a positive integer");
-          return false;
-        }
-        out->ota_request.size = (uint32_t)v;
-        ota_keys |= 4;
-      } else if (strcmp(key, "type") == 0) {
-        char kind[16];
-        p = read_string(p, kind, sizeof kind);
-        if (!p || strcmp(kind, "control") != 0) {
-          set_error(err, err_len, "type must be \"control\"");
-          return false;
-        }
-      } else {
-        if (err && err_len) snprintf(err, err_len, "unknown key: %s", key);
-        return false;
-      }
-      p = skip_ws(p);
-      if (*p == ',') {
-        p = skip_ws(p + 1);
-        continue;
-      }
-      if (*p == '}') {
-        p++;
-        break;
-      }
-      set_error(err, err_len, "expected ',' or '}'");
-      return false;
-    }
-  }
-  if (*skip_ws(p) != '\0') {
-    set_error(err, err_len, "trailing characters");
-    return false;
-  }
-  if (ota_keys != 0) {
-    if (ota_keys != 7 || any_setting) {
-      set_error(err, err_len, "an update message carries ota_url, ota_md5 and ota_size only");
-      return false;
-    }
-    out->ota = true;
-    return true;
-  }
-  if (!any_setting) {
-    set_error(err, err_len, "no setting in the message");
     return false;
   }
   return true;

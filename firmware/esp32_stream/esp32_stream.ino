@@ -13,8 +13,6 @@
 #include "driver/ledc.h"
 #include "esp_camera.h"
 #include "esp_ota_ops.h"
-#include "soc/soc.h"
-#include "soc/rtc_cntl_reg.h"
 
 #include "config.h"
 #if __has_include("secrets.h")
@@ -24,6 +22,8 @@
 #endif
 #include "board_pins.h"
 #include "camserver_logic.h"
+#include "camserver_messages.h"
+#include "camera_sensor.h"
 
 #ifndef SERVER_FALLBACK_HOST
 #define SERVER_FALLBACK_HOST ""  // a config.h from before SERVER_FALLBACK_HOST existed
@@ -34,9 +34,17 @@ using namespace websockets;
 // Bump for every image you roll out: the board says it in its hello, and the server reads it from an
 // uploaded .bin through the marker (an Arduino build's app descriptor carries the core's version, not
 // the sketch's). The marker is kept in the image because FIRMWARE_VERSION points into it.
-#define FIRMWARE_VERSION_TEXT "1.1.0"
+#define FIRMWARE_VERSION_TEXT "1.2.0"
 static const char FIRMWARE_MARKER[] = "camserver-firmware-version:" FIRMWARE_VERSION_TEXT;
 static const char* const FIRMWARE_VERSION = FIRMWARE_MARKER + sizeof("camserver-firmware-version:") - 1;
+
+// The core marks a freshly updated image valid before setup() unless this says the sketch will decide
+// (arduino-esp32 2.x and 3.x, initArduino()). The image stays on probation instead: see `probation`.
+// extern "C": the core's weak default is a C function; a C++ name would not replace it, silently.
+extern "C" bool verifyRollbackLater() { return true; }
+
+// millis() is 32 bits on the board; every timer takes it as uint32_t (camserver_link.h).
+static uint32_t now_ms() { return (uint32_t)millis(); }
 
 // Camera driver sizes in the order of camlogic::FRAME_SIZES.
 static const framesize_t FRAMESIZE_BY_INDEX[] = {
@@ -61,17 +69,23 @@ static bool mdns_started = false;
 static const uint32_t MDNS_QUERY_MS = 2000;  // how long one lookup waits for an answer
 static char auth_header[160];
 
-static camlogic::WifiKeeper wifi_keeper(1000, 30000);
+static camlogic::WifiKeeper wifi_keeper;  // backstop retries 5-10 s apart at first, at most 15-30 s
+static camlogic::SendLedger ledger;       // pings, pongs, and the frames the server has for sure
+static camlogic::Probation probation;     // a new image proves itself or rolls back
+static const char* ota_state = nullptr;   // "rolled_back" once the bootloader went back to this image
 
 static camlogic::FramePacer pacer(MAX_FPS);
 static int frame_size_index = 0;
 static int largest_size_index = 0;  // the size the camera was initialised at: no frame may be larger
-static int jpeg_quality = JPEG_QUALITY;
+static int jpeg_quality = JPEG_QUALITY;   // in use
+static int wanted_quality = JPEG_QUALITY; // asked for (config.h, then the server)
+static camlogic::QualityGuard quality_guard;
 static float max_fps = MAX_FPS;
 static bool camera_ready = false;
 static int capture_failures_in_row = 0;
 static int reinit_failures_in_row = 0;
-static uint32_t next_reinit_ms = 0;
+static camlogic::Timer reinit_timer;
+static camlogic::Timer restart_guard;  // no restart within a minute of booting
 
 // Sensor settings and the flash LED. `wanted` is every setting the server asked for since boot, applied
 // again whenever the camera is re-initialised (the sensor forgets them); `applied` is what the sensor
@@ -92,13 +106,12 @@ static camlogic::OtaRequest ota_request;
 static bool ota_pending = false;
 static char ota_error[96] = "";  // why the last update failed, reported in every status until the next one
 
-static uint32_t frames_sent = 0;
 static uint32_t capture_failures = 0;
 static uint32_t frames_at_last_status = 0;
-static uint32_t last_status_ms = 0;
+static camlogic::Timer status_timer;
 
 static void restart_if_allowed(const char* why) {
-  if (millis() < MIN_UPTIME_BEFORE_RESTART_MS) {
+  if (!restart_guard.due(now_ms())) {
     Serial.printf("[boot] would restart (%s) but uptime is short; waiting\n", why);
     return;
   }
@@ -110,70 +123,6 @@ static void restart_if_allowed(const char* why) {
 // ---------------------------------------------------------------------------------------------
 // Sensor settings and the flash LED
 // ---------------------------------------------------------------------------------------------
-
-// A sensor_t call, or -1 where the sensor's driver has none (a null pointer in sensor_t).
-#define SENSOR_CALL(fn, value) (sensor->fn != nullptr ? sensor->fn(sensor, value) : -1)
-
-// Applies one setting through sensor_t; 0 when the sensor took it.
-static int sensor_apply(sensor_t* sensor, int id, int v) {
-  switch (id) {
-    case camlogic::SET_BRIGHTNESS: return SENSOR_CALL(set_brightness, v);
-    case camlogic::SET_CONTRAST: return SENSOR_CALL(set_contrast, v);
-    case camlogic::SET_SATURATION: return SENSOR_CALL(set_saturation, v);
-    case camlogic::SET_SHARPNESS: return SENSOR_CALL(set_sharpness, v);
-    case camlogic::SET_SPECIAL_EFFECT: return SENSOR_CALL(set_special_effect, v);
-    case camlogic::SET_AWB: return SENSOR_CALL(set_whitebal, v);
-    case camlogic::SET_AWB_GAIN: return SENSOR_CALL(set_awb_gain, v);
-    case camlogic::SET_WB_MODE: return SENSOR_CALL(set_wb_mode, v);
-    case camlogic::SET_AEC: return SENSOR_CALL(set_exposure_ctrl, v);
-    case camlogic::SET_AEC2: return SENSOR_CALL(set_aec2, v);
-    case camlogic::SET_AE_LEVEL: return SENSOR_CALL(set_ae_level, v);
-    case camlogic::SET_AEC_VALUE: return SENSOR_CALL(set_aec_value, v);
-    case camlogic::SET_AGC: return SENSOR_CALL(set_gain_ctrl, v);
-    case camlogic::SET_AGC_GAIN: return SENSOR_CALL(set_agc_gain, v);
-    case camlogic::SET_GAINCEILING: return SENSOR_CALL(set_gainceiling, (gainceiling_t)v);
-    case camlogic::SET_BPC: return SENSOR_CALL(set_bpc, v);
-    case camlogic::SET_WPC: return SENSOR_CALL(set_wpc, v);
-    case camlogic::SET_RAW_GMA: return SENSOR_CALL(set_raw_gma, v);
-    case camlogic::SET_LENC: return SENSOR_CALL(set_lenc, v);
-    case camlogic::SET_HMIRROR: return SENSOR_CALL(set_hmirror, v);
-    case camlogic::SET_VFLIP: return SENSOR_CALL(set_vflip, v);
-    case camlogic::SET_DCW: return SENSOR_CALL(set_dcw, v);
-    case camlogic::SET_COLORBAR: return SENSOR_CALL(set_colorbar, v);
-    default: return -1;
-  }
-}
-
-// The sensor's current value of a setting (its driver keeps sensor->status up to date).
-static int sensor_value(const sensor_t* sensor, int id) {
-  const camera_status_t& s = sensor->status;
-  switch (id) {
-    case camlogic::SET_BRIGHTNESS: return s.brightness;
-    case camlogic::SET_CONTRAST: return s.contrast;
-    case camlogic::SET_SATURATION: return s.saturation;
-    case camlogic::SET_SHARPNESS: return s.sharpness;
-    case camlogic::SET_SPECIAL_EFFECT: return s.special_effect;
-    case camlogic::SET_AWB: return s.awb;
-    case camlogic::SET_AWB_GAIN: return s.awb_gain;
-    case camlogic::SET_WB_MODE: return s.wb_mode;
-    case camlogic::SET_AEC: return s.aec;
-    case camlogic::SET_AEC2: return s.aec2;
-    case camlogic::SET_AE_LEVEL: return s.ae_level;
-    case camlogic::SET_AEC_VALUE: return s.aec_value;
-    case camlogic::SET_AGC: return s.agc;
-    case camlogic::SET_AGC_GAIN: return s.agc_gain;
-    case camlogic::SET_GAINCEILING: return s.gainceiling;
-    case camlogic::SET_BPC: return s.bpc;
-    case camlogic::SET_WPC: return s.wpc;
-    case camlogic::SET_RAW_GMA: return s.raw_gma;
-    case camlogic::SET_LENC: return s.lenc;
-    case camlogic::SET_HMIRROR: return s.hmirror;
-    case camlogic::SET_VFLIP: return s.vflip;
-    case camlogic::SET_DCW: return s.dcw;
-    case camlogic::SET_COLORBAR: return s.colorbar;
-    default: return 0;
-  }
-}
 
 // After the camera starts: what the sensor holds, so the status shows every setting from the first one.
 static void read_sensor_settings(const sensor_t* sensor) {
@@ -258,6 +207,7 @@ static bool camera_init() {
   config.pin_reset = RESET_GPIO_NUM;
   config.xclk_freq_hz = 20000000;
   config.pixel_format = PIXFORMAT_JPEG;
+  jpeg_quality = quality_guard.allowed(frame_size_index, wanted_quality);
   config.jpeg_quality = jpeg_quality;
   // The driver sizes its JPEG buffers from this frame size and never resizes them, so initialise
   // at the largest size a control message may ask for, then switch to the wanted one: a later
@@ -306,7 +256,7 @@ static void camera_reinit() {
     return;
   }
   reinit_failures_in_row++;
-  next_reinit_ms = millis() + 2000UL * reinit_failures_in_row;
+  reinit_timer.start(now_ms(), 2000UL * reinit_failures_in_row);
   if (reinit_failures_in_row >= REINIT_RETRIES) restart_if_allowed("camera does not come back");
 }
 
@@ -323,14 +273,15 @@ static void send_hello() {
 }
 
 static void send_status() {
-  uint32_t now = millis();
-  float seconds = (now - last_status_ms) / 1000.0f;
+  uint32_t now = now_ms();
+  float seconds = status_timer.elapsed_ms(now) / 1000.0f;
   camlogic::StatusFigures s;
-  s.fps_sent = seconds > 0 ? (frames_sent - frames_at_last_status) / seconds : 0;
+  // Frames a pong confirmed: what the server has for sure (camserver_link.h, SendLedger).
+  s.fps_sent = seconds > 0 ? (ledger.confirmed - frames_at_last_status) / seconds : 0;
   s.free_heap = ESP.getFreeHeap();
   s.rssi = WiFi.RSSI();
   s.reconnects = ws_link.reconnects();
-  s.frames_sent = frames_sent;
+  s.frames_sent = ledger.confirmed;
   s.capture_failures = capture_failures;
   s.frame_size = camlogic::FRAME_SIZES[frame_size_index].name;
   s.quality = jpeg_quality;
@@ -339,13 +290,18 @@ static void send_status() {
   s.settings = &applied;
   s.unsupported = unsupported;
   s.ota_error = ota_error;
+  s.frames_in_flight = ledger.in_flight();
+  s.frames_unconfirmed = ledger.unconfirmed;
+  // the quality asked for, when the guard holds it back (not while the camera is down to take it)
+  s.quality_refused = quality_guard.allowed(frame_size_index, wanted_quality) != wanted_quality ? wanted_quality : -1;
+  s.ota = ota_state;
   char text[1024];
   int n = camlogic::format_status(text, sizeof text, s);
   if (n > 0 && ws != nullptr && ws_link.open) ws->send(text, (size_t)n);
   Serial.printf("[status] %.1f fps, heap %lu, rssi %d, reconnects %lu\n", s.fps_sent, (unsigned long)s.free_heap,
                 s.rssi, (unsigned long)ws_link.reconnects());
-  frames_at_last_status = frames_sent;
-  last_status_ms = now;
+  frames_at_last_status = ledger.confirmed;
+  status_timer.start(now, STATUS_INTERVAL_MS);
 }
 
 static void apply_control(const camlogic::Control& c) {
@@ -357,8 +313,16 @@ static void apply_control(const camlogic::Control& c) {
       frame_size_index = c.frame_size;
     }
   }
-  if (c.quality >= 0 && sensor != nullptr && sensor->set_quality(sensor, c.quality) == 0) {
-    jpeg_quality = c.quality;
+  if (c.quality >= 0) wanted_quality = c.quality;
+  // A quality this frame size overflowed the buffer with before is not tried again (QualityGuard):
+  // the server sends the same settings on every hello.
+  int quality = quality_guard.allowed(frame_size_index, wanted_quality);
+  if (quality != wanted_quality && c.quality >= 0) {
+    Serial.printf("[ctl] quality %d overflows the JPEG buffer at %s; quality %d instead\n", wanted_quality,
+                  camlogic::FRAME_SIZES[frame_size_index].name, quality);
+  }
+  if (quality != jpeg_quality && sensor != nullptr && sensor->set_quality(sensor, quality) == 0) {
+    jpeg_quality = quality;
   }
   if (c.fps > 0) {
     max_fps = c.fps;
@@ -387,23 +351,44 @@ static void on_message(WebsocketsMessage message) {
 }
 
 static void on_event(WebsocketsEvent event, String data) {
+  if (event == WebsocketsEvent::GotPong) {
+    // The server has every frame sent before the ping this answers.
+    probation.confirmed(now_ms(), ledger.ponged(now_ms()));
+    return;
+  }
   if (event != WebsocketsEvent::ConnectionClosed) return;
   // Also fired inside a refused connect(); ws_link.closed() ignores that one (ws_connect schedules).
-  uint32_t delay_ms = ws_link.closed(millis(), esp_random());
-  if (delay_ms > 0) Serial.printf("[ws] closed; reconnecting in %lu ms\n", (unsigned long)delay_ms);
+  uint32_t delay_ms = ws_link.closed(now_ms(), esp_random());
+  if (delay_ms > 0) {
+    ledger.cut();
+    probation.link_lost();
+    Serial.printf("[ws] closed; reconnecting in %lu ms\n", (unsigned long)delay_ms);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Connections
 // ---------------------------------------------------------------------------------------------
 
-static void ws_drop() {
+// Closes and deletes the client; schedules nothing.
+static void ws_release() {
   ws_link.open = false;  // first: the close below fires ConnectionClosed, which must not schedule
   if (ws != nullptr) {
     ws->close();
     delete ws;
     ws = nullptr;
   }
+}
+
+// The sketch ends the link (WiFi lost, an update that failed): what no pong confirmed stays unconfirmed,
+// and the next attempt is due as soon as WiFi is there, at any uptime.
+static void ws_drop() {
+  if (ws_link.open) {
+    ledger.cut();
+    probation.link_lost();
+  }
+  ws_release();
+  ws_link.dropped(now_ms());
 }
 
 // SERVER_HOST "camserver.local": asks the LAN for the address (blocks loop() up to MDNS_QUERY_MS, while
@@ -425,10 +410,10 @@ static const char* server_address() {
 }
 
 static void ws_connect() {
-  ws_drop();
+  ws_release();
   const char* host = server_address();
   if (host == nullptr) {
-    uint32_t delay_ms = ws_link.connect_failed(millis(), esp_random());
+    uint32_t delay_ms = ws_link.connect_failed(now_ms(), esp_random());
     Serial.printf("[ws] no address for %s yet; asking again in %lu ms\n", server_host.host, (unsigned long)delay_ms);
     return;
   }
@@ -440,17 +425,29 @@ static void ws_connect() {
   if (ws->connect(host, SERVER_PORT, ws_path)) {
     ws_link.connected();
     server_host.connected();
-    last_status_ms = millis();
-    frames_at_last_status = frames_sent;
+    ledger.opened(now_ms());
+    status_timer.start(now_ms(), STATUS_INTERVAL_MS);
+    frames_at_last_status = ledger.confirmed;
     Serial.println("[ws] connected");
     send_hello();
     send_status();  // the settings as applied, and the last update's error, without waiting 5 s
     return;
   }
-  uint32_t delay_ms = ws_link.connect_failed(millis(), esp_random());
+  uint32_t delay_ms = ws_link.connect_failed(now_ms(), esp_random());
   Serial.printf("[ws] connect failed; retry in %lu ms\n", (unsigned long)delay_ms);
   if (server_host.connect_failed()) Serial.printf("[mdns] %s will be looked up again\n", server_host.host);
-  ws_drop();
+  ws_release();
+}
+
+// No pong within SendLedger::PONG_WITHIN_MS: the link is dead even if the library still calls it open.
+static void ws_dead() {
+  uint32_t unconfirmed = ledger.cut();
+  probation.link_lost();
+  uint32_t delay_ms = ws_link.closed(now_ms(), esp_random());
+  ws_release();
+  Serial.printf("[ws] no pong for %lu ms (%lu frames unconfirmed); reconnecting in %lu ms\n",
+                (unsigned long)camlogic::SendLedger::PONG_WITHIN_MS, (unsigned long)unconfirmed,
+                (unsigned long)delay_ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,6 +465,7 @@ static void run_update(const camlogic::OtaRequest& request) {
     return;
   }
   ota_error[0] = '\0';
+  ota_state = nullptr;  // a rollback before this update is old news
   Serial.printf("[ota] updating from %s (%lu bytes); firmware %s until then\n", request.url,
                 (unsigned long)request.size, FIRMWARE_VERSION);
   // Stop streaming. The download blocks loop() for seconds, so pings would go unanswered: close the
@@ -500,8 +498,9 @@ static void run_update(const camlogic::OtaRequest& request) {
   }
   Serial.printf("[ota] failed: %s; still running firmware %s\n", ota_error, FIRMWARE_VERSION);
   camera_ready = camera_init();
-  if (!camera_ready) next_reinit_ms = millis() + 2000;
-  // ws_link is closed and due: loop() reconnects at once, and the status after the hello reports the error
+  if (!camera_ready) reinit_timer.start(now_ms(), 2000);
+  // ws_drop() above made the next attempt due: loop() reconnects at once, and the status after the
+  // hello reports the error
 }
 
 static void wifi_start() {
@@ -510,8 +509,8 @@ static void wifi_start() {
   WiFi.setAutoReconnect(true);
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
   Serial.printf("[wifi] joining %s\n", WIFI_SSID);
-  uint32_t start = millis();
-  while (WiFi.status() != WL_CONNECTED && millis() - start < 20000) {
+  uint32_t start = now_ms();
+  while (WiFi.status() != WL_CONNECTED && now_ms() - start < 20000) {
     delay(250);
   }
   if (WiFi.status() == WL_CONNECTED) {
@@ -522,10 +521,10 @@ static void wifi_start() {
 }
 
 static void wifi_keep() {
-  uint32_t now = millis();
+  uint32_t now = now_ms();
   if (!wifi_keeper.lost) {
     Serial.println("[wifi] lost");
-    ws_drop();
+    ws_drop();  // the connection is gone with WiFi; the next attempt is due once WiFi is back
   }
   uint32_t delay_ms = 0;
   if (wifi_keeper.down(now, esp_random(), &delay_ms)) {
@@ -540,30 +539,92 @@ static void wifi_keep() {
 // Frames
 // ---------------------------------------------------------------------------------------------
 
+// A failed capture at a high quality is most likely a frame that overflowed the JPEG buffer (the
+// driver drops it and esp_camera_fb_get() gives up after 4 s): raise the quality at once rather than
+// re-initialise the camera with the same settings, and say so in the status (quality_refused).
+static bool step_quality_back() {
+  int quality = quality_guard.capture_failed(frame_size_index, jpeg_quality,
+                                             camlogic::jpeg_buffer_bytes(largest_size_index));
+  sensor_t* sensor = esp_camera_sensor_get();
+  if (quality < 0 || sensor == nullptr || sensor->set_quality(sensor, quality) != 0) return false;
+  Serial.printf("[cam] capture failed at %s, quality %d (the JPEG buffer holds %lu bytes); quality %d from now on\n",
+                camlogic::FRAME_SIZES[frame_size_index].name, jpeg_quality,
+                (unsigned long)camlogic::jpeg_buffer_bytes(largest_size_index), quality);
+  jpeg_quality = quality;
+  capture_failures_in_row = 0;
+  if (ws_link.open) send_status();
+  return true;
+}
+
 static void send_frame() {
   camera_fb_t* fb = esp_camera_fb_get();
   if (fb == nullptr) {
     capture_failures++;
+    if (step_quality_back()) return;
     capture_failures_in_row++;
     Serial.println("[cam] capture failed");
     if (capture_failures_in_row >= CAPTURE_RETRIES) camera_reinit();
     return;
   }
   capture_failures_in_row = 0;
+  // true whenever the connection looks open (0.5.4 does not check the write): the ledger counts the
+  // frame as in flight until a pong confirms it
   bool ok = ws->sendBinary((const char*)fb->buf, fb->len);
   esp_camera_fb_return(fb);  // give the buffer back at once so the driver can fill it again
   if (ok) {
-    frames_sent++;
+    ledger.sent();
   } else {
     Serial.println("[ws] send failed");
   }
 }
 
+// The running image's state: a freshly updated one is on probation; one the bootloader went back to
+// reports the rollback to the server.
+static void check_image() {
+  const esp_partition_t* running = esp_ota_get_running_partition();
+  esp_ota_img_states_t state = ESP_OTA_IMG_UNDEFINED;
+  bool pending = running != nullptr && esp_ota_get_state_partition(running, &state) == ESP_OK &&
+                 state == ESP_OTA_IMG_PENDING_VERIFY;
+  probation.boot(pending, now_ms());
+  const esp_partition_t* invalid = esp_ota_get_last_invalid_partition();
+  if (pending) {
+    Serial.printf("[ota] firmware %s is on probation: valid once it has streamed for %lu s, "
+                  "else rolled back after %lu s\n",
+                  FIRMWARE_VERSION, (unsigned long)(camlogic::Probation::STREAM_MS / 1000),
+                  (unsigned long)(camlogic::Probation::GIVE_UP_MS / 1000));
+  } else if (invalid != nullptr) {
+    ota_state = "rolled_back";
+    Serial.printf("[ota] the update in %s did not prove itself: rolled back to firmware %s\n", invalid->label,
+                  FIRMWARE_VERSION);
+  }
+}
+
+static void keep_probation(uint32_t now) {
+  switch (probation.poll(now)) {
+    case camlogic::Probation::MARK_VALID:
+      Serial.printf("[ota] firmware %s streamed for %lu s: marked valid\n", FIRMWARE_VERSION,
+                    (unsigned long)(camlogic::Probation::STREAM_MS / 1000));
+      esp_ota_mark_app_valid_cancel_rollback();
+      break;
+    case camlogic::Probation::ROLL_BACK:
+      Serial.printf("[ota] firmware %s did not stream within %lu s: rolling back\n", FIRMWARE_VERSION,
+                    (unsigned long)(camlogic::Probation::GIVE_UP_MS / 1000));
+      delay(100);
+      {
+        esp_err_t err = esp_ota_mark_app_invalid_rollback_and_reboot();  // returns only when it could not
+        Serial.printf("[ota] could not roll back (0x%x): staying on firmware %s\n", err, FIRMWARE_VERSION);
+      }
+      break;
+    case camlogic::Probation::WAIT:
+      break;
+  }
+}
+
 void setup() {
-  // The brownout detector resets the board when the camera and WiFi draw current together on a
-  // weak supply. Disabling it, as the tutorial does, hides the symptom; the real fix is a solid
-  // 5 V / 2 A supply on the 5V pin and short, thick wires (see firmware/README.md).
-  WRITE_PERI_REG(RTC_CNTL_BROWN_OUT_REG, 0);
+  // The brownout detector stays on (the tutorial disables it): a sagging supply resets the board
+  // rather than let it run on corrupt, also while an update writes the flash. A board that resets
+  // when WiFi or the lamp starts needs a solid 5 V / 2 A supply (see firmware/README.md).
+  restart_guard.start(now_ms(), MIN_UPTIME_BEFORE_RESTART_MS);
   Serial.begin(SERIAL_BAUD);
   Serial.printf("[boot] camserver firmware %s, camera id %s\n", FIRMWARE_VERSION, CAMERA_ID);
   if (!camlogic::build_ws_path(CAMERA_ID, ws_path, sizeof ws_path)) {
@@ -583,22 +644,25 @@ void setup() {
   } else {
     unsupported |= camlogic::setting_bit(camlogic::SET_LAMP);  // said in every status
   }
+  check_image();
   wifi_start();  // WiFi first: starting it after the camera causes brownouts on many boards
   camera_ready = camera_init();
-  if (!camera_ready) next_reinit_ms = millis() + 2000;
+  if (!camera_ready) reinit_timer.start(now_ms(), 2000);
 }
 
 void loop() {
-  uint32_t now = millis();
+  uint32_t now = now_ms();
+  restart_guard.due(now);  // looked at every loop, so it is due from a minute after boot on, at any uptime
+  keep_probation(now);
   if (WiFi.status() != WL_CONNECTED) {
     wifi_keep();
     delay(50);
     return;
   }
   if (wifi_keeper.up()) Serial.printf("[wifi] back, ip %s\n", WiFi.localIP().toString().c_str());
-  if (!camera_ready && (int32_t)(now - next_reinit_ms) >= 0) camera_reinit();
+  if (!camera_ready && reinit_timer.due(now)) camera_reinit();
   if (!ws_link.open) {
-    if (ws != nullptr) ws_drop();
+    if (ws != nullptr) ws_release();  // closed by the server: closed() scheduled the retry with the backoff
     if (ws_link.due(now)) ws_connect();
     delay(10);
     return;
@@ -610,7 +674,12 @@ void loop() {
     return;
   }
   if (!ws_link.open) return;
-  if (now - last_status_ms >= STATUS_INTERVAL_MS) send_status();
+  if (ledger.dead(now)) {
+    ws_dead();
+    return;
+  }
+  if (ledger.ping_due(now) && ws->ping()) ledger.pinged(now);
+  if (status_timer.due(now)) send_status();
   if (camera_ready && pacer.due(now)) send_frame();
   delay(1);
 }

@@ -8,6 +8,7 @@
 #include <initializer_list>
 
 #include "camserver_logic.h"
+#include "camserver_messages.h"
 
 static int passed = 0, failed = 0;
 #define CHECK(cond)                                                 \
@@ -164,31 +165,8 @@ static void test_refused_attempt_advances_backoff_once() {
   CHECK(w.due(0xFFFFFF00u + 250));  // wrapped to a small number
 }
 
-// WiFi lost after millis() passed 2^31 (24.8 days) and after the wrap (49.7 days): retries go on.
-static void test_wifi_retries_at_any_uptime() {
-  const uint32_t starts[] = {5000u, 0x80000000u + 1234u, 0xFFFFF000u, 0x7FFFFF00u};
-  for (uint32_t start : starts) {
-    camlogic::WifiKeeper wifi(1000, 30000);
-    int tries = 0;
-    uint32_t last_try = 0;
-    bool spaced = true;
-    for (uint32_t t = 0; t <= 120000; t += 10) {  // two minutes down, a loop every 10 ms
-      uint32_t now = start + t;
-      if (wifi.down(now, 0xFFFFFFFFu)) {
-        if (tries > 0 && now - last_try < 500) spaced = false;  // base 1000: at least 500
-        tries++;
-        last_try = now;
-      }
-    }
-    CHECK(tries >= 6);  // at once, then 1, 2, 4, 8, 16, 30, 30... s
-    CHECK(spaced);
-    CHECK(wifi.down_for_ms(start + 120000) == 120000);  // the 5-minute give-up clock works too
-    CHECK(wifi.up());
-    CHECK(!wifi.up());
-    CHECK(wifi.down_for_ms(start + 130000) == 0);
-    CHECK(wifi.down(start + 130000, 0));  // a new loss tries at once, with a reset backoff
-  }
-}
+// The timers, the links, the probation and the quality guard (camserver_link.h): link_tests.h.
+#include "link_tests.h"
 
 static void test_camera_buffer_sizing() {
   int vga = camlogic::frame_size_index("VGA"), uxga = camlogic::frame_size_index("UXGA");
@@ -241,7 +219,7 @@ static void test_json_texts() {
                "{\"type\":\"hello\",\"camera_id\":\"cam1\",\"firmware\":\"1.0.0\",\"frame_size\":\"VGA\","
                "\"quality\":12,\"free_heap\":123456,\"rssi\":-61}") == 0);
   CHECK(camlogic::format_hello(out, 10, "cam1", "1.0.0", "VGA", 12, 1, 1) == -1);
-  camlogic::StatusFigures s = {9.5f, 80000, -70, 3, 1200, 2, "SVGA", 10, 8.0f, nullptr, nullptr, 0, nullptr};
+  camlogic::StatusFigures s = {9.5f, 80000, -70, 3, 1200, 2, "SVGA", 10, 8.0f, nullptr, nullptr, 0, nullptr, 0, 0, -1, nullptr};
   n = camlogic::format_status(out, sizeof out, s);
   CHECK(n > 0);
   CHECK(strcmp(out,
@@ -384,7 +362,7 @@ static void test_status_with_settings() {
   applied.set(camlogic::SET_VFLIP, 0);
   applied.set(camlogic::SET_LAMP, 40);
   camlogic::StatusFigures s = {9.5f, 80000, -70, 3, 1200, 2, "SVGA", 10, 8.0f, "1.1.0", &applied,
-                               camlogic::setting_bit(camlogic::SET_SHARPNESS), "Update error: MD5 \"x\"\n"};
+                               camlogic::setting_bit(camlogic::SET_SHARPNESS), "Update error: MD5 \"x\"\n", 0, 0, -1, nullptr};
   char out[1024];
   int n = camlogic::format_status(out, sizeof out, s);
   CHECK(n > 0 && (size_t)n == strlen(out));
@@ -443,7 +421,12 @@ int main(int argc, char** argv) {
   test_server_host_fallback();
   test_backoff();
   test_refused_attempt_advances_backoff_once();
-  test_wifi_retries_at_any_uptime();
+  test_every_timer_at_any_uptime();
+  test_wifi_retries_are_spaced_and_capped();
+  test_send_ledger_counts_what_the_server_has();
+  test_probation();
+  test_quality_guard();
+  test_status_extras();
   test_camera_buffer_sizing();
   test_pacer();
   test_json_texts();

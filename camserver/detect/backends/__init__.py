@@ -15,7 +15,8 @@ from typing import Callable
 from ...config import DetectConfig
 from ..base import Detector, first_line
 from . import onnx, openvino
-from .export import default_cache_dir, exported_model
+from .export import default_cache_dir, export_shape, exported_model, int8_path
+from .tuned import cached_choice
 from .ultralytics import UltralyticsDetector, resolve_device
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,6 @@ def resolve_backend(d: DetectConfig, cuda: bool | None = None, machine: str | No
     return "torch"
 
 
-def export_shape(imgsz: int) -> tuple[int, int]:
-    """(height, width) of a static export: 4:3 landscape at `imgsz` wide.
-
-    Every ESP32 camera frame size is landscape (4:3, 5:4 or 16:9), and each is letterboxed into
-    this shape at the same scale as into an imgsz square, so boxes come out the same in 25% less
-    input than the square; a portrait camera still works, at a lower resolution.
-    """
-    return (imgsz * 3 // 4 // 32 * 32, imgsz)
-
-
 def detector_factory(d: DetectConfig, exporter: Exporter = exported_model) -> Callable[[], Detector]:
     """A function that loads the configured detector (run once per worker, in its thread).
 
@@ -75,9 +66,39 @@ def detector_factory(d: DetectConfig, exporter: Exporter = exported_model) -> Ca
                     raise RuntimeError(f"the {backend} package is not installed")
                 shape = export_shape(d.imgsz)
                 path = exporter(d.model, runtime.FORMAT, shape, runtime.runtime_version(), cache_dir)
+                if backend == "openvino":
+                    return openvino_detector(d, path, shape, cache_dir)
                 return UltralyticsDetector(str(path), "cpu", d.conf, d.iou, shape, d.max_batch, backend=backend)
             except Exception as exc:
                 log.warning("detect.backend %s failed (%s); falling back to torch", backend, first_line(exc))
         return UltralyticsDetector(d.model, d.device, d.conf, d.iou, d.imgsz, d.max_batch, backend="torch")
 
     return load
+
+
+def openvino_detector(d: DetectConfig, path: Path, shape: tuple[int, int], cache_dir: Path) -> Detector:
+    """The OpenVINO detector at `detect.precision` (auto: the runtime's default until tuning switches), saying
+    in the log what the compiled model really runs."""
+    precision: str = d.precision
+    folder = path
+    if precision == "auto":
+        choice = cached_choice(d)
+        if choice is not None:
+            precision, folder = choice
+            log.info("detect.precision auto: %s, as measured before on this CPU (cached)", precision)
+    if precision == "int8":
+        folder = int8_path(d.model, shape, openvino.runtime_version(), cache_dir)
+        if not folder.exists():
+            log.warning("detect.precision int8: no calibrated model (%s); running f32. Make one with "
+                        "python -m camserver.detect.calibrate", folder.name)
+            precision, folder = "f32", path
+    detector = openvino.OpenVINODetector(str(folder), d.conf, d.iou, shape, d.max_batch, precision, d.threads)
+    runs = detector.executed
+    log.info("openvino compiled for %s: runs %s (inference precision %s, %d of %d layers int8), %s mode, "
+             "%d stream(s), %d thread(s)", precision, runs["precision"], runs["inference_precision"],
+             runs["int8_layers"], runs["layers"], runs["execution_mode"], runs["num_streams"], runs["threads"])
+    wanted = {"f32": "fp32"}.get(precision, precision)
+    if precision != "auto" and runs["precision"] != wanted:
+        log.warning("detect.precision %s: this CPU runs %s (it lists %s)", precision, runs["precision"],
+                    ", ".join(openvino.cpu_capabilities()))
+    return detector

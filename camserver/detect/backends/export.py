@@ -12,10 +12,12 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 SUFFIX = {"openvino": "_openvino_model", "onnx": ".onnx"}
+INT8_SUFFIX = "-int8_openvino_model"  # python -m camserver.detect.calibrate writes it beside the f32 export
 
 
 def default_cache_dir() -> Path:
@@ -38,13 +40,27 @@ def model_hash(model: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def export_key(model: str, fmt: str, shape: tuple[int, int], runtime_version: str) -> str:
+    """The cache name of an export, without its suffix."""
+    return f"{Path(model).stem}-{model_hash(model)}-{shape[0]}x{shape[1]}-{fmt}-{runtime_version}"
+
+
+def export_path(model: str, fmt: str, shape: tuple[int, int], runtime_version: str, cache_dir: Path) -> Path:
+    """Where the export of `model` to `fmt` at `shape` is kept (whether or not it exists yet)."""
+    return cache_dir / (export_key(model, fmt, shape, runtime_version) + SUFFIX[fmt])
+
+
+def int8_path(model: str, shape: tuple[int, int], runtime_version: str, cache_dir: Path) -> Path:
+    """Where the INT8 (NNCF-calibrated) OpenVINO model of `model` at `shape` is kept."""
+    return cache_dir / (export_key(model, "openvino", shape, runtime_version) + INT8_SUFFIX)
+
+
 def exported_model(model: str, fmt: str, shape: tuple[int, int], runtime_version: str, cache_dir: Path) -> Path:
     """The path of `model` exported to `fmt` at `shape` (height, width), exporting it if not cached.
 
     Raises whatever the export raises; the caller falls back to torch.
     """
-    key = f"{Path(model).stem}-{model_hash(model)}-{shape[0]}x{shape[1]}-{fmt}-{runtime_version}"
-    final = cache_dir / (key + SUFFIX[fmt])
+    final = export_path(model, fmt, shape, runtime_version, cache_dir)
     if final.exists():
         log.info("using the cached %s export of %s: %s", fmt, model, final)
         return final
@@ -56,7 +72,7 @@ def exported_model(model: str, fmt: str, shape: tuple[int, int], runtime_version
     quiet_ultralytics()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".export-") as tmp:
-        yolo = YOLO(model, task="detect")
+        yolo: Any = YOLO(model, task="detect")  # its .model is typed as the path it was given
         # export() writes beside the model file (or the working directory for a .yaml): point it here
         yolo.model.pt_path = str(Path(tmp) / "model.pt")
         with warnings.catch_warnings():  # torch.jit.trace deprecation and tracer notes: not for the user
@@ -71,3 +87,12 @@ def exported_model(model: str, fmt: str, shape: tuple[int, int], runtime_version
     log.info("exported %s to %s at %dx%d in %.1f s: %s", model, fmt, shape[1], shape[0], time.monotonic() - started, final)
     return final
 
+
+def export_shape(imgsz: int) -> tuple[int, int]:
+    """(height, width) of a static export: 4:3 landscape at `imgsz` wide.
+
+    Every ESP32 camera frame size is landscape (4:3, 5:4 or 16:9), and each is letterboxed into
+    this shape at the same scale as into an imgsz square, so boxes come out the same in 25% less
+    input than the square; a portrait camera still works, at a lower resolution.
+    """
+    return (imgsz * 3 // 4 // 32 * 32, imgsz)

@@ -19,4 +19,4 @@ def runtime_version() -> str:
     """The runtime's version: part of the export cache key."""
     import onnxruntime
 
-    return onnxruntime.__version__
+    return str(onnxruntime.__version__)

@@ -9,26 +9,34 @@ frames without boxes; nothing queues here), and a supervisor task reconnects wit
 the configured URLs in order. While connected, it polls the service's statistics every second:
 that notices a lost service with no frames flowing, and gives the mean batch the service forms
 from the requests of every camserver instance.
+
+No answer is trusted: a message larger than the contract allows is refused by the transport
+(gRPC's max_receive_message_length, a bounded read over HTTP), and one that breaks the contract
+(a missing output, wrong shapes or counts, NaN, infinity, a box outside its frame, an unknown class)
+is a failure of the service like an error answer: ERRORS_BEFORE_DEGRADED in a row turn it degraded,
+and it comes back once its probe answers well. A JPEG the service refuses (its own size limits) is
+counted and logged, and its frame goes without boxes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections import deque
 from contextlib import suppress
-from dataclasses import dataclass, field
 from typing import Any, Sequence
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from . import triton_contract as contract
+from ...logsafe import ThrottledLog, printable
 from ...supervise import Spawn, cancel_and_wait
 from ..base import BackendInfo, Detection, DetectorUnavailable, first_line
 from ..frames import draw_detections
+from .triton_client import Endpoint, TritonClient, is_lost, parse_url
+
+__all__ = ["TritonDetector", "Endpoint", "parse_url"]
 
 log = logging.getLogger(__name__)
 
@@ -36,110 +44,12 @@ DEFAULT_MAX_BATCH = 8  # frames per request; the service's batcher merges reques
 BACKOFF_MIN_S = 0.25
 BACKOFF_MAX_S = 2.0  # short: detection should resume within seconds of the service's return
 POLL_INTERVAL_S = 1.0
-ERRORS_BEFORE_DEGRADED = 3  # batches in a row the service answered with an error
-# gRPC statuses and message parts that mean the service (or the model) is not there, not that a batch failed
-LOST_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "NOT_FOUND")
-LOST_MESSAGES = ("unknown model", "not ready", "failed to connect", "connection refused", "stub process")
-BUSY_MESSAGE = "exceeds maximum queue size"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One configured service URL, split for the client; `safe` is the URL without credentials."""
-
-    url: str = field(repr=False)  # may hold credentials: never logged
-    grpc: bool
-    tls: bool
-    hostport: str
-    safe: str
-    headers: dict[str, str] = field(repr=False)
-
-
-def parse_url(url: str) -> Endpoint:
-    """grpc://, grpcs://, http:// or https:// [user:password@] host:port; credentials become basic auth."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("grpc", "grpcs", "http", "https") or not parts.hostname:
-        raise ValueError(f"not a grpc:// or http:// URL: {url!r}")
-    default_port = 8001 if scheme.startswith("grpc") else 8000
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    hostport = f"{host}:{parts.port or default_port}"
-    headers = {}
-    if parts.username is not None:
-        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
-        headers["authorization"] = f"Basic {token}"
-    return Endpoint(url, scheme.startswith("grpc"), scheme.endswith("s"), hostport, f"{scheme}://{hostport}", headers)
-
-
+RESTRICTED_TEXT = "is restricted, expecting header"  # Triton's refusal of a call without its access token
+ERRORS_BEFORE_DEGRADED = 3  # batches in a row the service answered with an error or a bad answer
 def _probe_jpeg() -> bytes:
     import cv2
 
     return cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1].tobytes()
-
-
-class _Client:
-    """tritonclient's asyncio gRPC or HTTP client behind the few calls this backend makes."""
-
-    def __init__(self, ep: Endpoint, timeout_s: float) -> None:
-        self.ep = ep
-        self.timeout_s = timeout_s
-        if ep.grpc:
-            import tritonclient.grpc as module
-            import tritonclient.grpc.aio as aio
-
-            self.client: Any = aio.InferenceServerClient(ep.hostport, ssl=ep.tls)
-            self.as_json: dict[str, Any] = {"as_json": True}
-        else:
-            import tritonclient.http as module  # type: ignore[no-redef]
-            import tritonclient.http.aio as aio  # type: ignore[no-redef]
-
-            self.client = aio.InferenceServerClient(ep.hostport, ssl=ep.tls, conn_timeout=timeout_s)
-            self.as_json = {}
-        self.module = module
-
-    async def check(self, model: str) -> dict[str, Any]:
-        """Server ready, model ready: the model's configuration. Raises DetectorUnavailable."""
-        if not await self.client.is_server_ready(headers=self.ep.headers):
-            raise DetectorUnavailable("the server is not ready")
-        if not await self.client.is_model_ready(model, headers=self.ep.headers):
-            raise DetectorUnavailable(f"model {model!r} is not ready")
-        config: dict[str, Any] = await self.client.get_model_config(model, headers=self.ep.headers, **self.as_json)
-        return config.get("config", config)  # gRPC wraps it
-
-    async def statistics(self, model: str) -> tuple[int, int]:
-        """The model's (frames inferred, executions) since the service started."""
-        stats = await self.client.get_inference_statistics(model, headers=self.ep.headers, **self.as_json)
-        model_stats = (stats.get("model_stats") or [{}])[0]
-        return int(model_stats.get("inference_count", 0)), int(model_stats.get("execution_count", 0))
-
-    async def infer(self, model: str, jpegs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """One request: the JPEGs in, the `detections` and `count` outputs."""
-        tensor = self.module.InferInput(contract.INPUT, [len(jpegs), 1], "BYTES")
-        tensor.set_data_from_numpy(contract.pack_jpegs(jpegs))
-        outputs = [self.module.InferRequestedOutput(name) for name in (contract.DETECTIONS, contract.COUNT)]
-        extra = {"client_timeout": self.timeout_s} if self.ep.grpc else {}
-        result = await self.client.infer(model, [tensor], outputs=outputs, headers=self.ep.headers, **extra)
-        return result.as_numpy(contract.DETECTIONS), result.as_numpy(contract.COUNT)
-
-    async def close(self) -> None:
-        """Close the channel or session; requests still in flight on it fail."""
-        with suppress(Exception):
-            await self.client.close()
-
-
-def _is_lost(exc: BaseException) -> bool:
-    """Whether a failure means the service is unreachable (rather than one batch failing)."""
-    if isinstance(exc, (TimeoutError, OSError, DetectorUnavailable)):
-        return True
-    status = str(exc.status() or "") if callable(getattr(exc, "status", None)) else ""  # InferenceServerException
-    text = str(exc).lower()
-    if BUSY_MESSAGE in text:
-        return False
-    if any(s in status for s in LOST_STATUSES):
-        return True
-    if type(exc).__module__.startswith("aiohttp"):
-        return True
-    return any(m in text for m in LOST_MESSAGES)
 
 
 class TritonDetector:
@@ -147,11 +57,11 @@ class TritonDetector:
 
     def __init__(
         self, urls: Sequence[str], model: str = contract.DEFAULT_MODEL_NAME, timeout_s: float = 3.0,
-        max_inflight: int = 4, max_batch: int = 0,
+        max_inflight: int = 4, max_batch: int = 0, token: str = "",
     ) -> None:
         if not urls:
             raise ValueError("at least one URL")
-        self.endpoints = [parse_url(u) for u in urls]
+        self.endpoints = [parse_url(u, token) for u in urls]
         self.model = model
         self.timeout_s = timeout_s
         self.max_inflight = max_inflight
@@ -166,9 +76,12 @@ class TritonDetector:
         self.inflight = 0
         self.requests = 0
         self.failures = 0
+        self.bad_answers = 0  # answers that broke the contract (counted in failures too)
+        self.refused = 0  # JPEGs the service refused (its size limits): those frames went without boxes
         self.state_changes = 0
+        self._refusals = ThrottledLog(log)
         self._endpoint: Endpoint | None = None
-        self._client: _Client | None = None
+        self._client: TritonClient | None = None
         self._errors_in_row = 0
         self._stats: tuple[int, int] | None = None
         self._lost = asyncio.Event()
@@ -204,6 +117,8 @@ class TritonDetector:
             "max_inflight": self.max_inflight,
             "requests": self.requests,
             "failures": self.failures,
+            "bad_answers": self.bad_answers,
+            "frames_refused": self.refused,
             "state_changes": self.state_changes,
         }
 
@@ -224,7 +139,7 @@ class TritonDetector:
         self._probe = _probe_jpeg()
         await self._connect_any()
         if self.state != "ok":
-            log.warning("inference service %s: degraded: %s", self.url, self.reason)
+            log.warning("inference service %s: degraded: %s", self.url, printable(self.reason))
         if spawn is not None:
             self._task = spawn("detect", self._supervise(), "triton-connection")
         else:
@@ -256,28 +171,39 @@ class TritonDetector:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout_s):
-                dets, count = await client.infer(self.model, jpegs)
+                answer = await client.infer(self.model, jpegs)
+            results, errors = self._unpack(answer, len(jpegs))
         except Exception as exc:
             self.failures += 1
             if isinstance(exc, TimeoutError):
                 exc = TimeoutError(f"no answer within {self.timeout_s:g} s")
-            if _is_lost(exc):
+            if isinstance(exc, contract.BadAnswer):
+                self.bad_answers += 1
+                exc = contract.BadAnswer(f"bad answer: {exc}")
+            elif is_lost(exc):
                 self._lose(client, exc)
                 raise DetectorUnavailable(self.reason or first_line(exc)) from None
             self._errors_in_row += 1
             if self._errors_in_row >= ERRORS_BEFORE_DEGRADED:
                 self._lose(client, RuntimeError(f"{self._errors_in_row} batches failed in a row: {first_line(exc)}"))
-            raise
+            raise exc from None
         finally:
             self.inflight -= 1
         self._errors_in_row = 0
         self.requests += 1
         self.rtt_ms.append((time.monotonic() - started) * 1000)
         self.batch_sizes.append(len(jpegs))
-        results = contract.unpack_detections(dets, count, self.names)
-        if len(results) != len(jpegs):
-            raise RuntimeError(f"the service returned {len(results)} results for {len(jpegs)} frames")
+        for error in errors:
+            if error:
+                self.refused += 1
+                self._refusals.warning("refused", "inference service %s refused a frame: %s", self.url, printable(error))
         return results
+
+    def _unpack(self, answer: dict[str, np.ndarray | None], frames: int) -> tuple[list[list[Detection]], list[str]]:
+        """The detections and refusals of an answer, checked. Raises contract.BadAnswer."""
+        results = contract.unpack_detections(answer.get(contract.DETECTIONS), answer.get(contract.COUNT), self.names,
+                                             frames, answer.get(contract.SIZE))
+        return results, contract.unpack_errors(answer.get(contract.ERROR), frames)
 
     # -- connection ---------------------------------------------------------------------------------
 
@@ -291,9 +217,9 @@ class TritonDetector:
             log.info("inference service %s: ok (model %r, %d classes, its max batch %s)",
                      self.url, self.model, len(self.names), self.service_max_batch)
         else:
-            log.warning("inference service %s: degraded: %s", self.url, reason)
+            log.warning("inference service %s: degraded: %s", self.url, printable(reason))  # its text: escaped
 
-    def _lose(self, client: _Client, exc: BaseException) -> None:
+    def _lose(self, client: TritonClient, exc: BaseException) -> None:
         """The service failed a call on `client`; only the client in use can turn the state degraded."""
         if client is not self._client or self.state != "ok":
             return
@@ -305,16 +231,21 @@ class TritonDetector:
         assert self._probe is not None
         reasons = []
         for ep in self.endpoints:
-            client = _Client(ep, self.timeout_s)
+            client = TritonClient(ep, self.timeout_s, contract.max_answer_bytes(self.info.max_batch))
             try:
                 async with asyncio.timeout(self.timeout_s):
                     config = await client.check(self.model)
                     names = contract.class_names_from_config(config)
-                    await client.infer(self.model, [self._probe])  # the whole path answers, not just the server
+                    probe = await client.infer(self.model, [self._probe])  # the whole path answers, not just the server
+                    contract.unpack_detections(probe.get(contract.DETECTIONS), probe.get(contract.COUNT), names, 1,
+                                               probe.get(contract.SIZE))  # ... and keeps the contract
                     stats = await client.statistics(self.model)
             except Exception as exc:
                 await client.close()
                 text = f"no answer within {self.timeout_s:g} s" if isinstance(exc, TimeoutError) else first_line(exc)
+                text = f"bad answer: {text}" if isinstance(exc, contract.BadAnswer) else text
+                if RESTRICTED_TEXT in text:  # Triton's own answer names only the header
+                    text = f"the service wants its access token (detect.triton_token missing or wrong): {text}"
                 reasons.append(f"{ep.safe}: {text}" if len(self.endpoints) > 1 else text)
                 continue
             old, self._client, self._endpoint = self._client, client, ep

@@ -108,7 +108,7 @@ class UltralyticsDetector:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """One predict() over the list: a single batched forward pass."""
-        results = self.model.predict(list(images), **self.predict_args)
+        results: Any = self.model.predict(list(images), **self.predict_args)  # ultralytics Results
         out = []
         for result in results:
             names = result.names

@@ -6,7 +6,8 @@ import { api, on, optional } from "./api.js";
 import { cameraState, pollCameras, stopImage, streamUrl } from "./cameras.js";
 import { subscribe } from "./feed.js";
 import { settingsPanel } from "./settings.js";
-import { bytes, clock, eventDuration, eventText, h, num, now, query, setText, snapshotUrl, stateBlock, title, when } from "./ui.js";
+import { NONE, bytes, clock, eventDuration, eventText, h, isNum, labelEl, num, now, query, setText, snapshotUrl, stateBlock,
+  when } from "./ui.js";
 import { zoneOverlay } from "./zones.js";
 
 const DAY_S = 86400;
@@ -14,7 +15,7 @@ const RECENT = 8;
 
 /** Signal strength in words (ESP32 RSSI in dBm; 0 means the board did not say). */
 function rssiText(rssi) {
-  if (typeof rssi !== "number" || rssi === 0) return "–";
+  if (!isNum(rssi) || rssi === 0) return NONE;
   const word = rssi >= -60 ? "good" : rssi >= -75 ? "fair" : "weak";
   return `${rssi} dBm (${word})`;
 }
@@ -120,8 +121,8 @@ export function create(root, route, app) {
     badge.className = `badge badge-${state.key}`;
     if (cam.width && cam.height) frame.style.setProperty("--ar", String(cam.width / cam.height));
     const status = cam.status || {};
-    figure("Frames in", `${num(cam.fps_in, 1)} fps`);
-    figure("Frames out", `${num(cam.fps_out, 1)} fps`);
+    figure("Frames in", num(cam.fps_in, 1, "fps"));
+    figure("Frames out", num(cam.fps_out, 1, "fps"));
     figure("Inference", num(cam.inference_ms, 1, "ms"));
     figure("Received", num(cam.frames_received));
     if (cam.frames_detected !== undefined) figure("Detected", num(cam.frames_detected));
@@ -129,23 +130,39 @@ export function create(root, route, app) {
     figure("Dropped", num(cam.frames_dropped));
     figure("Rejected", num(cam.frames_rejected));
     figure("Viewers", num(cam.viewers));
-    figure("Picture", cam.width ? `${cam.width} × ${cam.height}` : "–");
+    figure("Picture", isNum(cam.width) && isNum(cam.height) ? `${cam.width} × ${cam.height}` : NONE);
+    // the board's own figures: whatever its status said, so each is shown only when it is a number
     figure("Signal", rssiText(status.rssi));
-    figure("Free heap", status.free_heap ? bytes(status.free_heap) : "–");
-    figure("Board sends", status.fps_sent !== undefined ? `${num(status.fps_sent, 1)} fps` : "–");
+    figure("Free heap", status.free_heap ? bytes(status.free_heap) : NONE);
+    figure("Board sends", num(status.fps_sent, 1, "fps"));
     if (status.reconnects !== undefined) figure("Reconnects", num(status.reconnects));
+    // the firmware's status: its version, a rolled-back update, a quality its frame buffer cannot take
+    if (typeof status.firmware === "string") {
+      figure("Firmware", status.ota === "rolled_back" ? `${status.firmware} (the last update was rolled back)` : status.firmware);
+    }
+    if (status.quality_refused !== undefined) {
+      figure("JPEG quality", `${status.quality} (${status.quality_refused} does not fit the board's frame buffer)`);
+    } else if (figureRows.has("JPEG quality")) {
+      figure("JPEG quality", status.quality !== undefined ? String(status.quality) : "–");  // no longer refused
+    }
     const motion = motionText(cam.motion);
     motionRow.hidden = motion === null;
     if (motion !== null) setText(motionRow, `Motion: ${motion}`);
     refreshDetections(cam);
   }
 
+  let shownDetections = "";
   async function refreshDetections(cam) {
-    if (!cam.connected) { setText(nowList, "Camera not connected"); return; }
+    if (!cam.connected) { shownDetections = ""; setText(nowList, "Camera not connected"); return; }
     try {
       const d = await api(`/api/cameras/${enc}/detections`);
-      const found = d.detections.map((x) => `${x.class_name} ${Math.round(x.confidence * 100)}%`);
-      setText(nowList, found.length ? `Detected: ${found.join(", ")}` : "Nothing detected");
+      const key = JSON.stringify(d.detections.map((x) => [x.class_name, Math.round(x.confidence * 100)]));
+      if (key === shownDetections) return;  // no needless layout work on every poll
+      shownDetections = key;
+      if (!d.detections.length) { nowList.textContent = "Nothing detected"; return; }
+      // each label in its own <bdi>: a right-to-left override in one does not turn the line around
+      nowList.replaceChildren("Detected: ", ...d.detections.flatMap((x, i) => [i ? ", " : "",
+        labelEl(x.class_name, {}, false), ` ${num(x.confidence * 100)}%`]));
     } catch { /* the next poll tries again */ }
   }
 
@@ -158,7 +175,7 @@ export function create(root, route, app) {
           ? h("img", { src: snapshotUrl(e, { crop: true, height: 96 }), alt: eventText(e), loading: "lazy" })
           : h("span", { class: "no-thumb", text: "no picture" })),
         h("span", { class: "mini-text" },
-          h("strong", { text: title(e.label) }), ` ${when(e.start_time)}`,
+          h("strong", {}, labelEl(e.label)), ` ${when(e.start_time)}`,
           h("span", { class: "muted", text: e.end_time ? ` · ${eventDuration(e)}` : " · in progress" }))))));
     if (!list.length) recentStatus.replaceChildren(stateBlock("empty", "No events yet"));
     else recentStatus.replaceChildren();

@@ -3,7 +3,12 @@
 // it, Escape closes it, the arrow keys go to the previous and next event, Delete asks to delete.
 
 import { ApiError, api, write } from "./api.js";
-import { dateTime, eventDuration, eventState, eventText, h, setText, snapshotUrl, stateBlock, title } from "./ui.js";
+import { dateTime, eventDuration, eventState, eventText, h, isolate, setText, short, snapshotUrl, stateBlock, title } from "./ui.js";
+
+/** A label as part of a file name: letters, digits, "-", "_" and ".", at most 32 of them. */
+function fileLabel(label) {
+  return String(label ?? "").replace(/[^\w.-]+/g, "_").slice(0, 32) || "event";
+}
 
 function fileStamp(t) {
   const d = new Date(t * 1000);
@@ -58,13 +63,13 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
 
   function render() {
     const e = current;
-    heading.textContent = `${title(e.label)} · ${e.camera}`;
+    heading.textContent = `${isolate(title(short(e.label)))} · ${e.camera}`;
     details.replaceChildren(
       ...detail("Started", dateTime(e.start_time)),
       ...detail("Duration", eventDuration(e)),
       ...detail("State", eventState(e)),
       ...detail("Score", `${Math.round(e.score * 100)}% (best ${Math.round((e.top_score ?? e.score) * 100)}%)`),
-      ...detail("Zones", (e.entered_zones || []).join(", ") || "none"),
+      ...detail("Zones", (e.entered_zones || []).map((z) => isolate(short(z))).join(", ") || "none"),
       ...(e.stationary ? detail("Moving", "no: standing still") : []));
     const clip = Boolean(e.has_clip);
     tabs.hidden = !clip;
@@ -93,10 +98,10 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
     }
     download.hidden = !e.has_snapshot;
     download.href = snapshotUrl(e, { bbox });
-    download.download = `${e.camera}-${e.label}-${fileStamp(e.start_time)}.jpg`;
+    download.download = `${e.camera}-${fileLabel(e.label)}-${fileStamp(e.start_time)}.jpg`;
     downloadClip.hidden = !clip;
     downloadClip.href = clipUrl;
-    downloadClip.download = `${e.camera}-${e.label}-${fileStamp(e.start_time)}.mp4`;
+    downloadClip.download = `${e.camera}-${fileLabel(e.label)}-${fileStamp(e.start_time)}.mp4`;
     const n = neighbours(e.id);
     prev.disabled = !n.prev;
     next.disabled = !n.next && !n.more;

@@ -8,7 +8,8 @@
 import { api, connection, on } from "./api.js";
 import { cameraState, pollCameras, stopImage, streamUrl } from "./cameras.js";
 import { subscribe } from "./feed.js";
-import { eventDuration, h, num, setText, stateBlock, title, when } from "./ui.js";
+import { allMute, cameraMute } from "./mute.js";
+import { eventDuration, h, labelEl, num, setText, stateBlock, title, when } from "./ui.js";
 
 const MAX_STREAMS = 3; // with the event feed, 4 of the 6 connections; 2 stay free for requests
 const SNAPSHOT_MS = 500;
@@ -20,10 +21,13 @@ export function create(root, _route, app) {
   let streaming = null; // whether the tiles play MJPEG (decided by the camera count)
 
   const count = h("p", { class: "view-sub", role: "status" });
+  let stopPoll = null;
+  const refresh = () => { stopPoll?.(); stopPoll = pollCameras(render); }; // a mute changed: show it now
+  const muteAll = allMute(refresh);
   const grid = h("div", { class: "grid", "aria-live": "off" });
   const status = h("div", {}, stateBlock("loading", "Loading cameras…"));
   root.append(h("section", { class: "view view-live", "aria-labelledby": "live-title" },
-    h("div", { class: "view-head" }, h("h1", { id: "live-title", text: "Live" }), count),
+    h("div", { class: "view-head" }, h("h1", { id: "live-title", text: "Live" }), count, muteAll.el),
     status, grid));
 
   function tileFor(cam) {
@@ -35,12 +39,13 @@ export function create(root, _route, app) {
     const badge = h("span", { class: "badge" });
     const fps = h("span", { class: "tile-fps live-figure" });
     const event = h("p", { class: "tile-event" }, h("span", { class: "muted", text: "No events yet" }));
+    const mute = cameraMute(cam.id, refresh);
     const el = h("article", { class: "tile", dataset: { camera: cam.id } },
       h("a", { class: "tile-media", href, tabindex: "-1", "aria-hidden": "true" }, frame),
       h("div", { class: "tile-body" },
-        h("h2", { class: "tile-name" }, h("a", { href, text: cam.id })), badge, fps),
-      event);
-    t = { el, img, frame, badge, fps, event, timer: null, mode: null };
+        h("h2", { class: "tile-name" }, h("a", { href, text: cam.id })), badge, mute.badge, fps),
+      h("div", { class: "tile-foot" }, event, mute.menu));
+    t = { el, img, frame, badge, fps, event, mute, timer: null, mode: null };
     tiles.set(cam.id, t);
     return t;
   }
@@ -72,7 +77,7 @@ export function create(root, _route, app) {
     if (!t) return;
     t.event.replaceChildren(
       h("a", { href: `#/events/${encodeURIComponent(e.id)}` },
-        h("strong", { text: title(e.label) }), ` ${when(e.start_time)}`),
+        h("strong", {}, labelEl(e.label)), ` ${when(e.start_time)}`),
       e.end_time ? h("span", { class: "muted", text: ` · ${eventDuration(e)}` })
         : h("span", { class: "badge badge-active", text: "in progress" }));
   }
@@ -116,6 +121,7 @@ export function create(root, _route, app) {
     const modeChanged = streaming !== wantStreams;
     streaming = wantStreams;
     grid.dataset.count = String(Math.min(cams.length, 16));
+    muteAll.update(cams);
     const seen = new Set();
     cams.forEach((cam, i) => {
       seen.add(cam.id);
@@ -125,7 +131,8 @@ export function create(root, _route, app) {
       const state = cameraState(cam);
       setText(t.badge, state.text);
       t.badge.className = `badge badge-${state.key}`;
-      setText(t.fps, cam.connected ? `${num(cam.fps_in, 1)} fps` : "");
+      setText(t.fps, cam.connected ? num(cam.fps_in, 1, "fps") : "");
+      t.mute.update(cam);
       if (cam.width && cam.height) t.frame.style.aspectRatio = `${cam.width} / ${cam.height}`;
       const e = latest.get(cam.id);
       if (e) showLatest(e);
@@ -141,7 +148,7 @@ export function create(root, _route, app) {
     }
   }
 
-  const stopPoll = pollCameras(render);
+  stopPoll = pollCameras(render);
   const stopFeed = subscribe((kind, e) => {
     if (kind === "deleted") {
       if (latest.get(e.camera)?.id === e.id) {

@@ -7,7 +7,7 @@
 import { api, on } from "./api.js";
 import { publish, subscribe } from "./feed.js";
 import { createLightbox } from "./lightbox.js";
-import { eventDuration, eventState, eventText, h, query, setText, snapshotUrl, stateBlock, title, when } from "./ui.js";
+import { eventDuration, eventState, eventText, h, query, setText, short, snapshotUrl, stateBlock, title, when } from "./ui.js";
 
 const PAGE = 30;
 const FILTERS = ["camera", "label", "zone", "from", "to"];
@@ -68,7 +68,7 @@ export function create(root, route, app) {
     const select = selects[key];
     const current = filters[key];
     const all = [...new Set([...values, ...(current ? [current] : [])])].sort();
-    select.replaceChildren(h("option", { value: "", text: allText }), ...all.map((v) => h("option", { value: v, text: v })));
+    select.replaceChildren(h("option", { value: "", text: allText }), ...all.map((v) => h("option", { value: v, text: short(v) })));
     select.value = current;
   }
 
@@ -107,7 +107,9 @@ export function create(root, route, app) {
       img.hidden = true;
       link.querySelector(".no-thumb").hidden = false;
     }
-    setText(link.querySelector(".card-label"), title(e.label));
+    const label = link.querySelector(".card-label");
+    setText(label, title(short(e.label)));
+    if (String(e.label).length > 48) label.title = String(e.label).slice(0, 1000);
     setText(link.querySelector(".card-score"), `${Math.round((e.top_score ?? e.score) * 100)}%`);
     setText(link.querySelector(".card-camera"), e.camera);
     setText(link.querySelector(".card-time"), when(e.start_time));
@@ -126,7 +128,7 @@ export function create(root, route, app) {
         h("span", { class: "card-thumb" }, h("img", { alt: "", loading: "lazy", decoding: "async" }),
           h("span", { class: "no-thumb", text: "no picture", hidden: true })),
         h("span", { class: "card-body" },
-          h("span", { class: "card-title" }, h("strong", { class: "card-label" }), " ", h("span", { class: "card-score muted" })),
+          h("span", { class: "card-title" }, h("strong", {}, h("bdi", { class: "card-label label" })), " ", h("span", { class: "card-score muted" })),
           h("span", { class: "card-meta" }, h("span", { class: "card-camera" }), " · ", h("time", { class: "card-time" }),
             " · ", h("span", { class: "card-duration" })),
           h("span", { class: "card-zones" }),

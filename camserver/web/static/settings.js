@@ -2,7 +2,7 @@
 // ({desired, reported}); a change posts a control message and shows what the board applied.
 
 import { ApiError, api, optional, write } from "./api.js";
-import { h, stateBlock } from "./ui.js";
+import { NONE, h, isNum, short, stateBlock } from "./ui.js";
 
 const FRAME_SIZES = ["QQVGA", "QVGA", "CIF", "HVGA", "VGA", "SVGA", "XGA", "HD", "SXGA", "UXGA"];
 
@@ -46,6 +46,13 @@ const GROUPS = [
   ]],
 ];
 const FIELDS = GROUPS.flatMap(([, fields]) => fields);
+
+/** A reported value in words; a board may report anything, so only a number, a switch or a name is shown. */
+function reportedText(field, value) {
+  if (field.bool) return typeof value === "boolean" || isNum(value) ? (value ? "on" : "off") : NONE;
+  if (field.choices) return typeof value === "string" ? short(value, 16) : NONE;
+  return isNum(value) ? String(value) : NONE;
+}
 
 /** Fill `section` with the settings form of camera `id` if the server has the settings API. */
 export async function settingsPanel(section, id) {
@@ -98,7 +105,7 @@ export async function settingsPanel(section, id) {
       input.dataset.initial = String(f.bool ? input.checked : f.choices ? input.value : Number(input.value));
       const r = reported[f.key];
       reportedCells.get(f.key).textContent = r === undefined ? "not reported by the board"
-        : `board: ${f.bool ? (r ? "on" : "off") : r}`;
+        : `board: ${reportedText(f, r)}`;
     }
   }
 

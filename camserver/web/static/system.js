@@ -64,6 +64,18 @@ export function create(root, _route, app) {
     row(det, "Backend", d.backend || "–");
     row(det, "Device", d.device || "–");
     row(det, "Precision", d.precision || "–");
+    const ex = d.executed;
+    if (ex) {
+      row(det, "Runs", `${ex.precision} (inference ${ex.inference_precision}, ${ex.int8_layers} of ${ex.layers} layers int8), `
+        + `${ex.execution_mode}, ${ex.num_streams} stream${ex.num_streams === 1 ? "" : "s"}, ${ex.threads} thread${ex.threads === 1 ? "" : "s"}`);
+    }
+    const tu = d.tuning;
+    if (tu) {
+      row(det, "Precision tuning", tu.why ? `${tu.state}: ${tu.why}${tu.cached ? " (cached)" : ""}` : tu.state);
+      row(det, "Candidates", tu.candidates.length ? tu.candidates.map((c) => (c.ms_per_frame !== null
+        ? `${c.precision} ${c.ms_per_frame} ms${c.precision === "f32" ? "" : `, agreement ${c.agreement}`}${c.passed ? "" : " (failed the gate)"}`
+        : `${c.precision}: ${c.skipped || "not measured"}`)).join("; ") : "–");
+    }
     row(det, "Batch", `up to ${d.max_batch ?? "–"}, mean ${num(d.mean_batch, 2)}`);
     row(det, "Time per batch", num(d.batch_ms, 1, "ms"));
     row(det, "Stalls", num(s.detector_stalls));

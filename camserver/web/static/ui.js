@@ -61,8 +61,15 @@ export function dateTime(t) {
   return new Date(t * 1000).toLocaleString();
 }
 
+/** What a figure shows when it is missing or not a number (a board's status is whatever it sent). */
+export const NONE = "—";
+
+/** Whether `v` is a number that can be shown: not a string, not NaN, not ±Infinity. */
+export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+
 /** "45 s", "3 min 05 s", "2 h 10 min". */
 export function duration(seconds) {
+  if (!isNum(seconds)) return NONE;
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${pad(s % 60)} s`;
@@ -71,7 +78,7 @@ export function duration(seconds) {
 
 /** "1.2 MB" */
 export function bytes(n) {
-  if (n === null || n === undefined) return "–";
+  if (!isNum(n)) return NONE;
   const units = ["B", "KB", "MB", "GB", "TB"];
   let i = 0;
   let v = n;
@@ -81,13 +88,33 @@ export function bytes(n) {
 
 /** A number or a dash. */
 export function num(v, digits = 0, unit = "") {
-  if (v === null || v === undefined || Number.isNaN(v)) return "–";
-  return `${Number(v).toFixed(digits)}${unit ? ` ${unit}` : ""}`;
+  if (!isNum(v)) return NONE;
+  return `${v.toFixed(digits)}${unit ? ` ${unit}` : ""}`;
 }
 
 /** "Person" */
 export function title(label) {
   return label ? label.charAt(0).toUpperCase() + label.slice(1) : "";
+}
+
+const MAX_LABEL = 48;
+
+/** A label, camera or zone name as shown in running text: at most `max` characters, then "…".
+ * Labels come from custom models and the inference service: 10 KB of them must not set the layout. */
+export function short(text, max = MAX_LABEL) {
+  const s = String(text ?? "");
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+/** A string isolated for plain-text places (alt, title, headings): a U+202E in it reverses only itself,
+ * not the rest of the line (FSI … PDI, the text form of <bdi>). */
+export const isolate = (text) => `\u2068${text}\u2069`;
+
+/** A label as an element: isolated in <bdi>, shortened, the whole of it in its tooltip. */
+export function labelEl(label, attrs = {}, capitalize = true) {
+  const s = String(label ?? "");
+  return h("bdi", { class: "label", title: s.length > MAX_LABEL ? s.slice(0, 1000) : undefined, ...attrs,
+    text: capitalize ? title(short(s)) : short(s) });
 }
 
 /** Seconds since the epoch, now. */
@@ -113,7 +140,7 @@ export function snapshotUrl(e, { crop = false, height, bbox = true } = {}) {
 
 /** A short description of an event for alt texts and labels. */
 export function eventText(e) {
-  return `${title(e.label)} on ${e.camera} at ${when(e.start_time)}`;
+  return `${isolate(title(short(e.label)))} on ${e.camera} at ${when(e.start_time)}`;
 }
 
 /** Ask for a credential in a modal dialog; resolves to the value, or null when cancelled. */

@@ -9,8 +9,13 @@ class String {
  public:
   String(const char* s = "");
   String(const String& other);
+  String& operator=(const String& other);
+  ~String();
   const char* c_str() const;
   unsigned int length() const;
+
+ private:
+  char* buffer_;  // storage for the board simulation (tests/firmware/fake_board.cpp); the sketch never sees it
 };
 
 class Print {
@@ -43,3 +48,6 @@ unsigned long millis();
 void delay(uint32_t ms);
 uint32_t esp_random(void);
 bool psramFound();
+// esp32-hal.h (C linkage): the core's weak default returns false, and initArduino() then marks a
+// freshly updated image valid before setup().
+extern "C" bool verifyRollbackLater();

@@ -1,6 +1,9 @@
-// Stand-in for gilmaimon/ArduinoWebsockets 0.5.x (declarations only, real signatures).
+// Stand-in for gilmaimon/ArduinoWebsockets 0.5.4 (declarations only, the signatures of
+// tiny_websockets/client.hpp).
 #pragma once
 #include "Arduino.h"
+
+struct FakeSocket;  // the board simulation (tests/firmware/fake_board.cpp)
 
 namespace websockets {
 typedef String WSInterfaceString;
@@ -14,13 +17,21 @@ class WebsocketsMessage {
   bool isText() const;
   bool isBinary() const;
   size_t length() const;
+
+ private:
+  friend struct ::FakeSocket;  // the board simulation makes messages
+  WebsocketsMessage();
+  String data_;
+  bool text_;
 };
 
 class WebsocketsClient;
-typedef std::function<void(WebsocketsMessage)> MessageCallback;
-typedef std::function<void(WebsocketsClient&, WebsocketsMessage)> PartialMessageCallback;
-typedef std::function<void(WebsocketsEvent, WSInterfaceString data)> EventCallback;
-typedef std::function<void(WebsocketsClient&, WebsocketsEvent, WSInterfaceString data)> PartialEventCallback;
+// The names as tiny_websockets/client.hpp (0.5.4) has them: the "Partial" callbacks are the ones
+// without the client.
+typedef std::function<void(WebsocketsClient&, WebsocketsMessage)> MessageCallback;
+typedef std::function<void(WebsocketsMessage)> PartialMessageCallback;
+typedef std::function<void(WebsocketsClient&, WebsocketsEvent, WSInterfaceString)> EventCallback;
+typedef std::function<void(WebsocketsEvent, WSInterfaceString)> PartialEventCallback;
 
 class WebsocketsClient {
  public:
@@ -42,5 +53,8 @@ class WebsocketsClient {
   bool ping(const WSInterfaceString data = "");
   void close(const CloseReason reason = CloseReason_NormalClosure);
   virtual ~WebsocketsClient();
+
+ private:
+  void* fake_;  // the board simulation's connection state
 };
 }  // namespace websockets

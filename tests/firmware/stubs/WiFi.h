@@ -11,8 +11,12 @@ typedef enum { WIFI_MODE_NULL = 0, WIFI_MODE_STA, WIFI_MODE_AP, WIFI_MODE_APSTA 
 class IPAddress {
  public:
   IPAddress();
+  IPAddress(uint8_t first_octet, uint8_t second_octet, uint8_t third_octet, uint8_t fourth_octet);
   String toString() const;
   uint8_t operator[](int index) const;  // the address's bytes, most significant first
+
+ private:
+  uint8_t bytes_[4];  // storage for the board simulation
 };
 
 class WiFiClass {
