@@ -205,3 +205,33 @@ async def test_server_events_and_clips_survive_steps(tmp_path):
             span = record["clip_end"] - record["clip_start"]
             assert span == pytest.approx(event["end_time"] - event["start_time"] + 2, abs=0.01)
             assert duration(tmp_path / "clip.mp4") - offset == pytest.approx(span, abs=1.0), (event, offset)
+
+
+async def test_an_event_after_a_step_back_is_kept_as_new():
+    """An event that starts after the wall clock stepped back 1 h is kept at keep-time now (retention by age),
+    not an hour earlier: its age is measured on wall-clock labels, never labels against steady time."""
+    wall = SteppingWall()
+    config = make_config(events={"max_disappeared_s": 0.5})
+    script = lambda cam, seq: [("person", 0.9, (10.0 + 2 * seq, 60.0, 50.0 + 2 * seq, 200.0))] if seq >= 5 else []  # noqa: E731
+    server = CamServer(config, detector_factory=lambda: ScriptedDetector(script),
+                       clock=Timeline(wall=wall, monotonic=time.monotonic))
+    async with server:
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        for seq in range(1, 16):
+            if seq == 3:
+                wall.shift -= HOUR  # before the event starts
+            await cam.send(tagged_jpeg(0, seq))
+            await asyncio.sleep(0.1)
+        await wait_for(lambda: server.events.events_total >= 1 and server.events.idle, timeout=15, what="an event")
+        await cam.close()
+        keep_now = server.database.budget.keep_clock.now()
+
+        def kept() -> list[tuple[float, float]]:
+            assert server.database.conn is not None
+            return server.database.conn.execute("SELECT kept_at, start_time FROM events").fetchall()
+
+        rows = await server.database.run(kept)
+    assert server.timeline.steps == 1 and rows
+    for kept_at, start_time in rows:
+        assert start_time == pytest.approx(time.time() - HOUR, abs=30)  # labelled by the stepped clock
+        assert kept_at == pytest.approx(keep_now, abs=30), (kept_at - keep_now)
