@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .board import PUBLIC_PREFIX as OTA_PREFIX, BoardApi, BoardService
 from .board.settings import configured_settings
+from .clock import Timeline, timeline_of
 from .config import Config, ConfigError
 from .detect import Detector
 from .detect.base import AsyncDetector
@@ -79,20 +80,22 @@ class CamServer:
         config: the validated configuration.
         detector_factory: loads one detector (called once per worker, in its thread); None passes
             frames through undetected. `CamServer.from_config` takes it from the config.
-        clock: wall-clock time of frames and events (tests inject one).
+        clock: the server's time (clock.Timeline: steady time for durations, wall-clock labels); a test
+            injects a Timeline, or one fake clock that moves both. Default: the real clocks.
     """
 
     board: BoardService  # built after the lambdas that read these two
     viewer_app: ViewerApp
 
     def __init__(self, config: Config, detector_factory: Callable[[], Detector] | None,
-                 clock: Callable[[], float] = time.time, remote: AsyncDetector | None = None) -> None:
+                 clock: Timeline | Callable[[], float] | None = None, remote: AsyncDetector | None = None) -> None:
         self.config = config
+        self.timeline = timeline = timeline_of(clock)
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
-        self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, clock)
-        self.database = Database(Path(config.storage.dir), config.storage.max_mb, clock, config.storage.min_free_mb)
-        self.events = EventEngine(config.events, config.storage, self.database, clock)
+        self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, timeline)
+        self.database = Database(Path(config.storage.dir), config.storage.max_mb, timeline.wall, config.storage.min_free_mb)
+        self.events = EventEngine(config.events, config.storage, self.database, timeline.now, wall=timeline.wall)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
         self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote)
@@ -115,7 +118,7 @@ class CamServer:
         self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
         self.hub.on_forget.append(self.mqtt.camera_forgotten)
         self.hub.on_forget.append(self.events.forget_camera)
-        self.recorder = self._recorder(config, clock)
+        self.recorder = self._recorder(config, timeline)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
                                  clip_path=self._finished_clip if config.record.mode != "off" else None,
                                  muted=self.mute.holding("notify"))
@@ -124,7 +127,7 @@ class CamServer:
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
-        self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=clock)
+        self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=timeline.wall)
         self.ingest.on_hello = self._hello
         self.ingest.on_status = self.board.on_status
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
@@ -135,7 +138,7 @@ class CamServer:
                                              lambda: self.webhooks.failures,
                                              lambda: self.remote.figures() if self.remote is not None else None))
         self.scheduler.on_batch = self.metrics.observe_batch
-        self.started_at = time.time()
+        self.started_at = time.monotonic()  # uptime is a duration
         auth = ViewerAuth.from_config(config.http, Path(config.storage.dir),
                                       public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
         system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
@@ -159,12 +162,12 @@ class CamServer:
         self.ready = False
         self.hung_threads = False  # set by stop(): a stalled detector thread is still running
 
-    def _recorder(self, config: Config, clock: Callable[[], float]) -> Recorder:
+    def _recorder(self, config: Config, timeline: Timeline) -> Recorder:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
         root = Path(config.storage.dir)
         index = RecordingIndex(self.database, root)
         budget = self.database.budget
-        recorder = Recorder(config.record, root, index, self.database.executor, clock, disk=budget,
+        recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, disk=budget,
                             export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
         # the order the budget removes in: exports (made again on request), recordings, then events;
         # firmware images count and stay
@@ -173,7 +176,7 @@ class CamServer:
         budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
         index.grew = self.database.budget.soon
-        self.hub.on_frame.append(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.wall_time))
+        self.hub.on_frame.append(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.steady, frame.wall_time))
         self.hub.on_offline.append(lambda cam: recorder.camera_offline(cam.id))
         # first: the end change carries the clip's URL for every later listener (webhooks, MQTT)
         self.events.listeners.insert(0, lambda change: _record_event(recorder, change))
@@ -197,7 +200,7 @@ class CamServer:
         return None
 
     @classmethod
-    def from_config(cls, config: Config, clock: Callable[[], float] = time.time) -> CamServer:
+    def from_config(cls, config: Config, clock: Timeline | Callable[[], float] | None = None) -> CamServer:
         """The server with the detector the config asks for (`detect.model`, `none` passes through)."""
         return cls(config, default_detector_factory(config), clock, remote_detector(config))
 
@@ -243,7 +246,7 @@ class CamServer:
 
     def _detections(self, cam: Any, frame: Any, size: tuple[int, int], detections: list[Any]) -> None:
         if self._events_started:
-            self.events.on_frame(cam.id, frame.wall_time, frame.jpeg, size, detections)
+            self.events.on_frame(cam.id, frame.steady, frame.jpeg, size, detections, frame.wall_time)
 
     def _held(self, cam: Camera, when: float) -> None:
         if self._events_started:
@@ -283,6 +286,7 @@ class CamServer:
             await self.board.start(self.database)
             await self.mute.start(spawn)  # the mutes kept before a restart
             await self.recorder.start(spawn)
+            self.timeline.not_before(self.recorder.latest_steady)  # recorded order goes on across a restart
         except (StorageError, OSError, sqlite3.Error) as exc:
             await self.stop()
             raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
@@ -296,6 +300,7 @@ class CamServer:
             await self.stop()
             raise
         spawn("detect", self.scheduler.run(), "detection-scheduler")
+        spawn("clock", self.timeline.watch(), "clock-watch")
         if self.tuner is not None:
             spawn("detect", self.tuner.run(), "precision-tuning")
         await self.webhooks.start(spawn)
@@ -401,10 +406,14 @@ class CamServer:
 def _record_event(recorder: Recorder, change: Any) -> None:
     """An event starts or ends its clip; the end change tells webhooks and MQTT where the clip is."""
     event = change.after
-    if change.type == "new":
-        recorder.event_started(event["camera"], event["id"], event["start_time"])
-    elif change.type == "end":
-        has_clip = recorder.event_ended(event["camera"], event["id"], event["end_time"])  # deleted too: its span can close
+    if change.type == "new":  # the steady time of the change, and the event's label of it
+        recorder.event_started(event["camera"], event["id"], _steady(change, "start_time"), event["start_time"])
+    elif change.type == "end":  # deleted too: its span can close
+        has_clip = recorder.event_ended(event["camera"], event["id"], _steady(change, "end_time"), event["end_time"])
         if has_clip and event.get("end_reason") != "deleted":
             event["clip"] = f"/api/events/{event['id']}/clip.mp4"
 
+
+def _steady(change: Any, key: str) -> float:
+    when = getattr(change, "when", None)
+    return float(change.after[key] if when is None else when)

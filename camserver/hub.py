@@ -7,16 +7,21 @@ import time
 from collections import Counter, deque
 from typing import Any, Callable, Iterator
 
+from .clock import Timeline, timeline_of
+
+
 class Frame:
     """One JPEG as published to viewers (and, raw, as the camera sent it)."""
 
-    __slots__ = ("seq", "jpeg", "received_at", "wall_time", "__weakref__")
+    __slots__ = ("seq", "jpeg", "received_at", "wall_time", "steady", "__weakref__")
 
-    def __init__(self, seq: int, jpeg: bytes, received_at: float, wall_time: float) -> None:
+    def __init__(self, seq: int, jpeg: bytes, received_at: float, wall_time: float, steady: float | None = None) -> None:
         self.seq = seq
         self.jpeg = jpeg
         self.received_at = received_at  # time.monotonic() when the camera's frame arrived
-        self.wall_time = wall_time  # time.time() of the same moment, for the API
+        self.wall_time = wall_time  # wall-clock time of the same moment: a label, for the API and records
+        # the server's steady time of the same moment (clock.Timeline.now): what durations are measured on
+        self.steady = wall_time if steady is None else steady
 
 
 class Signal:
@@ -196,7 +201,7 @@ class CameraHub:
         max_cameras: int,
         declared_ids: tuple[str, ...] = (),
         default_id: str = "default",
-        clock: Callable[[], float] = time.time,
+        clock: Timeline | Callable[[], float] | None = None,
     ) -> None:
         self.max_cameras = max(max_cameras, len(declared_ids))
         self.default_id = default_id
@@ -204,7 +209,8 @@ class CameraHub:
         self.frame_waiting = asyncio.Event()
         self.registry = Signal()  # touched when a camera id appears, and at shutdown
         self.closed = False
-        self.clock = clock  # wall-clock time of frames (tests inject one)
+        self.timeline = timeline_of(clock)  # steady time and wall-clock labels of frames (tests inject a clock)
+        self.clock = self.timeline.now  # steady time: what the stages measure durations on
         self.on_offline: list[Callable[[Camera], None]] = []  # called when a camera goes away
         self.on_online: list[Callable[[Camera], None]] = []  # called when a camera connects
         self.on_forget: list[Callable[[str], None]] = []  # called when a camera id is forgotten
@@ -275,7 +281,8 @@ class CameraHub:
     def receive(self, cam: Camera, jpeg: bytes, size: tuple[int, int]) -> Frame:
         """Accept a validated camera frame: publish it raw and leave it for the detector."""
         now = time.monotonic()
-        frame = Frame(cam.next_seq(), jpeg, now, self.clock())
+        steady, wall = self.timeline.stamp()
+        frame = Frame(cam.next_seq(), jpeg, now, wall, steady)
         cam.size = size
         cam.last_frame_at = now
         if cam.waiting_since is None:

@@ -233,7 +233,8 @@ def test_recover_repairs_growing_files_and_adopts_orphans(tmp_path):
 
 @needs_ffmpeg
 def test_export_spans_segments_cut_at_keyframes(tmp_path):
-    """An export of [start, end] over three contiguous segments: remuxed, starts at a keyframe <= start, covers the span."""
+    """An export of [start, end] over three contiguous segments: remuxed, starts at a keyframe <= start, ends at the
+    first frame at or after end (any frame can end it), so it covers the span and no more than a frame past it."""
     sources = []
     for k, start in enumerate((100.0, 104.0, 108.0)):
         path = tmp_path / f"s{k}.mp4"
@@ -243,11 +244,11 @@ def test_export_spans_segments_cut_at_keyframes(tmp_path):
     out = tmp_path / "export.mp4"
     result = export_span(sources, 103.0, 109.0, out)
     assert result is not None and result.skipped_files == 0
-    assert result.start == pytest.approx(102.0) and result.end == pytest.approx(110.0)  # keyframes at 100, 102, 104, ...
-    assert duration(out) == pytest.approx(8.0, abs=0.05)
+    assert result.start == pytest.approx(102.0) and result.end == pytest.approx(109.0)  # keyframes at 100, 102, 104, ...
+    assert duration(out) == pytest.approx(7.0, abs=0.05)
     keys = keyframe_times(out)
-    assert keys[0] == 0.0 and len(keys) == 4
-    assert decodes_cleanly(out) == 80
+    assert keys[0] == 0.0 and len(keys) == 4  # 102, 104, 106, 108
+    assert decodes_cleanly(out) == 70
     assert export_span(sources, 200.0, 210.0, tmp_path / "none.mp4") is None
 
 

@@ -118,7 +118,7 @@ async def test_recordings_listing_and_export(tmp_path):
                 assert resp.status == 200 and resp.content_type == "video/mp4"
                 (tmp_path / "export.mp4").write_bytes(await resp.read())
             exported = probe(tmp_path / "export.mp4")
-            assert exported is not None and exported.frames == 40 and exported.duration == pytest.approx(4.0, abs=0.01)
+            assert exported is not None and exported.frames == 35 and exported.duration == pytest.approx(3.5, abs=0.01)
             for params, status in (({"start": "x", "end": T0}, 400), ({"start": T0}, 400), ({"start": T0, "end": T0}, 400),
                                    ({"start": T0, "end": T0 + 7200}, 400), ({"start": T0 + 100, "end": T0 + 110}, 404)):
                 async with http.get(f"{base}/api/cameras/gate/clip.mp4", params=params) as resp:

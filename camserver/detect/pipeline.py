@@ -67,7 +67,7 @@ class CameraPipeline:
         self.gate = MotionGate(motion) if motion is not None else None
         self.switch = MotionSwitch(motion.mqtt_off_delay_s) if motion is not None and motion.enabled else None
         self.last_motion: MotionResult | None = None
-        self.held_at = 0.0  # wall time the events stage last heard that a held frame still shows the scene
+        self.held_at = 0.0  # steady time the events stage last heard that a held frame still shows the scene
 
     @property
     def busy(self) -> bool:
@@ -120,7 +120,7 @@ def prepare(pipeline: CameraPipeline, frame: Frame, size: tuple[int, int] | None
         except BadFrame as exc:
             return Prepared(frame, None, None, None, str(exc), time.thread_time() - started)
         pipeline.last_motion = motion
-    reason = pipeline.gate.decide(frame.wall_time, motion.motion if motion else False, objects_moving) \
+    reason = pipeline.gate.decide(frame.steady, motion.motion if motion else False, objects_moving) \
         if pipeline.gate is not None else None
     image = None
     if decode or (reason is not None and detect_decode):

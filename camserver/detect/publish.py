@@ -55,7 +55,7 @@ class AnnotatedPublisher:
             else:
                 jpeg = await self._in_pool(render_jpeg, drawer, frame.jpeg, boxes, self.jpeg_quality)
             if jpeg is not None:
-                out, drawn = Frame(frame.seq, jpeg, frame.received_at, frame.wall_time), True
+                out, drawn = Frame(frame.seq, jpeg, frame.received_at, frame.wall_time, frame.steady), True
         cam.processed(time.monotonic())
         if self._newest(cam, out) and drawn:
             self._drawn[cam] = frame.seq
@@ -64,7 +64,7 @@ class AnnotatedPublisher:
         """A frame the hung detector cannot take: published at once with a red "detector stalled" banner."""
         jpeg = await self._in_pool(mark_frame, frame.jpeg, STALLED_TEXT, self.jpeg_quality)
         cam.processed(time.monotonic())
-        self._newest(cam, Frame(frame.seq, jpeg, frame.received_at, frame.wall_time) if jpeg else frame)
+        self._newest(cam, Frame(frame.seq, jpeg, frame.received_at, frame.wall_time, frame.steady) if jpeg else frame)
 
     @staticmethod
     def _newest(cam: Camera, out: Frame) -> bool:
@@ -83,5 +83,5 @@ class AnnotatedPublisher:
         jpeg = await self._in_pool(render_jpeg, drawer, current.jpeg, boxes, self.jpeg_quality)
         if jpeg is not None and cam.annotated.frame is current:  # the same frame, now with its boxes
             self._drawn[cam] = current.seq
-            cam.annotated.publish(Frame(current.seq, jpeg, current.received_at, current.wall_time))
+            cam.annotated.publish(Frame(current.seq, jpeg, current.received_at, current.wall_time, current.steady))
         return cam.annotated.frame

@@ -253,12 +253,12 @@ class DetectionScheduler:
             self._bad_frames.warning(cam.id, "camera %s: frame rejected: %s", cam.id, prepared.error)
             return
         if prepared.motion is not None and state.switch is not None:
-            self._motion_state(cam, state, state.switch.update(frame.wall_time, prepared.motion.motion), frame.wall_time)
+            self._motion_state(cam, state, state.switch.update(frame.steady, prepared.motion.motion), frame.steady)
         if prepared.detect is None or not self.detector:
             await self.publisher.publish(cam, frame, prepared.image, state.detections)
-            if self.detector and self.on_held is not None and frame.wall_time - state.held_at >= HELD_EVERY_S:
-                state.held_at = frame.wall_time
-                self.on_held(cam, frame.wall_time)
+            if self.detector and self.on_held is not None and frame.steady - state.held_at >= HELD_EVERY_S:
+                state.held_at = frame.steady
+                self.on_held(cam, frame.steady)
             return
         await self._to_detector(cam, state, prepared)
 

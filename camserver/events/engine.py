@@ -5,6 +5,8 @@ processed, never on the event loop. The thread's backlog is bounded: if it falls
 disk), frames are skipped for events and counted, and detection and streams go on. A storage
 failure is counted and logged, never raised into the stream: live events go on without history.
 Retention is the storage budget's (storage/budget.py); the store is its "events" kind.
+Time is the server's steady time (clock.Timeline): a frame brings its wall-clock label, the rest
+of an event's labels are measured from it, so a clock step never ends an event before it starts.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections import Counter, deque
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from ..clock import steady
 from ..config import EventsConfig, StorageConfig
 from ..detect.base import Detection
 from ..logsafe import ThrottledLog
@@ -38,18 +40,19 @@ class EventEngine:
     """Events for every camera: rules per camera, one store, one live feed."""
 
     def __init__(self, config: EventsConfig, storage: StorageConfig, database: Database,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = steady, wall: Callable[[], float] | None = None) -> None:
         self.config = config
         self.database = database
-        self.clock = clock
-        self.store = EventStore(Path(storage.dir), storage.retain_days, database.budget.keep_clock.now, clock)
+        self.clock = clock  # steady time (sweeps, cameras going away, stop); labels come with the frames
+        # an event's kept_at is keep-time less how long ago (by the wall clock; default: `clock`) it started
+        self.store = EventStore(Path(storage.dir), storage.retain_days, database.budget.keep_clock.now, wall or clock)
         self.feed = EventFeed()
         self.zones = by_camera(self.config.zones)
         self.rules: dict[str, CameraRules] = {}
         self.executor = database.executor  # the events thread: tracking, rules and storage, in frame order
         self.pending = 0
         # processed frames, and held ones (jpeg None: the gate kept them from the detector)
-        self._inbox: deque[tuple[str, float, bytes | None, tuple[int, int], list[Detection]]] = deque()
+        self._inbox: deque[tuple[str, float, bytes | None, tuple[int, int], list[Detection], float | None]] = deque()
         self._draining = False  # a drain job is queued or running
         self.skipped = 0
         self.write_errors = 0
@@ -146,13 +149,15 @@ class EventEngine:
         return {"events_total": self.events_total, "events_skipped_frames": self.skipped,
                 "storage_write_errors": self.write_errors}
 
-    def on_frame(self, camera: str, when: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection]) -> None:
-        """A processed frame's detections (called on the loop for every processed frame).
+    def on_frame(self, camera: str, when: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection],
+                 wall: float | None = None) -> None:
+        """A processed frame's detections at steady time `when`, wall-clock label `wall` (default `when`),
+        called on the loop for every processed frame.
 
         Frames wait in an inbox that one job on the events thread drains, so a burst of frames
         costs one hand-over between threads, not one each.
         """
-        self._queue((camera, when, jpeg, size, detections))
+        self._queue((camera, when, jpeg, size, detections, wall))
 
     def on_held(self, camera: str, when: float) -> None:
         """A frame the motion gate kept from the detector: what the camera last showed is still there.
@@ -160,7 +165,7 @@ class EventEngine:
         Goes through the same inbox as the frames, so the events thread sees them in order.
         """
         if camera in self.rules:
-            self._queue((camera, when, None, (0, 0), []))
+            self._queue((camera, when, None, (0, 0), [], None))
 
     def objects_moving(self, camera: str) -> bool:
         """Whether a tracked object of the camera still moves (the motion gate's "objects" reason).
@@ -170,7 +175,7 @@ class EventEngine:
         rules = self.rules.get(camera)
         return rules is not None and rules.moving
 
-    def _queue(self, item: tuple[str, float, bytes | None, tuple[int, int], list[Detection]]) -> None:
+    def _queue(self, item: tuple[str, float, bytes | None, tuple[int, int], list[Detection], float | None]) -> None:
         if len(self._inbox) >= MAX_PENDING:
             self.skipped += 1
             return
@@ -200,7 +205,7 @@ class EventEngine:
             changes += self._process(*frame)
 
     def _process(self, camera: str, when: float, jpeg: bytes | None, size: tuple[int, int],
-                 detections: list[Detection]) -> list[Change]:
+                 detections: list[Detection], wall: float | None) -> list[Change]:
         rules = self.rules.get(camera)
         if jpeg is None:  # a held frame
             return self._store(rules.on_held(when), when) if rules is not None else []
@@ -208,7 +213,7 @@ class EventEngine:
             if not detections:
                 return []  # no tracker for a camera that never showed anything
             rules = self.rules[camera] = CameraRules(camera, self.config, self.zones.get(camera))
-        return self._store(rules.on_frame(when, jpeg, size, detections), when)
+        return self._store(rules.on_frame(when, jpeg, size, detections, wall), when)
 
     def _sweep(self, now: float) -> list[Change]:
         return [c for rules in self.rules.values() for c in self._store(rules.sweep(now), now)]
@@ -223,7 +228,8 @@ class EventEngine:
     def _store(self, changes: list[Change], when: float) -> list[Change]:
         for change in changes:
             try:
-                self.store.save(change.after, change.snapshot, when)
+                # updated_at is the event's own label of the change: a crash's end_time is never before its start
+                self.store.save(change.after, change.snapshot, change.at if change.at is not None else when)
             except Exception as exc:  # disk full, folder or database removed: live events go on
                 self._write_failed(exc)
         return changes
@@ -255,7 +261,7 @@ class EventEngine:
         now = self.clock()
         for rules in self.rules.values():
             for record in rules.open_events():
-                self._store([Change("update", record, record)], now)
+                self._store([Change("update", record, record, at=record["start_time"])], now)
 
     # --- on the loop ----------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ An object becomes an event once the median of its last scores (misses count as 0
 `threshold`, so flicker and one-frame false positives never do. An update is sent only when
 something a user cares about changed: a clearly better snapshot, a zone entered or left, the
 object turning stationary or active, or the heartbeat while it stands still. Times are the
-frames' own times (seconds), so rules do not depend on the camera's frame rate.
+frames' own steady times (seconds, clock.Timeline), so rules depend neither on the camera's frame
+rate nor on a wall-clock step; an event's start_time is the wall-clock label of its first frame and
+its end_time that label plus the steady time it lasted, so it never ends before it starts.
 
 One event per object, also when objects overlap. The tracker gives a new track id whenever it
 loses an object for a moment (a person hidden by another, a parked car split in two boxes by a
@@ -71,10 +73,16 @@ class Event:
     snapshot_box: list[float] | None = None
     snapshot_score: float = 0.0
     announced: bool = True  # False while the label's cooldown holds: stored, not announced
+    steady_start: float = 0.0  # the steady time of start_time (not in the record: a label is what it shows)
+
+    def wall_at(self, when: float) -> float:
+        """The wall-clock label of steady time `when` during this event: its start label plus the time since."""
+        return self.start_time + max(0.0, when - self.steady_start)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready copy (by hand: dataclasses.asdict is ten times slower, and this runs per change)."""
         d = dict(self.__dict__)
+        del d["steady_start"]
         for key in ("box", "current_zones", "entered_zones", "snapshot_box"):
             if d[key] is not None:
                 d[key] = list(d[key])
@@ -90,6 +98,8 @@ class Change:
     after: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
     snapshot: bytes | None = None  # the camera's JPEG, when the event's best frame changed
+    when: float | None = None  # the steady time it is about: the start (new), the end (end), the frame (update)
+    at: float | None = None  # the wall-clock label of `when` (the event's own: start label + steady time since)
 
 
 @dataclass
@@ -191,8 +201,9 @@ class CameraRules:
         self.visible: set[int] = set()  # track ids seen in the last processed frame
         self.moving = False  # an object seen in the last processed frame is still moving (the motion gate reads it)
 
-    def on_frame(self, now: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection]) -> list[Change]:
-        """Feed one processed frame's detections; returns the event changes it causes."""
+    def on_frame(self, now: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection],
+                 wall: float | None = None) -> list[Change]:
+        """Feed one processed frame's detections (steady time `now`, wall-clock label `wall`, default `now`)."""
         wanted = self.filter.apply(detections, size)
         if not wanted and not self.objects:
             self.visible, self.moving = set(), False
@@ -219,7 +230,8 @@ class CameraRules:
             if obj.event is not None:
                 change = self._update(obj, track, now, jpeg, size)
             else:  # an object whose event was deleted while open makes none again
-                change = None if obj.deleted else self._new(obj, track, now, jpeg, size, seen)
+                change = None if obj.deleted else self._new(obj, track, now, jpeg, size, seen,
+                                                            now if wall is None else wall)
             if change is not None:
                 changes.append(change)
         self.visible = set(seen)
@@ -251,7 +263,7 @@ class CameraRules:
                 reasons.append("heartbeat")
             if reasons:
                 obj.last_update = now
-                changes.append(Change("update", before, event.to_json(), reasons))
+                changes.append(Change("update", before, event.to_json(), reasons, when=now, at=event.wall_at(now)))
         self.moving = any(now - self.objects[i].anchor_time < self.config.stationary_s
                           for i in self.visible if i in self.objects)
         return changes + self.sweep(now)
@@ -332,7 +344,7 @@ class CameraRules:
                    for other, _ in seen.values())
 
     def _new(self, obj: _Object, track: Track, now: float, jpeg: bytes, size: tuple[int, int],
-             seen: dict[int, tuple[_Object, Track]]) -> Change | None:
+             seen: dict[int, tuple[_Object, Track]], wall: float) -> Change | None:
         history = [0.0] * (MIN_HISTORY - len(obj.scores)) + list(obj.scores)
         if statistics.median(history) < self.filter.threshold_of(track.label):
             return None
@@ -340,15 +352,15 @@ class CameraRules:
             return None  # a second box over an object that has its event: a piece of it, not a new object
         zones = zones_of(track.box, size, track.label, self.zones)
         event = obj.event = Event(
-            id=new_event_id(now), camera=self.camera, label=track.label, score=track.score,
-            top_score=track.score, box=[round(v, 1) for v in track.box], start_time=now,
-            current_zones=zones, entered_zones=list(zones),
+            id=new_event_id(wall), camera=self.camera, label=track.label, score=track.score,
+            top_score=track.score, box=[round(v, 1) for v in track.box], start_time=wall,
+            current_zones=zones, entered_zones=list(zones), steady_start=now,
         )
         last_end = self.last_end.get(track.label)
         event.announced = last_end is None or now - last_end >= self.config.cooldown_s
         obj.last_update = now
         snapshot = self._take_snapshot(event, track, jpeg, size)
-        return Change("new", None, event.to_json(), snapshot=snapshot)
+        return Change("new", None, event.to_json(), snapshot=snapshot, when=now, at=wall)
 
     def _update(self, obj: _Object, track: Track, now: float, jpeg: bytes, size: tuple[int, int]) -> Change | None:
         event = obj.event
@@ -378,7 +390,7 @@ class CameraRules:
         if not reasons:
             return None
         obj.last_update = now
-        return Change("update", before, event.to_json(), reasons, snapshot)
+        return Change("update", before, event.to_json(), reasons, snapshot, when=now, at=event.wall_at(now))
 
     def _take_snapshot(self, event: Event, track: Track, jpeg: bytes, size: tuple[int, int]) -> bytes | None:
         """The frame, if it is a clearly better picture of the object than the one kept."""
@@ -395,6 +407,6 @@ class CameraRules:
 
     def _end(self, event: Event, when: float, reason: str) -> Change:
         before = event.to_json()
-        event.end_time, event.end_reason = when, reason
-        self.last_end[event.label] = when
-        return Change("end", before, event.to_json())
+        event.end_time, event.end_reason = event.wall_at(when), reason
+        self.last_end[event.label] = when  # steady: the cooldown is a duration
+        return Change("end", before, event.to_json(), when=max(when, event.steady_start), at=event.end_time)

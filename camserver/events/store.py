@@ -82,7 +82,8 @@ class EventStore:
         closed = []
         for _id, data, updated_at in left_open:
             record = json.loads(data)
-            record["end_time"], record["end_reason"] = updated_at, "server restart"
+            # its last change's label; never before its start (a row from before labels were measured so)
+            record["end_time"], record["end_reason"] = max(updated_at, record["start_time"]), "server restart"
             self.save(record, None, updated_at)
             closed.append(record)
         return closed

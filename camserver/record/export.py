@@ -1,8 +1,9 @@
 """Export: one MP4 of any span of a camera's recordings, remuxed (packets copied, nothing re-encoded).
 
 A remux can only start at a keyframe, so the export starts at the last keyframe at or before
-`start` and stops before the first keyframe at or after `end`: it covers [start, end] whenever
-the recordings do, plus at most one keyframe interval (2 s) on either side. Segments are
+`start` (at most one keyframe interval, 2 s, early); it stops before the first frame at or after
+`end` (no B-frames: any frame can end it), and its last frame shows until `end` at most, so it
+covers [start, end] whenever the recordings do, and no more after it. Segments are
 contiguous in time; gaps between them (the camera was offline) are kept as gaps in timestamps.
 """
 
@@ -53,6 +54,8 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
         assert out is not None  # opened with the first keyframe, before anything is emitted
         ms = max(round((t - first_t) * 1000), last_ms + 1)
         duration = max(round(float((packet.duration or 0) * packet.time_base) * 1000), 1)
+        # the last frame shows until the next one came, which may be long after `end` (a camera that lagged)
+        duration = min(duration, max(round((end - t) * 1000), 1))
         packet.pts = packet.dts = ms
         packet.duration = duration
         packet.time_base = TIME_BASE
@@ -92,7 +95,7 @@ def export_span(sources: list[tuple[Path, float]], start: float, end: float, dst
                         emit(held_t, held)
                     gop = []
                     continue
-                if packet.is_keyframe and t >= end:
+                if t >= end:
                     done = True
                     break
                 emit(t, packet)

@@ -76,7 +76,7 @@ class Exporter:
     Args:
         index: the recordings index.
         index_call: runs an index method on the index thread (the recorder's).
-        clock: wall-clock time (an open event's clip runs to now).
+        clock: steady time (clock.Timeline.now: an open event's clip runs to now).
         disk: the free-space floor.
         max_bytes: the exports' share of storage.max_mb.
     """
@@ -99,11 +99,13 @@ class Exporter:
             return None
         if info["path"] is not None:
             return ClipFile(self.index.file(info["path"]), info["in_progress"], info["offset_s"])
-        start = info["clip_start"]
-        if info["clip_end"] is not None:
-            return await self.clip(info["camera"], start, min(info["clip_end"], start + MAX_EXPORT_S))
+        # its steady span: what was recorded for it, whatever the labels say (a clock step)
+        start = info["steady_start"]
+        if info["steady_end"] is not None:
+            return await self.clip(info["camera"], start, min(info["steady_end"], start + MAX_EXPORT_S), steady=True)
         # open: up to now (at most the hour), the same file for the requests of one playback (see GROWING_REUSE_S)
-        return await self.clip(info["camera"], start, min(self.clock(), start + MAX_EXPORT_S), stable=f"event {event_id}")
+        return await self.clip(info["camera"], start, min(self.clock(), start + MAX_EXPORT_S),
+                               stable=f"event {event_id}", steady=True)
 
     async def export(self, camera: str, start: float, end: float) -> Path | None:
         """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there.
@@ -114,13 +116,18 @@ class Exporter:
         clip = await self.clip(camera, start, end)
         return clip.path if clip is not None else None
 
-    async def clip(self, camera: str, start: float, end: float, stable: str | None = None) -> ClipFile | None:
+    async def clip(self, camera: str, start: float, end: float, stable: str | None = None,
+                   steady: bool = False) -> ClipFile | None:
         """Like `export`, with where `start` falls in the file (it begins at the keyframe before it).
 
-        `stable` names a clip whose end moves (an open event's) for the export cache.
+        `stable` names a clip whose end moves (an open event's) for the export cache; `steady`: start
+        and end are steady times (an event's clip), else wall-clock labels (a span a viewer asks for).
         """
         end = min(end, start + MAX_EXPORT_S)
-        rows = await self.index_call(self.index.recordings, camera, start, end)
+        rows = await self.index_call(self.index.recordings, camera, start, end, None, 10000, steady)
+        if steady:  # the rows' times on the scale of start and end (a row from before steady times: its labels)
+            rows = [{**r, "start_time": _or(r["steady_start"], r["start_time"]),
+                     "end_time": _or(r["steady_end"], r["end_time"])} for r in rows]
         made = await self._made(camera, start, end, rows, stable)
         if made is None:
             return None
@@ -129,7 +136,9 @@ class Exporter:
 
     async def _made(self, camera: str, start: float, end: float, rows: list[dict[str, Any]],
                     stable: str | None = None) -> tuple[Path, float, bool] | None:
-        """(file, wall time of its first frame, a source still grows) of [start, end] of `rows`; None if nothing there.
+        """(file, time of its first frame, a source still grows) of [start, end] of `rows`; None if nothing there.
+
+        `rows` have their times on the scale of start and end (start_time: their file's time 0).
 
         Raises:
             ExportRefused: 429, EXPORTS_AT_ONCE are being made; 507, no room for it (its share of
@@ -194,3 +203,7 @@ class Exporter:
         """What /healthz `recording.exports` shows."""
         return {**self.cache.health(), "in_flight": len(self._making),
                 "refused": {str(k): v for k, v in self.refused.items()}}
+
+
+def _or(value: float | None, default: float | None) -> float | None:
+    return default if value is None else value

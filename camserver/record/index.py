@@ -6,6 +6,11 @@ events thread). A file and its row are written in an order a crash cannot turn i
 file that does not play: the row first, marked in progress, then the file; a finished file
 replaces the growing one in one rename, then the row says so. Deleting goes the other way:
 file first, then row. Start-up (`recovery.recover`) repairs or removes what a crash left.
+
+Times are wall-clock labels (start_time, end_time, clip_start, clip_end: what the API shows) and,
+beside them, the server's steady time (clock.Timeline; steady_start, steady_end): an event's clip
+is found and cut by its steady span, so footage a clock step labelled an hour back (or a day
+ahead) is neither taken into another event's clip nor missing from its own.
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ CREATE TABLE IF NOT EXISTS event_clips (
 );
 CREATE INDEX IF NOT EXISTS event_clips_recording ON event_clips (recording);
 """
+# added to both tables (to older files too, at create): the steady span; NULL in a row from before them
+STEADY_COLUMNS = ("steady_start", "steady_end")
 
 # columns a database of an earlier version lacks: added, and filled in the order the rows were made
 # (rowid: the rows were inserted as the recordings began) and with their labels as keep-time
 MIGRATIONS = (("seq", "INTEGER", "rowid"), ("kept_at", "REAL", "COALESCE(end_time, start_time)"))
-COLUMNS = "path, camera, kind, start_time, end_time, frames, bytes, width, height, in_progress"
+COLUMNS = "path, camera, kind, start_time, end_time, frames, bytes, width, height, in_progress, steady_start, steady_end"
 KINDS = ("span", "segment")
 
 
@@ -77,14 +84,21 @@ class RecordingIndex:
         return conn
 
     def create(self) -> None:
-        """Create the tables (idempotent); a table of an earlier version gets the columns it lacks."""
+        """Create the tables (idempotent); a table of an earlier version gets the columns it lacks (the steady
+        columns in both tables, seq and kept_at in recordings)."""
         self.db.executescript(SCHEMA)
         have = {row[1] for row in self.db.execute("PRAGMA table_info(recordings)")}
         for column, sql_type, fill in MIGRATIONS:
             if column not in have:
                 self.db.execute(f"ALTER TABLE recordings ADD COLUMN {column} {sql_type}")
                 self.db.execute(f"UPDATE recordings SET {column} = {fill}")
+        for table in ("recordings", "event_clips"):
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for column in STEADY_COLUMNS:
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
         self.db.execute("CREATE INDEX IF NOT EXISTS recordings_seq ON recordings (seq)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS recordings_camera_steady ON recordings (camera, steady_start)")
 
     def file(self, path: str) -> Path:
         """The absolute file of a recording's relative path."""
@@ -92,18 +106,22 @@ class RecordingIndex:
 
     # --- recordings --------------------------------------------------------------------------
 
-    def add(self, path: str, camera: str, kind: str, start: float) -> None:
-        """A recording about to be written: its row, in progress, before its file exists."""
+    def add(self, path: str, camera: str, kind: str, start: float, steady: float | None = None) -> None:
+        """A recording about to be written: its row, in progress, before its file exists (`steady`: default `start`)."""
         assert kind in KINDS
-        self.db.execute("INSERT OR REPLACE INTO recordings (path, camera, kind, start_time, in_progress, seq, kept_at)"
-                        " VALUES (?, ?, ?, ?, 1, (SELECT COALESCE(max(seq), 0) + 1 FROM recordings), ?)",
-                        (path, camera, kind, start, self.keep_clock()))
+        self.db.execute("INSERT OR REPLACE INTO recordings (path, camera, kind, start_time, in_progress, seq, kept_at,"
+                        " steady_start) VALUES (?, ?, ?, ?, 1, (SELECT COALESCE(max(seq), 0) + 1 FROM recordings), ?, ?)",
+                        (path, camera, kind, start, self.keep_clock(), start if steady is None else steady))
 
-    def finish(self, path: str, start: float, end: float, frames: int, size: int, width: int, height: int) -> None:
-        """The recording's file is final (a regular MP4, index first)."""
+    def finish(self, path: str, start: float, end: float, frames: int, size: int, width: int, height: int,
+               steady: float | None = None) -> None:
+        """The recording's file is final (a regular MP4, index first); `steady`: its start's steady time
+        (default: the row's), its steady end that plus end - start."""
         self.db.execute("UPDATE recordings SET start_time = ?, end_time = ?, frames = ?, bytes = ?, width = ?,"
-                        " height = ?, in_progress = 0, kept_at = ? WHERE path = ?",
-                        (start, end, frames, size, width, height, self.keep_clock(), path))
+                        " height = ?, in_progress = 0, kept_at = ?, steady_start = COALESCE(?, steady_start, ?),"
+                        " steady_end = COALESCE(?, steady_start, ?) + ? WHERE path = ?",
+                        (start, end, frames, size, width, height, self.keep_clock(), steady, start, steady, start,
+                         end - start, path))
         self.grew()
 
     def get(self, path: str) -> dict[str, Any] | None:
@@ -120,21 +138,32 @@ class RecordingIndex:
         return {r[0] for r in self.db.execute("SELECT path FROM recordings")}
 
     def recordings(self, camera: str, after: float | None = None, before: float | None = None,
-                   kind: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
-        """A camera's recordings that overlap [after, before], oldest first (an open one's end is None)."""
+                   kind: str | None = None, limit: int = 10000, steady: bool = False) -> list[dict[str, Any]]:
+        """A camera's recordings that overlap [after, before], oldest first (an open one's end is None).
+
+        `steady`: after and before are steady times, and the order is the order they were recorded in.
+        """
+        start, end = ("COALESCE(steady_start, start_time)", "COALESCE(steady_end, end_time)") if steady \
+            else ("start_time", "end_time")
         sql = f"SELECT {COLUMNS} FROM recordings WHERE camera = ?"
         args: list[Any] = [camera]
         if after is not None:
-            sql += " AND (end_time IS NULL OR end_time > ?)"
+            sql += f" AND (end_time IS NULL OR {end} > ?)"
             args.append(after)
         if before is not None:
-            sql += " AND start_time < ?"
+            sql += f" AND {start} < ?"
             args.append(before)
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        sql += " ORDER BY start_time, seq LIMIT ?"
+        sql += f" ORDER BY {start}, seq LIMIT ?"
         return [_row(r) for r in self.db.execute(sql, [*args, limit])]
+
+    def latest_steady(self) -> float:
+        """The latest steady time in the index (-inf when none): the next run's steady time starts after it."""
+        row = self.db.execute("SELECT max(t) FROM (SELECT max(COALESCE(steady_end, steady_start)) AS t FROM recordings"
+                              " UNION ALL SELECT max(COALESCE(steady_end, steady_start)) FROM event_clips)").fetchone()
+        return -float("inf") if row[0] is None else float(row[0])
 
     def remove(self, path: str) -> int:
         """Delete a recording: its file, then its row (events keep their clip rows, without a file). Returns bytes freed."""
@@ -148,34 +177,40 @@ class RecordingIndex:
     # --- event clips ---------------------------------------------------------------------------
 
     def set_clip(self, event_id: str, camera: str, recording: str | None, clip_start: float,
-                 clip_end: float | None = None) -> None:
-        """Where an event's clip is: a span file (events mode), or None for segments (continuous/motion)."""
-        self.db.execute("INSERT OR REPLACE INTO event_clips (event_id, camera, recording, clip_start, clip_end)"
-                        " VALUES (?, ?, ?, ?, ?)", (event_id, camera, recording, clip_start, clip_end))
+                 clip_end: float | None = None, steady: float | None = None) -> None:
+        """Where an event's clip is: a span file (events mode), or None for segments (continuous/motion);
+        `steady`: the steady time of clip_start (default clip_start)."""
+        self.db.execute("INSERT OR REPLACE INTO event_clips (event_id, camera, recording, clip_start, clip_end,"
+                        " steady_start) VALUES (?, ?, ?, ?, ?, ?)",
+                        (event_id, camera, recording, clip_start, clip_end, clip_start if steady is None else steady))
 
-    def end_clip(self, event_id: str, clip_end: float) -> None:
-        """The event ended: its clip ends at `clip_end` (the event's end plus post-capture)."""
-        self.db.execute("UPDATE event_clips SET clip_end = ? WHERE event_id = ?", (clip_end, event_id))
+    def end_clip(self, event_id: str, clip_end: float, steady: float | None = None) -> None:
+        """The event ended: its clip ends at `clip_end` (the event's end plus post-capture), steady time `steady`."""
+        self.db.execute("UPDATE event_clips SET clip_end = ?, steady_end = ? WHERE event_id = ?",
+                        (clip_end, clip_end if steady is None else steady, event_id))
 
     def clip(self, event_id: str) -> dict[str, Any] | None:
         """An event's clip: has_clip, clip_start, clip_end, path (relative; None: cut from segments),
-        in_progress, offset_s (where the clip starts in its file); None if the event has no clip row."""
-        row = self.db.execute("SELECT camera, recording, clip_start, clip_end FROM event_clips WHERE event_id = ?",
-                              (event_id,)).fetchone()
+        in_progress, offset_s (where the clip starts in its file), steady_start and steady_end (its
+        steady span, end None while open); None if the event has no clip row."""
+        row = self.db.execute("SELECT camera, recording, clip_start, clip_end, COALESCE(steady_start, clip_start),"
+                              " COALESCE(steady_end, clip_end) FROM event_clips WHERE event_id = ?", (event_id,)).fetchone()
         if row is None:
             return None
-        camera, recording, clip_start, clip_end = row
+        camera, recording, clip_start, clip_end, t0, t1 = row
         info: dict[str, Any] = {"event_id": event_id, "camera": camera, "clip_start": clip_start, "clip_end": clip_end,
-                                "path": recording, "in_progress": False, "offset_s": 0.0, "has_clip": False}
+                                "path": recording, "in_progress": False, "offset_s": 0.0, "has_clip": False,
+                                "steady_start": t0, "steady_end": t1}
         if recording is not None:
             rec = self.get(recording)
             if rec is not None:
-                info.update(has_clip=True, in_progress=rec["in_progress"],
-                            offset_s=max(0.0, clip_start - rec["start_time"]))
-                if clip_end is not None and rec["end_time"] is not None:
-                    info["clip_end"] = min(clip_end, rec["end_time"])
+                rec_t0 = rec["start_time"] if rec["steady_start"] is None else rec["steady_start"]
+                info.update(has_clip=True, in_progress=rec["in_progress"], offset_s=max(0.0, t0 - rec_t0))
+                rec_t1 = rec["end_time"] if rec["steady_end"] is None else rec["steady_end"]
+                if t1 is not None and rec_t1 is not None and t1 > rec_t1:  # the span ended before the post-capture
+                    info["clip_end"] -= t1 - rec_t1
         else:
-            info["has_clip"] = bool(self.recordings(camera, clip_start, clip_end, kind="segment", limit=1))
+            info["has_clip"] = bool(self.recordings(camera, t0, t1, kind="segment", limit=1, steady=True))
         return info
 
     def clip_fields(self, event_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -329,7 +364,10 @@ class RecordingsKind:
 
     def expire(self, now: float, limit: int) -> int:
         """Segments kept past record.retain_days (`now`: keep-time), and spans no event uses; returns how many files went."""
-        files, _ = self.index.expire(now, self.retain_days, time.time())
+        try:
+            files, _ = self.index.expire(now, self.retain_days, time.time())
+        except sqlite3.OperationalError:  # a round at open, before the recorder made its tables
+            return 0
         return files
 
     def trim(self, need: int, keep_newest_day: bool, limit: int) -> int:

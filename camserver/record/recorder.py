@@ -13,6 +13,8 @@ finish. The index (SQLite) is written on the thread that owns the events databas
 - motion: continuous segments, kept only where motion or an event happened (padded by pre and
   post capture); until a camera reports motion at all, every segment is kept.
 
+Frames come with the server's steady time (clock.Timeline) and a wall-clock label: lengths, pre
+and post capture, cuts and clip spans are steady times; a file's label is its first frame's.
 A camera switching framesize mid-file is scaled to the file's size; the next file (span or
 segment) takes the new size. When a camera's encoder falls behind, frames are dropped from the
 recording only (counted, logged at most once a minute). A write error (disk full, folder not
@@ -32,6 +34,7 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from ..clock import steady
 from ..config import RecordConfig
 from ..supervise import Spawn, cancel_and_wait
 from .buffer import PreCaptureBuffer
@@ -59,7 +62,7 @@ class Recorder:
         root: storage.dir; files go under <root>/recordings/<camera>/<YYYY-MM-DD>/.
         index: the recordings index on the events database.
         index_executor: runs every index call: one thread, in submission order (the events thread).
-        clock: wall-clock time, for pauses and for files of cameras that stopped sending.
+        clock: steady time (clock.Timeline.now), for pauses and for files of cameras that stopped sending.
         workers: encoding threads (default: one per core, at most 4).
         retry_s: how long recording pauses after a write error (at least: while `disk` says the disk is full, longer).
         disk: the storage budget's free-space floor (default: none).
@@ -68,7 +71,7 @@ class Recorder:
     """
 
     def __init__(self, config: RecordConfig, root: Path, index: RecordingIndex, index_executor: Executor,
-                 clock: Callable[[], float] = time.time, workers: int | None = None, retry_s: float = RETRY_S,
+                 clock: Callable[[], float] = steady, workers: int | None = None, retry_s: float = RETRY_S,
                  housekeeping_s: float = HOUSEKEEPING_S, disk: DiskSpace | None = None,
                  export_max_bytes: int = 2**62) -> None:
         self.config = config
@@ -89,6 +92,7 @@ class Recorder:
         # for the HTTP routes: an event's clip, any span's export (exporter.py)
         self.clip_file, self.export, self.export_clip = self.exporter.clip_file, self.exporter.export, self.exporter.clip
         self.recovered = RecoveryReport()
+        self.latest_steady = -math.inf  # the latest steady time the index holds (a run before this one)
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -100,24 +104,20 @@ class Recorder:
     # --- lifecycle (loop) ------------------------------------------------------------------------
 
     async def start(self, spawn: Spawn | None = None) -> RecoveryReport:
-        """Create the index tables, repair what a crash left (see recovery.recover), start housekeeping.
-
-        Args:
-            spawn: the app's Supervisor.spawn (housekeeping is a long-lived task of the record stage).
-        """
+        """Create the index tables, repair what a crash left (see recovery.recover), start housekeeping
+        (with `spawn`, the app's Supervisor.spawn: a long-lived task of the record stage)."""
         self.recovered = await self._index(self._start_sweep)
         if self.recovered:
             log.warning("recordings after a crash: %s", self.recovered)
-        if spawn is not None:
-            self._housekeeping = spawn("record", self._housekeep(), "record-housekeeping")
-        else:
-            self._housekeeping = asyncio.create_task(self._housekeep(), name="record-housekeeping")
+        self._housekeeping = spawn("record", self._housekeep(), "record-housekeeping") if spawn is not None \
+            else asyncio.create_task(self._housekeep(), name="record-housekeeping")
         return self.recovered
 
     def _start_sweep(self) -> RecoveryReport:
         self.index.create()
         report = recover(self.index)
         self.exports.clean(0.0)
+        self.latest_steady = self.index.latest_steady()  # the app starts steady time after it (clock.not_before)
         return report
 
     async def stop(self) -> None:
@@ -134,11 +134,12 @@ class Recorder:
 
     # --- per frame and per event (loop) ------------------------------------------------------------
 
-    def on_frame(self, camera: str, jpeg: bytes, when: float) -> None:
-        """A frame the camera sent, with its arrival time (call for every received frame, on the loop)."""
+    def on_frame(self, camera: str, jpeg: bytes, when: float, wall: float | None = None) -> None:
+        """A frame the camera sent, at steady time `when`, labelled `wall` (default `when`); for every frame, on the loop."""
         if self.config.mode == "off" or self._stopping:
             return
         cam = self._camera(camera)
+        cam.offset = 0.0 if wall is None else wall - when
         if cam.ring is not None:
             cam.ring.append(when, jpeg)
         if when > cam.last_frame:
@@ -153,14 +154,15 @@ class Recorder:
         else:
             self._segment_frame(cam, jpeg, when)
 
-    def event_started(self, camera: str, event_id: str, start: float) -> None:
-        """An event began at `start` (its first sighting): its clip starts pre_capture_s before."""
+    def event_started(self, camera: str, event_id: str, start: float, label: float | None = None) -> None:
+        """An event began at steady time `start`, labelled `label`: its clip starts pre_capture_s before."""
         if self.config.mode == "off":
             return
         cam = self._camera(camera)
         pre = self.config.pre_capture_s
+        label = start if label is None else label
         if self.config.mode != "events":
-            self._index_soon(self.index.set_clip, event_id, camera, None, start - pre)
+            self._index_soon(self.index.set_clip, event_id, camera, None, label - pre, None, start - pre)
             if self.config.mode == "motion":
                 cam.activity[f"event:{event_id}"] = [start - pre, math.inf]
             return
@@ -170,7 +172,7 @@ class Recorder:
         if span is None and not cam.failed:
             frames = cam.ring.since(start - pre) if cam.ring is not None else []
             first = frames[0][0] if frames else max(cam.last_frame, start - pre)
-            span = cam.span = Span(recording_path(camera, "span", first), first)
+            span = cam.span = Span(recording_path(camera, "span", first + cam.offset), first)
             self._open(cam, span.path, "span", first)
             self.encoders.push_batch(cam, frames)
             span.last_fed = frames[-1][0] if frames else span.last_fed
@@ -183,18 +185,19 @@ class Recorder:
         if span is None:
             return  # paused by a write error: no clip
         span.events.add(event_id)
-        self._index_soon(self.index.set_clip, event_id, camera, span.path, max(start - pre, span.start))
+        clip_start = max(start - pre, span.start)
+        self._index_soon(self.index.set_clip, event_id, camera, span.path, label - (start - clip_start), None, clip_start)
 
-    def event_ended(self, camera: str, event_id: str, end: float) -> bool:
-        """The event ended at `end` (its last sighting): its clip ends post_capture_s after.
+    def event_ended(self, camera: str, event_id: str, end: float, label: float | None = None) -> bool:
+        """The event ended at steady time `end`, labelled `label`: its clip ends post_capture_s after.
 
         Returns whether the event has a clip: recording was on for it and is not paused by a write error.
         """
         if self.config.mode == "off":
             return False
         cam = self._camera(camera)
-        clip_end = end + self.config.post_capture_s
-        self._index_soon(self.index.end_clip, event_id, clip_end)
+        clip_end, post = end + self.config.post_capture_s, self.config.post_capture_s
+        self._index_soon(self.index.end_clip, event_id, (end if label is None else label) + post, clip_end)
         if self.config.mode != "events":
             if f"event:{event_id}" in cam.activity:
                 cam.activity[f"event:{event_id}"][1] = clip_end
@@ -244,10 +247,8 @@ class Recorder:
             "buffer_frames": cam.ring.frames if cam.ring else 0,
             "buffer_bytes": cam.ring.bytes if cam.ring else 0,
             "buffer_s": round(cam.ring.seconds, 2) if cam.ring else 0.0,
-            "frames_recorded": cam.frames_recorded,
-            "frames_dropped": cam.frames_dropped,
-            "frames_paused": cam.frames_paused,
-            "write_errors": cam.write_errors,
+            "frames_recorded": cam.frames_recorded, "frames_dropped": cam.frames_dropped,
+            "frames_paused": cam.frames_paused, "write_errors": cam.write_errors,
         }
 
     def health(self) -> dict[str, Any]:
@@ -293,13 +294,14 @@ class Recorder:
         span.last_fed = when
 
     def _segment_frame(self, cam: CameraState, jpeg: bytes, when: float) -> None:
-        # a new segment at each boundary, or when the clock stepped back more than a segment
-        if cam.segment is None or when >= cam.segment_end or when < cam.segment_end - 2 * self.config.segment_s:
+        if cam.segment is None or when >= cam.segment_end:
             if cam.segment is not None:
                 self._finish_current(cam, when)
-            seg = self.config.segment_s
-            cam.segment = recording_path(cam.id, "segment", when)
-            cam.segment_end = (math.floor(when / seg) + 1) * seg  # cut on wall-clock multiples of segment_s
+            seg, label = self.config.segment_s, when + cam.offset
+            cam.segment = recording_path(cam.id, "segment", label)
+            cam.segment_start = when
+            # cut where the label reaches a multiple of segment_s, measured in steady time from here
+            cam.segment_end = when + (math.floor(label / seg) + 1) * seg - label
             self._open(cam, cam.segment, "segment", when)
         self.encoders.push_frame(cam, jpeg, when)
 
@@ -310,22 +312,19 @@ class Recorder:
             self.encoders.enqueue(cam, ("close", end))
         if cam.segment is not None:
             if self.config.mode == "motion":
-                start = self._segment_start(cam.segment)
-                cam.verdicts.append((cam.segment, start, end if end is not None else cam.last_frame + cam.gap_s))
+                end = end if end is not None else cam.last_frame + cam.gap_s
+                cam.verdicts.append((cam.segment, cam.segment_start, end))
             cam.segment = None
             self.encoders.enqueue(cam, ("close", end))
 
-    @staticmethod
-    def _segment_start(path: str) -> float:
-        return int(path.rsplit("-", 1)[1][:-4]) / 1000
-
     def _open(self, cam: CameraState, path: str, kind: str, start: float) -> None:
-        try:
-            row = self.index_executor.submit(self.index.add, path, cam.id, kind, start)  # the row before the file
+        """Start a file at steady time `start`, labelled with the camera's offset now."""
+        try:  # the row before the file
+            row = self.index_executor.submit(self.index.add, path, cam.id, kind, start + cam.offset, start)
         except RuntimeError as exc:  # the events thread has stopped: the worker pauses this camera
             row = Future()
             row.set_exception(exc)
-        self.encoders.enqueue(cam, ("open", path, row))
+        self.encoders.enqueue(cam, ("open", path, row, cam.offset))
 
     def _resume(self, cam: CameraState) -> bool:
         """After a write error: True once the pause is over and the disk has room (the next frame starts a new file)."""
@@ -376,8 +375,7 @@ class Recorder:
             if now < end + self.config.pre_capture_s + 1.0:
                 waiting.append((path, start, end))
                 continue
-            keep = not cam.motion_reported or any(a < end and b > start for a, b in cam.activity.values())
-            if not keep:
+            if cam.motion_reported and not any(a < end and b > start for a, b in cam.activity.values()):
                 self.encoders.enqueue(cam, ("discard", path))
         cam.verdicts = waiting
         horizon = now - 2 * (self.config.segment_s + self.config.pre_capture_s + self.config.post_capture_s)

@@ -101,8 +101,12 @@ def _mtime(index: RecordingIndex, path: str) -> float:
 def _close_open_clips(index: RecordingIndex) -> None:
     """Clips of events that were open at the crash end where their recording ends."""
     db = index.db
-    db.execute("UPDATE event_clips SET clip_end = (SELECT end_time FROM recordings WHERE path = event_clips.recording)"
+    # labels and steady times each from their own column: a clock step between them does not mix the two
+    db.execute("UPDATE event_clips SET clip_end = (SELECT end_time FROM recordings WHERE path = event_clips.recording),"
+               " steady_end = (SELECT COALESCE(steady_end, end_time) FROM recordings WHERE path = event_clips.recording)"
                " WHERE clip_end IS NULL AND recording IS NOT NULL")
-    db.execute("UPDATE event_clips SET clip_end = COALESCE((SELECT MAX(end_time) FROM recordings"
-               " WHERE recordings.camera = event_clips.camera AND kind = 'segment'), clip_start)"
+    newest = ("(SELECT {} FROM recordings WHERE recordings.camera = event_clips.camera AND kind = 'segment'"
+              " ORDER BY COALESCE(steady_start, start_time) DESC LIMIT 1)")
+    db.execute(f"UPDATE event_clips SET clip_end = COALESCE({newest.format('end_time')}, clip_start),"
+               f" steady_end = COALESCE({newest.format('COALESCE(steady_end, end_time)')}, steady_start, clip_start)"
                " WHERE clip_end IS NULL AND recording IS NULL")

@@ -53,8 +53,10 @@ class CameraState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     span: Span | None = None  # events mode: the file being written, if any
     segment: str | None = None
-    segment_end: float = 0.0  # the wall-clock boundary where the current segment is cut
-    last_frame: float = -math.inf
+    segment_start: float = 0.0  # steady time of the current segment's first frame
+    segment_end: float = 0.0  # the steady time where the current segment is cut (a wall-clock multiple of segment_s)
+    last_frame: float = -math.inf  # steady time of the camera's latest frame
+    offset: float = 0.0  # its wall-clock label minus its steady time (changes when the wall clock steps)
     gap_s: float = 0.1
     # motion mode
     motion_reported: bool = False
@@ -66,6 +68,7 @@ class CameraState:
     # worker side
     writer: ClipWriter | None = None
     writing: str | None = None  # the relative path the writer writes
+    writer_offset: float = 0.0  # label minus steady time of the writer's file: its labels follow its first frame's
     unfinished: list[str] = field(default_factory=list)  # files a write error left growing: repaired on resume
     failed: bool = False
     paused_until: float = 0.0
@@ -85,7 +88,7 @@ class EncodeWorkers:
         index: the recordings index (called on the index thread only, through index_executor).
         index_executor: one thread, in submission order (the events thread).
         settings: how files are encoded.
-        clock: wall-clock time, for pauses.
+        clock: steady time, for pauses.
         retry_s: how long a camera's recording pauses after a write error.
         threads: encoding threads (default: one per core, at most 4).
     """
@@ -181,7 +184,7 @@ class EncodeWorkers:
                 self._write(cam, when, jpeg)
         elif kind == "open":
             self._close_writer(cam, None)
-            path, row = command[1], command[2]
+            path, row, cam.writer_offset = command[1], command[2], command[3]
             row.result(timeout=60)  # its row exists before its file
             cam.writing = path  # from here a failure leaves it to repair (or to remove, with its row)
             if cam.unfinished:
@@ -220,8 +223,9 @@ class EncodeWorkers:
         if result is None:
             self.index_later(self.index.remove, path)
             return
-        self.index_later(self.index.finish, path, stats.start, stats.start + result.duration,
-                                   result.frames, writer.path.stat().st_size, stats.width, stats.height)
+        start = stats.start + cam.writer_offset  # frames carry steady times: the label is the first one's, the end that
+        self.index_later(self.index.finish, path, start, start + result.duration,  # plus what was recorded
+                         result.frames, writer.path.stat().st_size, stats.width, stats.height, stats.start)
 
     def _failed(self, cam: CameraState, exc: BaseException) -> None:
         """A write error: drop the writer (its file is repaired later), pause this camera's recording."""

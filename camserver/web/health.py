@@ -41,6 +41,7 @@ def server_health(server: Any) -> dict[str, Any]:
         "notify": server.notifier.health(), "notify_held": server.notifier.held,  # redacted URLs; held: by a mute
         "webhooks": {"endpoints": len(server.config.webhooks), "failures": server.webhooks.failures},
         "recording": server.recorder.health(),
+        "clock": server.timeline.health(),  # wall-clock steps seen (never makes the server unhealthy)
         "detection": detection_figures(server),
         "tasks": len(asyncio.all_tasks()),
         "viewers": server.viewer_app.viewers_total,

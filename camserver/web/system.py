@@ -26,7 +26,7 @@ def about(model: str, started_at: float, now: float | None = None) -> dict[str, 
     """Version, uptime and what the model is; /healthz shows these."""
     return {
         "version": __version__,
-        "uptime_s": round((time.time() if now is None else now) - started_at, 1),
+        "uptime_s": round((time.monotonic() if now is None else now) - started_at, 1),  # both monotonic
         "model_name": model_name(model),
         # a .yaml model is the architecture with random weights: its boxes mean nothing
         "model_random_weights": model.lower().endswith((".yaml", ".yml")),
