@@ -158,6 +158,42 @@ def test_docs_home_links_the_two_commands_the_firmware_and_home_assistant():
         assert part in firmware, part
 
 
+def _relative_links(text: str) -> list[str]:
+    """The targets of a Markdown text's relative links and images (no URL scheme, no bare anchor)."""
+    return [m.split("#")[0] for m in re.findall(r"\]\(([^)\s]+)\)", text)
+            if not re.match(r"[a-z]+:", m) and not m.startswith("#")]
+
+
+def test_readme_is_the_front_door():
+    """README.md stays short (at most 150 lines) and says what camserver is, shows the page, gives the two
+    commands, the first run and the model fallback, where the docs are and how to serve them, and the licence."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150, f"README.md has {len(text.splitlines())} lines: move the detail to docs/"
+    for part in ("make run", "make test", "make docs", "## The first run", "yolo11n.yaml", "random weights",
+                 "make demo", "## Licence"):
+        assert part in text, part
+    links = _relative_links(text)
+    assert any(link.startswith("docs/assets/screenshots/") for link in links), "a screenshot of the page"
+    for page in ("docs/index.md", "docs/firmware.md", "docs/guides/home-assistant.md",
+                 "docs/getting-started/install.md", "docs/reference/configuration.md"):
+        assert page in links, page
+
+
+def test_firmware_readme_points_to_the_docs_page():
+    """firmware/README.md is one short paragraph and the link to the docs' firmware page, which holds the guide."""
+    text = (ROOT / "firmware" / "README.md").read_text()
+    assert len(text.splitlines()) <= 30, "the firmware guide lives in docs/firmware.md"
+    assert "../docs/firmware.md" in _relative_links(text)
+
+
+def test_every_relative_link_of_the_readmes_resolves():
+    """Every relative link and image in README.md and firmware/README.md names a file of the repository."""
+    broken = [f"{readme}: {link}" for readme in ("README.md", "firmware/README.md")
+              for link in _relative_links((ROOT / readme).read_text())
+              if link and not ((ROOT / readme).parent / link).exists()]
+    assert not broken, broken
+
+
 def test_every_code_block_of_every_page_is_closed():
     """No page has an unclosed ``` fence (one would swallow the rest of the page without a build warning)."""
     unclosed = [str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md")

@@ -149,14 +149,14 @@ def _layout_block(text: str, start: str) -> str:
     return text[: text.index("```", text.index("```") + 3)]
 
 
-def test_readme_layout_names_every_file_of_the_package():
-    """The layout of the code (the README's section, and the docs' page it moves to) names every file
+def test_docs_layout_names_every_file_of_the_package():
+    """The docs' layout of the code (docs/explanation/code-layout.md) names every file
     `git ls-files camserver` would list (by file name, or a data folder such as static/ as a whole)."""
-    layout = _layout_block((PACKAGE.parent / "README.md").read_text(), "## Layout") + _layout_block(
-        (PACKAGE.parent / "docs" / "explanation" / "code-layout.md").read_text(), "# The layout of the code")
+    layout = _layout_block((PACKAGE.parent / "docs" / "explanation" / "code-layout.md").read_text(),
+                           "# The layout of the code")
     files = [p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.name != "__init__.py"]
     def named(p: Path) -> bool:
         return p.name in layout or (p.suffix != ".py" and f"{p.parent.name}/" in layout)
 
     missing = sorted(str(p.relative_to(PACKAGE)) for p in files if not named(p))
-    assert not missing, f"README layout does not mention: {missing}"
+    assert not missing, f"docs/explanation/code-layout.md does not mention: {missing}"

@@ -421,7 +421,7 @@ async def test_camserver_streams_through_a_service_restart(tmp_path):
                       f"service's return; tasks at most {tasks} before, {body['tasks']} after")
                 # The target is detection within 5 s of the service's return. Here it is 0.2 to 0.7 s in
                 # most runs, but two fresh-clone CI runs of five took 5.5 and 8.8 s, for a reason not
-                # found yet (README, "What to watch"): the bound is 12 s so that CI tells a service that
+                # found yet (docs/project/benchmarks.md, the inference service): the bound is 12 s so that CI tells a service that
                 # never comes back from that open question.
                 assert to_degraded <= 5.0 and to_detecting <= 12.0 and status == 200
                 assert body["tasks"] <= tasks

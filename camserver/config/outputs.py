@@ -17,8 +17,9 @@ class StorageConfig(Table):
     """Where event history and snapshots live, and for how long."""
 
     dir: Text = Field("camserver-data", description="Everything camserver keeps: database, snapshots, recordings, "
-                      "firmware images.")
-    retain_days: Float = Field(10.0, ge=0.0, le=36500, description="Ended events older than this are removed.")
+                      "exports, firmware images.")
+    retain_days: Float = Field(10.0, ge=0.0, le=36500, description="Ended events older than this (in keep-time, "
+                               "which clock steps do not move) are removed.")
     max_mb: Float = Field(1024.0, ge=1.0, le=10_000_000, description="The size of it all (exports and firmware images "
                           "included); past it the oldest exports go first, then the oldest recordings, then the "
                           "oldest events.")
