@@ -36,6 +36,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SESSION_PATHS = frozenset({"/api/login", "/api/logout"})
 # (method, route) pairs whose body is a multipart upload rather than JSON
 MULTIPART_ROUTES = frozenset({("POST", "/api/firmware")})
+JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})  # PATCH /api/config: RFC 7396
 CROSS_SITE_FETCH = frozenset({"cross-site", "same-site"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -100,7 +101,7 @@ def body_problem(request: web.Request, multipart: Collection[tuple[str, str]] = 
         return None
     if "Content-Type" not in request.headers:
         return "send JSON with Content-Type: application/json"
-    if request.content_type != "application/json":
+    if request.content_type not in JSON_TYPES:
         return f"send JSON with Content-Type: application/json, not {printable(request.content_type, 100)}"
     return None
 
