@@ -14,7 +14,7 @@ from aiohttp import web
 from .board import PUBLIC_PREFIX as OTA_PREFIX, BoardApi, BoardService
 from .board.settings import configured_settings
 from .config import Config, ConfigError
-from .config.writeback import ConfigFile, Patched
+from .config.writeback import ConfigFile
 from .detect import Detector
 from .detect.base import AsyncDetector
 from .detect.backends import detector_factory
@@ -141,7 +141,7 @@ class CamServer:
         self.started_at = time.time()
         auth = ViewerAuth.from_config(config.http, Path(config.storage.dir),
                                       public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
-        system = self.system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
+        system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None)
         # the HTTP port's cap: the viewer app tells it which connections proved themselves
@@ -151,7 +151,8 @@ class CamServer:
             config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
             auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, auth, self._apply_config)), self.http_limit,
+                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape)),
+            self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
@@ -161,11 +162,6 @@ class CamServer:
         self.http_port = 0
         self.ready = False
         self.hung_threads = False  # set by stop(): a stalled detector thread is still running
-
-    async def _apply_config(self, patched: Patched) -> None:
-        """A config.toml change the running server takes at once: zones, object masks, label filters."""
-        await self.events.apply_shapes(patched.config.events)
-        self.system.shapes = configured_shapes(patched.config)  # what the zone editor reads back
 
     def _recorder(self, config: Config, clock: Callable[[], float]) -> Recorder:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
@@ -207,9 +203,7 @@ class CamServer:
     @classmethod
     def from_config(cls, config: Config, clock: Callable[[], float] = time.time,
                     config_file: ConfigFile | None = None) -> CamServer:
-        """The server with the detector the config asks for (`detect.model`, `none` passes through).
-
-        `config_file`: the file it came from, which /api/config reads and writes back."""
+        """The server with the detector the config asks for; `config_file`: where it came from (/api/config)."""
         return cls(config, default_detector_factory(config), clock, remote_detector(config), config_file)
 
     def health(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
     GET   /api/config   the file's tables and the effective config (secrets redacted), its version, the schema
     PATCH /api/config   a JSON merge patch (RFC 7396) of config.toml's tables, with If-Match: <version>
 
-Both need the write permission (an admin). A PATCH is merged into the file's own TOML document
+Both need the write permission (an admin): writes.py's guard checks it, GET /api/config being one of its
+ADMIN_READS. A PATCH is merged into the file's own TOML document
 (comments and layout stay), validated by the config models (400 with every one-line error), the
 previous file kept as config.toml.1.bak, and written atomically; a file changed since the version
 the writer read is refused with 412, so two writers never lose a change. The answer says which keys
@@ -23,12 +24,10 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from pydantic.json_schema import PydanticJsonSchemaWarning
 
-from ..config import ConfigError, schema
-from ..config.writeback import LIVE_KEYS, ConfigFile, Patched, PatchRefused, VersionMismatch, redact
+from ..config import Config, ConfigError, EventsConfig, schema
+from ..config.writeback import LIVE_KEYS, ConfigFile, PatchRefused, VersionMismatch, redact
 from ..jsonbody import read_json
 from ..logsafe import ThrottledLog
-from .session import ViewerAuth
-from .writes import refuse_write
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +49,15 @@ class ConfigApi:
 
     Args:
         file: config.toml and the command-line overrides (None: the server was started without a file).
-        auth: the credentials; both routes need the write permission.
-        apply_live: takes a patch's result into the running server (zones, masks, filters).
+        apply_events: takes new zones, object masks and filters into the events stage.
+        shapes_changed: told the new config, for what the zone editor reads back (/api/zones).
     """
 
-    def __init__(self, file: ConfigFile | None, auth: ViewerAuth,
-                 apply_live: Callable[[Patched], Awaitable[None]]) -> None:
+    def __init__(self, file: ConfigFile | None, apply_events: Callable[[EventsConfig], Awaitable[None]],
+                 shapes_changed: Callable[[Config], None]) -> None:
         self.file = file
-        self.auth = auth
-        self.apply_live = apply_live
+        self.apply_events = apply_events
+        self.shapes_changed = shapes_changed
         self._lock = asyncio.Lock()  # one read-check-write at a time: the version check holds across it
         self._log = ThrottledLog(log, interval_s=60.0)
         self.refused = 0  # patches refused (stale version, invalid value, bad patch)
@@ -68,10 +67,7 @@ class ConfigApi:
         app.router.add_get("/api/config", self.read)
         app.router.add_patch("/api/config", self.patch)
 
-    def _admin(self, request: web.Request) -> ConfigFile:
-        refusal = refuse_write(self.auth, request)  # reading holds secrets' shapes and the schema: admins only
-        if refusal is not None:
-            raise refusal
+    def _file(self) -> ConfigFile:
         if self.file is None:
             raise web.HTTPConflict(reason="no config file",
                                    text="the server was started without a config file (--config config.toml)")
@@ -79,7 +75,7 @@ class ConfigApi:
 
     async def read(self, request: web.Request) -> web.Response:
         """The file's tables and the effective config, redacted, with the version to send back in If-Match."""
-        file = self._admin(request)
+        file = self._file()
         raw, version = await asyncio.to_thread(file.read)
         body: dict[str, Any] = {"version": version, "path": file.path.name, "live_keys": sorted(LIVE_KEYS)}
         try:
@@ -95,7 +91,7 @@ class ConfigApi:
 
     async def patch(self, request: web.Request) -> web.Response:
         """Merge a patch into config.toml; 412 on a stale If-Match, 400 with every error line on a bad value."""
-        file = self._admin(request)
+        file = self._file()
         if request.content_type not in PATCH_TYPES:
             raise web.HTTPUnsupportedMediaType(reason="send a JSON merge patch",
                                                text="Content-Type: application/merge-patch+json")
@@ -122,8 +118,9 @@ class ConfigApi:
                 self._log.warning("write", "config.toml could not be written: %s", exc)
                 raise web.HTTPInternalServerError(reason="cannot write config.toml", text=str(exc)) from None
             live = result.live
-            if live:
-                await self.apply_live(result)
+            if live:  # every live key is one of [events]' shapes (LIVE_KEYS)
+                await self.apply_events(result.config.events)
+                self.shapes_changed(result.config)
         log.info("config.toml changed by %s: %s", request.remote, ", ".join(result.changed) or "nothing")
         return web.json_response({"version": result.version, "changed": result.changed, "applied_live": live,
                                   "restart_needed": result.restart}, headers={"ETag": f'"{result.version}"'})
