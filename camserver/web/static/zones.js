@@ -440,6 +440,7 @@ export function create(root, route) {
   function take(data, reselect = true) {
     shapes = fromApi(data);
     loaded = loadedShapes(data, camera, kindsAvailable);
+    setText(cursorInfo, "");
     if (reselect || selected >= shapes.length) selected = shapes.length ? 0 : -1;
     selectedPoint = -1;
     renderNewButtons();
