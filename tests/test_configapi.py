@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from camserver.app import CamServer
-from camserver.config.writeback import HIDDEN, ConfigFile
+from camserver.config.writeback import HIDDEN, ConfigFile, PatchRefused, redact
 from camserver.detect import BackendInfo, Detection
 from conftest import WAIT_S, connect_camera, feeding, wait_for
 
@@ -216,4 +216,25 @@ async def test_a_patch_that_is_no_merge_patch_is_refused(tmp_path, http, body):
         async with http.patch(f"{base}/api/config", json=body,
                               headers=as_admin(**{"Content-Type": MERGE, "If-Match": file.read()[1]})) as resp:
             assert resp.status == 400, await resp.text()
+    assert file.path.read_bytes() == before
+
+
+def test_a_redacted_url_that_moved_keeps_its_secret_and_an_ambiguous_one_is_refused(tmp_path):
+    """The first [[notify]] removed, the second sent back redacted at its new place: the file keeps the second's
+    real URL; a redacted form two URLs share, or the bare marker, is refused and nothing is written."""
+    file = shipped_copy(tmp_path)
+    second = "ntfys://bob:other-pass@push.example/yard"
+    file.apply({"notify": [{"urls": [NTFY]}, {"urls": [second]}]}, file.read()[1])
+    shown = redact(tomllib.loads(file.path.read_text()))["notify"]
+    file.apply({"notify": [shown[1]]}, file.read()[1])
+    assert tomllib.loads(file.path.read_text())["notify"] == [{"urls": [second]}]
+
+    twin = "ntfys://carol:third-pass@push.example/gate"
+    file.apply({"notify": [{"urls": [second]}, {"urls": [twin]}]}, file.read()[1])
+    before = file.path.read_bytes()
+    with pytest.raises(PatchRefused):
+        file.apply({"notify": [{"urls": [second]}, {"urls": [twin]}, {"urls": ["ntfys://push.example"]}]},
+                   file.read()[1])  # a third table: which of the two did it stand for?
+    with pytest.raises(PatchRefused):
+        file.apply({"http": {"admin_token": HIDDEN}}, file.read()[1])
     assert file.path.read_bytes() == before

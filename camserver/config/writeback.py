@@ -103,23 +103,59 @@ def _at(data: Any, path: Path_) -> Any:
     return data
 
 
-def restore_secrets(patch: Any, current: Any, path: Path_ = ()) -> Any:
-    """The patch with every redacted value that equals the file's own, redacted, replaced by the file's value.
+def _kind(path: Path_) -> Path_:
+    """Where a secret sits, whatever its index or user name: ("notify", "*", "urls", "*")."""
+    kind = tuple("*" if isinstance(p, int) else p for p in path)
+    return ("http", "users", "*", *kind[3:]) if kind[:2] == ("http", "users") and len(kind) > 2 else kind
+
+
+def _secrets(data: Any, path: Path_ = (), found: dict[tuple[Path_, str], set[str]] | None = None
+             ) -> dict[tuple[Path_, str], set[str]]:
+    """Every secret of the file by (kind, how it is shown): the values it may stand for."""
+    found = {} if found is None else found
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            _secrets(v, (*path, k), found)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _secrets(v, (*path, i), found)
+    elif isinstance(data, str):
+        shown = secret_shown(path, data)
+        if shown is not None and shown != data:
+            found.setdefault((_kind(path), shown), set()).add(data)
+    return found
+
+
+def restore_secrets(patch: Any, current: Any) -> Any:
+    """The patch with every redacted value the file's secrets are shown as replaced by that secret.
+
+    The secret at the same place wins; else the one secret of that kind shown so (a [[notify]] table
+    that moved up when the one before it was removed).
 
     Raises:
-        PatchRefused: the redaction marker where the file has no secret to keep.
+        PatchRefused: the redaction marker, or a redacted value several secrets are shown as.
     """
+    return _restore(patch, current, _secrets(current), ())
+
+
+def _restore(patch: Any, current: Any, secrets: dict[tuple[Path_, str], set[str]], path: Path_) -> Any:
     if isinstance(patch, Mapping):
-        return {k: restore_secrets(v, current, (*path, k)) for k, v in patch.items()}
+        return {k: _restore(v, current, secrets, (*path, k)) for k, v in patch.items()}
     if isinstance(patch, list):
-        return [restore_secrets(v, current, (*path, i)) for i, v in enumerate(patch)]
-    if isinstance(patch, str):
-        kept = _at(current, path)
-        if isinstance(kept, str) and secret_shown(path, kept) == patch and kept != patch:
-            return kept
-        if HIDDEN in patch and secret_shown(path, patch) is not None:
-            dotted = ".".join(str(p) for p in path)
-            raise PatchRefused(f"{dotted}: {HIDDEN} is the redaction marker; send the secret, or leave the key out")
+        return [_restore(v, current, secrets, (*path, i)) for i, v in enumerate(patch)]
+    if not isinstance(patch, str) or secret_shown(path, "x") is None:
+        return patch
+    kept = _at(current, path)
+    if isinstance(kept, str) and secret_shown(path, kept) == patch:
+        return kept
+    dotted = ".".join(str(p) for p in path)
+    stands_for = secrets.get((_kind(path), patch), set())
+    if len(stands_for) == 1:
+        return next(iter(stands_for))
+    if stands_for:
+        raise PatchRefused(f"{dotted}: {patch!r} is how several secrets are shown; send the secret itself")
+    if HIDDEN in patch:
+        raise PatchRefused(f"{dotted}: {HIDDEN} is the redaction marker; send the secret, or leave the key out")
     return patch
 
 
