@@ -17,6 +17,7 @@ from camserver.app import CamServer
 from camserver.config.writeback import HIDDEN, ConfigFile, PatchRefused, redact
 from camserver.detect import BackendInfo, Detection
 from conftest import WAIT_S, connect_camera, feeding, wait_for
+from serverproc import ServerProcess
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config.toml"
 ADMIN = "admin-token-123"
@@ -238,3 +239,34 @@ def test_a_redacted_url_that_moved_keeps_its_secret_and_an_ambiguous_one_is_refu
     with pytest.raises(PatchRefused):
         file.apply({"http": {"admin_token": HIDDEN}}, file.read()[1])
     assert file.path.read_bytes() == before
+
+
+async def test_the_command_line_server_writes_back_its_own_config_toml_and_reads_it_after_a_restart(tmp_path, http):
+    """`python -m camserver` in a folder with the shipped config.toml (flags for ports and storage): the zone a
+    PATCH draws is in ./config.toml and the process started again serves it; the flags were not written."""
+    shutil.copyfile(SHIPPED, tmp_path / "config.toml")
+    shipped = (tmp_path / "config.toml").read_text()
+    args = ("--model", "none", "--viewer-token", VIEWER)
+    server = await ServerProcess.start(*args, cwd=tmp_path, timeout=WAIT_S * 6)
+    try:
+        base = f"http://127.0.0.1:{server.http_port}"
+        viewer = {"Authorization": f"Bearer {VIEWER}"}
+        async with http.get(f"{base}/api/config", headers=viewer) as resp:  # no admin token: viewers may write
+            assert resp.status == 200, await resp.text()
+            version = (await resp.json())["version"]
+        zone = {"camera": "door", "name": "porch", "points": WHOLE_FRAME}
+        async with http.patch(f"{base}/api/config", json={"events": {"zones": [zone]}},
+                              headers={**viewer, "Content-Type": MERGE, "If-Match": version}) as resp:
+            assert resp.status == 200, await resp.text()
+    finally:
+        assert await server.stop() == 0, "".join(server.lines)
+    written = (tmp_path / "config.toml").read_text()
+    assert comment_lines(written) == comment_lines(shipped)
+    assert VIEWER not in written and "port = 0" not in written, "the flags stay flags"
+    server = await ServerProcess.start(*args, cwd=tmp_path, timeout=WAIT_S * 6)
+    try:
+        async with http.get(f"http://127.0.0.1:{server.http_port}/api/zones?camera=door",
+                            headers={"Authorization": f"Bearer {VIEWER}"}) as resp:
+            assert [z["name"] for z in (await resp.json())["zones"]] == ["porch"]
+    finally:
+        assert await server.stop() == 0, "".join(server.lines)
