@@ -270,3 +270,26 @@ async def test_the_command_line_server_writes_back_its_own_config_toml_and_reads
             assert [z["name"] for z in (await resp.json())["zones"]] == ["porch"]
     finally:
         assert await server.stop() == 0, "".join(server.lines)
+
+
+async def test_an_object_mask_drawn_over_a_tracked_person_applies_live(tmp_path, http):
+    """A person's event is in progress; a PATCH draws an object mask over the whole frame: its detections are
+    dropped at once, so the event ends (max_disappeared_s later) without a restart."""
+    file = shipped_copy(tmp_path)
+    file = ConfigFile(file.path, {**file.overrides, "events": {"max_disappeared_s": 0.5}})
+    async with served(file) as (server, base):
+        ended: list[float] = []
+        server.events.listeners.append(lambda change: change.type == "end" and ended.append(time.monotonic()))
+        cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+        try:
+            async with feeding(cam, fps=10):
+                await wait_for(lambda: server.events.events_total > 0, what="the person's event")
+                version = (await read_config(http, base))["version"]
+                status, body = await patch(http, base, {"events": {"masks": [{"camera": "door",
+                                                                              "points": WHOLE_FRAME}]}}, version)
+                patched_at = time.monotonic()
+                assert status == 200 and body["applied_live"] == ["events.masks"], body
+                await wait_for(lambda: bool(ended), timeout=WAIT_S, what="the masked person's event to end")
+        finally:
+            await cam.close()
+    assert ended[0] - patched_at < 0.5 + 2.0, f"took {ended[0] - patched_at:.2f} s"
