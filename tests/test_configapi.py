@@ -293,3 +293,15 @@ async def test_an_object_mask_drawn_over_a_tracked_person_applies_live(tmp_path,
         finally:
             await cam.close()
     assert ended[0] - patched_at < 0.5 + 2.0, f"took {ended[0] - patched_at:.2f} s"
+
+
+def test_backups_are_bounded_and_the_newest_is_the_file_before_the_last_write(tmp_path):
+    """Seven writes keep five backups: .1.bak is the file before the last write, .5.bak the oldest kept."""
+    file = shipped_copy(tmp_path)
+    texts = []
+    for n in range(7):
+        texts.append(file.path.read_text())
+        file.apply({"events": {"cooldown_s": float(n + 1)}}, f'W/"{file.read()[1]}"')
+    assert sorted(p.name for p in tmp_path.glob("config.toml.*.bak")) == [f"config.toml.{n}.bak" for n in range(1, 6)]
+    assert (tmp_path / "config.toml.1.bak").read_text() == texts[-1]
+    assert (tmp_path / "config.toml.5.bak").read_text() == texts[-5]

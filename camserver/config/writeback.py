@@ -264,7 +264,7 @@ class ConfigFile:
             raise PatchRefused("a merge patch of config.toml is a JSON object of tables")
         _check_patch(patch)
         raw, version = self.read()
-        if if_match is not None and if_match.strip('" ') not in (version, "*"):
+        if if_match is not None and if_match.strip().removeprefix("W/").strip('"') not in (version, "*"):
             raise VersionMismatch(version)
         try:
             document = tomlkit.parse(raw.decode("utf-8"))
