@@ -305,3 +305,14 @@ def test_backups_are_bounded_and_the_newest_is_the_file_before_the_last_write(tm
     assert sorted(p.name for p in tmp_path.glob("config.toml.*.bak")) == [f"config.toml.{n}.bak" for n in range(1, 6)]
     assert (tmp_path / "config.toml.1.bak").read_text() == texts[-1]
     assert (tmp_path / "config.toml.5.bak").read_text() == texts[-5]
+
+
+def test_a_patch_into_an_inline_table_and_a_new_per_camera_table(tmp_path):
+    """http.users is `users = {}` in the shipped file: a user table goes inside it inline; [cameras.door.motion]
+    is created; the file loads with both."""
+    file = shipped_copy(tmp_path)
+    patched = file.apply({"http": {"users": {"alice": {"password": "alice-pass-1", "role": "admin"}, "bob": "bob-pass-2"}},
+                          "cameras": {"door": {"motion": {"threshold": 12}}}}, file.read()[1])
+    assert patched.changed == ["cameras.door", "http.users"] and patched.restart == patched.changed
+    config = file.effective(tomllib.loads(file.path.read_text()))
+    assert config.http.admins == frozenset({"alice"}) and config.motion_for("door").threshold == 12

@@ -21,6 +21,7 @@ from typing import Any, Mapping, MutableMapping
 from urllib.parse import urlsplit, urlunsplit
 
 import tomlkit
+from tomlkit.items import InlineTable
 
 from .checks import ConfigError
 from .loading import from_mapping
@@ -191,7 +192,8 @@ def merge(target: MutableMapping[str, Any], patch: Mapping[str, Any]) -> None:
         elif isinstance(value, Mapping):
             existing = target.get(key)
             if not isinstance(existing, MutableMapping):
-                target[key] = tomlkit.table()
+                # inside an inline table ({ ... }) a new table must be inline too
+                target[key] = tomlkit.inline_table() if isinstance(target, InlineTable) else tomlkit.table()
                 existing = target[key]
             merge(existing, value)
         else:
@@ -271,8 +273,11 @@ class ConfigFile:
             before = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, tomlkit.exceptions.TOMLKitError) as exc:
             raise ConfigError("--config", str(self.path), f"not valid TOML now: {exc}") from None
-        merge(document, restore_secrets(patch, before))
-        text = tomlkit.dumps(document)
+        try:
+            merge(document, restore_secrets(patch, before))
+            text = tomlkit.dumps(document)
+        except (ValueError, TypeError) as exc:  # PatchRefused is one; tomlkit's own: a value TOML cannot hold
+            raise PatchRefused(str(exc)) from None
         after = tomllib.loads(text)
         config = self.effective(after)  # ConfigError: nothing written
         new = text.encode("utf-8")
