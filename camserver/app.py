@@ -15,6 +15,7 @@ from .board import PUBLIC_PREFIX as OTA_PREFIX, BoardApi, BoardService
 from .board.settings import configured_settings
 from .clock import Timeline, timeline_of
 from .config import Config, ConfigError
+from .config.writeback import ConfigFile
 from .detect import Detector
 from .detect.base import AsyncDetector
 from .detect.backends import detector_factory
@@ -24,7 +25,7 @@ from .detect.tuner import precision_tuner
 from .events.engine import EventEngine
 from .hub import Camera, CameraHub
 from .ingest import CameraIngest
-from .integrations.lan import is_loopback, listen_error, reachable_host, startup_lines
+from .integrations.lan import listen_error, reachable_host, startup_lines, warn_if_open
 from .integrations.mdns import MdnsAdvertiser
 from .integrations.metrics import Metrics, MetricSources
 from .integrations.mqtt import MqttPublisher
@@ -40,6 +41,7 @@ from .supervise import Supervisor
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
 from .web.health import server_health
+from .web.configapi import ConfigApi
 from .web.mute import MuteApi
 from .web.notify import NotifyApi
 from .web.recordings import RecordingsApi
@@ -88,7 +90,8 @@ class CamServer:
     viewer_app: ViewerApp
 
     def __init__(self, config: Config, detector_factory: Callable[[], Detector] | None,
-                 clock: Timeline | Callable[[], float] | None = None, remote: AsyncDetector | None = None) -> None:
+                 clock: Timeline | Callable[[], float] | None = None, remote: AsyncDetector | None = None,
+                 config_file: ConfigFile | None = None) -> None:
         self.config = config
         self.timeline = timeline = timeline_of(clock)
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
@@ -151,7 +154,8 @@ class CamServer:
             config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
             auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                   MuteApi(self.mute, self.hub.get)), self.http_limit,
+                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape)),
+            self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
@@ -200,9 +204,10 @@ class CamServer:
         return None
 
     @classmethod
-    def from_config(cls, config: Config, clock: Timeline | Callable[[], float] | None = None) -> CamServer:
-        """The server with the detector the config asks for (`detect.model`, `none` passes through)."""
-        return cls(config, default_detector_factory(config), clock, remote_detector(config))
+    def from_config(cls, config: Config, clock: Timeline | Callable[[], float] | None = None,
+                    config_file: ConfigFile | None = None) -> CamServer:
+        """The server with the detector the config asks for; `config_file`: where it came from (/api/config)."""
+        return cls(config, default_detector_factory(config), clock, remote_detector(config), config_file)
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""
@@ -326,7 +331,7 @@ class CamServer:
             raise StartupError(listen_error(exc, *side)) from None
         self.http_port = self.http_server.sockets[0].getsockname()[1]
         self.ready = True
-        self._warn_if_open()
+        warn_if_open(self.config.ingest, self.config.http)
         ingest, http = self.config.ingest, self.config.http
         self.mdns.start(spawn, http.host, self.http_port, ingest.host, self.ws_port)
         camera_host, page_host = await asyncio.to_thread(lambda: (reachable_host(ingest.host), reachable_host(http.host)))
@@ -335,16 +340,6 @@ class CamServer:
             log.info("%s", line)
         if about(self.config.detect.model, self.started_at)["model_random_weights"]:
             log.warning("the model %s has random weights: its boxes and events are meaningless", self.config.detect.model)
-
-    def _warn_if_open(self) -> None:
-        ingest, http = self.config.ingest, self.config.http
-        for side, host, protected, key, risk in (
-            ("camera", ingest.host, bool(ingest.token), "ingest.token", "publish frames as any camera"),
-            ("viewer", http.host, bool(http.token or http.users), "http.token or http.users", "watch every camera"),
-        ):
-            if not protected and not is_loopback(host):
-                log.warning("the %s port listens on %s with no token: anyone who reaches it can %s; set %s",
-                            side, host, risk, key)
 
     async def stop(self) -> None:
         """Stop accepting, close cameras with 1001, end MJPEG responses, stop every stage.

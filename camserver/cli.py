@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Coroutine, Protocol, Sequence
 
 from . import __version__
 from .config import LOG_LEVELS, Config, ConfigError, load, schema
+from .config.writeback import ConfigFile
 from .board.settings import check_board_settings
 from .logsafe import RedactCredentials
 
@@ -86,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Load the config file and apply the flags over it. Raises ConfigError."""
+def config_source(args: argparse.Namespace) -> tuple[Path | None, dict[str, dict[str, Any]]]:
+    """The config file the flags name (or ./config.toml if present) and the flags' overrides, table by table."""
     path = args.config
     if path is None and DEFAULT_CONFIG.exists():
         path = DEFAULT_CONFIG
@@ -97,7 +98,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if value is not None:
             for table, key in keys:
                 overrides.setdefault(table, {})[key] = value
-    config = load(path, overrides)
+    return path, overrides
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Load the config file and apply the flags over it. Raises ConfigError."""
+    config = load(*config_source(args))
     check_board_settings(config)
     return config
 
@@ -135,9 +141,10 @@ def check_config(config: Config, name: str) -> int:
 class Serve(Protocol):
     """What run_command runs: app.run, or the demo's run_demo."""
 
-    def __call__(self, config: Config, ports_file: Path | None, *, model_fallback: bool) -> Coroutine[Any, Any, RunResult]:
+    def __call__(self, config: Config, ports_file: Path | None, *, model_fallback: bool,
+                 config_file: ConfigFile | None = None) -> Coroutine[Any, Any, RunResult]:
         """Serve until SIGINT/SIGTERM. `model_fallback`: no --model was given, so the default yolo11n.pt may
-        give way to yolo11n.yaml offline (detect/fallback.py)."""
+        give way to yolo11n.yaml offline (detect/fallback.py). `config_file`: what /api/config writes back."""
         ...
 
 
@@ -168,7 +175,9 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
     from .supervise import StageFailed
 
     try:
-        result = asyncio.run(serve(config, args.ports_file, model_fallback=args.model is None))
+        path, overrides = config_source(args)
+        config_file = ConfigFile(path.resolve(), overrides) if path is not None else None
+        result = asyncio.run(serve(config, args.ports_file, model_fallback=args.model is None, config_file=config_file))
     except ConfigError as exc:  # found only when starting: storage.dir cannot be written
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -15,6 +15,7 @@ from .app import CamServer
 from .detect import ModelLoadError
 from .detect.fallback import fallback_warning, offline_fallback
 from .config import Config
+from .config.writeback import ConfigFile
 from .supervise import StageFailed, cancel_and_wait
 from .web.connections import raise_descriptor_limit
 
@@ -38,13 +39,14 @@ def write_ports(path: Path, ws_port: int, http_port: int) -> None:
     os.replace(tmp, path)
 
 
-async def start_server(config: Config, model_fallback: bool = False) -> CamServer:
+async def start_server(config: Config, model_fallback: bool = False,
+                       config_file: ConfigFile | None = None) -> CamServer:
     """A started server; with `model_fallback`, yolo11n.yaml when the default yolo11n.pt cannot download.
 
     Raises:
         ConfigError, ModelLoadError, StartupError: as CamServer.start.
     """
-    server = CamServer.from_config(config)
+    server = CamServer.from_config(config, config_file=config_file)
     try:
         await server.start()
     except ModelLoadError as exc:
@@ -52,13 +54,13 @@ async def start_server(config: Config, model_fallback: bool = False) -> CamServe
         if fallback is None:
             raise
         log.warning("%s", fallback_warning(str(exc)))
-        server = CamServer.from_config(config.model_copy(update={"detect": fallback}))
+        server = CamServer.from_config(config.model_copy(update={"detect": fallback}), config_file=config_file)
         await server.start()
     return server
 
 
 async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None, *,
-              model_fallback: bool = False) -> RunResult:
+              model_fallback: bool = False, config_file: ConfigFile | None = None) -> RunResult:
     """Serve until SIGINT or SIGTERM (or a stage dies), then shut down gracefully.
 
     Args:
@@ -68,6 +70,7 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
             (the demo's simulated camera).
         model_fallback: the model is the default one, not named by the user: if yolo11n.pt cannot be
             downloaded, run yolo11n.yaml (random weights) and say so instead of failing.
+        config_file: the file the config came from (and the flags over it), for /api/config.
 
     Raises:
         StageFailed: a stage's long-lived task died; the server stopped.
@@ -77,7 +80,7 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: a clean stop too, nothing reloads
         loop.add_signal_handler(sig, stop.set)
     raise_descriptor_limit()
-    server = await start_server(config, model_fallback)
+    server = await start_server(config, model_fallback, config_file)
     try:
         if ports_file is not None:
             write_ports(ports_file, server.ws_port, server.http_port)

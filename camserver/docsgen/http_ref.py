@@ -15,7 +15,7 @@ def routes() -> Iterator[tuple[str, str, str, str]]:
     """(method, path, who may call, what it answers) for every route, HEAD folded into GET."""
     from ..app import CamServer
     from ..config import from_mapping
-    from ..web.writes import MULTIPART_ROUTES, SESSION_PATHS, WRITE_METHODS
+    from ..web.writes import ADMIN_READS, MULTIPART_ROUTES, SESSION_PATHS, WRITE_METHODS
 
     with tempfile.TemporaryDirectory(prefix="camserver-docsgen-") as folder:
         # every optional stage on, so every route exists; nothing is started
@@ -33,7 +33,7 @@ def routes() -> Iterator[tuple[str, str, str, str]]:
             seen.add((route.method, path))
             if route.method in WRITE_METHODS and path in SESSION_PATHS:
                 who = f"{PUBLIC} (from this server's page)"
-            elif route.method in WRITE_METHODS:
+            elif route.method in WRITE_METHODS or (route.method, path) in ADMIN_READS:
                 who = ADMIN
             elif auth.is_public(path.split("{", 1)[0] if "{" in path else path):
                 who = PUBLIC

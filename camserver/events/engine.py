@@ -204,6 +204,17 @@ class EventEngine:
                 return changes
             changes += self._process(*frame)
 
+    async def apply_shapes(self, config: EventsConfig) -> None:
+        """Take new zones, object masks and label filters at once (the config API's live apply); the rest of
+        [events] stays as the server started with it. Done on the events thread, between two frames."""
+        await self._run(self._reshape, config)
+
+    def _reshape(self, new: EventsConfig) -> None:
+        self.config = self.config.model_copy(update={"zones": new.zones, "masks": new.masks, "filters": new.filters})
+        self.zones = by_camera(self.config.zones)
+        for camera, rules in self.rules.items():
+            rules.reshape(self.config, self.zones.get(camera))
+
     def _process(self, camera: str, when: float, jpeg: bytes | None, size: tuple[int, int],
                  detections: list[Detection], wall: float | None) -> list[Change]:
         rules = self.rules.get(camera)

@@ -201,6 +201,12 @@ class CameraRules:
         self.visible: set[int] = set()  # track ids seen in the last processed frame
         self.moving = False  # an object seen in the last processed frame is still moving (the motion gate reads it)
 
+    def reshape(self, config: EventsConfig, zones: list[ZoneConfig] | None) -> None:
+        """New zones, masks and filters; what is tracked stays tracked (an event's zones follow from its next frame)."""
+        self.config = config
+        self.zones = zones or []
+        self.filter = ObjectFilter(config, camera=self.camera)
+
     def on_frame(self, now: float, jpeg: bytes, size: tuple[int, int], detections: list[Detection],
                  wall: float | None = None) -> list[Change]:
         """Feed one processed frame's detections (steady time `now`, wall-clock label `wall`, default `now`)."""

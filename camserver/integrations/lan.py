@@ -8,11 +8,14 @@ has on its LAN, found without sending anything and without internet.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import ifaddr
+
+log = logging.getLogger("camserver.app")  # the start-up lines and warnings read as the server's
 
 LOOPBACK = "127.0.0.1"
 WILDCARDS = ("", "0.0.0.0", "::", "*")
@@ -100,3 +103,14 @@ def listen_error(exc: OSError, side: str, host: str, port: int, flag: str, key: 
     why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own text repeats every address tried
     return (f"cannot listen on {host}:{port} for the {side}s: {why}; choose another port with "
             f"{flag} PORT (or {key} in config.toml; with make: make run ARGS=\"{flag} PORT\")")
+
+
+def warn_if_open(ingest: Any, http: Any) -> None:
+    """A warning for each port that listens beyond loopback with no token (`[ingest]`, `[http]` tables)."""
+    for side, host, protected, key, risk in (
+        ("camera", ingest.host, bool(ingest.token), "ingest.token", "publish frames as any camera"),
+        ("viewer", http.host, bool(http.token or http.users), "http.token or http.users", "watch every camera"),
+    ):
+        if not protected and not is_loopback(host):
+            log.warning("the %s port listens on %s with no token: anyone who reaches it can %s; set %s",
+                        side, host, risk, key)

@@ -16,6 +16,7 @@ from ..app import CamServer
 from ..run import RunResult, run
 from ..cli import run_command
 from ..config import Config
+from ..config.writeback import ConfigFile
 from .scenes import PersonScene
 from .simcam import SimCamera
 
@@ -27,9 +28,10 @@ async def simulated_camera(server: CamServer) -> None:
     await SimCamera(f"ws://127.0.0.1:{server.ws_port}", "demo", PersonScene(), fps=10).run()
 
 
-async def run_demo(config: Config, ports_file: Path | None = None, *, model_fallback: bool = False) -> RunResult:
+async def run_demo(config: Config, ports_file: Path | None = None, *, model_fallback: bool = False,
+                   config_file: ConfigFile | None = None) -> RunResult:
     """Serve with one simulated camera until SIGINT/SIGTERM."""
-    result = await run(config, ports_file, simulated_camera, model_fallback=model_fallback)
+    result = await run(config, ports_file, simulated_camera, model_fallback=model_fallback, config_file=config_file)
     print("demo: stopped", file=sys.stderr)
     return result
 

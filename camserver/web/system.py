@@ -90,6 +90,10 @@ class SystemApi:
         self.storage_used = storage_used  # synchronous (it walks a folder): run in an executor
         self._used: tuple[float, int | None] = (float("-inf"), None)
 
+    def reshape(self, config: Config) -> None:
+        """The shapes of a config changed from the page (/api/config), for /api/zones."""
+        self.shapes = configured_shapes(config)
+
     def add_routes(self, app: web.Application) -> None:
         """Register the routes."""
         app.router.add_get("/api/system", self.system)

@@ -10,7 +10,8 @@ Every POST, PUT, PATCH and DELETE of the viewer app passes `write_guard`, in thi
    cross-origin POST. This is what stops a page on another site from auto-submitting a form with
    the browser's cached basic credentials or session cookie.
 2. **Who.** The write permission (session.py's `ViewerAuth.may_write`): 401 without a credential,
-   403 with a viewer's. /api/login and /api/logout need none.
+   403 with a viewer's. /api/login and /api/logout need none. The few reads in `ADMIN_READS`
+   (GET /api/config) need it too.
 3. **What.** A body must be `Content-Type: application/json` (415 otherwise; a write without a
    body, such as a DELETE, has nothing to check): a form can send
    only text/plain, urlencoded or multipart, and a cross-origin `fetch` with JSON must first pass a
@@ -34,8 +35,11 @@ log = logging.getLogger(__name__)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # they create or end a session: no permission needed, but they must come from this server's page
 SESSION_PATHS = frozenset({"/api/login", "/api/logout"})
+# (method, route) pairs that read what only an admin may see: the config, with its secrets' shapes
+ADMIN_READS = frozenset({("GET", "/api/config")})
 # (method, route) pairs whose body is a multipart upload rather than JSON
 MULTIPART_ROUTES = frozenset({("POST", "/api/firmware")})
+JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})  # PATCH /api/config: RFC 7396
 CROSS_SITE_FETCH = frozenset({"cross-site", "same-site"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -100,7 +104,7 @@ def body_problem(request: web.Request, multipart: Collection[tuple[str, str]] = 
         return None
     if "Content-Type" not in request.headers:
         return "send JSON with Content-Type: application/json"
-    if request.content_type != "application/json":
+    if request.content_type not in JSON_TYPES:
         return f"send JSON with Content-Type: application/json, not {printable(request.content_type, 100)}"
     return None
 
@@ -140,6 +144,11 @@ def write_guard(auth: ViewerAuth, allowed_origins: Collection[str] = (),
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if request.method not in WRITE_METHODS:
+            resource = request.match_info.route.resource
+            if (request.method, resource.canonical if resource is not None else None) in ADMIN_READS:
+                refusal = refuse_write(auth, request)
+                if refusal is not None:
+                    raise refusal
             return await handler(request)
         why = cross_site(request, allowed_origins)
         if why is not None:

@@ -86,11 +86,13 @@ export function authNeeded() {
 /**
  * A JSON request. GETs that answer 401 make the app show its login form. Throws ApiError or
  * Unreachable (and then probes the server at once, so the banner does not wait for the next poll).
+ * `login: false`: a 401 is the caller's to handle (write() asks for the admin token itself).
  */
-export async function api(path, { method = "GET", body, timeout = 10000, headers = {} } = {}) {
+export async function api(path, { method = "GET", body, timeout = 10000, headers = {}, login = true } = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...headers } };
   if (method !== "GET") {
-    init.headers["Content-Type"] = "application/json"; // the server refuses writes that are not JSON
+    // the server refuses writes that are not JSON (application/merge-patch+json for PATCH /api/config)
+    init.headers["Content-Type"] = headers["Content-Type"] || "application/json";
     if (body !== undefined) init.body = JSON.stringify(body);
   }
   init.signal = AbortSignal.timeout(timeout);
@@ -103,7 +105,7 @@ export async function api(path, { method = "GET", body, timeout = 10000, headers
   }
   const data = resp.status === 204 ? null : await resp.json().catch(() => null);
   if (!resp.ok) {
-    if (resp.status === 401 && method === "GET") authNeeded();
+    if (resp.status === 401 && method === "GET" && login) authNeeded();
     throw new ApiError(resp.status, data);
   }
   return data;
@@ -148,14 +150,15 @@ function viewerWords(session) {
  * for the admin token (kept in sessionStorage, sent as a bearer header on writes only: the server
  * never takes it from a URL for a write), and the write is tried again. Where the server has no
  * admin token, only admin users, a viewer gets an ApiError saying so instead of a prompt. Resolves
- * to the JSON answer, or null when cancelled.
+ * to the JSON answer, or null when cancelled. A GET that only an admin may make (/api/config) goes this way too.
  */
-export async function write(path, { method = "POST", body } = {}) {
+export async function write(path, { method = "POST", body, headers = {} } = {}) {
   let error = "";
   for (;;) {
     const admin = sessionStorage.getItem(ADMIN_KEY);
     try {
-      return await api(path, { method, body, headers: admin ? { Authorization: `Bearer ${admin}` } : {} });
+      const auth = admin ? { Authorization: `Bearer ${admin}` } : {};
+      return await api(path, { method, body, headers: { ...headers, ...auth }, login: false }); // write's own prompt
     } catch (err) {
       if (!(err instanceof ApiError) || ![401, 403].includes(err.status)) throw err;
       const session = await api("/api/session").catch(() => null);

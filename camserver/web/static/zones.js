@@ -1,13 +1,16 @@
 // Zones and masks: the overlay over a camera's stream, and the editor (#/zones/<id>) that draws
-// polygons on the camera's picture and writes the TOML to paste into config.toml.
+// polygons on the camera's picture and saves them into config.toml (zonesave.js), or writes the TOML
+// to paste there by hand.
 //
 // Points are relative to the frame (0..1, x right, y down), as config.toml wants them. Each
 // point is an HTML button over the picture, so it can be focused, moved with the arrow keys and
-// deleted with the keyboard as well as with the pointer.
+// deleted with the keyboard as well as with the pointer. The picture itself takes the focus too:
+// the arrow keys move a cursor over it and Enter or Space adds a point there.
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { streamUrl } from "./cameras.js";
 import { h, setText, stateBlock } from "./ui.js";
+import { asApiData, loadedShapes, saveShapes, unsaveable } from "./zonesave.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const NAME_RE = /^[A-Za-z0-9_-]{1,32}$/;
@@ -118,16 +121,24 @@ export function create(root, route) {
   let selected = -1; // shape index
   let selectedPoint = -1;
   let drag = null;
+  let cursor = [0.5, 0.5]; // the keyboard's cursor over the picture
+  let loaded = null; // this camera's shapes as loaded, to tell whether config.toml changed since
 
   const img = h("img", { alt: `Still picture of ${camera} to draw zones on`, src: streamUrl(camera, { raw: true, snapshot: true }) });
   const drawing = svg("svg", { viewBox: "0 0 100 100", preserveAspectRatio: "none", "aria-hidden": "true" });
   const handles = h("div", { class: "handles" });
-  const surface = h("div", { class: "frame frame-editor", role: "group",
-    "aria-label": `Picture of ${camera}: click to add a point to the selected shape` }, img, drawing, handles);
+  const cursorMark = h("div", { class: "cursor", "aria-hidden": "true" });
+  const cursorInfo = h("p", { id: "zones-cursor", class: "help", "aria-live": "polite" });
+  const surface = h("div", { class: "frame frame-editor", role: "group", tabindex: "0", "aria-describedby": "zones-cursor",
+    "aria-label": `Picture of ${camera}: click, or move the cursor with the arrow keys and press Enter, to add a point to the selected shape` },
+  img, drawing, handles, cursorMark);
   const list = h("div", { class: "shape-list", role: "radiogroup", "aria-labelledby": "shapes-title" });
   const details = h("div", { class: "shape-details" });
   const toml = h("textarea", { id: "zones-toml", class: "toml", readonly: true, rows: 12, spellcheck: "false" });
   const copied = h("span", { class: "muted", role: "status" });
+  const saveButton = h("button", { type: "button", class: "primary", id: "zones-save", text: "Save to config.toml", onclick: save });
+  const saved = h("p", { class: "form-message", id: "zones-saved", role: "status" });
+  const saveErrors = h("ul", { class: "form-error save-errors", id: "zones-save-errors", role: "alert" });
   const newButtons = h("div", { class: "row-actions" });
   const status = h("div", {}, stateBlock("loading", "Loading zones…"));
 
@@ -140,8 +151,10 @@ export function create(root, route) {
       h("div", { class: "zones-main" },
         surface,
         h("p", { class: "help" },
-          "Choose or add a shape, then click the picture to add points. Drag a point to move it; ",
+          "Choose or add a shape, then click the picture to add points (or focus the picture, move the cursor ",
+          "with the arrow keys, Shift for bigger steps, and press Enter or Space). Drag a point to move it; ",
           "double-click it, or focus it and press Delete, to remove it; arrow keys nudge it."),
+        cursorInfo,
         h("div", { class: "row-actions" },
           h("button", { type: "button", text: "Refresh picture", onclick: () => {
             img.src = streamUrl(camera, { raw: true, snapshot: true, n: Date.now() });
@@ -149,9 +162,13 @@ export function create(root, route) {
       h("div", { class: "zones-side" },
         h("section", { class: "panel", "aria-labelledby": "shapes-title" },
           h("h2", { id: "shapes-title", text: "Shapes" }), list, newButtons, details),
+        h("section", { class: "panel", "aria-labelledby": "save-title" },
+          h("h2", { id: "save-title", text: "Save" }),
+          h("p", { class: "help", text: "Writes this camera's shapes into config.toml (its comments stay; other cameras' shapes are kept). Needs an admin." }),
+          h("div", { class: "row-actions" }, saveButton), saved, saveErrors),
         h("section", { class: "panel", "aria-labelledby": "toml-title" },
           h("h2", { id: "toml-title", text: "config.toml" }),
-          h("label", { for: "zones-toml", text: "Paste this into config.toml:" }), toml,
+          h("label", { for: "zones-toml", text: "Or paste this into config.toml by hand:" }), toml,
           h("div", { class: "row-actions" },
             h("button", { type: "button", text: "Copy", onclick: copy }), copied))))));
 
@@ -183,16 +200,81 @@ export function create(root, route) {
     return [round((ev.clientX - r.left) / r.width), round((ev.clientY - r.top) / r.height)];
   }
 
-  surface.addEventListener("pointerdown", (ev) => {
-    if (ev.button !== 0 || ev.target.closest(".handle")) return;
+  function addPoint(p, fromKeyboard) {
     if (selected < 0) addShape("zone");
     const shape = shapes[selected];
-    const p = relative(ev);
     const at = insertAt(shape.points, p);
     shape.points.splice(at, 0, p);
     selectedPoint = at;
-    render();
+    render(!fromKeyboard); // from the keyboard the focus stays on the picture, for the next point
+    if (fromKeyboard) setText(cursorInfo, `Added point ${at + 1} of ${shape.name} at ${where(p)}.`);
+  }
+
+  const where = ([x, y]) => `${Math.round(x * 100)}% across, ${Math.round(y * 100)}% down`;
+
+  function showCursor() {
+    cursorMark.style.left = `${cursor[0] * 100}%`;
+    cursorMark.style.top = `${cursor[1] * 100}%`;
+  }
+
+  surface.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== 0 || ev.target.closest(".handle")) return;
+    addPoint(relative(ev), false);
   });
+
+  surface.addEventListener("keydown", (ev) => {
+    if (ev.target !== surface) return; // a focused point has its own keys
+    const step = ev.shiftKey ? 0.05 : 0.01;
+    const move = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[ev.key];
+    if (move) {
+      ev.preventDefault();
+      cursor = [round(cursor[0] + move[0]), round(cursor[1] + move[1])];
+      showCursor();
+      setText(cursorInfo, `Cursor at ${where(cursor)}: Enter adds a point.`);
+    } else if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      addPoint([...cursor], true);
+    }
+  });
+  surface.addEventListener("focus", () => {
+    showCursor();
+    setText(cursorInfo, `Cursor at ${where(cursor)}: arrow keys move it, Enter adds a point.`);
+  });
+
+  async function save() {
+    setText(saved, "");
+    saveErrors.replaceChildren();
+    const blocked = unsaveable(shapes);
+    if (blocked.length) {
+      saveErrors.replaceChildren(...blocked.map((line) => h("li", { text: line })));
+      return;
+    }
+    saveButton.disabled = true;
+    setText(saved, "Saving…");
+    try {
+      const result = await saveShapes(camera, shapes, kindsAvailable, loaded);
+      if (result === null) setText(saved, "Not saved.");
+      else if (result.state === "stale") {
+        take(asApiData(result.file, camera, kindsAvailable));
+        setText(saved, "config.toml changed since this editor loaded it: its shapes are loaded again. Make your change again and save.");
+      } else if (result.state === "invalid") {
+        setText(saved, "Not saved: config.toml refused these values.");
+        saveErrors.replaceChildren(...result.problems.map((line) => h("li", { text: line })));
+      } else if (result.state === "unchanged") setText(saved, "Nothing to save: config.toml already has these shapes.");
+      else {
+        await load(false);
+        const restart = result.restart.length ? ` Restart camserver for: ${result.restart.join(", ")}.` : "";
+        const live = result.live.length ? " In effect now." : "";
+        setText(saved, `Saved.${live}${restart}`);
+      }
+    } catch (err) {
+      setText(saved, "");
+      const why = err instanceof ApiError && err.status === 409 ? err.message : `Not saved: ${err.message}`;
+      saveErrors.replaceChildren(h("li", { text: why }));
+    } finally {
+      saveButton.disabled = false;
+    }
+  }
 
   function deletePoint(si, pi) {
     shapes[si].points.splice(pi, 1);
@@ -308,12 +390,12 @@ export function create(root, route) {
     toml.value = toToml(camera, shapes);
   }
 
-  function render() {
+  function render(focusPoint = true) {
     drawing.replaceChildren(...shapes.map((s, i) => svg(s.points.length >= 3 ? "polygon" : "polyline", {
       points: pointsAttr(s.points), class: `shape shape-${s.kind}${i === selected ? " selected" : ""}`,
     })));
     handles.replaceChildren(...shapes.flatMap((s, si) => s.points.map((_, pi) => handle(si, pi))));
-    if (selected >= 0 && selectedPoint >= 0) {
+    if (focusPoint && selected >= 0 && selectedPoint >= 0) {
       const idx = shapes.slice(0, selected).reduce((a, s) => a + s.points.length, 0) + selectedPoint;
       const el = handles.children[idx];
       if (el) el.focus({ preventScroll: true });
@@ -340,19 +422,31 @@ export function create(root, route) {
       text: `New ${KINDS[kind].label.toLowerCase()}`, onclick: () => addShape(kind) })));
   }
 
-  (async () => {
+  /** The configured shapes, from /api/zones (again after a save, or when config.toml changed). */
+  async function load(reselect = true) {
     try {
       const data = await api(`/api/zones?camera=${enc}`);
       kindsAvailable = Object.entries(API_KINDS).filter(([key]) => key in data).map(([, kind]) => kind);
-      shapes = fromApi(data);
-      selected = shapes.length ? 0 : -1;
+      take(data, reselect);
       status.replaceChildren();
     } catch (err) {
       status.replaceChildren(stateBlock("error", "Cannot load the configured zones", `${err.message}. You can still draw new ones.`));
+      renderNewButtons();
+      render();
     }
+  }
+
+  /** Shapes in /api/zones' form become the editor's, and what a save compares config.toml with. */
+  function take(data, reselect = true) {
+    shapes = fromApi(data);
+    loaded = loadedShapes(data, camera, kindsAvailable);
+    setText(cursorInfo, "");
+    if (reselect || selected >= shapes.length) selected = shapes.length ? 0 : -1;
+    selectedPoint = -1;
     renderNewButtons();
     render();
-  })();
+  }
+  load();
 
   return { unmount() {} };
 }

@@ -1,0 +1,126 @@
+"""Config routes: the configuration as the page's (an admin's) to read and change.
+
+    GET   /api/config   the file's tables and the effective config (secrets redacted), its version, the schema
+    PATCH /api/config   a JSON merge patch (RFC 7396) of config.toml's tables, with If-Match: <version>
+
+Both need the write permission (an admin): writes.py's guard checks it, GET /api/config being one of its
+ADMIN_READS. A PATCH is merged into the file's own TOML document
+(comments and layout stay), validated by the config models (400 with every one-line error), the
+previous file kept as config.toml.1.bak, and written atomically; a file changed since the version
+the writer read is refused with 412, so two writers never lose a change. The answer says which keys
+the server took at once and which need a restart (config/writeback.py's LIVE_KEYS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import tomllib
+import warnings
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from pydantic.json_schema import PydanticJsonSchemaWarning
+
+from ..config import Config, ConfigError, EventsConfig, schema
+from ..config.writeback import LIVE_KEYS, ConfigFile, PatchRefused, VersionMismatch, redact
+from ..jsonbody import read_json
+from ..logsafe import ThrottledLog
+
+log = logging.getLogger(__name__)
+
+MAX_PATCH = 256 * 1024
+PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json"})
+_dumps = functools.partial(json.dumps, default=str)  # a TOML date or time is shown as its text
+
+
+@functools.cache
+def config_schema() -> dict[str, Any]:
+    """The models' JSON schema, made once (a default pydantic cannot show is left out, as --config-schema does)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+        return schema()
+
+
+class ConfigApi:
+    """The config routes over the file the server started from.
+
+    Args:
+        file: config.toml and the command-line overrides (None: the server was started without a file).
+        apply_events: takes new zones, object masks and filters into the events stage.
+        shapes_changed: told the new config, for what the zone editor reads back (/api/zones).
+    """
+
+    def __init__(self, file: ConfigFile | None, apply_events: Callable[[EventsConfig], Awaitable[None]],
+                 shapes_changed: Callable[[Config], None]) -> None:
+        self.file = file
+        self.apply_events = apply_events
+        self.shapes_changed = shapes_changed
+        self._lock = asyncio.Lock()  # one read-check-write at a time: the version check holds across it
+        self._log = ThrottledLog(log, interval_s=60.0)
+        self.refused = 0  # patches refused (stale version, invalid value, bad patch)
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the routes."""
+        app.router.add_get("/api/config", self.read)
+        app.router.add_patch("/api/config", self.patch)
+
+    def _file(self) -> ConfigFile:
+        if self.file is None:
+            raise web.HTTPConflict(reason="no config file",
+                                   text="the server was started without a config file (--config config.toml)")
+        return self.file
+
+    async def read(self, request: web.Request) -> web.Response:
+        """The file's tables and the effective config, redacted, with the version to send back in If-Match."""
+        file = self._file()
+        raw, version = await asyncio.to_thread(file.read)
+        body: dict[str, Any] = {"version": version, "path": file.path.name, "live_keys": sorted(LIVE_KEYS)}
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+            body["file"] = redact(data)
+            body["effective"] = redact(file.effective(data).model_dump(mode="json"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            body.update(file=None, effective=None, problems=[f"{file.path.name} is not valid TOML: {exc}"])
+        except ConfigError as exc:
+            body.update(effective=None, problems=exc.lines)
+        body["schema"] = config_schema()
+        return web.json_response(body, headers={"ETag": f'"{version}"', "Cache-Control": "no-store"}, dumps=_dumps)
+
+    async def patch(self, request: web.Request) -> web.Response:
+        """Merge a patch into config.toml; 412 on a stale If-Match, 400 with every error line on a bad value."""
+        file = self._file()
+        if request.content_type not in PATCH_TYPES:
+            raise web.HTTPUnsupportedMediaType(reason="send a JSON merge patch",
+                                               text="Content-Type: application/merge-patch+json")
+        if_match = request.headers.get("If-Match")
+        if if_match is None:
+            raise web.HTTPPreconditionRequired(reason="If-Match required",
+                                               text="send If-Match: <version> (from GET /api/config)")
+        patch = await read_json(request, MAX_PATCH, "the body must be a JSON merge patch")
+        async with self._lock:
+            try:
+                result = await asyncio.to_thread(file.apply, patch, if_match)
+            except VersionMismatch as exc:
+                self.refused += 1
+                return web.json_response({"error": "config.toml changed", "version": str(exc),
+                                          "detail": "the file changed since you read it: read it again"},
+                                         status=412, headers={"ETag": f'"{exc}"'})
+            except PatchRefused as exc:
+                self.refused += 1
+                raise web.HTTPBadRequest(reason="invalid patch", text=str(exc)) from None
+            except ConfigError as exc:
+                self.refused += 1
+                return web.json_response({"error": "invalid configuration", "problems": exc.lines}, status=400)
+            except OSError as exc:
+                self._log.warning("write", "config.toml could not be written: %s", exc)
+                raise web.HTTPInternalServerError(reason="cannot write config.toml", text=str(exc)) from None
+            live = result.live
+            if live:  # every live key is one of [events]' shapes (LIVE_KEYS)
+                await self.apply_events(result.config.events)
+                self.shapes_changed(result.config)
+        log.info("config.toml changed by %s: %s", request.remote, ", ".join(result.changed) or "nothing")
+        return web.json_response({"version": result.version, "changed": result.changed, "applied_live": live,
+                                  "restart_needed": result.restart}, headers={"ETag": f'"{result.version}"'})
