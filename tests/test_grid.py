@@ -123,6 +123,24 @@ async def test_slow_reader_skips_frames_and_the_server_holds_little():
             assert time.monotonic() - start < 5, "frames flow again once the viewer reads"
 
 
+async def test_a_viewer_that_stops_reading_is_dropped_after_the_write_timeout():
+    """http.viewer_write_timeout_s after a stalled write the connection is aborted and its places freed."""
+    connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
+    async with running_server(FakeDetector(), http={"viewer_write_timeout_s": 1.0}) as srv, \
+            aiohttp.ClientSession(connector=connector) as http, AsyncExitStack() as stack:
+        cam = await connect_camera(srv.ws("door"))
+        stack.push_async_callback(cam.close)
+        await stack.enter_async_context(feeding(cam, fps=20, width=640, height=480, noise=True))
+        async with http.ws_connect(f"{srv.http}/api/grid.ws") as ws:
+            await ws.send_json({"cameras": ["door"]})
+            await receive(ws)
+            ws._response.connection.transport.pause_reading()
+            viewer = srv.server.viewer_app
+            await wait_for(lambda: not viewer.grid.connections and viewer.viewers_total == 0, timeout=15,
+                           what="the stalled viewer to be dropped")
+            assert viewer.viewers_of("door") == 0
+
+
 async def test_tokens_refuse_a_connection_without_credentials():
     """With http.token set, the grid and the overview answer 401 without it and work with it."""
     async with running_server(FakeDetector(), http={"token": TOKEN}) as srv, aiohttp.ClientSession() as http, \

@@ -29,7 +29,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from ..hub import Camera, CameraHub, Frame
-from ..logsafe import ThrottledLog
+from ..logsafe import ThrottledLog, printable
 from .stream import MJPEG_CONTENT_TYPE, MJPEG_START, NOTSENT_LOWAT, BoundedStream, ViewerGone, mjpeg_part
 
 if TYPE_CHECKING:
@@ -82,8 +82,9 @@ def parse_subscription(text: str) -> tuple[list[str], float]:
 class GridConnection:
     """One grid viewer: a latest-frame slot per subscribed camera and the task that sends them."""
 
-    def __init__(self, viewer: ViewerApp, ws: web.WebSocketResponse, write_timeout_s: float) -> None:
+    def __init__(self, viewer: ViewerApp, request: web.Request, ws: web.WebSocketResponse, write_timeout_s: float) -> None:
         self.viewer = viewer
+        self.request = request
         self.ws = ws
         self.write_timeout_s = write_timeout_s
         self.fps = 0.0
@@ -159,8 +160,9 @@ class GridConnection:
                     async with asyncio.timeout(self.write_timeout_s):
                         await self.ws.send_bytes(grid_message(cid, frame))
                 except TimeoutError:
-                    log.info("grid viewer stopped reading for %.1f s; dropped", self.write_timeout_s)
-                    await self.ws.close(code=1008, message=b"too slow")
+                    log.info("grid viewer %s stopped reading for %.1f s; dropped", self.request.remote, self.write_timeout_s)
+                    if self.request.transport is not None:
+                        self.request.transport.abort()  # frees what is buffered for it (a close frame would wait too)
                     return
                 except (ConnectionError, RuntimeError):
                     return
@@ -269,7 +271,7 @@ class GridRoutes:
             ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_SUBSCRIBE_BYTES)
             await ws.prepare(request)
             bound_transport(request)
-            conn = GridConnection(self.viewer, ws, self.viewer.write_timeout)
+            conn = GridConnection(self.viewer, request, ws, self.viewer.write_timeout)
             self.connections.add(conn)
             sender = asyncio.create_task(conn.send_loop())
             try:
@@ -293,7 +295,8 @@ class GridRoutes:
 
     async def _refuse(self, ws: web.WebSocketResponse, request: web.Request, why: str) -> None:
         self.refused_messages += 1
-        self._log.warning("grid", "grid viewer %s: %s; closed (%d refused so far)", request.remote, why, self.refused_messages)
+        self._log.warning("grid", "grid viewer %s: %s; closed (%d refused so far)", request.remote, printable(why),
+                          self.refused_messages)
         await ws.close(code=CLOSE_BAD_MESSAGE, message=why.encode()[:120])
 
     def _live_jpeg(self, cam: Camera) -> bytes | None:
