@@ -16,9 +16,9 @@ import cv2
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from serverproc import ServerProcess  # noqa: E402
+from serverproc import ServerProcess
 
-from camserver.sim.scenes import make_scene  # noqa: E402
+from camserver.sim.scenes import make_scene
 
 
 async def camera(url: str, frames: list[bytes], stop: asyncio.Event) -> None:

@@ -11,11 +11,18 @@ import time
 from contextlib import AsyncExitStack
 
 import pytest
-
 from browser import CHROMIUM, DESKTOP, chromium
-from camserver.app import CamServer
-from conftest import FakeDetector, connect_camera, feeding, make_config, running_server, tagged_jpeg
+from conftest import (
+    FakeDetector,
+    connect_camera,
+    feeding,
+    make_config,
+    running_server,
+    tagged_jpeg,
+)
 from test_browser import clean, stored_event
+
+from camserver.app import CamServer
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
 

@@ -12,9 +12,18 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
+from conftest import (
+    FakeDetector,
+    connect_camera,
+    decode,
+    feeding,
+    make_jpeg,
+    mjpeg,
+    running_server,
+    wait_for,
+)
 
 from camserver.web.grid import CLOSE_BAD_MESSAGE, compose_overview, parse_subscription
-from conftest import FakeDetector, connect_camera, decode, feeding, make_jpeg, mjpeg, running_server, wait_for
 
 TOKEN = "grid-viewer-token"
 
