@@ -110,3 +110,34 @@ async def test_a_feed_reconnect_refreshes_the_review_list():
                            what="the event saved meanwhile, after the feed reconnected")
         assert await browser.js("document.querySelectorAll('.event-card').length") == 2
         clean(browser)
+
+
+async def test_the_recordings_panel_refreshes_while_open():
+    """The camera view's recordings list grows while the page stays open (2 s segments; the list is
+    asked for again every 15 s), without a reload."""
+    import cv2
+
+    from camserver.sim.scenes import make_scene
+
+    frames = [cv2.imencode(".jpg", make_scene(i, 320, 240))[1].tobytes() for i in range(20)]
+    async with running_server(FakeDetector(), record={"mode": "continuous", "segment_s": 2},
+                              cameras={"ids": ["porch"]}) as srv, AsyncExitStack() as stack:
+        cam = await connect_camera(srv.ws("porch"))
+        stack.push_async_callback(cam.close)
+        stop = asyncio.Event()
+
+        async def send() -> None:
+            i = 0
+            while not stop.is_set():
+                await cam.send(frames[i % len(frames)])
+                i += 1
+                await asyncio.sleep(0.1)
+
+        task = asyncio.create_task(send())
+        stack.push_async_callback(lambda: task)
+        stack.callback(stop.set)
+        items = "document.querySelectorAll('[aria-labelledby=rec-title] li a').length"
+        browser = await stack.enter_async_context(chromium(f"{srv.http}/#/camera/porch"))
+        first = await browser.wait(f"{items} >= 1 && {items}", timeout=20, what="the first recordings")
+        await browser.wait(f"{items} > {first}", timeout=25, what="the list to grow while the page is open")
+        clean(browser)
