@@ -46,7 +46,7 @@ async def mjpeg_viewer(http: aiohttp.ClientSession, url: str, counts: list[int],
 
 async def grid_viewer(http: aiohttp.ClientSession, url: str, ids: list[str], counts: list[int], stop: asyncio.Event) -> None:
     """One grid WebSocket subscribed to every camera."""
-    async with http.ws_connect(url) as ws:
+    async with http.ws_connect(url, compress=15) as ws:  # offers permessage-deflate, as browsers do
         await ws.send_json({"cameras": ids})
         while not stop.is_set():
             msg = await ws.receive()

@@ -73,6 +73,13 @@ async def test_frames_of_the_subscribed_cameras_only(http):
                        what="the counts to go with the connection")
 
 
+async def test_no_compression_even_when_the_browser_offers_it(srv, http):
+    """Browsers offer permessage-deflate; JPEGs do not deflate, so the server declines it (CPU for nothing)."""
+    async with http.ws_connect(f"{srv.http}/api/grid.ws", compress=15) as ws:
+        assert "Sec-WebSocket-Extensions" not in ws._response.headers
+        assert ws.compress == 0
+
+
 async def test_fps_cap_is_kept():
     """With {"fps": 4} a 20 fps camera arrives at about 4 frames a second."""
     async with running_server(FakeDetector()) as srv, aiohttp.ClientSession() as http, AsyncExitStack() as stack:

@@ -222,7 +222,7 @@ def compose_overview(cells: list[tuple[str, bytes | None]]) -> bytes:
             ox, oy = x + (cw - w) // 2, y + (ch - h) // 2
             canvas[oy : oy + h, ox : ox + w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
         else:
-            cv2.putText(canvas, "offline", (x + 10, y + ch // 2), font, 0.6, (160, 160, 160), 1, cv2.LINE_AA)
+            cv2.putText(canvas, "no picture", (x + 10, y + ch // 2), font, 0.6, (160, 160, 160), 1, cv2.LINE_AA)
         label = cid[:32]
         cv2.rectangle(canvas, (x, y), (x + min(cw, 12 + 9 * len(label)), y + 20), (0, 0, 0), -1)
         cv2.putText(canvas, label, (x + 5, y + 15), font, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
@@ -276,7 +276,8 @@ class GridRoutes:
     async def grid_ws(self, request: web.Request) -> web.StreamResponse:
         """The grid's WebSocket: one of http.max_viewers places per connection, whatever it shows."""
         with self.viewer.viewer_slot(request):
-            ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_SUBSCRIBE_BYTES)
+            # JPEGs do not deflate: permessage-deflate (which browsers offer) would only cost CPU
+            ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_SUBSCRIBE_BYTES, compress=False)
             await ws.prepare(request)
             bound_transport(request)
             conn = GridConnection(self.viewer, request, ws, self.viewer.write_timeout)
