@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 
 import aiohttp
 import pytest
@@ -155,6 +155,29 @@ async def test_a_viewer_that_stops_reading_is_dropped_after_the_write_timeout():
             await wait_for(lambda: not viewer.grid.connections and viewer.viewers_total == 0, timeout=15,
                            what="the stalled viewer to be dropped")
             assert viewer.viewers_of("door") == 0
+
+
+async def test_shutdown_is_quick_with_a_stalled_grid_viewer():
+    """A grid viewer that stopped reading does not hold the server's shutdown (its close is cut short)."""
+    connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async with running_server(FakeDetector(), http={"viewer_write_timeout_s": 60}) as srv:
+            cam = await connect_camera(srv.ws("door"))
+            async with feeding(cam, fps=20, width=640, height=480, noise=True):
+                ws = await http.ws_connect(f"{srv.http}/api/grid.ws")
+                await ws.send_json({"cameras": ["door"]})
+                await receive(ws)
+                ws._response.connection.transport.pause_reading()
+                conn = next(iter(srv.server.viewer_app.grid.connections))
+                await wait_for(lambda: conn.skipped > 5, what="the viewer's writes to stall")
+            started = time.monotonic()  # the server stops, with the viewer still stalled
+        elapsed = time.monotonic() - started
+        await cam.close()
+        ws._response.connection.transport.resume_reading()  # for the client's own close: the server is gone
+        with suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await ws.close()
+        assert elapsed < 5, f"the shutdown waited {elapsed:.1f} s on the stalled viewer"
 
 
 async def test_tokens_refuse_a_connection_without_credentials():

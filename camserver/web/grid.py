@@ -270,8 +270,17 @@ class GridRoutes:
         app.on_shutdown.append(self._on_shutdown)
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        for conn in list(self.connections):
-            await conn.ws.close(code=1001, message=b"server shutdown")
+        await asyncio.gather(*(self._going_away(conn) for conn in list(self.connections)))
+
+    @staticmethod
+    async def _going_away(conn: GridConnection) -> None:
+        """Close with 1001; a viewer that does not answer within a second (it stopped reading) is aborted."""
+        try:
+            async with asyncio.timeout(1.0):
+                await conn.ws.close(code=1001, message=b"server shutdown")
+        except TimeoutError:
+            if conn.request.transport is not None:
+                conn.request.transport.abort()
 
     async def grid_ws(self, request: web.Request) -> web.StreamResponse:
         """The grid's WebSocket: one of http.max_viewers places per connection, whatever it shows."""
