@@ -40,10 +40,11 @@ async def test_grid_fits_the_window_and_every_tile_plays_at_the_camera_rate(n):
     every tile draws >= 9 frames a second, through one WebSocket and no MJPEG stream."""
     ids = [f"cam-{i:02d}" for i in range(1, n + 1)]
     async with running_server(None, cameras={"ids": ids}) as srv, AsyncExitStack() as stack:
+        feeds = []
         for cid in ids:
             cam = await connect_camera(srv.ws(cid))
             stack.push_async_callback(cam.close)
-            await stack.enter_async_context(feeding(cam, fps=10))
+            feeds.append(await stack.enter_async_context(feeding(cam, fps=10)))
         browser = await stack.enter_async_context(chromium(f"{srv.http}/"))
         await browser.wait(f"(() => {{ const d = {DRAWN}; return JSON.parse(d).length === {n} && JSON.parse(d).every(x => x > 3); }})()",
                            timeout=30, what=f"{n} tiles drawing")
@@ -52,14 +53,20 @@ async def test_grid_fits_the_window_and_every_tile_plays_at_the_camera_rate(n):
         fits = await browser.js(FITS)
         assert fits["scroll"] <= 0 and fits["bottom"] <= 0, f"the grid does not fit 1400x1000: {fits}"
         assert fits["frame"] >= 80, fits
-        before = json.loads(await browser.js(DRAWN))
+        before, sent = json.loads(await browser.js(DRAWN)), [f.sent for f in feeds]
         start = time.monotonic()
         await asyncio.sleep(5)
         after = json.loads(await browser.js(DRAWN))
         elapsed = time.monotonic() - start
         rates = [(b - a) / elapsed for a, b in zip(before, after)]
-        print(f"{n} cameras: drawn fps per tile min {min(rates):.1f} max {max(rates):.1f}")
-        assert min(rates) >= MIN_FPS, f"drawn fps per tile: {[round(r, 1) for r in rates]}"
+        # on a loaded machine the simulated cameras (this process) send below 10 fps: each tile must
+        # then draw what its camera sent, less at most one frame a second
+        camera_rates = [(f.sent - s) / elapsed for f, s in zip(feeds, sent)]
+        print(f"{n} cameras: drawn fps per tile min {min(rates):.1f} max {max(rates):.1f}; "
+              f"cameras sent {min(camera_rates):.1f}-{max(camera_rates):.1f} fps")
+        floor = [min(MIN_FPS, c - 1.0) for c in camera_rates]
+        assert all(r >= f for r, f in zip(rates, floor)), \
+            f"drawn fps per tile {[round(r, 1) for r in rates]}, cameras sent {[round(c, 1) for c in camera_rates]}"
         shown = await browser.js("[...document.querySelectorAll('.tile-fps')].map(f => parseFloat(f.textContent))")
         assert all(abs(s - r) <= 3 for s, r in zip(shown, rates)), (shown, rates)
         viewer = srv.server.viewer_app
@@ -67,6 +74,16 @@ async def test_grid_fits_the_window_and_every_tile_plays_at_the_camera_rate(n):
         assert viewer.viewers_total == 2, "the grid's WebSocket and the event feed, no MJPEG stream"
         await browser.screenshot(f"live-grid-{n}", ready="[...document.querySelectorAll('.tile img')].every(i => i.naturalWidth)")
         await browser.viewport(DESKTOP)
+        if n == 4:  # the Live view's rate menu caps every tile
+            await browser.js("(() => { const s = document.querySelector('.rate-menu'); s.value = '2'; "
+                             "s.dispatchEvent(new Event('change')); })()")
+            await asyncio.sleep(1.5)
+            before = json.loads(await browser.js(DRAWN))
+            await asyncio.sleep(4)
+            after = json.loads(await browser.js(DRAWN))
+            capped = [(b - a) / 4 for a, b in zip(before, after)]
+            assert all(1.2 <= r <= 3.0 for r in capped), f"with 2 fps chosen: {capped}"
+            assert await browser.js("localStorage.getItem('camserver.grid.fps')") == "2"
         clean(browser)
 
 

@@ -5,6 +5,8 @@
 // newest one waiting (a latest-frame slot, as on the server), so a busy page skips frames instead of
 // queueing them, and counts the pictures it really drew: the fps a tile shows is that count.
 
+import { h } from "./ui.js";
+
 const RETRY_MS = 1000;
 const WINDOW_MS = 2000; // the drawn-fps window
 
@@ -96,6 +98,11 @@ export function gridFeed(onFrame, { fps = 0 } = {}) {
       ids = next;
       if (!same) send();
     },
+    /** Cap every tile at `cap` frames a second (0: each camera's own rate). */
+    setFps(cap) {
+      fps = cap;
+      send();
+    },
     reopen() {
       if (ws && ws.readyState <= WebSocket.OPEN) return;
       connect();
@@ -106,4 +113,21 @@ export function gridFeed(onFrame, { fps = 0 } = {}) {
       if (ws) { const s = ws; ws = null; s.close(); }
     },
   };
+}
+
+const RATES = [[0, "Full frame rate"], [5, "5 fps"], [2, "2 fps"], [1, "1 fps"]];
+const RATE_KEY = "camserver.grid.fps";
+
+/** The Live view's frame-rate menu (kept in this browser); calls `onPick(fps)` now and on each change. */
+export function rateMenu(onPick) {
+  const saved = Number(localStorage.getItem(RATE_KEY) || 0);
+  const select = h("select", { class: "rate-menu", "aria-label": "Frame rate of the tiles", title: "Frame rate of the tiles" },
+    RATES.map(([value, text]) => h("option", { value: String(value), text })));
+  select.value = RATES.some(([v]) => v === saved) ? String(saved) : "0";
+  select.addEventListener("change", () => {
+    localStorage.setItem(RATE_KEY, select.value);
+    onPick(Number(select.value));
+  });
+  onPick(Number(select.value));
+  return select;
 }

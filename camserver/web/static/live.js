@@ -8,7 +8,7 @@
 import { api, on } from "./api.js";
 import { cameraState, pollCameras, stopImage } from "./cameras.js";
 import { onResync, subscribe } from "./feed.js";
-import { gridFeed, tilePicture } from "./gridfeed.js";
+import { gridFeed, rateMenu, tilePicture } from "./gridfeed.js";
 import { allMute, cameraMute } from "./mute.js";
 import { eventDuration, h, labelEl, num, setText, stateBlock, title, when } from "./ui.js";
 
@@ -19,6 +19,7 @@ export function create(root, _route, app) {
   const latest = new Map(); // id -> latest event
   const visible = new Set(); // ids of the tiles on screen
   const feed = gridFeed((id, blob) => tiles.get(id)?.pic.show(blob));
+  const rate = rateMenu((fps) => feed.setFps(fps));
 
   const count = h("p", { class: "view-sub", role: "status" });
   let stopPoll = null;
@@ -27,7 +28,7 @@ export function create(root, _route, app) {
   const grid = h("div", { class: "grid", "aria-live": "off" });
   const status = h("div", {}, stateBlock("loading", "Loading cameras…"));
   root.append(h("section", { class: "view view-live", "aria-labelledby": "live-title" },
-    h("div", { class: "view-head" }, h("h1", { id: "live-title", text: "Live" }), count, muteAll.el),
+    h("div", { class: "view-head" }, h("h1", { id: "live-title", text: "Live" }), count, rate, muteAll.el),
     status, grid));
 
   function tileFor(cam) {
@@ -99,15 +100,12 @@ export function create(root, _route, app) {
     for (const t of tiles.values()) setText(t.fps, t.online ? num(t.pic.fps(), 1, "fps") : "");
   }, FPS_MS);
 
-  // columns = ceil(sqrt(n)); the rows share the window's height below the grid's top
+  // columns = ceil(sqrt(n)); the rows share the window's height below the view's head (app.css)
   function fit(n) {
     const cols = Math.max(1, Math.ceil(Math.sqrt(n)));
     grid.style.setProperty("--cols", String(cols));
     grid.style.setProperty("--rows", String(Math.max(1, Math.ceil(n / cols))));
-    grid.style.setProperty("--top", `${Math.max(0, grid.getBoundingClientRect().top + window.scrollY)}px`);
   }
-  const refit = () => fit(tiles.size);
-  window.addEventListener("resize", refit);
 
   function render(cams, error) {
     if (error) {
@@ -179,7 +177,6 @@ export function create(root, _route, app) {
       seen.disconnect();
       clearInterval(fpsTimer);
       document.removeEventListener("visibilitychange", watch);
-      window.removeEventListener("resize", refit);
       for (const t of tiles.values()) { t.pic.stop(); stopImage(t.img); }
     },
   };
