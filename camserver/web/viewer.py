@@ -21,6 +21,7 @@ from .assets import StaticAssets
 from .bodies import body_deadline, unsatisfiable_ranges
 from .connections import ConnectionLimit
 from .events import EventsApi
+from .grid import GridRoutes
 from .session import ViewerAuth
 from .strictjson import strict_json
 from .writes import write_guard
@@ -138,6 +139,7 @@ class ViewerApp:
         # open streams per Camera object: [all, annotated] (boxes are drawn only for annotated ones)
         self._viewers: weakref.WeakKeyDictionary[Camera, list[int]] = weakref.WeakKeyDictionary()
         self._refusals = ThrottledLog(log)
+        self.grid: GridRoutes | None = None  # the live grid's WebSocket and the overview (build() makes it)
 
     def viewers_of(self, camera_id: str) -> int:
         """Open streams of the camera."""
@@ -153,6 +155,11 @@ class ViewerApp:
         counts = self._viewers.setdefault(cam, [0, 0])
         counts[0] += step
         counts[1] += 0 if raw else step
+
+    # what the grid's connections (grid.py) use, as the MJPEG loop does
+    count_viewer = _count_viewer
+    stale_s = STALE_S
+    live_frame = staticmethod(live_frame)
 
     def build(self) -> web.Application:
         """The aiohttp app with every route."""
@@ -178,6 +185,8 @@ class ViewerApp:
         app.router.add_get("/cameras/{camera_id}/stream.mjpg", self.camera_stream)
         app.router.add_get("/cameras/{camera_id}/snapshot.jpg", self.camera_snapshot)
         app.router.add_get("/stream.mjpg", self.default_stream)
+        self.grid = GridRoutes(self)
+        self.grid.add_routes(app)
         app.router.add_get("/snapshot.jpg", self.default_snapshot)
         if self.exposition is not None:
             app.router.add_get("/metrics", self.prometheus)
@@ -248,7 +257,7 @@ class ViewerApp:
     def _raw(request: web.Request) -> bool:
         return request.query.get("raw", "0").lower() in ("1", "true", "yes")
 
-    async def _placeholder(self, cam: Camera | None) -> Frame:
+    async def placeholder(self, cam: Camera | None) -> Frame:
         """The placeholder picture for this camera's state, drawn once (off the loop) and then reused."""
         key = (cam.id if cam else self.hub.default_id, placeholder_message(cam))
         frame = self._placeholders.get(key)
@@ -259,7 +268,7 @@ class ViewerApp:
             frame = self._placeholders[key] = Frame(0, jpeg, time.monotonic(), time.time())
         return frame
 
-    async def _channel(self, cam: Camera | None, raw: bool) -> FrameChannel | None:
+    async def channel_of(self, cam: Camera | None, raw: bool) -> FrameChannel | None:
         """The channel a viewer of `cam` reads; the annotated one brought up to date first."""
         if cam is None:
             return None
@@ -270,10 +279,10 @@ class ViewerApp:
         return cam.annotated
 
     async def _snapshot(self, request: web.Request, cam: Camera | None) -> web.Response:
-        frame = live_frame(cam, await self._channel(cam, self._raw(request)))
+        frame = live_frame(cam, await self.channel_of(cam, self._raw(request)))
         headers = {"Cache-Control": "no-cache"}
         if frame is None:
-            body = (await self._placeholder(cam)).jpeg
+            body = (await self.placeholder(cam)).jpeg
             headers["X-Camserver-Placeholder"] = placeholder_message(cam)
         else:
             body = frame.jpeg
@@ -327,7 +336,7 @@ class ViewerApp:
                     cam = resolve()
                     if cam is not None:
                         self._count_viewer(cam, raw, 1)
-                channel = await self._channel(cam, raw)
+                channel = await self.channel_of(cam, raw)
                 waiter = channel if channel is not None else self.hub.registry
                 version = waiter.version
                 frame = live_frame(cam, channel)
@@ -336,7 +345,7 @@ class ViewerApp:
                     await stream.send(mjpeg_part(frame))
                     sent_seq, sent_at = frame.seq, now
                 elif now - sent_at >= self.interval and (frame is None or now - frame.received_at > STALE_S):
-                    await stream.send(mjpeg_part(await self._placeholder(cam)))
+                    await stream.send(mjpeg_part(await self.placeholder(cam)))
                     sent_at = now
                 await waiter.wait_changed(version, self.interval)
         except ViewerGone:

@@ -4,7 +4,7 @@
 
 import { api, on, optional } from "./api.js";
 import { cameraState, pollCameras, stopImage, streamUrl } from "./cameras.js";
-import { subscribe } from "./feed.js";
+import { onResync, subscribe } from "./feed.js";
 import { settingsPanel } from "./settings.js";
 import { NONE, bytes, clock, eventDuration, eventText, h, isNum, labelEl, num, now, query, setText, snapshotUrl, stateBlock,
   when } from "./ui.js";
@@ -29,6 +29,8 @@ function motionText(motion) {
   if (!active) return "none";
   return typeof share === "number" ? `${Math.round(share * 100)}% of the frame moves` : "yes";
 }
+
+const RECORDINGS_MS = 15000;
 
 export function create(root, route, app) {
   const id = route.arg;
@@ -261,6 +263,7 @@ export function create(root, route, app) {
     if (e.camera !== id) return;
     if (kind === "deleted") events.delete(e.id); else events.set(e.id, e);
     renderEvents();
+    if (kind === "end" && known) loadRecordings();
   });
   const stopConn = on("connection", (online) => {
     if (!online || !known) return;
@@ -268,6 +271,15 @@ export function create(root, route, app) {
     play();
   });
   const tick = setInterval(renderEvents, 30000); // the timeline's "now" moves
+  // recordings grow while the page is open: a new segment shows within RECORDINGS_MS (and at once when an event ends)
+  const recTick = setInterval(() => { if (known) loadRecordings(); }, RECORDINGS_MS);
+  // the feed reconnected (a restart, a dropped link): what it missed is loaded again
+  const stopResync = onResync(() => {
+    loadEvents();
+    if (!known) return;
+    loadRecordings();
+    settingsPanel(settings, id);
+  });
   loadEvents();
   loadZones();
 
@@ -277,6 +289,8 @@ export function create(root, route, app) {
       stopFeed();
       stopConn();
       clearInterval(tick);
+      clearInterval(recTick);
+      stopResync();
       stopImage(img);
     },
   };

@@ -7,6 +7,8 @@
 import { api, probe } from "./api.js";
 
 const subscribers = new Set();
+const resyncs = new Set();
+let opened = false; // the feed was open before: a later open is a reconnect
 let source = null;
 let retry = null;
 let enabled = true;
@@ -17,6 +19,15 @@ export function subscribe(fn) {
   return () => subscribers.delete(fn);
 }
 
+/**
+ * Call `fn()` each time the feed reconnects (a dropped connection, a server restart): what changed
+ * meanwhile came through no feed, so views load again what they show (events, recordings, settings).
+ */
+export function onResync(fn) {
+  resyncs.add(fn);
+  return () => resyncs.delete(fn);
+}
+
 /** Tell every subscriber about a change made by this page at once (the feed's `delete` follows; both are harmless). */
 export function publish(kind, record) {
   for (const fn of [...subscribers]) fn(kind, record);
@@ -25,6 +36,10 @@ export function publish(kind, record) {
 function open(position) {
   const url = `/api/events/stream${position ? `?last_event_id=${encodeURIComponent(position)}` : ""}`;
   source = new EventSource(url);
+  source.addEventListener("open", () => {
+    if (opened) for (const fn of [...resyncs]) fn();
+    opened = true;
+  });
   for (const kind of ["new", "update", "end"]) {
     source.addEventListener(kind, (message) => {
       const change = JSON.parse(message.data);

@@ -1,24 +1,25 @@
 // Live: every camera as a tile (picture, name, state, fps, latest event), 1 to 16 of them.
 //
-// A browser opens at most 6 connections to one server over HTTP/1.1, and every MJPEG stream holds
-// one for as long as it plays. So up to MAX_STREAMS tiles play their MJPEG stream; with more
-// cameras every tile shows the camera's snapshot, refreshed each SNAPSHOT_MS, which leaves room
-// for the page's own requests and its event feed.
+// A browser opens at most 6 connections to one server over HTTP/1.1, so the tiles do not play one
+// MJPEG stream each: one WebSocket (gridfeed.js) carries the frames of every tile on screen, and a
+// tile scrolled out of view or a hidden page gets none. The fps on a tile is what it really drew.
+// The grid fits the window: ceil(sqrt(n)) columns, rows as tall as the window allows.
 
-import { api, connection, on } from "./api.js";
-import { cameraState, pollCameras, stopImage, streamUrl } from "./cameras.js";
-import { subscribe } from "./feed.js";
+import { api, on } from "./api.js";
+import { cameraState, pollCameras, stopImage } from "./cameras.js";
+import { onResync, subscribe } from "./feed.js";
+import { gridFeed, rateMenu, tilePicture } from "./gridfeed.js";
 import { allMute, cameraMute } from "./mute.js";
 import { eventDuration, h, labelEl, num, setText, stateBlock, title, when } from "./ui.js";
 
-const MAX_STREAMS = 3; // with the event feed, 4 of the 6 connections; 2 stay free for requests
-const SNAPSHOT_MS = 500;
+const FPS_MS = 1000; // how often a tile's drawn fps is shown again
 
 export function create(root, _route, app) {
   const tiles = new Map(); // id -> tile record
   const latest = new Map(); // id -> latest event
-  let reconnects = 0;
-  let streaming = null; // whether the tiles play MJPEG (decided by the camera count)
+  const visible = new Set(); // ids of the tiles on screen
+  const feed = gridFeed((id, blob) => tiles.get(id)?.pic.show(blob));
+  const rate = rateMenu((fps) => feed.setFps(fps));
 
   const count = h("p", { class: "view-sub", role: "status" });
   let stopPoll = null;
@@ -27,7 +28,7 @@ export function create(root, _route, app) {
   const grid = h("div", { class: "grid", "aria-live": "off" });
   const status = h("div", {}, stateBlock("loading", "Loading cameras…"));
   root.append(h("section", { class: "view view-live", "aria-labelledby": "live-title" },
-    h("div", { class: "view-head" }, h("h1", { id: "live-title", text: "Live" }), count, muteAll.el),
+    h("div", { class: "view-head" }, h("h1", { id: "live-title", text: "Live" }), count, rate, muteAll.el),
     status, grid));
 
   function tileFor(cam) {
@@ -45,16 +46,18 @@ export function create(root, _route, app) {
       h("div", { class: "tile-body" },
         h("h2", { class: "tile-name" }, h("a", { href, text: cam.id })), badge, mute.badge, fps),
       h("div", { class: "tile-foot" }, event, mute.menu));
-    t = { el, img, frame, badge, fps, event, mute, timer: null, mode: null };
+    t = { el, img, frame, badge, fps, event, mute, pic: tilePicture(img), online: false };
     tiles.set(cam.id, t);
+    seen.observe(el);
     return t;
   }
 
   // the latest event of each camera: one request for the recent ones, then one at a time for
   // cameras still without (never a burst of requests that would hold every connection)
   let latestLoading = false;
-  async function loadLatest(ids) {
+  async function loadLatest(ids, again = false) {
     if (!app.info.events_enabled || latestLoading) return;
+    if (again) for (const id of ids) latest.delete(id);
     latestLoading = true;
     try {
       const recent = await api("/api/events?limit=100");
@@ -82,26 +85,26 @@ export function create(root, _route, app) {
         : h("span", { class: "badge badge-active", text: "in progress" }));
   }
 
-  function play(t, id) {
-    clearTimeout(t.timer);
-    if (streaming) {
-      t.img.onload = t.img.onerror = null;
-      t.img.src = streamUrl(id, { n: reconnects });
-      return;
+  // the tiles on screen get frames; the others (scrolled away, or the page hidden) none
+  const order = () => [...tiles.keys()].filter((id) => visible.has(id));
+  const watch = () => feed.watch(document.hidden ? [] : order());
+  const seen = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const id = e.target.dataset.camera;
+      if (e.isIntersecting) visible.add(id); else visible.delete(id);
     }
-    // snapshot mode: the next picture loads off screen and replaces the shown one once it is
-    // decoded (no blank frame in between); then the one after is asked for
-    t.img.onload = t.img.onerror = null;
-    const next = () => {
-      if (!tiles.has(id) || !connection.online) return;
-      const pre = new Image();
-      pre.src = streamUrl(id, { snapshot: true, n: Date.now() });
-      pre.decode()
-        .then(() => { if (tiles.get(id) === t && !streaming) t.img.src = pre.src; })
-        .catch(() => {})
-        .finally(() => { clearTimeout(t.timer); if (!streaming) t.timer = setTimeout(next, SNAPSHOT_MS); });
-    };
-    next();
+    watch();
+  });
+  document.addEventListener("visibilitychange", watch);
+  const fpsTimer = setInterval(() => {
+    for (const t of tiles.values()) setText(t.fps, t.online ? num(t.pic.fps(), 1, "fps") : "");
+  }, FPS_MS);
+
+  // columns = ceil(sqrt(n)); the rows share the window's height below the view's head (app.css)
+  function fit(n) {
+    const cols = Math.max(1, Math.ceil(Math.sqrt(n)));
+    grid.style.setProperty("--cols", String(cols));
+    grid.style.setProperty("--rows", String(Math.max(1, Math.ceil(n / cols))));
   }
 
   function render(cams, error) {
@@ -117,21 +120,17 @@ export function create(root, _route, app) {
         `Point a camera at ws://${location.hostname}:${port}/ws/<camera_id> (the firmware's config.h), ` +
         "or start a simulated one: python -m camserver.sim"));
     }
-    const wantStreams = cams.length <= MAX_STREAMS;
-    const modeChanged = streaming !== wantStreams;
-    streaming = wantStreams;
     grid.dataset.count = String(Math.min(cams.length, 16));
     muteAll.update(cams);
-    const seen = new Set();
+    const present = new Set();
     cams.forEach((cam, i) => {
-      seen.add(cam.id);
+      present.add(cam.id);
       const t = tileFor(cam);
       if (grid.children[i] !== t.el) grid.insertBefore(t.el, grid.children[i] || null);
-      if (modeChanged || !t.img.getAttribute("src")) play(t, cam.id);
       const state = cameraState(cam);
       setText(t.badge, state.text);
       t.badge.className = `badge badge-${state.key}`;
-      setText(t.fps, cam.connected ? num(cam.fps_in, 1, "fps") : "");
+      t.online = cam.connected;
       t.mute.update(cam);
       if (cam.width && cam.height) t.frame.style.aspectRatio = `${cam.width} / ${cam.height}`;
       const e = latest.get(cam.id);
@@ -140,12 +139,16 @@ export function create(root, _route, app) {
     const missing = cams.map((c) => c.id).filter((i) => !latest.has(i));
     if (missing.length) loadLatest(missing);
     for (const [id, t] of tiles) {
-      if (seen.has(id)) continue;
-      clearTimeout(t.timer);
+      if (present.has(id)) continue;
+      seen.unobserve(t.el);
+      visible.delete(id);
+      t.pic.stop();
       stopImage(t.img);
       t.el.remove();
       tiles.delete(id);
     }
+    fit(cams.length);
+    watch();
   }
 
   stopPoll = pollCameras(render);
@@ -160,19 +163,21 @@ export function create(root, _route, app) {
     }
     showLatest(e);
   });
-  const stopConn = on("connection", (online) => {
-    if (!online) return;
-    // a stream that ended while the server was away stays frozen: open it again
-    reconnects += 1;
-    for (const [id, t] of tiles) play(t, id);
-  });
+  const stopConn = on("connection", (online) => { if (online) feed.reopen(); }); // the server is back: at once
+  // the feed reconnected: events may have started or ended meanwhile (a restart), so ask again
+  const stopResync = onResync(() => loadLatest([...tiles.keys()], true));
 
   return {
     unmount() {
       stopPoll();
       stopFeed();
       stopConn();
-      for (const t of tiles.values()) { clearTimeout(t.timer); stopImage(t.img); }
+      stopResync();
+      feed.close();
+      seen.disconnect();
+      clearInterval(fpsTimer);
+      document.removeEventListener("visibilitychange", watch);
+      for (const t of tiles.values()) { t.pic.stop(); stopImage(t.img); }
     },
   };
 }

@@ -5,7 +5,7 @@
 // one that matches the filters is inserted in order, and the pages already loaded stay loaded.
 
 import { api, on } from "./api.js";
-import { publish, subscribe } from "./feed.js";
+import { onResync, publish, subscribe } from "./feed.js";
 import { createLightbox } from "./lightbox.js";
 import { eventDuration, eventState, eventText, h, query, setText, short, snapshotUrl, stateBlock, title, when } from "./ui.js";
 
@@ -281,6 +281,7 @@ export function create(root, route, app) {
 
   const stopFeed = subscribe(change);
   const stopConn = on("connection", (online) => { if (online && !items.length) reset(); });
+  const stopResync = onResync(reset); // events that began, ended or went while the feed was away
   const ticker = setInterval(() => {
     for (const e of items) if (!e.end_time) setText(cards.get(e.id).querySelector(".card-duration"), eventDuration(e));
   }, 1000);
@@ -307,6 +308,7 @@ export function create(root, route, app) {
     unmount() {
       stopFeed();
       stopConn();
+      stopResync();
       clearInterval(ticker);
       observer.disconnect();
       lightbox.destroy();
