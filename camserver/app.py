@@ -130,7 +130,8 @@ class CamServer:
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
-        self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=timeline.wall)
+        self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=timeline.wall,
+                                  steady=timeline.now)
         self.ingest.on_hello = self._hello
         self.ingest.on_status = self.board.on_status
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,

@@ -38,16 +38,20 @@ class BoardService:
     Args:
         storage_dir: storage.dir; images go to its firmware/ folder.
         configured: camera id -> `[cameras.<id>.settings]`, validated; it wins over stored values at start.
-        clock: wall-clock time (tests inject one to age the download links).
+        clock: wall-clock time, only for the labels shown (requested_at, expires_at, finished_at).
+        steady: steady (monotonic) time: the download links' lifetime and an update's expiry run on it,
+            so a wall-clock step neither expires them early nor keeps them alive (tests inject one).
     """
 
     def __init__(self, storage_dir: Path, configured: Mapping[str, Mapping[str, Any]] | None = None,
-                 clock: Callable[[], float] = time.time, link_lifetime_s: float = 600.0) -> None:
+                 clock: Callable[[], float] = time.time, link_lifetime_s: float = 600.0,
+                 steady: Callable[[], float] = time.monotonic) -> None:
         self.storage_dir = storage_dir
         self.configured = {camera: dict(values) for camera, values in (configured or {}).items()}
         self.clock = clock
+        self.steady = steady
         self.firmware = FirmwareStore(storage_dir / "firmware")
-        self.links = OtaLinks(clock, link_lifetime_s)
+        self.links = OtaLinks(clock, link_lifetime_s, steady=steady)
         self.desired: dict[str, Settings] = {}
         self.reported: dict[str, Settings] = {}
         self.unsupported: dict[str, list[str]] = {}
@@ -294,6 +298,7 @@ class BoardService:
         self.updates[camera_id] = {
             "image": link.image, "version": version, "md5": link.md5, "size": link.size, "state": "sent",
             "error": None, "requested_at": self.clock(), "expires_at": link.expires_at, "finished_at": None,
+            "deadline": link.deadline,
             "error_before": before, "received": False, "number": number,
         }
         return lambda: self.update_received(camera_id, number)
@@ -323,7 +328,7 @@ class BoardService:
         update = self.updates.get(camera_id)
         shown = None
         if update is not None:
-            shown = {k: v for k, v in update.items() if k not in ("error_before", "received", "number")}
-            if shown["state"] == "sent" and self.clock() >= shown["expires_at"]:
+            shown = {k: v for k, v in update.items() if k not in ("error_before", "received", "number", "deadline")}
+            if shown["state"] == "sent" and self.steady() >= update["deadline"]:
                 shown["state"] = "expired"  # the board never fetched its link
         return {"camera": camera_id, "running": self.running.get(camera_id), "update": shown}
