@@ -182,7 +182,7 @@ class FakeClock:
 
 @asynccontextmanager
 async def board_app(tmp_path: Path, clock: FakeClock | None = None, auth: ViewerAuth | None = None,
-                    connected: bool = True, steady: FakeClock | None = None,
+                    connected: bool = True, steady: FakeClock | None = None, **api_options: Any,
                     ) -> AsyncIterator[tuple[str, list[tuple[str, dict]], BoardService]]:
     """BoardApi on a real port with a camera 'cam' whose control messages are recorded, not sent
     (behind the app's write guard when `auth` is given). `clock` alone is both wall and steady time;
@@ -199,7 +199,7 @@ async def board_app(tmp_path: Path, clock: FakeClock | None = None, auth: Viewer
         return connected
 
     api = BoardApi(service, lambda camera_id: camera_id == "cam", send_control,
-                   lambda camera_id: base["url"] if connected else None)
+                   lambda camera_id: base["url"] if connected else None, **api_options)
     app = web.Application(middlewares=[json_errors] + ([write_guard(auth)] if auth is not None else []))
     api.add_routes(app)
     runner = web.AppRunner(app)
