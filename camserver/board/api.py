@@ -150,9 +150,10 @@ class BoardApi:
                 continue
             if part.filename is not None and data is None:
                 name = name or part.filename
-                data = await self._read_capped(part, OTA_SLOT_BYTES, self._no_room)
-                if isinstance(data, web.Response):
-                    return data
+                read = await self._read_capped(part, OTA_SLOT_BYTES, self._no_room)
+                if isinstance(read, web.Response):
+                    return read
+                data = read
             elif part.name == "name":
                 raw = await self._read_capped(part, MAX_NAME_BYTES)
                 if isinstance(raw, web.Response):
