@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
+from ..ingest.control import FRAME_SIZES, QUALITY_RANGE
 from ..logsafe import ThrottledLog, printable, redact
 from ..storage import Database
 from .firmware import FirmwareStore, ImageInfo, OtaLink, OtaLinks
@@ -57,6 +58,8 @@ class BoardService:
         self.unsupported: dict[str, list[str]] = {}
         self.running: dict[str, str] = {}  # camera -> firmware version of its last hello
         self.updates: dict[str, dict[str, Any]] = {}  # camera -> the last update asked for
+        # camera -> the desired quality its board refused at a framesize, and the quality it used instead
+        self.quality_refused: dict[str, dict[str, Any]] = {}
         self.write_errors = 0
         self.reported_writes = 0  # reported settings written to the database
         self.dropped_reported: dict[str, int] = {}  # camera -> reported values that failed the range check
@@ -65,6 +68,7 @@ class BoardService:
         self._writes: set[asyncio.Future[Any]] = set()
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._dropped_log = ThrottledLog(log, interval_s=60.0)
+        self._refusal_log = ThrottledLog(log, interval_s=60.0)
         # reported settings waiting for their write: one slot per camera, the latest wins
         self._pending_reported: dict[str, Settings] = {}
         self._reported_timers: dict[str, asyncio.TimerHandle] = {}
@@ -205,7 +209,40 @@ class BoardService:
                 update.update(state="done", finished_at=self.clock())
                 log.info("camera %s: now runs firmware %s", camera_id, version)
         desired = self.desired.get(camera_id)
-        return dict(desired) if desired else None
+        if not desired:
+            return None
+        message = dict(desired)
+        refused = self._refusal(camera_id)
+        if refused is not None:
+            # not the quality the board refused again (after a reboot it would fail captures to find out)
+            message.pop("quality")
+            if refused["quality_used"] is not None:
+                message["quality"] = refused["quality_used"]
+        return message or None
+
+    def _refusal(self, camera_id: str) -> dict[str, Any] | None:
+        """The board's refusal of the desired quality, while the desired quality and framesize are those it refused."""
+        refused = self.quality_refused.get(camera_id)
+        desired = self.desired.get(camera_id, {})
+        framesize = desired.get("framesize", self.reported.get(camera_id, {}).get("framesize"))
+        if refused is None or desired.get("quality") != refused["quality"] or framesize != refused["framesize"]:
+            return None
+        return refused
+
+    def _note_refusal(self, camera_id: str, status: Mapping[str, Any]) -> None:
+        """A status's quality_refused: kept when it is the desired quality at the framesize the board is at."""
+        asked, used, framesize = status.get("quality_refused"), status.get("quality"), status.get("frame_size")
+        desired = self.desired.get(camera_id, {})
+        if not _quality(asked) or asked != desired.get("quality") or framesize not in FRAME_SIZES:
+            return
+        if framesize != desired.get("framesize", framesize):
+            return
+        refusal = {"quality": asked, "framesize": framesize, "quality_used": used if _quality(used) else None}
+        if self.quality_refused.get(camera_id) != refusal:
+            self.quality_refused[camera_id] = refusal
+            self._refusal_log.warning(camera_id, "camera %s: the board refused quality %d at %s%s; it is not sent "
+                                      "again until quality or framesize is changed", printable(camera_id), asked, framesize,
+                        f" (it uses {used})" if refusal["quality_used"] is not None else "")
 
     def on_status(self, camera_id: str, status: Mapping[str, Any]) -> None:
         """A camera's status: records the settings it applied, the error of a failed update, and a rollback."""
@@ -226,6 +263,7 @@ class BoardService:
             if update["state"] == "downloading" or update["received"] or error != update["error_before"]:
                 update.update(state="failed", error=error[:200], finished_at=self.clock())
                 log.warning("camera %s: firmware update failed: %s", camera_id, printable(redact(error)))
+        self._note_refusal(camera_id, status)
         parsed = reported_from_status(status)
         if parsed is None:
             return
@@ -243,7 +281,8 @@ class BoardService:
         """What GET /api/cameras/<id>/settings shows."""
         return {"camera": camera_id, "desired": self.desired.get(camera_id, {}),
                 "reported": self.reported.get(camera_id, {}), "unsupported": self.unsupported.get(camera_id, []),
-                "reported_dropped": self.dropped_reported.get(camera_id, 0)}
+                "reported_dropped": self.dropped_reported.get(camera_id, 0),
+                "quality_refused": self._refusal(camera_id)}
 
     def knows(self, camera_id: str) -> bool:
         """Whether settings or an update were ever kept for this camera id."""
@@ -253,6 +292,8 @@ class BoardService:
         """Keep a validated settings message's values as desired (stored before it returns)."""
         desired = {**self.desired.get(camera_id, {}), **message}
         self.desired[camera_id] = desired
+        if "quality" in message or "framesize" in message:
+            self.quality_refused.pop(camera_id, None)  # the user chose again: the board may try it
         await self._run(self._save_desired, camera_id, desired, self.clock())
         return desired
 
@@ -332,3 +373,8 @@ class BoardService:
             if shown["state"] == "sent" and self.steady() >= update["deadline"]:
                 shown["state"] = "expired"  # the board never fetched its link
         return {"camera": camera_id, "running": self.running.get(camera_id), "update": shown}
+
+
+def _quality(value: Any) -> bool:
+    """Whether a status's value is a quality a control message could carry."""
+    return isinstance(value, int) and not isinstance(value, bool) and QUALITY_RANGE[0] <= value <= QUALITY_RANGE[1]
