@@ -130,11 +130,13 @@ class CamServer:
         self._events_started = False
         self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
-        self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=timeline.wall)
+        self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=timeline.wall,
+                                  steady=timeline.now)
         self.ingest.on_hello = self._hello
         self.ingest.on_status = self.board.on_status
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
-                             self._camera_base_url, self._camera_status, self._after_pending)
+                             self._camera_base_url, self._camera_status, self._after_pending,
+                             max_bytes=self.database.budget.max_bytes, room=self.database.budget.room)
         self.metrics = Metrics(MetricSources(self.hub, lambda camera_id: self.viewer_app.viewers_of(camera_id),
                                              lambda camera_id: self.scheduler.camera_figures(camera_id)["frames_detected"],
                                              lambda: self.events.started, lambda: self.mqtt.dropped,

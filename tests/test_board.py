@@ -182,11 +182,13 @@ class FakeClock:
 
 @asynccontextmanager
 async def board_app(tmp_path: Path, clock: FakeClock | None = None, auth: ViewerAuth | None = None,
-                    connected: bool = True) -> AsyncIterator[tuple[str, list[tuple[str, dict]], BoardService]]:
+                    connected: bool = True, steady: FakeClock | None = None, **api_options: Any,
+                    ) -> AsyncIterator[tuple[str, list[tuple[str, dict]], BoardService]]:
     """BoardApi on a real port with a camera 'cam' whose control messages are recorded, not sent
-    (behind the app's write guard when `auth` is given)."""
+    (behind the app's write guard when `auth` is given). `clock` alone is both wall and steady time;
+    with `steady` it is the wall clock only."""
     database = await opened_database(tmp_path)
-    service = BoardService(tmp_path, clock=clock or time.time)
+    service = BoardService(tmp_path, clock=clock or time.time, steady=steady or clock or time.monotonic)
     await service.start(database)
     sent: list[tuple[str, dict]] = []
     base = {}
@@ -197,7 +199,7 @@ async def board_app(tmp_path: Path, clock: FakeClock | None = None, auth: Viewer
         return connected
 
     api = BoardApi(service, lambda camera_id: camera_id == "cam", send_control,
-                   lambda camera_id: base["url"] if connected else None)
+                   lambda camera_id: base["url"] if connected else None, **api_options)
     app = web.Application(middlewares=[json_errors] + ([write_guard(auth)] if auth is not None else []))
     api.add_routes(app)
     runner = web.AppRunner(app)
@@ -255,6 +257,41 @@ def _form(data: bytes, name: str = "cam-2.0.0.bin") -> aiohttp.FormData:
     form = aiohttp.FormData()
     form.add_field("file", io.BytesIO(data), filename=name, content_type="application/octet-stream")
     return form
+
+
+async def test_link_lifetime_runs_on_steady_time_not_the_wall_clock(tmp_path, http):
+    """A wall-clock step forward does not void a link early, nor a step back keep it alive: the
+    ten minutes run on steady time; the wall clock only labels expires_at."""
+    wall, steady = FakeClock(), FakeClock()
+    image = make_image("2.0.0", size=200_000)
+    async with board_app(tmp_path, wall, steady=steady) as (url, sent, service):
+        assert (await upload(http, url, image)).status == 201
+
+        async def new_link() -> tuple[str, dict]:
+            async with http.post(f"{url}/api/cameras/cam/firmware", json={"image": "cam-2.0.0.bin"}) as resp:
+                assert resp.status == 202
+                return sent[-1][1]["ota_url"], await resp.json()
+
+        # the wall clock jumps a day ahead (an NTP sync after boot): the link still works
+        link, shown = await new_link()
+        assert shown["expires_at"] == pytest.approx(wall.now + 600.0)  # a wall-clock label
+        wall.now += 86_400.0
+        assert service.firmware_state("cam")["update"]["state"] == "sent"
+        async with http.get(link) as resp:
+            assert resp.status == 200
+        # the wall clock steps a day back after the link's ten steady minutes: it is gone all the same
+        link, _ = await new_link()
+        wall.now -= 86_400.0
+        steady.now += 601.0
+        assert service.firmware_state("cam")["update"]["state"] == "expired"
+        async with http.get(link) as resp:
+            assert resp.status == 404
+        # within its steady lifetime a step back changes nothing
+        link, _ = await new_link()
+        wall.now -= 3_600.0
+        steady.now += 599.0
+        async with http.get(link) as resp:
+            assert resp.status == 200
 
 
 async def test_one_time_link_works_once_and_expires_after_ten_minutes(tmp_path, http):

@@ -111,7 +111,7 @@ async def test_an_old_error_in_a_status_sent_before_the_update_was_read_does_not
     service = BoardService(tmp_path)
     await service.start(database)
     try:
-        link = OtaLink("t" * 32, "cam", "a.bin", "0" * 32, 100, time.time() + 600)
+        link = OtaLink("t" * 32, "cam", "a.bin", "0" * 32, 100, time.time() + 600, time.monotonic() + 600)
         received = service.update_sent("cam", link, "2.0.0", status(ota_error=REFUSAL))
         service.on_status("cam", status(ota_error=REFUSAL))  # in flight when the update went out
         assert service.firmware_state("cam")["update"]["state"] == "sent"

@@ -52,6 +52,30 @@ async def test_an_8s_event_gives_a_clip_of_8_plus_pre_plus_post(tmp_path):
         assert len(keys) <= 10 and all(b - a <= 2.0 + 1e-6 for a, b in zip(keys, keys[1:]))
 
 
+@needs_ffmpeg
+async def test_an_event_clip_in_events_mode_is_capped_at_an_hour(tmp_path):
+    """A span (events mode) ends an hour after its start, like every clip: the open event's clip ends
+    there and the event goes on; its end later neither reopens nor lengthens the clip."""
+    async with recording(tmp_path, mode="events", pre_capture_s=2, post_capture_s=2) as rig:
+        rec = rig.recorder
+        t = await rig.feed("door", T0, 4.0, fps=1.0)
+        rec.event_started("door", "long", T0 + 3.0)
+        # one frame every 10 s for 70 minutes (cheap to encode, the times are what matter)
+        t = await rig.feed("door", t, 4200.0, fps=0.1, first=4)
+        assert rec.cameras["door"].span is None  # the file was finished at the hour, the event is still open
+        rows = await rig.settled("door", count=1)
+        clip = rig.index(rec.index.clip, "long")
+        assert clip["has_clip"] and not clip["in_progress"]
+        assert clip["clip_start"] == pytest.approx(T0 + 1.0)
+        assert clip["clip_end"] - clip["clip_start"] == pytest.approx(3600.0, abs=0.01)
+        assert rec.event_ended("door", "long", t) is True
+        await rig.feed("door", t, 20.0, fps=1.0, first=500)
+        clip = rig.index(rec.index.clip, "long")
+        assert clip["clip_end"] - clip["clip_start"] == pytest.approx(3600.0, abs=0.01)
+        assert len(rig.rows("door")) == 1 and not rec.cameras["door"].capped
+        assert 3580.0 <= duration(tmp_path / rows[0]["path"]) <= 3600.0
+
+
 async def test_overlapping_events_share_one_span_and_one_encode(tmp_path):
     """Three events that overlap (with pre/post capture) make one file, each event mapped into it; a later one gets its own."""
     async with recording(tmp_path, mode="events", pre_capture_s=3, post_capture_s=2) as rig:

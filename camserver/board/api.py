@@ -29,6 +29,7 @@ CHUNK = 64 * 1024
 # event loop for 2-3 s, so a third part ends the upload with 400
 MAX_PARTS = 2
 MAX_NAME_BYTES = 256
+UPLOAD_OVERHEAD = MAX_NAME_BYTES + 4096  # multipart framing and the name part around the image's bytes
 
 
 def _json_error(status: int, error: str, detail: str, **extra: Any) -> web.Response:
@@ -50,6 +51,9 @@ class BoardApi:
         camera_status: the camera's latest status, if any (to tell a new update failure from an old one).
         after_pending: pings the camera and calls the function given once every message it sent before
             its pong was handled (CameraIngest.after_pending); False when it could not.
+        max_bytes: storage.max_mb in bytes: a bigger image is refused (413).
+        room: bytes that may still be written above storage.min_free_mb's floor (the storage budget's
+            `room`): a bigger image is refused (507), both before it is written.
     """
 
     def __init__(
@@ -60,6 +64,8 @@ class BoardApi:
         base_url: Callable[[str], str | None],
         camera_status: Callable[[str], dict[str, Any] | None] = lambda camera_id: None,
         after_pending: Callable[[str, Callable[[], None]], Awaitable[bool]] | None = None,
+        max_bytes: int | None = None,
+        room: Callable[[], int] = lambda: 2**62,
     ) -> None:
         self.service = service
         self.camera_known = camera_known
@@ -67,6 +73,8 @@ class BoardApi:
         self.base_url = base_url
         self.camera_status = camera_status
         self.after_pending = after_pending
+        self.max_bytes = max_bytes
+        self.room = room
 
     def add_routes(self, app: web.Application) -> None:
         """Register every route (POST /api/cameras/<id>/control included)."""
@@ -122,6 +130,9 @@ class BoardApi:
 
     async def upload_image(self, request: web.Request) -> web.StreamResponse:
         """Multipart upload of a .bin (field `file`; an optional field `name` renames it). 201 with its record."""
+        too_big = self._no_room(request.content_length, UPLOAD_OVERHEAD)  # refused before reading the body
+        if too_big is not None:
+            return too_big
         try:
             reader = await request.multipart()
         except (AssertionError, ValueError, KeyError):
@@ -139,9 +150,14 @@ class BoardApi:
                 continue
             if part.filename is not None and data is None:
                 name = name or part.filename
-                data = await self._read_capped(part, OTA_SLOT_BYTES)
+                read = await self._read_capped(part, OTA_SLOT_BYTES, self._no_room)
+                if isinstance(read, web.Response):
+                    return read
+                data = read
             elif part.name == "name":
                 raw = await self._read_capped(part, MAX_NAME_BYTES)
+                if isinstance(raw, web.Response):
+                    return raw
                 name = raw.decode("utf-8", "replace").strip()
         if data is None or not name:
             raise web.HTTPBadRequest(reason="no file", text="no file part in the upload (curl -F file=@firmware.bin)")
@@ -157,12 +173,31 @@ class BoardApi:
             raise web.HTTPBadRequest(reason="bad image name", text=str(exc)) from None
         return web.json_response(info.to_json(), status=201)
 
+    def _no_room(self, size: int | None, slack: int = 0) -> web.Response | None:
+        """The answer to an image of `size` bytes (plus `slack` of multipart framing) storage cannot take, else None:
+        413 past storage.max_mb, 507 past the free space above storage.min_free_mb."""
+        if size is None:
+            return None
+        if self.max_bytes is not None and size > self.max_bytes + slack:
+            return _json_error(413, "image refused", f"larger than storage.max_mb ({self.max_bytes} bytes)",
+                               max_size=self.max_bytes)
+        room = max(0, self.room())
+        if size > room + slack:
+            return _json_error(507, "disk full", "no room for this image above the free space storage.min_free_mb "
+                               "keeps", room=room)
+        return None
+
     @staticmethod
-    async def _read_capped(part: BodyPartReader, cap: int) -> bytes:
-        """The part's bytes; 413 as soon as they pass `cap` (nothing more is buffered)."""
+    async def _read_capped(part: BodyPartReader, cap: int,
+                           check: Callable[[int], web.Response | None] | None = None) -> bytes | web.Response:
+        """The part's bytes; 413 as soon as they pass `cap` (nothing more is buffered), or `check`'s answer
+        to their size so far."""
         data = bytearray()
         while chunk := await part.read_chunk(min(CHUNK, cap + 1)):
             data += chunk
+            refused = check(len(data)) if check is not None else None
+            if refused is not None:
+                return refused
             if len(data) > cap:
                 what = (f"an OTA app slot holds {OTA_SLOT_BYTES} bytes (0x{OTA_SLOT_BYTES:X})" if cap == OTA_SLOT_BYTES
                         else f"the part {part.name!r} holds at most {cap} bytes")

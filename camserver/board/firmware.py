@@ -191,36 +191,43 @@ class OtaLink:
     image: str
     md5: str
     size: int
-    expires_at: float
+    expires_at: float  # wall-clock label, shown; the link's life runs on `deadline`
+    deadline: float  # steady time (see __init__'s `steady`) past which the link is void
     used: bool = False
 
 
 class OtaLinks:
-    """Random, one-time, short-lived download tokens. Kept in memory: a restart voids them all."""
+    """Random, one-time, short-lived download tokens. Kept in memory: a restart voids them all.
+
+    A link's lifetime runs on `steady` (monotonic) time, so a wall-clock step neither voids it early
+    nor keeps it alive; `clock` (wall) only labels its `expires_at`.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time, lifetime_s: float = LINK_LIFETIME_S,
-                 max_links: int = MAX_LINKS) -> None:
+                 max_links: int = MAX_LINKS, steady: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
+        self.steady = steady
         self.lifetime_s = lifetime_s
         self.max_links = max_links
         self._links: dict[str, OtaLink] = {}
 
     def create(self, camera: str, image: str, md5: str, size: int) -> OtaLink:
         """A new link; a camera's earlier unused link is void from now on."""
-        now = self.clock()
+        now = self.steady()
         for token, link in list(self._links.items()):
-            if link.used or link.expires_at <= now or link.camera == camera:
+            if link.used or link.deadline <= now or link.camera == camera:
                 del self._links[token]
         while len(self._links) >= self.max_links:
-            del self._links[min(self._links.values(), key=lambda link: link.expires_at).token]
-        link = OtaLink(secrets.token_urlsafe(24), camera, image, md5, size, now + self.lifetime_s)
+            del self._links[min(self._links.values(), key=lambda link: link.deadline).token]
+        link = OtaLink(secrets.token_urlsafe(24), camera, image, md5, size, self.clock() + self.lifetime_s,
+                       now + self.lifetime_s)
         self._links[link.token] = link
         return link
 
     def take(self, token: str) -> OtaLink | None:
         """The link if it is known, unused and not expired, marking it used; otherwise None."""
         link = self._links.get(token)
-        if link is None or link.used or link.expires_at <= self.clock():
+        if link is None or link.used or link.deadline <= self.steady():
             return None
         link.used = True
         return link

@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
+from ..ingest.control import FRAME_SIZES, QUALITY_RANGE
 from ..logsafe import ThrottledLog, printable, redact
 from ..storage import Database
 from .firmware import FirmwareStore, ImageInfo, OtaLink, OtaLinks
@@ -38,21 +39,27 @@ class BoardService:
     Args:
         storage_dir: storage.dir; images go to its firmware/ folder.
         configured: camera id -> `[cameras.<id>.settings]`, validated; it wins over stored values at start.
-        clock: wall-clock time (tests inject one to age the download links).
+        clock: wall-clock time, only for the labels shown (requested_at, expires_at, finished_at).
+        steady: steady (monotonic) time: the download links' lifetime and an update's expiry run on it,
+            so a wall-clock step neither expires them early nor keeps them alive (tests inject one).
     """
 
     def __init__(self, storage_dir: Path, configured: Mapping[str, Mapping[str, Any]] | None = None,
-                 clock: Callable[[], float] = time.time, link_lifetime_s: float = 600.0) -> None:
+                 clock: Callable[[], float] = time.time, link_lifetime_s: float = 600.0,
+                 steady: Callable[[], float] = time.monotonic) -> None:
         self.storage_dir = storage_dir
         self.configured = {camera: dict(values) for camera, values in (configured or {}).items()}
         self.clock = clock
+        self.steady = steady
         self.firmware = FirmwareStore(storage_dir / "firmware")
-        self.links = OtaLinks(clock, link_lifetime_s)
+        self.links = OtaLinks(clock, link_lifetime_s, steady=steady)
         self.desired: dict[str, Settings] = {}
         self.reported: dict[str, Settings] = {}
         self.unsupported: dict[str, list[str]] = {}
         self.running: dict[str, str] = {}  # camera -> firmware version of its last hello
         self.updates: dict[str, dict[str, Any]] = {}  # camera -> the last update asked for
+        # camera -> the desired quality its board refused at a framesize, and the quality it used instead
+        self.quality_refused: dict[str, dict[str, Any]] = {}
         self.write_errors = 0
         self.reported_writes = 0  # reported settings written to the database
         self.dropped_reported: dict[str, int] = {}  # camera -> reported values that failed the range check
@@ -61,6 +68,7 @@ class BoardService:
         self._writes: set[asyncio.Future[Any]] = set()
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._dropped_log = ThrottledLog(log, interval_s=60.0)
+        self._refusal_log = ThrottledLog(log, interval_s=60.0)
         # reported settings waiting for their write: one slot per camera, the latest wins
         self._pending_reported: dict[str, Settings] = {}
         self._reported_timers: dict[str, asyncio.TimerHandle] = {}
@@ -201,7 +209,40 @@ class BoardService:
                 update.update(state="done", finished_at=self.clock())
                 log.info("camera %s: now runs firmware %s", camera_id, version)
         desired = self.desired.get(camera_id)
-        return dict(desired) if desired else None
+        if not desired:
+            return None
+        message = dict(desired)
+        refused = self._refusal(camera_id)
+        if refused is not None:
+            # not the quality the board refused again (after a reboot it would fail captures to find out)
+            message.pop("quality")
+            if refused["quality_used"] is not None:
+                message["quality"] = refused["quality_used"]
+        return message or None
+
+    def _refusal(self, camera_id: str) -> dict[str, Any] | None:
+        """The board's refusal of the desired quality, while the desired quality and framesize are those it refused."""
+        refused = self.quality_refused.get(camera_id)
+        desired = self.desired.get(camera_id, {})
+        framesize = desired.get("framesize", self.reported.get(camera_id, {}).get("framesize"))
+        if refused is None or desired.get("quality") != refused["quality"] or framesize != refused["framesize"]:
+            return None
+        return refused
+
+    def _note_refusal(self, camera_id: str, status: Mapping[str, Any]) -> None:
+        """A status's quality_refused: kept when it is the desired quality at the framesize the board is at."""
+        asked, used, framesize = status.get("quality_refused"), status.get("quality"), status.get("frame_size")
+        desired = self.desired.get(camera_id, {})
+        if not _quality(asked) or asked != desired.get("quality") or framesize not in FRAME_SIZES:
+            return
+        if framesize != desired.get("framesize", framesize):
+            return
+        refusal = {"quality": asked, "framesize": framesize, "quality_used": used if _quality(used) else None}
+        if self.quality_refused.get(camera_id) != refusal:
+            self.quality_refused[camera_id] = refusal
+            self._refusal_log.warning(camera_id, "camera %s: the board refused quality %d at %s%s; it is not sent "
+                                      "again until quality or framesize is changed", printable(camera_id), asked, framesize,
+                        f" (it uses {used})" if refusal["quality_used"] is not None else "")
 
     def on_status(self, camera_id: str, status: Mapping[str, Any]) -> None:
         """A camera's status: records the settings it applied, the error of a failed update, and a rollback."""
@@ -222,6 +263,7 @@ class BoardService:
             if update["state"] == "downloading" or update["received"] or error != update["error_before"]:
                 update.update(state="failed", error=error[:200], finished_at=self.clock())
                 log.warning("camera %s: firmware update failed: %s", camera_id, printable(redact(error)))
+        self._note_refusal(camera_id, status)
         parsed = reported_from_status(status)
         if parsed is None:
             return
@@ -239,7 +281,8 @@ class BoardService:
         """What GET /api/cameras/<id>/settings shows."""
         return {"camera": camera_id, "desired": self.desired.get(camera_id, {}),
                 "reported": self.reported.get(camera_id, {}), "unsupported": self.unsupported.get(camera_id, []),
-                "reported_dropped": self.dropped_reported.get(camera_id, 0)}
+                "reported_dropped": self.dropped_reported.get(camera_id, 0),
+                "quality_refused": self._refusal(camera_id)}
 
     def knows(self, camera_id: str) -> bool:
         """Whether settings or an update were ever kept for this camera id."""
@@ -249,6 +292,8 @@ class BoardService:
         """Keep a validated settings message's values as desired (stored before it returns)."""
         desired = {**self.desired.get(camera_id, {}), **message}
         self.desired[camera_id] = desired
+        if "quality" in message or "framesize" in message:
+            self.quality_refused.pop(camera_id, None)  # the user chose again: the board may try it
         await self._run(self._save_desired, camera_id, desired, self.clock())
         return desired
 
@@ -294,6 +339,7 @@ class BoardService:
         self.updates[camera_id] = {
             "image": link.image, "version": version, "md5": link.md5, "size": link.size, "state": "sent",
             "error": None, "requested_at": self.clock(), "expires_at": link.expires_at, "finished_at": None,
+            "deadline": link.deadline,
             "error_before": before, "received": False, "number": number,
         }
         return lambda: self.update_received(camera_id, number)
@@ -323,7 +369,12 @@ class BoardService:
         update = self.updates.get(camera_id)
         shown = None
         if update is not None:
-            shown = {k: v for k, v in update.items() if k not in ("error_before", "received", "number")}
-            if shown["state"] == "sent" and self.clock() >= shown["expires_at"]:
+            shown = {k: v for k, v in update.items() if k not in ("error_before", "received", "number", "deadline")}
+            if shown["state"] == "sent" and self.steady() >= update["deadline"]:
                 shown["state"] = "expired"  # the board never fetched its link
         return {"camera": camera_id, "running": self.running.get(camera_id), "update": shown}
+
+
+def _quality(value: Any) -> bool:
+    """Whether a status's value is a quality a control message could carry."""
+    return isinstance(value, int) and not isinstance(value, bool) and QUALITY_RANGE[0] <= value <= QUALITY_RANGE[1]

@@ -39,7 +39,7 @@ from ..config import RecordConfig
 from ..supervise import Spawn, cancel_and_wait
 from .buffer import PreCaptureBuffer
 from .encoder import EncodeSettings
-from .exporter import DiskSpace, Exporter, UnlimitedDisk
+from .exporter import MAX_EXPORT_S, DiskSpace, Exporter, UnlimitedDisk
 from .index import RecordingIndex, recording_path
 from .recovery import RecoveryReport, recover
 from .worker import CameraState, EncodeWorkers, Span
@@ -197,6 +197,9 @@ class Recorder:
             return False
         cam = self._camera(camera)
         clip_end, post = end + self.config.post_capture_s, self.config.post_capture_s
+        capped = cam.capped.pop(event_id, None)
+        if capped is not None:  # its span reached the hour while it went on: the clip ended there
+            return True
         self._index_soon(self.index.end_clip, event_id, (end if label is None else label) + post, clip_end)
         if self.config.mode != "events":
             if f"event:{event_id}" in cam.activity:
@@ -289,6 +292,14 @@ class Recorder:
             return
         if not span.events and when > span.deadline:
             span.lingering = True  # this frame waits in the ring in case another event starts
+            return
+        if when > span.start + MAX_EXPORT_S:
+            # a span is at most an hour, like every clip: its open events' clips end there, the events go on
+            cap = span.start + MAX_EXPORT_S
+            for event_id in span.events:
+                cam.capped[event_id] = cap
+                self._index_soon(self.index.end_clip, event_id, cap + cam.offset, cap)
+            self._finish_current(cam, cap)
             return
         self.encoders.push_frame(cam, jpeg, when)
         span.last_fed = when

@@ -50,6 +50,7 @@ class CameraState:
     queue: deque[tuple[Any, ...]] = field(default_factory=deque)
     queued_frames: int = 0
     draining: bool = False
+    capped: dict[str, float] = field(default_factory=dict)  # open events whose span reached the hour -> its end
     lock: threading.Lock = field(default_factory=threading.Lock)
     span: Span | None = None  # events mode: the file being written, if any
     segment: str | None = None
