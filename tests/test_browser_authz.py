@@ -134,3 +134,21 @@ async def test_a_viewer_is_told_an_admin_is_needed_where_there_is_no_admin_token
         assert not any("quality" in m for m in received)
         await browser.goto(f"{srv.http}/#/system")
         await browser.wait("document.body.innerText.includes('Logged in as alice, a viewer.')", what="the session panel")
+
+
+async def test_a_feed_reconnect_keeps_a_setting_being_changed():
+    """The camera view refreshes board settings when its live feed reconnects (the server ends the stream every
+    http.event_stream_max_s); a value the user has moved but not applied yet stays, and applying it sends it."""
+    async with running_server(FakeDetector(), http={"event_stream_max_s": 1.0}) as srv, AsyncExitStack() as stack:
+        received = await stack.enter_async_context(camera(srv))
+        browser = await stack.enter_async_context(chromium(f"{srv.http}/#/camera/porch"))
+        await browser.wait("!!document.getElementById('set-quality') && "
+                           "!document.querySelector('[aria-labelledby=settings-title]').hidden", what="the settings panel")
+        await browser.js("(() => { const q = document.getElementById('set-quality'); q.value = '33';"
+                         " q.dispatchEvent(new Event('input')); window.__form = q.form; })()")
+        # three stream ends, each a reconnect that refreshes the view
+        await asyncio.sleep(3.5)
+        assert await browser.js("document.getElementById('set-quality').value") == "33"
+        assert await browser.js("document.getElementById('set-quality').form === window.__form"), "the form was redrawn"
+        await browser.click(".settings-form button[type=submit]")
+        await wait_for(lambda: any(m.get("quality") == 33 for m in received), what="the change the user made")

@@ -278,7 +278,7 @@ export function create(root, route, app) {
     loadEvents();
     if (!known) return;
     loadRecordings();
-    settingsPanel(settings, id);
+    settingsPanel(settings, id, { keepEdits: true });
   });
   loadEvents();
   loadZones();

@@ -54,8 +54,21 @@ function reportedText(field, value) {
   return isNum(value) ? String(value) : NONE;
 }
 
-/** Fill `section` with the settings form of camera `id` if the server has the settings API. */
-export async function settingsPanel(section, id) {
+/** Whether the settings form in `section` holds something the user has not applied yet (or is sending it). */
+function editing(section) {
+  const form = section.querySelector(".settings-form");
+  if (!form) return false;
+  if (form.contains(document.activeElement) && document.activeElement !== document.body) return true;
+  if (form.querySelector(".form-message")?.textContent === "Sending…") return true;
+  return [...form.querySelectorAll("[data-initial]")].some((input) => {
+    const value = input.type === "checkbox" ? input.checked : input.tagName === "SELECT" ? input.value : Number(input.value);
+    return String(value) !== input.dataset.initial;
+  });
+}
+
+/** Fill `section` with the settings form of camera `id` if the server has the settings API. With `keepEdits`
+ * (a refresh, e.g. after the live feed reconnected), a form the user is changing is left as it is. */
+export async function settingsPanel(section, id, { keepEdits = false } = {}) {
   const enc = encodeURIComponent(id);
   let data;
   try {
@@ -131,6 +144,7 @@ export async function settingsPanel(section, id) {
       message.textContent = err instanceof ApiError && err.status === 409 ? "The camera is offline: not sent." : `Not sent: ${err.message}`;
     }
   });
+  if (keepEdits && editing(section)) return; // a refresh never throws away what the user is changing
   section.replaceChildren(h("h2", { id: "settings-title", text: "Board settings" }), form);
   try { fill(data); } catch (err) { section.append(stateBlock("error", "Cannot read the settings", err.message)); }
 }
