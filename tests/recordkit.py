@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -150,3 +151,14 @@ def decodes_cleanly(path: Path) -> int:
                             "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
                            capture_output=True, text=True, timeout=120, check=True)
     return int(count.stdout.strip())
+
+def du(folder: Path) -> int:
+    """Bytes of every file under `folder`, walked."""
+    total = 0
+    for base, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(base, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from pathlib import Path
 
 import aiohttp
 
 from camserver.app import CamServer
 from camserver.record.exporter import EXPORT_SHARE
 from conftest import connect_camera, make_config, make_jpeg
+from recordkit import du
 
 FPS = 10
 MiB = 1024 * 1024
 
 
-def du(folder: Path) -> int:
-    """Bytes of every file under `folder`, walked."""
-    total = 0
-    for base, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(base, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 async def send(server: CamServer, camera: str, stop: asyncio.Event) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from camserver.record.index import RecordingIndex, RecordingsKind, recording_path
 from camserver.storage import Database
 from camserver.storage.floor import Space
+from recordkit import du
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -45,14 +46,7 @@ class Machine:
         return 5000.0 + self.since_boot
 
     def ours(self) -> int:
-        total = 0
-        for base, _, files in os.walk(self.root):
-            for name in files:
-                try:
-                    total += os.stat(os.path.join(base, name)).st_size
-                except OSError:
-                    pass
-        return total
+        return du(self.root)
 
     def space(self, _directory: Path) -> Space:
         return Space(DISK - self.others - self.ours(), DISK)
