@@ -12,23 +12,21 @@ Topics under `mqtt.topic_prefix` (a camera id and a label appear as their topic 
     <camera>/mute                ON / OFF (notifications held)          retained
     <camera>/mute/set            ON / OFF: a command (Home Assistant's switch); not retained
 
-MQTT never gets in the way: it runs in its own task, reconnects with backoff (1 s doubling to 30 s)
-and logs only when its state changes; its queue is bounded (the oldest message goes, counted); a
-message the client refuses is dropped, counted; should the task die anyway, the supervisor restarts
-it. On every (re)connect, and whenever Home Assistant announces itself on `<discovery_prefix>/status`,
-the discovery configs and the current states are sent again.
+MQTT never gets in the way: it runs in its own task, reconnects with backoff (1 s doubling to 30 s) and logs only when its state
+changes; its queue is bounded (the oldest message goes, counted); a message the client refuses is dropped, counted; should the
+task die anyway, the supervisor restarts it. On every (re)connect, and whenever Home Assistant announces itself on
+`<discovery_prefix>/status`, the discovery configs and the current states are sent again.
 
-No state outlives the server: a clean stop says every camera offline, its motion OFF and its counts 0
-before `available` goes offline. After a crash, the next start reads back what the broker retained:
-a camera's `online` or motion `ON` that is not true now is set offline / OFF, and every label entity's
-count of ours goes to 0 unless an object is there now; so do the labels of events the crash left open.
+No state outlives the server: a clean stop says every camera offline, its motion OFF and its counts 0 before `available` goes
+offline. After a crash, the next start reads back what the broker retained: a camera's `online` or motion `ON` that is not true
+now is set offline / OFF, and every label entity's count of ours goes to 0 unless an object is there now; so do the labels of
+events the crash left open.
 
-Entities this server made earlier that its configuration no longer makes are removed (an empty
-retained config): on connecting it reads back the retained discovery configs, keeps those of other
-integrations and other camserver instances (another availability topic) alone, and clears the
-label entities of labels no longer in `events.labels` at once, and the entities of cameras it does
-not know (not in `cameras.ids`, not connected) once they have had `forget_grace_s` after start-up to
-reconnect. Every entity this module publishes comes from `HomeAssistantDiscovery`: anything else of ours is stale.
+Entities this server made earlier that its configuration no longer makes are removed (an empty retained config): on connecting
+it reads back the retained discovery configs, keeps those of other integrations and other camserver instances (another
+availability topic) alone, and clears the label entities of labels no longer in `events.labels` at once, and the entities of
+cameras it does not know (not in `cameras.ids`, not connected) once they have had `forget_grace_s` after start-up to reconnect.
+Every entity this module publishes comes from `HomeAssistantDiscovery`: anything else of ours is stale.
 """
 
 from __future__ import annotations
@@ -265,8 +263,7 @@ class MqttPublisher(MuteSwitch):
     async def _stop_reading_states(client: aiomqtt.Client, wildcards: list[str]) -> None:
         """The retained states have come once the broker had time to send them; later ones are our own."""
         await asyncio.sleep(RETAINED_SETTLE_S)
-        for wildcard in wildcards:
-            await client.unsubscribe(wildcard)
+        await client.unsubscribe(wildcards)
 
     def _everything(self) -> list[Message]:
         """Discovery and every current state: what a broker or Home Assistant that restarted needs."""
@@ -349,29 +346,30 @@ class MqttPublisher(MuteSwitch):
         delay = BACKOFF_S[0]
         while True:
             try:
-                async with self._client() as client:
+                async with self._client() as client, asyncio.TaskGroup() as group:
                     self._set_state("connected")
                     delay = BACKOFF_S[0]
-                    if self.config.homeassistant:
-                        await client.subscribe(f"{self.discovery}/status")
+                    # watched from the first moment: a broker lost while subscribing is noticed within a second
+                    group.create_task(self._watch(client))
                     configs = f"{self.discovery}/+/+/+/config"  # read back what is retained, to clear the stale
                     states = [f"{self.prefix}/+/status", f"{self.prefix}/+/motion"]  # and to set right
-                    for wildcard in (configs, *states):
-                        await client.subscribe(wildcard)
-                    if self.mute is not None:
-                        await client.subscribe(f"{self.prefix}/+/mute/set")
-                    for message in self._everything():
-                        await self._publish(client, message)
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._send(client))
-                        group.create_task(self._listen(client))
-                        group.create_task(self._watch(client))
-                        group.create_task(self._forget_unknown_cameras(client, configs))
-                        group.create_task(self._stop_reading_states(client, states))
+                    await self._greet(client, configs, states)
+                    group.create_task(self._send(client))
+                    group.create_task(self._listen(client))
+                    group.create_task(self._forget_unknown_cameras(client, configs))
+                    group.create_task(self._stop_reading_states(client, states))
             except* aiomqtt.MqttError as errors:
                 self._set_state("disconnected", str(errors.exceptions[0]))
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_S[1])
+
+    async def _greet(self, client: aiomqtt.Client, configs: str, states: list[str]) -> None:
+        """Subscribe to what camserver reads back, then send discovery and every current state."""
+        wanted = [configs, *states, *([f"{self.discovery}/status"] if self.config.homeassistant else []),
+                  *([f"{self.prefix}/+/mute/set"] if self.mute is not None else [])]
+        await client.subscribe([(topic, 0) for topic in wanted])
+        for message in self._everything():
+            await self._publish(client, message)
 
     async def _publish(self, client: aiomqtt.Client, message: Message) -> None:
         try:
