@@ -57,7 +57,7 @@ class ConfigApi:
 
     def __init__(self, file: ConfigFile | None, apply_events: Callable[[EventsConfig], Awaitable[None]],
                  shapes_changed: Callable[[Config], None],
-                 apply_http: Callable[[HttpConfig], None] | None = None) -> None:
+                 apply_http: Callable[[HttpConfig, web.Request, web.StreamResponse], None] | None = None) -> None:
         self.file = file
         self.apply_http = apply_http  # new tokens and users (web/session.py's update)
         self.apply_events = apply_events
@@ -127,8 +127,9 @@ class ConfigApi:
             if any(k.startswith("events.") for k in live):  # [events]' shapes (LIVE_KEYS)
                 await self.apply_events(result.config.events)
                 self.shapes_changed(result.config)
+            resp = web.json_response({"version": result.version, "changed": result.changed, "applied_live": live,
+                                      "restart_needed": result.restart}, headers={"ETag": f'"{result.version}"'})
             if any(k.startswith("http.") for k in live) and self.apply_http is not None:
-                self.apply_http(result.config.http)
+                self.apply_http(result.config.http, request, resp)  # the writer's own page session kept
         log.info("config.toml changed by %s: %s", request.remote, ", ".join(result.changed) or "nothing")
-        return web.json_response({"version": result.version, "changed": result.changed, "applied_live": live,
-                                  "restart_needed": result.restart}, headers={"ETag": f'"{result.version}"'})
+        return resp

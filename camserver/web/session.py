@@ -162,8 +162,13 @@ class ViewerAuth:
         self.signer = SessionSigner(secret, self.token, self.users, self.clock, self.admin_token, self.admins,
                                     revoked)
 
-    def update(self, http: HttpConfig) -> None:
-        """Take new tokens, users and roles at once (a PATCH of http.*): sessions of a changed credential end."""
+    def update(self, http: HttpConfig, request: web.Request | None = None,
+               response: web.StreamResponse | None = None) -> None:
+        """Take new tokens, users and roles at once (a PATCH of http.*): every page session ends (the
+        cookies' key covers them all) but that of the request which made the change, when its own
+        credential is unchanged: its cookie is issued again, under the new key, in `response`."""
+        writer = request.get(IDENTITY) if request is not None else None
+        before = (self.users.get(writer.user or "") if writer is not None else None, self.admin_token)
         self.token, self.admin_token = http.token, http.admin_token
         self.users = dict(http.passwords)
         self.admins = frozenset(http.admins) & set(self.users)
@@ -175,6 +180,17 @@ class ViewerAuth:
         self._secret = self._secret or secrets.token_bytes(32)
         self.signer = SessionSigner(self._secret, self.token, self.users, self.clock, self.admin_token, self.admins,
                                     revoked)
+        who = writer
+        if who is None or who.via != "session" or response is None:
+            return
+        if who.user is not None and before[0] is not None and self.users.get(who.user) == before[0]:
+            role = ADMIN if who.user in self.admins else VIEWER
+        elif who.user is None and who.admin and self.admin_token and self.admin_token == before[1]:
+            role = ADMIN
+        else:
+            return  # its own password, role or token changed: it logs in again
+        response.set_cookie(COOKIE, self.signer.issue(who.user, role), path="/", httponly=True, samesite="Strict",
+                            secure=self.https or (request is not None and request.secure))
 
     async def check_password(self, name: str, password: str) -> bool:
         """Whether `name` has this password: a hash is checked in an executor (HASH_CHECKS at a time), a
