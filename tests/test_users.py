@@ -24,6 +24,7 @@ from camserver.config import ConfigError
 from conftest import FakeDetector, make_config
 from camserver.config.writeback import HIDDEN, ConfigFile
 from camserver.passwords import hash_password, is_hashed, verify
+from camserver.web.cookies import SECRET_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 MERGE = "application/merge-patch+json"
@@ -269,3 +270,46 @@ def _timed(fn, *args) -> float:
     t0 = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t0
+
+
+async def test_the_writer_keeps_its_page_session_and_other_sessions_end(tmp_path):
+    """An admin logged in by the page adds a user: its cookie is issued again (it stays logged in), while the
+    session of another user ends (the sessions' key covers every credential)."""
+    async with served(users_file(tmp_path, HASHED)) as (_, base):
+        admin = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        other = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        async with admin, other:
+            for jar, user, password in ((admin, "root", ADMIN_PW), (other, "bob", BOB_PW)):
+                async with jar.post(f"{base}/api/login", json={"user": user, "password": password}) as resp:
+                    assert resp.status == 200
+            async with admin.get(f"{base}/api/config") as resp:
+                version = (await resp.json())["version"]
+            async with admin.patch(f"{base}/api/config", json={"http": {"users": {"dave": "dave-pass-99"}}},
+                                   headers={"Content-Type": MERGE, "If-Match": version}) as resp:
+                assert resp.status == 200, await resp.text()
+            async with admin.get(f"{base}/api/config") as resp:
+                assert resp.status == 200, "the admin who made the change is still logged in"
+            async with other.get(f"{base}/api/cameras") as resp:
+                assert resp.status == 401, "another session ends with the change"
+
+
+async def test_a_server_started_open_takes_its_first_admin_from_the_page(tmp_path, http):
+    """No users, no tokens: the first user, an admin, added by PATCH applies at once; then the open
+    server needs a login, and the admin's login works."""
+    file = users_file(tmp_path, "{}")
+    async with served(file) as (_, base):
+        async with http.get(f"{base}/api/config") as resp:
+            version = (await resp.json())["version"]
+        async with http.patch(f"{base}/api/config", json={"http": {"users": {"root": {"password": ADMIN_PW,
+                                                                                       "role": "admin"}}}},
+                              headers={"Content-Type": MERGE, "If-Match": version}) as resp:
+            assert resp.status == 200, await resp.text()
+        async with http.get(f"{base}/api/cameras") as resp:
+            assert resp.status == 401
+        jar = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        async with jar:
+            async with jar.post(f"{base}/api/login", json={"user": "root", "password": ADMIN_PW}) as resp:
+                assert resp.status == 200 and (await resp.json())["can_write"]
+            async with jar.get(f"{base}/api/config") as resp:
+                assert resp.status == 200
+    assert (tmp_path / "data" / SECRET_FILE).exists(), "the session secret is kept, so sessions survive a restart"

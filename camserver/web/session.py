@@ -177,6 +177,11 @@ class ViewerAuth:
             self.signer = None
             return
         revoked = dict(self.signer.revoked) if self.signer is not None else {}
+        if self._secret is None:  # the first credential of a server that started open: a tiny file, once
+            try:
+                self._secret = load_secret(self.storage_dir) if self.storage_dir is not None else None
+            except OSError as exc:
+                log.warning("cannot keep the session secret in %s (%s)", self.storage_dir, exc)
         self._secret = self._secret or secrets.token_bytes(32)
         self.signer = SessionSigner(self._secret, self.token, self.users, self.clock, self.admin_token, self.admins,
                                     revoked)
