@@ -156,7 +156,8 @@ class CamServer:
             config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
             auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape)),
+                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape,
+                                                               auth.update)),
             self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched

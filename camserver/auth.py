@@ -13,6 +13,8 @@ import hmac
 from typing import Any, Mapping
 from urllib.parse import parse_qs, urlsplit
 
+from .passwords import verify
+
 
 def authorization(headers: Any) -> str | None:
     """The one Authorization header, or None when there is none or more than one."""
@@ -58,21 +60,30 @@ def same_secret(given: str | None, expected: str) -> bool:
     return hmac.compare_digest(_bytes(given), _bytes(expected))
 
 
-def basic_user(headers: Any, users: Mapping[str, str]) -> str | None:
-    """The user name if `Authorization: Basic` holds a known user and the right password."""
+def basic_credentials(headers: Any) -> tuple[str, str] | None:
+    """The (user, password) of `Authorization: Basic`, or None."""
     scheme, _, value = (authorization(headers) or "").partition(" ")
-    if scheme.lower() != "basic" or not users:
+    if scheme.lower() != "basic":
         return None
     try:
         name, _, password = base64.b64decode(_bytes(value.strip()), validate=True).decode().partition(":")
     except (binascii.Error, ValueError):  # not base64, or not UTF-8 inside
         return None
-    return name if password_ok(users, name, password) else None
+    return name, password
+
+
+def basic_user(headers: Any, users: Mapping[str, str]) -> str | None:
+    """The user name if `Authorization: Basic` holds a known user and the right password (blocking when hashed)."""
+    given = basic_credentials(headers)
+    if given is None or not users:
+        return None
+    return given[0] if password_ok(users, *given) else None
 
 
 def password_ok(users: Mapping[str, str], name: str, password: str) -> bool:
-    """Whether `name` is a known user with this password (constant time in the password)."""
-    expected = users.get(name)
-    # compare against something even for an unknown user, so timing does not reveal names
-    ok = same_secret(password, expected if expected is not None else "\0" * len(password))
-    return ok and expected is not None
+    """Whether `name` is a known user with this password (a hash or plain text; constant time in the password).
+
+    Blocking for ~30 ms when the password is stored hashed: the viewer side runs it in an executor.
+    """
+    # an unknown user is checked against a dummy hash, so that timing does not reveal names
+    return verify(users.get(name), password)

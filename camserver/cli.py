@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="advertise the server as camserver.local on the LAN (http.mdns, default on)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--hash-password", action="store_true",
+                   help="read a password (twice, without echo; from stdin when it is no terminal) and print its "
+                        "hash for http.users, then exit")
     p.add_argument("--config-schema", action="store_true",
                    help="print the JSON schema of config.toml (made from the config models) and exit")
     p.add_argument("--ports-file", type=Path,
@@ -148,6 +151,26 @@ class Serve(Protocol):
         ...
 
 
+def hash_password_command(name: str) -> int:
+    """--hash-password: the password from the terminal (asked twice, not echoed) or stdin's first line."""
+    import getpass
+
+    from .passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print(f"{name}: the two passwords differ", file=sys.stderr)
+            return EXIT_CONFIG
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print(f"{name}: an empty password cannot be hashed", file=sys.stderr)
+        return EXIT_CONFIG
+    print(hash_password(password))
+    return 0
+
+
 def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
     """Parse flags, load the config, set up logging and run `serve`; returns the exit code.
 
@@ -158,6 +181,8 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
         name: prefix of the one-line error messages.
     """
     args = build_parser().parse_args(argv)
+    if args.hash_password:
+        return hash_password_command(name)
     if args.config_schema:
         print(json.dumps(schema(), indent=2))
         return 0

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BeforeValidator, Field, Strict, WithJsonSchema, model_validator
 
+from ..passwords import hash_problem
 from .checks import LOWER, _url, Allowed, Bool, CameraId, Float, Int, Table, Text, Token, checked, matching, problem
 
 Backend = Literal["auto", "torch", "openvino", "onnx", "triton"]
@@ -82,6 +83,8 @@ def _users(entries: Any) -> tuple[UserConfig, ...]:
         if not isinstance(password, str) or not password:
             raise problem("must be a non-empty string (the password)",
                           f"{key}.password" if isinstance(entry, Mapping) else key, "...")
+        if (bad := hash_problem(password)) is not None:
+            raise problem(bad, f"{key}.password" if isinstance(entry, Mapping) else key, "...")
         users.append(UserConfig(name=name, password=password, role=typing.cast(Role, role)))
     return tuple(sorted(users, key=lambda u: u.name))
 
@@ -124,8 +127,10 @@ class HttpConfig(Table):
                                "watch may write.")
     users: Annotated[tuple[UserConfig, ...], BeforeValidator(_users), WithJsonSchema(USERS_SCHEMA)] = Field(
         (), json_schema_extra={"default": {}},
-        description="Accounts for basic auth and the page's login: `alice = \"password\"` (a viewer) or "
-                        "`bob = { password = \"...\", role = \"admin\" }`.")
+        description="Accounts for basic auth and the page's login: `alice = \"HASH\"` (a viewer) or "
+                        "`bob = { password = \"HASH\", role = \"admin\" }`, HASH being the line "
+                        "`python -m camserver --hash-password` prints (pbkdf2_sha256$...); a password in plain "
+                        "text still works and is warned about at start.")
     public_url: Annotated[str, checked(lambda v: None if v == "" else _url(v))] = Field(
         "", description="The server's address as phones reach it, for links in notifications; `\"\"` = no link.")
     mdns: Bool = Field(True, description="Advertise the server over mDNS as `<mdns_name>.local` (`_http._tcp` and "

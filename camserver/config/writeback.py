@@ -25,12 +25,15 @@ from tomlkit.items import InlineTable
 
 from .checks import ConfigError
 from .loading import from_mapping
+from .server import HttpConfig
 from .tables import Config
+from .userpatch import hash_passwords, lockout
 
 HIDDEN = "(hidden)"  # what a secret is shown as; sent back unchanged, the file's value stays
 SECRET_KEYS = frozenset({"token", "admin_token", "triton_token", "password"})
 # the keys a running server takes without a restart (events/engine.py's apply_shapes)
-LIVE_KEYS = frozenset({"events.zones", "events.masks", "events.filters"})
+LIVE_KEYS = frozenset({"events.zones", "events.masks", "events.filters",
+                       "http.users", "http.token", "http.admin_token"})  # the last three: web/session.py's update
 BACKUPS = 5  # config.toml.1.bak (newest) .. config.toml.5.bak
 MAX_DEPTH = 16
 
@@ -274,17 +277,25 @@ class ConfigFile:
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, tomlkit.exceptions.TOMLKitError) as exc:
             raise ConfigError("--config", str(self.path), f"not valid TOML now: {exc}") from None
         try:
-            merge(document, restore_secrets(patch, before))
+            merge(document, restore_secrets(hash_passwords(patch, before), before))
             text = tomlkit.dumps(document)
         except (ValueError, TypeError) as exc:  # PatchRefused is one; tomlkit's own: a value TOML cannot hold
             raise PatchRefused(str(exc)) from None
         after = tomllib.loads(text)
         config = self.effective(after)  # ConfigError: nothing written
+        if (lost := lockout(self._http(before), config.http)) is not None:
+            raise PatchRefused(lost)
         new = text.encode("utf-8")
         if new != raw:
             self._backup(raw)
             self._write(new)
         return Patched(version_of(new), config, changed_keys(before, after))
+
+    def _http(self, before: Mapping[str, Any]) -> HttpConfig:
+        try:
+            return self.effective(before).http
+        except ConfigError:  # the file was invalid already: nothing to lock out of
+            return HttpConfig()
 
     def _backup(self, raw: bytes) -> None:
         """config.toml.1.bak is the file before this write; older ones shift up, the oldest past `backups` goes."""

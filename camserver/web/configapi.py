@@ -24,7 +24,8 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from pydantic.json_schema import PydanticJsonSchemaWarning
 
-from ..config import Config, ConfigError, EventsConfig, schema
+from ..config import Config, ConfigError, EventsConfig, HttpConfig, schema
+from ..config.userpatch import tokens_shown, users_shown
 from ..config.writeback import LIVE_KEYS, ConfigFile, PatchRefused, VersionMismatch, redact
 from ..jsonbody import read_json
 from ..logsafe import ThrottledLog
@@ -50,12 +51,15 @@ class ConfigApi:
     Args:
         file: config.toml and the command-line overrides (None: the server was started without a file).
         apply_events: takes new zones, object masks and filters into the events stage.
+        apply_http: takes new tokens, users and roles into the viewer side's credentials.
         shapes_changed: told the new config, for what the zone editor reads back (/api/zones).
     """
 
     def __init__(self, file: ConfigFile | None, apply_events: Callable[[EventsConfig], Awaitable[None]],
-                 shapes_changed: Callable[[Config], None]) -> None:
+                 shapes_changed: Callable[[Config], None],
+                 apply_http: Callable[[HttpConfig, web.Request, web.StreamResponse], None] | None = None) -> None:
         self.file = file
+        self.apply_http = apply_http  # new tokens and users (web/session.py's update)
         self.apply_events = apply_events
         self.shapes_changed = shapes_changed
         self._lock = asyncio.Lock()  # one read-check-write at a time: the version check holds across it
@@ -81,7 +85,9 @@ class ConfigApi:
         try:
             data = tomllib.loads(raw.decode("utf-8"))
             body["file"] = redact(data)
-            body["effective"] = redact(file.effective(data).model_dump(mode="json"))
+            effective = file.effective(data)
+            body["effective"] = redact(effective.model_dump(mode="json"))
+            body["users"], body["tokens"] = users_shown(effective.http), tokens_shown(effective.http)
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             body.update(file=None, effective=None, problems=[f"{file.path.name} is not valid TOML: {exc}"])
         except ConfigError as exc:
@@ -118,9 +124,12 @@ class ConfigApi:
                 self._log.warning("write", "config.toml could not be written: %s", exc)
                 raise web.HTTPInternalServerError(reason="cannot write config.toml", text=str(exc)) from None
             live = result.live
-            if live:  # every live key is one of [events]' shapes (LIVE_KEYS)
+            if any(k.startswith("events.") for k in live):  # [events]' shapes (LIVE_KEYS)
                 await self.apply_events(result.config.events)
                 self.shapes_changed(result.config)
+            resp = web.json_response({"version": result.version, "changed": result.changed, "applied_live": live,
+                                      "restart_needed": result.restart}, headers={"ETag": f'"{result.version}"'})
+            if any(k.startswith("http.") for k in live) and self.apply_http is not None:
+                self.apply_http(result.config.http, request, resp)  # the writer's own page session kept
         log.info("config.toml changed by %s: %s", request.remote, ", ".join(result.changed) or "nothing")
-        return web.json_response({"version": result.version, "changed": result.changed, "applied_live": live,
-                                  "restart_needed": result.restart}, headers={"ETag": f'"{result.version}"'})
+        return resp

@@ -32,7 +32,8 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from ..auth import authorization, basic_user, bearer_token, password_ok, query_token, same_secret
+from ..auth import authorization, basic_credentials, bearer_token, query_token, same_secret
+from ..passwords import VerifiedCache, is_hashed, needs_work, verify
 from ..config import HttpConfig
 from ..logsafe import ThrottledLog, printable
 from ..jsonbody import read_json
@@ -52,6 +53,9 @@ FAILURE_WINDOW_S = 60.0
 MAX_TRACKED = 4096  # client addresses with recent failures (see limiter.py: a lock is never forgotten)
 # where a request keeps what identify() found, so that it is checked (and a wrong one counted) once
 IDENTITY: web.RequestKey[Identity | None] = web.RequestKey("camserver.identity")
+# the basic-auth user the gate checked off the loop (None: a wrong or unknown one)
+BASIC: web.RequestKey[str | None] = web.RequestKey("camserver.basic")
+HASH_CHECKS = 2  # password hashes computed at once (each ~30 ms of a core); more guesses wait their turn
 
 # The app's shell and modules, and the login exchange: a browser needs them before it has a
 # credential, and they hold no secrets. /healthz stays open for monitors.
@@ -90,10 +94,15 @@ class ViewerAuth:
         self._revoking = asyncio.Lock()  # one logout's file write at a time
         self.limiter = limiter or GuessLimiter(MAX_FAILURES, FAILURE_WINDOW_S, MAX_TRACKED)
         self._failure_log = ThrottledLog(log, interval_s=10.0)
+        self.verified = VerifiedCache()  # successful password checks, for basic auth on every request
+        self._hashing = asyncio.Semaphore(HASH_CHECKS)
+        self._secret: bytes | None = None
+        self._revoked: dict[str, float] = {}
 
     @classmethod
     def from_config(cls, http: HttpConfig, storage_dir: Path | None, public_prefixes: tuple[str, ...] = ()) -> ViewerAuth:
-        """The credentials of the [http] table."""
+        """The credentials of the [http] table (warns once about passwords stored in plain text)."""
+        warn_plain(http.passwords)
         return cls(http.token, http.passwords, storage_dir, public_prefixes=public_prefixes,
                    admin_token=http.admin_token, admins=http.admins, public_url=http.public_url)
 
@@ -149,8 +158,65 @@ class ViewerAuth:
         except OSError as exc:
             log.warning("cannot read the logouts kept in %s (%s): they are forgotten", self.storage_dir, exc)
             revoked = {}
+        self._secret = secret
         self.signer = SessionSigner(secret, self.token, self.users, self.clock, self.admin_token, self.admins,
                                     revoked)
+
+    def update(self, http: HttpConfig, request: web.Request | None = None,
+               response: web.StreamResponse | None = None) -> None:
+        """Take new tokens, users and roles at once (a PATCH of http.*): every page session ends (the
+        cookies' key covers them all) but that of the request which made the change, when its own
+        credential is unchanged: its cookie is issued again, under the new key, in `response`."""
+        writer = request.get(IDENTITY) if request is not None else None
+        before = (self.users.get(writer.user or "") if writer is not None else None, self.admin_token)
+        self.token, self.admin_token = http.token, http.admin_token
+        self.users = dict(http.passwords)
+        self.admins = frozenset(http.admins) & set(self.users)
+        self.verified.clear()
+        if not self.sessions:
+            self.signer = None
+            return
+        revoked = dict(self.signer.revoked) if self.signer is not None else {}
+        if self._secret is None:  # the first credential of a server that started open: a tiny file, once
+            try:
+                self._secret = load_secret(self.storage_dir) if self.storage_dir is not None else None
+            except OSError as exc:
+                log.warning("cannot keep the session secret in %s (%s)", self.storage_dir, exc)
+        self._secret = self._secret or secrets.token_bytes(32)
+        self.signer = SessionSigner(self._secret, self.token, self.users, self.clock, self.admin_token, self.admins,
+                                    revoked)
+        who = writer
+        if who is None or who.via != "session" or response is None:
+            return
+        if who.user is not None and before[0] is not None and self.users.get(who.user) == before[0]:
+            role = ADMIN if who.user in self.admins else VIEWER
+        elif who.user is None and who.admin and self.admin_token and self.admin_token == before[1]:
+            role = ADMIN
+        else:
+            return  # its own password, role or token changed: it logs in again
+        response.set_cookie(COOKIE, self.signer.issue(who.user, role), path="/", httponly=True, samesite="Strict",
+                            secure=self.https or (request is not None and request.secure))
+
+    async def check_password(self, name: str, password: str) -> bool:
+        """Whether `name` has this password: a hash is checked in an executor (HASH_CHECKS at a time), a
+        success kept for a minute in memory so that basic auth on every request costs no hash."""
+        stored = self.users.get(name)
+        if not needs_work(stored):
+            return verify(stored, password)
+        if stored is not None and self.verified.known(name, stored, password):
+            return True
+        async with self._hashing:
+            ok = await asyncio.get_running_loop().run_in_executor(None, verify, stored, password)
+        if ok and stored is not None and self.users.get(name) == stored:
+            self.verified.remember(name, stored, password)
+        return ok
+
+    def _check_now(self, name: str, password: str) -> bool:
+        """check_password on the loop, for a basic credential the gate did not see (blocking when hashed)."""
+        stored = self.users.get(name)
+        if stored is not None and needs_work(stored) and self.verified.known(name, stored, password):
+            return True
+        return verify(stored, password)
 
     def identify(self, request: web.Request) -> Identity | None:
         """How the request proves itself, or None if it does not; of several credentials, an admin one wins.
@@ -184,7 +250,11 @@ class ViewerAuth:
             if given is not None and not any(same_secret(given, t) for t in (self.admin_token, self.token) if t):
                 wrong = True
         if self._basic(request):
-            user = basic_user(request.headers, self.users)
+            if BASIC in request:
+                user = request[BASIC]
+            else:
+                pair = basic_credentials(request.headers) if self.users else None
+                user = pair[0] if pair is not None and self._check_now(*pair) else None
             if user is None:
                 wrong = True
             else:
@@ -219,6 +289,11 @@ class ViewerAuth:
         async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
             if self.sessions and self.presents_credential(request):
                 self._refuse_if_locked(request)
+                given = basic_credentials(request.headers) if self.users and self._basic(request) else None
+                if given is not None and IDENTITY not in request:
+                    ok = await self.check_password(*given)
+                    self._refuse_if_locked(request)  # other guesses of this address may have locked it meanwhile
+                    request[BASIC] = given[0] if ok else None
                 self.identify(request)
             return await handler(request)
 
@@ -276,7 +351,7 @@ class ViewerAuth:
             who = Identity("session", None, ADMIN)
         elif isinstance(token, str) and self.token and same_secret(token, self.token):
             who = Identity("session")
-        elif isinstance(user, str) and isinstance(password, str) and password_ok(self.users, user, password):
+        elif isinstance(user, str) and isinstance(password, str) and await self.check_password(user, password):
             who = Identity("session", user, ADMIN if user in self.admins else VIEWER)
         if who is None or self.signer is None:
             self._failed(request.remote or "?", "failed page login")
@@ -309,3 +384,12 @@ class ViewerAuth:
                 await asyncio.get_running_loop().run_in_executor(None, self.revocations.add, nonce, expires, revoked)
             except OSError as exc:
                 log.warning("cannot keep a logout in %s (%s): it ends when the server restarts", self.storage_dir, exc)
+
+
+def warn_plain(users: Mapping[str, str]) -> None:
+    """One warning naming the users whose passwords config.toml holds in plain text."""
+    plain = sorted(name for name, stored in users.items() if not is_hashed(stored))
+    if plain:
+        log.warning("http.users: the passwords of %s are stored in plain text; replace each with the line "
+                    "`python -m camserver --hash-password` prints (or set them from the page)",
+                    ", ".join(printable(n, 60) for n in plain))

@@ -91,7 +91,7 @@ def viewer_auth(auth: ViewerAuth) -> Callable[..., Awaitable[web.StreamResponse]
 
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if auth.is_public(request.path) or auth.identify(request) is not None:
+        if not auth.required or auth.is_public(request.path) or auth.identify(request) is not None:
             return await handler(request)
         raise web.HTTPUnauthorized(
             reason="authentication required",
@@ -171,8 +171,7 @@ class ViewerApp:
             auth = self.auth
             middlewares.append(self.connections.middleware(lambda r: auth.sessions and auth.identify(r) is not None))
         middlewares += [unsatisfiable_ranges, write_guard(self.auth, (self.config.public_url,))]
-        if self.auth.required:
-            middlewares.append(viewer_auth(self.auth))
+        middlewares.append(viewer_auth(self.auth))  # always: users and tokens may be set live (session.py's update)
         app = web.Application(middlewares=middlewares)
         app.middlewares.insert(0, strict_json)  # outermost: it sees every JSON answer, errors included
         StaticAssets().add_routes(app)
