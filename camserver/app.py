@@ -153,11 +153,12 @@ class CamServer:
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
                                           config.http.unauthenticated_share)
         self.viewer_app = ViewerApp(
-            config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
-            self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape)),
-            self.http_limit,
+            config=config.http, hub=self.hub, health=self.health, camera_figures=self.camera_figures,
+            latest_detections=self.scheduler.latest, annotated_latest=self.scheduler.annotated_latest,
+            events=self.events if config.events.enabled else None, exposition=self.metrics.exposition, auth=auth,
+            routes=(board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
+                    MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape)),
+            connections=self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
