@@ -24,7 +24,7 @@ from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
 from .detect.tuner import precision_tuner
 from .events.engine import EventEngine
-from .hub import Camera, CameraHub
+from .hub import Camera, CameraHub, HubPorts
 from .ingest import CameraIngest
 from .integrations.lan import listen_error, reachable_host, startup_lines, warn_if_open
 from .integrations.mdns import MdnsAdvertiser
@@ -97,9 +97,23 @@ class CamServer:
         self.timeline = timeline = timeline_of(clock)
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
-        self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, timeline)
         self.database = Database(Path(config.storage.dir), config.storage.max_mb, timeline.wall, config.storage.min_free_mb)
         self.events = EventEngine(config.events, config.storage, self.database, timeline.now, wall=timeline.wall)
+        self.webhooks = WebhookSender(config.webhooks)
+        self.mute = MuteBoard(self.database, config.mute.holds)
+        self.events.listeners.append(self.mute.hold("webhooks", self.webhooks.on_change))
+        self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
+                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
+                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
+                                  mute=self.mute)
+        self.events.listeners.append(self.mqtt.on_change)
+        self.recorder = recorder = self._recorder(config, timeline)
+        self.hub = CameraHub(config.ingest.max_cameras, declared_ids=config.cameras.ids, clock=timeline, ports=HubPorts(
+            online=(lambda cam: self.mqtt.camera_online(cam.id, True),),
+            offline=(self._camera_offline, lambda cam: recorder.camera_offline(cam.id)),
+            forget=(self.mqtt.camera_forgotten, self.events.forget_camera),
+            frame=(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.steady, frame.wall_time),),
+            in_use=lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0), default_id=config.ingest.default_camera_id)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
         self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote)
@@ -110,19 +124,6 @@ class CamServer:
         self.scheduler.objects_moving = self.events.objects_moving
         self.scheduler.on_held = self._held
         self.scheduler.on_motion = self._motion
-        self.hub.on_offline.append(self._camera_offline)
-        self.webhooks = WebhookSender(config.webhooks)
-        self.mute = MuteBoard(self.database, config.mute.holds)
-        self.events.listeners.append(self.mute.hold("webhooks", self.webhooks.on_change))
-        self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
-                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
-                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
-                                  mute=self.mute)
-        self.events.listeners.append(self.mqtt.on_change)
-        self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
-        self.hub.on_forget.append(self.mqtt.camera_forgotten)
-        self.hub.on_forget.append(self.events.forget_camera)
-        self.recorder = self._recorder(config, timeline)
         self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
                                  clip_path=self._finished_clip if config.record.mode != "off" else None,
                                  muted=self.mute.holding("notify"))
@@ -162,7 +163,6 @@ class CamServer:
             connections=self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
-        self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None
         self.ws_port = 0
@@ -185,8 +185,6 @@ class CamServer:
         budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
         index.grew = self.database.budget.soon
-        self.hub.on_frame.append(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.steady, frame.wall_time))
-        self.hub.on_offline.append(lambda cam: recorder.camera_offline(cam.id))
         # first: the end change carries the clip's URL for every later listener (webhooks, MQTT)
         self.events.listeners.insert(0, lambda change: _record_event(recorder, change))
         self.events.extra_fields.append(recorder.index.clip_fields)
