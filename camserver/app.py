@@ -98,16 +98,22 @@ class CamServer:
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
         self.database = Database(Path(config.storage.dir), config.storage.max_mb, timeline.wall, config.storage.min_free_mb)
-        self.events = EventEngine(config.events, config.storage, self.database, timeline.now, wall=timeline.wall)
+        self.recorder = recorder = self._recorder(config, timeline)
         self.webhooks = WebhookSender(config.webhooks)
         self.mute = MuteBoard(self.database, config.mute.holds)
-        self.events.listeners.append(self.mute.hold("webhooks", self.webhooks.on_change))
         self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
                                   motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
                                   public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
                                   mute=self.mute)
-        self.events.listeners.append(self.mqtt.on_change)
-        self.recorder = recorder = self._recorder(config, timeline)
+        self.notifier = Notifier(config.notify, config.http.public_url,
+                                 snapshot=lambda event_id: self.events.read_snapshot_file(event_id),
+                                 clip_path=self._finished_clip if config.record.mode != "off" else None,
+                                 muted=self.mute.holding("notify"))
+        self.events = EventEngine(  # the recorder first: the end change carries the clip's URL for the others
+            config.events, config.storage, self.database, clock=timeline.now, wall=timeline.wall,
+            listeners=(lambda change: _record_event(recorder, change), self.mute.hold("webhooks", self.webhooks.on_change),
+                       self.mqtt.on_change, self.notifier.on_change),
+            extra_fields=(recorder.index.clip_fields,), on_delete=(recorder.index.delete_clip,))
         self.hub = CameraHub(config.ingest.max_cameras, declared_ids=config.cameras.ids, clock=timeline, ports=HubPorts(
             online=(lambda cam: self.mqtt.camera_online(cam.id, True),),
             offline=(self._camera_offline, lambda cam: recorder.camera_offline(cam.id)),
@@ -124,18 +130,12 @@ class CamServer:
         self.scheduler.objects_moving = self.events.objects_moving
         self.scheduler.on_held = self._held
         self.scheduler.on_motion = self._motion
-        self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
-                                 clip_path=self._finished_clip if config.record.mode != "off" else None,
-                                 muted=self.mute.holding("notify"))
         self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
-        self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
-        self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
         self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=timeline.wall,
                                   steady=timeline.now)
-        self.ingest.on_hello = self._hello
-        self.ingest.on_status = self.board.on_status
+        self.ingest = CameraIngest(config.ingest, self.hub, on_hello=self._hello, on_status=self.board.on_status)
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
                              self._camera_base_url, self._camera_status, self._after_pending,
                              max_bytes=self.database.budget.max_bytes, room=self.database.budget.room)
@@ -185,10 +185,6 @@ class CamServer:
         budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
         index.grew = self.database.budget.soon
-        # first: the end change carries the clip's URL for every later listener (webhooks, MQTT)
-        self.events.listeners.insert(0, lambda change: _record_event(recorder, change))
-        self.events.extra_fields.append(recorder.index.clip_fields)
-        self.events.on_delete.append(recorder.index.delete_clip)
         return recorder
 
     def _finished_clip(self, event_id: str) -> Path | None:
