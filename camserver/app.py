@@ -174,8 +174,8 @@ class CamServer:
     def _recorder(self, config: Config, timeline: Timeline) -> Recorder:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
         root = Path(config.storage.dir)
-        index = RecordingIndex(self.database, root)
         budget = self.database.budget
+        index = RecordingIndex(self.database, root, grew=budget.soon)
         recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, disk=budget,
                             export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
         # the order the budget removes in: exports (made again on request), recordings, then events;
@@ -184,7 +184,6 @@ class CamServer:
         budget.add(RecordingsKind(index, config.record.retain_days))
         budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
-        index.grew = self.database.budget.soon
         return recorder
 
     def _finished_clip(self, event_id: str) -> Path | None:
