@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -23,7 +24,7 @@ from .detect.pool import DetectorPool
 from .detect.scheduler import DetectionScheduler
 from .detect.tuner import precision_tuner
 from .events.engine import EventEngine
-from .hub import Camera, CameraHub
+from .hub import Camera, CameraHub, HubPorts
 from .ingest import CameraIngest
 from .integrations.lan import listen_error, reachable_host, startup_lines, warn_if_open
 from .integrations.mdns import MdnsAdvertiser
@@ -96,9 +97,29 @@ class CamServer:
         self.timeline = timeline = timeline_of(clock)
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
-        self.hub = CameraHub(config.ingest.max_cameras, config.cameras.ids, config.ingest.default_camera_id, timeline)
         self.database = Database(Path(config.storage.dir), config.storage.max_mb, timeline.wall, config.storage.min_free_mb)
-        self.events = EventEngine(config.events, config.storage, self.database, timeline.now, wall=timeline.wall)
+        self.recorder = recorder = self._recorder(config, timeline)
+        self.webhooks = WebhookSender(config.webhooks)
+        self.mute = MuteBoard(self.database, config.mute.holds)
+        self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
+                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
+                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
+                                  mute=self.mute)
+        self.notifier = Notifier(config.notify, config.http.public_url,
+                                 snapshot=lambda event_id: self.events.read_snapshot_file(event_id),
+                                 clip_path=self._finished_clip if config.record.mode != "off" else None,
+                                 muted=self.mute.holding("notify"))
+        self.events = EventEngine(  # the recorder first: the end change carries the clip's URL for the others
+            config.events, config.storage, self.database, clock=timeline.now, wall=timeline.wall,
+            listeners=(lambda change: _record_event(recorder, change), self.mute.hold("webhooks", self.webhooks.on_change),
+                       self.mqtt.on_change, self.notifier.on_change),
+            extra_fields=(recorder.index.clip_fields,), on_delete=(recorder.index.delete_clip,))
+        self.hub = CameraHub(config.ingest.max_cameras, declared_ids=config.cameras.ids, clock=timeline, ports=HubPorts(
+            online=(lambda cam: self.mqtt.camera_online(cam.id, True),),
+            offline=(self._camera_offline, lambda cam: recorder.camera_offline(cam.id)),
+            forget=(self.mqtt.camera_forgotten, self.events.forget_camera),
+            frame=(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.steady, frame.wall_time),),
+            in_use=lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0), default_id=config.ingest.default_camera_id)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
         self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote)
@@ -109,31 +130,12 @@ class CamServer:
         self.scheduler.objects_moving = self.events.objects_moving
         self.scheduler.on_held = self._held
         self.scheduler.on_motion = self._motion
-        self.hub.on_offline.append(self._camera_offline)
-        self.webhooks = WebhookSender(config.webhooks)
-        self.mute = MuteBoard(self.database, config.mute.holds)
-        self.events.listeners.append(self.mute.hold("webhooks", self.webhooks.on_change))
-        self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
-                                  motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
-                                  public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
-                                  mute=self.mute)
-        self.events.listeners.append(self.mqtt.on_change)
-        self.hub.on_online.append(lambda cam: self.mqtt.camera_online(cam.id, True))
-        self.hub.on_forget.append(self.mqtt.camera_forgotten)
-        self.hub.on_forget.append(self.events.forget_camera)
-        self.recorder = self._recorder(config, timeline)
-        self.notifier = Notifier(config.notify, config.http.public_url, snapshot=self.events.read_snapshot_file,
-                                 clip_path=self._finished_clip if config.record.mode != "off" else None,
-                                 muted=self.mute.holding("notify"))
         self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
-        self.events.listeners.append(self.notifier.on_change)
         self._events_started = False
-        self.ingest = CameraIngest(config.ingest, self.hub)
         # board control: settings kept per camera and sent on every hello, firmware updates
         self.board = BoardService(Path(config.storage.dir), configured_settings(config), clock=timeline.wall,
                                   steady=timeline.now)
-        self.ingest.on_hello = self._hello
-        self.ingest.on_status = self.board.on_status
+        self.ingest = CameraIngest(config.ingest, self.hub, on_hello=self._hello, on_status=self.board.on_status)
         board_api = BoardApi(self.board, lambda cid: self.hub.get(cid) is not None, self._send_control,
                              self._camera_base_url, self._camera_status, self._after_pending,
                              max_bytes=self.database.budget.max_bytes, room=self.database.budget.room)
@@ -153,27 +155,28 @@ class CamServer:
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
                                           config.http.unauthenticated_share)
         self.viewer_app = ViewerApp(
-            config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
-            self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
-            auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape,
-                                                               auth.update)),
-            self.http_limit,
+            config=config.http, hub=self.hub, health=self.health, camera_figures=self.camera_figures,
+            latest_detections=self.scheduler.latest, annotated_latest=self.scheduler.annotated_latest,
+            events=self.events if config.events.enabled else None, exposition=self.metrics.exposition, auth=auth,
+            routes=(board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
+                    MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape,
+                                                             auth.update)),
+            connections=self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
-        self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None
         self.ws_port = 0
         self.http_port = 0
         self.ready = False
         self.hung_threads = False  # set by stop(): a stalled detector thread is still running
+        self._stages = contextlib.AsyncExitStack()  # the stops of the stages entered, run last-in first-out
 
     def _recorder(self, config: Config, timeline: Timeline) -> Recorder:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
         root = Path(config.storage.dir)
-        index = RecordingIndex(self.database, root)
         budget = self.database.budget
+        index = RecordingIndex(self.database, root, grew=budget.soon)
         recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, disk=budget,
                             export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
         # the order the budget removes in: exports (made again on request), recordings, then events;
@@ -182,13 +185,6 @@ class CamServer:
         budget.add(RecordingsKind(index, config.record.retain_days))
         budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
-        index.grew = self.database.budget.soon
-        self.hub.on_frame.append(lambda cam, frame: recorder.on_frame(cam.id, frame.jpeg, frame.steady, frame.wall_time))
-        self.hub.on_offline.append(lambda cam: recorder.camera_offline(cam.id))
-        # first: the end change carries the clip's URL for every later listener (webhooks, MQTT)
-        self.events.listeners.insert(0, lambda change: _record_event(recorder, change))
-        self.events.extra_fields.append(recorder.index.clip_fields)
-        self.events.on_delete.append(recorder.index.delete_clip)
         return recorder
 
     def _finished_clip(self, event_id: str) -> Path | None:
@@ -277,66 +273,20 @@ class CamServer:
             self.events.camera_offline(cam.id)
 
     async def start(self) -> None:
-        """Open the storage and the event store, load the model, then open both listeners.
+        """Enter every stage in order; each one entered pushes its stop, so stop() undoes them in reverse.
 
         Raises:
             ConfigError: storage.dir cannot be created or written.
             ModelLoadError, StartupError: the model or a port.
         """
-        spawn = self.supervisor.spawn
         self._loop = asyncio.get_running_loop()
         try:
-            await self.database.open(spawn)  # and its housekeeping: the file checked, the size budget kept
-            if self.config.events.enabled:
-                await self.events.start(spawn)
-                self._events_started = True
-                self.mqtt.objects_gone(self.events.closed_at_start)  # a crash left them counted
-            await self.board.start(self.database)
-            await self.mute.start(spawn)  # the mutes kept before a restart
-            await self.recorder.start(spawn)
-            self.timeline.not_before(self.recorder.latest_steady)  # recorded order goes on across a restart
-        except (StorageError, OSError, sqlite3.Error) as exc:
-            await self.stop()
-            raise ConfigError("storage.dir", self.config.storage.dir, f"cannot be created or written ({exc})") from None
-        try:
-            if self.remote is not None:  # never fails for a service that is away: camserver streams without boxes
-                await self.remote.start(spawn)
-            else:
-                log.info("loading model %s", self.config.detect.model)
-                await self.pool.start()
+            await self._enter(self._stages.push_async_callback)
         except BaseException:
-            await self.stop()
+            await self.stop()  # what was entered is stopped, in reverse
             raise
-        spawn("detect", self.scheduler.run(), "detection-scheduler")
-        spawn("clock", self.timeline.watch(), "clock-watch")
-        if self.tuner is not None:
-            spawn("detect", self.tuner.run(), "precision-tuning")
-        await self.webhooks.start(spawn)
-        await self.notifier.start(spawn)
-        for camera_id in self.config.cameras.ids:
-            self.mqtt.camera_online(camera_id, False)
-        self.mqtt.start(spawn)
-        side = ("camera", self.config.ingest.host, self.config.ingest.port, "--ws-port", "ingest.port")
-        try:
-            self.ws_port = await self.ingest.start()
-            side = ("viewer", self.config.http.host, self.config.http.port, "--http-port", "http.port")
-            app = self.viewer_app.build()
-            http = self.config.http
-            # keepalive_timeout also bounds the wait for a request's headers, the first one included
-            self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                                        keepalive_timeout=http.request_timeout_s)
-            await self.runner.setup()
-            assert self.runner.server is not None  # made by setup()
-            self.http_server = await asyncio.get_running_loop().create_server(
-                self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
-        except OSError as exc:
-            await self.stop()
-            raise StartupError(listen_error(exc, *side)) from None
-        self.http_port = self.http_server.sockets[0].getsockname()[1]
-        self.ready = True
-        warn_if_open(self.config.ingest, self.config.http)
         ingest, http = self.config.ingest, self.config.http
-        self.mdns.start(spawn, http.host, self.http_port, ingest.host, self.ws_port)
+        warn_if_open(ingest, http)
         camera_host, page_host = await asyncio.to_thread(lambda: (reachable_host(ingest.host), reachable_host(http.host)))
         for line in startup_lines(camera_host, self.ws_port, page_host, self.http_port, self.config.cameras.ids,
                                   self.mdns.host if http.mdns else None):
@@ -344,42 +294,81 @@ class CamServer:
         if about(self.config.detect.model, self.started_at)["model_random_weights"]:
             log.warning("the model %s has random weights: its boxes and events are meaningless", self.config.detect.model)
 
+    async def _enter(self, push: Callable[..., Any]) -> None:
+        """Start the stages; `push(_stop_step, name, stop)` right after each one started (a stop never stops the rest)."""
+        spawn, config = self.supervisor.spawn, self.config
+        push(_stop_step, "tasks", self.supervisor.stop)  # last: whatever task is left
+        try:
+            await self.database.open(spawn)  # and its housekeeping: the file checked, the size budget kept
+            push(_stop_step, "storage", self.database.close)
+            # the senders before the events, so they stop after them: the "server stop" ends reach all three
+            for camera_id in config.cameras.ids:
+                self.mqtt.camera_online(camera_id, False)
+            self.mqtt.start(spawn)
+            push(_stop_step, "mqtt", self.mqtt.stop)
+            await self.notifier.start(spawn)
+            push(_stop_step, "notifications", self.notifier.stop)
+            await self.webhooks.start(spawn)
+            push(_stop_step, "webhooks", self.webhooks.stop)
+            if config.events.enabled:
+                await self.events.start(spawn)
+                self._events_started = True
+                push(_stop_step, "events", self._stop_events)
+                self.mqtt.objects_gone(self.events.closed_at_start)  # a crash left them counted
+            await self.mute.start(spawn)  # the mutes kept before a restart
+            push(_stop_step, "mute", self.mute.stop)  # before the events database closes
+            await self.board.start(self.database)
+            push(_stop_step, "board", self.board.stop)
+            await self.recorder.start(spawn)
+            push(_stop_step, "recording", self.recorder.stop)  # before the database: it writes its last rows
+            self.timeline.not_before(self.recorder.latest_steady)  # recorded order goes on across a restart
+        except (StorageError, OSError, sqlite3.Error) as exc:
+            raise ConfigError("storage.dir", config.storage.dir, f"cannot be created or written ({exc})") from None
+        if self.remote is not None:  # never fails for a service that is away: camserver streams without boxes
+            await self.remote.start(spawn)
+            push(_stop_step, "inference service", self.remote.stop)
+        else:
+            log.info("loading model %s", config.detect.model)
+            push(_stop_step, "detector workers", self.pool.stop)  # a load that failed half-way leaves workers
+            await self.pool.start()
+        spawn("detect", self.scheduler.run(), "detection-scheduler")
+        spawn("clock", self.timeline.watch(), "clock-watch")
+        if self.tuner is not None:
+            spawn("detect", self.tuner.run(), "precision-tuning")
+        push(_stop_step, "detect", lambda: self.supervisor.stop("detect"))
+        http, ingest = config.http, config.ingest
+        push(_stop_step, "viewers", self._stop_viewers)
+        try:
+            self.runner = web.AppRunner(self.viewer_app.build(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                                        keepalive_timeout=http.request_timeout_s)  # the first request's headers too
+            await self.runner.setup()
+            assert self.runner.server is not None  # made by setup()
+            self.http_server = await asyncio.get_running_loop().create_server(
+                self.http_limit.factory(self.runner.server), http.host, http.port, reuse_address=True)
+        except OSError as exc:
+            raise StartupError(listen_error(exc, "viewer", http.host, http.port, "--http-port", "http.port")) from None
+        self.http_port = self.http_server.sockets[0].getsockname()[1]
+        try:
+            self.ws_port = await self.ingest.start()
+        except OSError as exc:
+            raise StartupError(listen_error(exc, "camera", ingest.host, ingest.port, "--ws-port", "ingest.port")) from None
+        push(_stop_step, "cameras", self.ingest.stop)
+        self.ready = True
+        self.mdns.start(spawn, http.host, self.http_port, ingest.host, self.ws_port)
+        push(_stop_step, "mdns", self.mdns.stop)  # first: the LAN hears the services go before the ports close
+
     async def stop(self) -> None:
-        """Stop accepting, close cameras with 1001, end MJPEG responses, stop every stage.
+        """Stop every stage entered, the last one first: close cameras with 1001, end MJPEG responses, ...
 
         Each step runs even when an earlier one fails (the failure is logged), so one broken stage
         never leaves another one running or the broker showing the server online.
         """
         self.ready = False
         self.supervisor.stopping = True
-        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("mdns", self.mdns.stop),  # first: the LAN hears the services go before the ports close
-            ("cameras", self.ingest.stop),
-            ("viewers", self._stop_viewers),
-            ("detect", lambda: self.supervisor.stop("detect")),
-            ("detector workers", self.pool.stop),
-            ("inference service", self._stop_remote),
-            ("recording", self.recorder.stop),  # before the database: it writes its last rows
-            ("board", self.board.stop), ("mute", self.mute.stop),  # before the events database closes
-            ("events", self._stop_events),
-            ("storage", self.database.close),
-            ("webhooks", self.webhooks.stop),
-            ("notifications", self.notifier.stop),
-            ("mqtt", self.mqtt.stop),
-            ("tasks", self.supervisor.stop),
-        ]
-        for name, step in steps:
-            try:
-                await step()
-            except Exception:
-                log.error("stopping %s failed; going on with the rest", name, exc_info=True)
+        await self._stages.aclose()
         self.hung_threads = self.pool.hung_threads_alive()
         if self.hung_threads:
             log.warning("a stalled detector thread is still running; it cannot be stopped from Python")
-
-    async def _stop_remote(self) -> None:
-        if self.remote is not None:
-            await self.remote.stop()
 
     async def _stop_viewers(self) -> None:
         self.hub.close()
@@ -410,6 +399,14 @@ def _record_event(recorder: Recorder, change: Any) -> None:
         has_clip = recorder.event_ended(event["camera"], event["id"], _steady(change, "end_time"), event["end_time"])
         if has_clip and event.get("end_reason") != "deleted":
             event["clip"] = f"/api/events/{event['id']}/clip.mp4"
+
+
+async def _stop_step(name: str, stop: Callable[[], Awaitable[None]]) -> None:
+    """One stage's stop; a failure is logged and the stages after it stop all the same."""
+    try:
+        await stop()
+    except Exception:
+        log.error("stopping %s failed; going on with the rest", name, exc_info=True)
 
 
 def _steady(change: Any, key: str) -> float:

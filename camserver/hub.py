@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .clock import Timeline, timeline_of
@@ -189,6 +190,21 @@ class Camera:
         }
 
 
+def _unwatched(camera_id: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class HubPorts:
+    """What the hub tells the other stages (callbacks, called in order) and what it asks them."""
+
+    online: tuple[Callable[[Camera], None], ...] = ()  # a camera connected
+    offline: tuple[Callable[[Camera], None], ...] = ()  # a camera went away
+    forget: tuple[Callable[[str], None], ...] = ()  # a camera id was forgotten
+    frame: tuple[Callable[[Camera, Frame], None], ...] = ()  # every accepted frame (recording)
+    in_use: Callable[[str], bool] = _unwatched  # someone watches it: keep it when room is needed
+
+
 class HubFull(Exception):
     """No room for another camera id."""
 
@@ -199,9 +215,11 @@ class CameraHub:
     def __init__(
         self,
         max_cameras: int,
+        *,
         declared_ids: tuple[str, ...] = (),
         default_id: str = "default",
         clock: Timeline | Callable[[], float] | None = None,
+        ports: HubPorts | None = None,
     ) -> None:
         self.max_cameras = max(max_cameras, len(declared_ids))
         self.default_id = default_id
@@ -211,11 +229,7 @@ class CameraHub:
         self.closed = False
         self.timeline = timeline_of(clock)  # steady time and wall-clock labels of frames (tests inject a clock)
         self.clock = self.timeline.now  # steady time: what the stages measure durations on
-        self.on_offline: list[Callable[[Camera], None]] = []  # called when a camera goes away
-        self.on_online: list[Callable[[Camera], None]] = []  # called when a camera connects
-        self.on_forget: list[Callable[[str], None]] = []  # called when a camera id is forgotten
-        self.on_frame: list[Callable[[Camera, Frame], None]] = []  # every accepted frame (recording)
-        self.in_use: Callable[[str], bool] = lambda camera_id: False  # someone watches it: keep it
+        self.ports = ports or HubPorts()  # the other stages: told of cameras and frames, asked who watches
 
     def get(self, camera_id: str) -> Camera | None:
         """The camera with this id, if the server knows it."""
@@ -235,7 +249,7 @@ class CameraHub:
     def _evictable(self) -> Camera | None:
         # An undeclared camera that is offline and watched by nobody can be forgotten.
         for cam in self.cameras.values():
-            if not cam.declared and not cam.connected and not self.in_use(cam.id):
+            if not cam.declared and not cam.connected and not self.ports.in_use(cam.id):
                 return cam
         return None
 
@@ -255,7 +269,7 @@ class CameraHub:
                 if victim is None:
                     raise HubFull(camera_id)
                 del self.cameras[victim.id]
-                for forget in self.on_forget:
+                for forget in self.ports.forget:
                     forget(victim.id)
             cam = self.cameras[camera_id] = Camera(camera_id)
             self.registry.touch()
@@ -264,7 +278,7 @@ class CameraHub:
         cam.waiting_since = None
         cam.raw.touch()
         cam.annotated.touch()
-        for online in self.on_online:
+        for online in self.ports.online:
             online(cam)
         return cam, replaced
 
@@ -275,7 +289,7 @@ class CameraHub:
             cam.slot.take()
             cam.raw.touch()
             cam.annotated.touch()
-            for offline in self.on_offline:
+            for offline in self.ports.offline:
                 offline(cam)
 
     def receive(self, cam: Camera, jpeg: bytes, size: tuple[int, int]) -> Frame:
@@ -291,7 +305,7 @@ class CameraHub:
         cam.raw.publish(frame)
         if cam.slot.put(frame):
             cam.frames_dropped += 1
-        for listener in self.on_frame:
+        for listener in self.ports.frame:
             listener(cam, frame)
         self.frame_waiting.set()
         return frame

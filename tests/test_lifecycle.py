@@ -7,8 +7,9 @@ import logging
 import textwrap
 import time
 
+from camserver.app import CamServer
 from camserver.supervise import Supervisor, cancel_and_wait
-from conftest import WAIT_S, FakeDetector, connect_camera, make_jpeg, running_server
+from conftest import WAIT_S, FakeDetector, connect_camera, make_config, make_jpeg, running_server
 from serverproc import ServerProcess
 
 
@@ -111,3 +112,59 @@ async def test_supervisor_counts_a_returning_stage_as_failed_unless_stopping():
     await quiet.stop()
     assert quiet.failed is None and not quiet.tasks and not quiet.failure.is_set()
 
+
+
+STAGES = (("storage", "database", "open", "close"), ("mqtt", "mqtt", "start", "stop"),
+          ("notifications", "notifier", "start", "stop"), ("webhooks", "webhooks", "start", "stop"),
+          ("events", "events", "start", "stop"), ("mute", "mute", "start", "stop"), ("board", "board", "start", "stop"),
+          ("recording", "recorder", "start", "stop"), ("detector workers", "pool", "start", "stop"),
+          ("cameras", "ingest", "start", "stop"), ("mdns", "mdns", "start", "stop"))
+
+
+def _watch_stages(server: CamServer, calls: list[tuple[str, str]], failing: str | None = None) -> None:
+    """Record each stage's start and stop as they are called; the `failing` stage's stop raises."""
+
+    def wrap(name: str, obj: object, attr: str, what: str) -> None:
+        original = getattr(obj, attr)
+
+        def called(*args: object, **kwargs: object) -> object:
+            calls.append((what, name))
+            if what == "stop" and name == failing:
+                raise RuntimeError(f"{name} cannot stop")
+            return original(*args, **kwargs)
+
+        setattr(obj, attr, called)
+
+    for name, attr, start, stop in STAGES:
+        wrap(name, getattr(server, attr), start, "start")
+        wrap(name, getattr(server, attr), stop, "stop")
+
+
+async def test_stages_stop_in_the_reverse_of_their_start():
+    """Each stage pushed its stop as it started: stopping is the start order backwards, every stage once."""
+    calls: list[tuple[str, str]] = []
+    server = CamServer(make_config(), detector_factory=lambda: FakeDetector())
+    _watch_stages(server, calls)
+    async with asyncio.timeout(WAIT_S * 3):
+        async with server:
+            started = [name for what, name in calls if what == "start"]
+            assert sorted(started) == sorted(name for name, *_ in STAGES)
+        stopped = [name for what, name in calls if what == "stop"]
+    assert stopped == started[::-1]
+
+
+async def test_a_stage_whose_stop_raises_leaves_the_rest_stopping(caplog):
+    """The recorder's stop raises: the error is logged with its traceback, every stage after it stops all the same."""
+    calls: list[tuple[str, str]] = []
+    server = CamServer(make_config(), detector_factory=lambda: FakeDetector())
+    _watch_stages(server, calls, failing="recording")
+    with caplog.at_level(logging.ERROR, logger="camserver.app"):
+        async with asyncio.timeout(WAIT_S * 3):
+            async with server:
+                pass
+    stopped = [name for what, name in calls if what == "stop"]
+    assert stopped[stopped.index("recording") + 1:] == ["board", "mute", "events", "webhooks", "notifications", "mqtt",
+                                                       "storage"]
+    record = next(r for r in caplog.records if "stopping recording failed" in r.getMessage())
+    assert record.exc_info is not None and "recording cannot stop" in str(record.exc_info[1])
+    assert server.database.conn is None and not server.ready

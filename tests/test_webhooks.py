@@ -152,13 +152,16 @@ async def test_a_failing_stop_step_does_not_skip_the_others(monkeypatch):
     """If stopping the webhooks raises, MQTT and the rest still stop (the broker would keep the server 'online')."""
     stopped = []
     server = CamServer(make_config(), detector_factory=None)
+
+    async def broken() -> None:
+        raise RuntimeError("webhook stop failed")
+
+    async def mqtt_stop() -> None:
+        stopped.append("mqtt")
+
+    # before the start: a stage's stop is taken as it starts
+    monkeypatch.setattr(server.webhooks, "stop", broken)
+    monkeypatch.setattr(server.mqtt, "stop", mqtt_stop)
     async with server:
-        async def broken() -> None:
-            raise RuntimeError("webhook stop failed")
-
-        async def mqtt_stop() -> None:
-            stopped.append("mqtt")
-
-        monkeypatch.setattr(server.webhooks, "stop", broken)
-        monkeypatch.setattr(server.mqtt, "stop", mqtt_stop)
+        pass
     assert stopped == ["mqtt"] and server.database.conn is None

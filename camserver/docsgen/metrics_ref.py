@@ -13,7 +13,7 @@ def _families(service: bool) -> dict[str, tuple[str, str, list[str]]]:
     from ..hub import CameraHub
     from ..integrations.metrics import Metrics, MetricSources
 
-    hub = CameraHub(4, ("door",), "default", time.time)
+    hub = CameraHub(4, declared_ids=("door",), clock=time.time)
     remote: dict[str, Any] = {"url": "grpc://HOST:8001", "state": "ok", "rtt_ms": 1.0, "service_mean_batch": 1.0,
                               "failures": 0}
     sources = MetricSources(hub, lambda camera: 0, lambda camera: 0, lambda: {("door", "person"): 0},

@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from ..clock import steady
 from ..config import EventsConfig, StorageConfig
@@ -39,8 +39,11 @@ SWEEP_EVERY_S = 1.0  # ends events of cameras that stopped sending frames but st
 class EventEngine:
     """Events for every camera: rules per camera, one store, one live feed."""
 
-    def __init__(self, config: EventsConfig, storage: StorageConfig, database: Database,
-                 clock: Callable[[], float] = steady, wall: Callable[[], float] | None = None) -> None:
+    def __init__(self, config: EventsConfig, storage: StorageConfig, database: Database, *,
+                 clock: Callable[[], float] = steady, wall: Callable[[], float] | None = None,
+                 listeners: Sequence[Callable[[Change], None]] = (),
+                 extra_fields: Sequence[Callable[[list[str]], dict[str, dict[str, Any]]]] = (),
+                 on_delete: Sequence[Callable[[str], Any]] = ()) -> None:
         self.config = config
         self.database = database
         self.clock = clock  # steady time (sweeps, cameras going away, stop); labels come with the frames
@@ -59,11 +62,11 @@ class EventEngine:
         self.events_total = 0
         self.started: Counter[tuple[str, str]] = Counter()  # events by (camera, label), for /metrics
         # called on the loop with every change, announced or not (integrations: MQTT, webhooks)
-        self.listeners: list[Callable[[Change], None]] = []
+        self.listeners = list(listeners)
         # on the events thread: fields other stages add to the event JSON (event ids -> id -> fields),
         # and what they forget when an event is deleted
-        self.extra_fields: list[Callable[[list[str]], dict[str, dict[str, Any]]]] = []
-        self.on_delete: list[Callable[[str], Any]] = []
+        self.extra_fields = list(extra_fields)
+        self.on_delete = list(on_delete)
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._housekeeping_task: asyncio.Task[None] | None = None

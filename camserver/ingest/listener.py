@@ -41,7 +41,9 @@ MAX_JSON_DEPTH = 8
 class CameraIngest:
     """Accepts camera connections and feeds their frames into the hub."""
 
-    def __init__(self, config: IngestConfig, hub: CameraHub) -> None:
+    def __init__(self, config: IngestConfig, hub: CameraHub, *,
+                 on_hello: Callable[[str, dict[str, Any] | None], dict[str, Any] | None] | None = None,
+                 on_status: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.config = config
         self.hub = hub
         self.server: Server | None = None
@@ -54,8 +56,8 @@ class CameraIngest:
         self.auth_failures = 0
         # board control: a hello returns the control message to send back (the kept settings);
         # every later JSON status is passed on
-        self.on_hello: Callable[[str, dict[str, Any] | None], dict[str, Any] | None] | None = None
-        self.on_status: Callable[[str, dict[str, Any]], None] | None = None
+        self.on_hello = on_hello
+        self.on_status = on_status
         self._marks = 0
 
     async def start(self) -> int:

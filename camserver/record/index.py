@@ -68,13 +68,13 @@ class RecordingIndex:
     """Recordings and event clips in SQLite; every method runs on the connection's own thread."""
 
     def __init__(self, db: sqlite3.Connection | Database, root: Path,
-                 keep_clock: Callable[[], float] | None = None) -> None:
+                 keep_clock: Callable[[], float] | None = None, grew: Callable[[], None] | None = None) -> None:
         self._db = db  # the server's Database (its connection opens at start-up), or a connection
         self.root = root
         if keep_clock is None:
             keep_clock = db.budget.keep_clock.now if isinstance(db, Database) else time.time
         self.keep_clock = keep_clock  # how long a recording has been kept (retention by age)
-        self.grew: Callable[[], None] = lambda: None  # a recording finished: the storage budget looks soon
+        self.grew = grew or (lambda: None)  # a recording finished: the storage budget looks soon
 
     @property
     def db(self) -> sqlite3.Connection:

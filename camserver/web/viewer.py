@@ -107,6 +107,7 @@ class ViewerApp:
 
     def __init__(
         self,
+        *,
         config: HttpConfig,
         hub: CameraHub,
         health: Callable[[], dict[str, Any]],
