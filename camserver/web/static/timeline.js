@@ -170,8 +170,9 @@ export function createTimeline(root, { cameras = null, zoom = 3600, refreshMs = 
   function drawAxis(from) {
     const step = { 3600: 600, 21600: 3600, 86400: 4 * 3600 }[span] || span / 6;
     const ticks = [];
-    const first = Math.ceil(from / step) * step;
-    for (let t = first; t <= end; t += step) {
+    const off = -new Date(from * 1000).getTimezoneOffset() * 60; // ticks on the local hour (a +5:30 zone too)
+    const first = Math.ceil((from + off) / step) * step - off;
+    for (let t = first; pct(t) < 96; t += step) { // none cut off at the right edge
       const tick = h("span", { class: "tl-tick", text: hms(t).slice(0, 5) });
       tick.style.left = `${pct(t)}%`;
       ticks.push(tick);
