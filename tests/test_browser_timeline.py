@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from browser import CHROMIUM, DESKTOP, PHONE, chromium
+from camserver.web.events import MAX_LIMIT
 from camserver.web.recordings import RecordingsApi
 from recordkit import duration, needs_ffmpeg, recording
 
@@ -55,6 +56,8 @@ async def page_server(recorder: Any, cameras: tuple[str, ...], events: list[dict
         return web.json_response([{"id": c} for c in cameras])
 
     async def evs(request: web.Request) -> web.Response:
+        if not 1 <= int(request.query.get("limit", "50")) <= MAX_LIMIT:  # as the real route refuses
+            raise web.HTTPBadRequest(text="limit out of range")
         after = float(request.query.get("after", 0))
         before = float(request.query.get("before", 1e12))
         return web.json_response({"events": [e for e in events if after <= e["start_time"] < before], "next_cursor": None})

@@ -19,7 +19,7 @@ export const ZOOMS = [["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
 const DAY_S = 86400;
 const REFRESH_MS = 15000;
 const FEED_DELAY_MS = 1500; // an ended event's recording is finished a moment later
-const MAX_EVENTS = 1000;
+const MAX_EVENTS = 500; // the most /api/events gives at once (web/events.py MAX_LIMIT)
 const nowS = () => Date.now() / 1000;
 const pad = (n) => String(n).padStart(2, "0");
 
