@@ -272,7 +272,7 @@ export function create(root, route, app) {
   });
   const tick = setInterval(renderEvents, 30000); // the timeline's "now" moves
   // recordings grow while the page is open: a new segment shows within RECORDINGS_MS (and at once when an event ends)
-  const recTick = setInterval(() => { if (known) loadRecordings(); }, RECORDINGS_MS);
+  const recTick = setInterval(() => { if (known && !document.hidden) loadRecordings(); }, RECORDINGS_MS); // not while hidden
   // the feed reconnected (a restart, a dropped link): what it missed is loaded again
   const stopResync = onResync(() => {
     loadEvents();

@@ -7,6 +7,7 @@
 import { api, on } from "./api.js";
 import { onResync, publish, subscribe } from "./feed.js";
 import { createLightbox } from "./lightbox.js";
+import { createTimeline } from "./timeline.js";
 import { eventDuration, eventState, eventText, h, query, setText, short, snapshotUrl, stateBlock, title, when } from "./ui.js";
 
 const PAGE = 30;
@@ -60,9 +61,11 @@ export function create(root, route, app) {
   const list = h("ul", { class: "event-grid", "aria-label": "Events, newest first" });
   const more = h("button", { type: "button", class: "more", hidden: true, text: "Load more" });
   const end = h("p", { class: "muted list-end", hidden: true, text: "That is everything." });
+  const timelinePanel = h("section", { class: "panel", "aria-labelledby": "timeline-title" },
+    h("h2", { id: "timeline-title", text: "Timeline" }));
   root.append(h("section", { class: "view view-review", "aria-labelledby": "review-title" },
     h("div", { class: "view-head" }, h("h1", { id: "review-title", text: "Review" }), count),
-    form, status, list, h("div", { class: "more-row" }, more, end)));
+    timelinePanel, form, status, list, h("div", { class: "more-row" }, more, end)));
 
   function fillSelect(key, values, allText) {
     const select = selects[key];
@@ -281,11 +284,12 @@ export function create(root, route, app) {
 
   const stopFeed = subscribe(change);
   const stopConn = on("connection", (online) => { if (online && !items.length) reset(); });
-  const stopResync = onResync(reset); // events that began, ended or went while the feed was away
+  const stopResync = onResync(() => { reset(); timeline.refresh(); }); // events that began, ended or went while the feed was away
   const ticker = setInterval(() => {
     for (const e of items) if (!e.end_time) setText(cards.get(e.id).querySelector(".card-duration"), eventDuration(e));
   }, 1000);
 
+  const timeline = createTimeline(timelinePanel); // every camera, one row each
   renderFacets();
   loadFacets();
   load();
@@ -312,6 +316,7 @@ export function create(root, route, app) {
       clearInterval(ticker);
       observer.disconnect();
       lightbox.destroy();
+      timeline.destroy();
     },
   };
 }
