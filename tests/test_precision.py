@@ -165,8 +165,10 @@ async def test_auto_on_real_openvino_switches_without_dropping_frames_and_report
         figures = server.tuner.figures()
         assert figures["state"] == "done", figures
         assert figures["elapsed_s"] < 120  # the pass's own limit, on 2 cores
-        by_name = {c["precision"]: c for c in figures["candidates"]}
+        by_name = {c["precision"]: c for c in figures["candidates"] if c["mode"] == "latency"}
         assert by_name["f32"]["ms_per_frame"] > 0 and by_name["f32"]["passed"]
+        modes = {c["mode"]: c for c in figures["candidates"] if c["precision"] == "f32"}
+        assert set(modes) == set(ov.MODES) and all(c["ms_per_frame"] > 0 for c in modes.values())  # measured too
         caps = ov.cpu_capabilities()
         for precision in ("bf16", "fp16"):
             if ov.CAPABILITY[precision] not in caps:
@@ -174,8 +176,13 @@ async def test_auto_on_real_openvino_switches_without_dropping_frames_and_report
         assert "int8" in by_name and by_name["int8"]["skipped"]  # no calibrated model in this cache
         detector = server.pool.workers[0].detector
         assert detector.executed["requested"] == figures["winner"]
-        compiled = detector.model.predictor.model.backend.ov_compiled_model
+        runner = detector.model.predictor.model.backend.ov_compiled_model
+        assert runner.mode == figures["mode"] == detector.executed["mode"]
+        compiled = runner.compiled
         health = (server.health())["detection"]
+        assert health["executed"]["num_streams"] == int(str(compiled.get_property("NUM_STREAMS")))
+        assert health["executed"]["performance_hint"] == str(compiled.get_property("PERFORMANCE_HINT")).rsplit(".")[-1]
+        assert health["executed"]["batch"] == int(compiled.input(0).get_shape()[0])
         hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         assert health["executed"]["inference_precision"] == hint
         assert health["precision"] == ov.executed(compiled)["precision"] == {"f32": "fp32"}.get(hint, hint)
