@@ -289,11 +289,11 @@ async def precisions(args: argparse.Namespace, flags: list[str], frames: list[by
                      events: str, motion: str, results: dict) -> dict:
     """--precision a,b: the same load once per detect.precision (auto after its pass finished); the ratios to the first."""
     runs = {}
-    for precision in args.precision.split(","):
+    for i, precision in enumerate(args.precision.split(",")):
         extra = ["--config", bench_config(events == "on", motion == "on", args.cameras, args.record, precision)]
         print(json.dumps({"precision": precision, "events": events, "motion": motion}), flush=True)
-        runs[precision] = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args,
-                                                  wait_tuning=precision == "auto")
+        runs[precision if precision not in runs else f"{precision}#{i}"] = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args,
+                                                  wait_tuning=precision == "auto")  # repeated: a-b-a-b
     results["phases_by_precision"] = runs
     first = next(iter(runs))
     results["detected_fps_over_" + first] = {

@@ -222,11 +222,12 @@ async def test_calibrated_int8_is_measured_gated_and_reported_as_it_runs(tmp_pat
         await wait_for(lambda: server.tuner.state in ("done", "failed"), timeout=120, what="tuning finished")
         figures = server.tuner.figures()
         assert figures["state"] == "done", figures
-        int8 = next(c for c in figures["candidates"] if c["precision"] == "int8")
+        int8 = next(c for c in figures["candidates"] if c["precision"] == "int8" and c["mode"] == "latency")
         assert int8["executed"] == "int8" and int8["ms_per_frame"] > 0 and int8["agreement"] is not None, int8
-        winner = next(c for c in figures["candidates"] if c["precision"] == figures["winner"])
+        winner = next(c for c in figures["candidates"]
+                      if (c["precision"], c["mode"]) == (figures["winner"], figures["mode"]))
         assert winner["passed"]
-        compiled = server.pool.workers[0].detector.model.predictor.model.backend.ov_compiled_model
+        compiled = server.pool.workers[0].detector.model.predictor.model.backend.ov_compiled_model.compiled
         assert server.health()["detection"]["precision"] == ov.executed(compiled)["precision"]
         assert (ov.executed(compiled)["int8_layers"] > 0) == (figures["winner"] == "int8")
     async with CamServer.from_config(config) as server:  # the next start: the cached result, no measuring
@@ -275,7 +276,9 @@ async def test_system_view_shows_what_the_detector_runs_and_the_tuning(tmp_path,
                                       "document.querySelector('.view-system').innerText")
             assert f"{runs['precision']} (inference {runs['inference_precision']}," in text
             assert f"{runs['threads']} thread" in text
-            assert "f32 is the fastest passing candidate" in text
+            t = server.tuner.figures()
+            name = t["winner"] if t["mode"] == "latency" else f"{t['winner']}/{t['mode']}"
+            assert f"{name} is the fastest passing candidate" in text
             assert "int8: no calibrated model" in text
             await browser.screenshot("system-precision")
             assert browser.errors == []
@@ -296,7 +299,7 @@ def test_an_asked_precision_the_cpu_lacks_runs_and_is_reported_as_what_it_is(tmp
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="camserver"):
             detector = detector_factory(d)()
-        compiled = detector.model.predictor.model.backend.ov_compiled_model
+        compiled = detector.model.predictor.model.backend.ov_compiled_model.compiled
         assert detector.info.precision == ov.executed(compiled)["precision"] == detector.executed["precision"]
         messages = [r.getMessage() for r in caplog.records]
         assert any(m.startswith(f"openvino compiled for {'f32' if precision == 'int8' else precision}: runs ")
