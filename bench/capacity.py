@@ -292,8 +292,9 @@ async def precisions(args: argparse.Namespace, flags: list[str], frames: list[by
     for i, precision in enumerate(args.precision.split(",")):
         extra = ["--config", bench_config(events == "on", motion == "on", args.cameras, args.record, precision)]
         print(json.dumps({"precision": precision, "events": events, "motion": motion}), flush=True)
-        runs[precision if precision not in runs else f"{precision}#{i}"] = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args,
-                                                  wait_tuning=precision == "auto")  # repeated: a-b-a-b
+        name = precision if precision not in runs else f"{precision}#{i}"  # repeated: f32,auto,f32,auto
+        runs[name] = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args,
+                                             wait_tuning=precision == "auto")
     results["phases_by_precision"] = runs
     first = next(iter(runs))
     results["detected_fps_over_" + first] = {
