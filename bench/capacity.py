@@ -163,6 +163,8 @@ async def run_phase(server: ServerProcess, frames: list[bytes] | dict[str, list[
         "batch_inference_ms": detection["batch_ms"],
         "backend": detection["backend"],
         "device": detection["device"],
+        "precision": detection.get("precision"),
+        "executed": {k: (detection.get("executed") or {}).get(k) for k in ("mode", "num_streams", "threads", "batch")},
         "server_cpu_cores": round((cpu1 - cpu0) / span, 2),
     }
 
@@ -188,11 +190,27 @@ def predict_alone(args: argparse.Namespace, frames: list[bytes]) -> dict:
             "batch": batch, "frames_per_s": round(reps * batch / elapsed, 1)}
 
 
+async def tuned(server: ServerProcess, limit_s: float = 180.0) -> dict | None:
+    """Wait (no camera connected yet) for detect.precision auto's pass to finish; its /healthz figures."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            async with session.get(f"{server.http}/healthz") as resp:
+                tuning = (await resp.json())["detection"].get("tuning")
+            if not tuning or tuning.get("state") in ("done", "failed", "off"):
+                return tuning
+            await asyncio.sleep(1.0)
+    raise TimeoutError(f"precision tuning did not finish within {limit_s:.0f} s")
+
+
 async def serve_and_measure(extra: list[str], frames: list[bytes] | dict[str, list[bytes]], counts: list[int],
-                            viewers: int, args) -> list[dict]:
+                            viewers: int, args, wait_tuning: bool = False) -> list[dict]:
     workdir = Path(tempfile.mkdtemp(prefix="camserver-bench-"))  # the event store goes here
     server = await ServerProcess.start(*extra, cwd=workdir)
     try:
+        if wait_tuning:
+            tuning = await tuned(server)
+            print(json.dumps({"tuning": tuning}), flush=True)
         results = []
         for n in counts:
             result = await run_phase(server, frames, n, viewers, args)
@@ -203,11 +221,14 @@ async def serve_and_measure(extra: list[str], frames: list[bytes] | dict[str, li
         await server.stop()
 
 
-def bench_config(events: bool, motion: bool, counts: list[int], record: str = "events") -> str:
-    """A config file: events on or off, motion gating on or off with the stamp masked on every camera, recording."""
+def bench_config(events: bool, motion: bool, counts: list[int], record: str = "events", precision: str = "") -> str:
+    """A config file: events on or off, motion gating on or off with the stamp masked on every camera, recording,
+    detect.precision (and a fresh cache for the tuning) where given."""
     path = Path(tempfile.mkdtemp(prefix="camserver-bench-")) / "bench.toml"
     text = (f"[events]\nenabled = {str(events).lower()}\n[motion]\nenabled = {str(motion).lower()}\n"
             f'[record]\nmode = "{record}"\n')
+    if precision:
+        text += f'[detect]\nprecision = "{precision}"\ncache_dir = "{path.parent / "cache"}"\n'
     band = 1 - (STAMP_BLOCK + 8) / HEIGHT  # the stamped bottom edge, and a little above it
     for n in counts:
         for cid in camera_ids(n):
@@ -234,6 +255,8 @@ async def main_async(args: argparse.Namespace) -> dict:
     results: dict = {"model": args.model, "imgsz": args.imgsz, "scene": args.scene, "predict_alone": alone}
     modes = ["on", "off"] if args.events == "both" else [args.events]
     motions = ["on", "off"] if args.motion == "both" else [args.motion]
+    if args.precision:
+        return await precisions(args, flags, frames, modes[0], motions[0], results)
     for motion in motions:
         for mode in modes:
             extra = ["--config", bench_config(mode == "on", motion == "on", args.cameras, args.record)]
@@ -262,6 +285,24 @@ async def main_async(args: argparse.Namespace) -> dict:
     return results
 
 
+async def precisions(args: argparse.Namespace, flags: list[str], frames: list[bytes] | dict[str, list[bytes]],
+                     events: str, motion: str, results: dict) -> dict:
+    """--precision a,b: the same load once per detect.precision (auto after its pass finished); the ratios to the first."""
+    runs = {}
+    for i, precision in enumerate(args.precision.split(",")):
+        extra = ["--config", bench_config(events == "on", motion == "on", args.cameras, args.record, precision)]
+        print(json.dumps({"precision": precision, "events": events, "motion": motion}), flush=True)
+        name = precision if precision not in runs else f"{precision}#{i}"  # repeated: f32,auto,f32,auto
+        runs[name] = await serve_and_measure(flags + extra, frames, args.cameras, args.viewers, args,
+                                             wait_tuning=precision == "auto")
+    results["phases_by_precision"] = runs
+    first = next(iter(runs))
+    results["detected_fps_over_" + first] = {
+        p: [round(a["detected_fps_total"] / b["detected_fps_total"], 3) for a, b in zip(phases, runs[first])]
+        for p, phases in runs.items()}
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="yolo11n.yaml")
@@ -282,6 +323,8 @@ def main() -> None:
                    help="motion gating (off: every frame to the detector, as before it existed)")
     p.add_argument("--record", choices=RECORD_MODES, default="events",
                    help="record.mode (events: the default)")
+    p.add_argument("--precision", default="", help="comma-separated detect.precision values measured one after the "
+                   "other under the same load (auto: after its tuning pass), e.g. f32,auto; ratios to the first")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
     if Path(args.model).exists():

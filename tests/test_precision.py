@@ -165,8 +165,10 @@ async def test_auto_on_real_openvino_switches_without_dropping_frames_and_report
         figures = server.tuner.figures()
         assert figures["state"] == "done", figures
         assert figures["elapsed_s"] < 120  # the pass's own limit, on 2 cores
-        by_name = {c["precision"]: c for c in figures["candidates"]}
+        by_name = {c["precision"]: c for c in figures["candidates"] if c["mode"] == "latency"}
         assert by_name["f32"]["ms_per_frame"] > 0 and by_name["f32"]["passed"]
+        modes = {c["mode"]: c for c in figures["candidates"] if c["precision"] == "f32"}
+        assert set(modes) == set(ov.MODES) and all(c["ms_per_frame"] > 0 for c in modes.values())  # measured too
         caps = ov.cpu_capabilities()
         for precision in ("bf16", "fp16"):
             if ov.CAPABILITY[precision] not in caps:
@@ -174,8 +176,13 @@ async def test_auto_on_real_openvino_switches_without_dropping_frames_and_report
         assert "int8" in by_name and by_name["int8"]["skipped"]  # no calibrated model in this cache
         detector = server.pool.workers[0].detector
         assert detector.executed["requested"] == figures["winner"]
-        compiled = detector.model.predictor.model.backend.ov_compiled_model
+        runner = detector.model.predictor.model.backend.ov_compiled_model
+        assert runner.mode == figures["mode"] == detector.executed["mode"]
+        compiled = runner.compiled
         health = (server.health())["detection"]
+        assert health["executed"]["num_streams"] == int(str(compiled.get_property("NUM_STREAMS")))
+        assert health["executed"]["performance_hint"] == str(compiled.get_property("PERFORMANCE_HINT")).rsplit(".")[-1]
+        assert health["executed"]["batch"] == int(compiled.input(0).get_shape()[0])
         hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         assert health["executed"]["inference_precision"] == hint
         assert health["precision"] == ov.executed(compiled)["precision"] == {"f32": "fp32"}.get(hint, hint)
@@ -215,11 +222,12 @@ async def test_calibrated_int8_is_measured_gated_and_reported_as_it_runs(tmp_pat
         await wait_for(lambda: server.tuner.state in ("done", "failed"), timeout=120, what="tuning finished")
         figures = server.tuner.figures()
         assert figures["state"] == "done", figures
-        int8 = next(c for c in figures["candidates"] if c["precision"] == "int8")
+        int8 = next(c for c in figures["candidates"] if c["precision"] == "int8" and c["mode"] == "latency")
         assert int8["executed"] == "int8" and int8["ms_per_frame"] > 0 and int8["agreement"] is not None, int8
-        winner = next(c for c in figures["candidates"] if c["precision"] == figures["winner"])
+        winner = next(c for c in figures["candidates"]
+                      if (c["precision"], c["mode"]) == (figures["winner"], figures["mode"]))
         assert winner["passed"]
-        compiled = server.pool.workers[0].detector.model.predictor.model.backend.ov_compiled_model
+        compiled = server.pool.workers[0].detector.model.predictor.model.backend.ov_compiled_model.compiled
         assert server.health()["detection"]["precision"] == ov.executed(compiled)["precision"]
         assert (ov.executed(compiled)["int8_layers"] > 0) == (figures["winner"] == "int8")
     async with CamServer.from_config(config) as server:  # the next start: the cached result, no measuring
@@ -268,7 +276,9 @@ async def test_system_view_shows_what_the_detector_runs_and_the_tuning(tmp_path,
                                       "document.querySelector('.view-system').innerText")
             assert f"{runs['precision']} (inference {runs['inference_precision']}," in text
             assert f"{runs['threads']} thread" in text
-            assert "f32 is the fastest passing candidate" in text
+            t = server.tuner.figures()
+            name = t["winner"] if t["mode"] == "latency" else f"{t['winner']}/{t['mode']}"
+            assert f"{name} is the fastest passing candidate" in text
             assert "int8: no calibrated model" in text
             await browser.screenshot("system-precision")
             assert browser.errors == []
@@ -289,7 +299,7 @@ def test_an_asked_precision_the_cpu_lacks_runs_and_is_reported_as_what_it_is(tmp
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="camserver"):
             detector = detector_factory(d)()
-        compiled = detector.model.predictor.model.backend.ov_compiled_model
+        compiled = detector.model.predictor.model.backend.ov_compiled_model.compiled
         assert detector.info.precision == ov.executed(compiled)["precision"] == detector.executed["precision"]
         messages = [r.getMessage() for r in caplog.records]
         assert any(m.startswith(f"openvino compiled for {'f32' if precision == 'int8' else precision}: runs ")

@@ -1,7 +1,8 @@
 """`detect.precision = "auto"`: measure every precision on this machine once, in the background, and switch.
 
 After start-up, while the runtime's default serves, one thread compiles each candidate (f32, bf16,
-fp16 where the CPU has them, int8 where a calibrated model exists) with one inference thread, checks
+fp16 where the CPU has them, int8 where a calibrated model exists; each in one stream, two streams
+with two frames in flight, and batch 2, where the scheduler batches) with the serving threads, checks
 it against f32 on held-out frames (the cameras' latest frames, filled up with synthetic scenes) and
 times it in short chunks, interleaved, pausing while any camera's detection lags; the whole pass
 stops at DEADLINE_S. The fastest candidate that passes the gate (tuning.py) is compiled for each
@@ -68,26 +69,38 @@ def held_out(jpegs: Sequence[bytes], count: int = HELD_OUT) -> list[np.ndarray]:
     return images + synthetic_frames(count - len(images))
 
 
-def detections(compiled: Any, tensors: Sequence[np.ndarray], conf: float, iou: float) -> list[np.ndarray]:
+def batches(tensors: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
+    """The tensors stacked `size` at a time (the last group filled up from the start)."""
+    return [np.concatenate([tensors[(i + k) % len(tensors)] for k in range(size)]) for i in range(0, len(tensors), size)]
+
+
+def raw_outputs(runner: Any, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each input's raw model output (1, ...) through an openvino.Runner (a CompiledModel: one at a time)."""
+    size = getattr(runner, "batch", 1)
+    out: list[np.ndarray] = []
+    for group in batches(tensors, size):
+        raw = np.array(next(iter(runner(group).values())))
+        out.extend(raw[i:i + 1] for i in range(size))
+    return out[:len(tensors)]
+
+
+def detections(runner: Any, tensors: Sequence[np.ndarray], conf: float, iou: float) -> list[np.ndarray]:
     """Each input's detections through NMS: rows of x1, y1, x2, y2, score, class."""
     import torch
     from ultralytics.utils.nms import non_max_suppression
 
-    request = compiled.create_infer_request()
-    out = []
-    for x in tensors:
-        raw = next(iter(request.infer({0: x}).values()))
-        out.append(non_max_suppression(torch.from_numpy(np.array(raw)), conf, iou)[0].numpy())
-    return out
+    return [non_max_suppression(torch.from_numpy(raw), conf, iou)[0].numpy() for raw in raw_outputs(runner, tensors)]
 
 
-def timed_chunk(request: Any, tensors: Sequence[np.ndarray], n: int = CHUNK) -> float:
-    """ms per frame of `n` inferences (after one untimed, so a cold cache is not counted)."""
-    request.infer({0: tensors[0]})
+def timed_chunk(runner: Any, tensors: Sequence[np.ndarray], n: int = CHUNK) -> float:
+    """ms per frame of `n` frames through `runner` in its mode (after one untimed call, so a cold cache is not counted)."""
+    size = getattr(runner, "batch", 1)
+    groups = batches([tensors[i % len(tensors)] for i in range(n)], size)
+    runner(groups[0])
     started = time.perf_counter()
-    for i in range(n):
-        request.infer({0: tensors[i % len(tensors)]})
-    return (time.perf_counter() - started) / n * 1000
+    for group in groups:
+        runner(group)
+    return (time.perf_counter() - started) / (len(groups) * size) * 1000
 
 
 class PrecisionTuner:
@@ -103,7 +116,7 @@ class PrecisionTuner:
 
     def __init__(self, folders: dict[str, Path], conf: float, iou: float, threads: int, workers: Callable[[], list[Any]],
                  lagging: Callable[[], bool], jpegs: Callable[[], list[bytes]], cache: TuningCache,
-                 start_delay_s: float | None = None, deadline_s: float = DEADLINE_S) -> None:
+                 start_delay_s: float | None = None, deadline_s: float = DEADLINE_S, max_batch: int = 2) -> None:
         self.folders = folders
         self.conf, self.iou, self.threads = conf, iou, threads
         self.workers, self.lagging, self.jpegs, self.cache = workers, lagging, jpegs, cache
@@ -111,6 +124,8 @@ class PrecisionTuner:
         self.state = "waiting"  # waiting, measuring, switching, done, failed
         self.candidates: list[Candidate] = []
         self.winner: str | None = None
+        self.mode = "latency"
+        self.modes: tuple[str, ...] = ov.MODES if max_batch >= 2 else ("latency",)  # pairs only where batches are
         self.why: str | None = None
         self.cached = False
         self.elapsed_s: float | None = None
@@ -119,7 +134,7 @@ class PrecisionTuner:
 
     def figures(self) -> dict[str, Any]:
         """What /healthz `detection.tuning` shows: the state, every candidate's figures, the winner and why."""
-        return {"state": self.state, "winner": self.winner, "why": self.why, "cached": self.cached,
+        return {"state": self.state, "winner": self.winner, "mode": self.mode, "why": self.why, "cached": self.cached,
                 "elapsed_s": self.elapsed_s, "paused_s": round(self.paused_s, 1),
                 "gate": {"agreement_min": AGREEMENT_MIN, "score_diff_max": SCORE_DIFF_MAX, "match_iou": MATCH_IOU},
                 "candidates": [c.figures() for c in self.candidates]}
@@ -149,6 +164,7 @@ class PrecisionTuner:
         cached = self.cache.load(key)
         if cached is not None:
             self.candidates, self.winner, self.why, self.cached = candidates_of(cached), cached["winner"], cached["why"], True
+            self.mode = str(cached.get("mode", "latency"))
         else:
             self.state = "measuring"
             await self._measure(started)
@@ -158,14 +174,14 @@ class PrecisionTuner:
                 self.elapsed_s = round(time.monotonic() - started, 1)
                 log.warning("precision tuning: %s (measured again next start)", self.why)
                 return
-            self.winner, self.why = winner.precision, why
+            self.winner, self.mode, self.why = winner.precision, winner.mode, why
             self.cache.save(key, result_of(self.candidates, winner, why, time.monotonic() - started))
         self.state = "switching"
-        await self._switch(self.winner)
+        await self._switch(self.winner, self.mode)
         self.elapsed_s = round(time.monotonic() - started, 1)
         self.state = "done"
         log.info("precision tuning: %s%s; %s", self.why, " (cached)" if self.cached else "",
-                 ", ".join(f"{c.precision} {c.ms} ms" if c.ms else f"{c.precision} skipped: {c.skipped}"
+                 ", ".join(f"{c.name} {c.ms} ms" if c.ms else f"{c.name} skipped: {c.skipped}"
                            for c in self.candidates))
 
     def _key(self) -> str:
@@ -173,46 +189,49 @@ class PrecisionTuner:
         return cache_key(self.folders[BASELINE].name, int8.name if int8 else None, ov.cpu_model(),
                          ov.cpu_capabilities(), ov.runtime_version(), self.threads)
 
-    def _compile_candidates(self) -> dict[str, Any]:
-        """Each candidate compiled with one thread, or skipped with the reason; f32 first."""
+    def _compile_candidates(self) -> dict[tuple[str, str], Any]:
+        """Each candidate (precision x execution mode) compiled with the serving threads as a Runner, or skipped
+        with the reason; f32 in one stream first."""
         capabilities = ov.cpu_capabilities()
-        compiled: dict[str, Any] = {}
+        runners: dict[tuple[str, str], Any] = {}
         for precision in ov.PRECISIONS:
-            candidate = Candidate(precision)
-            self.candidates.append(candidate)
-            if ov.CAPABILITY[precision] not in capabilities:
-                has = ", ".join(c for c in capabilities if c in ov.CAPABILITY.values())
-                candidate.skipped = f"no {ov.CAPABILITY[precision]} on this CPU (it has {has})"
-            elif precision not in self.folders:
-                candidate.skipped = "no calibrated model (python -m camserver.detect.calibrate)"
-            else:
-                model = ov.compile_ir(self.folders[precision], precision, 1)
-                candidate.executed = ov.executed(model)["precision"]
-                if precision != BASELINE and candidate.executed == "fp32":
-                    candidate.skipped = "the CPU plugin runs it as fp32"
+            for mode in self.modes:
+                candidate = Candidate(precision, mode=mode)
+                self.candidates.append(candidate)
+                if ov.CAPABILITY[precision] not in capabilities:
+                    has = ", ".join(c for c in capabilities if c in ov.CAPABILITY.values())
+                    candidate.skipped = f"no {ov.CAPABILITY[precision]} on this CPU (it has {has})"
+                elif precision not in self.folders:
+                    candidate.skipped = "no calibrated model (python -m camserver.detect.calibrate)"
                 else:
-                    compiled[precision] = model
-        return compiled
+                    model = ov.compile_ir(self.folders[precision], precision, self.threads, mode)
+                    candidate.executed = ov.executed(model)["precision"]
+                    if precision != BASELINE and candidate.executed == "fp32":
+                        candidate.skipped = "the CPU plugin runs it as fp32"
+                    else:
+                        runners[(precision, mode)] = ov.Runner(model, mode)
+        return runners
 
     async def _measure(self, started: float) -> None:
-        compiled = await self._in_thread(self._compile_candidates)
-        tensors = await self._in_thread(lambda: [letterboxed(im, self._shape(compiled)) for im in held_out(self.jpegs())])
-        reference = await self._in_thread(detections, compiled[BASELINE], tensors, self.conf, self.iou)
-        by_name = {c.precision: c for c in self.candidates}
-        for precision, model in compiled.items():
-            if precision != BASELINE:
-                found = await self._in_thread(detections, model, tensors, self.conf, self.iou)
-                by_name[precision].agreement, by_name[precision].score_diff = agreement(reference, found)
-        requests = {p: m.create_infer_request() for p, m in compiled.items()}
+        runners = await self._in_thread(self._compile_candidates)
+        base = runners[(BASELINE, "latency")]
+        shape = self._shape(base.compiled)
+        tensors = await self._in_thread(lambda: [letterboxed(im, shape) for im in held_out(self.jpegs())])
+        reference = await self._in_thread(detections, base, tensors, self.conf, self.iou)
+        by_key = {(c.precision, c.mode): c for c in self.candidates}
+        for key, runner in runners.items():
+            if key != (BASELINE, "latency"):
+                found = await self._in_thread(detections, runner, tensors, self.conf, self.iou)
+                by_key[key].agreement, by_key[key].score_diff = agreement(reference, found)
         for _ in range(ROUNDS):
-            for precision, request in requests.items():
+            for key, runner in runners.items():
                 if not await self._may_run(started):
                     return
-                by_name[precision].samples_ms.append(await self._in_thread(timed_chunk, request, tensors))
+                by_key[key].samples_ms.append(await self._in_thread(timed_chunk, runner, tensors))
 
     @staticmethod
-    def _shape(compiled: dict[str, Any]) -> tuple[int, int]:
-        dims = compiled[BASELINE].input(0).get_shape()
+    def _shape(compiled: Any) -> tuple[int, int]:
+        dims = compiled.input(0).get_shape()
         return int(dims[2]), int(dims[3])
 
     async def _may_run(self, started: float) -> bool:
@@ -225,18 +244,18 @@ class PrecisionTuner:
         log.warning("precision tuning stopped at its %.0f s limit; choosing among what was measured", self.deadline_s)
         return False
 
-    async def _switch(self, precision: str) -> None:
+    async def _switch(self, precision: str, mode: str) -> None:
         """Compile the winner for each worker (off the loop) and install it on the worker's own thread."""
         loop = asyncio.get_running_loop()
         for worker in self.workers():
             detector = worker.detector
             if detector is None or not worker.ready:
                 continue
-            if detector.executed.get("requested") == precision:
+            if (detector.executed.get("requested"), detector.executed.get("mode")) == (precision, mode):
                 continue
-            model = await self._in_thread(ov.compile_ir, self.folders[precision], precision, self.threads)
+            model = await self._in_thread(ov.compile_ir, self.folders[precision], precision, self.threads, mode)
             before = detector.info.precision
-            info = await loop.run_in_executor(worker.executor, detector.install, model, precision)
+            info = await loop.run_in_executor(worker.executor, detector.install, model, precision, mode)
             log.info("detector %s: now %s (%s), was %s", worker.name, info.precision,
                      ", ".join(f"{k} {v}" for k, v in detector.executed.items()), before)
 
@@ -249,4 +268,5 @@ def precision_tuner(d: Any, workers: Callable[[], list[Any]], lagging: Callable[
     if d.precision != "auto" or not exportable(d.model) or not ov.available() or resolve_backend(d) != "openvino":
         return None
     folders, path = tuning_folders(d)
-    return PrecisionTuner(folders, d.conf, d.iou, d.threads, workers, lagging, jpegs, TuningCache(path), **kwargs)
+    return PrecisionTuner(folders, d.conf, d.iou, d.threads, workers, lagging, jpegs, TuningCache(path),
+                           max_batch=d.max_batch or 2, **kwargs)

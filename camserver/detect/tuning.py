@@ -3,8 +3,10 @@
 `detect.precision = "auto"` measures every candidate (f32, bf16, fp16, int8) on this machine (tuner.py);
 this module decides. A reduced precision passes the accuracy gate when, on held-out frames, its
 detections match f32's (same class, IoU >= 0.5) with agreement >= 0.97 (matched boxes over all boxes
-of either, 2m / (n_f32 + n_candidate)) and their scores differ by 0.05 at most on average. The
-fastest candidate that passes wins; f32 itself always passes, so there is always a winner.
+of either, 2m / (n_f32 + n_candidate)) and their scores differ by 0.05 at most on average. Each
+precision is measured in each execution mode (one stream; two streams, two frames in flight; batch 2)
+and every mode is gated against f32 in one stream. The fastest candidate that passes wins; f32 in one
+stream itself always passes, so there is always a winner.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ class Candidate:
     agreement: float | None = None
     score_diff: float | None = None
     skipped: str | None = None  # why it was not measured
+    mode: str = "latency"  # execution mode: latency (1 stream), streams (2 in flight), batch2 (openvino.MODES)
+
+    @property
+    def name(self) -> str:
+        """precision, or precision/mode for a mode other than latency."""
+        return self.precision if self.mode == "latency" else f"{self.precision}/{self.mode}"
 
     @property
     def ms(self) -> float | None:
@@ -52,14 +60,14 @@ class Candidate:
         """Whether it passed the accuracy gate against f32 (f32 itself always does)."""
         if self.skipped is not None:
             return False
-        if self.precision == BASELINE:
+        if self.precision == BASELINE and self.mode == "latency":
             return True
         return (self.agreement is not None and self.score_diff is not None
                 and self.agreement >= AGREEMENT_MIN and self.score_diff <= SCORE_DIFF_MAX)
 
     def figures(self) -> dict[str, Any]:
         """What /healthz shows of it."""
-        return {"precision": self.precision, "executed": self.executed, "ms_per_frame": self.ms,
+        return {"precision": self.precision, "mode": self.mode, "executed": self.executed, "ms_per_frame": self.ms,
                 "agreement": None if self.agreement is None else round(self.agreement, 4),
                 "score_diff": None if self.score_diff is None else round(self.score_diff, 4),
                 "passed": self.passed, "skipped": self.skipped}
@@ -72,10 +80,10 @@ def choose(candidates: Sequence[Candidate]) -> tuple[Candidate | None, str]:
     if not passing:
         return None, "no candidate was measured"
     winner = passing[0]
-    baseline = next((c for c in timed if c.precision == BASELINE), None)
-    failed = [f"{c.precision} (agreement {c.agreement}, score diff {c.score_diff})" for c in timed
+    baseline = next((c for c in timed if c.precision == BASELINE and c.mode == "latency"), None)
+    failed = [f"{c.name} (agreement {c.agreement}, score diff {c.score_diff})" for c in timed
               if not c.passed and c.skipped is None]
-    why = f"{winner.precision} is the fastest passing candidate at {winner.ms} ms a frame"
+    why = f"{winner.name} is the fastest passing candidate at {winner.ms} ms a frame"
     if baseline is not None and baseline is not winner and baseline.ms and winner.ms:
         why += f", {baseline.ms / winner.ms:.2f}x f32's {baseline.ms} ms"
     if failed:
@@ -122,7 +130,7 @@ def cache_key(f32_model: str, int8_model: str | None, cpu: str, capabilities: Se
     the CPU, the runtime's version, the threads and the gate; any change measures again."""
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")  # a capped instruction set is another CPU as far as speed goes
     return "|".join([f32_model, int8_model or "no-int8", cpu, ",".join(sorted(capabilities)), runtime,
-                     f"threads={threads}", f"isa={isa}", f"gate={AGREEMENT_MIN}/{SCORE_DIFF_MAX}/{MATCH_IOU}"])
+                     f"threads={threads}", f"isa={isa}", f"gate={AGREEMENT_MIN}/{SCORE_DIFF_MAX}/{MATCH_IOU}", "modes=latency,streams,batch2"])
 
 
 class TuningCache:
@@ -160,7 +168,7 @@ class TuningCache:
 
 def result_of(candidates: Sequence[Candidate], winner: Candidate, why: str, elapsed_s: float) -> dict[str, Any]:
     """The JSON-ready result that is cached and shown."""
-    return {"winner": winner.precision, "why": why, "elapsed_s": round(elapsed_s, 1),
+    return {"winner": winner.precision, "mode": winner.mode, "why": why, "elapsed_s": round(elapsed_s, 1),
             "candidates": [{**asdict(c), "samples_ms": [round(s, 2) for s in c.samples_ms]} for c in candidates]}
 
 

@@ -80,23 +80,24 @@ def openvino_detector(d: DetectConfig, path: Path, shape: tuple[int, int], cache
     """The OpenVINO detector at `detect.precision` (auto: the runtime's default until tuning switches), saying
     in the log what the compiled model really runs."""
     precision: str = d.precision
-    folder = path
+    folder, mode = path, "latency"
     if precision == "auto":
         choice = cached_choice(d)
         if choice is not None:
-            precision, folder = choice
-            log.info("detect.precision auto: %s, as measured before on this CPU (cached)", precision)
+            precision, mode, folder = choice
+            log.info("detect.precision auto: %s in %s mode, as measured before on this CPU (cached)", precision, mode)
     if precision == "int8":
         folder = int8_path(d.model, shape, openvino.runtime_version(), cache_dir)
         if not folder.exists():
             log.warning("detect.precision int8: no calibrated model (%s); running f32. Make one with "
                         "python -m camserver.detect.calibrate", folder.name)
             precision, folder = "f32", path
-    detector = openvino.OpenVINODetector(str(folder), d.conf, d.iou, shape, d.max_batch, precision, d.threads)
+    detector = openvino.OpenVINODetector(str(folder), d.conf, d.iou, shape, d.max_batch, precision, d.threads, mode)
     runs = detector.executed
     log.info("openvino compiled for %s: runs %s (inference precision %s, %d of %d layers int8), %s mode, "
-             "%d stream(s), %d thread(s)", precision, runs["precision"], runs["inference_precision"],
-             runs["int8_layers"], runs["layers"], runs["execution_mode"], runs["num_streams"], runs["threads"])
+             "%s, %d stream(s), %d thread(s), batch %d", precision, runs["precision"], runs["inference_precision"],
+             runs["int8_layers"], runs["layers"], runs["execution_mode"], runs["performance_hint"], runs["num_streams"],
+             runs["threads"], runs["batch"])
     wanted = {"f32": "fp32"}.get(precision, precision)
     if precision != "auto" and runs["precision"] != wanted:
         log.warning("detect.precision %s: this CPU runs %s (it lists %s)", precision, runs["precision"],

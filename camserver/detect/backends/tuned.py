@@ -21,8 +21,9 @@ def tuning_folders(d: Any) -> tuple[dict[str, Path], Path]:
     return folders, cache_dir / "precision-tuning.json"
 
 
-def cached_choice(d: Any) -> tuple[str, Path] | None:
-    """The precision an earlier tuning pass chose for this model, shape, CPU and runtime, and its folder; None if none.
+def cached_choice(d: Any) -> tuple[str, str, Path] | None:
+    """The precision and execution mode an earlier tuning pass chose for this model, shape, CPU and runtime, and
+    the precision's folder; None if none.
 
     A worker loaded later (the next start, or a replacement after a stall) starts with it at once.
     """
@@ -33,4 +34,5 @@ def cached_choice(d: Any) -> tuple[str, Path] | None:
     result = TuningCache(path).load(key)
     if result is None or result["winner"] not in folders:
         return None
-    return result["winner"], folders[result["winner"]]
+    mode = result.get("mode", "latency")
+    return result["winner"], mode if isinstance(mode, str) else "latency", folders[result["winner"]]

@@ -1,0 +1,63 @@
+"""Execution modes as a tuned dimension of detect.precision auto: one stream, two streams (the scheduler's pair of
+frames in flight) and batch 2; each gated against f32 in one stream, the fastest passing one chosen, and what runs
+read back from the compiled model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from camserver.detect.backends import openvino as ov
+from camserver.detect.tuner import detections, held_out, letterboxed, timed_chunk
+from camserver.detect.tuning import Candidate, agreement, choose
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = next((p for p in (ROOT.parent / "shared" / "testdata" / "shapes-yolo11n.pt",
+                           ROOT.parent.parent / "shared" / "testdata" / "shapes-yolo11n.pt") if p.exists()),
+              ROOT.parent / "shared" / "testdata" / "shapes-yolo11n.pt")
+
+
+def test_the_fastest_passing_mode_wins_and_a_faster_one_failing_the_gate_never_does():
+    """Injected timings and detections: f32/streams at 12 ms beats f32 in one stream at 20 ms; f32/batch2 at 8 ms
+    whose detections miss f32's (injected) fails the gate and is not picked."""
+    ref = [np.array([[0, 0, 10, 10, 0.9, 0], [20, 20, 40, 40, 0.8, 1]], np.float32)] * 4
+    missing = [np.array([[0, 0, 10, 10, 0.9, 0]], np.float32)] * 4
+    f32 = Candidate("f32", "fp32", [20.0, 21.0, 19.0])
+    streams = Candidate("f32", "fp32", [12.0, 13.0, 11.0], *agreement(ref, [r.copy() for r in ref]), mode="streams")
+    batch2 = Candidate("f32", "fp32", [8.0, 8.0, 8.0], *agreement(ref, missing), mode="batch2")
+    assert batch2.agreement == pytest.approx(2 / 3) and not batch2.passed
+    winner, why = choose([f32, batch2, streams])
+    assert winner is streams
+    assert why.startswith("f32/streams is the fastest passing candidate at 12.0 ms a frame, 1.67x f32's 20.0 ms")
+    assert "failed the gate: f32/batch2" in why
+    assert streams.figures()["mode"] == "streams"
+
+
+@pytest.mark.skipif(not ov.available(), reason="openvino not installed (make test installs it)")
+@pytest.mark.skipif(not SHAPES.exists(), reason=f"{SHAPES} not found (../shared/testdata)")
+def test_each_mode_detects_what_one_stream_does_and_reports_what_it_compiled(tmp_path):
+    """The shapes model's IR at 320: two streams and batch 2 find f32's boxes (agreement 1, pairs and a single
+    padded frame alike), and executed() reads streams, hint and batch back from each compiled model."""
+    from camserver.detect.backends.export import exported_model, export_shape
+
+    model = tmp_path / "shapes-yolo11n.pt"
+    shutil.copy(SHAPES, model)
+    shape = export_shape(320)
+    folder = exported_model(str(model), "openvino", shape, ov.runtime_version(), tmp_path / "cache")
+    tensors = [letterboxed(im, shape) for im in held_out([], 5)]  # odd: the last pair is filled up
+    runners = {m: ov.Runner(ov.compile_ir(folder, "f32", 2, m), m) for m in ov.MODES}
+    reference = detections(runners["latency"], tensors, 0.25, 0.7)
+    assert sum(len(r) for r in reference) >= 5  # the synthetic scenes have shapes the model finds
+    for mode, runner in runners.items():
+        assert agreement(reference, detections(runner, tensors, 0.25, 0.7))[0] == 1.0, mode
+        assert timed_chunk(runner, tensors, 4) > 0
+        runs = ov.executed(runner.compiled)
+        assert runs["batch"] == int(runner.compiled.input(0).get_shape()[0]) == (2 if mode == "batch2" else 1)
+        assert runs["num_streams"] == int(str(runner.compiled.get_property("NUM_STREAMS")))
+        assert runs["num_streams"] == 2 if mode == "streams" else runs["performance_hint"] == "LATENCY"
+    single = np.concatenate([tensors[0], np.zeros_like(tensors[0])])  # ultralytics pads a short batch with zeros
+    out = next(iter(runners["streams"](single).values()))
+    assert out.shape[0] == 2 and not out[1].any() and out[0].any()  # the padding is not inferred
