@@ -150,7 +150,7 @@ class CamServer:
                                       public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
         system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
-                                   lambda camera_id: self.hub.get(camera_id) is not None)
+                                   lambda camera_id: self.hub.get(camera_id) is not None, timeline.wall, timeline.now)
         # the HTTP port's cap: the viewer app tells it which connections proved themselves
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
                                           config.http.unauthenticated_share)

@@ -141,7 +141,7 @@ async def test_continuous_segments_are_contiguous_and_cut_on_the_clock(tmp_path)
         assert rows[-1]["end_time"] == pytest.approx(t, abs=0.002)
         assert sum(r["frames"] for r in rows) == 70
         export = await rig.recorder.export("gate", T0 + 3.0, T0 + 5.0)
-        assert export is not None and probe(export).frames == 30  # from the keyframe at 2.0 to the frame at 5.0
+        assert export is not None and probe(export.path).frames == 30  # from the keyframe at 2.0 to the frame at 5.0
         listed = await rig.recorder.list_recordings("gate", T0 + 3.0, T0 + 5.0)
         assert [r["start_time"] for r in listed] == pytest.approx([T0 + 2, T0 + 4])
 

@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from .export import ExportCache, ExportRefused
 from .index import RecordingIndex
+from .labels import LabelChoice, choose
 
 EXPORT_TTL_S = 600.0
 MAX_EXPORT_S = 3600.0  # every clip and export is at most this long
@@ -68,6 +69,7 @@ class ClipFile:
     path: Path
     in_progress: bool = False  # still growing (fragmented MP4): what is recorded so far
     offset_s: float = 0.0  # where the event's clip starts in the file
+    choice: LabelChoice | None = None  # an export of labels: the recordings' timeline it was cut from (labels.py)
 
 
 class Exporter:
@@ -107,14 +109,26 @@ class Exporter:
         return await self.clip(info["camera"], start, min(self.clock(), start + MAX_EXPORT_S),
                                stable=f"event {event_id}", steady=True)
 
-    async def export(self, camera: str, start: float, end: float) -> Path | None:
-        """An MP4 of [start, end] of the camera's recordings (remuxed, cut at keyframes); None if nothing there.
+    async def export(self, camera: str, start: float, end: float, seq: int | None = None) -> ClipFile | None:
+        """An MP4 of the wall-clock labels [start, end] of the camera's recordings (remuxed, cut at keyframes).
+
+        The span is cut in steady time from one timeline of recordings (labels.py): the one holding recording
+        `seq`, else the newest, when a clock step back made two share these labels. None if nothing is there
+        (or `seq` is not among the recordings there).
 
         Raises:
             ExportRefused: a bound was reached (429) or there is no room (507).
         """
-        clip = await self.clip(camera, start, end)
-        return clip.path if clip is not None else None
+        end = min(end, start + MAX_EXPORT_S)
+        rows = await self.index_call(self.index.recordings, camera, start, end)
+        choice = choose(rows, start, end, seq)
+        if choice is None:
+            return None
+        clip = await self.clip(camera, choice.start, choice.end, steady=True)
+        if clip is None:
+            return None
+        clip.choice = choice
+        return clip
 
     async def clip(self, camera: str, start: float, end: float, stable: str | None = None,
                    steady: bool = False) -> ClipFile | None:

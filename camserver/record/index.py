@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..clock import STEP_S
 from ..storage import Database
 
 SCHEMA = """
@@ -54,7 +55,8 @@ STEADY_COLUMNS = ("steady_start", "steady_end")
 # columns a database of an earlier version lacks: added, and filled in the order the rows were made
 # (rowid: the rows were inserted as the recordings began) and with their labels as keep-time
 MIGRATIONS = (("seq", "INTEGER", "rowid"), ("kept_at", "REAL", "COALESCE(end_time, start_time)"))
-COLUMNS = "path, camera, kind, start_time, end_time, frames, bytes, width, height, in_progress, steady_start, steady_end"
+COLUMNS = ("path, camera, kind, start_time, end_time, frames, bytes, width, height, in_progress, steady_start, steady_end,"
+           " seq")
 KINDS = ("span", "segment")
 
 
@@ -138,25 +140,28 @@ class RecordingIndex:
         return {r[0] for r in self.db.execute("SELECT path FROM recordings")}
 
     def recordings(self, camera: str, after: float | None = None, before: float | None = None,
-                   kind: str | None = None, limit: int = 10000, steady: bool = False) -> list[dict[str, Any]]:
-        """A camera's recordings that overlap [after, before], oldest first (an open one's end is None).
+                   kind: str | None = None, limit: int = 10000, steady: bool = False,
+                   since_steady: float | None = None) -> list[dict[str, Any]]:
+        """A camera's recordings that overlap [after, before], in the order they were made (an open one's end is None).
 
-        `steady`: after and before are steady times, and the order is the order they were recorded in.
+        `steady`: after and before are steady times, else labels (after a clock step back, one hour of labels
+        can hold two recordings: both are listed, see labels.py). `since_steady`: only those that end after it.
         """
         start, end = ("COALESCE(steady_start, start_time)", "COALESCE(steady_end, end_time)") if steady \
             else ("start_time", "end_time")
         sql = f"SELECT {COLUMNS} FROM recordings WHERE camera = ?"
         args: list[Any] = [camera]
-        if after is not None:
-            sql += f" AND (end_time IS NULL OR {end} > ?)"
-            args.append(after)
+        for bound, value in ((end, after), ("COALESCE(steady_end, end_time)", since_steady)):
+            if value is not None:
+                sql += f" AND (end_time IS NULL OR {bound} > ?)"
+                args.append(value)
         if before is not None:
             sql += f" AND {start} < ?"
             args.append(before)
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        sql += f" ORDER BY {start}, seq LIMIT ?"
+        sql += " ORDER BY COALESCE(steady_start, start_time), seq LIMIT ?"  # labels may go back: never their order
         return [_row(r) for r in self.db.execute(sql, [*args, limit])]
 
     def latest_steady(self) -> float:
@@ -258,18 +263,13 @@ class RecordingIndex:
             args.append(kind)
         return [_row(r) for r in self.db.execute(sql + " ORDER BY seq LIMIT ?", [*args, limit])]
 
-    def expire(self, now: float | None = None, retain_days: float = 3.0,
-               wall: float | None = None) -> tuple[int, int]:
+    def expire(self, now: float | None = None, retain_days: float = 3.0) -> tuple[int, int]:
         """Delete segments kept longer than `retain_days`, and spans no event uses any more (see prune_clips).
 
-        Args:
-            now: keep-time (the index's keep_clock by default): a segment's age is `now - kept_at`.
-            wall: wall-clock time, for prune_clips' grace (default: `now`).
-
-        Returns (files, bytes).
+        `now`: keep-time (the index's keep_clock by default): a segment's age is `now - kept_at`. Returns (files, bytes).
         """
         now = self.keep_clock() if now is None else now
-        self.prune_clips(now if wall is None else wall)
+        self.prune_clips()
         files = freed = 0
         old = self.db.execute("SELECT path FROM recordings WHERE kind = 'segment' AND in_progress = 0 AND kept_at < ?"
                               " ORDER BY seq", (now - retain_days * 86400,)).fetchall()
@@ -283,14 +283,16 @@ class RecordingIndex:
             files += 1
         return files, freed
 
-    def prune_clips(self, now: float | None = None, grace_s: float = 3600.0) -> int:
-        """Forget the clips of events no longer in the `events` table (same database), older than `grace_s`,
-        so their spans can expire even if a deletion missed `delete_clip`. Returns how many went."""
+    def prune_clips(self, grace_s: float = 3600.0) -> int:
+        """Forget the clips of events no longer in the `events` table (same database) that began `grace_s` of steady
+        time before the newest thing recorded, so their spans can expire even if a deletion missed `delete_clip`.
+
+        Steady time, not labels: a step forward would make a clip just begun (its event not yet stored) look an hour
+        old, a step back would keep old ones an hour longer. Returns how many went."""
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
             return 0
-        now = time.time() if now is None else now
-        return self.db.execute("DELETE FROM event_clips WHERE clip_start < ? AND event_id NOT IN (SELECT id FROM events)",
-                               (now - grace_s,)).rowcount
+        return self.db.execute("DELETE FROM event_clips WHERE COALESCE(steady_start, clip_start) < ? AND event_id NOT IN"
+                               " (SELECT id FROM events)", (self.latest_steady() - grace_s,)).rowcount
 
     def reclaim(self, target_bytes: int) -> int:
         """Delete the oldest segments until `target_bytes` are freed (event spans go with their events). Returns bytes freed."""
@@ -306,11 +308,16 @@ class RecordingIndex:
         return freed
 
 
-def recording_path(camera: str, kind: str, start: float) -> str:
-    """recordings/<camera>/<YYYY-MM-DD>/<HHMMSS>-<kind>-<epoch ms>.mp4 (local date and time; the epoch makes it unique)."""
+def recording_path(camera: str, kind: str, start: float, steady: float | None = None) -> str:
+    """recordings/<camera>/<YYYY-MM-DD>/<HHMMSS>-<kind>-<epoch ms>.mp4 (local date and time; the epoch makes it unique).
+
+    `steady`: the start's steady time; where it is off the label by more than a step (the clock stepped since
+    start-up), its ms are added (-<steady ms>): after a step back, a label can repeat one made before it.
+    """
     local = time.localtime(start)
+    suffix = f"-{round(steady * 1000)}" if steady is not None and abs(steady - start) > STEP_S else ""
     return (f"recordings/{camera}/{time.strftime('%Y-%m-%d', local)}/"
-            f"{time.strftime('%H%M%S', local)}-{kind}-{round(start * 1000)}.mp4")
+            f"{time.strftime('%H%M%S', local)}-{kind}-{round(start * 1000)}{suffix}.mp4")
 
 
 def parse_recording_path(path: str) -> tuple[str, str, float] | None:
@@ -319,7 +326,7 @@ def parse_recording_path(path: str) -> tuple[str, str, float] | None:
     if len(parts) != 4 or parts[0] != "recordings" or not parts[3].endswith(".mp4"):
         return None
     fields = parts[3][:-4].split("-")
-    if len(fields) != 3 or fields[1] not in KINDS or not fields[2].isdigit():
+    if len(fields) not in (3, 4) or fields[1] not in KINDS or not all(f.isdigit() for f in fields[2:]):
         return None
     return parts[1], fields[1], int(fields[2]) / 1000
 
@@ -365,7 +372,7 @@ class RecordingsKind:
     def expire(self, now: float, limit: int) -> int:
         """Segments kept past record.retain_days (`now`: keep-time), and spans no event uses; returns how many files went."""
         try:
-            files, _ = self.index.expire(now, self.retain_days, time.time())
+            files, _ = self.index.expire(now, self.retain_days)
         except sqlite3.OperationalError:  # a round at open, before the recorder made its tables
             return 0
         return files

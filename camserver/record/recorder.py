@@ -172,7 +172,7 @@ class Recorder:
         if span is None and not cam.failed:
             frames = cam.ring.since(start - pre) if cam.ring is not None else []
             first = frames[0][0] if frames else max(cam.last_frame, start - pre)
-            span = cam.span = Span(recording_path(camera, "span", first + cam.offset), first)
+            span = cam.span = Span(recording_path(camera, "span", first + cam.offset, first), first)
             self._open(cam, span.path, "span", first)
             self.encoders.push_batch(cam, frames)
             span.last_fed = frames[-1][0] if frames else span.last_fed
@@ -267,9 +267,10 @@ class Recorder:
 
     # --- for the HTTP routes ----------------------------------------------------------------------
 
-    async def list_recordings(self, camera: str, after: float | None, before: float | None) -> list[dict[str, Any]]:
-        """A camera's recordings overlapping [after, before], oldest first."""
-        return await self._index(self.index.recordings, camera, after, before)
+    async def list_recordings(self, camera: str, after: float | None, before: float | None,
+                              since_steady: float | None = None) -> list[dict[str, Any]]:
+        """A camera's recordings overlapping the labels [after, before] (ending after steady `since_steady`), in the order made."""
+        return await self._index(self.index.recordings, camera, after, before, None, 10000, False, since_steady)
 
     # --- loop-side decisions ------------------------------------------------------------------------
 
@@ -309,7 +310,7 @@ class Recorder:
             if cam.segment is not None:
                 self._finish_current(cam, when)
             seg, label = self.config.segment_s, when + cam.offset
-            cam.segment = recording_path(cam.id, "segment", label)
+            cam.segment = recording_path(cam.id, "segment", label, when)
             cam.segment_start = when
             # cut where the label reaches a multiple of segment_s, measured in steady time from here
             cam.segment_end = when + (math.floor(label / seg) + 1) * seg - label

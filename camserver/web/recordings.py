@@ -8,6 +8,12 @@ An export or clip that cannot be made now answers JSON `{"error": ..., "detail":
 429 with Retry-After when a bound is reached (EXPORTS_PER_CLIENT of one client at once, or the
 recorder's own, see record/exporter.py), 507 when there is no room for it (a full disk, or the
 exports' share of storage.max_mb in use).
+
+Across a wall-clock step the labels (start_time, end_time, a span's start and end) can repeat: after
+the clock steps back an hour, one hour of labels holds two recordings. The listing shows both, in
+the order they were made, each with its `seq`; `clip.mp4?start=&end=` cuts the span from one of
+them (`&seq=`: the one holding that recording; without it, the newest) and says which in
+X-Clip-Seq, with X-Clip-Other-Seqs naming the others (record/labels.py).
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ EXPORTS_PER_CLIENT = 2  # exports or clips one client address waits for at once;
 RETRY_AFTER_S = 2
 
 EventClip = Callable[[str], Awaitable[ClipFile | None]]
-ListRecordings = Callable[[str, float | None, float | None], Awaitable[list[dict[str, Any]]]]
-Export = Callable[[str, float, float], Awaitable[Any]]  # -> Path | None
+ListRecordings = Callable[..., Awaitable[list[dict[str, Any]]]]  # (camera, after, before[, since_steady=])
+Export = Callable[[str, float, float, int | None], Awaitable[ClipFile | None]]  # (camera, start, end, seq)
+LISTED = ("path", "kind", "start_time", "end_time", "frames", "bytes", "width", "height", "in_progress", "seq",
+          "steady_start", "steady_end")
 
 
 def _bad(text: str) -> web.HTTPBadRequest:
@@ -57,6 +65,11 @@ def _mp4(clip: ClipFile, filename: str) -> web.FileResponse:
     }
     if clip.in_progress:
         headers["X-Recording"] = "in-progress"
+    if clip.choice is not None and clip.choice.seq is not None:  # which recordings a span of labels was cut from
+        headers["X-Clip-Seq"] = str(clip.choice.seq)
+        headers["X-Clip-Choice"] = "asked" if clip.choice.asked else "newest" if clip.choice.others else "only"
+        if clip.choice.others:
+            headers["X-Clip-Other-Seqs"] = ",".join(map(str, clip.choice.others))
     return web.FileResponse(clip.path, headers=headers)
 
 
@@ -71,18 +84,22 @@ class RecordingsApi:
     Args:
         event_clip: event id -> the clip's file (None: no such event or no clip).
         list_recordings: (camera, after, before) -> the recordings overlapping the span.
-        export: (camera, start, end) -> an MP4 of the span (None: nothing recorded there).
+        export: (camera, start, end, seq) -> an MP4 of the span (None: nothing recorded there).
         camera_known: whether a camera id exists (unknown: 404).
-        clock: wall-clock time (the default span of a listing is the last 24 h).
+        clock: wall-clock time (the default span of a listing is the last 24 h, without `steady`).
+        steady: steady time (clock.Timeline.now): the default listing is what ended in the last 24 h of it,
+            whatever the wall clock did meanwhile.
     """
 
     def __init__(self, event_clip: EventClip, list_recordings: ListRecordings, export: Export,
-                 camera_known: Callable[[str], bool], clock: Callable[[], float] = time.time) -> None:
+                 camera_known: Callable[[str], bool], clock: Callable[[], float] = time.time,
+                 steady: Callable[[], float] | None = None) -> None:
         self.event_clip = event_clip
         self.list_recordings = list_recordings
         self.export = export
         self.camera_known = camera_known
         self.clock = clock
+        self.steady = steady
         self._waiting: dict[str, int] = {}  # client address -> its exports in flight (entries at 0 are removed)
         self.refused: dict[int, int] = {}
 
@@ -145,19 +162,21 @@ class RecordingsApi:
         return _mp4(clip, f"event-{event_id}.mp4")
 
     async def recordings(self, request: web.Request) -> web.Response:
-        """The camera's recordings overlapping [after, before] (default: the last 24 h), oldest first."""
+        """The camera's recordings overlapping [after, before] (default: the last 24 h), in the order made."""
         camera = self._camera(request)
-        now = self.clock()
-        after = _time(request.query, "after", now - DAY_S)
+        after = _time(request.query, "after", None)
         before = _time(request.query, "before", None)
         if before is not None and after is not None and before <= after:
             raise _bad("before must be after after")
-        rows = await self.list_recordings(camera, after, before)
-        keys = ("path", "kind", "start_time", "end_time", "frames", "bytes", "width", "height", "in_progress")
-        return web.json_response({"camera": camera, "recordings": [{k: r[k] for k in keys} for r in rows]})
+        if after is not None or self.steady is None:
+            rows = await self.list_recordings(camera, self.clock() - DAY_S if after is None else after, before)
+        else:  # "the last 24 h" is a duration: steady time, so a step neither hides nor doubles a day
+            rows = await self.list_recordings(camera, None, before, since_steady=self.steady() - DAY_S)
+        return web.json_response({"camera": camera, "recordings": [{k: r.get(k) for k in LISTED} for r in rows]})
 
     async def camera_clip_mp4(self, request: web.Request) -> web.StreamResponse:
-        """An MP4 of [start, end] of the camera's recordings, remuxed (no re-encoding), cut at keyframes."""
+        """An MP4 of [start, end] of the camera's recordings, remuxed (no re-encoding), cut at keyframes;
+        `seq`: of the recordings sharing those labels after a clock step, the ones with that recording."""
         camera = self._camera(request)
         start = _time(request.query, "start")
         end = _time(request.query, "end")
@@ -165,9 +184,16 @@ class RecordingsApi:
             raise _bad("start and end are required (seconds since the epoch)")
         if not 0 < end - start <= MAX_EXPORT_S:
             raise _bad(f"end must be after start, by at most {MAX_EXPORT_S:.0f} s")
-        path = await self._made(request, self.export(camera, start, end))
-        if isinstance(path, web.Response):
-            return path
-        if path is None:
-            raise web.HTTPNotFound(reason="nothing recorded", text=f"camera {camera!r} has no recording in that span")
-        return _mp4(ClipFile(path), f"{camera}-{int(start)}-{int(end)}.mp4")
+        seq = None
+        if "seq" in request.query:
+            text = request.query["seq"]
+            if not (text.isascii() and text.isdigit() and len(text) <= 18):
+                raise _bad("seq must be a recording's seq (a whole number, from the recordings listing)")
+            seq = int(text)
+        clip = await self._made(request, self.export(camera, start, end, seq))
+        if isinstance(clip, web.Response):
+            return clip
+        if clip is None:
+            which = "" if seq is None else f" with recording seq {seq}"
+            raise web.HTTPNotFound(reason="nothing recorded", text=f"camera {camera!r} has no recording{which} in that span")
+        return _mp4(clip, f"{camera}-{int(start)}-{int(end)}.mp4")
