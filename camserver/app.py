@@ -42,9 +42,11 @@ from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
 from .web.health import server_health
 from .web.configapi import ConfigApi
+from .web.liveapply import LiveApply
 from .web.mute import MuteApi
 from .web.notify import NotifyApi
 from .web.recordings import RecordingsApi
+from .web.restart import RestartRequest
 from .web.session import ViewerAuth
 from .web.system import SystemApi, about, configured_shapes, system_facts
 from .web.viewer import live_frame
@@ -149,6 +151,8 @@ class CamServer:
         system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None)
+        live = LiveApply(self.notifier, self.recorder, self.recordings_kind, self.database, self.events.apply_shapes, system.reshape)
+        self.restart = RestartRequest()  # POST /api/restart; run() waits for it
         # the HTTP port's cap: the viewer app tells it which connections proved themselves
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
                                           config.http.unauthenticated_share)
@@ -156,15 +160,14 @@ class CamServer:
             config.http, self.hub, self.health, self.camera_figures, self.scheduler.latest,
             self.scheduler.annotated_latest, self.events if config.events.enabled else None, self.metrics.exposition,
             auth, (board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape)),
+                   MuteApi(self.mute, self.hub.get), ConfigApi(config_file, live, live.storage), self.restart),
             self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.hub.in_use = lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None
-        self.ws_port = 0
-        self.http_port = 0
+        self.ws_port = self.http_port = 0
         self.ready = False
         self.hung_threads = False  # set by stop(): a stalled detector thread is still running
 
@@ -178,7 +181,8 @@ class CamServer:
         # the order the budget removes in: exports (made again on request), recordings, then events;
         # firmware images count and stay
         budget.add(recorder.exports)
-        budget.add(RecordingsKind(index, config.record.retain_days))
+        self.recordings_kind = RecordingsKind(index, config.record.retain_days)  # record.retain_days: set live
+        budget.add(self.recordings_kind)
         budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
         index.grew = self.database.budget.soon

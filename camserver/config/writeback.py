@@ -29,8 +29,11 @@ from .tables import Config
 
 HIDDEN = "(hidden)"  # what a secret is shown as; sent back unchanged, the file's value stays
 SECRET_KEYS = frozenset({"token", "admin_token", "triton_token", "password"})
-# the keys a running server takes without a restart (events/engine.py's apply_shapes)
-LIVE_KEYS = frozenset({"events.zones", "events.masks", "events.filters"})
+# the keys a running server takes without a restart: [events]' shapes (events/engine.py's apply_shapes),
+# the [[notify]] rules (integrations/notify.py's set_rules), recording and the storage budget (web/liveapply.py)
+SHAPE_KEYS = frozenset({"events.zones", "events.masks", "events.filters"})
+LIVE_KEYS = SHAPE_KEYS | {"notify", "record.mode", "record.retain_days", "record.pre_capture_s",
+                          "record.post_capture_s", "storage.max_mb", "storage.min_free_mb"}
 BACKUPS = 5  # config.toml.1.bak (newest) .. config.toml.5.bak
 MAX_DEPTH = 16
 
