@@ -43,9 +43,11 @@ from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
 from .web.health import server_health
 from .web.configapi import ConfigApi
+from .web.liveapply import LiveApply
 from .web.mute import MuteApi
 from .web.notify import NotifyApi
 from .web.recordings import RecordingsApi
+from .web.restart import RestartRequest
 from .web.session import ViewerAuth
 from .web.system import SystemApi, about, configured_shapes, system_facts
 from .web.viewer import live_frame
@@ -151,6 +153,8 @@ class CamServer:
         system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None, timeline.wall, timeline.now)
+        live = LiveApply(self.notifier, self.recorder, self.recordings_kind, self.database, self.events.apply_shapes, system.reshape)
+        self.restart = RestartRequest()  # POST /api/restart; run() waits for it
         # the HTTP port's cap: the viewer app tells it which connections proved themselves
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
                                           config.http.unauthenticated_share)
@@ -159,15 +163,13 @@ class CamServer:
             latest_detections=self.scheduler.latest, annotated_latest=self.scheduler.annotated_latest,
             events=self.events if config.events.enabled else None, exposition=self.metrics.exposition, auth=auth,
             routes=(board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                    MuteApi(self.mute, self.hub.get), ConfigApi(config_file, self.events.apply_shapes, system.reshape,
-                                                             auth.update)),
+                    MuteApi(self.mute, self.hub.get), ConfigApi(config_file, live, live.storage, auth.update), self.restart),
             connections=self.http_limit,
         )
         self.scheduler.watched = self.viewer_app.watched
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None
-        self.ws_port = 0
-        self.http_port = 0
+        self.ws_port = self.http_port = 0
         self.ready = False
         self.hung_threads = False  # set by stop(): a stalled detector thread is still running
         self._stages = contextlib.AsyncExitStack()  # the stops of the stages entered, run last-in first-out
@@ -182,7 +184,8 @@ class CamServer:
         # the order the budget removes in: exports (made again on request), recordings, then events;
         # firmware images count and stay
         budget.add(recorder.exports)
-        budget.add(RecordingsKind(index, config.record.retain_days))
+        self.recordings_kind = RecordingsKind(index, config.record.retain_days)  # record.retain_days: set live
+        budget.add(self.recordings_kind)
         budget.add(CountedFolder("firmware", root / "firmware"))
         self.database.attach(lambda conn: index.create())  # a recreated file gets the tables again
         return recorder

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -214,6 +215,8 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
+    if result.restart and not result.hung_threads:
+        restart_process()
     if result.hung_threads:
         # a detector thread stuck in native code would keep the interpreter from exiting
         print(f"{name}: a stalled detector thread is still running; exiting without waiting for it", file=sys.stderr)
@@ -222,8 +225,18 @@ def run_command(argv: Sequence[str] | None, serve: Serve, name: str) -> int:
     return 0
 
 
+def restart_process() -> None:
+    """The same command line again in this process (POST /api/restart, once every stop step ran): never returns."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `camserver` and `python -m camserver`; returns the exit code."""
+    """Entry point of `camserver` and `python -m camserver`; returns the exit code.
+
+    Only the process's own command line (argv None) can be started again by POST /api/restart."""
     from .run import run
 
-    return run_command(argv, run, "camserver")
+    return run_command(argv, functools.partial(run, restartable=argv is None), "camserver")

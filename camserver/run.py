@@ -27,6 +27,7 @@ class RunResult:
     """How a run ended, for the exit code."""
 
     hung_threads: bool  # a stalled detector thread still runs: the process must not wait for it
+    restart: bool = False  # POST /api/restart asked for it: cli.py starts the process again
 
 
 Companion = Callable[[CamServer], Coroutine[Any, Any, None]]
@@ -60,7 +61,7 @@ async def start_server(config: Config, model_fallback: bool = False,
 
 
 async def run(config: Config, ports_file: Path | None = None, companion: Companion | None = None, *,
-              model_fallback: bool = False, config_file: ConfigFile | None = None) -> RunResult:
+              model_fallback: bool = False, config_file: ConfigFile | None = None, restartable: bool = False) -> RunResult:
     """Serve until SIGINT or SIGTERM (or a stage dies), then shut down gracefully.
 
     Args:
@@ -71,6 +72,8 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
         model_fallback: the model is the default one, not named by the user: if yolo11n.pt cannot be
             downloaded, run yolo11n.yaml (random weights) and say so instead of failing.
         config_file: the file the config came from (and the flags over it), for /api/config.
+        restartable: the caller starts the process again when the result says `restart` (cli.main does);
+            without it POST /api/restart answers 409.
 
     Raises:
         StageFailed: a stage's long-lived task died; the server stopped.
@@ -81,11 +84,13 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
         loop.add_signal_handler(sig, stop.set)
     raise_descriptor_limit()
     server = await start_server(config, model_fallback, config_file)
+    server.restart.available = restartable
     try:
         if ports_file is not None:
             write_ports(ports_file, server.ws_port, server.http_port)
         extra = asyncio.create_task(companion(server), name="companion") if companion else None
-        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(server.supervisor.failure.wait())]
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(server.supervisor.failure.wait()),
+                   asyncio.create_task(server.restart.requested.wait())]
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -96,5 +101,6 @@ async def run(config: Config, ports_file: Path | None = None, companion: Compani
     failed = server.supervisor.failed
     if failed is not None:
         raise StageFailed(failed)
-    log.info("stopped")
-    return RunResult(server.hung_threads)
+    restart = server.restart.requested.is_set() and not stop.is_set()
+    log.info("stopped; starting again" if restart else "stopped")
+    return RunResult(server.hung_threads, restart)

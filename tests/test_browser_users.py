@@ -31,7 +31,7 @@ async def test_an_admin_adds_a_user_from_the_page_and_the_user_logs_in(tmp_path)
         base = f"http://127.0.0.1:{server.http_port}"
         browser = await stack.enter_async_context(chromium(f"{base}/"))
         await log_in(browser, ("root", "root-pass-1234"))
-        await browser.goto(f"{base}/#/system")
+        await browser.goto(f"{base}/#/settings")
         await browser.wait("document.querySelectorAll('.users-table tbody tr').length === 2", what="the users listed")
         rows = await browser.js("[...document.querySelectorAll('.users-table tbody tr')].map((r) => r.textContent)")
         assert "plain text" in rows[0] and "bob" in rows[0] and "hashed" in rows[1] and "root" in rows[1], rows

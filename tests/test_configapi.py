@@ -138,8 +138,8 @@ async def test_patch_keeps_every_comment_of_the_shipped_file_a_backup_and_the_se
     assert HIDDEN not in after
     assert (tmp_path / "config.toml.1.bak").read_text() == before
     assert answer["version"] == file.read()[1] != current["version"]
-    assert answer["applied_live"] == ["events.zones"]
-    assert set(answer["restart_needed"]) == {"events.cooldown_s", "record.retain_days"}
+    assert answer["applied_live"] == ["events.zones", "record.retain_days"]  # web/liveapply.py takes both
+    assert set(answer["restart_needed"]) == {"events.cooldown_s"}
 
 
 async def test_a_stale_version_is_refused_and_loses_nothing(tmp_path, http):

@@ -31,9 +31,12 @@ from .userpatch import hash_passwords, lockout
 
 HIDDEN = "(hidden)"  # what a secret is shown as; sent back unchanged, the file's value stays
 SECRET_KEYS = frozenset({"token", "admin_token", "triton_token", "password"})
-# the keys a running server takes without a restart (events/engine.py's apply_shapes)
-LIVE_KEYS = frozenset({"events.zones", "events.masks", "events.filters",
-                       "http.users", "http.token", "http.admin_token"})  # the last three: web/session.py's update
+# the keys a running server takes without a restart: [events]' shapes (events/engine.py's apply_shapes),
+# the [[notify]] rules (integrations/notify.py's set_rules), recording and the storage budget (web/liveapply.py)
+SHAPE_KEYS = frozenset({"events.zones", "events.masks", "events.filters"})
+LIVE_KEYS = SHAPE_KEYS | {"notify", "record.mode", "record.retain_days", "record.pre_capture_s",
+                          "record.post_capture_s", "storage.max_mb", "storage.min_free_mb",
+                          "http.users", "http.token", "http.admin_token"}  # the last three: web/session.py's update
 BACKUPS = 5  # config.toml.1.bak (newest) .. config.toml.5.bak
 MAX_DEPTH = 16
 

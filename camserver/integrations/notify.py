@@ -122,12 +122,21 @@ class Target:
                 "dropped": self.outbox.dropped, "queued": len(self.outbox)}
 
 
+def _target(label: str, url: str, known: dict[str, Target]) -> Target:
+    """A target for `url`: the running one when there is one (its queue and counters go on), else a new one."""
+    target = known.pop(url, None)
+    if target is None:
+        return Target(label, url)
+    target.label = label
+    return target
+
+
 class Group:
     """One [[notify]] table: filter, cooldown, targets, and which events it already decided."""
 
-    def __init__(self, index: int, config: NotifyConfig) -> None:
+    def __init__(self, index: int, config: NotifyConfig, known: dict[str, Target] | None = None) -> None:
         self.config = config
-        self.targets = [Target(f"notify[{index}].urls[{n}]", url) for n, url in enumerate(config.urls)]
+        self.targets = [_target(f"notify[{index}].urls[{n}]", url, known or {}) for n, url in enumerate(config.urls)]
         self.last_sent: dict[tuple[str, str], float] = {}  # (camera, label) -> clock time
         self.decided: OrderedDict[str, bool] = OrderedDict()  # event id -> notified
 
@@ -189,7 +198,8 @@ class Notifier:
         self.retry_delays_s = retry_delays_s
         self.muted = muted  # camera id -> its notifications are held now (integrations/mute.py)
         self.held = 0  # notifications a mute held back
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[Target, asyncio.Task[None]] = {}
+        self._spawn: Spawn | None = None
         self._failures = ThrottledLog(log, interval_s=60.0)
         if clip_path is None and any(c.clip for c in configs):
             log.warning("notify: clip = true, but no clips are recorded; only the pictures are sent")
@@ -260,15 +270,33 @@ class Notifier:
 
     async def start(self, spawn: Spawn) -> None:
         """One delivery task per target."""
-        self._tasks = [spawn("notifications", partial(t.outbox.serve, partial(self._deliver, t)), f"notify-{t.label}",
-                             restart=True) for t in self.targets]
+        self._spawn = spawn
+        for target in self.targets:
+            self._serve(target)
+
+    def _serve(self, target: Target) -> None:
+        if self._spawn is not None and target not in self._tasks:
+            self._tasks[target] = self._spawn("notifications", partial(target.outbox.serve, partial(self._deliver, target)),
+                                              f"notify-{target.label}", restart=True)
+
+    async def set_rules(self, configs: tuple[NotifyConfig, ...]) -> None:
+        """New [[notify]] rules, taken at once (PATCH /api/config): a URL that stays keeps its target (queue,
+        counters, delivery task); a group at the same place keeps its cooldowns; a URL gone stops."""
+        known = {t._url: t for t in self.targets}
+        groups = [Group(i, c, known) for i, c in enumerate(configs)]
+        for old, new in zip(self.groups, groups):
+            new.last_sent, new.decided = old.last_sent, old.decided
+        self.groups = groups
+        for target in self.targets:
+            self._serve(target)
+        await cancel_and_wait(*(self._tasks.pop(t) for t in known.values() if t in self._tasks))
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued for up to `grace_s` (the events ended at shutdown), then stop."""
         if self._tasks:
             await drained((t.outbox for t in self.targets), grace_s)
-        await cancel_and_wait(*self._tasks)
-        self._tasks = []
+        await cancel_and_wait(*self._tasks.values())
+        self._tasks = {}
 
     async def _deliver(self, target: Target, notice: Notice) -> None:
         problem = ""

@@ -236,6 +236,21 @@ class Recorder:
         if cam.ring is not None:
             cam.ring.clear()
 
+    def set_config(self, config: RecordConfig) -> None:
+        """New [record] keys, taken at once (PATCH /api/config); the encoder's keys wait for a restart.
+
+        A new mode finishes each camera's open file first: the next frame starts what the new mode records.
+        """
+        if config.mode == self.config.mode and config.pre_capture_s == self.config.pre_capture_s:
+            self.config = config
+            return
+        for cam in self.cameras.values():
+            self._finish_current(cam, cam.last_frame + cam.gap_s)  # under the old mode (motion keeps its verdicts)
+        self.config = config
+        for cam in self.cameras.values():
+            cam.ring = (PreCaptureBuffer(config.pre_capture_s + PRE_SLACK_S, int(config.buffer_mb * 1024 * 1024))
+                        if config.mode == "events" else None)
+
     # --- figures ----------------------------------------------------------------------------------
 
     def camera_stats(self, camera: str) -> dict[str, Any]:

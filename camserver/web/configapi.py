@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from pydantic.json_schema import PydanticJsonSchemaWarning
 
-from ..config import Config, ConfigError, EventsConfig, HttpConfig, schema
+from ..config import Config, ConfigError, HttpConfig, schema
 from ..config.userpatch import tokens_shown, users_shown
 from ..config.writeback import LIVE_KEYS, ConfigFile, PatchRefused, VersionMismatch, redact
 from ..jsonbody import read_json
@@ -50,18 +50,18 @@ class ConfigApi:
 
     Args:
         file: config.toml and the command-line overrides (None: the server was started without a file).
-        apply_events: takes new zones, object masks and filters into the events stage.
+        apply: takes the changed live keys of a new config into the stages (web/liveapply.py's LiveApply).
+        storage: the write rate and room the Settings view's "about N days" is made of (shown in GET).
         apply_http: takes new tokens, users and roles into the viewer side's credentials.
-        shapes_changed: told the new config, for what the zone editor reads back (/api/zones).
     """
 
-    def __init__(self, file: ConfigFile | None, apply_events: Callable[[EventsConfig], Awaitable[None]],
-                 shapes_changed: Callable[[Config], None],
+    def __init__(self, file: ConfigFile | None, apply: Callable[[Config, list[str]], Awaitable[None]],
+                 storage: Callable[[], Awaitable[dict[str, Any]]] | None = None,
                  apply_http: Callable[[HttpConfig, web.Request, web.StreamResponse], None] | None = None) -> None:
         self.file = file
+        self.apply = apply
+        self.storage = storage
         self.apply_http = apply_http  # new tokens and users (web/session.py's update)
-        self.apply_events = apply_events
-        self.shapes_changed = shapes_changed
         self._lock = asyncio.Lock()  # one read-check-write at a time: the version check holds across it
         self._log = ThrottledLog(log, interval_s=60.0)
         self.refused = 0  # patches refused (stale version, invalid value, bad patch)
@@ -92,6 +92,8 @@ class ConfigApi:
             body.update(file=None, effective=None, problems=[f"{file.path.name} is not valid TOML: {exc}"])
         except ConfigError as exc:
             body.update(effective=None, problems=exc.lines)
+        if self.storage is not None:
+            body["storage"] = await self.storage()
         body["schema"] = config_schema()
         return web.json_response(body, headers={"ETag": f'"{version}"', "Cache-Control": "no-store"}, dumps=_dumps)
 
@@ -124,9 +126,8 @@ class ConfigApi:
                 self._log.warning("write", "config.toml could not be written: %s", exc)
                 raise web.HTTPInternalServerError(reason="cannot write config.toml", text=str(exc)) from None
             live = result.live
-            if any(k.startswith("events.") for k in live):  # [events]' shapes (LIVE_KEYS)
-                await self.apply_events(result.config.events)
-                self.shapes_changed(result.config)
+            if live:
+                await self.apply(result.config, live)
             resp = web.json_response({"version": result.version, "changed": result.changed, "applied_live": live,
                                       "restart_needed": result.restart}, headers={"ETag": f'"{result.version}"'})
             if any(k.startswith("http.") for k in live) and self.apply_http is not None:

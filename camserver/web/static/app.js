@@ -1,5 +1,5 @@
 // camserver's page: hash routes (#/live, #/camera/<id>, #/review, #/events/<id>, #/zones/<id>,
-// #/system), the login, the banners (server unreachable, random model weights), the navigation.
+// #/system, #/settings), the login, the banners (server unreachable, random model weights), the navigation.
 
 import { api, connection, forgetAdmin, on, setRoutes, startMonitor } from "./api.js";
 import * as camera from "./camera.js";
@@ -7,13 +7,14 @@ import * as feed from "./feed.js";
 import * as live from "./live.js";
 import { showLogin } from "./login.js";
 import * as review from "./review.js";
+import * as settings from "./settingsview.js";
 import * as system from "./system.js";
 import { clock, h, setText } from "./ui.js";
 import * as zones from "./zones.js";
 
-const VIEWS = { live, camera, review, events: review, zones, system };
-const NAV = { live: "live", camera: "live", zones: "live", review: "review", events: "review", system: "system" };
-const TITLES = { live: "Live", camera: "Camera", review: "Review", events: "Event", zones: "Zones", system: "System" };
+const VIEWS = { live, camera, review, events: review, zones, system, settings };
+const NAV = { live: "live", camera: "live", zones: "live", review: "review", events: "review", system: "system", settings: "settings" };
+const TITLES = { live: "Live", camera: "Camera", review: "Review", events: "Event", zones: "Zones", system: "System", settings: "Settings" };
 
 const main = document.getElementById("main");
 const app = {
@@ -79,6 +80,7 @@ on("health", (health) => {
 
 // login --------------------------------------------------------------------------------------------
 const logoutButton = document.getElementById("logout");
+const settingsLink = document.getElementById("nav-settings");
 
 async function loadSession() {
   try {
@@ -115,6 +117,8 @@ on("auth", async () => {
 
 async function enter() {
   logoutButton.hidden = !(app.session && app.session.auth_required);
+  // the Settings view is an admin's: a viewer sees no link (and the API answers 403)
+  settingsLink.hidden = !(app.session && app.session.can_write);
   try {
     const info = await api("/api/system");
     app.info = { ...app.info, ...info };

@@ -2,7 +2,6 @@
 
 import { api, hasRoute, on, write } from "./api.js";
 import { bytes, duration, h, num, setText, stateBlock } from "./ui.js";
-import { mountUsers } from "./users.js";
 
 const POLL_MS = 5000;
 
@@ -144,8 +143,5 @@ export function create(root, _route, app) {
     root.querySelector(".view").append(session);
   }
 
-  // until the Settings view mounts it: the users and tokens section, for admins
-  const users = (!app.session || app.session.can_write) ? mountUsers(root.querySelector(".view")) : null;
-
-  return { unmount() { stopped = true; clearTimeout(timer); stopConn(); if (users) users.unmount(); } };
+  return { unmount() { stopped = true; clearTimeout(timer); stopConn(); } };
 }
