@@ -61,3 +61,15 @@ def test_each_mode_detects_what_one_stream_does_and_reports_what_it_compiled(tmp
     single = np.concatenate([tensors[0], np.zeros_like(tensors[0])])  # ultralytics pads a short batch with zeros
     out = next(iter(runners["streams"](single).values()))
     assert out.shape[0] == 2 and not out[1].any() and out[0].any()  # the padding is not inferred
+
+
+def test_batch2_must_win_clearly_over_an_unpadded_mode():
+    """Batch 2 timed 5% faster than two streams is not taken (camserver pads lone frames); 30% faster it is."""
+    f32 = Candidate("f32", "fp32", [20.0, 20.0, 20.0])
+    streams = Candidate("f32", "fp32", [10.0, 10.0, 10.0], mode="streams")
+    close = Candidate("f32", "fp32", [9.5, 9.5, 9.5], mode="batch2")
+    clear = Candidate("f32", "fp32", [7.0, 7.0, 7.0], mode="batch2")
+    for c in (f32, streams, close, clear):
+        c.agreement, c.score_diff = 1.0, 0.0
+    assert choose([f32, streams, close])[0] is streams
+    assert choose([f32, streams, clear])[0] is clear
