@@ -34,6 +34,7 @@ from .integrations.mute import MuteBoard
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
+from .record.clips import EventClips
 from .record.exporter import EXPORT_SHARE
 from .record.index import RecordingsKind
 from .storage import Database, StorageError
@@ -109,11 +110,10 @@ class CamServer:
                                  snapshot=lambda event_id: self.events.read_snapshot_file(event_id),
                                  clip_path=self._finished_clip if config.record.mode != "off" else None,
                                  muted=self.mute.holding("notify"))
-        self.events = EventEngine(  # the recorder first: the end change carries the clip's URL for the others
+        self.events = EventEngine(  # the recorder follows each change first and says which events have a clip
             config.events, config.storage, self.database, clock=timeline.now, wall=timeline.wall,
-            listeners=(lambda change: _record_event(recorder, change), self.mute.hold("webhooks", self.webhooks.on_change),
-                       self.mqtt.on_change, self.notifier.on_change),
-            extra_fields=(recorder.index.clip_fields,), on_delete=(recorder.index.delete_clip,))
+            listeners=(self.mute.hold("webhooks", self.webhooks.on_change), self.mqtt.on_change, self.notifier.on_change),
+            extra_fields=(recorder.index.clip_fields,), on_delete=(recorder.index.delete_clip,), clips=EventClips(recorder))
         self.hub = CameraHub(config.ingest.max_cameras, declared_ids=config.cameras.ids, clock=timeline, ports=HubPorts(
             online=(lambda cam: self.mqtt.camera_online(cam.id, True),),
             offline=(self._camera_offline, lambda cam: recorder.camera_offline(cam.id)),
@@ -390,25 +390,9 @@ class CamServer:
         await self.stop()
 
 
-def _record_event(recorder: Recorder, change: Any) -> None:
-    """An event starts or ends its clip; the end change tells webhooks and MQTT where the clip is."""
-    event = change.after
-    if change.type == "new":  # the steady time of the change, and the event's label of it
-        recorder.event_started(event["camera"], event["id"], _steady(change, "start_time"), event["start_time"])
-    elif change.type == "end":  # deleted too: its span can close
-        has_clip = recorder.event_ended(event["camera"], event["id"], _steady(change, "end_time"), event["end_time"])
-        if has_clip and event.get("end_reason") != "deleted":
-            event["clip"] = f"/api/events/{event['id']}/clip.mp4"
-
-
 async def _stop_step(name: str, stop: Callable[[], Awaitable[None]]) -> None:
     """One stage's stop; a failure is logged and the stages after it stop all the same."""
     try:
         await stop()
     except Exception:
         log.error("stopping %s failed; going on with the rest", name, exc_info=True)
-
-
-def _steady(change: Any, key: str) -> float:
-    when = getattr(change, "when", None)
-    return float(change.after[key] if when is None else when)
