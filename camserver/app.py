@@ -35,6 +35,7 @@ from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
 from .record.clips import EventClips
+from .record.clipwait import MARGIN_S as CLIP_MARGIN_S, ClipWait
 from .record.exporter import EXPORT_SHARE
 from .record.index import RecordingsKind
 from .storage import Database, StorageError
@@ -176,7 +177,8 @@ class CamServer:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
         root = Path(config.storage.dir)
         budget = self.database.budget
-        index = RecordingIndex(self.database, root, grew=budget.soon)
+        self.clip_wait = ClipWait(config.record.pre_capture_s + config.record.post_capture_s + CLIP_MARGIN_S, budget.soon)
+        index = RecordingIndex(self.database, root, grew=self.clip_wait.grew)  # the budget looks soon, waiters look again
         recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, disk=budget,
                             export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
         # the order the budget removes in: exports (made again on request), recordings, then events;
@@ -188,19 +190,9 @@ class CamServer:
         return recorder
 
     def _finished_clip(self, event_id: str) -> Path | None:
-        """The event's clip once it is finished (post-capture recorded), for a notification.
-
-        Called on a notification's sender thread, never on the loop: it waits up to the clip's
-        post-capture and a margin.
-        """
-        record = self.config.record
-        deadline = time.monotonic() + record.pre_capture_s + record.post_capture_s + 15
-        while time.monotonic() < deadline:
-            clip = asyncio.run_coroutine_threadsafe(self.recorder.clip_file(event_id), self._loop).result(10)
-            if clip is None or not clip.in_progress:
-                return None if clip is None else clip.path
-            time.sleep(0.5)
-        return None
+        """The event's clip once it is finished (post-capture recorded), for a notification; on its sender
+        thread, woken when the recording index finishes a recording (record/clipwait.py)."""
+        return self.clip_wait.finished(event_id, self.recorder.clip_file, self._loop)
 
     @classmethod
     def from_config(cls, config: Config, clock: Timeline | Callable[[], float] | None = None,
