@@ -34,6 +34,8 @@ from .integrations.mute import MuteBoard
 from .integrations.notify import Notifier
 from .integrations.webhooks import WebhookSender
 from .record import Recorder, RecordingIndex
+from .record.clips import EventClips
+from .record.clipwait import MARGIN_S as CLIP_MARGIN_S, ClipWait
 from .record.exporter import EXPORT_SHARE
 from .record.index import RecordingsKind
 from .storage import Database, StorageError
@@ -111,11 +113,10 @@ class CamServer:
                                  snapshot=lambda event_id: self.events.read_snapshot_file(event_id),
                                  clip_path=self._finished_clip if config.record.mode != "off" else None,
                                  muted=self.mute.holding("notify"))
-        self.events = EventEngine(  # the recorder first: the end change carries the clip's URL for the others
+        self.events = EventEngine(  # the recorder follows each change first and says which events have a clip
             config.events, config.storage, self.database, clock=timeline.now, wall=timeline.wall,
-            listeners=(lambda change: _record_event(recorder, change), self.mute.hold("webhooks", self.webhooks.on_change),
-                       self.mqtt.on_change, self.notifier.on_change),
-            extra_fields=(recorder.index.clip_fields,), on_delete=(recorder.index.delete_clip,))
+            listeners=(self.mute.hold("webhooks", self.webhooks.on_change), self.mqtt.on_change, self.notifier.on_change),
+            extra_fields=(recorder.index.clip_fields,), on_delete=(recorder.index.delete_clip,), clips=EventClips(recorder))
         self.hub = CameraHub(config.ingest.max_cameras, declared_ids=config.cameras.ids, clock=timeline, ports=HubPorts(
             online=(lambda cam: self.mqtt.camera_online(cam.id, True),),
             offline=(self._camera_offline, lambda cam: recorder.camera_offline(cam.id)),
@@ -178,7 +179,8 @@ class CamServer:
         """Recording: every accepted frame goes to it; events start and end clips; it keeps rows beside the events."""
         root = Path(config.storage.dir)
         budget = self.database.budget
-        index = RecordingIndex(self.database, root, grew=budget.soon)
+        self.clip_wait = ClipWait(config.record.pre_capture_s + config.record.post_capture_s + CLIP_MARGIN_S, budget.soon)
+        index = RecordingIndex(self.database, root, grew=self.clip_wait.grew)  # the budget looks soon, waiters look again
         recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, disk=budget,
                             export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
         # the order the budget removes in: exports (made again on request), recordings, then events;
@@ -191,19 +193,9 @@ class CamServer:
         return recorder
 
     def _finished_clip(self, event_id: str) -> Path | None:
-        """The event's clip once it is finished (post-capture recorded), for a notification.
-
-        Called on a notification's sender thread, never on the loop: it waits up to the clip's
-        post-capture and a margin.
-        """
-        record = self.config.record
-        deadline = time.monotonic() + record.pre_capture_s + record.post_capture_s + 15
-        while time.monotonic() < deadline:
-            clip = asyncio.run_coroutine_threadsafe(self.recorder.clip_file(event_id), self._loop).result(10)
-            if clip is None or not clip.in_progress:
-                return None if clip is None else clip.path
-            time.sleep(0.5)
-        return None
+        """The event's clip once it is finished (post-capture recorded), for a notification; on its sender
+        thread, woken when the recording index finishes a recording (record/clipwait.py)."""
+        return self.clip_wait.finished(event_id, self.recorder.clip_file, self._loop)
 
     @classmethod
     def from_config(cls, config: Config, clock: Timeline | Callable[[], float] | None = None,
@@ -393,25 +385,9 @@ class CamServer:
         await self.stop()
 
 
-def _record_event(recorder: Recorder, change: Any) -> None:
-    """An event starts or ends its clip; the end change tells webhooks and MQTT where the clip is."""
-    event = change.after
-    if change.type == "new":  # the steady time of the change, and the event's label of it
-        recorder.event_started(event["camera"], event["id"], _steady(change, "start_time"), event["start_time"])
-    elif change.type == "end":  # deleted too: its span can close
-        has_clip = recorder.event_ended(event["camera"], event["id"], _steady(change, "end_time"), event["end_time"])
-        if has_clip and event.get("end_reason") != "deleted":
-            event["clip"] = f"/api/events/{event['id']}/clip.mp4"
-
-
 async def _stop_step(name: str, stop: Callable[[], Awaitable[None]]) -> None:
     """One stage's stop; a failure is logged and the stages after it stop all the same."""
     try:
         await stop()
     except Exception:
         log.error("stopping %s failed; going on with the rest", name, exc_info=True)
-
-
-def _steady(change: Any, key: str) -> float:
-    when = getattr(change, "when", None)
-    return float(change.after[key] if when is None else when)

@@ -26,6 +26,7 @@ from ..storage import Database
 from ..supervise import Spawn, cancel_and_wait
 from .feed import EventFeed
 from .rules import CameraRules, Change
+from .shape import Clips, history_record, no_clip, public_change
 from .store import EventStore
 from .zones import by_camera
 
@@ -43,7 +44,7 @@ class EventEngine:
                  clock: Callable[[], float] = steady, wall: Callable[[], float] | None = None,
                  listeners: Sequence[Callable[[Change], None]] = (),
                  extra_fields: Sequence[Callable[[list[str]], dict[str, dict[str, Any]]]] = (),
-                 on_delete: Sequence[Callable[[str], Any]] = ()) -> None:
+                 on_delete: Sequence[Callable[[str], Any]] = (), clips: Clips | None = None) -> None:
         self.config = config
         self.database = database
         self.clock = clock  # steady time (sweeps, cameras going away, stop); labels come with the frames
@@ -63,6 +64,7 @@ class EventEngine:
         self.started: Counter[tuple[str, str]] = Counter()  # events by (camera, label), for /metrics
         # called on the loop with every change, announced or not (integrations: MQTT, webhooks)
         self.listeners = list(listeners)
+        self.clips = clips  # the recorder: follows each change first, and says which events have a clip
         # on the events thread: fields other stages add to the event JSON (event ids -> id -> fields),
         # and what they forget when an event is deleted
         self.extra_fields = list(extra_fields)
@@ -99,12 +101,12 @@ class EventEngine:
         return await self._run(lambda: self._with_extra(self.store.query(filters, limit, before_key)))
 
     def _with_extra(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records with the fields other stages keep for events (a clip), on the events thread."""
+        """The records in the public shape, with the fields other stages keep for events (a clip), on the events thread."""
         for fields in self.extra_fields:
             extra = fields([r["id"] for r in records])
             for record in records:
                 record.update(extra.get(record["id"], {}))
-        return records
+        return [history_record(record) for record in records]
 
     async def facets(self) -> dict[str, list[str]]:
         """The distinct cameras, labels and zones in the history; see EventStore.facets."""
@@ -311,9 +313,14 @@ class EventEngine:
             if change.type == "new":
                 self.events_total += 1
                 self.started[(change.after["camera"], change.after["label"])] += 1
+            if self.clips is not None:
+                try:
+                    self.clips.follow(change)  # a clip starts or ends before anyone hears of the change
+                except Exception:
+                    log.error("the recorder failed to follow an event change", exc_info=True)
+            change.message = public_change(change, self.clips.clip_url if self.clips is not None else no_clip)
             if feed and change.after.get("announced", True):
-                self.feed.publish(change.type, {"type": change.type, "before": change.before, "after": change.after,
-                                                "reasons": change.reasons})
+                self.feed.publish(change.type, change.message)
             for listener in self.listeners:
                 try:
                     listener(change)

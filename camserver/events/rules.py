@@ -100,6 +100,7 @@ class Change:
     snapshot: bytes | None = None  # the camera's JPEG, when the event's best frame changed
     when: float | None = None  # the steady time it is about: the start (new), the end (end), the frame (update)
     at: float | None = None  # the wall-clock label of `when` (the event's own: start label + steady time since)
+    message: dict[str, Any] | None = None  # what every consumer gets (events/shape.py), set by the engine
 
 
 @dataclass

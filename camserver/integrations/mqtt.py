@@ -7,7 +7,7 @@ Topics under `mqtt.topic_prefix` (a camera id and a label appear as their topic 
     <camera>/status              online / offline                      retained
     <camera>/motion              ON / OFF (motion detection on)         retained
     <camera>/<label>             count of current objects, on change
-    events                       {"type", "before", "after"}
+    events                       {"type", "before", "after", "reasons"} (events/shape.py)
     <camera>/<label>/snapshot    JPEG of the latest event's best frame  retained
     <camera>/mute                ON / OFF (notifications held)          retained
     <camera>/mute/set            ON / OFF: a command (Home Assistant's switch); not retained
@@ -45,6 +45,7 @@ import aiomqtt
 
 from ..config import MqttConfig
 from ..events.rules import Change
+from ..events.shape import message as public_message
 from ..logsafe import ThrottledLog, printable
 from ..supervise import Spawn, cancel_and_wait, describe
 from .homeassistant import LABEL_KEYS, HomeAssistantDiscovery, Message, MuteControl, MuteSwitch, label_of_key, topic_key
@@ -173,8 +174,7 @@ class MqttPublisher(MuteSwitch):
             self.counts[(camera, key)] += 1 if change.type == "new" else -1
             self._put((self.ha.state_topic(camera, label), str(max(0, self.counts[(camera, key)])), False))
         if after.get("announced", True):
-            event = {"type": change.type, "before": change.before, "after": after}
-            self._put((f"{self.prefix}/events", json.dumps(event), False))
+            self._put((f"{self.prefix}/events", json.dumps(public_message(change)), False))
         if key is not None and change.snapshot is not None:
             self._put((f"{self.ha.state_topic(camera, label)}/snapshot", change.snapshot, True))
 

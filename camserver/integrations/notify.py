@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 from ..config import NotifyConfig
 from ..events.rules import Change
+from ..events.shape import message as public_message
 from ..events.snapshots import render_snapshot
 from ..logsafe import ThrottledLog
 from ..supervise import Spawn, cancel_and_wait
@@ -217,9 +218,9 @@ class Notifier:
 
     def on_change(self, change: Change) -> None:
         """An event change (called on the loop): queue the notifications it causes, nothing more."""
-        after = change.after
-        if not after.get("announced", True) or not self.groups:
+        if not change.after.get("announced", True) or not self.groups:
             return
+        after = public_message(change)["after"]  # the record every consumer gets: with clip and has_clip
         event_id = after["id"]
         for group in self.groups:
             if change.type == "end":

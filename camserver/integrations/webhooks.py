@@ -18,6 +18,7 @@ import aiohttp
 
 from ..config import WebhookConfig
 from ..events.rules import Change
+from ..events.shape import message as public_message
 from ..logsafe import ThrottledLog, printable, url_for_log
 from ..supervise import Spawn, cancel_and_wait
 from .outbox import Outbox, drained
@@ -64,7 +65,7 @@ class WebhookSender:
         """An event change (called on the loop); those the cooldown holds back are not sent."""
         if not change.after.get("announced", True):
             return
-        message = {"type": change.type, "before": change.before, "after": change.after}
+        message = public_message(change)  # the same shape as the live feed and /api/events (events/shape.py)
         for hook in self.hooks:
             if hook.wants(change):
                 hook.outbox.put(message)
