@@ -23,6 +23,7 @@ from camserver.detect.backends import triton_contract as contract
 from camserver.detect.backends.triton import TritonDetector
 from camserver.detect.base import BackendInfo, Detection, bounded
 from camserver.detect.frames import draw_detections
+from camserver.detect.paths import RemotePath
 from camserver.infer import pytriton_env
 from camserver.infer.model import FrameLimits, JpegModel
 from conftest import connect_camera, make_config, make_jpeg, mjpeg
@@ -353,8 +354,9 @@ async def test_hostile_answers_keep_every_stream_and_json_sound(tmp_path):
                     sent[i] += 1
                     await asyncio.sleep(max(0.0, start + n * 0.1 - time.monotonic()))
 
-            remote = server.scheduler.remote
-            assert remote is not None
+            path = server.scheduler.path
+            assert isinstance(path, RemotePath)
+            remote = path.client
             feeders = [asyncio.create_task(feed(i, c)) for i, c in zip(ids, cams)]
             arrived: dict[str, list[float]] = {i: [] for i in ids}
             async with mjpeg(http, f"{base}/cameras/a/stream.mjpg") as ra, \

@@ -22,18 +22,18 @@ import logging
 import time
 import weakref
 from collections import deque
-from concurrent.futures import Future
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from ..config import Config, MotionConfig
 from ..hub import Camera, CameraHub, Frame
 from ..logsafe import ThrottledLog
 from ..motion import masks_for
 from ..supervise import cancel_and_wait
-from .base import AsyncDetector, Detection, Detector, DetectorUnavailable, first_line
+from .base import AsyncDetector, Detection, Detector
 from .pipeline import CameraPipeline, Prepared, lag, prepare
 from .publish import STALLED_TEXT, AnnotatedPublisher
-from .pool import DetectorPool, DetectorWorker
+from .paths import DetectionPath, LocalPath, Outcome, RemotePath
+from .pool import DetectorPool
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ class DetectionScheduler:
                  motion: Callable[[str], MotionConfig] | None = None) -> None:
         self.hub = hub
         self.pool = pool
-        self.remote = remote
+        # where batches go: the remote service's client, or the pool's workers
+        self.path: DetectionPath = RemotePath(remote) if remote is not None else LocalPath(pool, stall_timeout_s)
         self.stall_timeout_s = stall_timeout_s
         self.jpeg_quality = jpeg_quality
         self.motion_for = motion
@@ -101,7 +102,7 @@ class DetectionScheduler:
     @property
     def detector(self) -> bool:
         """Whether there is a detector at all (not `--model none`)."""
-        return self.remote is not None or not self.pool.passthrough
+        return self.path.detects
 
     def of(self, cam: Camera) -> CameraPipeline:
         """The scheduler's state of `cam`."""
@@ -139,30 +140,28 @@ class DetectionScheduler:
         """Connected cameras whose frames arrive but are not published, or not detected, for LAG_S, with the cause."""
         out = {}
         for cam in self.hub:
-            if cam.connected and (why := lag(cam, self.cameras.get(cam), self.pool.stalled, now)) is not None:
+            if cam.connected and (why := lag(cam, self.cameras.get(cam), self.path.stalled, now)) is not None:
                 out[cam.id] = why
         return out
 
     @property
     def state(self) -> str:
         """ok, stalled (a local detector hung) or degraded (the remote one is away), as /healthz shows it."""
-        if self.remote is not None:
-            return self.remote.state
-        return "stalled" if self.pool.stalled else "ok"
+        return self.path.state
 
     @property
     def reason(self) -> str | None:
         """Why the state is not ok (the remote detector's reason), if known."""
-        return self.remote.reason if self.remote is not None and self.remote.state != "ok" else None
+        return self.path.reason
 
     @property
     def drawer(self) -> Detector | AsyncDetector | None:
         """What draws boxes: the remote detector's draw (local), or a loaded local detector."""
-        return self.remote if self.remote is not None else self.pool.drawer
+        return self.path.drawer
 
     def figures(self) -> dict[str, Any]:
         """Backend, device, precision, batch size in use, and recent batch figures."""
-        info = self.remote.info if self.remote is not None else self.pool.info
+        info = self.path.info
         sizes, ms = self.batch_sizes, self.batch_ms
         out: dict[str, Any] = {
             "backend": info.backend if info else "none",
@@ -172,17 +171,13 @@ class DetectionScheduler:
             "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None,
             "batch_ms": round(sum(ms) / len(ms), 1) if ms else None,
         }
-        if self.remote is not None:
-            out["remote"] = self.remote.figures()
-            out["frames_undetected"] = self.undetected
+        out.update(self.path.figures(self.undetected))
         return out
 
     @property
     def max_batch(self) -> int:
         """Frames per inference call."""
-        if self.remote is not None:
-            return max(1, self.remote.info.max_batch)
-        return self.pool.max_batch
+        return self.path.max_batch
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -232,7 +227,7 @@ class DetectionScheduler:
     # --- preparation -----------------------------------------------------------------------------------
 
     async def _prepare(self, cam: Camera, state: CameraPipeline, frame: Frame) -> None:
-        local = self.remote is None and not self.pool.passthrough
+        local = self.path.detects and self.path.decodes
         # the picture is needed to draw boxes for a viewer, or (no model) to refuse a frame that does not decode
         decode = not self.detector or (self.watched(cam.id) and bool(state.detections))
         try:
@@ -275,17 +270,17 @@ class DetectionScheduler:
 
     async def _to_detector(self, cam: Camera, state: CameraPipeline, prepared: Prepared) -> None:
         """A frame the gate sends to the detector: now if it has room (published after), else published and queued."""
-        if self.remote is not None and self.remote.state != "ok":  # away: nothing waits for it
+        refusal = self.path.refusal()
+        if refusal == "unavailable":  # the remote detector is away: nothing waits for it
             self.undetected += 1
             await self.publisher.publish(cam, prepared.frame, prepared.image, state.detections)
             return
-        if self.remote is None and self.pool.stalled:
+        if refusal == "stalled":
             await self._publish_marked(cam, state, prepared.frame)
             return
         if state.wanting_since is None:
             state.wanting_since = time.monotonic()
-        room = not state.detecting and (self.remote.free() if self.remote is not None
-                                        else self.pool.free_worker() is not None)
+        room = not state.detecting and self.path.free()
         state.pending = prepared
         if not room:  # detection falls behind; the stream does not
             prepared.published = True
@@ -301,15 +296,8 @@ class DetectionScheduler:
                              key=lambda cs: (cs[1].pending.published, cs[1].last_dispatch))  # type: ignore[union-attr]
             if not waiting:
                 return
-            if self.remote is not None:
-                if not self.remote.free():
-                    return
-                worker = None
-            else:
-                worker = self.pool.free_worker()
-                if worker is None:
-                    return
-                worker.inflight += 1
+            if not self.path.free():
+                return
             batch = []
             for cam, state in waiting[: self.max_batch]:
                 self._tick += 1
@@ -317,54 +305,26 @@ class DetectionScheduler:
                 item, state.pending = state.pending, None
                 assert item is not None
                 batch.append((cam, state, item))
-            self._spawn(self._run_remote(batch) if worker is None else self._infer(worker, batch))
+            self._spawn(self._run(batch, self.path.submit([item for _, _, item in batch])))
 
-    async def _infer(self, worker: DetectorWorker, batch: Batch) -> None:
-        images = [item.image for _, _, item in batch]
-        call = self.pool.submit(worker, images)  # type: ignore[arg-type]
-        try:
-            results = await self.pool.result(call, self.stall_timeout_s)
-            if results is not None and len(results) != len(batch):
-                raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} frames")
-        except Exception as exc:  # the detector raised: publish the frames as they came
-            self.pool.release(worker)
-            log.debug("detector failed on a batch", exc_info=True)
-            await self._failed(batch, f"detector failed: {first_line(exc)}")
-            return
-        if results is None:
-            if worker in self.pool.workers:  # the first of its calls to notice: replace the worker
-                log.error("detector %s has not returned for %.1f s: replacing it", worker.name, self.stall_timeout_s)
-                self.pool.replace(worker)
-            call.future.add_done_callback(_ignore_result)
+    async def _run(self, batch: Batch, outcome: Awaitable[Outcome]) -> None:
+        """One inference call; the cameras stay out of batches until its answer."""
+        done = await outcome
+        if done.kind == "detected":
+            await self._detected(batch, done.results, done.ms)
+        elif done.kind == "failed":  # publish the frames as they came
+            await self._failed(batch, f"detector failed: {done.error}")
+        elif done.kind == "stalled":  # the late result is ignored; the worker is being replaced
             for cam, state, item in batch:
                 state.detecting = False
                 if not item.published:
                     await self._publish_marked(cam, state, item.frame)
-            return
-        self.pool.release(worker)
-        ms = (time.monotonic() - (call.started or time.monotonic())) * 1000
-        await self._detected(batch, results, ms)
-
-    async def _run_remote(self, batch: Batch) -> None:
-        """One request to the remote detector; the cameras stay out of batches until its answer."""
-        assert self.remote is not None
-        started = time.monotonic()
-        try:
-            results = await self.remote.detect_jpegs([item.frame.jpeg for _, _, item in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} frames")
-        except DetectorUnavailable:
+        else:  # unavailable: the frames go out with the latest boxes
             self.undetected += len(batch)
             for cam, state, item in batch:
                 state.detecting, state.wanting_since = False, None
                 if not item.published:
                     await self.publisher.publish(cam, item.frame, item.image, state.detections)
-            return
-        except Exception as exc:  # the service failed this batch: publish the frames as they came
-            log.debug("remote detector failed on a batch", exc_info=True)
-            await self._failed(batch, f"detector failed: {first_line(exc)}")
-            return
-        await self._detected(batch, results, (time.monotonic() - started) * 1000)
 
     async def _publish_marked(self, cam: Camera, state: CameraPipeline, frame: Frame) -> None:
         state.detect_errors += 1
@@ -405,8 +365,3 @@ class DetectionScheduler:
         state = self.cameras.get(cam)
         return await self.publisher.latest(cam, state.detections if state else [])
 
-
-def _ignore_result(future: Future[Any] | asyncio.Future[Any]) -> None:
-    # a hung call that returns after being given up: its result is stale, its error already logged
-    if not future.cancelled():
-        future.exception()
