@@ -53,6 +53,7 @@ VIEWS = (
     ("zones", "#/zones/door", "document.querySelector('.frame-editor img') && "
      "document.querySelector('.frame-editor img').naturalWidth > 0", (DESKTOP, PHONE)),
     ("system", "#/system", "!!document.querySelector('#storage-meter')", (DESKTOP, PHONE)),
+    ("settings", "#/settings", "!!document.querySelector('.users-table, .users-panel p')", (DESKTOP, PHONE)),
 )
 LIGHTBOX_READY = ("document.querySelector('dialog.lightbox') && document.querySelector('dialog.lightbox').open && "
                   "((document.querySelector('.lb-media video') && document.querySelector('.lb-media video').readyState >= 2)"
