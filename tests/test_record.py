@@ -292,3 +292,15 @@ def test_spans_of_events_gone_from_the_events_table_expire(tmp_path):
     assert index.expire() == (1, 10)
     assert (tmp_path / spans[0]).exists() and not (tmp_path / spans[1]).exists()
     assert index.clip("gone") is None and index.clip("kept")["has_clip"]
+
+
+def test_written_since_sums_the_finished_recordings_of_the_span(tmp_path):
+    """The Settings view's "about N days at today's rate" is made of this: finished recordings only."""
+    index = index_on(tmp_path)
+    for start, size in ((1000.0, 300), (2000.0, 500), (9000.0, 700)):
+        seg = recording_path("cam", "segment", start)
+        index.add(seg, "cam", "segment", start)
+        index.finish(seg, start, start + 10.0, 100, size, 320, 240)
+    index.add(recording_path("cam", "segment", 9500.0), "cam", "segment", 9500.0)  # still being written
+    assert index.written_since(1500.0) == (1200, 2000.0)
+    assert index.written_since(10_000.0) == (0, None)

@@ -256,8 +256,8 @@ class RecordingIndex:
 
     def written_since(self, after: float) -> tuple[int, float | None]:
         """Bytes of the finished recordings that began at or after wall time `after`, and the first one's start."""
-        total, first = self.db.execute("SELECT COALESCE(SUM(bytes), 0), MIN(start) FROM recordings"
-                                       " WHERE in_progress = 0 AND start >= ?", (after,)).fetchone()
+        total, first = self.db.execute("SELECT COALESCE(SUM(bytes), 0), MIN(start_time) FROM recordings"
+                                       " WHERE in_progress = 0 AND start_time >= ?", (after,)).fetchone()
         return int(total), first
 
     def oldest(self, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:

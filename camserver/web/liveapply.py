@@ -76,5 +76,7 @@ class LiveApply:
     def _written(self, after: float) -> tuple[int, float | None]:
         try:
             return self.recordings.index.written_since(after)
-        except sqlite3.OperationalError:  # before the recorder made its tables
+        except sqlite3.OperationalError as exc:  # before the recorder made its tables; any other error is a bug
+            if "no such table" not in str(exc):
+                raise
             return 0, None
