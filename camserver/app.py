@@ -177,7 +177,7 @@ class CamServer:
         root = Path(config.storage.dir)
         budget = self.database.budget
         index = RecordingIndex(self.database, root, grew=budget.soon)
-        recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, disk=budget,
+        recorder = Recorder(config.record, root, index, self.database, timeline.now, disk=budget,
                             export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
         # the order the budget removes in: exports (made again on request), recordings, then events;
         # firmware images count and stay
