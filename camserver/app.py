@@ -181,7 +181,7 @@ class CamServer:
         budget = self.database.budget
         self.clip_wait = ClipWait(config.record.pre_capture_s + config.record.post_capture_s + CLIP_MARGIN_S, budget.soon)
         index = RecordingIndex(self.database, root, grew=self.clip_wait.grew)  # the budget looks soon, waiters look again
-        recorder = Recorder(config.record, root, index, self.database.executor, timeline.now, disk=budget,
+        recorder = Recorder(config.record, root, index, self.database, timeline.now, disk=budget,
                             export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
         # the order the budget removes in: exports (made again on request), recordings, then events;
         # firmware images count and stay

@@ -456,7 +456,7 @@ async def test_settings_reach_the_simulator_within_a_second_and_again_after_it_r
             await _stop(task)
         # kept in the database
         db = srv.server.database
-        row = await db.run(lambda: db.conn.execute("SELECT desired FROM camera_settings WHERE camera = 'porch'").fetchone())
+        row = await db.use(lambda conn: conn.execute("SELECT desired FROM camera_settings WHERE camera = 'porch'").fetchone())
         assert json.loads(row[0])["brightness"] == 2
 
 
@@ -472,7 +472,7 @@ async def test_settings_are_kept_when_the_events_stage_is_off(http):
         finally:
             await _stop(task)
         db = srv.server.database
-        row = await db.run(lambda: db.conn.execute("SELECT desired FROM camera_settings WHERE camera = 'attic'").fetchone())
+        row = await db.use(lambda conn: conn.execute("SELECT desired FROM camera_settings WHERE camera = 'attic'").fetchone())
         assert json.loads(row[0]) == {"colorbar": True}
 
 

@@ -298,7 +298,7 @@ async def test_a_status_flood_is_paced_writes_at_most_once_a_second_and_control_
     async with running_server(None) as srv:
         db = srv.server.database
         statements: list[str] = []
-        await db.run(lambda: db.conn.set_trace_callback(
+        await db.use(lambda conn: conn.set_trace_callback(
             lambda sql: statements.append(sql) if "SET reported = excluded.reported" in sql else None))
         handled: list[int] = []
         passing = [True]  # after the flood, what the listener still reads is not passed on: the values settle
@@ -331,7 +331,7 @@ async def test_a_status_flood_is_paced_writes_at_most_once_a_second_and_control_
             row = await _stored_reported(srv, "flood", lambda row: row is not None and json.loads(row[0]) == latest)
         finally:
             await asyncio.to_thread(board.end)
-            await db.run(lambda: db.conn.set_trace_callback(None))
+            await db.use(lambda conn: conn.set_trace_callback(None))
     assert board.sent > 1000, f"only {board.sent} statuses sent: not a flood"
     assert len(handled) <= 40 + 20 * elapsed + 20, f"{len(handled)} of {board.sent} statuses handled in {elapsed:.1f} s"
     assert paced > 0
@@ -346,8 +346,8 @@ async def _stored_reported(srv, camera_id: str, done, timeout: float = 5.0):
     db = srv.server.database
     deadline = time.monotonic() + timeout
     while True:
-        row = await db.run(lambda: db.conn.execute("SELECT reported FROM camera_settings WHERE camera = ?",
-                                                   (camera_id,)).fetchone())
+        row = await db.use(lambda conn: conn.execute("SELECT reported FROM camera_settings WHERE camera = ?",
+                                                     (camera_id,)).fetchone())
         if done(row) or time.monotonic() > deadline:
             return row
         await asyncio.sleep(0.05)

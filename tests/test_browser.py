@@ -145,11 +145,10 @@ async def test_review_patches_live_and_lightbox_deletes(tmp_path):
     async with server, AsyncExitStack() as stack:
         base = f"http://127.0.0.1:{server.http_port}"
         store = server.events.store
-        loop = asyncio.get_running_loop()
         now = time.time()
         jpeg = tagged_jpeg(1, 1)
         for i in range(45):  # older than anything the camera makes: two pages of history
-            await loop.run_in_executor(server.events.executor, store.save, stored_event(i, now - 3600 - 60 * i), jpeg, now)
+            await server.database.run(store.save, stored_event(i, now - 3600 - 60 * i), jpeg, now)
         cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
         stack.push_async_callback(cam.close)
         await cam.send(tagged_jpeg(0, 100))

@@ -114,14 +114,13 @@ async def test_a_feed_reconnect_refreshes_the_review_list():
     server = CamServer(make_config(http={"event_stream_max_s": 3.0}), detector_factory=lambda: FakeDetector())
     async with server, AsyncExitStack() as stack:
         base = f"http://127.0.0.1:{server.http_port}"
-        loop = asyncio.get_running_loop()
         now = time.time()
         first = stored_event(1, now - 600)
-        await loop.run_in_executor(server.events.executor, server.events.store.save, first, tagged_jpeg(1, 1), now)
+        await server.database.run(server.events.store.save, first, tagged_jpeg(1, 1), now)
         browser = await stack.enter_async_context(chromium(f"{base}/#/review"))
         await browser.wait("document.querySelectorAll('.event-card').length === 1", what="the one event")
         missed = stored_event(2, now - 300)  # not through the feed: nothing tells the page
-        await loop.run_in_executor(server.events.executor, server.events.store.save, missed, tagged_jpeg(1, 2), now)
+        await server.database.run(server.events.store.save, missed, tagged_jpeg(1, 2), now)
         await browser.wait(f"document.querySelector('.event-card[data-id={json.dumps(missed['id'])}]') !== null "
                            "|| [...document.querySelectorAll('.event-card')].length === 2", timeout=15,
                            what="the event saved meanwhile, after the feed reconnected")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 
 import aiohttp
@@ -226,11 +227,10 @@ async def test_an_event_after_a_step_back_is_kept_as_new():
         await cam.close()
         keep_now = server.database.budget.keep_clock.now()
 
-        def kept() -> list[tuple[float, float]]:
-            assert server.database.conn is not None
-            return server.database.conn.execute("SELECT kept_at, start_time FROM events").fetchall()
+        def kept(conn: sqlite3.Connection) -> list[tuple[float, float]]:
+            return conn.execute("SELECT kept_at, start_time FROM events").fetchall()
 
-        rows = await server.database.run(kept)
+        rows = await server.database.use(kept)
     assert server.timeline.steps == 1 and rows
     for kept_at, start_time in rows:
         assert start_time == pytest.approx(time.time() - HOUR, abs=30)  # labelled by the stepped clock

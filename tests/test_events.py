@@ -273,7 +273,7 @@ async def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
         await database.open()
         store = EventStore(tmp_path / folder, retain_days)
         budget = database.budget
-        await database.run(store.open, database.conn, now)
+        await database.use(store.open, now)
         budget.add(store)
         for i in range(6):
             start = now - 3 * 86400 + i * 86400 / 2  # 3 days ago, 2.5, ... 0.5 days ago
@@ -291,7 +291,7 @@ async def test_retention_removes_oldest_by_age_and_by_size(tmp_path):
     database, by_size, budget = await filled("size", retain_days=100, max_mb=1)
     assert budget.removed == {"events": 3}
     assert [e["id"] for e in by_size.query({}, 100, None)] == ["e5", "e4", "e3"]
-    assert budget.measure().total <= 1024 * 1024
+    assert (await database.run(budget.measure)).total <= 1024 * 1024
     assert sorted(p.stem for p in by_size.snapshots.glob("*.jpg")) == ["e3", "e4", "e5"]
     await database.close()
 

@@ -167,4 +167,4 @@ async def test_a_stage_whose_stop_raises_leaves_the_rest_stopping(caplog):
                                                        "storage"]
     record = next(r for r in caplog.records if "stopping recording failed" in r.getMessage())
     assert record.exc_info is not None and "recording cannot stop" in str(record.exc_info[1])
-    assert server.database.conn is None and not server.ready
+    assert not server.database.is_open and not server.ready

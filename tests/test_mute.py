@@ -210,7 +210,7 @@ async def test_a_timed_mute_ends_by_itself_and_says_so(tmp_path):
     await board.set(ALL, 0.3)
     await wait_for(lambda: changed == [ALL, ALL], what="the mute's end announced")
     assert not board.muted("door")
-    rows = await database.run(lambda: database.conn.execute("SELECT COUNT(*) FROM mutes").fetchone()[0])
+    rows = await database.use(lambda conn: conn.execute("SELECT COUNT(*) FROM mutes").fetchone()[0])
     assert rows == 0
     await board.stop()
     await database.close()

@@ -103,7 +103,7 @@ async def test_recordings_count_toward_max_mb_and_go_before_events(tmp_path):
         index = server.recorder.index
 
         def segments() -> int:
-            return server.database.executor.submit(
+            return server.database.submit(
                 lambda: index.db.execute("SELECT count(*) FROM recordings WHERE kind = 'segment'").fetchone()[0]).result()
 
         async with asyncio.timeout(40):  # a budget round: the oldest segments go

@@ -322,7 +322,7 @@ async def test_wired_to_the_event_engine(tmp_path):
     await database.open()
     engine = EventEngine(config.events, config.storage, database, clock=clock)
     await engine.start(Supervisor().spawn)
-    recorder = Recorder(config.record, tmp_path, RecordingIndex(database, tmp_path), database.executor, clock=clock)
+    recorder = Recorder(config.record, tmp_path, RecordingIndex(database, tmp_path), database, clock=clock)
     await recorder.start()
 
     def on_change(change) -> None:
@@ -346,7 +346,7 @@ async def test_wired_to_the_event_engine(tmp_path):
         event = events[0]
 
         def finished() -> bool:
-            clip = database.executor.submit(recorder.index.clip, event["id"]).result()
+            clip = database.submit(recorder.index.clip, event["id"]).result()
             return bool(clip and clip["has_clip"] and not clip["in_progress"])
 
         await wait_for(finished, timeout=20, what="the event's clip")

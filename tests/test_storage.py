@@ -175,7 +175,7 @@ async def test_files_without_a_row_count_toward_max_mb_until_swept(tmp_path):
     database = Database(data, max_mb=100)
     await database.open()
     store = EventStore(data, retain_days=10)
-    await database.run(store.open, database.conn, now)
+    await database.use(store.open, now)
     budget = database.budget
     budget.add(store)
     assert (await database.run(budget.measure)).files == {"events": 85_000}
@@ -193,11 +193,11 @@ async def test_a_budget_step_is_bounded_and_the_file_shrinks_step_by_step(tmp_pa
     database = Database(data, max_mb=1)
     await database.open()  # converts the file to incremental vacuum (one VACUUM)
     store = EventStore(data, retain_days=10)
-    await database.run(store.open, database.conn, now)
+    await database.use(store.open, now)
     budget = database.budget
     budget.add(store)
-    pages = lambda: database.conn.execute("PRAGMA page_count").fetchone()[0]  # noqa: E731
-    count = lambda: database.conn.execute("SELECT count(*) FROM events").fetchone()[0]  # noqa: E731
+    pages = lambda: database.connection().execute("PRAGMA page_count").fetchone()[0]  # noqa: E731
+    count = lambda: database.connection().execute("SELECT count(*) FROM events").fetchone()[0]  # noqa: E731
     times = []
     for _ in range(20):
         before_pages, before_count = await database.run(pages), await database.run(count)
@@ -290,7 +290,7 @@ async def test_corruption_found_while_running_moves_the_file_aside(tmp_path):
     fill(data, [time.time() - 60 * i for i in range(2000)])
     database = Database(data)
     await database.open()
-    await database.run(lambda: database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+    await database.use(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
     with open(data / "camserver.db", "r+b") as f:  # the same inode, garbage inside
         f.seek(4096 * 20)
         f.write(b"\xa5" * 4096 * 50)
@@ -300,7 +300,7 @@ async def test_corruption_found_while_running_moves_the_file_aside(tmp_path):
     database.suspect(error)
     assert await database.run(database.check_file)
     assert database.corrupt_files_moved == 1 and len(list(data.glob("camserver.db.corrupt-*[0-9]"))) == 1
-    assert await database.run(lambda: database.conn.execute("PRAGMA quick_check").fetchone()[0]) == "ok"
+    assert await database.use(lambda conn: conn.execute("PRAGMA quick_check").fetchone()[0]) == "ok"
     await database.close()
 
 

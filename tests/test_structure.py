@@ -160,3 +160,30 @@ def test_docs_layout_names_every_file_of_the_package():
 
     missing = sorted(str(p.relative_to(PACKAGE)) for p in files if not named(p))
     assert not missing, f"docs/explanation/code-layout.md does not mention: {missing}"
+
+
+DATABASE_INSIDES = {"conn", "_conn", "executor", "_executor"}
+
+
+def database_reach_ins(source: str) -> list[str]:
+    """`x.conn` / `x.executor` (or `_conn` / `_executor`) where x names a database (`database`, `db`, `_db`,
+    `self.database`, ...): a module reaching past `Database.run` / `use` / `submit` / `connection()`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in DATABASE_INSIDES:
+            owner = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", "")
+            if "database" in owner.lower() or owner.lower().strip("_") == "db":
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_only_the_database_module_touches_its_connection_and_thread():
+    """storage/database.py alone holds the connection and its executor; every other module (and test) goes
+    through Database.run / use / submit, or connection() on the database's thread."""
+    own = PACKAGE / "storage" / "database.py"
+    files = [p for p in PACKAGE.rglob("*.py") if p != own] + sorted((PACKAGE.parent / "tests").glob("*.py"))
+    offenders = {str(p.relative_to(PACKAGE.parent)): hits for p in files
+                 if (hits := database_reach_ins(p.read_text(encoding="utf-8")))}
+    assert not offenders, offenders
+    planted = "async def f(database, db):\n    a = database.conn\n    db.executor.submit(g)\n    self._db._conn\n"
+    assert len(database_reach_ins(planted)) == 3  # the check itself finds what it looks for

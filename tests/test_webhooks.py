@@ -164,4 +164,4 @@ async def test_a_failing_stop_step_does_not_skip_the_others(monkeypatch):
     monkeypatch.setattr(server.mqtt, "stop", mqtt_stop)
     async with server:
         pass
-    assert stopped == ["mqtt"] and server.database.conn is None
+    assert stopped == ["mqtt"] and not server.database.is_open

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -64,7 +63,7 @@ class BoardService:
         self.reported_writes = 0  # reported settings written to the database
         self.dropped_reported: dict[str, int] = {}  # camera -> reported values that failed the range check
         self._store: SettingsStore | None = None
-        self._executor: Executor | None = None
+        self._database: Database | None = None
         self._writes: set[asyncio.Future[Any]] = set()
         self._write_log = ThrottledLog(log, interval_s=60.0)
         self._dropped_log = ThrottledLog(log, interval_s=60.0)
@@ -78,9 +77,9 @@ class BoardService:
 
     async def start(self, database: Database) -> None:
         """Create the table in the database, load what is stored, merge the config over it, store the result."""
-        assert database.conn is not None, "Database.open() first"
-        self._executor = database.executor
-        loaded = await self._run(self._open, database.conn)
+        assert database.is_open, "Database.open() first"
+        self._database = database
+        loaded = await database.use(self._open)
         database.attach(self._reattach)
         stored = {camera: desired for camera, (desired, _) in loaded.items()}
         self.desired = merge_settings(stored, self.configured)
@@ -129,14 +128,10 @@ class BoardService:
                 break
         self._store = None
 
-    @staticmethod
-    async def _on(executor: Executor, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """On the database's thread."""
-        assert self._executor is not None, "BoardService.start() first"
-        return await self._on(self._executor, fn, *args)
+        assert self._database is not None, "BoardService.start() first"
+        return await self._database.run(fn, *args)
 
     @staticmethod
     async def _files(fn: Callable[..., T], *args: Any) -> T:
@@ -145,9 +140,9 @@ class BoardService:
 
     def _write_later(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any] | None:
         """A database write from a sync hook: runs on the executor, failures counted and logged."""
-        if self._executor is None or self._store is None:
+        if self._database is None or self._store is None:
             return None
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future = asyncio.get_running_loop().run_in_executor(self._database, fn, *args)  # Database.submit
         self._writes.add(future)
         future.add_done_callback(self._written)
         return future

@@ -53,7 +53,6 @@ class EventEngine:
         self.feed = EventFeed()
         self.zones = by_camera(self.config.zones)
         self.rules: dict[str, CameraRules] = {}
-        self.executor = database.executor  # the events thread: tracking, rules and storage, in frame order
         self.pending = 0
         # processed frames, and held ones (jpeg None: the gate kept them from the detector)
         self._inbox: deque[tuple[str, float, bytes | None, tuple[int, int], list[Detection], float | None]] = deque()
@@ -76,7 +75,7 @@ class EventEngine:
 
     async def start(self, spawn: Spawn) -> None:
         """Open the store (closing events a crash left open) and start the sweep of quiet cameras. Raises StorageError."""
-        closed = await self._run(self.store.open, self.database.conn, self.clock())
+        closed = await self.database.use(self.store.open, self.clock())
         self.closed_at_start = [(r["camera"], r["label"]) for r in closed]  # MQTT says their counts are 0
         if closed:
             log.warning("closed %d event(s) left open by the last run (end_reason: server restart)", len(closed))
@@ -282,11 +281,12 @@ class EventEngine:
     # --- on the loop ----------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        """On the events thread (the database's): tracking, rules and storage, in frame order."""
+        return await self.database.run(fn, *args)
 
     def _submit(self, fn: Callable[..., list[Change]], *args: Any) -> asyncio.Future[list[Change]]:
         self.pending += 1
-        future = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        future = asyncio.get_running_loop().run_in_executor(self.database, fn, *args)  # Database.submit
         self._tasks.add(future)
         future.add_done_callback(self._done)
         return future

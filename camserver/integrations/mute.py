@@ -172,8 +172,8 @@ class MuteBoard:
             conn.execute("DELETE FROM mutes WHERE target = ?", (target,))
 
     def _conn(self) -> sqlite3.Connection:
-        assert self.database is not None and self.database.conn is not None, "the database is closed"
-        return self.database.conn
+        assert self.database is not None, "no database"
+        return self.database.connection()  # on the database's thread only
 
     def _reattach(self, conn: sqlite3.Connection) -> None:
         """A recreated database file (the old one lost): the table again, with the mutes held in memory."""

@@ -81,9 +81,7 @@ class RecordingIndex:
     @property
     def db(self) -> sqlite3.Connection:
         """The connection (only on its own thread)."""
-        conn = self._db.conn if isinstance(self._db, Database) else self._db
-        assert conn is not None, "the database is not open"
-        return conn
+        return self._db.connection() if isinstance(self._db, Database) else self._db
 
     def create(self) -> None:
         """Create the tables (idempotent); a table of an earlier version gets the columns it lacks (the steady

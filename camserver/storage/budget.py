@@ -51,9 +51,12 @@ class MeasuredDatabase(Protocol):
     def directory(self) -> Path:
         """storage.dir."""
 
+    def connection(self) -> sqlite3.Connection:
+        """The open connection; on the database's thread only (it refuses any other)."""
+
     @property
-    def conn(self) -> sqlite3.Connection | None:
-        """The open connection (None while the file is being recreated); used on the database's thread only."""
+    def is_open(self) -> bool:
+        """A connection is open (not while the file is being recreated)."""
 
     @property
     def incremental(self) -> bool:
@@ -200,8 +203,7 @@ class StorageBudget:
 
     def measure(self) -> Usage:
         """What storage.dir holds now."""
-        conn = self.database.conn
-        assert conn is not None
+        conn = self.database.connection()
         page_size, pages, free = (conn.execute(f"PRAGMA {p}").fetchone()[0]
                                   for p in ("page_size", "page_count", "freelist_count"))
         wal = self.database.side_bytes()
@@ -218,9 +220,9 @@ class StorageBudget:
         """Pages of one b-tree, where SQLite has the dbstat table (else 0: the caller counts its root)."""
         if self._has_dbstat is False:
             return 0
-        assert self.database.conn is not None
+        conn = self.database.connection()
         try:
-            row = self.database.conn.execute("SELECT count(*) FROM dbstat WHERE name = ?", (tree,)).fetchone()
+            row = conn.execute("SELECT count(*) FROM dbstat WHERE name = ?", (tree,)).fetchone()
         except Exception:  # built without SQLITE_ENABLE_DBSTAT_VTAB
             self._has_dbstat = False
             return 0
@@ -319,8 +321,7 @@ class StorageBudget:
 
     def _vacuum(self) -> bool:
         """Give up to STEP_PAGES free pages back to the file system; fold the WAL in. True if free pages remain."""
-        conn = self.database.conn
-        assert conn is not None
+        conn = self.database.connection()
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         if free and self.database.incremental:
             # executescript steps the PRAGMA to its end; execute() would free one page per call
@@ -334,9 +335,9 @@ class StorageBudget:
         now = self.keep_clock.monotonic()
         if now - self._keep_saved < KEEP_SAVE_S:
             return
-        assert self.database.conn is not None
+        conn = self.database.connection()
         try:
-            self.keep_clock.save(self.database.conn)
+            self.keep_clock.save(conn)
             self._keep_saved = now
         except sqlite3.OperationalError:  # the disk is full: the floor's work goes on, the next round saves it
             pass
@@ -361,7 +362,7 @@ class StorageBudget:
 
     def _timed_step(self) -> tuple[bool, float]:
         start = time.thread_time()
-        if self.database.conn is None:
+        if not self.database.is_open:
             return False, 0.0
         return self.step(self.keep_clock.now()), time.thread_time() - start
 

@@ -1,8 +1,12 @@
 """storage.dir's SQLite database and the one thread that uses it.
 
-Every stage that keeps rows (events, camera settings, recordings) runs its SQL through
-`Database.run`, on the database's own thread, never on the event loop; the events stage also
-does its tracking there, so a frame's events are stored in the order they happened.
+Every stage that keeps rows (events, camera settings, recordings, mutes, the budget) runs its SQL
+through `Database.run` / `Database.use` (or `submit`, the Executor face, for code off the loop), on
+the database's own thread, never on the event loop; the events stage also does its tracking there,
+so a frame's events are stored in the order they happened. Only this module holds the connection
+and the thread (`_conn`, `_executor`); code already on the thread gets the connection as an
+argument (`use`) or from `connection()`, which refuses any other thread. tests/test_structure.py
+checks that no other module reaches in.
 
 The database never stops the server: a file that is corrupt, unreadable or not SQLite at all is
 moved aside (`camserver.db.corrupt-<YYYYmmdd-HHMMSS>`, its WAL and SHM with it) and a fresh one is
@@ -16,8 +20,9 @@ import asyncio
 import logging
 import os
 import sqlite3
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -32,6 +37,7 @@ FILE = "camserver.db"
 LEGACY_FILE = "events.db"  # before camera settings and recordings joined the events in one file
 SIDE_FILES = ("-wal", "-shm")
 T = TypeVar("T")
+THREAD = "storage"  # the name (prefix) of the database's thread
 
 # Primary result codes that say the file itself is unusable (moved aside), not that it is busy
 UNUSABLE = {11: "corrupt", 26: "not a database", 14: "cannot be opened"}  # CORRUPT, NOTADB, CANTOPEN
@@ -53,9 +59,11 @@ def unusable(exc: BaseException) -> str | None:
     return UNUSABLE.get(code & 0xFF) if isinstance(code, int) else None
 
 
-class Database:
+class Database(Executor):
     """The SQLite file (WAL, incremental auto-vacuum) under `directory`, used from one thread, and the size
-    budget of everything under `directory` (`budget`: the stages that keep things there add their kind)."""
+    budget of everything under `directory` (`budget`: the stages that keep things there add their kind).
+
+    It is also the Executor of its thread (`submit`), for code that queues work without awaiting it."""
 
     def __init__(self, directory: Path, max_mb: float = 1024.0, clock: Callable[[], float] = time.time,
                  min_free_mb: float = 0.0, space: Callable[[Path], Space] = statvfs_space,
@@ -63,8 +71,8 @@ class Database:
         self.directory = directory
         self.path = directory / FILE
         self.clock = clock
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")
-        self.conn: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD)
+        self._conn: sqlite3.Connection | None = None
         self.incremental = False  # auto_vacuum = INCREMENTAL: free pages can be given back
         self.corrupt_files_moved = 0
         self.recreated = 0
@@ -77,7 +85,27 @@ class Database:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the database's thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def use(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the database's thread (the connection of that moment: a recreated
+        file gives a new one)."""
+        return await self.run(lambda: fn(self.connection(), *args))
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Queue `fn(*args, **kwargs)` on the database's thread, in order (concurrent.futures.Executor)."""
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def connection(self) -> sqlite3.Connection:
+        """The open connection; only on the database's thread (AssertionError elsewhere, or when closed)."""
+        assert threading.current_thread().name.startswith(THREAD), "the connection is used on its own thread only"
+        assert self._conn is not None, "the database is not open"
+        return self._conn
+
+    @property
+    def is_open(self) -> bool:
+        """A connection is open (between open() and close(); not while a lost file is being recreated)."""
+        return self._conn is not None
 
     async def open(self, spawn: Spawn | None = None) -> None:
         """Create the folder and open the database (a corrupt one is moved aside); with `spawn`, start the
@@ -93,8 +121,8 @@ class Database:
             probe.write_bytes(b"ok")
             probe.unlink()
             self._adopt_legacy_file()
-            self.conn = self._connect()
-            self.budget.keep_clock.attach(self.conn)
+            self._conn = self._connect()
+            self.budget.keep_clock.attach(self._conn)
             self.budget.measure()  # a figure for /api/system at once; the kinds' files join with the first round
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"{self.directory}: {exc}") from None
@@ -225,11 +253,11 @@ class Database:
             same = (stat.st_dev, stat.st_ino) == self._identity
         except OSError:
             same = False
-        if same and self.conn is not None and not corrupt:
+        if same and self._conn is not None and not corrupt:
             return False
-        if same and corrupt and self.conn is not None and self._file_is_sound():
+        if same and corrupt and self._conn is not None and self._file_is_sound():
             return False
-        old, self.conn, self._identity = self.conn, None, None
+        old, self._conn, self._identity = self._conn, None, None
         if old is not None:
             try:
                 old.close()  # a deleted file: folds its WAL into the deleted inode and removes the WAL by name
@@ -244,11 +272,11 @@ class Database:
             for suffix in SIDE_FILES:  # a WAL of the deleted file must never be played into the new one
                 self.path.with_name(FILE + suffix).unlink(missing_ok=True)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.conn = self._connect()
+        self._conn = self._connect()
         try:
-            self.budget.keep_clock.attach(self.conn)
+            self.budget.keep_clock.attach(self._conn)
             for setup in self._setups:
-                setup(self.conn)
+                setup(self._conn)
         except BaseException:
             self._identity = None  # the next check starts again rather than keep a half-attached file
             raise
@@ -269,12 +297,12 @@ class Database:
         return True
 
     def _close(self) -> None:
-        assert self.conn is not None
+        assert self._conn is not None
         try:
-            self.budget.keep_clock.save(self.conn)  # the next start goes on from here
+            self.budget.keep_clock.save(self._conn)  # the next start goes on from here
         except sqlite3.Error:
             pass
-        self.conn.close()
+        self._conn.close()
 
     def side_bytes(self) -> int:
         """Size of the WAL and SHM files beside the database (0 when there are none)."""
@@ -294,7 +322,7 @@ class Database:
     async def close(self) -> None:
         """Stop the housekeeping, close the database (a checkpoint folds the WAL into it) and end its thread."""
         await cancel_and_wait(self._housekeeping)
-        if self.conn is not None:
+        if self._conn is not None:
             await self.run(self._close)
-            self.conn = None
-        self.executor.shutdown(wait=True)
+            self._conn = None
+        self._executor.shutdown(wait=True)
