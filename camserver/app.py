@@ -21,7 +21,7 @@ from .detect import Detector
 from .detect.base import AsyncDetector
 from .detect.backends import detector_factory
 from .detect.pool import DetectorPool
-from .detect.scheduler import DetectionScheduler
+from .detect.scheduler import DetectionScheduler, SchedulerPorts
 from .detect.tuner import precision_tuner
 from .events.engine import EventEngine
 from .hub import Camera, CameraHub, HubPorts
@@ -125,14 +125,13 @@ class CamServer:
             in_use=lambda camera_id: self.viewer_app.viewers_of(camera_id) > 0), default_id=config.ingest.default_camera_id)
         d = config.detect
         self.pool = DetectorPool(detector_factory, d.workers)
-        self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote)
-        self.scheduler.on_detections = self._detections
+        self.scheduler = DetectionScheduler.from_config(self.hub, self.pool, config, remote, SchedulerPorts(
+            watched=lambda camera_id: self.viewer_app.watched(camera_id),
+            objects_moving=lambda camera_id: self.events.objects_moving(camera_id), on_detections=self._detections,
+            on_held=self._held, on_motion=self._motion, on_batch=lambda n, s: self.metrics.observe_batch(n, s)))
         self.tuner = None if detector_factory is None else precision_tuner(  # detect.precision auto (openvino)
             d, lambda: self.pool.workers, lambda: bool(self.scheduler.lagging(time.monotonic())),
             lambda: [c.raw.frame.jpeg for c in self.hub if c.raw.frame is not None])
-        self.scheduler.objects_moving = self.events.objects_moving
-        self.scheduler.on_held = self._held
-        self.scheduler.on_motion = self._motion
         self.mdns = MdnsAdvertiser(config.http.mdns_name, config.http.mdns)
         self._events_started = False
         # board control: settings kept per camera and sent on every hello, firmware updates
@@ -147,7 +146,6 @@ class CamServer:
                                              lambda: self.events.started, lambda: self.mqtt.dropped,
                                              lambda: self.webhooks.failures,
                                              lambda: self.remote.figures() if self.remote is not None else None))
-        self.scheduler.on_batch = self.metrics.observe_batch
         self.started_at = time.monotonic()  # uptime is a duration
         auth = ViewerAuth.from_config(config.http, Path(config.storage.dir),
                                       public_prefixes=(OTA_PREFIX,))  # a one-time firmware link is its own secret
@@ -167,7 +165,6 @@ class CamServer:
                     MuteApi(self.mute, self.hub.get), ConfigApi(config_file, live, live.storage, auth.update), self.restart),
             connections=self.http_limit,
         )
-        self.scheduler.watched = self.viewer_app.watched
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None
         self.ws_port = self.http_port = 0

@@ -187,3 +187,27 @@ def test_only_the_database_module_touches_its_connection_and_thread():
     assert not offenders, offenders
     planted = "async def f(database, db):\n    a = database.conn\n    db.executor.submit(g)\n    self._db._conn\n"
     assert len(database_reach_ins(planted)) == 3  # the check itself finds what it looks for
+
+
+def patched_wiring(source: str) -> list[str]:
+    """Assignments to another object's attribute (`self.x.y = ...`) and appends to another object's list
+    (`self.x.y.append(...)`) in a module: wiring by patching, which the stages' constructors replace."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+        for target in targets:
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute):
+                found.append(f"line {node.lineno}: {ast.unparse(target)} = ...")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("append", "insert")
+                and isinstance(node.func.value, ast.Attribute) and isinstance(node.func.value.value, ast.Attribute)):
+            found.append(f"line {node.lineno}: {ast.unparse(node.func)}(...)")
+    return found
+
+
+def test_app_builds_stages_and_enters_them_without_patching_them():
+    """app.py wires by constructor ports: no stage's attribute is set and no stage's list appended to from outside;
+    the one exception is telling the supervisor, at stop, that its tasks' ends are expected."""
+    found = patched_wiring((PACKAGE / "app.py").read_text())
+    assert [f for f in found if "self.supervisor.stopping" not in f] == []
+    planted = "class A:\n    def f(self):\n        self.hub.in_use = g\n        self.events.listeners.append(h)\n"
+    assert len(patched_wiring(planted)) == 2

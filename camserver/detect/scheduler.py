@@ -22,6 +22,7 @@ import logging
 import time
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 from ..config import Config, MotionConfig
@@ -43,6 +44,22 @@ T = TypeVar("T")
 Batch = list[tuple[Camera, "CameraPipeline", "Prepared"]]
 
 
+def _nobody(camera_id: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class SchedulerPorts:
+    """What the scheduler asks the other stages and what it tells them (None: nobody listens)."""
+
+    watched: Callable[[str], bool] = _nobody  # someone watches the camera's annotated stream
+    objects_moving: Callable[[str], bool] = _nobody  # a tracked object of the camera still moves
+    on_detections: Callable[[Camera, Frame, tuple[int, int], list[Detection]], None] | None = None
+    on_held: Callable[[Camera, float], None] | None = None  # a held frame: what was seen is still there
+    on_motion: Callable[[Camera, bool, float], None] | None = None  # the debounced motion state changed
+    on_batch: Callable[[int, float], None] | None = None  # frames, seconds: per inference call
+
+
 class DetectionScheduler:
     """Prepares, batches and publishes every camera's frames.
 
@@ -57,7 +74,7 @@ class DetectionScheduler:
 
     def __init__(self, hub: CameraHub, pool: DetectorPool, stall_timeout_s: float, jpeg_quality: int = 80,
                  remote: AsyncDetector | None = None,
-                 motion: Callable[[str], MotionConfig] | None = None) -> None:
+                 motion: Callable[[str], MotionConfig] | None = None, ports: SchedulerPorts | None = None) -> None:
         self.hub = hub
         self.pool = pool
         # where batches go: the remote service's client, or the pool's workers
@@ -80,20 +97,21 @@ class DetectionScheduler:
         self._costly = ThrottledLog(log, interval_s=30.0)
         # per Camera object, so a forgotten camera's state goes with it
         self.cameras: weakref.WeakKeyDictionary[Camera, CameraPipeline] = weakref.WeakKeyDictionary()
-        # hooks the app sets
-        self.watched: Callable[[str], bool] = lambda camera_id: False  # someone watches the annotated stream
-        self.objects_moving: Callable[[str], bool] = lambda camera_id: False  # a tracked object still moves
-        self.on_detections: Callable[[Camera, Frame, tuple[int, int], list[Detection]], None] | None = None
-        self.on_held: Callable[[Camera, float], None] | None = None  # a held frame: what was seen is still there
-        self.on_motion: Callable[[Camera, bool, float], None] | None = None  # the debounced motion state changed
-        self.on_batch: Callable[[int, float], None] | None = None  # frames, seconds: per inference call
+        # what the scheduler asks the other stages and tells them (SchedulerPorts)
+        ports = ports or SchedulerPorts()
+        self.watched = ports.watched
+        self.objects_moving = ports.objects_moving
+        self.on_detections = ports.on_detections
+        self.on_held = ports.on_held
+        self.on_motion = ports.on_motion
+        self.on_batch = ports.on_batch
 
     @classmethod
     def from_config(cls, hub: CameraHub, pool: DetectorPool, config: Config,
-                    remote: AsyncDetector | None = None) -> DetectionScheduler:
+                    remote: AsyncDetector | None = None, ports: SchedulerPorts | None = None) -> DetectionScheduler:
         """The scheduler with the detect section's limits and each camera's motion settings."""
         d = config.detect
-        scheduler = cls(hub, pool, d.stall_timeout_s, d.jpeg_quality, remote, config.motion_for)
+        scheduler = cls(hub, pool, d.stall_timeout_s, d.jpeg_quality, remote, config.motion_for, ports)
         scheduler.motion_masks = lambda camera_id: masks_for(config.motion, camera_id)
         return scheduler
 
