@@ -364,13 +364,14 @@ async def test_wired_to_the_event_engine(tmp_path):
 
 
 async def test_event_end_says_whether_a_clip_was_recorded(tmp_path):
-    """event_ended is True for an event with a clip and False where recording was paused; the end message says clip only then."""
+    """event_ended is True for an event with a clip and False where recording was paused; the clip URL is there only then."""
     from types import SimpleNamespace
 
-    from camserver.app import _record_event
+    from camserver.record.clips import EventClips
 
     async with recording(tmp_path, mode="events", pre_capture_s=1, post_capture_s=1, retry_s=60) as rig:
         rec = rig.recorder
+        clips = EventClips(rec)
         (tmp_path / "recordings").mkdir()
         (tmp_path / "recordings" / "bad").write_bytes(b"a file where a folder should be")
         await rig.feed("good", T0, 2.0)
@@ -378,12 +379,12 @@ async def test_event_end_says_whether_a_clip_was_recorded(tmp_path):
         ends = {}
         for cam in ("good", "bad"):
             new = {"id": f"{cam}-1", "camera": cam, "start_time": T0 + 1.0}
-            _record_event(rec, SimpleNamespace(type="new", after=new))
+            clips.follow(SimpleNamespace(type="new", after=new, when=None))
             if cam == "bad":
                 await rig.feed("bad", T0 + 2.0, 1.0, first=20)
                 await wait_for(lambda: rec.cameras["bad"].failed, what="the write error")
             end = dict(new, end_time=T0 + 2.5, end_reason="disappeared")
-            _record_event(rec, SimpleNamespace(type="end", after=end))
+            clips.follow(SimpleNamespace(type="end", after=end, when=None))
             ends[cam] = end
-        assert ends["good"]["clip"] == "/api/events/good-1/clip.mp4"
-        assert "clip" not in ends["bad"], "no clip was recorded: the end message must not point at one"
+        assert clips.clip_url(ends["good"]) == "/api/events/good-1/clip.mp4"
+        assert clips.clip_url(ends["bad"]) is None, "no clip was recorded: the end message must not point at one"
