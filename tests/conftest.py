@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
 import aiohttp
+from aiohttp import web
 import cv2
 import numpy as np
 import pytest
@@ -252,6 +253,31 @@ async def mjpeg(session: aiohttp.ClientSession, url: str, **kwargs) -> AsyncIter
 def settled(server: CamServer) -> bool:
     """Whether every camera's frames went through: none waiting in a slot, none in the detector."""
     return all(not c.slot.full and not server.scheduler.busy(c.id) for c in server.hub)
+
+
+def person_between(first: int, last: int):
+    """A script: a person walking while first <= seq <= last."""
+
+    def script(cam: int, seq: int):
+        if first <= seq <= last:
+            return [("person", 0.9, (10.0 + 4 * seq, 60.0, 50.0 + 4 * seq, 200.0))]
+        return []
+
+    return script
+
+
+@asynccontextmanager
+async def served_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition") -> None:

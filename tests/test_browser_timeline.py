@@ -24,6 +24,7 @@ from browser import CHROMIUM, DESKTOP, PHONE, chromium
 from camserver.web.events import MAX_LIMIT
 from camserver.web.recordings import RecordingsApi
 from recordkit import duration, needs_ffmpeg, recording
+from conftest import served_app
 
 pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)"), needs_ffmpeg]
 
@@ -69,15 +70,8 @@ async def page_server(recorder: Any, cameras: tuple[str, ...], events: list[dict
     app.router.add_get("/api/events", evs)
     app.router.add_get("/", page)
     app.router.add_static("/static/", STATIC)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served_app(app) as base:
+        yield base
 
 
 def local(t: float) -> str:

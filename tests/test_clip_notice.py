@@ -7,21 +7,12 @@ import asyncio
 import time
 
 from camserver.app import CamServer
-from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
+from conftest import ScriptedDetector, connect_camera, make_config, person_between, tagged_jpeg, wait_for
 from fake_ntfy import fake_ntfy
 from recordkit import needs_ffmpeg
 
 FPS = 10
 WITHIN_S = 0.2  # the 0.5 s poll it replaces took 0.25 s on average, up to 0.5 s
-
-
-def person_between(first: int, last: int):
-    def script(cam: int, seq: int):
-        if first <= seq <= last:
-            return [("person", 0.9, (10.0 + 4 * seq, 60.0, 50.0 + 4 * seq, 200.0))]
-        return []
-
-    return script
 
 
 @needs_ffmpeg

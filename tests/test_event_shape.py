@@ -13,22 +13,13 @@ import aiomqtt
 from aiohttp import web
 
 from camserver.app import CamServer
-from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
+from conftest import ScriptedDetector, connect_camera, make_config, person_between, tagged_jpeg, wait_for
 from hooks import receiver
 from recordkit import needs_ffmpeg
 from test_mqtt import MOSQUITTO, Broker, free_port
 
 FPS = 10
 HISTORY_ONLY = {"clip_start", "clip_end"}  # the recording index's facts, known once the clip is indexed
-
-
-def person_between(first: int, last: int):
-    def script(cam: int, seq: int):
-        if first <= seq <= last:
-            return [("person", 0.9, (10.0 + 4 * seq, 60.0, 50.0 + 4 * seq, 200.0))]
-        return []
-
-    return script
 
 
 async def read_sse(http: aiohttp.ClientSession, url: str, got: list[dict]) -> None:

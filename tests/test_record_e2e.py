@@ -9,22 +9,11 @@ import time
 from aiohttp import web
 
 from camserver.app import CamServer
-from conftest import ScriptedDetector, connect_camera, make_config, tagged_jpeg, wait_for
+from conftest import ScriptedDetector, connect_camera, make_config, person_between, tagged_jpeg, wait_for
 from hooks import receiver
 from recordkit import ffprobe, needs_ffmpeg
 
 FPS = 10
-
-
-def person_between(first: int, last: int):
-    """A script: a person walking while first <= seq <= last."""
-
-    def script(cam: int, seq: int):
-        if first <= seq <= last:
-            return [("person", 0.9, (10.0 + 4 * seq, 60.0, 50.0 + 4 * seq, 200.0))]
-        return []
-
-    return script
 
 
 @contextlib.asynccontextmanager

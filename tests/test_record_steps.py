@@ -20,7 +20,7 @@ from camserver.record import probe
 from camserver.record.index import RecordingIndex, RecordingsKind, recording_path
 from camserver.record.labels import choose
 from camserver.web.recordings import RecordingsApi
-from conftest import wait_for
+from conftest import served_app, wait_for
 from recordkit import Rig, duration, needs_ffmpeg, recording, scene_jpeg
 
 HOUR = 3600.0
@@ -141,15 +141,8 @@ async def serving(rig: Rig, steady=None) -> AsyncIterator[str]:
     rec = rig.recorder
     RecordingsApi(rec.clip_file, rec.list_recordings, rec.export, lambda c: c == "gate", clock=rig.clock,
                   steady=steady).add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served_app(app) as base:
+        yield base
 
 
 async def feed(rig: Rig, steady: float, offset: float, seconds: float, size: tuple[int, int]) -> None:
