@@ -186,3 +186,36 @@ async def test_a_disk_filled_by_another_file_keeps_recording_and_gives_up_the_ol
             await cams.close()
         assert 500 not in statuses, statuses
     assert quick_check(data) == ["ok"]
+
+
+async def test_a_recording_whose_file_is_already_gone_never_stalls_the_floor(small_disk):
+    """A floor round that removed a file and then found no room for its row's deletion (the recorders took the
+    bytes first) leaves a row without a file. The disk full to the last byte, the next rounds must go on to the
+    next files rather than retry that row forever: recording resumes and the row goes once there is room."""
+    data = small_disk / "data"
+    config = make_config(record={"mode": "continuous", "segment_s": 2},
+                         storage={"dir": str(data), "max_mb": 1000, "min_free_mb": 1})
+    async with CamServer(config, detector_factory=None) as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.http_port}"
+        cams = Cameras(server)
+        await cams.start()
+        try:
+            await wait_for(lambda: sum(1 for r in rows(data) if r[3] is not None) >= 8, timeout=60,
+                           what="eight finished segments")
+            oldest = rows(data)[0][0]
+            (data / oldest).unlink()  # what the stopped round left: the row, not the file
+            fill_to(small_disk / "other-program.bin", 0)
+            full = cams.counts()
+
+            def recording_again() -> bool:
+                return all(cams.counts()[cid][1] > full[cid][1] + 2 * FPS for cid in CAMERAS)
+
+            await wait_for(recording_again, timeout=20, what="recording to go on on the full disk")
+            await wait_for(lambda: oldest not in {r[0] for r in rows(data)}, timeout=10, what="the row to go")
+            async with http.get(base + "/healthz") as resp:
+                storage = (await resp.json())["storage"]
+            assert storage["removed_for_free_space"]["recordings"] >= 2, storage
+            assert storage["paused_reason"] is None, storage
+        finally:
+            await cams.close()
+    assert quick_check(data) == ["ok"]

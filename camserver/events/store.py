@@ -193,14 +193,21 @@ class EventStore:
         """Remove an event and its snapshot; False if there was none."""
         return self._delete([event_id]) > 0
 
-    def _delete(self, ids: list[str]) -> int:
-        """Remove events, the rows first (a crash in between leaves files the next sweep removes). Returns rows removed."""
+    def _delete(self, ids: list[str], files_first: bool = False) -> int:
+        """Remove events, the rows first (a crash in between leaves files the next sweep removes). Returns rows removed.
+
+        `files_first` (the free-space floor): the snapshots first, so that a disk too full for the rows'
+        deletion still gets their bytes back and the next round can delete the rows."""
         assert self.db is not None
         if not ids:
             return 0
+        if files_first:
+            for event_id in ids:
+                self._unlink(self.snapshot_path(event_id))
         removed = self.db.execute(f"DELETE FROM events WHERE id IN ({','.join('?' * len(ids))})", ids).rowcount
-        for event_id in ids:
-            self._unlink(self.snapshot_path(event_id))
+        if not files_first:
+            for event_id in ids:
+                self._unlink(self.snapshot_path(event_id))
         return removed
 
     def _unlink(self, path: Path) -> None:
@@ -263,7 +270,7 @@ class EventStore:
             freed += row_bytes + ROW_EXTRA + _size(self.snapshot_path(event_id))
             if freed >= need:
                 break
-        return self._delete(chosen)
+        return self._delete(chosen, files_first=not keep_newest_day)
 
 
 def _size(path: Path) -> int:

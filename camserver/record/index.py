@@ -170,12 +170,34 @@ class RecordingIndex:
 
     def remove(self, path: str) -> int:
         """Delete a recording: its file, then its row (events keep their clip rows, without a file). Returns bytes freed."""
-        target = self.file(path)
-        size = target.stat().st_size if target.exists() else 0
-        target.unlink(missing_ok=True)
-        self.db.execute("DELETE FROM recordings WHERE path = ?", (path,))
-        self.db.execute("UPDATE event_clips SET recording = NULL WHERE recording = ?", (path,))
+        size = self.unlink(path)
+        self.forget([path])
         return size
+
+    def unlink(self, path: str) -> int:
+        """Delete a recording's file (its row stays until forget); returns the bytes freed, 0 if it was gone."""
+        target = self.file(path)
+        try:
+            size = target.stat().st_size
+            target.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def forget(self, paths: list[str]) -> None:
+        """Delete recordings' rows, in one transaction (events keep their clip rows, without a recording)."""
+        if not paths:
+            return
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            db.executemany("DELETE FROM recordings WHERE path = ?", [(p,) for p in paths])
+            db.executemany("UPDATE event_clips SET recording = NULL WHERE recording = ?", [(p,) for p in paths])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     # --- event clips ---------------------------------------------------------------------------
 
@@ -399,10 +421,15 @@ class RecordingsKind:
         rows = self.index.db.execute(sql + " ORDER BY seq LIMIT ?", ["segment", *args, limit]).fetchall()
         if not rows and not keep_newest_day:
             rows = self.index.db.execute(sql + " ORDER BY seq LIMIT ?", ["span", *args, limit]).fetchall()
-        removed = freed = 0
-        for path, size in rows:
+        # Files first, then their rows in one transaction: on a full disk the rows' deletion may find no room
+        # (others took the bytes just freed); the files are gone all the same, and the next round, counting a
+        # file already gone as nothing freed, goes on to the next ones rather than retrying that row forever.
+        gone: list[str] = []
+        freed = 0
+        for path, _recorded_bytes in rows:  # a file already gone frees nothing
             if freed >= need:
                 break
-            freed += self.index.remove(path) or (size or 0)
-            removed += 1
-        return removed
+            freed += self.index.unlink(path)
+            gone.append(path)
+        self.index.forget(gone)
+        return len(gone)

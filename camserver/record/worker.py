@@ -20,6 +20,7 @@ from typing import Any, Callable
 import av
 
 from ..logsafe import ThrottledLog
+from ..storage import disk_full
 from .buffer import PreCaptureBuffer
 from .encoder import ClipWriter, EncodeSettings, remux
 from .index import RecordingIndex, parse_recording_path
@@ -239,7 +240,7 @@ class EncodeWorkers:
         cam.paused_until = self.clock() + self.retry_s
         cam.failed = True
         self.write_errors += 1
-        if isinstance(exc, (OSError, av.error.FFmpegError)):
+        if isinstance(exc, (OSError, av.error.FFmpegError)) or disk_full(exc):  # a row that found no room too
             self.on_write_error()
             self._disk_log.warning("disk", "recording paused: cannot write under %s (%s); it tries again in %.0f s,"
                                    " once the free-space floor has made room; %d write error(s) so far",

@@ -17,6 +17,7 @@ Stages that keep tables `attach` a setup that is run again on every new file.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sqlite3
@@ -57,6 +58,14 @@ def unusable(exc: BaseException) -> str | None:
     """Why an SQLite error means the file is unusable (corrupt, not a database, unreadable), else None."""
     code = getattr(exc, "sqlite_errorcode", None)
     return UNUSABLE.get(code & 0xFF) if isinstance(code, int) else None
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error is a write that found no room: ENOSPC/EDQUOT, or SQLite's SQLITE_FULL."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class Database(Executor):
