@@ -37,7 +37,7 @@ from .record import Recorder, RecordingIndex
 from .record.clips import EventClips
 from .record.clipwait import MARGIN_S as CLIP_MARGIN_S, ClipWait
 from .record.exporter import EXPORT_SHARE
-from .record.index import RecordingsKind
+from .record.kind import RecordingsKind
 from .storage import Database, StorageError
 from .storage.folder import CountedFolder
 from .supervise import Supervisor

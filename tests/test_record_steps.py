@@ -17,7 +17,8 @@ import aiohttp
 from aiohttp import web
 
 from camserver.record import probe
-from camserver.record.index import RecordingIndex, RecordingsKind, recording_path
+from camserver.record.index import RecordingIndex, recording_path
+from camserver.record.kind import RecordingsKind
 from camserver.record.labels import choose
 from camserver.web.recordings import RecordingsApi
 from conftest import served_app, wait_for

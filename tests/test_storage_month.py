@@ -9,7 +9,8 @@ import tracemalloc
 from collections import deque
 from pathlib import Path
 
-from camserver.record.index import RecordingIndex, RecordingsKind, recording_path
+from camserver.record.index import RecordingIndex, recording_path
+from camserver.record.kind import RecordingsKind
 from camserver.storage import Database
 from camserver.storage.floor import Space
 from recordkit import du

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from camserver.record.index import RecordingIndex, RecordingsKind, recording_path
+from camserver.record.index import RecordingIndex, recording_path
+from camserver.record.kind import RecordingsKind
 from camserver.storage import Database
 from camserver.storage.keepclock import KeepClock
 

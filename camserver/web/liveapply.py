@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 from ..config import Config, EventsConfig
 from ..integrations.notify import Notifier
 from ..record import Recorder
-from ..record.index import RecordingsKind
+from ..record.kind import RecordingsKind
 from ..storage import Database
 
 DAY_S = 86400.0
