@@ -44,6 +44,7 @@ from .supervise import Supervisor
 from .web import ViewerApp
 from .web.connections import ConnectionLimit, connection_cap
 from .web.health import server_health
+from .web.calibration import CalibrationApi
 from .web.configapi import ConfigApi
 from .web.liveapply import LiveApply
 from .web.mute import MuteApi
@@ -162,7 +163,8 @@ class CamServer:
             latest_detections=self.scheduler.latest, annotated_latest=self.scheduler.annotated_latest,
             events=self.events if config.events.enabled else None, exposition=self.metrics.exposition, auth=auth,
             routes=(board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
-                    MuteApi(self.mute, self.hub.get), ConfigApi(config_file, live, live.storage, auth.update), self.restart),
+                    MuteApi(self.mute, self.hub.get), ConfigApi(config_file, live, live.storage, auth.update), self.restart,
+                    CalibrationApi(d, Path(config.storage.dir), self._latest_frames, self.tuner)),
             connections=self.http_limit,
         )
         self.runner: web.AppRunner | None = None
@@ -199,6 +201,10 @@ class CamServer:
                     config_file: ConfigFile | None = None) -> CamServer:
         """The server with the detector the config asks for; `config_file`: where it came from (/api/config)."""
         return cls(config, default_detector_factory(config), clock, remote_detector(config), config_file)
+
+    def _latest_frames(self) -> list[tuple[str, int, bytes]]:
+        """Each camera's latest frame as it came (id, sequence number, JPEG), for INT8 calibration."""
+        return [(c.id, f.seq, f.jpeg) for c in self.hub if (f := c.raw.frame) is not None]
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports."""

@@ -119,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="override detect.model")
     parser.add_argument("--imgsz", type=int, help="override detect.imgsz")
     parser.add_argument("--frames", help="a folder of JPEG/PNG frames (default: the event snapshots, else synthetic scenes)")
+    parser.add_argument("--cache-dir", help="override detect.cache_dir")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"frames to use (default {DEFAULT_COUNT})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        overrides = {k: v for k, v in (("model", args.model), ("imgsz", args.imgsz)) if v is not None}
+        overrides = {k: v for k, v in (("model", args.model), ("imgsz", args.imgsz),
+                                                           ("cache_dir", args.cache_dir)) if v is not None}
         config: Config = load(Path(args.config) if Path(args.config).exists() else None, {"detect": overrides})
         d = config.detect
         folder = Path(args.frames) if args.frames else Path(config.storage.dir)

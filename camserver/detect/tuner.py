@@ -131,6 +131,7 @@ class PrecisionTuner:
         self.elapsed_s: float | None = None
         self.paused_s = 0.0
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="precision-tuning")
+        self.first_pass = asyncio.Event()  # set once run()'s pass ended (remeasure() waits for it)
 
     def figures(self) -> dict[str, Any]:
         """What /healthz `detection.tuning` shows: the state, every candidate's figures, the winner and why."""
@@ -152,7 +153,23 @@ class PrecisionTuner:
             log.exception("precision tuning failed; the runtime's default precision keeps serving")
         finally:
             self.thread.shutdown(wait=False, cancel_futures=True)
+            self.first_pass.set()
         await asyncio.Event().wait()
+
+    async def remeasure(self, int8: Path) -> None:
+        """A newly calibrated INT8 model: after the first pass, measure every candidate again with it (a new cache
+        key: the INT8 model's name is part of it), choose and switch; a failure leaves the current winner serving."""
+        await self.first_pass.wait()
+        self.folders["int8"] = int8
+        self.candidates, self.cached, self.paused_s = [], False, 0.0
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="precision-tuning")
+        try:
+            await self.tune()
+        except Exception:
+            self.state = "failed"
+            log.exception("precision tuning with the calibrated INT8 model failed; the current precision keeps serving")
+        finally:
+            self.thread.shutdown(wait=False, cancel_futures=True)
 
     async def tune(self) -> None:
         """Measure (or read the cached result), choose, and install the winner in every worker."""
