@@ -279,7 +279,7 @@ async def test_system_view_shows_what_the_detector_runs_and_the_tuning(tmp_path,
             t = server.tuner.figures()
             name = t["winner"] if t["mode"] == "latency" else f"{t['winner']}/{t['mode']}"
             assert f"{name} is the fastest passing candidate" in text
-            assert "int8: no calibrated model" in text
+            assert "skipped: no calibrated model" in text
             await browser.screenshot("system-precision")
             assert browser.errors == []
 

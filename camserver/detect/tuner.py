@@ -38,6 +38,7 @@ from .tuning import (
     choose,
     result_of,
     synthetic_frames,
+    verdicts,
 )
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,9 @@ class PrecisionTuner:
         return {"state": self.state, "winner": self.winner, "mode": self.mode, "why": self.why, "cached": self.cached,
                 "elapsed_s": self.elapsed_s, "paused_s": round(self.paused_s, 1),
                 "gate": {"agreement_min": AGREEMENT_MIN, "score_diff_max": SCORE_DIFF_MAX, "match_iou": MATCH_IOU},
-                "candidates": [c.figures() for c in self.candidates]}
+                "candidates": [{**c.figures(), "verdict": v} for c, v in zip(self.candidates, verdicts(
+                    self.candidates, next((c for c in self.candidates if (c.precision, c.mode) == (self.winner, self.mode)),
+                                          None)), strict=True)]}
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)

@@ -99,6 +99,27 @@ def choose(candidates: Sequence[Candidate]) -> tuple[Candidate | None, str]:
     return winner, why
 
 
+def verdicts(candidates: Sequence[Candidate], winner: Candidate | None) -> list[str]:
+    """One line per candidate for the System view: why the winner won, or why another did not."""
+    def one(c: Candidate) -> str:
+        if c.skipped is not None:
+            return f"skipped: {c.skipped}"
+        if c.ms is None:
+            return "not measured (the pass ran out of time)"
+        if not c.passed:
+            return "failed the gate"
+        if winner is None or winner.ms is None:
+            return "passed the gate"
+        if c is winner:
+            faster = [o for o in candidates if o.passed and o.ms is not None and o.ms < c.ms and o.mode == "batch2"]
+            return (f"winner: fastest passing the gate without batch 2 (batch2 needs {BATCH2_MARGIN}x to win)" if faster
+                    else "winner: fastest passing the gate")
+        if c.ms < winner.ms:
+            return f"{winner.ms / c.ms:.2f}x the winner, but batch2 needs {BATCH2_MARGIN}x to win"
+        return f"passed; {c.ms / winner.ms:.2f}x the winner's ms"
+    return [one(c) for c in candidates]
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two x1, y1, x2, y2 boxes."""
     w = min(a[2], b[2]) - max(a[0], b[0])

@@ -47,6 +47,60 @@ export function create(root, _route, app) {
   const storageBox = h("div", { class: "meter-row" }, h("label", { for: "storage-meter", text: "Used" }), meter, meterText);
   const testResult = h("p", { class: "form-message", role: "status" });
 
+  const candTable = h("table", { class: "candidates-table" });
+  const candBox = h("div", { class: "candidates-scroll" }, candTable);
+  const calStatus = h("p", { class: "form-message", role: "status", id: "calibrate-status" });
+  const calButton = h("button", { type: "button", id: "calibrate-int8", text: "Calibrate INT8", onclick: calibrate });
+  const calBox = h("div", {}, h("div", { class: "row-actions" }, calButton), calStatus);
+
+  /** Every candidate (precision x mode) as a table row: ms per frame, frames/s, the gate, and the verdict. */
+  function candidates(tu) {
+    const head = h("tr", {}, ...["Precision", "Mode", "ms/frame", "frames/s", "Agreement", "Gate", "Verdict"]
+      .map((t) => h("th", { scope: "col", text: t })));
+    const rows = tu.candidates.map((c) => {
+      const won = c.precision === tu.winner && c.mode === tu.mode && tu.state === "done";
+      const gate = c.skipped ? "–" : c.precision === "f32" && c.mode === "latency" ? "reference"
+        : c.agreement === null ? "–" : c.passed ? "pass" : "fail";
+      const cells = [c.precision, c.mode, c.ms_per_frame ?? "–",
+        c.ms_per_frame ? (1000 / c.ms_per_frame).toFixed(1) : "–", c.agreement ?? "–", gate, c.verdict || ""];
+      return h("tr", { class: won ? "candidate-winner" : "", "data-candidate": `${c.precision}/${c.mode}` },
+        ...cells.map((t) => h("td", { text: String(t) })));
+    });
+    candTable.replaceChildren(h("thead", {}, head), h("tbody", {}, ...rows));
+    if (!candBox.isConnected) {
+      const p = panel("detector", "Detector");
+      p.el.classList.add("panel-wide"); // the table needs the whole row
+      p.extra.prepend(candBox);
+    }
+  }
+
+  function showCalibration(job) {
+    if (!job || job.state === "idle") return;
+    const running = job.state === "collecting" || job.state === "quantizing";
+    calButton.disabled = running;
+    setText(calStatus, `Calibration ${job.id}: ${job.state}, ${job.frames} frames, ${num(job.elapsed_s, 1, "s")}`
+      + `${job.reason ? ` — ${job.reason}` : ""}`);
+    clearTimeout(calTimer);
+    if (running && !stopped) calTimer = setTimeout(pollCalibration, 1000);
+    if (!running && calWasRunning) tick(); // the tuner's new candidates, at once
+    calWasRunning = running;
+  }
+  async function pollCalibration() {
+    try { showCalibration(await api("/api/detector/calibrate")); } catch (err) { setText(calStatus, err.message); }
+  }
+  async function calibrate() {
+    setText(calStatus, "Starting…");
+    try {
+      const job = await write("/api/detector/calibrate", { body: {} });
+      if (job === null) { setText(calStatus, "Not started."); return; }
+      pollCalibration();
+    } catch (err) {
+      setText(calStatus, `Not started: ${err.message}`);
+    }
+  }
+  let calTimer = null;
+  let calWasRunning = false;
+
   function render(s) {
     const server = panel("server", "Server");
     const badge = h("span", { class: `badge badge-${s.status === "ok" ? "live" : "offline"}`, text: s.status });
@@ -72,10 +126,10 @@ export function create(root, _route, app) {
     const tu = d.tuning;
     if (tu) {
       row(det, "Precision tuning", tu.why ? `${tu.state}: ${tu.why}${tu.cached ? " (cached)" : ""}` : tu.state);
-      row(det, "Candidates", tu.candidates.length ? tu.candidates.map((c) => (c.ms_per_frame !== null
-        ? `${c.precision} ${c.ms_per_frame} ms${c.precision === "f32" ? "" : `, agreement ${c.agreement}`}${c.passed ? "" : " (failed the gate)"}`
-        : `${c.precision}: ${c.skipped || "not measured"}`)).join("; ") : "–");
+      row(det, "Candidates", tu.candidates.length ? `${tu.candidates.length} measured or skipped, below` : "–");
+      candidates(tu);
     }
+    if (hasRoute("/api/detector/calibrate") && !calBox.isConnected) det.extra.append(calBox);
     row(det, "Batch", `up to ${d.max_batch ?? "–"}, mean ${num(d.mean_batch, 2)}`);
     row(det, "Time per batch", num(d.batch_ms, 1, "ms"));
     row(det, "Stalls", num(s.detector_stalls));
@@ -131,6 +185,7 @@ export function create(root, _route, app) {
   }
   const stopConn = on("connection", (online) => { if (online) tick(); });
   tick();
+  if (hasRoute("/api/detector/calibrate")) pollCalibration();  // a job started elsewhere shows its progress
 
   if (app.session && app.session.auth_required) {
     const s = app.session;
@@ -143,5 +198,5 @@ export function create(root, _route, app) {
     root.querySelector(".view").append(session);
   }
 
-  return { unmount() { stopped = true; clearTimeout(timer); stopConn(); } };
+  return { unmount() { stopped = true; clearTimeout(timer); clearTimeout(calTimer); stopConn(); } };
 }

@@ -1,0 +1,63 @@
+"""The System view in headless Chromium: a row per measured candidate (precision x mode: ms per frame, frames/s,
+agreement, gate, verdict), the winner marked with why it won, and the "Calibrate INT8" button's progress."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from camserver.detect import tuner as tuner_module
+from camserver.detect.backends import openvino as ov
+from conftest import make_config, wait_for
+
+CANDIDATE_ROWS = "[...document.querySelectorAll('.candidates-table tbody tr')]"
+
+
+@pytest.mark.skipif(not ov.available(), reason="openvino not installed (make test installs it)")
+@pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="nncf not installed (pip install 'camserver[int8]')")
+async def test_system_view_lists_every_candidate_marks_the_winner_and_calibrates_from_its_button(tmp_path, monkeypatch):
+    """Every candidate the tuner has is one table row with its figures; the winner's row is marked and says why;
+    the button starts a calibration whose progress shows, and on done the int8 rows carry measured figures."""
+    from browser import CHROMIUM, chromium
+
+    from camserver.app import CamServer
+
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed")
+    monkeypatch.setattr(tuner_module, "START_DELAY_S", 0.2)
+    config = make_config(detect={"model": "yolo11n.yaml", "backend": "openvino", "imgsz": 96, "precision": "auto",
+                                 "cache_dir": str(tmp_path)})
+    async with CamServer.from_config(config) as server:
+        await wait_for(lambda: server.tuner.state == "done", timeout=90, what="tuning finished")
+        t = server.tuner.figures()
+        async with chromium(f"http://127.0.0.1:{server.http_port}/#/system") as browser:
+            rows = await browser.wait(f"{CANDIDATE_ROWS}.length === {len(t['candidates'])} && "
+                                      f"{CANDIDATE_ROWS}.map((r) => r.innerText)", timeout=30, what="candidate rows")
+            for c, text in zip(t["candidates"], rows, strict=True):
+                assert text.split("\t")[:2] == [c["precision"], c["mode"]], text
+                if c["ms_per_frame"] is not None:
+                    assert f"{c['ms_per_frame']}\t{1000 / c['ms_per_frame']:.1f}" in text, text
+                else:
+                    assert c["skipped"] in text
+            winner = await browser.js("document.querySelector('.candidate-winner').dataset.candidate")
+            assert winner == f"{t['winner']}/{t['mode']}"
+            assert "winner: fastest passing the gate" in await browser.js(
+                "document.querySelector('.candidate-winner').innerText")
+            await browser.screenshot("system-candidates", ready="(document.querySelector('.candidates-table')"
+                                     ".scrollIntoView(), true)")
+            await browser.click("#calibrate-int8")
+            await browser.wait("/Calibration cal-1: (collecting|quantizing)/.test("
+                               "document.getElementById('calibrate-status').innerText)", timeout=30, what="progress")
+            await browser.screenshot("system-calibrating", ready="(document.getElementById('calibrate-status')"
+                                     ".scrollIntoView(), true)")
+            await browser.wait("/cal-1: done/.test(document.getElementById('calibrate-status').innerText)",
+                               timeout=180, what="calibration done")
+            await wait_for(lambda: server.tuner.state == "done", timeout=60, what="the tuning with int8")
+            int8 = await browser.wait(f"{CANDIDATE_ROWS}.filter((r) => r.dataset.candidate.startsWith('int8/'))"
+                                      ".map((r) => r.innerText).filter((t) => /\\t\\d+(\\.\\d+)?\\t/.test(t)).length === 3",
+                                      timeout=30, what="int8 rows measured")
+            assert int8
+            await browser.screenshot("system-calibrated", ready="(document.querySelector('.candidates-table')"
+                                     ".scrollIntoView(), true)")
+            assert browser.errors == []
