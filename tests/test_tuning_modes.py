@@ -73,3 +73,24 @@ def test_batch2_must_win_clearly_over_an_unpadded_mode():
         c.agreement, c.score_diff = 1.0, 0.0
     assert choose([f32, streams, close])[0] is streams
     assert choose([f32, streams, clear])[0] is clear
+
+
+def test_each_candidate_gets_a_verdict_and_batch2_short_of_its_margin_is_said_so():
+    """batch2 at 9 ms passes but is not 1.15x two streams' 10 ms: streams wins and its verdict names the margin;
+    batch2's says it needs 1.15x; a failing one and a skipped one say so; a slower passing one gives its ratio."""
+    from camserver.detect.tuning import BATCH2_MARGIN, verdicts
+
+    f32 = Candidate("f32", "fp32", [20.0])
+    streams = Candidate("f32", "fp32", [10.0], 1.0, 0.0, mode="streams")
+    batch2 = Candidate("f32", "fp32", [9.0], 1.0, 0.0, mode="batch2")
+    failed = Candidate("int8", "int8", [5.0], 0.5, 0.0)
+    skipped = Candidate("bf16", skipped="no BF16 on this CPU")
+    everything = [f32, streams, batch2, failed, skipped]
+    winner, _ = choose(everything)
+    assert winner is streams
+    said = dict(zip(("f32", "streams", "batch2", "failed", "skipped"), verdicts(everything, winner), strict=True))
+    assert said["streams"] == f"winner: fastest passing the gate without batch 2 (batch2 needs {BATCH2_MARGIN}x to win)"
+    assert said["batch2"] == f"1.11x the winner, but batch2 needs {BATCH2_MARGIN}x to win"
+    assert said["f32"] == "passed; 2.00x the winner's ms"
+    assert said["failed"] == "failed the gate" and said["skipped"] == "skipped: no BF16 on this CPU"
+    assert verdicts([f32], f32) == ["winner: fastest passing the gate"]

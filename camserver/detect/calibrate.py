@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -120,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--imgsz", type=int, help="override detect.imgsz")
     parser.add_argument("--frames", help="a folder of JPEG/PNG frames (default: the event snapshots, else synthetic scenes)")
     parser.add_argument("--cache-dir", help="override detect.cache_dir")
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N (the server's API "
+                        "passes 10: its cameras come first)")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"frames to use (default {DEFAULT_COUNT})")
     args = parser.parse_args(argv)
+    if args.nice > 0:
+        os.nice(args.nice)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         overrides = {k: v for k, v in (("model", args.model), ("imgsz", args.imgsz),

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import itertools
-import os
 import shutil
 import sys
 import tempfile
@@ -182,12 +181,11 @@ class CalibrationApi:
         """The child process's INT8 folder; a failure raises with its last line."""
         d = self.detect
         args = ["-m", "camserver.detect.calibrate", "--config", str(folder / "none.toml"), "--model", str(d.model),
-                "--imgsz", str(d.imgsz), "--frames", str(folder), "--count", str(count)]
+                "--imgsz", str(d.imgsz), "--frames", str(folder), "--count", str(count), "--nice", str(NICE)]
         if d.cache_dir:
             args += ["--cache-dir", str(d.cache_dir)]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            preexec_fn=lambda: os.nice(NICE))  # below the server's threads: the cameras come first
+            sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), QUANTIZE_S)
         finally:
