@@ -395,7 +395,7 @@ async def test_camera_view_settings_recordings_motion_clip_and_test_notification
                            what="the settings panel, with the configured quality")
         await browser.wait("/^Motion: (none|\\d+% of the frame moves)$/.test(document.querySelector('.motion').textContent)",
                            what="the motion line")
-        await browser.wait("document.querySelectorAll('.timeline-rec').length >= 1 && "
+        await browser.wait("document.querySelectorAll('.tl-rec').length >= 1 && "
                            "!document.querySelector('[aria-labelledby=rec-title]').hidden && "
                            "document.querySelectorAll('[aria-labelledby=rec-title] li a').length >= 1", what="the recordings")
         assert "Detected" in await browser.js("document.querySelector('.figures').innerText")
@@ -412,7 +412,7 @@ async def test_camera_view_settings_recordings_motion_clip_and_test_notification
         assert received == [{"type": "control", "quality": 20}], "only what changed is sent"
         await accessible(browser)
         await browser.screenshot("camera-full", ready="!!document.getElementById('set-quality') && "
-                                 "document.querySelectorAll('.timeline-rec').length >= 1")
+                                 "document.querySelectorAll('.tl-rec').length >= 1")
 
         await browser.wait("!!document.querySelector('.mini-events a')", what="the camera's events")
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as http:

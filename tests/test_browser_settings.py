@@ -79,4 +79,10 @@ async def test_settings_view_saves_the_recording_mode_shows_errors_and_offers_th
         await browser.wait("document.querySelector('#settings-restart .form-message').textContent.includes('by hand')",
                            what="409 restart by hand (an in-process server)")
         await shots(browser, "settings-restart", "settings-cameras")
+        # the notice is the server's word (GET /api/config's restart_needed), not the tab's memory: a reload keeps it
+        await browser.js("(() => { window.beforeReload = true; location.reload(); })()")
+        await browser.wait("!window.beforeReload && document.querySelector('#settings-cameras select') !== null",
+                           what="the settings again, reloaded")
+        await browser.wait("!document.getElementById('settings-restart').hidden", what="the restart offer after a reload")
+        assert "cameras.per_camera" in await browser.js("document.getElementById('settings-restart').textContent")
         assert browser.errors == [], browser.errors

@@ -43,8 +43,9 @@ window.tl = createTimeline(document.getElementById("root"), { refreshMs: Number(
 
 @asynccontextmanager
 async def page_server(recorder: Any, cameras: tuple[str, ...], events: list[dict[str, Any]],
-                      hits: list[str]) -> AsyncIterator[str]:
-    """camserver's recording routes over `recorder`, /api/cameras and /api/events of `events`, the static files."""
+                      hits: list[str], html: str = PAGE) -> AsyncIterator[str]:
+    """camserver's recording routes over `recorder`, /api/cameras and /api/events of `events`, the static files;
+    `html` at /."""
     @web.middleware
     async def count(request: web.Request, handler: Any) -> Any:
         hits.append(request.path)
@@ -59,12 +60,14 @@ async def page_server(recorder: Any, cameras: tuple[str, ...], events: list[dict
     async def evs(request: web.Request) -> web.Response:
         if not 1 <= int(request.query.get("limit", "50")) <= MAX_LIMIT:  # as the real route refuses
             raise web.HTTPBadRequest(text="limit out of range")
+        camera = request.query.get("camera")
         after = float(request.query.get("after", 0))
         before = float(request.query.get("before", 1e12))
-        return web.json_response({"events": [e for e in events if after <= e["start_time"] < before], "next_cursor": None})
+        return web.json_response({"events": [e for e in events if after <= e["start_time"] < before
+                                                 and camera in (None, e["camera"])], "next_cursor": None})
 
     async def page(_: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
+        return web.Response(text=html, content_type="text/html")
 
     app.router.add_get("/api/cameras", cams)
     app.router.add_get("/api/events", evs)
@@ -72,6 +75,20 @@ async def page_server(recorder: Any, cameras: tuple[str, ...], events: list[dict
     app.router.add_static("/static/", STATIC)
     async with served_app(app) as base:
         yield base
+
+
+@asynccontextmanager
+async def gate_recorded(tmp_path: Path) -> AsyncIterator[tuple[Any, float]]:
+    """A recording rig with 'gate' recorded from t0 (15 minutes ago) for 150 s, then 60 s not, then 30 s."""
+    t0 = float(int(time.time()) - 900)
+    async with recording(tmp_path, mode="continuous", segment_s=30) as rig:
+        t = await rig.feed("gate", t0, 150.0, fps=4)
+        rig.recorder.camera_offline("gate")
+        await rig.feed("gate", t0 + 210, 30.0, fps=4, first=t)
+        rig.recorder.camera_offline("gate")
+        rows = await rig.settled("gate")
+        assert [r["start_time"] for r in rows][-1] == pytest.approx(t0 + 210)
+        yield rig, t0
 
 
 def local(t: float) -> str:
@@ -103,14 +120,7 @@ async def test_timeline_marks_scrubbing_and_a_two_minute_export_in_four_clicks(t
     a click, a drag and the arrow keys play the recording covering that moment within 1 s; a 2-minute
     span is exported in 4 clicks (zoom, drag on the axis, Download, Save) as a file of the span's length
     within 1 s; screenshots at desktop and phone width."""
-    t0 = float(int(time.time()) - 900)
-    async with recording(tmp_path, mode="continuous", segment_s=30) as rig:
-        t = await rig.feed("gate", t0, 150.0, fps=4)
-        rig.recorder.camera_offline("gate")
-        await rig.feed("gate", t0 + 210, 30.0, fps=4, first=t)
-        rig.recorder.camera_offline("gate")
-        rows = await rig.settled("gate")
-        assert [r["start_time"] for r in rows][-1] == pytest.approx(t0 + 210)
+    async with gate_recorded(tmp_path) as (rig, t0):
         event = {"id": "ev13", "camera": "gate", "label": "person", "start_time": t0 + 20, "end_time": t0 + 33,
                  "score": 0.9, "entered_zones": []}
         hits: list[str] = []

@@ -10,7 +10,9 @@ import socket
 import time
 
 from camserver.config.writeback import ConfigFile
-from conftest import WAIT_S, connect_camera, feeding
+import websockets
+
+from conftest import WAIT_S, connect_camera, feeding, make_jpeg
 from serverproc import ServerProcess
 from test_configapi import ADMIN, MERGE, SHIPPED, VIEWER, as_admin, comment_lines, patch, read_config, served, shipped_copy
 
@@ -104,23 +106,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def frame_answer(url: str, frame: bytes) -> int | None:
+    """Send one frame from a real camera client: None when the server keeps the camera, else its close code."""
+    cam = await connect_camera(url)
+    try:
+        await cam.send(frame)
+        pong = await cam.ping()
+        await asyncio.wait_for(pong, WAIT_S)  # answered after the frame was read: it was taken
+        return None
+    except websockets.ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else None
+    finally:
+        await cam.close()
+
+
+async def restart_needed(http, base: str) -> list[str]:
+    return (await read_config(http, base))["restart_needed"]
+
+
 async def test_restart_now_starts_the_process_again_on_the_same_port_with_the_new_config(tmp_path, http):
-    """`python -m camserver`: a key that needs a restart (record.preset) saved, POST /api/restart: 202, every stop step
-    runs (none logs "stopping ... failed"), the same process (pid) serves the same port again within 20 s, with a fresh
-    uptime, reading the new file."""
+    """`python -m camserver`: keys that need a restart saved (record.preset, and ingest.max_frame_bytes: 4096, seen
+    through a real camera socket): before the restart a 20 kB frame is still taken and GET /api/config says both keys
+    wait; POST /api/restart: 202, every stop step runs (none logs "stopping ... failed"), the same process (pid) serves
+    the same ports again within 20 s, with a fresh uptime, reading the new file: the same frame closes the camera
+    with 1009 (message too big) and nothing waits for a restart any more (the page's notice is gone)."""
     (tmp_path / "config.toml").write_text(SHIPPED.read_text())
     file = ConfigFile(tmp_path / "config.toml")
     file.apply({"http": {"admin_token": ADMIN}}, file.read()[1])
-    port = free_port()
-    server = await ServerProcess.start("--model", "none", "--http-port", str(port),
+    port, ws_port = free_port(), free_port()
+    server = await ServerProcess.start("--model", "none", "--http-port", str(port), "--ws-port", str(ws_port),
                                        cwd=tmp_path, timeout=WAIT_S * 6)
+    frame = make_jpeg(1, 320, 240, noise=True)
+    assert len(frame) > 8192
     try:
         base = f"http://127.0.0.1:{port}"
+        assert await restart_needed(http, base) == []
         version = (await read_config(http, base))["version"]
-        async with http.patch(f"{base}/api/config", json={"record": {"preset": "fast"}},
+        patch_ = {"record": {"preset": "fast"}, "ingest": {"max_frame_bytes": 4096}}
+        async with http.patch(f"{base}/api/config", json=patch_,
                               headers=as_admin(**{"Content-Type": MERGE, "If-Match": version})) as resp:
             answer = await resp.json()
-            assert resp.status == 200 and answer["restart_needed"] == ["record.preset"], answer
+            waits = ["ingest.max_frame_bytes", "record.preset"]
+            assert resp.status == 200 and answer["restart_needed"] == waits, answer
+        assert await restart_needed(http, base) == waits
+        assert await frame_answer(server.ws("door"), frame) is None, "taken: the old limit until the restart"
         async with http.get(f"{base}/healthz") as resp:
             uptime = (await resp.json())["uptime_s"]
         async with http.post(f"{base}/api/restart", headers=as_admin()) as resp:
@@ -138,6 +167,8 @@ async def test_restart_now_starts_the_process_again_on_the_same_port_with_the_ne
                 pass
             await asyncio.sleep(0.2)
         assert back is not None, "".join(server.lines[-40:])
+        assert await frame_answer(server.ws("door"), frame) == 1009, "the new limit after the restart"
+        assert await restart_needed(http, base) == []
         assert server.proc.returncode is None, "the same process (os.execv), not a new one"
         assert "fast" in (tmp_path / "config.toml").read_text()
         log = "".join(server.lines)

@@ -8,7 +8,9 @@ ADMIN_READS. A PATCH is merged into the file's own TOML document
 (comments and layout stay), validated by the config models (400 with every one-line error), the
 previous file kept as config.toml.1.bak, and written atomically; a file changed since the version
 the writer read is refused with 412, so two writers never lose a change. The answer says which keys
-the server took at once and which need a restart (config/writeback.py's LIVE_KEYS).
+the server took at once and which need a restart (config/writeback.py's LIVE_KEYS). GET says which saved
+keys still wait for one (restart_needed: the file's now against the file as this process started from it),
+so the page's "restart needed" notice holds across reloads and goes once a restart has read the file.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from ..config import Config, ConfigError, HttpConfig, schema
 from ..config.userpatch import tokens_shown, users_shown
-from ..config.writeback import LIVE_KEYS, ConfigFile, PatchRefused, VersionMismatch, redact
+from ..config.writeback import LIVE_KEYS, ConfigFile, PatchRefused, VersionMismatch, changed_keys, redact
 from ..jsonbody import read_json
 from ..logsafe import ThrottledLog
 
@@ -62,9 +64,20 @@ class ConfigApi:
         self.apply = apply
         self.storage = storage
         self.apply_http = apply_http  # new tokens and users (web/session.py's update)
+        self.started = self._started(file)  # the file's effective config when this process read it
         self._lock = asyncio.Lock()  # one read-check-write at a time: the version check holds across it
         self._log = ThrottledLog(log, interval_s=60.0)
         self.refused = 0  # patches refused (stale version, invalid value, bad patch)
+
+    @staticmethod
+    def _started(file: ConfigFile | None) -> dict[str, Any] | None:
+        """The file as the server started from it (read once, at startup: the server has just validated it)."""
+        if file is None:
+            return None
+        try:
+            return file.effective(tomllib.loads(file.read()[0].decode("utf-8"))).model_dump(mode="json")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+            return None
 
     def add_routes(self, app: web.Application) -> None:
         """Register the routes."""
@@ -86,7 +99,10 @@ class ConfigApi:
             data = tomllib.loads(raw.decode("utf-8"))
             body["file"] = redact(data)
             effective = file.effective(data)
-            body["effective"] = redact(effective.model_dump(mode="json"))
+            dumped = effective.model_dump(mode="json")
+            body["effective"] = redact(dumped)
+            if self.started is not None:  # saved since the start and not taken live: waits for a restart
+                body["restart_needed"] = [k for k in changed_keys(self.started, dumped) if k not in LIVE_KEYS]
             body["users"], body["tokens"] = users_shown(effective.http), tokens_shown(effective.http)
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             body.update(file=None, effective=None, problems=[f"{file.path.name} is not valid TOML: {exc}"])

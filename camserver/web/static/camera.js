@@ -1,11 +1,13 @@
 // The camera view: the large stream (boxes on/off, zones over it), what is detected now, the
-// camera's figures, its recent events and a 24-hour timeline; the board's settings and the
-// recordings appear when the server has those APIs.
+// camera's figures, its recent events and its timeline (timeline.js, the Review view's, for this one
+// camera: 24 h at first, events as marks, recordings' gaps, scrubbing, the export dialog); the board's
+// settings and the recordings appear when the server has those APIs.
 
 import { api, on, optional } from "./api.js";
 import { cameraState, pollCameras, stopImage, streamUrl } from "./cameras.js";
 import { onResync, subscribe } from "./feed.js";
 import { settingsPanel } from "./settings.js";
+import { createTimeline } from "./timeline.js";
 import { NONE, bytes, clock, eventDuration, eventText, h, isNum, labelEl, num, now, query, setText, snapshotUrl, stateBlock,
   when } from "./ui.js";
 import { zoneOverlay } from "./zones.js";
@@ -52,8 +54,9 @@ export function create(root, route, app) {
   const figures = h("dl", { class: "figures live-figure" });
   const recent = h("ul", { class: "mini-events" });
   const recentStatus = h("div", {}, stateBlock("loading", "Loading events…"));
-  const timeline = h("div", { class: "timeline-track", role: "group", "aria-label": "Events of the last 24 hours" });
-  const timelineAxis = h("div", { class: "timeline-axis", "aria-hidden": "true" });
+  const timelinePanel = h("section", { class: "panel", "aria-labelledby": "tl-title" },
+    h("h2", { id: "tl-title", text: "Timeline" }));
+  let timeline = null; // created once the camera is known (an unknown one's recordings would only answer 404)
   const recordings = h("section", { class: "panel", "aria-labelledby": "rec-title", hidden: true },
     h("h2", { id: "rec-title", text: "Recordings" }));
   const settings = h("section", { class: "panel", "aria-labelledby": "settings-title", hidden: true });
@@ -72,8 +75,7 @@ export function create(root, route, app) {
           zonesLabel,
           h("a", { class: "button", href: `#/zones/${enc}`, text: "Zones and masks" }),
           h("a", { class: "button", href: streamUrl(id, { snapshot: true }), download: `${id}.jpg`, text: "Snapshot" })),
-        h("section", { class: "panel", "aria-labelledby": "tl-title" },
-          h("h2", { id: "tl-title", text: "Last 24 hours" }), timeline, timelineAxis),
+        timelinePanel,
         recordings),
       h("div", { class: "camera-side" },
         h("section", { class: "panel", "aria-labelledby": "now-title" },
@@ -115,6 +117,7 @@ export function create(root, route, app) {
       play();
       settingsPanel(settings, id);
       loadRecordings();
+      timeline = createTimeline(timelinePanel, { cameras: [id], zoom: DAY_S });
     }
     known = true;
     notFound.replaceChildren();
@@ -181,21 +184,6 @@ export function create(root, route, app) {
           h("span", { class: "muted", text: e.end_time ? ` · ${eventDuration(e)}` : " · in progress" }))))));
     if (!list.length) recentStatus.replaceChildren(stateBlock("empty", "No events yet"));
     else recentStatus.replaceChildren();
-    const start = now() - DAY_S;
-    timeline.replaceChildren(...recordingSpans(start), ...list.filter((e) => (e.end_time || now()) >= start).map((e) => {
-      const left = Math.max(0, (e.start_time - start) / DAY_S) * 100;
-      const width = Math.max(0.3, (((e.end_time || now()) - Math.max(e.start_time, start)) / DAY_S) * 100);
-      const mark = h("a", { class: `timeline-mark${e.end_time ? "" : " active"}`, href: `#/events/${encodeURIComponent(e.id)}`,
-        title: eventText(e), "aria-label": eventText(e) });
-      mark.style.left = `${left}%`;
-      mark.style.width = `${width}%`;
-      return mark;
-    }));
-    timelineAxis.replaceChildren(...[0, 6, 12, 18, 24].map((hr) => {
-      const tick = h("span", { text: hr === 24 ? "now" : clock(start + hr * 3600) });
-      tick.style.left = `${(hr / 24) * 100}%`;
-      return tick;
-    }));
   }
 
   async function loadEvents() {
@@ -216,19 +204,7 @@ export function create(root, route, app) {
     }
   }
 
-  // recordings (the recording API): segments as a list and as spans on the timeline
-  let segments = [];
-  function recordingSpans(start) {
-    return segments.map((s) => {
-      const from = s.start ?? s.start_time;
-      const to = s.end ?? s.end_time ?? now();
-      const span = h("span", { class: "timeline-rec", title: `recorded ${clock(from)}–${clock(to)}` });
-      span.style.left = `${Math.max(0, (from - start) / DAY_S) * 100}%`;
-      span.style.width = `${Math.max(0.2, ((to - Math.max(from, start)) / DAY_S) * 100)}%`;
-      return span;
-    });
-  }
-
+  // recordings (the recording API): the latest segments as a list (the timeline draws them all)
   async function loadRecordings() {
     const after = Math.floor(now() - DAY_S);
     let data;
@@ -237,7 +213,7 @@ export function create(root, route, app) {
         "/api/cameras/{}/recordings");
     } catch { return; }
     if (data === null) return;
-    segments = Array.isArray(data) ? data : data.recordings || data.segments || [];
+    const segments = Array.isArray(data) ? data : data.recordings || data.segments || [];
     recordings.hidden = false;
     const items = segments.slice(-10).reverse().map((s) => {
       const from = s.start ?? s.start_time;
@@ -247,7 +223,6 @@ export function create(root, route, app) {
     });
     recordings.replaceChildren(h("h2", { id: "rec-title", text: "Recordings" }),
       items.length ? h("ul", { class: "plain-list" }, ...items) : stateBlock("empty", "Nothing recorded in the last 24 hours"));
-    renderEvents();
   }
 
   async function loadZones() {
@@ -270,7 +245,6 @@ export function create(root, route, app) {
     reconnects += 1;
     play();
   });
-  const tick = setInterval(renderEvents, 30000); // the timeline's "now" moves
   // recordings grow while the page is open: a new segment shows within RECORDINGS_MS (and at once when an event ends)
   const recTick = setInterval(() => { if (known && !document.hidden) loadRecordings(); }, RECORDINGS_MS); // not while hidden
   // the feed reconnected (a restart, a dropped link): what it missed is loaded again
@@ -278,6 +252,7 @@ export function create(root, route, app) {
     loadEvents();
     if (!known) return;
     loadRecordings();
+    timeline?.refresh();
     settingsPanel(settings, id, { keepEdits: true });
   });
   loadEvents();
@@ -288,9 +263,9 @@ export function create(root, route, app) {
       stopPoll();
       stopFeed();
       stopConn();
-      clearInterval(tick);
       clearInterval(recTick);
       stopResync();
+      timeline?.destroy();
       stopImage(img);
     },
   };

@@ -4,6 +4,7 @@
 // The users and tokens section mounts into #settings-users (users.js).
 
 import { ApiError, api, write } from "./api.js";
+import { onResync } from "./feed.js";
 import { cameraMute } from "./mute.js";
 import { mountUsers } from "./users.js";
 import { bytes, h, setText, stateBlock } from "./ui.js";
@@ -227,11 +228,16 @@ export function create(root, _route, app) {
   }
 
   let usersSection = null; // users.js's section, mounted once
+  let stopResync = () => {};
 
   async function load() {
     const [cfg, cams] = await Promise.all([write("/api/config", { method: "GET" }), api("/api/cameras").catch(() => [])]);
     if (!alive || !cfg) return;
     current = cfg;
+    if (Array.isArray(cfg.restart_needed)) { // the server's word: saved keys a restart has not yet read
+      pending.clear();
+      view.offerRestart(cfg.restart_needed);
+    }
     if (!cfg.effective) {
       status.replaceChildren(stateBlock("error", "config.toml does not load now", (cfg.problems || []).join(" ")));
       return;
@@ -250,8 +256,15 @@ export function create(root, _route, app) {
   if (app.session && app.session.can_write === false) {
     status.replaceChildren(stateBlock("error", "Settings need an admin", "Log in as an admin user (or with the admin token) to change settings."));
   } else {
-    load().catch((err) => { if (alive) status.replaceChildren(stateBlock("error", "Cannot load the settings", err.message)); });
+    const failed = (err) => { if (alive) status.replaceChildren(stateBlock("error", "Cannot load the settings", err.message)); };
+    load().catch(failed);
+    // back from a restart (or a dropped feed): the notice says again what still waits; the forms keep their edits
+    stopResync = onResync(() => write("/api/config", { method: "GET" }).then((cfg) => {
+      if (!alive || !cfg || !Array.isArray(cfg.restart_needed)) return;
+      pending.clear();
+      view.offerRestart(cfg.restart_needed);
+    }).catch(() => {}));
     muteTimer = setInterval(refreshMutes, 5000);
   }
-  return { unmount() { alive = false; clearInterval(muteTimer); if (usersSection) usersSection.unmount(); } };
+  return { unmount() { alive = false; clearInterval(muteTimer); stopResync(); if (usersSection) usersSection.unmount(); } };
 }

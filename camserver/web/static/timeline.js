@@ -19,6 +19,7 @@ export const ZOOMS = [["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
 const DAY_S = 86400;
 const REFRESH_MS = 15000;
 const FEED_DELAY_MS = 1500; // an ended event's recording is finished a moment later
+const TAP_TIP_MS = 4000;
 const MAX_EVENTS = 500; // the most /api/events gives at once (web/events.py MAX_LIMIT)
 const nowS = () => Date.now() / 1000;
 const pad = (n) => String(n).padStart(2, "0");
@@ -62,6 +63,7 @@ export function createTimeline(root, { cameras = null, zoom = 3600, refreshMs = 
   let timer = null;
   let feedTimer = null;
   let gen = 0;
+  let tipTimer = null;
   let dragging = false; // a scrub or a selection: the span holds still under the pointer
 
   const zoomButtons = ZOOMS.map(([text, s]) => h("button", { type: "button", class: "tl-zoom", dataset: { zoom: s },
@@ -198,19 +200,34 @@ export function createTimeline(root, { cameras = null, zoom = 3600, refreshMs = 
       tip.replaceChildren(h("strong", { text: label }), h("span", { text: `${hms(e.start_time)} · ${e.end_time ? duration(length) : "in progress"}` }),
         h("span", { class: "muted", text: e.camera }));
       tip.hidden = false;
-      const box = el.getBoundingClientRect();
-      const body = tip.parentElement.getBoundingClientRect();
-      tip.style.left = `${Math.min(Math.max(0, box.left - body.left + box.width / 2 - 80), Math.max(0, body.width - 170))}px`;
-      tip.style.top = `${box.bottom - body.top + 4}px`;
+      place(el);
     };
-    const hide = () => { tip.hidden = true; };
-    el.addEventListener("pointerenter", show);
+    const hide = () => { clearTimeout(tipTimer); tip.hidden = true; };
+    el.addEventListener("pointerenter", (ev) => {
+      show();
+      clearTimeout(tipTimer); // a finger leaves as it lifts: a tap's tip stays TAP_TIP_MS
+      if (ev.pointerType === "touch") tipTimer = setTimeout(() => { tip.hidden = true; }, TAP_TIP_MS);
+    });
     el.addEventListener("focus", show);
-    el.addEventListener("pointerleave", hide);
+    el.addEventListener("pointerleave", (ev) => { if (ev.pointerType !== "touch") hide(); });
     el.addEventListener("blur", hide);
     el.addEventListener("pointerdown", (ev) => ev.stopPropagation()); // a click on a mark is not a scrub
     el.addEventListener("click", () => seek(e.camera, e.start_time, true));
     return el;
+  }
+
+  /** The tip above the mark's row (clear of the marks and the playhead under a finger), centred on the
+   * mark but kept inside the timeline's box and the viewport; .tl-body's padding leaves it room. */
+  function place(el) {
+    const box = el.getBoundingClientRect();
+    const body = tip.parentElement.getBoundingClientRect();
+    const track = (el.closest(".tl-track") || el).getBoundingClientRect();
+    tip.style.left = "0px"; // measured at full width, not squeezed by where it was last
+    const width = tip.offsetWidth;
+    const lo = Math.max(0, -body.left);
+    const hi = Math.min(body.width, document.documentElement.clientWidth - body.left) - width;
+    tip.style.left = `${Math.max(lo, Math.min(box.left - body.left + box.width / 2 - width / 2, hi))}px`;
+    tip.style.top = `${Math.max(0, track.top - body.top - tip.offsetHeight - 6)}px`;
   }
 
   // playing
@@ -340,7 +357,8 @@ export function createTimeline(root, { cameras = null, zoom = 3600, refreshMs = 
       const after = Math.floor(end - span);
       const before = Math.ceil(end);
       const [evs, ...lists] = await Promise.all([
-        api(`/api/events${query({ after: after - 3600, before, limit: MAX_EVENTS })}`).catch(() => ({ events: [] })),
+        api(`/api/events${query({ camera: cameras?.length === 1 ? cameras[0] : undefined, after: after - 3600, before,
+          limit: MAX_EVENTS })}`).catch(() => ({ events: [] })),
         ...ids.map((c) => api(`/api/cameras/${encodeURIComponent(c)}/recordings${query({ after, before })}`)
           .then((d) => d.recordings || []).catch(() => [])),
       ]);
@@ -378,6 +396,7 @@ export function createTimeline(root, { cameras = null, zoom = 3600, refreshMs = 
       gen += 1;
       clearTimeout(timer);
       clearTimeout(feedTimer);
+      clearTimeout(tipTimer);
       clearInterval(nowTick);
       stopFeed();
       document.removeEventListener("visibilitychange", onVisible);
