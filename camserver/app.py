@@ -99,6 +99,7 @@ class CamServer:
                  clock: Timeline | Callable[[], float] | None = None, remote: AsyncDetector | None = None,
                  config_file: ConfigFile | None = None) -> None:
         self.config = config
+        self.names = config.cameras.names  # [cameras.<id>] name: what the page shows; set live (_rename)
         self.timeline = timeline = timeline_of(clock)
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
@@ -112,7 +113,8 @@ class CamServer:
                                   mute=self.mute)
         self.notifier = Notifier(config.notify, config.http.public_url,
                                  snapshot=lambda event_id: self.events.read_snapshot_file(event_id),
-                                 clip_path=self._finished_clip if config.record.mode != "off" else None,
+                                 clip_path=self._finished_clip if {config.record.mode, *config.cameras.record_modes.values()}
+                                 != {"off"} else None,
                                  muted=self.mute.holding("notify"))
         self.events = EventEngine(  # the recorder follows each change first and says which events have a clip
             config.events, config.storage, self.database, clock=timeline.now, wall=timeline.wall,
@@ -153,7 +155,8 @@ class CamServer:
         system = SystemApi(self.health, system_facts(config), configured_shapes(config), self.database.budget.used_total)
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None, timeline.wall, timeline.now)
-        live = LiveApply(self.notifier, self.recorder, self.recordings_kind, self.database, self.events.apply_shapes, system.reshape)
+        live = LiveApply(self.notifier, self.recorder, self.recordings_kind, self.database, self.events.apply_shapes,
+                         system.reshape, self._rename)
         self.restart = RestartRequest()  # POST /api/restart; run() waits for it
         # the HTTP port's cap: the viewer app tells it which connections proved themselves
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
@@ -181,7 +184,7 @@ class CamServer:
         self.clip_wait = ClipWait(config.record.pre_capture_s + config.record.post_capture_s + CLIP_MARGIN_S, budget.soon)
         index = RecordingIndex(self.database, root, grew=self.clip_wait.grew)  # the budget looks soon, waiters look again
         recorder = Recorder(config.record, root, index, self.database, timeline.now, disk=budget,
-                            export_max_bytes=int(budget.max_bytes * EXPORT_SHARE))
+                            export_max_bytes=int(budget.max_bytes * EXPORT_SHARE), modes=config.cameras.record_modes)
         # the order the budget removes in: exports (made again on request), recordings, then events;
         # firmware images count and stay
         budget.add(recorder.exports)
@@ -212,10 +215,15 @@ class CamServer:
 
     def camera_figures(self, cam: Camera) -> dict[str, Any]:
         """What /api/cameras shows of a camera, from every stage but the viewer's own counts."""
-        return {**cam.summary(), **self.scheduler.camera_figures(cam.id), "closes": self.ingest.closes_of(cam.id),
+        return {**cam.summary(), "name": self.names.get(cam.id, cam.id), **self.scheduler.camera_figures(cam.id),
+                "closes": self.ingest.closes_of(cam.id),
                 "settings_dropped": self.board.dropped_reported.get(cam.id, 0),
                 "recording": self.recorder.camera_stats(cam.id), **self.mute.state(cam.id),
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
+
+    def _rename(self, names: dict[str, str]) -> None:
+        """New camera names, saved from the page (PATCH /api/config)."""
+        self.names = names
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
         cam = self.hub.get(camera_id)

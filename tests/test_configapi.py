@@ -313,7 +313,7 @@ def test_a_patch_into_an_inline_table_and_a_new_per_camera_table(tmp_path):
     file = shipped_copy(tmp_path)
     patched = file.apply({"http": {"users": {"alice": {"password": "alice-pass-1", "role": "admin"}, "bob": "bob-pass-2"}},
                           "cameras": {"door": {"motion": {"threshold": 12}}}}, file.read()[1])
-    assert patched.changed == ["cameras.door", "http.users"] and patched.restart == ["cameras.door"]
+    assert patched.changed == ["cameras.door.motion", "http.users"] and patched.restart == ["cameras.door.motion"]
     assert patched.live == ["http.users"]  # users apply live (web/session.py's update)
     config = file.effective(tomllib.loads(file.path.read_text()))
     assert config.http.admins == frozenset({"alice"}) and config.motion_for("door").threshold == 12

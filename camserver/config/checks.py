@@ -139,6 +139,15 @@ ZoneName = Annotated[str, Strict(), matching(ZONE_NAME_RE), Allowed("letters, di
 Topic = Annotated[str, Strict(), matching(TOPIC_RE), Allowed("letters, digits, '_', '-' or '/'")]
 
 
+def _camera_name(v: Any) -> str | None:
+    if not isinstance(v, str) or not 1 <= len(v.strip()) <= 40 or len(v) > 40 or not v.isprintable():
+        return "must be a name of 1 to 40 printable characters (no control characters), e.g. \"Front door\""
+    return None
+
+
+CameraName = Annotated[str, checked(_camera_name)]
+
+
 def _camera_ids(v: Any) -> str | None:
     if not isinstance(v, (list, tuple)) or not all(isinstance(i, str) and CAMERA_ID_RE.match(i) for i in v):
         return "must be a list of camera ids (letters, digits, '-', '_', 1 to 32 characters)"

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Mapping
 
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model, model_validator
 
-from .checks import CAMERA_ID_RE, FROZEN, Allowed, CameraIds, FrozenDict, Inline, Table, problem
-from .outputs import (DEFAULT_X264_PARAMS, MUTE_HOLDS, NOTIFY_ATTACH, RECORD_MODES, X264_PRESETS, LogConfig,
+from .checks import CAMERA_ID_RE, FROZEN, LOWER, Allowed, CameraIds, CameraName, FrozenDict, Inline, Table, problem
+from .outputs import (DEFAULT_X264_PARAMS, MUTE_HOLDS, NOTIFY_ATTACH, RECORD_MODES, X264_PRESETS, LogConfig, RecordMode,
                       MqttConfig, MuteConfig, NotifyConfig, RecordConfig, StorageConfig, WebhookConfig)
 from .pipeline import EventsConfig, MotionConfig
 from .server import BACKENDS, DEVICE_RE, ROLES, DetectConfig, HttpConfig, IngestConfig, UserConfig
@@ -43,11 +43,16 @@ Setting = StrictBool | StrictInt | StrictFloat | StrictStr
 
 
 class CameraTables(Table):
-    """[cameras.<id>.motion] and [cameras.<id>.settings]: what one camera does differently.
+    """[cameras.<id>]: what one camera does differently: its name, recording mode, motion and board settings.
 
     `motion` holds only the keys given (validated like [motion]); `settings` the board settings as
     written (checked against the control table by the board stage, which owns it).
     """
+
+    name: CameraName | None = Field(None, description="The name the page shows for the camera (its id stays in "
+                                    "URLs, topics and files); the id when unset.")
+    record: Annotated[RecordMode, LOWER] | None = Field(None, description="This camera's recording mode (off, events, "
+                                                        "motion, continuous); `[record] mode` when unset.")
 
     motion: CameraMotion = Field(default_factory=CameraMotion,
                                  description="Any `[motion]` key but `masks`, for that camera only.")
@@ -81,8 +86,8 @@ class CamerasConfig(Table):
             return data
         for camera in data:
             if camera != "ids" and not (isinstance(camera, str) and CAMERA_ID_RE.match(camera)):
-                raise problem("unknown key; allowed: ids, or a camera id with motion and settings tables "
-                              "([cameras.door.motion])", f".{camera}", f"[cameras.{camera}]")
+                raise problem("unknown key; allowed: ids, or a camera id with name, record, and motion and settings "
+                              "tables ([cameras.door.motion])", f".{camera}", f"[cameras.{camera}]")
         return {"ids": data.get("ids", ()), "per_camera": {k: v for k, v in data.items() if k != "ids"}}
 
     @property
@@ -93,6 +98,16 @@ class CamerasConfig(Table):
     def of(self, camera: str) -> CameraTables:
         """The tables of one camera (empty when it has none)."""
         return self.per_camera.get(camera) or CameraTables()
+
+    @property
+    def names(self) -> dict[str, str]:
+        """The cameras that have a name: id -> name."""
+        return {camera: t.name for camera, t in self.tables if t.name is not None}
+
+    @property
+    def record_modes(self) -> dict[str, str]:
+        """The cameras with a recording mode of their own: id -> mode."""
+        return {camera: t.record for camera, t in self.tables if t.record is not None}
 
 
 class Config(Table):

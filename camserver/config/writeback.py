@@ -37,6 +37,18 @@ SHAPE_KEYS = frozenset({"events.zones", "events.masks", "events.filters"})
 LIVE_KEYS = SHAPE_KEYS | {"notify", "record.mode", "record.retain_days", "record.pre_capture_s",
                           "record.post_capture_s", "storage.max_mb", "storage.min_free_mb",
                           "http.users", "http.token", "http.admin_token"}  # the last three: web/session.py's update
+LIVE_CAMERA_KEYS = frozenset({"name", "record"})  # cameras.<id>.name and .record: web/liveapply.py
+
+
+def is_live(key: str) -> bool:
+    """Whether a changed key (as changed_keys names it) is taken by a running server without a restart."""
+    parts = key.split(".")
+    return key in LIVE_KEYS or (len(parts) == 3 and parts[0] == "cameras" and parts[2] in LIVE_CAMERA_KEYS)
+
+
+def live_keys_shown() -> list[str]:
+    """The live keys as GET /api/config lists them (a camera's as cameras.<id>.name)."""
+    return sorted(LIVE_KEYS | {f"cameras.<id>.{k}" for k in LIVE_CAMERA_KEYS})
 BACKUPS = 5  # config.toml.1.bak (newest) .. config.toml.5.bak
 MAX_DEPTH = 16
 
@@ -207,15 +219,41 @@ def merge(target: MutableMapping[str, Any], patch: Mapping[str, Any]) -> None:
 
 
 def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    """The dotted keys (table.key, or a top-level array such as notify) whose value differs."""
+    """The dotted keys (table.key, or a top-level array such as notify) whose value differs; a camera's table
+    one level deeper (cameras.door.name, cameras.door.motion). Takes the file's tables or a dumped Config."""
     keys: list[str] = []
     for table in sorted(set(before) | set(after)):
         old, new = before.get(table), after.get(table)
         if isinstance(old, Mapping) and isinstance(new, Mapping):
-            keys += [f"{table}.{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+            if table == "cameras":
+                old, new = _cameras_flat(old), _cameras_flat(new)
+            for k in sorted(set(old) | set(new)):
+                o, n = old.get(k), new.get(k)
+                if o == n:
+                    continue
+                if table == "cameras" and k != "ids" and isinstance(o or {}, Mapping) and isinstance(n or {}, Mapping):
+                    o, n = o or {}, n or {}
+                    keys += [f"cameras.{k}.{sub}" for sub in sorted(set(o) | set(n)) if o.get(sub) != n.get(sub)]
+                else:
+                    keys.append(f"{table}.{k}")
         elif old != new:
             keys.append(table)
     return keys
+
+
+def _cameras_flat(cameras: Mapping[str, Any]) -> dict[str, Any]:
+    """[cameras] as the file has it: a dumped Config keeps the cameras' tables under per_camera, with every key
+    (None where not given)."""
+    tables = {**{k: v for k, v in cameras.items() if k not in ("ids", "per_camera")}, **cameras.get("per_camera", {})}
+    return {"ids": cameras.get("ids"), **{k: _given(v) for k, v in tables.items()}}
+
+
+def _given(value: Any) -> Any:
+    """A table without the keys not given (None) and the tables left empty."""
+    if not isinstance(value, Mapping):
+        return value
+    kept = {k: _given(v) for k, v in value.items()}
+    return {k: v for k, v in kept.items() if v is not None and v != {}}
 
 
 @dataclass(frozen=True)
@@ -229,12 +267,12 @@ class Patched:
     @property
     def live(self) -> list[str]:
         """The changed keys the running server takes at once."""
-        return [k for k in self.changed if k in LIVE_KEYS]
+        return [k for k in self.changed if is_live(k)]
 
     @property
     def restart(self) -> list[str]:
         """The changed keys that take effect after a restart."""
-        return [k for k in self.changed if k not in LIVE_KEYS]
+        return [k for k in self.changed if not is_live(k)]
 
 
 @dataclass(frozen=True)

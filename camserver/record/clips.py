@@ -28,7 +28,7 @@ class EventClips:
         event = change.after
         if change.type == "new":
             self.recorder.event_started(event["camera"], event["id"], _steady(change, "start_time"), event["start_time"])
-            self._set(event["id"], self.recorder.config.mode != "off")
+            self._set(event["id"], self.recorder.mode_of(event["camera"]) != "off")
         elif change.type == "end":
             has = self.recorder.event_ended(event["camera"], event["id"], _steady(change, "end_time"), event["end_time"])
             self._set(event["id"], has and event.get("end_reason") != "deleted")

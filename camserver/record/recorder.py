@@ -67,14 +67,16 @@ class Recorder:
         retry_s: how long recording pauses after a write error (at least: while `disk` says the disk is full, longer).
         disk: the storage budget's free-space floor (default: none).
         export_max_bytes: the exports' share of storage.max_mb.
+        modes: camera id -> its own recording mode ([cameras.<id>] record); the others record in config.mode.
         housekeeping_s: how often time-driven decisions run (files of silent cameras, motion verdicts).
     """
 
     def __init__(self, config: RecordConfig, root: Path, index: RecordingIndex, index_executor: Executor,
                  clock: Callable[[], float] = steady, workers: int | None = None, retry_s: float = RETRY_S,
                  housekeeping_s: float = HOUSEKEEPING_S, disk: DiskSpace | None = None,
-                 export_max_bytes: int = 2**62) -> None:
+                 export_max_bytes: int = 2**62, modes: dict[str, str] | None = None) -> None:
         self.config = config
+        self.modes = dict(modes or {})  # [cameras.<id>] record: the cameras that record in a mode of their own
         self.root = root
         self.index = index
         self.index_executor = index_executor
@@ -98,8 +100,12 @@ class Recorder:
 
     @property
     def mode(self) -> str:
-        """off | events | motion | continuous."""
+        """off | events | motion | continuous: [record] mode."""
         return self.config.mode
+
+    def mode_of(self, camera: str) -> str:
+        """The camera's recording mode: its own, else [record] mode."""
+        return self.modes.get(camera, self.config.mode)
 
     # --- lifecycle (loop) ------------------------------------------------------------------------
 
@@ -136,7 +142,7 @@ class Recorder:
 
     def on_frame(self, camera: str, jpeg: bytes, when: float, wall: float | None = None) -> None:
         """A frame the camera sent, at steady time `when`, labelled `wall` (default `when`); for every frame, on the loop."""
-        if self.config.mode == "off" or self._stopping:
+        if self._stopping or self.mode_of(camera) == "off":
             return
         cam = self._camera(camera)
         cam.offset = 0.0 if wall is None else wall - when
@@ -146,24 +152,24 @@ class Recorder:
             cam.gap_s = min(when - cam.last_frame, 1.0)
         cam.last_frame = when
         if cam.failed and not self._resume(cam):
-            if cam.span is not None or self.config.mode in ("continuous", "motion"):
+            if cam.span is not None or cam.mode in ("continuous", "motion"):
                 cam.frames_paused += 1
             return
-        if self.config.mode == "events":
+        if cam.mode == "events":
             self._span_frame(cam, jpeg, when)
         else:
             self._segment_frame(cam, jpeg, when)
 
     def event_started(self, camera: str, event_id: str, start: float, label: float | None = None) -> None:
         """An event began at steady time `start`, labelled `label`: its clip starts pre_capture_s before."""
-        if self.config.mode == "off":
+        if self.mode_of(camera) == "off":
             return
         cam = self._camera(camera)
         pre = self.config.pre_capture_s
         label = start if label is None else label
-        if self.config.mode != "events":
+        if cam.mode != "events":
             self._index_soon(self.index.set_clip, event_id, camera, None, label - pre, None, start - pre)
-            if self.config.mode == "motion":
+            if cam.mode == "motion":
                 cam.activity[f"event:{event_id}"] = [start - pre, math.inf]
             return
         span = cam.span
@@ -193,7 +199,7 @@ class Recorder:
 
         Returns whether the event has a clip: recording was on for it and is not paused by a write error.
         """
-        if self.config.mode == "off":
+        if self.mode_of(camera) == "off":
             return False
         cam = self._camera(camera)
         clip_end, post = end + self.config.post_capture_s, self.config.post_capture_s
@@ -201,7 +207,7 @@ class Recorder:
         if capped is not None:  # its span reached the hour while it went on: the clip ended there
             return True
         self._index_soon(self.index.end_clip, event_id, (end if label is None else label) + post, clip_end)
-        if self.config.mode != "events":
+        if cam.mode != "events":
             if f"event:{event_id}" in cam.activity:
                 cam.activity[f"event:{event_id}"][1] = clip_end
             return not cam.failed
@@ -214,7 +220,7 @@ class Recorder:
 
     def motion(self, camera: str, active: bool, when: float | None = None) -> None:
         """Motion started or stopped on a camera (motion mode keeps only segments near motion or events)."""
-        if self.config.mode == "off":
+        if self.mode_of(camera) == "off":
             return
         cam = self._camera(camera)
         when = self.clock() if when is None else when
@@ -236,20 +242,16 @@ class Recorder:
         if cam.ring is not None:
             cam.ring.clear()
 
-    def set_config(self, config: RecordConfig) -> None:
-        """New [record] keys, taken at once (PATCH /api/config); the encoder's keys wait for a restart.
-
-        A new mode finishes each camera's open file first: the next frame starts what the new mode records.
-        """
-        if config.mode == self.config.mode and config.pre_capture_s == self.config.pre_capture_s:
-            self.config = config
-            return
+    def set_config(self, config: RecordConfig, modes: dict[str, str] | None = None) -> None:
+        """New [record] keys and cameras' own modes, taken at once (PATCH /api/config); the encoder's keys wait
+        for a restart. A camera whose mode changes finishes its open file first (under the old mode: motion keeps
+        its verdicts); its next frame starts what the new mode records."""
+        pre_changed = config.pre_capture_s != self.config.pre_capture_s
+        self.config, self.modes = config, dict(self.modes if modes is None else modes)
         for cam in self.cameras.values():
-            self._finish_current(cam, cam.last_frame + cam.gap_s)  # under the old mode (motion keeps its verdicts)
-        self.config = config
-        for cam in self.cameras.values():
-            cam.ring = (PreCaptureBuffer(config.pre_capture_s + PRE_SLACK_S, int(config.buffer_mb * 1024 * 1024))
-                        if config.mode == "events" else None)
+            if cam.mode != self.mode_of(cam.id) or pre_changed:
+                self._finish_current(cam, cam.last_frame + cam.gap_s)
+                cam.mode, cam.ring = self.mode_of(cam.id), self._ring(self.mode_of(cam.id))
 
     # --- figures ----------------------------------------------------------------------------------
 
@@ -257,9 +259,9 @@ class Recorder:
         """What /api/cameras shows of a camera's recording."""
         cam = self.cameras.get(camera)
         if cam is None:
-            return {"mode": self.config.mode, "recording": False, "buffer_frames": 0, "buffer_bytes": 0}
+            return {"mode": self.mode_of(camera), "recording": False, "buffer_frames": 0, "buffer_bytes": 0}
         return {
-            "mode": self.config.mode,
+            "mode": self.mode_of(camera),
             "recording": cam.writing is not None or cam.span is not None or cam.segment is not None,
             "paused": cam.failed,
             "buffer_frames": cam.ring.frames if cam.ring else 0,
@@ -292,11 +294,14 @@ class Recorder:
     def _camera(self, camera: str) -> CameraState:
         cam = self.cameras.get(camera)
         if cam is None:
-            ring = None
-            if self.config.mode == "events":
-                ring = PreCaptureBuffer(self.config.pre_capture_s + PRE_SLACK_S, int(self.config.buffer_mb * 1024 * 1024))
-            cam = self.cameras[camera] = CameraState(camera, ring)
+            mode = self.mode_of(camera)
+            cam = self.cameras[camera] = CameraState(camera, self._ring(mode), mode)
         return cam
+
+    def _ring(self, mode: str) -> PreCaptureBuffer | None:
+        """Events mode's pre-capture ring (the other modes keep none)."""
+        cfg = self.config
+        return PreCaptureBuffer(cfg.pre_capture_s + PRE_SLACK_S, int(cfg.buffer_mb * 1024 * 1024)) if mode == "events" else None
 
     def _span_frame(self, cam: CameraState, jpeg: bytes, when: float) -> None:
         span = cam.span
@@ -338,7 +343,7 @@ class Recorder:
             cam.span = None
             self.encoders.enqueue(cam, ("close", end))
         if cam.segment is not None:
-            if self.config.mode == "motion":
+            if cam.mode == "motion":
                 end = end if end is not None else cam.last_frame + cam.gap_s
                 cam.verdicts.append((cam.segment, cam.segment_start, end))
             cam.segment = None

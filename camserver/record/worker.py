@@ -48,6 +48,7 @@ class CameraState:
 
     id: str
     ring: PreCaptureBuffer | None
+    mode: str = "events"  # off | events | motion | continuous: [cameras.<id>] record, else [record] mode
     queue: deque[tuple[Any, ...]] = field(default_factory=deque)
     queued_frames: int = 0
     draining: bool = False

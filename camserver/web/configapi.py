@@ -28,7 +28,8 @@ from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from ..config import Config, ConfigError, HttpConfig, schema
 from ..config.userpatch import tokens_shown, users_shown
-from ..config.writeback import LIVE_KEYS, ConfigFile, PatchRefused, VersionMismatch, changed_keys, redact
+from ..config.writeback import (ConfigFile, PatchRefused, VersionMismatch, changed_keys, is_live, live_keys_shown,
+                                redact)
 from ..jsonbody import read_json
 from ..logsafe import ThrottledLog
 
@@ -94,7 +95,7 @@ class ConfigApi:
         """The file's tables and the effective config, redacted, with the version to send back in If-Match."""
         file = self._file()
         raw, version = await asyncio.to_thread(file.read)
-        body: dict[str, Any] = {"version": version, "path": file.path.name, "live_keys": sorted(LIVE_KEYS)}
+        body: dict[str, Any] = {"version": version, "path": file.path.name, "live_keys": live_keys_shown()}
         try:
             data = tomllib.loads(raw.decode("utf-8"))
             body["file"] = redact(data)
@@ -102,7 +103,7 @@ class ConfigApi:
             dumped = effective.model_dump(mode="json")
             body["effective"] = redact(dumped)
             if self.started is not None:  # saved since the start and not taken live: waits for a restart
-                body["restart_needed"] = [k for k in changed_keys(self.started, dumped) if k not in LIVE_KEYS]
+                body["restart_needed"] = [k for k in changed_keys(self.started, dumped) if not is_live(k)]
             body["users"], body["tokens"] = users_shown(effective.http), tokens_shown(effective.http)
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             body.update(file=None, effective=None, problems=[f"{file.path.name} is not valid TOML: {exc}"])

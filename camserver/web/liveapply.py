@@ -2,16 +2,17 @@
 view shows beside the storage keys.
 
 The live keys (config/writeback.py's LIVE_KEYS) go to the stage that owns them: [events]' shapes to the
-events engine, the [[notify]] rules to the notifier, [record]'s mode, capture and retention to the
-recorder and its kind under the budget, storage.max_mb and storage.min_free_mb to the budget (on the
-database's thread, which owns the budget's state). Every other key waits for a restart.
+events engine, the [[notify]] rules to the notifier, [record]'s mode, capture and retention and each
+camera's own mode ([cameras.<id>] record) to the recorder and its kind under the budget, storage.max_mb
+and storage.min_free_mb to the budget (on the database's thread, which owns the budget's state), the
+cameras' names ([cameras.<id>] name) to whoever shows them. Every other key waits for a restart.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from ..config import Config, EventsConfig
 from ..integrations.notify import Notifier
@@ -28,13 +29,14 @@ class LiveApply:
 
     def __init__(self, notifier: Notifier, recorder: Recorder, recordings: RecordingsKind, database: Database,
                  apply_events: Callable[[EventsConfig], Awaitable[None]], shapes_changed: Callable[[Config], None],
-                 clock: Callable[[], float] = time.time) -> None:
+                 names_changed: Callable[[dict[str, str]], None], clock: Callable[[], float] = time.time) -> None:
         self.notifier = notifier
         self.recorder = recorder
         self.recordings = recordings
         self.database = database
         self.apply_events = apply_events
         self.shapes_changed = shapes_changed
+        self.names_changed = names_changed
         self.clock = clock  # wall time: recordings are labelled with it
 
     async def __call__(self, config: Config, keys: list[str]) -> None:
@@ -44,12 +46,14 @@ class LiveApply:
             self.shapes_changed(config)
         if "notify" in keys:
             await self.notifier.set_rules(config.notify)
-        if any(k.startswith("record.") for k in keys):
-            self.recorder.set_config(config.record)
+        if any(k.startswith("record.") for k in keys) or _camera_keys(keys, "record"):
+            self.recorder.set_config(config.record, config.cameras.record_modes)
             await self.database.run(setattr, self.recordings, "retain_days", config.record.retain_days)
             self.database.budget.soon()
         if any(k.startswith("storage.") for k in keys):
             await self.database.run(self._budget, config.storage.max_mb, config.storage.min_free_mb)
+        if _camera_keys(keys, "name"):
+            self.names_changed(config.cameras.names)
 
     def _budget(self, max_mb: float, min_free_mb: float) -> None:
         """On the database's thread: the budget's new size and free-space floor, kept from the next round."""
@@ -80,3 +84,8 @@ class LiveApply:
             if "no such table" not in str(exc):
                 raise
             return 0, None
+
+
+def _camera_keys(keys: Iterable[str], key: str) -> bool:
+    """Whether a camera's `key` is among the changed keys (cameras.<id>.<key>)."""
+    return any(k.startswith("cameras.") and k.endswith(f".{key}") and k.count(".") == 2 for k in keys)
