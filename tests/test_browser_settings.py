@@ -84,5 +84,5 @@ async def test_settings_view_saves_the_recording_mode_shows_errors_and_offers_th
         await browser.wait("!window.beforeReload && document.querySelector('#settings-cameras select') !== null",
                            what="the settings again, reloaded")
         await browser.wait("!document.getElementById('settings-restart').hidden", what="the restart offer after a reload")
-        assert "cameras.per_camera" in await browser.js("document.getElementById('settings-restart').textContent")
+        assert "cameras.porch.motion" in await browser.js("document.getElementById('settings-restart').textContent")
         assert browser.errors == [], browser.errors

@@ -43,6 +43,7 @@ export function create(root, route, app) {
   const events = new Map();
 
   const badge = h("span", { class: "badge" });
+  const title = h("h1", { id: "cam-title", text: id });
   const img = h("img", { alt: `Live picture of ${id}, with detection boxes` });
   const overlay = zoneOverlay();
   const frame = h("div", { class: "frame frame-large" }, img, overlay.el);
@@ -65,7 +66,7 @@ export function create(root, route, app) {
   root.append(h("section", { class: "view view-camera", "aria-labelledby": "cam-title" },
     h("div", { class: "view-head" },
       h("a", { class: "back", href: "#/live", text: "← Live" }),
-      h("h1", { id: "cam-title", text: id }), badge),
+      title, badge),
     notFound,
     h("div", { class: "camera-layout" },
       h("div", { class: "camera-main" },
@@ -121,6 +122,8 @@ export function create(root, route, app) {
     }
     known = true;
     notFound.replaceChildren();
+    setText(title, cam.name || cam.id);
+    title.title = cam.name && cam.name !== cam.id ? `camera id: ${cam.id}` : "";
     const state = cameraState(cam);
     setText(badge, state.text);
     badge.className = `badge badge-${state.key}`;

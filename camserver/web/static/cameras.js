@@ -4,6 +4,17 @@ import { api, on } from "./api.js";
 import { clock, now } from "./ui.js";
 
 const POLL_MS = 2000;
+const names = new Map(); // camera id -> [cameras.<id>] name, from the latest /api/cameras
+
+/** The name the page shows for a camera: its [cameras.<id>] name, else its id. */
+export function cameraName(id) {
+  return names.get(id) || id;
+}
+
+/** Keep the names of a /api/cameras answer for cameraName. */
+export function rememberNames(cams) {
+  for (const c of cams || []) names.set(c.id, c.name || c.id);
+}
 const STALE_S = 3; // the server shows "no frames" after the same silence
 
 /** The camera's state for a badge: {key, text}. */
@@ -36,6 +47,7 @@ export function pollCameras(fn) {
     clearTimeout(timer);
     try {
       const cams = await api("/api/cameras");
+      rememberNames(cams);
       if (!stopped) fn(cams, null);
     } catch (err) {
       if (!stopped) fn(null, err);

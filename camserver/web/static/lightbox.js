@@ -3,6 +3,7 @@
 // it, Escape closes it, the arrow keys go to the previous and next event, Delete asks to delete.
 
 import { ApiError, api, write } from "./api.js";
+import { cameraName } from "./cameras.js";
 import { dateTime, eventDuration, eventState, eventText, h, isolate, setText, short, snapshotUrl, stateBlock, title } from "./ui.js";
 
 /** A label as part of a file name: letters, digits, "-", "_" and ".", at most 32 of them. */
@@ -63,7 +64,7 @@ export function createLightbox({ lookup, neighbours, loadMore, deleted, closed, 
 
   function render() {
     const e = current;
-    heading.textContent = `${isolate(title(short(e.label)))} · ${e.camera}`;
+    heading.textContent = `${isolate(title(short(e.label)))} · ${cameraName(e.camera)}`;
     details.replaceChildren(
       ...detail("Started", dateTime(e.start_time)),
       ...detail("Duration", eventDuration(e)),

@@ -35,18 +35,19 @@ export function create(root, _route, app) {
     let t = tiles.get(cam.id);
     if (t) return t;
     const href = `#/camera/${encodeURIComponent(cam.id)}`;
-    const img = h("img", { alt: `Live picture of ${cam.id}`, decoding: "async" });
+    const img = h("img", { alt: `Live picture of ${cam.name || cam.id}`, decoding: "async" });
     const frame = h("div", { class: "frame" }, img);
     const badge = h("span", { class: "badge" });
     const fps = h("span", { class: "tile-fps live-figure" });
     const event = h("p", { class: "tile-event" }, h("span", { class: "muted", text: "No events yet" }));
     const mute = cameraMute(cam.id, refresh);
+    const name = h("a", { href, text: cam.name || cam.id });
     const el = h("article", { class: "tile", dataset: { camera: cam.id } },
       h("a", { class: "tile-media", href, tabindex: "-1", "aria-hidden": "true" }, frame),
       h("div", { class: "tile-body" },
-        h("h2", { class: "tile-name" }, h("a", { href, text: cam.id })), badge, mute.badge, fps),
+        h("h2", { class: "tile-name" }, name), badge, mute.badge, fps),
       h("div", { class: "tile-foot" }, event, mute.menu));
-    t = { el, img, frame, badge, fps, event, mute, pic: tilePicture(img), online: false };
+    t = { el, img, frame, name, badge, fps, event, mute, pic: tilePicture(img), online: false };
     tiles.set(cam.id, t);
     seen.observe(el);
     return t;
@@ -128,6 +129,8 @@ export function create(root, _route, app) {
       const t = tileFor(cam);
       if (grid.children[i] !== t.el) grid.insertBefore(t.el, grid.children[i] || null);
       const state = cameraState(cam);
+      setText(t.name, cam.name || cam.id);
+      t.img.alt = `Live picture of ${cam.name || cam.id}`;
       setText(t.badge, state.text);
       t.badge.className = `badge badge-${state.key}`;
       t.online = cam.connected;

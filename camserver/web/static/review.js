@@ -5,6 +5,7 @@
 // one that matches the filters is inserted in order, and the pages already loaded stay loaded.
 
 import { api, on } from "./api.js";
+import { cameraName, rememberNames } from "./cameras.js";
 import { onResync, publish, subscribe } from "./feed.js";
 import { createLightbox } from "./lightbox.js";
 import { createTimeline } from "./timeline.js";
@@ -67,11 +68,11 @@ export function create(root, route, app) {
     h("div", { class: "view-head" }, h("h1", { id: "review-title", text: "Review" }), count),
     timelinePanel, form, status, list, h("div", { class: "more-row" }, more, end)));
 
-  function fillSelect(key, values, allText) {
+  function fillSelect(key, values, allText, text = short) {
     const select = selects[key];
     const current = filters[key];
     const all = [...new Set([...values, ...(current ? [current] : [])])].sort();
-    select.replaceChildren(h("option", { value: "", text: allText }), ...all.map((v) => h("option", { value: v, text: short(v) })));
+    select.replaceChildren(h("option", { value: "", text: allText }), ...all.map((v) => h("option", { value: v, text: text(v) })));
     select.value = current;
   }
 
@@ -81,6 +82,7 @@ export function create(root, route, app) {
       const [f, cams, zones] = await Promise.all([
         api("/api/events/facets"), api("/api/cameras").catch(() => []), api("/api/zones").catch(() => ({ zones: [] })),
       ]);
+      rememberNames(cams);
       facets = {
         cameras: [...new Set([...f.cameras, ...cams.map((c) => c.id)])],
         labels: f.labels,
@@ -91,7 +93,7 @@ export function create(root, route, app) {
   }
 
   function renderFacets() {
-    fillSelect("camera", facets.cameras, "All cameras");
+    fillSelect("camera", facets.cameras, "All cameras", (id) => short(cameraName(id)));
     fillSelect("label", facets.labels, "All labels");
     fillSelect("zone", facets.zones, "All zones");
   }
@@ -114,7 +116,7 @@ export function create(root, route, app) {
     setText(label, title(short(e.label)));
     if (String(e.label).length > 48) label.title = String(e.label).slice(0, 1000);
     setText(link.querySelector(".card-score"), `${Math.round((e.top_score ?? e.score) * 100)}%`);
-    setText(link.querySelector(".card-camera"), e.camera);
+    setText(link.querySelector(".card-camera"), cameraName(e.camera));
     setText(link.querySelector(".card-time"), when(e.start_time));
     setText(link.querySelector(".card-duration"), eventDuration(e));
     const state = link.querySelector(".card-state");

@@ -132,27 +132,50 @@ export function create(root, _route, app) {
     }
   });
 
+  // per camera: its name, its own recording mode, motion gating and mute; Save sends only what changed
   function cameras(eff, cams) {
-    const ids = [...new Set([...(eff.cameras.ids || []), ...cams.map((c) => c.id), ...Object.keys(eff.cameras.per_camera || {})])].sort();
-    const fields = ids.map((id) => {
-      const own = ((eff.cameras.per_camera || {})[id] || {}).motion || {};
-      const enabled = own.enabled ?? eff.motion.enabled;
-      const box = h("input", { type: "checkbox", checked: enabled });
-      const f = field(`cameras.${id}.motion.enabled`, `${id}: motion gating`, box);
-      f.id = id;
-      f.el.classList.add("field-check");
+    const tables = eff.cameras.per_camera || {};
+    const ids = [...new Set([...(eff.cameras.ids || []), ...cams.map((c) => c.id), ...Object.keys(tables)])].sort();
+    const fields = [];
+    const rows = ids.map((id) => {
+      const own = tables[id] || {};
+      const enabled = (own.motion || {}).enabled ?? eff.motion.enabled;
+      const name = field(`cameras.${id}.name`, "Name", h("input", { value: own.name || "", maxlength: 40, placeholder: id, autocomplete: "off" }),
+        h("small", { class: "field-hint", text: "shown on the page; the id stays in URLs" }));
+      const modes = h("select", {}, h("option", { value: "", text: `default (${eff.record.mode})`, selected: !own.record }),
+        ...MODES.map((m) => h("option", { value: m, selected: m === own.record, text: m })));
+      const record = field(`cameras.${id}.record`, "Recording", modes,
+        h("small", { class: "field-hint", text: "default: the mode under Recording and storage" }));
+      const motion = field(`cameras.${id}.motion.enabled`, "Motion gating", h("input", { type: "checkbox", checked: enabled }));
+      motion.el.classList.add("field-check");
+      const was = { name: own.name || "", record: own.record || "", enabled };
+      fields.push(name, record, motion);
+      const legend = h("legend", { text: own.name ? `${own.name} (${id})` : id });
+      name.input.addEventListener("input", () => setText(legend, name.input.value.trim() ? `${name.input.value.trim()} (${id})` : id));
+      const set = h("fieldset", { class: "settings-camera", dataset: { camera: id } }, legend, name.el, record.el, motion.el);
       const cam = cams.find((c) => c.id === id);
       if (cam) {
         const mute = cameraMute(id, refreshMutes);
         mute.update(cam);
         mutes.push([id, mute]);
-        f.el.append(h("span", { class: "settings-mute" }, mute.menu, mute.badge));
+        set.append(h("div", { class: "settings-mute" }, mute.menu, mute.badge));
       }
-      return f;
+      return { id, was, name, record, motion, el: set };
     });
-    const note = ids.length ? null : h("p", { class: "form-message", text: "No camera is known yet: cameras appear here once they connect or are listed in cameras.ids." });
-    return form(view, "Cameras", "settings-cameras", fields,
-      () => ({ cameras: Object.fromEntries(fields.map((f) => [f.id, { motion: { enabled: f.input.checked } }])) }), note ? [note] : []);
+    function patch() {
+      const changes = {};
+      for (const r of rows) {
+        const c = {};
+        const name = r.name.input.value.trim();
+        if (name !== r.was.name) c.name = name || null; // empty: back to the id
+        if (r.record.input.value !== r.was.record) c.record = r.record.input.value || null;
+        if (r.motion.input.checked !== r.was.enabled) c.motion = { enabled: r.motion.input.checked };
+        if (Object.keys(c).length) changes[r.id] = c;
+      }
+      return { cameras: changes };
+    }
+    const note = ids.length ? [] : [h("p", { class: "form-message", text: "No camera is known yet: cameras appear here once they connect or are listed in cameras.ids." })];
+    return form(view, "Cameras", "settings-cameras", [], patch, [h("div", { class: "settings-cameras" }, ...rows.map((r) => r.el)), ...note], fields);
   }
 
   async function refreshMutes() {
