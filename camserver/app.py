@@ -99,7 +99,8 @@ class CamServer:
                  clock: Timeline | Callable[[], float] | None = None, remote: AsyncDetector | None = None,
                  config_file: ConfigFile | None = None) -> None:
         self.config = config
-        self.names = config.cameras.names  # [cameras.<id>] name: what the page shows; set live (_rename)
+        self.names = config.cameras.names  # [cameras.<id>] name: what the page shows; set live (_shown)
+        self.groups = config.groups  # [groups]: the live grid's chips and the groups' overviews; set live
         self.timeline = timeline = timeline_of(clock)
         self.remote = remote  # the shared inference service (detect.backend = "triton"), instead of the pool
         self.supervisor = Supervisor()
@@ -156,7 +157,7 @@ class CamServer:
         recordings = RecordingsApi(self.recorder.clip_file, self.recorder.list_recordings, self.recorder.export,
                                    lambda camera_id: self.hub.get(camera_id) is not None, timeline.wall, timeline.now)
         live = LiveApply(self.notifier, self.recorder, self.recordings_kind, self.database, self.events.apply_shapes,
-                         system.reshape, self._rename)
+                         system.reshape, self._shown)
         self.restart = RestartRequest()  # POST /api/restart; run() waits for it
         # the HTTP port's cap: the viewer app tells it which connections proved themselves
         self.http_limit = ConnectionLimit(connection_cap(config.http.max_connections, config.ingest.max_cameras),
@@ -168,7 +169,7 @@ class CamServer:
             routes=(board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
                     MuteApi(self.mute, self.hub.get), ConfigApi(config_file, live, live.storage, auth.update), self.restart,
                     CalibrationApi(d, Path(config.storage.dir), self._latest_frames, self.tuner)),
-            connections=self.http_limit,
+            connections=self.http_limit, groups=lambda: self.groups,
         )
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None
@@ -221,9 +222,9 @@ class CamServer:
                 "recording": self.recorder.camera_stats(cam.id), **self.mute.state(cam.id),
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
-    def _rename(self, names: dict[str, str]) -> None:
-        """New camera names, saved from the page (PATCH /api/config)."""
-        self.names = names
+    def _shown(self, config: Config) -> None:
+        """New camera names or groups, saved from the page (PATCH /api/config)."""
+        self.names, self.groups = config.cameras.names, config.groups
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
         cam = self.hub.get(camera_id)

@@ -148,6 +148,15 @@ def _camera_name(v: Any) -> str | None:
 CameraName = Annotated[str, checked(_camera_name)]
 
 
+def _group_name(v: Any) -> str | None:
+    if not isinstance(v, str) or not v.strip() or len(v) > 32 or not v.isprintable() or v != v.strip():
+        return 'must be a group name of 1 to 32 printable characters, not starting or ending with a space, e.g. "Outside"'
+    return None
+
+
+GroupName = Annotated[str, checked(_group_name)]
+
+
 def _camera_ids(v: Any) -> str | None:
     if not isinstance(v, (list, tuple)) or not all(isinstance(i, str) and CAMERA_ID_RE.match(i) for i in v):
         return "must be a list of camera ids (letters, digits, '-', '_', 1 to 32 characters)"

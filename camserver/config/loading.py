@@ -37,7 +37,12 @@ def _walk(loc: tuple[int | str, ...]) -> tuple[str, FieldInfo | None, type[BaseM
     """The dotted key of a pydantic location, the field it ends at, and the model that holds that field."""
     key, info, owner = "", None, None
     annotation: Any = Config
+    before = key
     for part in loc:
+        if part == "[key]":  # a table's key itself is wrong (a group name): the error names the table
+            key = before
+            break
+        before = key
         bare = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
         model = bare if isinstance(bare, type) and issubclass(bare, BaseModel) else None
         if model is not None and isinstance(part, str):

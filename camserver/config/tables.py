@@ -9,7 +9,7 @@ from typing import Annotated, Any, Mapping
 
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model, model_validator
 
-from .checks import CAMERA_ID_RE, FROZEN, LOWER, Allowed, CameraIds, CameraName, FrozenDict, Inline, Table, problem
+from .checks import CAMERA_ID_RE, FROZEN, LOWER, Allowed, CameraIds, CameraName, GroupName, FrozenDict, Inline, Table, problem
 from .outputs import (DEFAULT_X264_PARAMS, MUTE_HOLDS, NOTIFY_ATTACH, RECORD_MODES, X264_PRESETS, LogConfig, RecordMode,
                       MqttConfig, MuteConfig, NotifyConfig, RecordConfig, StorageConfig, WebhookConfig)
 from .pipeline import EventsConfig, MotionConfig
@@ -117,6 +117,11 @@ class Config(Table):
     http: HttpConfig = Field(default_factory=HttpConfig, description="Viewer side: page, MJPEG, snapshots, API.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="The detector.")
     cameras: CamerasConfig = Field(default_factory=CamerasConfig, description="Known cameras and per-camera tables.")
+    groups: Annotated[dict[GroupName, CameraIds], FROZEN, Allowed(
+        'a table of group name = list of camera ids, e.g. Outside = ["door", "yard"]')] = Field(
+        FrozenDict(), max_length=32, description="`[groups]`: camera groups, name = camera ids (at most 32 groups). The "
+        "live grid shows a chip per group that shows only its cameras, and `/api/overview.mjpg?group=NAME` only "
+        "theirs. An id of a camera not known yet is allowed (it counts once it connects).")
     events: EventsConfig = Field(default_factory=EventsConfig, description="Detections into events.")
     motion: MotionConfig = Field(default_factory=MotionConfig, description="Motion detection.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="What is kept, and for how long.")

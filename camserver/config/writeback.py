@@ -43,12 +43,13 @@ LIVE_CAMERA_KEYS = frozenset({"name", "record"})  # cameras.<id>.name and .recor
 def is_live(key: str) -> bool:
     """Whether a changed key (as changed_keys names it) is taken by a running server without a restart."""
     parts = key.split(".")
-    return key in LIVE_KEYS or (len(parts) == 3 and parts[0] == "cameras" and parts[2] in LIVE_CAMERA_KEYS)
+    return (key in LIVE_KEYS or parts[0] == "groups"
+            or (len(parts) == 3 and parts[0] == "cameras" and parts[2] in LIVE_CAMERA_KEYS))
 
 
 def live_keys_shown() -> list[str]:
     """The live keys as GET /api/config lists them (a camera's as cameras.<id>.name)."""
-    return sorted(LIVE_KEYS | {f"cameras.<id>.{k}" for k in LIVE_CAMERA_KEYS})
+    return sorted(LIVE_KEYS | {f"cameras.<id>.{k}" for k in LIVE_CAMERA_KEYS} | {"groups"})
 BACKUPS = 5  # config.toml.1.bak (newest) .. config.toml.5.bak
 MAX_DEPTH = 16
 

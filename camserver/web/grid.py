@@ -9,7 +9,8 @@ a viewer that reads slowly gets the newest frame next, never a queue of old ones
 broadcast pattern, see hub.py and stream.py).
 
 `/api/overview.mjpg` is one MJPEG of every camera side by side (for Home Assistant or VLC), composed
-in an executor only while someone watches, at most OVERVIEW_FPS times a second.
+in an executor only while someone watches, at most OVERVIEW_FPS times a second; `?group=NAME` shows
+only the cameras of one `[groups]` group (one composition per group watched, shared by its viewers).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import socket
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, suppress
 from typing import Protocol
 
@@ -49,6 +50,7 @@ class ViewerApp(Protocol):
     write_timeout: float
     interval: float
     stale_s: float
+    groups: Callable[[], Mapping[str, tuple[str, ...]]]
 
     def count_viewer(self, cam: Camera, raw: bool, step: int) -> None: ...
     async def channel_of(self, cam: Camera | None, raw: bool) -> FrameChannel | None: ...
@@ -247,8 +249,10 @@ def compose_overview(cells: list[tuple[str, bytes | None]]) -> bytes:
 class Overview:
     """The overview picture: composed on demand, at most OVERVIEW_FPS times a second, shared by its viewers."""
 
-    def __init__(self, hub: CameraHub, fps: float = OVERVIEW_FPS) -> None:
+    def __init__(self, hub: CameraHub, fps: float = OVERVIEW_FPS,
+                 members: Callable[[], tuple[str, ...] | None] = lambda: None) -> None:
         self.hub = hub
+        self.members = members  # the group's camera ids now (None: every camera)
         self.period = 1 / fps
         self.compositions = 0
         self.frame: Frame | None = None
@@ -259,7 +263,8 @@ class Overview:
         async with self._lock:
             now = time.monotonic()
             if self.frame is None or now - self.frame.received_at >= self.period:
-                cells = [(cam.id, live_jpeg(cam)) for cam in self.hub]
+                members = self.members()
+                cells = [(cam.id, live_jpeg(cam)) for cam in self.hub if members is None or cam.id in members]
                 jpeg = await asyncio.get_running_loop().run_in_executor(None, compose_overview, cells)
                 self.compositions += 1
                 self.frame = Frame(self.compositions, jpeg, time.monotonic(), time.time())
@@ -272,6 +277,7 @@ class GridRoutes:
     def __init__(self, viewer: ViewerApp) -> None:
         self.viewer = viewer
         self.overview = Overview(viewer.hub)
+        self.group_overviews: dict[str, Overview] = {}  # one per [groups] group watched; gone with its group
         self.connections: set[GridConnection] = set()
         self.refused_messages = 0
         self._log = ThrottledLog(log)
@@ -334,9 +340,24 @@ class GridRoutes:
         frame = self.viewer.live_frame(cam, cam.raw)
         return frame.jpeg if frame is not None else None
 
+    def _overview_of(self, group: str | None) -> Overview:
+        """The overview of every camera, or of one group's (404 for a group [groups] does not have)."""
+        if group is None:
+            return self.overview
+        groups = self.viewer.groups()
+        for gone in set(self.group_overviews) - set(groups):
+            del self.group_overviews[gone]
+        if group not in groups:
+            raise web.HTTPNotFound(reason="unknown group", text=f"no group {printable(group[:64])!r} in [groups]; "
+                                   f"known: {', '.join(groups) or 'none'}")
+        if group not in self.group_overviews:
+            self.group_overviews[group] = Overview(self.viewer.hub, members=lambda: self.viewer.groups().get(group, ()))
+        return self.group_overviews[group]
+
     async def overview_stream(self, request: web.Request) -> web.StreamResponse:
         """MJPEG of every camera side by side, at most OVERVIEW_FPS frames a second."""
         hub = self.viewer.hub
+        overview = self._overview_of(request.query.get("group"))
         with self.viewer.viewer_slot(request):
             resp = web.StreamResponse(headers={"Content-Type": MJPEG_CONTENT_TYPE, "Connection": "close",
                                                "Cache-Control": "no-cache, no-store, must-revalidate"})
@@ -345,10 +366,10 @@ class GridRoutes:
                 await stream.start()
                 await stream.send(MJPEG_START)
                 while not hub.closed and not stream.closing:
-                    frame = await self.overview.latest(self._live_jpeg)
+                    frame = await overview.latest(self._live_jpeg)
                     await stream.send(mjpeg_part(frame))
                     version = hub.registry.version  # touched at shutdown: the stream ends at once
-                    await hub.registry.wait_changed(version, max(0.0, frame.received_at + self.overview.period - time.monotonic()))
+                    await hub.registry.wait_changed(version, max(0.0, frame.received_at + overview.period - time.monotonic()))
             except ViewerGone:
                 pass
             return resp

@@ -5,7 +5,7 @@ The live keys (config/writeback.py's LIVE_KEYS) go to the stage that owns them: 
 events engine, the [[notify]] rules to the notifier, [record]'s mode, capture and retention and each
 camera's own mode ([cameras.<id>] record) to the recorder and its kind under the budget, storage.max_mb
 and storage.min_free_mb to the budget (on the database's thread, which owns the budget's state), the
-cameras' names ([cameras.<id>] name) to whoever shows them. Every other key waits for a restart.
+cameras' names ([cameras.<id>] name) and [groups] to whoever shows them. Every other key waits for a restart.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ class LiveApply:
 
     def __init__(self, notifier: Notifier, recorder: Recorder, recordings: RecordingsKind, database: Database,
                  apply_events: Callable[[EventsConfig], Awaitable[None]], shapes_changed: Callable[[Config], None],
-                 names_changed: Callable[[dict[str, str]], None], clock: Callable[[], float] = time.time) -> None:
+                 shown_changed: Callable[[Config], None], clock: Callable[[], float] = time.time) -> None:
         self.notifier = notifier
         self.recorder = recorder
         self.recordings = recordings
         self.database = database
         self.apply_events = apply_events
         self.shapes_changed = shapes_changed
-        self.names_changed = names_changed
+        self.shown_changed = shown_changed  # the names and groups the page shows
         self.clock = clock  # wall time: recordings are labelled with it
 
     async def __call__(self, config: Config, keys: list[str]) -> None:
@@ -52,8 +52,8 @@ class LiveApply:
             self.database.budget.soon()
         if any(k.startswith("storage.") for k in keys):
             await self.database.run(self._budget, config.storage.max_mb, config.storage.min_free_mb)
-        if _camera_keys(keys, "name"):
-            self.names_changed(config.cameras.names)
+        if _camera_keys(keys, "name") or any(k == "groups" or k.startswith("groups.") for k in keys):
+            self.shown_changed(config)
 
     def _budget(self, max_mb: float, min_free_mb: float) -> None:
         """On the database's thread: the budget's new size and free-space floor, kept from the next round."""

@@ -7,7 +7,7 @@ import logging
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Iterator, Protocol
+from typing import Any, Awaitable, Callable, Iterator, Mapping, Protocol
 
 import cv2
 import numpy as np
@@ -119,8 +119,10 @@ class ViewerApp:
         auth: ViewerAuth | None = None,
         routes: tuple[RouteSource, ...] = (),
         connections: ConnectionLimit | None = None,
+        groups: Callable[[], Mapping[str, tuple[str, ...]]] = dict,
     ) -> None:
         self.config = config
+        self.groups = groups  # [groups]: group name -> camera ids, as saved now (GET /api/groups, the overview)
         self.connections = connections  # the HTTP port's connection cap, told which connections proved themselves
         self.body_timeouts = [0]  # connections closed because a body did not come within http.body_timeout_s
         self.auth = auth or ViewerAuth.from_config(config, None)
@@ -179,6 +181,7 @@ class ViewerApp:
         self.auth.add_routes(app)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/cameras", self.api_cameras)
+        app.router.add_get("/api/groups", self.api_groups)
         app.router.add_get("/api/cameras/{camera_id}/detections", self.api_detections)
         for routes in self.routes:  # the other stages' routes: board control, notifications, system
             routes.add_routes(app)
@@ -215,6 +218,10 @@ class ViewerApp:
     async def api_cameras(self, request: web.Request) -> web.Response:
         """Every known camera with its counters and figures."""
         return web.json_response([{**self.camera_figures(cam), "viewers": self.viewers_of(cam.id)} for cam in self.hub])
+
+    async def api_groups(self, request: web.Request) -> web.Response:
+        """The camera groups of [groups], in the file's order: [{"name", "cameras"}]."""
+        return web.json_response({"groups": [{"name": n, "cameras": list(ids)} for n, ids in self.groups().items()]})
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """Prometheus text exposition (the viewer token applies: scrape configs can send a bearer token)."""

@@ -4,6 +4,8 @@
 // MJPEG stream each: one WebSocket (gridfeed.js) carries the frames of every tile on screen, and a
 // tile scrolled out of view or a hidden page gets none. The fps on a tile is what it really drew.
 // The grid fits the window: ceil(sqrt(n)) columns, rows as tall as the window allows.
+// [groups] give a chip each above the grid ("All" first): a group's chip shows only its cameras
+// (the others' tiles are removed, so they get no frames); the choice is kept in localStorage.
 
 import { api, on } from "./api.js";
 import { cameraState, pollCameras, stopImage } from "./cameras.js";
@@ -13,6 +15,11 @@ import { allMute, cameraMute } from "./mute.js";
 import { eventDuration, h, labelEl, num, setText, stateBlock, title, when } from "./ui.js";
 
 const FPS_MS = 1000; // how often a tile's drawn fps is shown again
+const GROUP_KEY = "camserver.group"; // the group chosen last (localStorage)
+
+function storedGroup() {
+  try { return localStorage.getItem(GROUP_KEY) || ""; } catch { return ""; }
+}
 
 export function create(root, _route, app) {
   const tiles = new Map(); // id -> tile record
@@ -22,6 +29,10 @@ export function create(root, _route, app) {
   const rate = rateMenu((fps) => feed.setFps(fps));
 
   const count = h("p", { class: "view-sub", role: "status" });
+  let groups = []; // [{name, cameras}] of /api/groups
+  let group = storedGroup(); // "" = all cameras
+  let lastCams = null;
+  const chips = h("div", { class: "group-chips", role: "group", "aria-label": "Camera groups", hidden: true });
   let stopPoll = null;
   const refresh = () => { stopPoll?.(); stopPoll = pollCameras(render); }; // a mute changed: show it now
   const muteAll = allMute(refresh);
@@ -29,7 +40,30 @@ export function create(root, _route, app) {
   const status = h("div", {}, stateBlock("loading", "Loading cameras…"));
   root.append(h("section", { class: "view view-live", "aria-labelledby": "live-title" },
     h("div", { class: "view-head" }, h("h1", { id: "live-title", text: "Live" }), count, rate, muteAll.el),
-    status, grid));
+    chips, status, grid));
+
+  function drawChips() {
+    if (group && !groups.some((g) => g.name === group)) group = ""; // the group is gone: all cameras
+    chips.hidden = !groups.length;
+    chips.replaceChildren(...[{ name: "", cameras: null }, ...groups].map((g) => h("button", {
+      type: "button", class: "group-chip", "aria-pressed": String(g.name === group), dataset: { group: g.name },
+      text: g.name || "All", title: g.cameras ? `${g.cameras.length} camera${g.cameras.length === 1 ? "" : "s"}: ${g.cameras.join(", ")}` : "every camera",
+      onclick: () => {
+        group = g.name;
+        try { localStorage.setItem(GROUP_KEY, group); } catch { /* private mode: not remembered */ }
+        drawChips();
+        if (lastCams) render(lastCams, null);
+      },
+    })));
+  }
+
+  async function loadGroups() {
+    try {
+      groups = (await api("/api/groups")).groups || [];
+    } catch { return; } // the chips keep what they had
+    drawChips();
+    if (lastCams) render(lastCams, null);
+  }
 
   function tileFor(cam) {
     let t = tiles.get(cam.id);
@@ -108,21 +142,28 @@ export function create(root, _route, app) {
     grid.style.setProperty("--rows", String(Math.max(1, Math.ceil(n / cols))));
   }
 
-  function render(cams, error) {
+  function render(all, error) {
     if (error) {
       if (!tiles.size) status.replaceChildren(stateBlock("error", "Cannot load the cameras", error.message));
       return;
     }
+    lastCams = all;
     status.replaceChildren();
-    setText(count, cams.length === 1 ? "1 camera" : cams.length ? `${cams.length} cameras` : "");
-    if (!cams.length) {
+    const chosen = group ? groups.find((g) => g.name === group) : null;
+    const cams = chosen ? all.filter((c) => chosen.cameras.includes(c.id)) : all;
+    const n = (k) => (k === 1 ? "1 camera" : `${k} cameras`);
+    setText(count, chosen ? `${cams.length} of ${n(all.length)}` : all.length ? n(all.length) : "");
+    if (chosen && !cams.length && all.length) {
+      status.replaceChildren(stateBlock("empty", `No camera of “${chosen.name}” is known yet`,
+        `Its cameras (${chosen.cameras.join(", ") || "none"}) appear here once they connect; “All” shows every camera.`));
+    } else if (!cams.length) {
       const port = app.info.ingest_port || 3001;
       status.replaceChildren(stateBlock("empty", "No camera yet",
         `Point a camera at ws://${location.hostname}:${port}/ws/<camera_id> (the firmware's config.h), ` +
         "or start a simulated one: python -m camserver.sim"));
     }
     grid.dataset.count = String(Math.min(cams.length, 16));
-    muteAll.update(cams);
+    muteAll.update(all);
     const present = new Set();
     cams.forEach((cam, i) => {
       present.add(cam.id);
@@ -168,7 +209,8 @@ export function create(root, _route, app) {
   });
   const stopConn = on("connection", (online) => { if (online) feed.reopen(); }); // the server is back: at once
   // the feed reconnected: events may have started or ended meanwhile (a restart), so ask again
-  const stopResync = onResync(() => loadLatest([...tiles.keys()], true));
+  const stopResync = onResync(() => { loadLatest([...tiles.keys()], true); loadGroups(); });
+  loadGroups();
 
   return {
     unmount() {
