@@ -73,6 +73,19 @@ async def test_a_name_and_a_cameras_recording_mode_saved_from_the_page_apply_at_
         assert path.read_bytes() == before
         await shots(browser, "settings-cameras-invalid", "settings-cameras")
 
+        # after a save the form compares with what it saved: clearing the name now removes it from the file
+        await browser.type("#set-cameras-porch-name", "Porch light")
+        await browser.click("#settings-cameras button[type=submit]")
+        await browser.wait(f"{MSG}.startsWith('Saved')", what="saved again")
+        await browser.js("document.getElementById('set-cameras-porch-name').value = ''")
+        await browser.click("#settings-cameras button[type=submit]")
+        await browser.wait(f"{MSG}.includes('Applied now: cameras.porch.name')", what="the name removed")
+        assert "name" not in tomllib.loads(path.read_text())["cameras"].get("porch", {})  # an empty table may stay (RFC 7396)
+        assert (await cameras(base))["porch"]["name"] == "porch"
+        await browser.type("#set-cameras-porch-name", "Porch light")
+        await browser.click("#settings-cameras button[type=submit]")
+        await browser.wait(f"{MSG}.includes('Applied now: cameras.porch.name')", what="named again")
+
         await browser.goto(f"{base}/#/live")
         await browser.wait("document.querySelector('.tile[data-camera=porch] .tile-name')?.textContent === 'Porch light'",
                            what="the tile's name")

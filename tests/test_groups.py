@@ -6,9 +6,12 @@ group's tiles, the choice survives a reload, "All" shows every camera again."""
 
 from __future__ import annotations
 
+import shutil
 from contextlib import AsyncExitStack
 
 import pytest
+
+from camserver.config.writeback import ConfigFile
 
 from browser import CHROMIUM, DESKTOP, PHONE, chromium
 from conftest import FakeDetector, connect_camera, decode, feeding, mjpeg, running_server, wait_for
@@ -99,3 +102,45 @@ async def test_the_grids_chips_show_a_group_and_the_choice_survives_a_reload():
         await browser.click(".group-chip[data-group='']")
         await browser.wait(f"{TILES} === 'door,shed,yard'", what="every tile again")
         assert browser.errors == [], browser.errors
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
+async def test_a_group_added_renamed_and_removed_from_the_settings_view(tmp_path, http):
+    """The Settings view's Camera groups: add a group, name it, tick two cameras, Save: applied live (no restart),
+    /api/groups has it; rename it: the old name is gone; remove it: no group left; comments kept throughout."""
+    shutil.copyfile(SHIPPED, tmp_path / "config.toml")  # no token: the browser is an admin
+    file = ConfigFile(tmp_path / "config.toml", {"ingest": {"host": "127.0.0.1", "port": 0},
+                                                 "storage": {"dir": str(tmp_path / "data")}, "motion": {"enabled": False},
+                                                 "http": {"host": "127.0.0.1", "port": 0, "mdns": False}})
+    shipped = comment_lines(SHIPPED.read_text())
+    async with served(file) as (server, base), AsyncExitStack() as stack:
+        for name in CAMERAS:
+            cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/{name}")
+            stack.push_async_callback(cam.close)
+            await stack.enter_async_context(feeding(cam, fps=2))
+        await wait_for(lambda: len(list(server.hub)) == 3, what="three cameras")
+        browser = await stack.enter_async_context(chromium(f"{base}/#/settings"))
+        message = "document.querySelector('#settings-groups .form-message[role=status]').textContent"
+        await browser.wait("document.querySelector('#settings-groups') !== null", what="the groups form")
+        await browser.click("#settings-groups .settings-actions button[type=button]")
+        await browser.wait("document.getElementById('set-group-0-name') !== null", what="a new group's row")
+        await browser.type("#set-group-0-name", "Outside")
+        await browser.click("label[for=set-group-0-door]")
+        await browser.click("label[for=set-group-0-yard]")
+        await browser.screenshot("settings-groups", sizes=(DESKTOP, PHONE))
+        await browser.click("#settings-groups button[type=submit]")
+        await browser.wait(f"{message}.startsWith('Saved.')", what="saved")
+        assert "Applied now: groups.Outside." in await browser.js(message)
+        await poll(http, f"{base}/api/groups", lambda b: b == {"groups": [{"name": "Outside", "cameras": ["door", "yard"]}]},
+                   timeout=2.0)
+        await browser.type("#set-group-0-name", "Front")
+        await browser.click("#settings-groups button[type=submit]")
+        await browser.wait(f"{message}.includes('groups.Front')", what="renamed")
+        await poll(http, f"{base}/api/groups", lambda b: b == {"groups": [{"name": "Front", "cameras": ["door", "yard"]}]},
+                   timeout=2.0)
+        await browser.click("#settings-groups .settings-group button.danger")
+        await browser.click("#settings-groups button[type=submit]")
+        await browser.wait(f"{message}.includes('groups.Front') && !{message}.includes('groups.Outside')", what="removed")
+        await poll(http, f"{base}/api/groups", lambda b: b == {"groups": []}, timeout=2.0)
+        assert browser.errors == [], browser.errors
+    assert comment_lines(file.path.read_text()) == shipped

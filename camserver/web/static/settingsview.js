@@ -1,9 +1,10 @@
-// The Settings view (#/settings, admins only): cameras, notifications, recording and storage, saved
+// The Settings view (#/settings, admins only): cameras, camera groups, notifications, recording and storage, saved
 // into config.toml through PATCH /api/config (a JSON merge patch with If-Match). Each save says which
 // keys the server took at once and which wait for a restart, and offers "Restart now" (POST /api/restart).
 // The users and tokens section mounts into #settings-users (users.js).
 
 import { ApiError, api, write } from "./api.js";
+import { cameraName, rememberNames } from "./cameras.js";
 import { onResync } from "./feed.js";
 import { cameraMute } from "./mute.js";
 import { mountUsers } from "./users.js";
@@ -55,6 +56,7 @@ function form(view, heading, id, fields, patch, extra = [], errorFields = fields
         setText(message, "Not saved.");
         return;
       }
+      el.dispatchEvent(new CustomEvent("saved")); // what the form was drawn from is now the file's
       const { live, restart } = answer;
       setText(message, !live.length && !restart.length ? "Saved (nothing changed)."
         : `Saved. ${live.length ? `Applied now: ${live.join(", ")}.` : ""} ${restart.length ? `After a restart: ${restart.join(", ")}.` : ""}`.trim());
@@ -144,8 +146,7 @@ export function create(root, _route, app) {
         h("small", { class: "field-hint", text: "shown on the page; the id stays in URLs" }));
       const modes = h("select", {}, h("option", { value: "", text: `default (${eff.record.mode})`, selected: !own.record }),
         ...MODES.map((m) => h("option", { value: m, selected: m === own.record, text: m })));
-      const record = field(`cameras.${id}.record`, "Recording", modes,
-        h("small", { class: "field-hint", text: "default: the mode under Recording and storage" }));
+      const record = field(`cameras.${id}.record`, "Recording", modes);
       const motion = field(`cameras.${id}.motion.enabled`, "Motion gating", h("input", { type: "checkbox", checked: enabled }));
       motion.el.classList.add("field-check");
       const was = { name: own.name || "", record: own.record || "", enabled };
@@ -175,7 +176,53 @@ export function create(root, _route, app) {
       return { cameras: changes };
     }
     const note = ids.length ? [] : [h("p", { class: "form-message", text: "No camera is known yet: cameras appear here once they connect or are listed in cameras.ids." })];
-    return form(view, "Cameras", "settings-cameras", [], patch, [h("div", { class: "settings-cameras" }, ...rows.map((r) => r.el)), ...note], fields);
+    const el = form(view, "Cameras", "settings-cameras", [], patch, [h("div", { class: "settings-cameras" }, ...rows.map((r) => r.el)), ...note], fields);
+    el.addEventListener("saved", () => {
+      for (const r of rows) r.was = { name: r.name.input.value.trim(), record: r.record.input.value, enabled: r.motion.input.checked };
+    });
+    return el;
+  }
+
+  // [groups]: a row per group (its name, a box per camera), added and removed; Save sends the whole table
+  // as a merge patch (a removed or renamed group's old name as null)
+  function groupsForm(eff, cams) {
+    let was = Object.keys(eff.groups || {});
+    const rows = Object.entries(eff.groups || {}).map(([name, ids]) => ({ name, ids: [...ids] }));
+    const known = [...new Set([...(eff.cameras.ids || []), ...cams.map((c) => c.id), ...rows.flatMap((r) => r.ids)])].sort();
+    const box = h("div", { class: "settings-groups" });
+    let drawn = [];
+    function draw() {
+      drawn = rows.map((r, i) => {
+        const name = h("input", { value: r.name, maxlength: 32, id: `set-group-${i}-name`, autocomplete: "off" });
+        const boxes = known.map((id) => [id, h("input", { type: "checkbox", checked: r.ids.includes(id), id: `set-group-${i}-${id}` })]);
+        const remove = h("button", { type: "button", class: "danger", text: "Remove", onclick: () => { collect(); rows.splice(i, 1); draw(); } });
+        const el = h("fieldset", { class: "settings-rule settings-group" }, h("legend", { text: `Group ${i + 1}` }),
+          h("div", { class: "field" }, h("label", { for: name.id, text: "Name" }), name),
+          h("div", { class: "settings-group-cameras", role: "group", "aria-label": "Cameras of the group" },
+            ...(known.length ? boxes.map(([id, b]) => h("label", { class: "switch", for: b.id }, b, ` ${cameraName(id)}`))
+              : [h("span", { class: "muted", text: "No camera is known yet." })])),
+          remove);
+        return { name, boxes, el };
+      });
+      box.replaceChildren(...drawn.map((d) => d.el));
+      if (!rows.length) box.append(h("p", { class: "form-message", text: "No group: the live grid shows every camera." }));
+    }
+    function collect() {
+      drawn.forEach((d, i) => {
+        rows[i].name = d.name.value.trim();
+        rows[i].ids = d.boxes.filter(([, b]) => b.checked).map(([id]) => id);
+      });
+    }
+    draw();
+    const add = h("button", { type: "button", text: "Add a group", onclick: () => { collect(); rows.push({ name: `Group ${rows.length + 1}`, ids: [] }); draw(); } });
+    const el = form(view, "Camera groups", "settings-groups", [], () => {
+      collect();
+      const table = Object.fromEntries(was.map((n) => [n, null]));
+      for (const r of rows) table[r.name] = r.ids;
+      return { groups: table };
+    }, [box, h("div", { class: "settings-actions" }, add)]);
+    el.addEventListener("saved", () => { was = rows.map((r) => r.name); });
+    return el;
   }
 
   async function refreshMutes() {
@@ -272,7 +319,9 @@ export function create(root, _route, app) {
       users = h("div", { id: "settings-users" });
       usersSection = mountUsers(users);
     }
-    body.replaceChildren(cameras(cfg.effective, Array.isArray(cams) ? cams : []), notifications(cfg.file || {}),
+    const known = Array.isArray(cams) ? cams : [];
+    rememberNames(known);
+    body.replaceChildren(cameras(cfg.effective, known), groupsForm(cfg.effective, known), notifications(cfg.file || {}),
       storage(cfg.effective, cfg.storage), users);
   }
 
