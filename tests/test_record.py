@@ -294,13 +294,18 @@ def test_spans_of_events_gone_from_the_events_table_expire(tmp_path):
     assert index.clip("gone") is None and index.clip("kept")["has_clip"]
 
 
-def test_written_since_sums_the_finished_recordings_of_the_span(tmp_path):
-    """The Settings view's "about N days at today's rate" is made of this: finished recordings only."""
-    index = index_on(tmp_path)
-    for start, size in ((1000.0, 300), (2000.0, 500), (9000.0, 700)):
-        seg = recording_path("cam", "segment", start)
-        index.add(seg, "cam", "segment", start)
-        index.finish(seg, start, start + 10.0, 100, size, 320, 240)
+def test_written_since_sums_the_finished_recordings_of_the_span_in_keep_time(tmp_path):
+    """The Settings view's "about N days at today's rate" is made of this: finished recordings only, by the keep-time
+    they were finished at, whatever their labels say (the last one labelled a day ahead by a wall-clock step)."""
+    db = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+    keep = [0.0]
+    index = RecordingIndex(db, tmp_path, keep_clock=lambda: keep[0])
+    index.create()
+    for kept, label, size in ((1010.0, 1000.0, 300), (2010.0, 2000.0, 500), (3010.0, 3000.0 + 86400, 700)):
+        keep[0] = kept
+        seg = recording_path("cam", "segment", label)
+        index.add(seg, "cam", "segment", label)
+        index.finish(seg, label, label + 10.0, 100, size, 320, 240)
     index.add(recording_path("cam", "segment", 9500.0), "cam", "segment", 9500.0)  # still being written
-    assert index.written_since(1500.0) == (1200, 2000.0)
+    assert index.written_since(1500.0) == (1200, 2010.0)
     assert index.written_since(10_000.0) == (0, None)

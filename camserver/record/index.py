@@ -275,9 +275,10 @@ class RecordingIndex:
         return int(total)
 
     def written_since(self, after: float) -> tuple[int, float | None]:
-        """Bytes of the finished recordings that began at or after wall time `after`, and the first one's start."""
-        total, first = self.db.execute("SELECT COALESCE(SUM(bytes), 0), MIN(start_time) FROM recordings"
-                                       " WHERE in_progress = 0 AND start_time >= ?", (after,)).fetchone()
+        """Bytes of the recordings finished at or after keep-time `after` (a wall-clock step moves neither), and
+        the keep-time the first of them finished at."""
+        total, first = self.db.execute("SELECT COALESCE(SUM(bytes), 0), MIN(kept_at) FROM recordings"
+                                       " WHERE in_progress = 0 AND kept_at >= ?", (after,)).fetchone()
         return int(total), first
 
     def oldest(self, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:

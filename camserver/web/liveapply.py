@@ -11,7 +11,6 @@ cameras' names ([cameras.<id>] name) and [groups] to whoever shows them. Every o
 from __future__ import annotations
 
 import sqlite3
-import time
 from typing import Any, Awaitable, Callable, Iterable
 
 from ..config import Config, EventsConfig
@@ -29,7 +28,7 @@ class LiveApply:
 
     def __init__(self, notifier: Notifier, recorder: Recorder, recordings: RecordingsKind, database: Database,
                  apply_events: Callable[[EventsConfig], Awaitable[None]], shapes_changed: Callable[[Config], None],
-                 shown_changed: Callable[[Config], None], clock: Callable[[], float] = time.time) -> None:
+                 shown_changed: Callable[[Config], None], clock: Callable[[], float] | None = None) -> None:
         self.notifier = notifier
         self.recorder = recorder
         self.recordings = recordings
@@ -37,7 +36,9 @@ class LiveApply:
         self.apply_events = apply_events
         self.shapes_changed = shapes_changed
         self.shown_changed = shown_changed  # the names and groups the page shows
-        self.clock = clock  # wall time: recordings are labelled with it
+        # keep-time (storage/keepclock.py): "the last 24 h" of the rate is measured on it, so a wall-clock step
+        # neither empties nor doubles it
+        self.clock = clock or database.budget.keep_clock.now
 
     async def __call__(self, config: Config, keys: list[str]) -> None:
         """Apply `keys` (the changed live keys) of `config`."""
