@@ -111,7 +111,7 @@ class CamServer:
         self.mqtt = MqttPublisher(config.mqtt, config.events.labels,
                                   motion=lambda camera: not config.passthrough and config.motion_for(camera).enabled,
                                   public_url=config.http.public_url, firmware=lambda camera: self.board.running.get(camera),
-                                  mute=self.mute)
+                                  mute=self.mute, name=lambda camera: self.names.get(camera))
         self.notifier = Notifier(config.notify, config.http.public_url,
                                  snapshot=lambda event_id: self.events.read_snapshot_file(event_id),
                                  clip_path=self._finished_clip if {config.record.mode, *config.cameras.record_modes.values()}
@@ -223,8 +223,11 @@ class CamServer:
                 "detector": self.scheduler.state, "detection": self.scheduler.figures()}
 
     def _shown(self, config: Config) -> None:
-        """New camera names or groups, saved from the page (PATCH /api/config)."""
+        """New camera names or groups, saved from the page (PATCH /api/config); Home Assistant hears of new names."""
+        renamed = {c for c in set(self.names) | set(config.cameras.names) if self.names.get(c) != config.cameras.names.get(c)}
         self.names, self.groups = config.cameras.names, config.groups
+        for camera in sorted(renamed):
+            self.mqtt.camera_renamed(camera)
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
         cam = self.hub.get(camera_id)

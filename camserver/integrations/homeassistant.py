@@ -68,9 +68,12 @@ class HomeAssistantDiscovery:
         discovery_prefix: Home Assistant's discovery prefix (mqtt.discovery_prefix).
         prefix: camserver's topic prefix (mqtt.topic_prefix).
         public_url: http.public_url: each device links to its camera's page there ("" for none).
+        name: a camera's name ([cameras.<id>] name), None for none: its device is named that, else "camserver <id>".
     """
 
-    def __init__(self, discovery_prefix: str, prefix: str, public_url: str = "") -> None:
+    def __init__(self, discovery_prefix: str, prefix: str, public_url: str = "",
+                 name: Callable[[str], str | None] = lambda camera: None) -> None:
+        self.name = name
         self.discovery = discovery_prefix.rstrip("/")
         self.prefix = prefix.rstrip("/")
         self.public_url = public_url.rstrip("/")
@@ -86,7 +89,7 @@ class HomeAssistantDiscovery:
 
     def device(self, camera: str, firmware: str | None) -> dict[str, Any]:
         """The device block: one device per camera, its board's firmware when it said, a link to its page."""
-        device: dict[str, Any] = {"identifiers": [f"camserver_{topic_key(camera)}"], "name": f"camserver {camera}",
+        device: dict[str, Any] = {"identifiers": [f"camserver_{topic_key(camera)}"], "name": self.name(camera) or f"camserver {camera}",
                                   "manufacturer": "camserver", "model": "ESP32-CAM"}
         if firmware:
             device["sw_version"] = firmware[:MAX_FIRMWARE_CHARS]

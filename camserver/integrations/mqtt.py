@@ -73,7 +73,8 @@ class MqttPublisher(MuteSwitch):
 
     def __init__(self, config: MqttConfig, labels: tuple[str, ...],
                  motion: Callable[[str], bool] = lambda camera: False, public_url: str = "",
-                 firmware: Callable[[str], str | None] = lambda camera: None, mute: MuteControl | None = None) -> None:
+                 firmware: Callable[[str], str | None] = lambda camera: None, mute: MuteControl | None = None,
+                 name: Callable[[str], str | None] = lambda camera: None) -> None:
         self.config = config
         self.mute = mute
         if mute is not None:
@@ -83,7 +84,7 @@ class MqttPublisher(MuteSwitch):
         self.motion: dict[str, bool] = {}  # camera id -> motion ON
         self.prefix = config.topic_prefix.rstrip("/")
         self.discovery = config.discovery_prefix.rstrip("/")
-        self.ha = HomeAssistantDiscovery(self.discovery, self.prefix, public_url)
+        self.ha = HomeAssistantDiscovery(self.discovery, self.prefix, public_url, name)
         self.fixed_labels = None if "*" in labels else list(labels)  # events.labels
         self.state = "disabled" if not config.host else "connecting"
         self.problem = ""  # why it is not connected, as the broker or the network said
@@ -131,6 +132,12 @@ class MqttPublisher(MuteSwitch):
     def camera_hello(self, camera: str) -> None:
         """A camera said hello: when it names another firmware version, its device's configs go again."""
         if self.enabled and camera in self.cameras and self._firmware.get(camera) != self.firmware(camera):
+            for message in self._discovery(camera):
+                self._put(message)
+
+    def camera_renamed(self, camera: str) -> None:
+        """The camera's name changed (saved from the page): its device's configs go again, under the new name."""
+        if self.enabled and camera in self.cameras:
             for message in self._discovery(camera):
                 self._put(message)
 
