@@ -116,7 +116,7 @@ class CamServer:
                                  snapshot=lambda event_id: self.events.read_snapshot_file(event_id),
                                  clip_path=self._finished_clip if {config.record.mode, *config.cameras.record_modes.values()}
                                  != {"off"} else None,
-                                 muted=self.mute.holding("notify"))
+                                 muted=self.mute.holding("notify"), name=lambda camera: self.names.get(camera))
         self.events = EventEngine(  # the recorder follows each change first and says which events have a clip
             config.events, config.storage, self.database, clock=timeline.now, wall=timeline.wall,
             listeners=(self.mute.hold("webhooks", self.webhooks.on_change), self.mqtt.on_change, self.notifier.on_change),

@@ -115,3 +115,23 @@ def test_a_cameras_keys_are_named_one_level_deeper_in_the_file_and_in_a_dumped_c
     assert changed_keys(before, after) == expected
     dumped = [from_mapping(t).model_dump(mode="json") for t in (before, after)]
     assert changed_keys(*dumped) == expected
+
+
+async def test_a_notification_names_the_camera_by_its_saved_name(tmp_path, http):
+    """A name saved from the page: the next event's notification (a real ntfy server) says "Person at Front door"."""
+    from fake_ntfy import fake_ntfy
+
+    async with fake_ntfy() as fake:
+        file = shipped_copy(tmp_path)
+        file.apply({"notify": [{"urls": [f"ntfy://{fake.url}/door"], "attach": "none"}]}, file.read()[1])
+        async with served(file) as (server, base):
+            version = (await read_config(http, base))["version"]
+            status, body = await patch(http, base, {"cameras": {"door": {"name": "Front door"}}}, version)
+            assert status == 200 and body["restart_needed"] == [], body
+            cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/door")
+            try:
+                async with feeding(cam, fps=5):
+                    await fake.wait(lambda: len(fake.received) >= 1)
+            finally:
+                await cam.close()
+    assert fake.received[0].title == "Person at Front door", fake.received[0]

@@ -190,7 +190,9 @@ class Notifier:
         clock: Callable[[], float] = time.monotonic,
         retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
         muted: Callable[[str], bool] = lambda camera: False,
+        name: Callable[[str], str | None] = lambda camera: None,
     ) -> None:
+        self.name = name  # camera id -> its [cameras.<id>] name (the title says it), None for none
         self.groups = [Group(i, c) for i, c in enumerate(configs)]
         self.public_url = public_url.rstrip("/")
         self.snapshot = snapshot
@@ -253,8 +255,11 @@ class Notifier:
     def _link(self, event_id: str) -> str:
         return f"{self.public_url}/#/events/{event_id}" if self.public_url else ""
 
+    def _camera(self, after: dict[str, Any]) -> str:
+        return self.name(after["camera"]) or after["camera"]
+
     def _event_notice(self, after: dict[str, Any], when: float, attach: str, frame: bytes | None) -> Notice:
-        title = f"{after['label'].capitalize()} at {after['camera']}"
+        title = f"{after['label'].capitalize()} at {self._camera(after)}"
         zones = after.get("entered_zones") or []
         lines = [f"At {local_time(when)}" + (f", in {', '.join(zones)}" if zones else "") + "."]
         if link := self._link(after["id"]):
@@ -262,7 +267,7 @@ class Notifier:
         return Notice(title, "\n".join(lines), dict(after), attach, frame)
 
     def _clip_notice(self, after: dict[str, Any]) -> Notice:
-        title = f"{after['label'].capitalize()} at {after['camera']}: the clip"
+        title = f"{after['label'].capitalize()} at {self._camera(after)}: the clip"
         start, end = after["start_time"], after.get("end_time") or after["start_time"]
         lines = [f"From {local_time(start)}, {end - start:.0f} s."]
         if link := self._link(after["id"]):
