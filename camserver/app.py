@@ -227,7 +227,7 @@ class CamServer:
         renamed = {c for c in set(self.names) | set(config.cameras.names) if self.names.get(c) != config.cameras.names.get(c)}
         self.names, self.groups = config.cameras.names, config.groups
         for camera in sorted(renamed):
-            self.mqtt.camera_renamed(camera)
+            self.mqtt.camera_hello(camera, renamed=True)
 
     async def _send_control(self, camera_id: str, message: dict[str, Any]) -> bool:
         cam = self.hub.get(camera_id)

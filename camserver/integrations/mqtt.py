@@ -75,12 +75,10 @@ class MqttPublisher(MuteSwitch):
                  motion: Callable[[str], bool] = lambda camera: False, public_url: str = "",
                  firmware: Callable[[str], str | None] = lambda camera: None, mute: MuteControl | None = None,
                  name: Callable[[str], str | None] = lambda camera: None) -> None:
-        self.config = config
-        self.mute = mute
+        self.config, self.mute = config, mute
         if mute is not None:
             mute.listeners.append(self.camera_mute)
-        self.motion_sensor = motion
-        self.firmware = firmware
+        self.motion_sensor, self.firmware = motion, firmware
         self.motion: dict[str, bool] = {}  # camera id -> motion ON
         self.prefix = config.topic_prefix.rstrip("/")
         self.discovery = config.discovery_prefix.rstrip("/")
@@ -118,8 +116,7 @@ class MqttPublisher(MuteSwitch):
         if new:
             for label in self.fixed_labels or []:
                 self.labels.setdefault(camera, {})[topic_key(label)] = label
-            for message in self._discovery(camera):
-                self._put(message)
+            self._announce(camera)
         self._put((f"{self.ha.state_topic(camera)}/status", "online" if online else "offline", True))
 
     def camera_motion(self, camera: str, on: bool) -> None:
@@ -129,17 +126,11 @@ class MqttPublisher(MuteSwitch):
         self.motion[camera] = on
         self._put((f"{self.ha.state_topic(camera)}/motion", "ON" if on else "OFF", True))
 
-    def camera_hello(self, camera: str) -> None:
-        """A camera said hello: when it names another firmware version, its device's configs go again."""
-        if self.enabled and camera in self.cameras and self._firmware.get(camera) != self.firmware(camera):
-            for message in self._discovery(camera):
-                self._put(message)
-
-    def camera_renamed(self, camera: str) -> None:
-        """The camera's name changed (saved from the page): its device's configs go again, under the new name."""
-        if self.enabled and camera in self.cameras:
-            for message in self._discovery(camera):
-                self._put(message)
+    def camera_hello(self, camera: str, renamed: bool = False) -> None:
+        """A camera said hello, or was `renamed` from the page: when its firmware version or its name is another,
+        its device's configs go again."""
+        if self.enabled and camera in self.cameras and (renamed or self._firmware.get(camera) != self.firmware(camera)):
+            self._announce(camera)
 
     def camera_forgotten(self, camera: str) -> None:
         """The server forgot a camera id: its Home Assistant entities go too (empty retained configs)."""
@@ -194,6 +185,10 @@ class MqttPublisher(MuteSwitch):
         self.outbox.put(message)
 
     # --- Home Assistant discovery -------------------------------------------------------------
+
+    def _announce(self, camera: str) -> None:
+        for message in self._discovery(camera):
+            self._put(message)
 
     def _discovery(self, camera: str) -> list[Message]:
         if not self.config.homeassistant:
