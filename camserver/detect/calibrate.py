@@ -2,8 +2,10 @@
 
     python -m camserver.detect.calibrate [--config config.toml] [--frames DIR] [--count 300]
 
-Frames come from DIR (JPEG or PNG files, spread evenly over the sorted names), else the event
-snapshots under storage.dir, else synthetic scenes (the simulator's kind, with a figure). They are written
+Frames come from DIR (JPEG or PNG files, spread evenly over the sorted names), else from the
+installation under storage.dir: its event snapshots and frames decoded from its recordings, shared
+out over the cameras and the time recorded (recorded.py; the snapshots at most half when there are
+recordings), else synthetic scenes (the simulator's kind, with a figure). They are written
 one by one into a temporary folder (bounded memory) and handed to ultralytics' own INT8 export,
 which runs NNCF post-training quantization and keeps the detection head in higher precision. The
 result is cached beside the f32 export under the same key (model hash, input shape, runtime), so
@@ -30,6 +32,7 @@ from ..config import Config, DetectConfig
 from .backends import exportable, openvino
 from .backends.export import default_cache_dir, export_shape
 from .backends.export import int8_path
+from .recorded import recorded_frames
 from .tuning import synthetic_frames
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,14 @@ def found_frames(folder: Path, count: int) -> list[Path]:
     if not folder.is_dir():
         return []
     return spread([p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()], count)
+
+
+def gathered_frames(folder: Path, count: int, scratch: Path) -> list[Path]:
+    """Up to `count` frames of an installation: its event snapshots under `folder` (storage.dir; at most half of
+    them when there are recordings) and frames decoded from its recordings (recorded.py), written into `scratch`."""
+    snapshots = found_frames(folder, count)
+    recorded = recorded_frames(folder, count - min(len(snapshots), count // 2), scratch)
+    return spread(snapshots, count - len(recorded)) + recorded
 
 
 def write_dataset(folder: Path, frames: list[Path], count: int, names: dict[int, str]) -> Path:
@@ -119,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="config.toml", help="config file (default: config.toml)")
     parser.add_argument("--model", help="override detect.model")
     parser.add_argument("--imgsz", type=int, help="override detect.imgsz")
-    parser.add_argument("--frames", help="a folder of JPEG/PNG frames (default: the event snapshots, else synthetic scenes)")
+    parser.add_argument("--frames", help="a folder of JPEG/PNG frames (default: the event snapshots and frames of the "
+                        "recordings under storage.dir, else synthetic scenes)")
     parser.add_argument("--cache-dir", help="override detect.cache_dir")
     parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N (the server's API "
                         "passes 10: its cameras come first)")
@@ -134,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         config: Config = load(Path(args.config) if Path(args.config).exists() else None, {"detect": overrides})
         d = config.detect
         folder = Path(args.frames) if args.frames else Path(config.storage.dir)
-        frames = found_frames(folder, args.count)
-        log.info("calibrating %s on %s", d.model, f"{len(frames)} frames from {folder}" if frames
-                 else f"{args.count} synthetic frames")
-        print(calibrate(d, frames, args.count))
+        with tempfile.TemporaryDirectory(prefix="camserver-calibrate-") as scratch:
+            frames = found_frames(folder, args.count) if args.frames else gathered_frames(folder, args.count, Path(scratch))
+            log.info("calibrating %s on %s", d.model, f"{len(frames)} frames from {folder}" if frames
+                     else f"{args.count} synthetic frames")
+            print(calibrate(d, frames, args.count))
     except Exception as exc:  # one line, no traceback: this is a command for people
         print(f"calibration failed: {exc}", file=sys.stderr)
         return 1
