@@ -16,6 +16,7 @@ from camserver.config.writeback import ConfigFile
 from browser import CHROMIUM, DESKTOP, PHONE, chromium
 from conftest import FakeDetector, connect_camera, decode, feeding, mjpeg, running_server, wait_for
 from test_configapi import SHIPPED, comment_lines, patch, read_config, served, shipped_copy
+from test_browser_settings import shots
 from test_settings_live import poll
 
 CAMERAS = ("door", "yard", "shed")
@@ -127,7 +128,7 @@ async def test_a_group_added_renamed_and_removed_from_the_settings_view(tmp_path
         await browser.type("#set-group-0-name", "Outside")
         await browser.click("label[for=set-group-0-door]")
         await browser.click("label[for=set-group-0-yard]")
-        await browser.screenshot("settings-groups", sizes=(DESKTOP, PHONE))
+        await shots(browser, "settings-groups", "settings-groups")
         await browser.click("#settings-groups button[type=submit]")
         await browser.wait(f"{message}.startsWith('Saved.')", what="saved")
         assert "Applied now: groups.Outside." in await browser.js(message)
