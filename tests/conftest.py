@@ -295,23 +295,35 @@ class Feed:
 
     sent: int = 0
     sent_at: dict[int, float] = dataclasses.field(default_factory=dict)  # n-th frame -> monotonic time
+    processed: list[tuple[float, int]] = dataclasses.field(default_factory=list)  # (monotonic time, count) per send
 
 
 @asynccontextmanager
 async def feeding(
-    cam: websockets.ClientConnection, fps: float = 20, width: int = 320, height: int = 240, noise: bool = False
+    cam: websockets.ClientConnection, fps: float = 20, width: int = 320, height: int = 240, noise: bool = False,
+    processed: Callable[[], int] | None = None, paced: bool = False,
 ) -> AsyncIterator[Feed]:
-    """Send numbered frames from `cam` at about `fps` in the background while the block runs."""
+    """Send numbered frames from `cam` at about `fps` in the background while the block runs.
+
+    Args:
+        processed: a count read after every send (e.g. the camera's frames_processed), kept in Feed.processed.
+        paced: frame n goes out at start + n / fps (a rate that does not drift under load), instead of a
+            1 / fps sleep after each send.
+    """
     stop = asyncio.Event()
     feed = Feed()
 
     async def run() -> None:
+        started = time.monotonic()
         while not stop.is_set():
             frame = make_jpeg(feed.sent + 1, width, height, noise)
             feed.sent_at[feed.sent + 1] = time.monotonic()
             await cam.send(frame)
             feed.sent += 1
-            await asyncio.sleep(1 / fps)  # the camera's frame pacing
+            if processed is not None:
+                feed.processed.append((time.monotonic(), processed()))
+            # the camera's frame pacing
+            await asyncio.sleep(max(0.0, started + feed.sent / fps - time.monotonic()) if paced else 1 / fps)
 
     task = asyncio.create_task(run())
     try:

@@ -15,7 +15,7 @@ import pytest
 
 from camserver.detect import tuner as tuner_module
 from camserver.detect.backends import openvino as ov
-from conftest import connect_camera, make_config, make_jpeg, running_server, wait_for
+from conftest import connect_camera, feeding, make_config, running_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ROOT.parent / "shared" / "testdata" / "shapes-yolo11n.pt"
@@ -62,20 +62,10 @@ async def test_calibration_runs_in_the_background_while_a_camera_flows_and_int8_
     async with CamServer.from_config(config) as server, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{server.http_port}"
         cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/porch")
-        processed: list[tuple[float, int]] = []
-
-        async def stream() -> None:
-            started, sent = time.monotonic(), 0
-            while True:
-                sent += 1
-                await cam.send(make_jpeg(sent, 320, 240))
-                c = server.hub.get("porch")
-                processed.append((time.monotonic(), c.frames_processed if c else 0))
-                await asyncio.sleep(max(0.0, started + sent / 10 - time.monotonic()))
-
-        feed = asyncio.create_task(stream())
         states: list[str] = []
-        try:
+        async with feeding(cam, 10, processed=lambda: c.frames_processed if (c := server.hub.get("porch")) else 0,
+                           paced=True) as feed:
+            processed = feed.processed
             await wait_for(lambda: server.tuner.state in ("done", "failed"), timeout=120, what="the first tuning")
             assert any(c.precision == "int8" and c.skipped for c in server.tuner.candidates)  # nothing calibrated yet
             async with http.post(base + URL, json={"frames": 16}, headers=AS_VIEWER) as resp:
@@ -98,9 +88,6 @@ async def test_calibration_runs_in_the_background_while_a_camera_flows_and_int8_
                     break
                 await asyncio.sleep(0.25)
             during = processed[marks:]
-        finally:
-            feed.cancel()
-            await asyncio.gather(feed, return_exceptions=True)
         await cam.close()
 
         assert status["state"] == "done", status

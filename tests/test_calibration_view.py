@@ -12,6 +12,11 @@ from camserver.detect.backends import openvino as ov
 from conftest import make_config, wait_for
 
 CANDIDATE_ROWS = "[...document.querySelectorAll('.candidates-table tbody tr')]"
+# each row's cells as a person reads them: the text with the CSS ::before/::after it carries (the phone's units)
+SEEN_CELLS = (f"{CANDIDATE_ROWS}.map((r) => [...r.cells].map((td) => {{"
+              "const pseudo = (p) => { const c = getComputedStyle(td, p).content;"
+              " return c === 'none' || c === 'normal' ? '' : JSON.parse(c); };"
+              "return pseudo('::before') + td.innerText + pseudo('::after'); }))")
 
 
 @pytest.mark.skipif(not ov.available(), reason="openvino not installed (make test installs it)")
@@ -59,5 +64,43 @@ async def test_system_view_lists_every_candidate_marks_the_winner_and_calibrates
                                       timeout=30, what="int8 rows measured")
             assert int8
             await browser.screenshot("system-calibrated", ready="(document.querySelector('.candidates-table')"
+                                     ".scrollIntoView(), true)")
+            assert browser.errors == []
+
+
+@pytest.mark.skipif(not ov.available(), reason="openvino not installed (make test installs it)")
+async def test_candidate_rows_read_agreement_to_3_decimals_and_a_skipped_row_says_why_on_desktop_and_phone(
+        tmp_path, monkeypatch):
+    """At 1400x1000 and at 390x844 every measured row gives its agreement with 3 decimals (1.000, not 1) and a
+    skipped row (int8 with no calibrated model, and whatever this CPU lacks) reads "skipped: <reason>" in one cell,
+    with no unit after a dash ("– ms" on the phone)."""
+    from browser import CHROMIUM, DESKTOP, PHONE, chromium
+
+    from camserver.app import CamServer
+
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed")
+    monkeypatch.setattr(tuner_module, "START_DELAY_S", 0.2)
+    config = make_config(detect={"model": "yolo11n.yaml", "backend": "openvino", "imgsz": 96, "precision": "auto",
+                                 "cache_dir": str(tmp_path)})
+    async with CamServer.from_config(config) as server:
+        await wait_for(lambda: server.tuner.state == "done", timeout=90, what="tuning finished")
+        t = server.tuner.figures()
+        assert any(c["skipped"] for c in t["candidates"]) and any(c["agreement"] is not None for c in t["candidates"])
+        async with chromium(f"http://127.0.0.1:{server.http_port}/#/system") as browser:
+            for size in (DESKTOP, PHONE):
+                await browser.viewport(size)
+                rows = await browser.wait(f"{CANDIDATE_ROWS}.length === {len(t['candidates'])} && {SEEN_CELLS}",
+                                          timeout=30, what=f"candidate rows at {size}")
+                for c, cells in zip(t["candidates"], rows, strict=True):
+                    seen = " ".join(cells)
+                    assert "– ms" not in seen and "– fps" not in seen, (size, cells)
+                    if c["skipped"]:
+                        assert cells == [c["precision"], c["mode"], f"skipped: {c['skipped']}"], (size, cells)
+                        continue
+                    assert len(cells) == 7, (size, cells)
+                    if c["agreement"] is not None:
+                        assert cells[4] == ("agreement " if size == PHONE else "") + f"{c['agreement']:.3f}", cells
+            await browser.screenshot("system-candidate-rows", ready="(document.querySelector('.candidates-table')"
                                      ".scrollIntoView(), true)")
             assert browser.errors == []

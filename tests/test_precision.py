@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import connect_camera, make_config, make_jpeg, wait_for
+from conftest import connect_camera, feeding, make_config, wait_for
 
 from camserver.config import ConfigError, from_mapping
 from camserver.detect import tuner as tuner_module
@@ -139,27 +139,13 @@ async def test_auto_on_real_openvino_switches_without_dropping_frames_and_report
         before = server.pool.workers[0].detector.executed
         assert before["requested"] == "auto"
         cam = await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/ov")
-        processed: list[tuple[float, int]] = []
-        sent = 0
-
-        async def stream() -> None:
-            nonlocal sent
-            started = time.monotonic()
-            while True:
-                sent += 1
-                await cam.send(make_jpeg(sent, 320, 240))
-                c = server.hub.get("ov")
-                processed.append((time.monotonic(), c.frames_processed if c else 0))
-                await asyncio.sleep(max(0.0, started + sent / 10 - time.monotonic()))
-
-        feed = asyncio.create_task(stream())
-        try:
+        async with feeding(cam, 10, processed=lambda: c.frames_processed if (c := server.hub.get("ov")) else 0,
+                           paced=True) as feed:
+            processed = feed.processed
             await wait_for(lambda: server.tuner.state in ("done", "failed"), timeout=120, what="tuning finished")
             after_swap = processed[-1][1]
             await wait_for(lambda: processed[-1][1] >= after_swap + 5, timeout=30, what="frames after the swap")
-        finally:
-            feed.cancel()
-            await asyncio.gather(feed, return_exceptions=True)
+        sent = feed.sent
         await cam.close()
 
         figures = server.tuner.figures()

@@ -94,3 +94,44 @@ def test_each_candidate_gets_a_verdict_and_batch2_short_of_its_margin_is_said_so
     assert said["f32"] == "passed; 2.00x the winner's ms"
     assert said["failed"] == "failed the gate" and said["skipped"] == "skipped: no BF16 on this CPU"
     assert verdicts([f32], f32) == ["winner: fastest passing the gate"]
+
+
+async def test_a_pass_that_fails_or_is_cancelled_shuts_its_thread_and_logs_what_keeps_serving(tmp_path, caplog):
+    """run() and remeasure(): a failing pass is state failed with its own log line (the default, or the current
+    precision, keeps serving) and shuts its thread; run() cancelled in its start delay (shutdown) ends cancelled,
+    its thread shut, first_pass set so a waiting remeasure() is not left hanging."""
+    import asyncio
+    import logging
+
+    from camserver.detect.tuner import PrecisionTuner
+    from camserver.detect.tuning import TuningCache
+
+    def broken() -> list:
+        raise RuntimeError("no workers")
+
+    def tuner(start_delay_s: float) -> PrecisionTuner:
+        return PrecisionTuner({}, 0.25, 0.45, 1, broken, lambda: False, lambda: [], TuningCache(tmp_path / "t.json"),
+                              start_delay_s=start_delay_s)
+
+    failing = tuner(0.0)
+    with caplog.at_level(logging.ERROR, logger="camserver.detect.tuner"):
+        run = asyncio.create_task(failing.run())
+        async with asyncio.timeout(10):
+            await failing.first_pass.wait()
+        assert failing.state == "failed" and failing.thread._shutdown
+        await failing.remeasure(tmp_path / "m-int8_openvino_model")
+        assert failing.state == "failed" and failing.thread._shutdown
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["precision tuning failed; the runtime's default precision keeps serving",
+                        "precision tuning with the calibrated INT8 model failed; the current precision keeps serving"]
+    assert all("no workers" in str(r.exc_info[1]) for r in caplog.records)
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+
+    waiting = tuner(60.0)
+    run = asyncio.create_task(waiting.run())
+    await asyncio.sleep(0.05)
+    run.cancel()
+    async with asyncio.timeout(10):
+        assert isinstance((await asyncio.gather(run, return_exceptions=True))[0], asyncio.CancelledError)
+    assert waiting.first_pass.is_set() and waiting.thread._shutdown and waiting.state == "waiting"

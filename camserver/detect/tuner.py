@@ -148,15 +148,8 @@ class PrecisionTuner:
 
     async def run(self) -> None:
         """Tune once, switch, then wait until cancelled (a failure is logged; the default keeps serving)."""
-        try:
-            await asyncio.sleep(START_DELAY_S if self.start_delay_s is None else self.start_delay_s)
-            await self.tune()
-        except Exception:
-            self.state = "failed"
-            log.exception("precision tuning failed; the runtime's default precision keeps serving")
-        finally:
-            self.thread.shutdown(wait=False, cancel_futures=True)
-            self.first_pass.set()
+        await self._pass("precision tuning failed; the runtime's default precision keeps serving",
+                         START_DELAY_S if self.start_delay_s is None else self.start_delay_s)
         await asyncio.Event().wait()
 
     async def remeasure(self, int8: Path) -> None:
@@ -166,13 +159,20 @@ class PrecisionTuner:
         self.folders["int8"] = int8
         self.candidates, self.cached, self.paused_s = [], False, 0.0
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="precision-tuning")
+        await self._pass("precision tuning with the calibrated INT8 model failed; the current precision keeps serving")
+
+    async def _pass(self, failure: str, delay_s: float = 0.0) -> None:
+        """One pass (tune()) after `delay_s`: a failure is logged as `failure` and leaves what serves; whatever ends
+        it, cancellation at shutdown too, the tuning thread is shut down and first_pass set (remeasure() waits)."""
         try:
+            await asyncio.sleep(delay_s)
             await self.tune()
         except Exception:
             self.state = "failed"
-            log.exception("precision tuning with the calibrated INT8 model failed; the current precision keeps serving")
+            log.exception(failure)
         finally:
             self.thread.shutdown(wait=False, cancel_futures=True)
+            self.first_pass.set()  # already set when remeasure() runs: its pass comes after the first
 
     async def tune(self) -> None:
         """Measure (or read the cached result), choose, and install the winner in every worker."""

@@ -16,6 +16,9 @@ Quantizing runs `python -m camserver.detect.calibrate` in a child process at a l
 10): NNCF never runs on the event loop nor holds this process's GIL, so cameras and viewers keep their
 rate. On done, the precision tuner (detect.precision auto) measures every candidate again with the INT8
 model, which may still lose: the status says which won and why.
+
+The collection's span, the child's time limit and the elapsed seconds run on the monotonic clock: a step of
+the wall clock (a suspend, a late NTP sync) neither ends nor stretches them (tests/test_calibration_steps.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import itertools
+import logging
 import shutil
 import sys
 import tempfile
@@ -43,6 +47,9 @@ SAMPLE_S = 0.2  # one live frame per camera at most this often
 COLLECT_S = 60.0  # live frames are gathered for at most this long
 QUANTIZE_S = 900.0  # the child process is killed past this
 NICE = 10
+CALIBRATOR = "camserver.detect.calibrate"  # the module the child process runs (python -m)
+
+log = logging.getLogger(__name__)
 
 Frames = Callable[[], list[tuple[str, int, bytes]]]  # each camera's (id, sequence number, latest JPEG)
 
@@ -137,6 +144,7 @@ class CalibrationApi:
             self._end("failed", "stopped with the server")
             raise
         except Exception as exc:  # one line for the page; the server goes on with what it runs
+            log.warning("calibration %s failed", self.job["id"], exc_info=True)
             self._end("failed", printable(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)))
         finally:
             await loop.run_in_executor(None, shutil.rmtree, folder, True)
@@ -180,14 +188,16 @@ class CalibrationApi:
     async def _quantize(self, folder: Path, count: int) -> Path:
         """The child process's INT8 folder; a failure raises with its last line."""
         d = self.detect
-        args = ["-m", "camserver.detect.calibrate", "--config", str(folder / "none.toml"), "--model", str(d.model),
+        args = ["-m", CALIBRATOR, "--config", str(folder / "none.toml"), "--model", str(d.model),
                 "--imgsz", str(d.imgsz), "--frames", str(folder), "--count", str(count), "--nice", str(NICE)]
         if d.cache_dir:
             args += ["--cache-dir", str(d.cache_dir)]
         proc = await asyncio.create_subprocess_exec(
             sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), QUANTIZE_S)
+            out, err = await asyncio.wait_for(proc.communicate(), QUANTIZE_S)  # the loop's (monotonic) clock
+        except TimeoutError:
+            raise RuntimeError(f"the calibration process ran past its {QUANTIZE_S:.0f} s limit and was stopped") from None
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -53,17 +53,24 @@ export function create(root, _route, app) {
   const calButton = h("button", { type: "button", id: "calibrate-int8", text: "Calibrate INT8", onclick: calibrate });
   const calBox = h("div", {}, h("div", { class: "row-actions" }, calButton), calStatus);
 
-  /** Every candidate (precision x mode) as a table row: ms per frame, frames/s, the gate, and the verdict. */
+  /** Every candidate (precision x mode) as a table row: ms per frame, frames/s, the gate, and the verdict;
+   * a skipped candidate's row says why in one cell over the figures it has none of. */
   function candidates(tu) {
     const head = h("tr", {}, ...["Precision", "Mode", "ms/frame", "frames/s", "Agreement", "Gate", "Verdict"]
       .map((t) => h("th", { scope: "col", text: t })));
     const rows = tu.candidates.map((c) => {
+      const key = `${c.precision}/${c.mode}`;
+      if (c.skipped) {
+        return h("tr", { class: "candidate-skipped", "data-candidate": key }, h("td", { text: c.precision }),
+          h("td", { text: c.mode }), h("td", { colspan: 5, text: `skipped: ${c.skipped}` }));
+      }
       const won = c.precision === tu.winner && c.mode === tu.mode && tu.state === "done";
-      const gate = c.skipped ? "–" : c.precision === "f32" && c.mode === "latency" ? "reference"
+      const gate = c.precision === "f32" && c.mode === "latency" ? "reference"
         : c.agreement === null ? "–" : c.passed ? "pass" : "fail";
       const cells = [c.precision, c.mode, c.ms_per_frame ?? "–",
-        c.ms_per_frame ? (1000 / c.ms_per_frame).toFixed(1) : "–", c.agreement ?? "–", gate, c.verdict || ""];
-      return h("tr", { class: won ? "candidate-winner" : "", "data-candidate": `${c.precision}/${c.mode}` },
+        c.ms_per_frame ? (1000 / c.ms_per_frame).toFixed(1) : "–",
+        c.agreement === null ? "–" : c.agreement.toFixed(3), gate, c.verdict || ""];
+      return h("tr", { class: won ? "candidate-winner" : "", "data-candidate": key },
         ...cells.map((t) => h("td", { text: String(t) })));
     });
     candTable.replaceChildren(h("thead", {}, head), h("tbody", {}, ...rows));
