@@ -13,7 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import pytest
+
+from camserver.detect.backends import openvino
 from camserver.detect.calibrate import gathered_frames
+from camserver.web import calibration
 from camserver.detect.recorded import evenly, recorded_frames, recording_files, shares
 from conftest import connect_camera, make_config, wait_for
 from camserver.app import CamServer
@@ -25,7 +29,7 @@ def picture(level: int, width: int = 320, height: int = 240) -> bytes:
 
 
 async def record(storage: Path, seconds: float = 7.0) -> None:
-    config = make_config(storage={"dir": str(storage)}, record={"mode": "continuous", "segment_s": 2})
+    config = make_config(storage={"dir": str(storage)}, record={"mode": "continuous", "segment_s": 2}, events={"enabled": False})
     async with CamServer(config, detector_factory=None) as server, AsyncExitStack() as stack:
         cams = {name: await connect_camera(f"ws://127.0.0.1:{server.ws_port}/ws/{name}") for name in ("door", "yard")}
         for cam in cams.values():
@@ -78,3 +82,43 @@ def test_shares_and_spread():
     paths = [Path(f"{i:02d}.mp4") for i in range(10)]
     assert evenly(paths, 2) == [Path("02.mp4"), Path("07.mp4")]
     assert evenly(paths, 20) == paths
+
+
+# the quantizing child stood in for (NNCF is an optional extra; what is tested is what the server hands it): lists
+# the frames folder it was given, prints an INT8 folder's path as the real one does
+LISTING = """
+import argparse, pathlib
+parser = argparse.ArgumentParser()
+parser.add_argument("--frames")
+args, _ = parser.parse_known_args()
+pathlib.Path("frames.txt").write_text("\\n".join(sorted(p.name for p in pathlib.Path(args.frames).iterdir())))
+print(pathlib.Path.cwd() / "listed-int8_openvino_model")
+"""
+
+
+@pytest.mark.skipif(not openvino.available(), reason="openvino not installed: calibration refuses to start (409)")
+async def test_the_calibration_api_hands_the_quantizer_frames_of_the_recordings(tmp_path, monkeypatch, http):
+    """POST /api/detector/calibrate {"frames": 6} on an installation with two cameras' recordings and no live camera:
+    the job ends done, and the folder the quantizing process got held 6 frames, 3 from each camera's recordings."""
+    storage = tmp_path / "data"
+    await record(storage)
+    (tmp_path / "listing.py").write_text(LISTING)
+    monkeypatch.chdir(tmp_path)  # python -m listing finds it here
+    monkeypatch.setattr(calibration, "CALIBRATOR", "listing")
+    monkeypatch.setattr(calibration, "nncf_installed", lambda: True)
+    config = make_config(storage={"dir": str(storage)}, detect={"model": "yolo11n.yaml"}, events={"enabled": False})
+    async with CamServer(config, detector_factory=None) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with http.post(f"{base}/api/detector/calibrate", json={"frames": 6}) as resp:
+            assert resp.status == 202, await resp.text()
+        deadline = time.monotonic() + 60
+        while True:
+            async with http.get(f"{base}/api/detector/calibrate") as resp:
+                job = await resp.json()
+            if job["state"] in ("done", "failed"):
+                break
+            assert time.monotonic() < deadline, job
+            await asyncio.sleep(0.2)
+    assert job["state"] == "done" and job["frames"] == 6, job
+    names = (tmp_path / "frames.txt").read_text().split()
+    assert sum(n.endswith("-door.jpg") for n in names) == 3 and sum(n.endswith("-yard.jpg") for n in names) == 3, names

@@ -6,11 +6,13 @@ model or runtime that cannot be calibrated; without nncf the answer is 501, nami
 GET gives the job's state: idle, collecting, quantizing, done or failed, with a one-line reason, the
 frames used and the seconds elapsed.
 
-Collecting: the event snapshots under storage.dir (the command line's source), filled up with the
-cameras' live frames, one per camera every SAMPLE_S (a new frame only), for at most COLLECT_S, so the
-set spreads over cameras and time. At most MAX_FRAMES (the body's `frames` asks for fewer); each frame is
-written to a temporary folder as it comes, so memory holds one frame at a time. Recordings (H.264) are
-not decoded for this. Where no frame exists at all, the simulator's synthetic scenes are used.
+Collecting: what the command line takes by default (detect/calibrate.py's gathered_frames): the event
+snapshots under storage.dir and frames decoded from the recordings there (detect/recorded.py: one from the
+middle of each chosen file, over the cameras and the days recorded; the snapshots at most half), filled up
+with the cameras' live frames, one per camera every SAMPLE_S (a new frame only), for at most COLLECT_S, so
+the set spreads over cameras and time. At most MAX_FRAMES (the body's `frames` asks for fewer); each frame
+is written to a temporary folder as it comes, so memory holds one frame at a time. Where no frame exists
+at all, the simulator's synthetic scenes are used.
 
 Quantizing runs `python -m camserver.detect.calibrate` in a child process at a lower CPU priority (nice
 10): NNCF never runs on the event loop nor holds this process's GIL, so cameras and viewers keep their
@@ -38,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..detect.calibrate import found_frames
+from ..detect.calibrate import gathered_frames
 from ..jsonbody import read_json
 from ..logsafe import printable
 
@@ -163,12 +165,13 @@ class CalibrationApi:
         return f"int8 lost: best {best.name} {best.ms} ms, {gate}; {t.why}"
 
     async def _collect(self, folder: Path, count: int) -> int:
-        """Frames written to `folder`: snapshots first, then live frames spread over cameras and time."""
+        """Frames written to `folder`: snapshots and recordings' frames first, then live frames over cameras and time."""
         loop = asyncio.get_running_loop()
-        snapshots = await loop.run_in_executor(None, found_frames, self.snapshots, count)
+        kept = await loop.run_in_executor(None, gathered_frames, self.snapshots, count, folder)  # recordings' into folder
         written = 0
-        for path in snapshots:
-            await loop.run_in_executor(None, shutil.copyfile, path, folder / f"s{written:05d}{path.suffix.lower()}")
+        for path in kept:
+            if path.parent != folder:  # a snapshot: copied
+                await loop.run_in_executor(None, shutil.copyfile, path, folder / f"s{written:05d}{path.suffix.lower()}")
             written += 1
             self.job["frames"] = written
         seen: dict[str, int] = {}
