@@ -135,7 +135,9 @@ class CalibrationApi:
             self.job["frames"] = await self._collect(folder, count)
             self.job["state"] = "quantizing"
             int8 = await self._quantize(folder, count)
-            reason = f"calibrated on {self.job['frames'] or f'{count} synthetic'} frames: {int8.name}"
+            n = self.job["frames"]
+            reason = (f"calibrated on {n} frames of this installation: {int8.name}" if n else
+                      f"calibrated on {count} synthetic scenes (no snapshot, recording or live frame yet): {int8.name}")
             if self.tuner is None:
                 self._end("done", reason + "; set detect.precision = \"auto\" (or \"int8\") to run it")
                 return
