@@ -169,7 +169,7 @@ class CamServer:
             routes=(board_api, NotifyApi(self.notifier, self._latest_snapshot), system, recordings,
                     MuteApi(self.mute, self.hub.get), ConfigApi(config_file, live, live.storage, auth.update), self.restart,
                     CalibrationApi(d, Path(config.storage.dir), self._latest_frames, self.tuner)),
-            connections=self.http_limit, groups=lambda: self.groups,
+            connections=self.http_limit, groups=lambda: self.groups, names=lambda: self.names,
         )
         self.runner: web.AppRunner | None = None
         self.http_server: asyncio.Server | None = None

@@ -7,6 +7,9 @@ group's tiles, the choice survives a reload, "All" shows every camera again."""
 from __future__ import annotations
 
 import shutil
+
+import cv2
+import numpy as np
 from contextlib import AsyncExitStack
 
 import pytest
@@ -145,3 +148,24 @@ async def test_a_group_added_renamed_and_removed_from_the_settings_view(tmp_path
         await poll(http, f"{base}/api/groups", lambda b: b == {"groups": []}, timeout=2.0)
         assert browser.errors == [], browser.errors
     assert comment_lines(file.path.read_text()) == shipped
+
+
+@pytest.mark.parametrize("name, labelled", [("Front door", True), ("Vordertür", False)])
+async def test_the_overview_labels_a_cell_with_the_cameras_name_where_its_font_can(http, name, labelled):
+    """A cell's label box is 12 + 9 px a character wide, black over the picture: "Front door" (10 characters) covers
+    x = 80 on the cell's top row, the id "door" (4) does not. A name the font cannot draw (ü) falls back to the id."""
+    level = cv2.imencode(".jpg", np.full((240, 320, 3), 200, np.uint8))[1].tobytes()
+    async with running_server(None, cameras={"door": {"name": name}}) as srv:
+        cam = await connect_camera(srv.ws("door"))
+        try:
+            for _ in range(3):
+                await cam.send(level)
+            await wait_for(lambda: srv.server.hub.get("door") is not None and srv.server.hub.get("door").raw.frame is not None,
+                           what="the camera's frame")
+            async with mjpeg(http, f"{srv.http}/api/overview.mjpg") as reader:
+                image = decode((await reader.next()).jpeg)
+        finally:
+            await cam.close()
+    assert image.shape == (240, 320, 3)
+    top = int(image[2, 80].mean())
+    assert (top < 40) if labelled else (top > 150), (name, top)

@@ -51,6 +51,7 @@ class ViewerApp(Protocol):
     interval: float
     stale_s: float
     groups: Callable[[], Mapping[str, tuple[str, ...]]]
+    names: Callable[[], Mapping[str, str]]
 
     def count_viewer(self, cam: Camera, raw: bool, step: int) -> None: ...
     async def channel_of(self, cam: Camera | None, raw: bool) -> FrameChannel | None: ...
@@ -246,12 +247,20 @@ def compose_overview(cells: list[tuple[str, bytes | None]]) -> bytes:
     return buf.tobytes()
 
 
+def _label(camera: str, names: Mapping[str, str]) -> str:
+    """A cell's label: the camera's name where OpenCV's Hershey font can draw it (printable ASCII), else its id."""
+    name = names.get(camera)
+    return name if name is not None and name.isascii() and name.isprintable() else camera
+
+
 class Overview:
     """The overview picture: composed on demand, at most OVERVIEW_FPS times a second, shared by its viewers."""
 
     def __init__(self, hub: CameraHub, fps: float = OVERVIEW_FPS,
-                 members: Callable[[], tuple[str, ...] | None] = lambda: None) -> None:
+                 members: Callable[[], tuple[str, ...] | None] = lambda: None,
+                 names: Callable[[], Mapping[str, str]] = dict) -> None:
         self.hub = hub
+        self.names = names  # [cameras.<id>] name: a cell's label where OpenCV's font can draw it (ASCII)
         self.members = members  # the group's camera ids now (None: every camera)
         self.period = 1 / fps
         self.compositions = 0
@@ -263,8 +272,8 @@ class Overview:
         async with self._lock:
             now = time.monotonic()
             if self.frame is None or now - self.frame.received_at >= self.period:
-                members = self.members()
-                cells = [(cam.id, live_jpeg(cam)) for cam in self.hub if members is None or cam.id in members]
+                members, names = self.members(), self.names()
+                cells = [(_label(cam.id, names), live_jpeg(cam)) for cam in self.hub if members is None or cam.id in members]
                 jpeg = await asyncio.get_running_loop().run_in_executor(None, compose_overview, cells)
                 self.compositions += 1
                 self.frame = Frame(self.compositions, jpeg, time.monotonic(), time.time())
@@ -276,7 +285,7 @@ class GridRoutes:
 
     def __init__(self, viewer: ViewerApp) -> None:
         self.viewer = viewer
-        self.overview = Overview(viewer.hub)
+        self.overview = Overview(viewer.hub, names=viewer.names)
         self.group_overviews: dict[str, Overview] = {}  # one per [groups] group watched; gone with its group
         self.connections: set[GridConnection] = set()
         self.refused_messages = 0
@@ -351,7 +360,8 @@ class GridRoutes:
             raise web.HTTPNotFound(reason="unknown group", text=f"no group {printable(group[:64])!r} in [groups]; "
                                    f"known: {', '.join(groups) or 'none'}")
         if group not in self.group_overviews:
-            self.group_overviews[group] = Overview(self.viewer.hub, members=lambda: self.viewer.groups().get(group, ()))
+            self.group_overviews[group] = Overview(self.viewer.hub, members=lambda: self.viewer.groups().get(group, ()),
+                                                   names=self.viewer.names)
         return self.group_overviews[group]
 
     async def overview_stream(self, request: web.Request) -> web.StreamResponse:

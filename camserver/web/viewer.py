@@ -120,8 +120,10 @@ class ViewerApp:
         routes: tuple[RouteSource, ...] = (),
         connections: ConnectionLimit | None = None,
         groups: Callable[[], Mapping[str, tuple[str, ...]]] = dict,
+        names: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self.config = config
+        self.names = names  # [cameras.<id>] name: the overview's labels
         self.groups = groups  # [groups]: group name -> camera ids, as saved now (GET /api/groups, the overview)
         self.connections = connections  # the HTTP port's connection cap, told which connections proved themselves
         self.body_timeouts = [0]  # connections closed because a body did not come within http.body_timeout_s
