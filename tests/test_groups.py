@@ -142,6 +142,16 @@ async def test_a_group_added_renamed_and_removed_from_the_settings_view(tmp_path
         await browser.wait(f"{message}.includes('groups.Front')", what="renamed")
         await poll(http, f"{base}/api/groups", lambda b: b == {"groups": [{"name": "Front", "cameras": ["door", "yard"]}]},
                    timeout=2.0)
+        # two rows of one name: refused on the page (one table key each), nothing sent
+        before = file.path.read_bytes()
+        await browser.click("#settings-groups .settings-actions button[type=button]")
+        await browser.wait("document.getElementById('set-group-1-name') !== null", what="a second group's row")
+        await browser.type("#set-group-1-name", "Front")
+        await browser.click("#settings-groups button[type=submit]")
+        problem = "document.querySelector('#settings-groups .form-error[role=alert]').textContent"
+        await browser.wait(f"{problem}.includes('two groups are named')", what="the duplicate refused")
+        assert file.path.read_bytes() == before
+        await browser.click("#settings-groups .settings-group:nth-of-type(2) button.danger")
         await browser.click("#settings-groups .settings-group button.danger")
         await browser.click("#settings-groups button[type=submit]")
         await browser.wait(f"{message}.includes('groups.Front') && !{message}.includes('groups.Outside')", what="removed")

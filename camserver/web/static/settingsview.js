@@ -217,6 +217,8 @@ export function create(root, _route, app) {
     const add = h("button", { type: "button", text: "Add a group", onclick: () => { collect(); rows.push({ name: `Group ${rows.length + 1}`, ids: [] }); draw(); } });
     const el = form(view, "Camera groups", "settings-groups", [], () => {
       collect();
+      const twice = rows.map((r) => r.name).find((n, i, all) => all.indexOf(n) !== i);
+      if (twice !== undefined) throw new Error(`two groups are named “${twice}”: one table key each`);
       const table = Object.fromEntries(was.map((n) => [n, null]));
       for (const r of rows) table[r.name] = r.ids;
       return { groups: table };
