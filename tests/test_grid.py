@@ -49,7 +49,9 @@ async def test_frames_of_the_subscribed_cameras_only(http):
             cam = await connect_camera(srv.ws(name))
             stack.push_async_callback(cam.close)
             await stack.enter_async_context(feeding(cam, fps=15))
-        await wait_for(lambda: len(list(srv.server.hub)) == 3, what="three cameras")
+        # each camera's first frame processed: before it, the grid sends the camera's 640x480 placeholder
+        await wait_for(lambda: len(list(srv.server.hub)) == 3 and all(c.frames_processed > 0 for c in srv.server.hub),
+                       what="three cameras, each with a frame")
         async with http.ws_connect(f"{srv.http}/api/grid.ws") as ws:
             await ws.send_json({"cameras": ["door", "yard"]})
             seen: dict[str, int] = {}
