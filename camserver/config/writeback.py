@@ -40,11 +40,15 @@ LIVE_KEYS = SHAPE_KEYS | {"notify", "record.mode", "record.retain_days", "record
 LIVE_CAMERA_KEYS = frozenset({"name", "record"})  # cameras.<id>.name and .record: web/liveapply.py
 
 
+def camera_key(key: str) -> str | None:
+    """The key of a camera's table a changed key names (cameras.<id>.<key>, as changed_keys names it), else None."""
+    parts = key.split(".")
+    return parts[2] if len(parts) == 3 and parts[0] == "cameras" else None
+
+
 def is_live(key: str) -> bool:
     """Whether a changed key (as changed_keys names it) is taken by a running server without a restart."""
-    parts = key.split(".")
-    return (key in LIVE_KEYS or parts[0] == "groups"
-            or (len(parts) == 3 and parts[0] == "cameras" and parts[2] in LIVE_CAMERA_KEYS))
+    return key in LIVE_KEYS or key.split(".")[0] == "groups" or camera_key(key) in LIVE_CAMERA_KEYS
 
 
 def live_keys_shown() -> list[str]:

@@ -14,6 +14,7 @@ import sqlite3
 from typing import Any, Awaitable, Callable, Iterable
 
 from ..config import Config, EventsConfig
+from ..config.writeback import camera_key
 from ..integrations.notify import Notifier
 from ..record import Recorder
 from ..record.kind import RecordingsKind
@@ -89,4 +90,4 @@ class LiveApply:
 
 def _camera_keys(keys: Iterable[str], key: str) -> bool:
     """Whether a camera's `key` is among the changed keys (cameras.<id>.<key>)."""
-    return any(k.startswith("cameras.") and k.endswith(f".{key}") and k.count(".") == 2 for k in keys)
+    return any(camera_key(k) == key for k in keys)
