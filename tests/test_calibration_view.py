@@ -4,12 +4,26 @@ agreement, gate, verdict), the winner marked with why it won, and the "Calibrate
 from __future__ import annotations
 
 import importlib.util
+from contextlib import asynccontextmanager
 
 import pytest
 
 from camserver.detect import tuner as tuner_module
 from camserver.detect.backends import openvino as ov
 from conftest import make_config, wait_for
+
+@asynccontextmanager
+async def tuned_server(tmp_path, monkeypatch):
+    """A server whose precision tuner (yolo11n.yaml on openvino at 96 px) has finished its pass."""
+    from camserver.app import CamServer
+
+    monkeypatch.setattr(tuner_module, "START_DELAY_S", 0.2)
+    config = make_config(detect={"model": "yolo11n.yaml", "backend": "openvino", "imgsz": 96, "precision": "auto",
+                                 "cache_dir": str(tmp_path)})
+    async with CamServer.from_config(config) as server:
+        await wait_for(lambda: server.tuner.state == "done", timeout=90, what="tuning finished")
+        yield server
+
 
 CANDIDATE_ROWS = "[...document.querySelectorAll('.candidates-table tbody tr')]"
 # each row's cells as a person reads them: the text with the CSS ::before/::after it carries (the phone's units)
@@ -26,15 +40,9 @@ async def test_system_view_lists_every_candidate_marks_the_winner_and_calibrates
     the button starts a calibration whose progress shows, and on done the int8 rows carry measured figures."""
     from browser import CHROMIUM, chromium
 
-    from camserver.app import CamServer
-
     if CHROMIUM is None:
         pytest.skip("chromium not installed")
-    monkeypatch.setattr(tuner_module, "START_DELAY_S", 0.2)
-    config = make_config(detect={"model": "yolo11n.yaml", "backend": "openvino", "imgsz": 96, "precision": "auto",
-                                 "cache_dir": str(tmp_path)})
-    async with CamServer.from_config(config) as server:
-        await wait_for(lambda: server.tuner.state == "done", timeout=90, what="tuning finished")
+    async with tuned_server(tmp_path, monkeypatch) as server:
         t = server.tuner.figures()
         async with chromium(f"http://127.0.0.1:{server.http_port}/#/system") as browser:
             rows = await browser.wait(f"{CANDIDATE_ROWS}.length === {len(t['candidates'])} && "
@@ -76,15 +84,9 @@ async def test_candidate_rows_read_agreement_to_3_decimals_and_a_skipped_row_say
     with no unit after a dash ("– ms" on the phone)."""
     from browser import CHROMIUM, DESKTOP, PHONE, chromium
 
-    from camserver.app import CamServer
-
     if CHROMIUM is None:
         pytest.skip("chromium not installed")
-    monkeypatch.setattr(tuner_module, "START_DELAY_S", 0.2)
-    config = make_config(detect={"model": "yolo11n.yaml", "backend": "openvino", "imgsz": 96, "precision": "auto",
-                                 "cache_dir": str(tmp_path)})
-    async with CamServer.from_config(config) as server:
-        await wait_for(lambda: server.tuner.state == "done", timeout=90, what="tuning finished")
+    async with tuned_server(tmp_path, monkeypatch) as server:
         t = server.tuner.figures()
         assert any(c["skipped"] for c in t["candidates"]) and any(c["agreement"] is not None for c in t["candidates"])
         async with chromium(f"http://127.0.0.1:{server.http_port}/#/system") as browser:
